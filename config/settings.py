@@ -1,0 +1,234 @@
+"""Typed, bounded settings loaded from the commented default file, an optional override file, and env.
+
+Every tunable is declared once here with its type and allowed range; `load()` fails fast with the key's
+name and the allowed range, so a bad deployment never starts.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+DEFAULT_FILE = Path(__file__).with_name("default.toml")
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, of the wrong type or out of range."""
+
+
+def bounded(lo: float | None = None, hi: float | None = None) -> dict[str, Any]:
+    return {"lo": lo, "hi": hi}
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    bootstrap: str
+    events_topic: str
+    dead_letter_topic: str
+    partitions: int
+    connect_timeout_s: float
+
+    BOUNDS = {"partitions": bounded(1, 1024), "connect_timeout_s": bounded(0.5, 600)}
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    url: str
+    prefix: str
+    write_retries: int
+
+    BOUNDS = {"write_retries": bounded(0, 100)}
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    cache_dir: str
+    kafka_version: str
+    kafka_port: int
+    kafka_controller_port: int
+    redis_port: int
+
+    BOUNDS = {
+        "kafka_port": bounded(1, 65535),
+        "kafka_controller_port": bounded(1, 65535),
+        "redis_port": bounded(1, 65535),
+    }
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    max_event_bytes: int
+    max_list_items: int
+    min_ts_ms: int
+    max_future_skew_ms: int
+    dedup_capacity: int
+    dedup_shards: int
+    rank_interval_s: float
+    kafka_batch_size: int
+
+    BOUNDS = {
+        "max_event_bytes": bounded(256, 16 * 1024 * 1024),
+        "max_list_items": bounded(1, 100_000),
+        "max_future_skew_ms": bounded(0, None),
+        "dedup_capacity": bounded(1, 100_000_000),
+        "dedup_shards": bounded(1, 65536),
+        "rank_interval_s": bounded(0.01, 3600),
+        "kafka_batch_size": bounded(1, 100_000),
+    }
+
+
+@dataclass(frozen=True)
+class FeatureSettings:
+    affinity_half_life_h: float
+    popularity_half_life_h: float
+    history_size: int
+    seen_size: int
+    pool_size: int
+    neighbours: int
+    cooccurrence_window: int
+    max_followers_fanout: int
+
+    BOUNDS = {
+        "affinity_half_life_h": bounded(0.01, 100_000),
+        "popularity_half_life_h": bounded(0.01, 100_000),
+        "history_size": bounded(1, 10_000),
+        "seen_size": bounded(1, 100_000),
+        "pool_size": bounded(1, 100_000),
+        "neighbours": bounded(1, 10_000),
+        "cooccurrence_window": bounded(1, 1000),
+        "max_followers_fanout": bounded(0, 100_000_000),
+    }
+
+
+@dataclass(frozen=True)
+class FeedSettings:
+    size: int
+    candidates_per_source: int
+    author_cap: int
+    mmr_lambda: float
+    exploration_slots: int
+    exploration_max_impressions: int
+    global_blend_k: float
+    learning_rate: float
+
+    BOUNDS = {
+        "size": bounded(1, 1000),
+        "candidates_per_source": bounded(1, 100_000),
+        "author_cap": bounded(1, 1000),
+        "mmr_lambda": bounded(0.0, 1.0),
+        "exploration_slots": bounded(0, 100),
+        "exploration_max_impressions": bounded(0, None),
+        "global_blend_k": bounded(0.0, 1e9),
+        "learning_rate": bounded(1e-6, 10.0),
+    }
+
+
+@dataclass(frozen=True)
+class Settings:
+    kafka: KafkaSettings
+    redis: RedisSettings
+    services: ServiceSettings
+    stream: StreamSettings
+    features: FeatureSettings
+    feed: FeedSettings
+
+
+_SECTION_TYPES = {
+    "kafka": KafkaSettings,
+    "redis": RedisSettings,
+    "services": ServiceSettings,
+    "stream": StreamSettings,
+    "features": FeatureSettings,
+    "feed": FeedSettings,
+}
+_SHORTCUTS = {"KAFKA_BOOTSTRAP": ("kafka", "bootstrap"), "REDIS_URL": ("redis", "url")}
+
+
+def _merge(base: dict, over: dict, origin: str) -> None:
+    for section, values in over.items():
+        if section not in base:
+            raise ConfigError(f"{origin}: unknown section [{section}]; known: {sorted(base)}")
+        for key, value in values.items():
+            if key not in base[section]:
+                raise ConfigError(
+                    f"{origin}: unknown key {section}.{key}; known: {sorted(base[section])}"
+                )
+            base[section][key] = value
+
+
+def _coerce(section: str, key: str, raw: Any, kind: type, origin: str) -> Any:
+    name = f"{section}.{key}"
+    try:
+        if kind is bool:
+            if isinstance(raw, str):
+                return raw.strip().lower() in {"1", "true", "yes", "on"}
+            return bool(raw)
+        if kind is int:
+            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+                raise ValueError
+            return int(raw)
+        if kind is float:
+            if isinstance(raw, bool):
+                raise ValueError
+            return float(raw)
+        return str(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{origin}: {name} must be {kind.__name__}, got {raw!r}") from None
+
+
+def _env_overrides(env: dict[str, str]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for var, (section, key) in _SHORTCUTS.items():
+        if env.get(var):
+            out.setdefault(section, {})[key] = env[var]
+    for var, value in env.items():
+        if var.startswith("PERSONA_") and "__" in var:
+            section, key = var[len("PERSONA_") :].lower().split("__", 1)
+            out.setdefault(section, {})[key] = value
+    return out
+
+
+def load(path: str | Path | None = None, env: dict[str, str] | None = None) -> Settings:
+    """Default file, then `path` (if any), then environment; validated against the declared bounds."""
+    env = dict(os.environ) if env is None else env
+    with DEFAULT_FILE.open("rb") as f:
+        raw: dict[str, dict[str, Any]] = tomllib.load(f)
+    if path is not None:
+        try:
+            with Path(path).open("rb") as f:
+                _merge(raw, tomllib.load(f), str(path))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    _merge(raw, _env_overrides(env), "environment")
+    built = {}
+    for section, cls in _SECTION_TYPES.items():
+        kwargs = {}
+        types = {f.name: f.type for f in fields(cls)}
+        for key, type_name in types.items():
+            kind = {"int": int, "float": float, "str": str, "bool": bool}[str(type_name)]
+            if key not in raw[section]:
+                raise ConfigError(f"{section}.{key} is missing from the configuration")
+            origin = "config"
+            value = _coerce(section, key, raw[section][key], kind, origin)
+            lim = cls.BOUNDS.get(key)
+            if lim is not None:
+                lo, hi = lim["lo"], lim["hi"]
+                if (lo is not None and value < lo) or (hi is not None and value > hi):
+                    rng = f"[{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}]"
+                    raise ConfigError(f"{section}.{key}={value!r} is out of range; allowed {rng}")
+            kwargs[key] = value
+        built[section] = cls(**kwargs)
+    return Settings(**built)
+
+
+def as_dict(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Effective settings as plain data (for `persona config show` and for hashing a config)."""
+    return {
+        name: {f.name: getattr(getattr(settings, name), f.name) for f in fields(cls)}
+        for name, cls in _SECTION_TYPES.items()
+    }

@@ -1,0 +1,169 @@
+"""Serialization of every wire format in one place: event decode/validate/encode, dead letters.
+
+`decode_event` never raises: it returns `(Event, None)` or `(None, reason)`, where the reason names the
+field and the rule that failed, so every rejected payload can go to the dead-letter topic with it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+
+from schemas.events import ENVELOPE, EVENT_TYPES, FIELD_KINDS, SCHEMA_VERSION, Event
+
+MAX_ID_LEN = 128
+MAX_STR_LEN = 1024
+MAX_INT = 2**53  # JSON-safe integer range
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Input hardening limits (from config.stream)."""
+
+    max_event_bytes: int = 65536
+    max_list_items: int = 256
+    min_ts_ms: int = 946684800000
+    max_ts_ms: int = 4102444800000  # 2100-01-01; live workers tighten this to now + skew
+
+
+class Rejected(Exception):
+    """Raised internally by field checks; carries the reason string."""
+
+
+def _check_id(name: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise Rejected(f"field '{name}' must be a string id, got {type(value).__name__}")
+    if not value or len(value) > MAX_ID_LEN:
+        raise Rejected(f"field '{name}' must be 1..{MAX_ID_LEN} characters, got {len(value)}")
+    return value
+
+
+def _check_str(name: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise Rejected(f"field '{name}' must be a string, got {type(value).__name__}")
+    if len(value) > MAX_STR_LEN:
+        raise Rejected(f"field '{name}' is longer than {MAX_STR_LEN} characters")
+    return value
+
+
+def _check_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise Rejected(f"field '{name}' must be an integer, got {type(value).__name__}")
+    if value < 0 or value > MAX_INT:
+        raise Rejected(f"field '{name}' must be in [0, 2^53], got {value}")
+    return value
+
+
+def _check_list(name: str, value: object, limits: Limits, item_len: int) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise Rejected(f"field '{name}' must be a list, got {type(value).__name__}")
+    if len(value) > limits.max_list_items:
+        raise Rejected(f"field '{name}' has {len(value)} items, limit {limits.max_list_items}")
+    for i, item in enumerate(value):
+        if not isinstance(item, str) or not item or len(item) > item_len:
+            raise Rejected(f"field '{name}[{i}]' must be a non-empty string of ≤{item_len} chars")
+    return tuple(value)
+
+
+def _check(name: str, kind: str, value: object, limits: Limits) -> object:
+    if kind == "id":
+        return _check_id(name, value)
+    if kind == "str":
+        return _check_str(name, value)
+    if kind == "int":
+        return _check_int(name, value)
+    if kind == "ids":
+        return _check_list(name, value, limits, MAX_ID_LEN)
+    return _check_list(name, value, limits, MAX_ID_LEN)  # "strs": topics/interests are short too
+
+
+def validate(obj: object, limits: Limits = Limits()) -> Event:
+    """Validate a parsed JSON value into an Event, raising Rejected with the reason."""
+    if not isinstance(obj, dict):
+        raise Rejected(f"event must be a JSON object, got {type(obj).__name__}")
+    version = obj.get("v", SCHEMA_VERSION)
+    if version != SCHEMA_VERSION:
+        raise Rejected(f"unsupported schema version {version!r}; this worker reads v1")
+    for name, kind in ENVELOPE.items():
+        if name not in obj:
+            raise Rejected(f"missing envelope field '{name}'")
+    event_type = obj["type"]
+    if not isinstance(event_type, str):
+        raise Rejected(f"field 'type' must be a string, got {type(event_type).__name__}")
+    spec = EVENT_TYPES.get(event_type)
+    if spec is None:
+        raise Rejected(f"unknown event type '{event_type[:64]}'")
+    event_id = _check_id("event_id", obj["event_id"])
+    user_id = _check_id("user_id", obj["user_id"])
+    ts = _check_int("ts", obj["ts"])
+    if ts < limits.min_ts_ms or ts > limits.max_ts_ms:
+        raise Rejected(
+            f"field 'ts'={ts} is outside the accepted range "
+            f"[{limits.min_ts_ms}, {limits.max_ts_ms}] (epoch milliseconds)"
+        )
+    required, optional = spec
+    values: dict[str, object] = {}
+    for name in required:
+        if name not in obj or obj[name] is None:
+            raise Rejected(f"missing field '{name}' required by type '{event_type}'")
+        values[name] = _check(name, FIELD_KINDS[name], obj[name], limits)
+    for name in optional:
+        value = obj.get(name)
+        if value is not None:
+            values[name] = _check(name, FIELD_KINDS[name], value, limits)
+    return Event(event_id=event_id, type=event_type, ts=ts, user_id=user_id, **values)
+
+
+def decode_event(raw: bytes | str, limits: Limits = Limits()) -> tuple[Event | None, str | None]:
+    """Parse and validate one payload. Never raises."""
+    try:
+        size = len(raw)
+        if size > limits.max_event_bytes:
+            return None, f"payload too large: {size} bytes > limit {limits.max_event_bytes}"
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            return None, f"invalid JSON: {exc}"
+        return validate(obj, limits), None
+    except Rejected as exc:
+        return None, str(exc)
+    except Exception as exc:  # pragma: no cover - defence in depth: never crash a worker
+        return None, f"undecodable payload: {type(exc).__name__}: {exc}"
+
+
+def encode_event(event: Event) -> bytes:
+    return orjson.dumps(event.to_dict())
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An input that could not be processed, with where it came from and why."""
+
+    reason: str
+    raw: bytes
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+
+    def encode(self) -> bytes:
+        return orjson.dumps(
+            {
+                "reason": self.reason,
+                "raw": self.raw.decode("utf-8", errors="replace"),
+                "raw_hex": self.raw.hex() if not _is_utf8(self.raw) else None,
+                "source": {"topic": self.topic, "partition": self.partition, "offset": self.offset},
+            }
+        )
+
+    @staticmethod
+    def decode(payload: bytes) -> dict:
+        return orjson.loads(payload)
+
+
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
