@@ -106,10 +106,12 @@ class FeatureSettings:
 @dataclass(frozen=True)
 class FeedSettings:
     size: int
+    sources: str
     candidates_per_source: int
     author_cap: int
     mmr_lambda: float
     exploration_slots: int
+    exploration_start: int
     exploration_max_impressions: int
     global_blend_k: float
     learning_rate: float
@@ -120,6 +122,7 @@ class FeedSettings:
         "author_cap": bounded(1, 1000),
         "mmr_lambda": bounded(0.0, 1.0),
         "exploration_slots": bounded(0, 100),
+        "exploration_start": bounded(1, 1000),
         "exploration_max_impressions": bounded(0, None),
         "global_blend_k": bounded(0.0, 1e9),
         "learning_rate": bounded(1e-6, 10.0),

@@ -1,0 +1,95 @@
+"""The whole topology in one process: every partition's state in dicts, events applied in order.
+
+This is the production operator code (item stats, followers, user state, item-kNN, global model,
+ranking pipeline) wired without Bytewax, for replays and `persona evaluate`. The streaming flow wires
+the same operators as Bytewax steps (flows/feeds.py) with Redis as the feature store.
+"""
+
+from __future__ import annotations
+
+from config import Settings
+from operators.context import FEATURES, PRIOR, Context
+from operators.dedup import Dedup
+from operators.feature_store import MemoryFeatureStore
+from operators.feed import rank
+from operators.graph import Followers
+from operators.item_similarity import ItemSimilarity
+from operators.item_stats import ItemStats
+from operators.models import OnlineLogit
+from operators.routing import follower_updates, is_fan_out, item_key
+from operators.user_state import UserState
+from schemas import Event, Feed
+
+
+class Engine:
+    """In-process persona: `learn_one(event)` then `feed(user_id, now)`."""
+
+    def __init__(self, settings: Settings, store: MemoryFeatureStore | None = None):
+        self.ctx = Context.from_settings(settings)
+        self.store = store or MemoryFeatureStore()
+        self.dedup = Dedup(settings.stream.dedup_capacity)
+        self.items: dict[str, ItemStats] = {}
+        self.followers: dict[str, Followers] = {}
+        self.users: dict[str, UserState] = {}
+        self.similar: dict[str, ItemSimilarity] = {}
+        self.global_model = OnlineLogit(FEATURES, prior=PRIOR,
+                                        learning_rate=settings.feed.learning_rate)
+        self._dirty_neighbours: set[str] = set()
+        self._model_dirty = False
+
+    def user(self, user_id: str) -> UserState:
+        state = self.users.get(user_id)
+        if state is None:
+            state = self.users[user_id] = UserState(user_id, self.ctx)
+        return state
+
+    def learn_one(self, event: Event) -> None:
+        if not self.dedup.is_new(event.event_id):
+            return
+        ctx, store = self.ctx, self.store
+        view = None
+        post = item_key(event)
+        if post is not None:
+            stats = self.items.get(post)
+            if stats is None:
+                stats = self.items[post] = ItemStats(post)
+            view = stats.learn_one(event, ctx.popularity)
+            store.put_item(stats.view)
+        for followed, kind, follower in follower_updates(event):
+            self.followers.setdefault(followed, Followers()).learn_one(kind, follower)
+        if is_fan_out(event) and event.user_id in self.followers:
+            for follower in self.followers[event.user_id].fan_out(
+                    ctx.settings.features.max_followers_fanout):
+                self.user(follower).deliver(event.post_id, event.ts, ctx.settings.features.pool_size)
+        if event.type == "user_deleted":
+            self.users.pop(event.user_id, None)
+            self.followers.pop(event.user_id, None)
+            return
+        out = self.user(event.user_id).learn_one(event, view, ctx, store)
+        for a, b in out.co_pairs:
+            sim = self.similar.get(a)
+            if sim is None:
+                sim = self.similar[a] = ItemSimilarity(ctx.settings.features.neighbours)
+            sim.learn_one(b)
+            self._dirty_neighbours.add(a)
+        for ex in out.examples:
+            self.global_model.learn_one(ex.x, ex.y, ex.w)
+            self._model_dirty = True
+
+    def publish(self) -> None:
+        """Push pending item-kNN and global-model updates to the feature store (a micro-batch)."""
+        for item in self._dirty_neighbours:
+            self.store.put_neighbours(item, self.similar[item].top())
+        self._dirty_neighbours.clear()
+        if self._model_dirty:
+            self.store.put_global_model(self.global_model.export())
+            self._model_dirty = False
+
+    def feed(self, user_id: str, now: int) -> Feed:
+        """The feed `user_id` would be served at event time `now`."""
+        self.publish()
+        user = self.user(user_id)
+        for ex in user.flush_pending():
+            self.global_model.learn_one(ex.x, ex.y, ex.w)
+            self._model_dirty = True
+        return rank(user, self.store, self.ctx, now)

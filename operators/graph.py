@@ -1,0 +1,38 @@
+"""The follower side of the social graph, keyed by the followed user, for fan-out on write.
+
+`follow` events are owned by the follower's partition (UserState.following); this state holds the
+reverse edges so a new post can be delivered to every follower's candidate pool. Authors with more
+followers than `max_fanout` are not pushed (celebrity split): their posts reach followers through the
+trending and topic sources instead.
+
+>>> g = Followers()
+>>> g.learn_one("follow", "u2"); g.learn_one("follow", "u3"); g.learn_one("unfollow", "u2")
+>>> g.fan_out(10)
+['u3']
+"""
+
+from __future__ import annotations
+
+
+class Followers:
+    __slots__ = ("ids",)
+
+    def __init__(self):
+        self.ids: dict[str, None] = {}
+
+    def learn_one(self, kind: str, follower: str) -> None:
+        if kind == "follow":
+            self.ids[follower] = None
+        elif kind in ("unfollow", "block_by_target", "user_deleted"):
+            self.ids.pop(follower, None)
+
+    def fan_out(self, max_fanout: int) -> list[str]:
+        if len(self.ids) > max_fanout:
+            return []
+        return list(self.ids)
+
+    def __getstate__(self):
+        return list(self.ids)
+
+    def __setstate__(self, state):
+        self.ids = dict.fromkeys(state)

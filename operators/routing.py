@@ -1,0 +1,37 @@
+"""Which partition learns what from an event. Shared by the streaming flow and the in-process engine,
+so both apply every event to the same state in the same way.
+"""
+
+from __future__ import annotations
+
+from schemas import POST_ACTIONS, Event
+
+ITEM_EVENTS = POST_ACTIONS | {"post_created", "post_deleted"}
+
+
+def item_key(event: Event) -> str | None:
+    """The post whose statistics this event updates (item partition key)."""
+    if event.post_id is not None and event.type in ITEM_EVENTS:
+        return event.post_id
+    return None
+
+
+def follower_updates(event: Event) -> list[tuple[str, str, str]]:
+    """(followed user, "follow"|"unfollow", follower): reverse edges for the followers partition."""
+    if event.target_id is None or event.target_id == event.user_id:
+        return []
+    if event.type == "follow":
+        return [(event.target_id, "follow", event.user_id)]
+    if event.type in ("unfollow", "block"):
+        return [(event.target_id, "unfollow", event.user_id)]
+    return []
+
+
+def is_fan_out(event: Event) -> bool:
+    """A new post to deliver to the author's followers."""
+    return event.type == "post_created" and event.post_id is not None
+
+
+def touches_feed(event: Event) -> bool:
+    """Whether the actor's feed may change (the user is marked dirty for the next micro-batch)."""
+    return not event.type.startswith("notification_")

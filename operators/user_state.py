@@ -1,0 +1,187 @@
+"""Everything one user's partition knows about that user: graph edges, affinities, history, model.
+
+`UserState.learn_one` applies one of the user's own events (with the item's view from before the
+event, when the event is about a post) and returns what other partitions must learn from it:
+co-engagement pairs for item-kNN and training examples for the global model. All containers are
+bounded by config, so memory per user is capped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from operators.bounded import RecentSet, cap_top
+from operators.context import FEATURES, Context
+from operators.feature_store import FeatureReader
+from operators.item_stats import ItemView
+from operators.models import OnlineLogit
+from schemas import ENGAGEMENT_WEIGHT, NEGATIVE_TYPES, Event
+
+MAX_EDGES = 5000  # follows / blocks / mutes / groups kept per user
+MAX_AFFINITIES = 200  # authors and topics kept per user (strongest win)
+SKIP_ABOVE = 3  # served-but-skipped items learned as negatives per engagement
+
+
+@dataclass(slots=True)
+class Example:
+    """A training example for the ranking models: feature row, label, weight."""
+
+    x: dict[str, float]
+    y: bool
+    w: float = 1.0
+
+
+@dataclass(slots=True)
+class UserOutputs:
+    """What a user's event sends to other partitions."""
+
+    co_pairs: list[tuple[str, str]] = field(default_factory=list)  # (item, co-engaged item)
+    examples: list[Example] = field(default_factory=list)
+
+
+class UserState:
+    """Picklable per-user state (no clients)."""
+
+    def __init__(self, user_id: str, ctx: Context):
+        f = ctx.settings.features
+        self.user_id = user_id
+        self.interests: tuple[str, ...] = ()
+        self.timezone: str | None = None
+        self.following: set[str] = set()
+        self.blocked: set[str] = set()
+        self.muted: set[str] = set()
+        self.groups: set[str] = set()
+        self.author_aff: dict[str, float] = {}  # author -> log-domain decayed engagement
+        self.topic_aff: dict[str, float] = {}
+        self.recent_likes = RecentSet(f.history_size)
+        self.seen = RecentSet(f.seen_size)  # impressed or engaged: never served again
+        self.pool: dict[str, int] = {}  # in-network candidates: post -> created ts
+        self.model = OnlineLogit(FEATURES, learning_rate=ctx.settings.feed.learning_rate)
+        self.pending: dict[str, dict[str, float]] = {}  # impressions awaiting a possible engagement
+        self.served: list[str] = []  # top of the last served feed, in order
+        self.served_rows: dict[str, dict[str, float]] = {}
+        self.last_ts = 0  # event time of the newest event applied
+        self.events = 0
+        self.deleted = False
+
+    # --------------------------------------------------------------------------------- learning
+    def learn_one(self, event: Event, view: ItemView | None, ctx: Context,
+                  store: FeatureReader) -> UserOutputs:
+        out = UserOutputs()
+        self.events += 1
+        self.last_ts = max(self.last_ts, event.ts)
+        kind = event.type
+        if kind in ENGAGEMENT_WEIGHT and event.post_id:
+            self._engage(event, view, ctx, store, out)
+        elif kind == "impression" and event.post_id:
+            if event.post_id not in self.pending and view is not None and view.author_id:
+                self.pending[event.post_id] = self.features_one(view, ctx, store, event.ts)
+            self.seen.add(event.post_id)
+        elif kind in NEGATIVE_TYPES and event.post_id:
+            self.seen.add(event.post_id)
+            self.pending.pop(event.post_id, None)
+            if view is not None and view.author_id:
+                out.examples.append(Example(self.features_one(view, ctx, store, event.ts), False, 2.0))
+        elif kind == "dwell" and event.post_id:
+            self.seen.add(event.post_id)
+        elif kind == "follow":
+            self._add_edge(self.following, event.target_id)
+        elif kind == "unfollow":
+            self.following.discard(event.target_id)  # its pooled posts drop at rank time
+        elif kind == "block":
+            self._add_edge(self.blocked, event.target_id)
+            self.following.discard(event.target_id)
+        elif kind == "mute":
+            self._add_edge(self.muted, event.target_id)
+        elif kind == "group_joined":
+            self._add_edge(self.groups, event.group_id)
+        elif kind == "group_left":
+            self.groups.discard(event.group_id)
+        elif kind == "user_created":
+            self.interests = event.interests or ()
+            self.timezone = event.timezone
+        elif kind == "message_sent":
+            for recipient in event.recipients or ():
+                self.author_aff[recipient] = ctx.affinity.add(
+                    self.author_aff.get(recipient), event.ts, 0.5)
+        elif kind == "post_created" and event.post_id:
+            self.seen.add(event.post_id)  # never recommend users their own posts
+        elif kind == "user_deleted":
+            self.deleted = True
+        for ex in out.examples:
+            self.model.learn_one(ex.x, ex.y, ex.w)
+        return out
+
+    def _engage(self, event: Event, view: ItemView | None, ctx: Context, store: FeatureReader,
+                out: UserOutputs) -> None:
+        post, weight = event.post_id, ENGAGEMENT_WEIGHT[event.type]
+        self.pending.pop(post, None)
+        if view is not None and view.author_id:
+            out.examples.append(Example(self.features_one(view, ctx, store, event.ts), True, weight))
+            # Skip-above: served items ranked above the engaged one were seen and passed over.
+            above = self.served[: self.served.index(post)] if post in self.served else self.served
+            for skipped in above[:SKIP_ABOVE]:
+                row = self.served_rows.get(skipped)
+                if row is not None and skipped not in self.recent_likes:
+                    out.examples.append(Example(row, False, 1.0))
+            author = view.author_id
+            self.author_aff[author] = ctx.affinity.add(self.author_aff.get(author), event.ts, weight)
+            cap_top(self.author_aff, MAX_AFFINITIES)
+            for topic in view.topics:
+                self.topic_aff[topic] = ctx.affinity.add(self.topic_aff.get(topic), event.ts, weight)
+            cap_top(self.topic_aff, MAX_AFFINITIES)
+        if event.type != "click" and post not in self.recent_likes:
+            window = ctx.settings.features.cooccurrence_window
+            for other in self.recent_likes.newest(window):
+                out.co_pairs.append((other, post))
+                out.co_pairs.append((post, other))
+            self.recent_likes.add(post)
+        self.seen.add(post)
+
+    def flush_pending(self) -> list[Example]:
+        """Impressions not followed by an engagement become negatives (at the next micro-batch)."""
+        examples = [Example(x, False, 1.0) for x in self.pending.values()]
+        for ex in examples:
+            self.model.learn_one(ex.x, ex.y, ex.w)
+        self.pending.clear()
+        return examples
+
+    def deliver(self, post_id: str, created_ts: int, pool_size: int) -> None:
+        """A followed author posted: add to the in-network candidate pool (newest kept)."""
+        self.pool[post_id] = created_ts
+        if len(self.pool) > pool_size:
+            cap_top(self.pool, pool_size)  # type: ignore[arg-type]
+
+    @staticmethod
+    def _add_edge(edges: set[str], target: str | None) -> None:
+        if target is not None and len(edges) < MAX_EDGES:
+            edges.add(target)
+
+    # --------------------------------------------------------------------------------- features
+    def topic_shares(self, ctx: Context, now: int) -> dict[str, float]:
+        values = {t: ctx.affinity.value(v, now) for t, v in self.topic_aff.items()}
+        total = sum(values.values())
+        return {t: v / total for t, v in values.items()} if total > 0 else {}
+
+    def features_one(self, view: ItemView, ctx: Context, store: FeatureReader,
+                     now: int) -> dict[str, float]:
+        """Feature row of one item for this user, as a dict (for learning)."""
+        from operators.feed.hydrate import hydrate  # one hydration code path for learn and serve
+
+        X, _ = hydrate(self, [view], store, ctx, now)
+        return dict(zip(FEATURES, X[0].tolist(), strict=True))
+
+    def remember_served(self, ids: list[str], X: np.ndarray, keep: int = 20) -> None:
+        self.served = ids[:keep]
+        self.served_rows = {i: dict(zip(FEATURES, X[k].tolist(), strict=True))
+                            for k, i in enumerate(ids[:keep])}
+
+    def affinities(self, ctx: Context, now: int, n: int = 10) -> dict[str, list]:
+        """Top decayed affinities (for the inspector and explanations)."""
+        def top(d: dict[str, float]) -> list:
+            vals = sorted(((k, ctx.affinity.value(v, now)) for k, v in d.items()),
+                          key=lambda kv: (-kv[1], kv[0]))
+            return [[k, round(v, 4)] for k, v in vals[:n]]
+        return {"authors": top(self.author_aff), "topics": top(self.topic_aff)}

@@ -1,0 +1,714 @@
+"""Local development services (Kafka broker, Redis), started on loopback only and only when needed.
+
+Everything here is idempotent: an endpoint that already answers is used as it is (and never stopped by
+`down`); otherwise, when the configured endpoint is this machine's own loopback port, a broker / server
+is started in the background with its state, logs and pid file under `services.cache_dir`.
+
+    ensure_kafka(settings, log) -> bootstrap     Kafka from Maven Central jars, KRaft, single node
+    ensure_topics(bootstrap, {name: partitions}, log)
+    ensure_redis(settings, log) -> url
+    up(settings, log, extra_topics) -> (bootstrap, url)
+    down(settings, log)                         stops only what `up` started (pid files)
+    status(settings) -> dict
+
+Failures raise ServiceError with what is wrong and what to do about it.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import ipaddress
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from config.settings import Settings
+
+Log = Callable[[str], object]
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+POM_TEMPLATE = Path(__file__).resolve().parent / "kafka" / "pom.xml.in"
+DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies"
+KAFKA_READY_TIMEOUT_S = 60.0
+KAFKA_STOP_TIMEOUT_S = 30.0
+REDIS_READY_TIMEOUT_S = 15.0
+PROBE_TIMEOUT_S = 2.0
+
+# librdkafka reports refused connections through its logger; probing must stay quiet.
+_quiet = logging.getLogger("persona.services.rdkafka")
+_quiet.addHandler(logging.NullHandler())
+_quiet.propagate = False
+_quiet.setLevel(logging.CRITICAL)
+
+# Brokers started by this process: kept referenced so Popen does not warn when collected.
+_children: list[subprocess.Popen] = []
+
+
+class ServiceError(RuntimeError):
+    """A local service is unreachable and cannot be started here; the message says what to do."""
+
+
+# --------------------------------------------------------------------------------------------- paths
+
+
+def cache_root(settings: Settings) -> Path:
+    """`services.cache_dir`; a relative path is taken from the project root (where .gitignore lists it)
+    when running from a source checkout, else from the current directory."""
+    path = Path(settings.services.cache_dir).expanduser()
+    if path.is_absolute():
+        return path
+    base = PROJECT_ROOT if (PROJECT_ROOT / "pyproject.toml").is_file() else Path.cwd()
+    return base / path
+
+
+def _kafka_paths(settings: Settings) -> dict[str, Path]:
+    home = cache_root(settings) / "kafka"
+    version = home / settings.services.kafka_version
+    return {
+        "home": home,
+        "version": version,
+        "lib": version / "lib",
+        "data": version / "data",
+        "logs": home / "logs",
+        "properties": home / "server.properties",
+        "log4j": home / "log4j2.properties",
+        "stdout": home / "kafka.out",
+        "pid": home / "kafka.pid",
+        "lock": home / ".lock",
+    }
+
+
+def _redis_paths(settings: Settings) -> dict[str, Path]:
+    home = cache_root(settings) / "redis"
+    return {
+        "home": home,
+        "pid": home / "redis.pid",
+        "log": home / "redis.log",
+        "lock": home / ".lock",
+    }
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Serialises concurrent `up`/`down` calls (parallel make targets, test workers)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+# ------------------------------------------------------------------------------------------- helpers
+
+
+def _is_loopback(host: str) -> bool:
+    host = host.strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _split_hostport(entry: str, default_port: int) -> tuple[str, int]:
+    entry = entry.strip()
+    if "://" in entry:  # tolerate PLAINTEXT://host:port
+        entry = entry.split("://", 1)[1]
+    if entry.startswith("["):  # [::1]:9092
+        host, _, rest = entry[1:].partition("]")
+        port = rest.lstrip(":")
+    elif entry.count(":") == 1:
+        host, port = entry.split(":")
+    else:
+        host, port = entry, ""
+    try:
+        return host, int(port) if port else default_port
+    except ValueError:
+        raise ServiceError(f"bad address {entry!r}: expected host:port") from None
+
+
+def _tcp_open(host: str, port: int, timeout: float = 1.0) -> bool:
+    try:
+        with socket.create_connection((host.strip("[]"), port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _pid_alive(pid: int, must_contain: str) -> bool:
+    """True if `pid` runs and (where /proc exists) its command line contains `must_contain`."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:  # our own child that has exited: reap it
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    proc = Path(f"/proc/{pid}")
+    if not proc.exists():
+        return True
+    try:
+        if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+        return must_contain in (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(
+            errors="replace"
+        )
+    except (OSError, IndexError):
+        return False
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return f"(no {path})"
+    return "\n".join(text[-lines:]) or f"({path} is empty)"
+
+
+def _stop_pid(pid: int, must_contain: str, timeout: float) -> bool:
+    """SIGTERM, then SIGKILL after `timeout`; True if it was running."""
+    if not _pid_alive(pid, must_contain):
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _pid_alive(pid, must_contain):
+            return True
+        time.sleep(0.2)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and _pid_alive(pid, must_contain):
+        time.sleep(0.1)
+    return True
+
+
+# --------------------------------------------------------------------------------------------- Kafka
+
+
+def _admin(bootstrap: str, timeout: float):
+    from confluent_kafka.admin import AdminClient
+
+    ms = str(max(1000, int(timeout * 1000)))
+    return AdminClient(
+        {
+            "bootstrap.servers": bootstrap,
+            "socket.connection.setup.timeout.ms": ms,
+            "socket.timeout.ms": ms,
+            "logger": _quiet,
+        }
+    )
+
+
+def kafka_brokers(bootstrap: str, timeout: float = PROBE_TIMEOUT_S) -> set[int] | None:
+    """Broker ids listed by a metadata request, or None when nothing answers within `timeout`."""
+    from confluent_kafka import KafkaException
+
+    entries = [_split_hostport(e, 9092) for e in bootstrap.split(",") if e.strip()]
+    if entries and not any(_tcp_open(h, p, min(1.0, timeout)) for h, p in entries):
+        return None  # nothing listens: skip the client (it would retry until the timeout)
+    try:
+        md = _admin(bootstrap, timeout).list_topics(timeout=timeout)
+    except KafkaException:
+        return None
+    return set(md.brokers) or None
+
+
+def _kafka_local_target(settings: Settings) -> tuple[str, int] | None:
+    """(host, port) if the configured bootstrap is this machine's loopback at services.kafka_port."""
+    entries = [e for e in settings.kafka.bootstrap.split(",") if e.strip()]
+    if len(entries) != 1:
+        return None
+    host, port = _split_hostport(entries[0], 9092)
+    if _is_loopback(host) and port == settings.services.kafka_port:
+        return host, port
+    return None
+
+
+def _log4j_version(kafka_version: str) -> str:
+    # Kafka 4.0/4.1 are built against log4j 2.24.x, 4.2+ against 2.25.x; slf4j is 1.7 in all of 4.x,
+    # so the binding is log4j-slf4j-impl (not log4j-slf4j2-impl).
+    try:
+        major, minor = (int(x) for x in kafka_version.split(".")[:2])
+    except ValueError:
+        return "2.24.3"
+    return "2.24.3" if (major, minor) <= (4, 1) else "2.25.2"
+
+
+def _kafka_jar(paths: dict[str, Path], version: str) -> Path:
+    return paths["lib"] / f"kafka_2.13-{version}.jar"
+
+
+def _java() -> str:
+    home = os.environ.get("JAVA_HOME")
+    if home and (Path(home) / "bin" / "java").is_file():
+        return str(Path(home) / "bin" / "java")
+    found = shutil.which("java")
+    if not found:
+        raise ServiceError(
+            "Java not found: the local Kafka broker needs Java 17+ "
+            "(Debian: apt-get install -y openjdk-17-jre-headless), or point KAFKA_BOOTSTRAP at a broker"
+        )
+    return found
+
+
+def _resolve_jars(settings: Settings, paths: dict[str, Path], log: Log) -> None:
+    version = settings.services.kafka_version
+    if _kafka_jar(paths, version).is_file():
+        return
+    mvn = shutil.which("mvn")
+    if not mvn:
+        raise ServiceError(
+            f"Maven not found: it resolves the Kafka {version} jars from Maven Central "
+            "(Debian: apt-get install -y maven), or point KAFKA_BOOTSTRAP at a broker"
+        )
+    paths["version"].mkdir(parents=True, exist_ok=True)
+    pom = paths["version"] / "pom.xml"
+    pom.write_text(
+        POM_TEMPLATE.read_text()
+        .replace("@KAFKA_VERSION@", version)
+        .replace("@LOG4J_VERSION@", _log4j_version(version))
+    )
+    staging = paths["version"] / "lib.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    log(f"kafka: resolving org.apache.kafka:kafka_2.13:{version} with Maven (first run only)")
+    started = time.monotonic()
+    cmd = [
+        mvn, "-B", "-q", "-f", str(pom), DEPENDENCY_PLUGIN,
+        "-DincludeScope=runtime", f"-DoutputDirectory={staging}",
+    ]  # fmt: skip
+    proc = subprocess.run(
+        cmd, check=False, capture_output=True, text=True, stdin=subprocess.DEVNULL
+    )
+    if proc.returncode != 0 or not (staging / f"kafka_2.13-{version}.jar").is_file():
+        out = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
+        raise ServiceError(
+            f"Maven could not resolve Kafka {version} (exit {proc.returncode}); check network access "
+            f"to Maven Central and services.kafka_version.\n{out}"
+        )
+    shutil.rmtree(paths["lib"], ignore_errors=True)
+    staging.rename(paths["lib"])  # atomic: a half-finished download never looks complete
+    log(f"kafka: {len(list(paths['lib'].glob('*.jar')))} jars in {time.monotonic() - started:.1f}s")
+
+
+def _server_properties(settings: Settings, paths: dict[str, Path]) -> str:
+    port, cport = settings.services.kafka_port, settings.services.kafka_controller_port
+    props = {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.voters": f"1@127.0.0.1:{cport}",
+        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}",
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "log.dirs": str(paths["data"]),
+        "num.partitions": str(settings.kafka.partitions),
+        "auto.create.topics.enable": "false",
+        "offsets.topic.replication.factor": "1",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "share.coordinator.state.topic.replication.factor": "1",
+        "share.coordinator.state.topic.min.isr": "1",
+        "group.initial.rebalance.delay.ms": "0",
+        "log.cleaner.dedupe.buffer.size": "16777216",
+    }
+    head = "# Written by scripts/services.py on every start; edit the settings, not this file.\n"
+    return head + "".join(f"{k}={v}\n" for k, v in props.items())
+
+
+LOG4J2_PROPERTIES = """\
+# Written by scripts/services.py. Broker log: logs/server.log (rolled at 10 MB, 3 kept);
+# errors also go to stdout (kafka.out), which is shown when the broker fails to start.
+status = warn
+name = persona-kafka
+appender.file.type = RollingFile
+appender.file.name = file
+appender.file.fileName = ${sys:kafka.logs.dir}/server.log
+appender.file.filePattern = ${sys:kafka.logs.dir}/server.log.%i
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+appender.file.policies.type = Policies
+appender.file.policies.size.type = SizeBasedTriggeringPolicy
+appender.file.policies.size.size = 10MB
+appender.file.strategy.type = DefaultRolloverStrategy
+appender.file.strategy.max = 3
+appender.console.type = Console
+appender.console.name = console
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = [%d] %p %m (%c)%n
+appender.console.filter.threshold.type = ThresholdFilter
+appender.console.filter.threshold.level = error
+rootLogger.level = info
+rootLogger.appenderRef.file.ref = file
+rootLogger.appenderRef.console.ref = console
+logger.state.name = state.change.logger
+logger.state.level = warn
+logger.request.name = kafka.request.logger
+logger.request.level = warn
+"""
+
+
+def _random_cluster_id() -> str:
+    # Same format as `kafka.tools.StorageTool random-uuid` (Uuid.randomUuid(): url-safe base64 of
+    # 16 random bytes, no padding, never starting with '-'), without starting a JVM for it.
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
+
+
+def _format_storage(settings: Settings, paths: dict[str, Path], java: str, log: Log) -> None:
+    if (paths["data"] / "meta.properties").is_file():
+        return
+    paths["data"].mkdir(parents=True, exist_ok=True)
+    cmd = [
+        java, "-Xmx256m", f"-Dlog4j2.configurationFile={paths['log4j']}",
+        f"-Dkafka.logs.dir={paths['logs']}", "-cp", f"{paths['lib']}/*",
+        "kafka.tools.StorageTool", "format", "-t", _random_cluster_id(),
+        "-c", str(paths["properties"]),
+    ]  # fmt: skip
+    log(f"kafka: formatting the KRaft store in {paths['data']}")
+    proc = subprocess.run(
+        cmd, check=False, capture_output=True, text=True, stdin=subprocess.DEVNULL
+    )
+    if proc.returncode != 0:
+        out = "\n".join((proc.stdout + proc.stderr).splitlines()[-20:])
+        raise ServiceError(f"formatting the Kafka store failed (exit {proc.returncode}):\n{out}")
+
+
+def _wait_for_broker(
+    bootstrap: str, proc_alive: Callable[[], bool], paths: dict[str, Path]
+) -> None:
+    deadline = time.monotonic() + KAFKA_READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if not proc_alive():
+            raise ServiceError(
+                "the Kafka broker exited while starting. Last lines of "
+                f"{paths['stdout']}:\n{_tail(paths['stdout'])}\n"
+                f"Last lines of {paths['logs'] / 'server.log'}:\n"
+                f"{_tail(paths['logs'] / 'server.log', 15)}"
+            )
+        brokers = kafka_brokers(bootstrap, timeout=1.0)
+        if brokers and 1 in brokers:
+            return
+        time.sleep(0.25)
+    raise ServiceError(
+        f"the Kafka broker did not answer at {bootstrap} within {KAFKA_READY_TIMEOUT_S:.0f}s; "
+        f"see {paths['logs'] / 'server.log'}; `persona down` stops it.\n"
+        f"{_tail(paths['logs'] / 'server.log', 15)}"
+    )
+
+
+def ensure_kafka(settings: Settings, log: Log = print) -> str:
+    """A reachable bootstrap: the configured one if it answers, else a broker started on loopback."""
+    bootstrap = settings.kafka.bootstrap
+    target = _kafka_local_target(settings)
+    if target is None:
+        if kafka_brokers(bootstrap, timeout=settings.kafka.connect_timeout_s):
+            return bootstrap
+        raise ServiceError(
+            f"Kafka not reachable at {bootstrap}: start it with `persona up` or set KAFKA_BOOTSTRAP"
+            + (
+                ""
+                if not all(
+                    _is_loopback(_split_hostport(e, 9092)[0]) for e in bootstrap.split(",") if e
+                )
+                else f" (`persona up` only starts a broker at 127.0.0.1:{settings.services.kafka_port}"
+                ", services.kafka_port)"
+            )
+        )
+    if kafka_brokers(bootstrap):
+        return bootstrap
+
+    paths = _kafka_paths(settings)
+    with _locked(paths["lock"]):
+        pid = _read_pid(paths["pid"])
+        if pid is not None and _pid_alive(pid, "kafka.Kafka"):
+            # Started earlier by us (maybe by a concurrent `up`) and still starting up.
+            log(f"kafka: waiting for the broker started earlier (pid {pid})")
+            _wait_for_broker(bootstrap, lambda: _pid_alive(pid, "kafka.Kafka"), paths)
+            return bootstrap
+        if _tcp_open(*target):
+            raise ServiceError(
+                f"port {target[1]} is in use but does not answer as a Kafka broker: stop what "
+                f"listens there, or set services.kafka_port and KAFKA_BOOTSTRAP to a free port"
+            )
+        if _tcp_open("127.0.0.1", settings.services.kafka_controller_port):
+            raise ServiceError(
+                f"the Kafka controller port {settings.services.kafka_controller_port} is in use: "
+                "stop what listens there or set services.kafka_controller_port"
+            )
+        java = _java()
+        _resolve_jars(settings, paths, log)
+        paths["logs"].mkdir(parents=True, exist_ok=True)
+        paths["properties"].write_text(_server_properties(settings, paths))
+        paths["log4j"].write_text(LOG4J2_PROPERTIES)
+        _format_storage(settings, paths, java, log)
+
+        cmd = [
+            java, "-Xms256m", "-Xmx512m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={paths['log4j']}", f"-Dkafka.logs.dir={paths['logs']}",
+            "-cp", f"{paths['lib']}/*", "kafka.Kafka", str(paths["properties"]),
+        ]  # fmt: skip
+        log(f"kafka: starting broker {settings.services.kafka_version} at {bootstrap}")
+        started = time.monotonic()
+        with paths["stdout"].open("w") as out:
+            proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=paths["home"],
+                start_new_session=True,
+            )
+        _children.append(proc)
+        paths["pid"].write_text(f"{proc.pid}\n")
+        _wait_for_broker(bootstrap, lambda: proc.poll() is None, paths)
+        log(
+            f"kafka: ready in {time.monotonic() - started:.1f}s (pid {proc.pid}, logs {paths['logs']})"
+        )
+    return bootstrap
+
+
+def ensure_topics(bootstrap: str, topics: dict[str, int], log: Log = print) -> None:
+    """Create the missing topics with the given partition count (replication 1); leave existing ones."""
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import NewTopic
+
+    admin = _admin(bootstrap, 10.0)
+    existing = admin.list_topics(timeout=10).topics
+    for name, want in topics.items():
+        if name in existing and len(existing[name].partitions) != want:
+            log(
+                f"kafka: topic {name} exists with {len(existing[name].partitions)} partitions "
+                f"(configured {want}); left as it is"
+            )
+    missing = {name: n for name, n in topics.items() if name not in existing}
+    if not missing:
+        return
+    futures = admin.create_topics(
+        [NewTopic(name, num_partitions=n, replication_factor=1) for name, n in missing.items()],
+        operation_timeout=30,
+        request_timeout=30,
+    )
+    for name, fut in futures.items():
+        try:
+            fut.result(timeout=60)
+            log(f"kafka: created topic {name} ({missing[name]} partitions)")
+        except KafkaException as exc:
+            err = exc.args[0]
+            if getattr(err, "code", lambda: None)() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise ServiceError(f"could not create Kafka topic {name}: {err}") from None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # creation is asynchronous: wait until metadata shows it
+        md = admin.list_topics(timeout=10).topics
+        if all(
+            name in md and md[name].error is None and len(md[name].partitions) == n
+            for name, n in missing.items()
+        ):
+            return
+        time.sleep(0.2)
+    raise ServiceError(f"Kafka topics {sorted(missing)} were created but never became visible")
+
+
+# --------------------------------------------------------------------------------------------- Redis
+
+
+def _redis_ping(url: str, timeout: float = PROBE_TIMEOUT_S) -> bool:
+    import redis
+
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except (redis.RedisError, OSError, ValueError):
+        return False
+
+
+def _redis_server(log: Log) -> str:
+    for candidate in (shutil.which("redis-server"), "/usr/bin/redis-server"):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    apt = shutil.which("apt-get")
+    if os.geteuid() != 0 or not apt:
+        raise ServiceError(
+            "redis-server not found: install it (Debian: sudo apt-get install -y redis-server, "
+            "macOS: brew install redis) or set REDIS_URL to a running Redis"
+        )
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = [apt, "install", "-y", "-q", "--no-install-recommends", "redis-server"]
+    log("redis: redis-server not found; installing it with apt-get")
+    proc = subprocess.run(
+        install, check=False, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL
+    )
+    if proc.returncode != 0:
+        subprocess.run(
+            [apt, "update", "-q"],
+            check=False,
+            capture_output=True,
+            env=env,
+            stdin=subprocess.DEVNULL,
+        )
+        proc = subprocess.run(
+            install, check=False, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL
+        )
+    found = shutil.which("redis-server") or "/usr/bin/redis-server"
+    if proc.returncode != 0 or not os.access(found, os.X_OK):
+        out = "\n".join((proc.stdout + proc.stderr).splitlines()[-15:])
+        raise ServiceError(
+            "installing redis-server with apt-get failed; install it by hand or set REDIS_URL.\n"
+            + out
+        )
+    return found
+
+
+def _redis_local_target(settings: Settings) -> tuple[str, int] | None:
+    parts = urlsplit(settings.redis.url)
+    if parts.scheme not in {"redis", ""} or not parts.hostname:
+        return None
+    port = parts.port or 6379
+    if _is_loopback(parts.hostname) and port == settings.services.redis_port:
+        return parts.hostname, port
+    return None
+
+
+def ensure_redis(settings: Settings, log: Log = print) -> str:
+    """A reachable Redis URL: the configured one if it answers PING, else a server started on loopback."""
+    url = settings.redis.url
+    target = _redis_local_target(settings)
+    if target is None:
+        if _redis_ping(url, timeout=settings.kafka.connect_timeout_s):
+            return url
+        parts = urlsplit(url)
+        hint = (
+            f" (`persona up` only starts Redis at 127.0.0.1:{settings.services.redis_port}, "
+            "services.redis_port)"
+            if parts.hostname and _is_loopback(parts.hostname)
+            else ""
+        )
+        raise ServiceError(
+            f"Redis not reachable at {url}: start it with `persona up` or set REDIS_URL{hint}"
+        )
+    if _redis_ping(url):
+        return url
+
+    paths = _redis_paths(settings)
+    with _locked(paths["lock"]):
+        if _redis_ping(url):  # a concurrent `up` got there first
+            return url
+        if _tcp_open(*target):
+            raise ServiceError(
+                f"port {target[1]} is in use but does not answer PING at {url} (wrong password or "
+                "database, or not Redis): fix REDIS_URL, or set services.redis_port and REDIS_URL"
+            )
+        server = _redis_server(log)
+        if _redis_ping(url):  # the Debian package may start its own service on install
+            log("redis: using the redis-server service the package started")
+            return url
+        paths["home"].mkdir(parents=True, exist_ok=True)
+        cmd = [
+            server, "--port", str(settings.services.redis_port), "--bind", "127.0.0.1",
+            "--daemonize", "yes", "--dir", str(paths["home"]), "--pidfile", str(paths["pid"]),
+            "--logfile", str(paths["log"]), "--save", "", "--appendonly", "no",
+        ]  # fmt: skip
+        log(f"redis: starting redis-server at 127.0.0.1:{settings.services.redis_port}")
+        proc = subprocess.run(
+            cmd, check=False, capture_output=True, text=True, stdin=subprocess.DEVNULL
+        )
+        if proc.returncode != 0:
+            raise ServiceError(
+                f"redis-server failed to start (exit {proc.returncode}):\n"
+                f"{(proc.stdout + proc.stderr).strip()}\n{_tail(paths['log'], 15)}"
+            )
+        deadline = time.monotonic() + REDIS_READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if _redis_ping(url, timeout=0.5):
+                log(f"redis: ready (pid {_read_pid(paths['pid'])}, log {paths['log']})")
+                return url
+            time.sleep(0.1)
+        raise ServiceError(
+            f"redis-server did not answer PING at {url} within {REDIS_READY_TIMEOUT_S:.0f}s; "
+            f"last lines of {paths['log']}:\n{_tail(paths['log'], 15)}"
+        )
+
+
+# ----------------------------------------------------------------------------------------- commands
+
+
+def up(settings: Settings, log: Log = print, extra_topics: Iterable[str] = ()) -> tuple[str, str]:
+    """Kafka (with the events, dead-letter and `extra_topics` topics) and Redis, started if needed."""
+    bootstrap = ensure_kafka(settings, log)
+    names = [settings.kafka.events_topic, settings.kafka.dead_letter_topic, *extra_topics]
+    ensure_topics(bootstrap, dict.fromkeys(names, settings.kafka.partitions), log)
+    redis_url = ensure_redis(settings, log)
+    return bootstrap, redis_url
+
+
+def down(settings: Settings, log: Log = print) -> None:
+    """Stop the broker and Redis that `up` started (by pid file); leave any other service alone."""
+    kpaths = _kafka_paths(settings)
+    with _locked(kpaths["lock"]):
+        pid = _read_pid(kpaths["pid"])
+        if pid is not None and _stop_pid(pid, "kafka.Kafka", KAFKA_STOP_TIMEOUT_S):
+            log(f"kafka: stopped broker (pid {pid})")
+        else:
+            log("kafka: no broker started by persona is running")
+        kpaths["pid"].unlink(missing_ok=True)
+
+    rpaths = _redis_paths(settings)
+    with _locked(rpaths["lock"]):
+        pid = _read_pid(rpaths["pid"])
+        if pid is not None and _stop_pid(pid, "redis-server", 15.0):
+            log(f"redis: stopped redis-server (pid {pid})")
+        else:
+            log("redis: no redis-server started by persona is running")
+        rpaths["pid"].unlink(missing_ok=True)
+
+
+def status(settings: Settings) -> dict:
+    """Reachability of both services and whether `up` manages them:
+    {"kafka": {"endpoint", "reachable", "managed", "pid"}, "redis": {...}}."""
+    kpid = _read_pid(_kafka_paths(settings)["pid"])
+    rpid = _read_pid(_redis_paths(settings)["pid"])
+    kmanaged = kpid is not None and _pid_alive(kpid, "kafka.Kafka")
+    rmanaged = rpid is not None and _pid_alive(rpid, "redis-server")
+    return {
+        "kafka": {
+            "endpoint": settings.kafka.bootstrap,
+            "reachable": bool(kafka_brokers(settings.kafka.bootstrap)),
+            "managed": kmanaged,
+            "pid": kpid if kmanaged else None,
+        },
+        "redis": {
+            "endpoint": settings.redis.url,
+            "reachable": _redis_ping(settings.redis.url),
+            "managed": rmanaged,
+            "pid": rpid if rmanaged else None,
+        },
+    }
