@@ -114,32 +114,36 @@ def _fmt_ratio(ratio: float | None) -> str:
 
 
 def print_table(report: Report, console=None) -> None:
-    """Print the metrics of every recommender, each with its ratio to the best baseline."""
+    """Print every metric (rows) for every recommender (columns), each with its ratio to the best
+    baseline for that metric."""
     from rich.console import Console
     from rich.table import Table
 
     console = console or Console()
     span = ""
     if report.first_ts is not None and report.last_ts is not None:
-        span = (f", {_date(report.first_ts):%Y-%m-%d} → {_date(report.last_ts):%Y-%m-%d}")
+        span = f", {_date(report.first_ts):%Y-%m-%d} → {_date(report.last_ts):%Y-%m-%d}"
     table = Table(
-        title=f"Prequential evaluation — {report.n_targets:,} targets, {report.n_events:,} events, "
+        title=f"Prequential evaluation: {report.n_targets:,} targets, {report.n_events:,} events, "
         f"catalog {report.catalog_size:,}{span}",
-        caption="ratio columns: value ÷ best baseline (lowest for Gini)",
+        caption="÷bl = value ÷ best baseline (highest, or lowest for Gini)",
     )
-    table.add_column("recommender", style="bold")
-    for metric, (label, _) in METRICS.items():
-        table.add_column(label.format(k=report.k), justify="right")
-        table.add_column("÷bl", justify="right", style="dim")
-    table.add_column("targets", justify="right")
-    table.add_column("time s", justify="right")
+    table.add_column("metric", style="bold")
+    table.add_column("best baseline", justify="right")
     for r in report.results:
-        cells = [r.name]
-        for metric in METRICS:
+        table.add_column(r.name, justify="right", overflow="fold",
+                         style=None if r.is_baseline else "green")
+        table.add_column("÷bl", justify="right", style="dim")
+    for metric, (label, _) in METRICS.items():
+        best = report.best_baseline(metric)
+        cells = [label.format(k=report.k), "—" if best is None else f"{best:.4f}"]
+        for r in report.results:
             cells.append(f"{getattr(r, metric):.4f}")
             cells.append(_fmt_ratio(report.ratio_to_best_baseline(r.name, metric)))
-        cells += [f"{r.n_targets:,}", f"{r.elapsed_s:.1f}"]
-        table.add_row(*cells, style=None if r.is_baseline else "green")
+        table.add_row(*cells)
+    table.add_section()
+    table.add_row("targets", "", *[c for r in report.results for c in (f"{r.n_targets:,}", "")])
+    table.add_row("time s", "", *[c for r in report.results for c in (f"{r.elapsed_s:.1f}", "")])
     console.print(table)
 
 

@@ -1,0 +1,238 @@
+"""Thin Bytewax adapters around the operators: stateful logics (one per partitioned state) and sinks.
+
+Each logic holds one operator state object and delegates to it; snapshots are the pickled state (only
+when recovery is on: Bytewax asks for a snapshot of every key touched in an epoch even without it).
+Clients are built per worker in the sinks and per process in `resources`, never kept in state.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from datetime import datetime, timedelta, timezone
+
+from bytewax.operators import StatefulBatchLogic
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from confluent_kafka import Producer
+
+from flows import resources
+from operators.context import FEATURES, PRIOR, Context
+from operators.dedup import Dedup
+from operators.feed import rank
+from operators.graph import Followers
+from operators.item_similarity import ItemSimilarity
+from operators.item_stats import ItemStats, ItemView
+from operators.models import OnlineLogit
+from operators.user_state import UserState
+from schemas import DeadLetter
+
+log = logging.getLogger("persona.flow")
+RETAIN, DISCARD = StatefulBatchLogic.RETAIN, StatefulBatchLogic.DISCARD
+
+
+class _Logic(StatefulBatchLogic):
+    """Holds `self.state`; snapshots it pickled when recovery is enabled.
+
+    Bytewax builders receive only the resume state, not the key, so states that need their key
+    (a user id, a post id) are created from the first value, which carries it.
+    """
+
+    recovery = False  # set per flow by flows.feeds.build_flow
+
+    def __init__(self, state, *args):
+        self.state = state
+
+    def snapshot(self):
+        return pickle.dumps(self.state, protocol=5) if self.recovery else None
+
+    @classmethod
+    def builder(cls, *args):
+        def build(resume):
+            return cls(pickle.loads(resume) if resume is not None else None, *args)
+        return build
+
+
+class DedupLogic(_Logic):
+    def __init__(self, state: Dedup | None, capacity: int):
+        super().__init__(state if state is not None else Dedup(capacity))
+
+    def on_batch(self, events):
+        return [e for e in events if self.state.is_new(e.event_id)], RETAIN
+
+
+class ItemLogic(_Logic):
+    """key = post id. Emits ("user", event, view before) per event, then ("item", view after)."""
+
+    def __init__(self, state: ItemStats | None, ctx: Context):
+        super().__init__(state)
+        self.ctx = ctx
+
+    def on_batch(self, events):
+        if self.state is None:
+            self.state = ItemStats(events[0].post_id)
+        out = [("user", e, self.state.learn_one(e, self.ctx.popularity)) for e in events]
+        v = self.state.view
+        out.append(("item", ItemView(v.post_id, v.author_id, v.topics, v.group_id, v.created_ts,
+                                     v.pop_log, v.likes, v.impressions, v.deleted)))
+        return out, RETAIN
+
+
+class FollowersLogic(_Logic):
+    """key = followed user. Values ("edge", kind, follower) | ("post", post_id, ts)."""
+
+    def __init__(self, state: Followers | None, max_fanout: int):
+        super().__init__(state if state is not None else Followers())
+        self.max_fanout = max_fanout
+
+    def on_batch(self, values):
+        out = []
+        for value in values:
+            if value[0] == "edge":
+                self.state.learn_one(value[1], value[2])
+            else:
+                out.extend(("deliver", f, value[1], value[2])
+                           for f in self.state.fan_out(self.max_fanout))
+        return out, RETAIN
+
+
+class UserLogic(_Logic):
+    """key = user id. Values ("event", Event, ItemView | None) | ("deliver", user_id, post_id, ts).
+
+    Marks the user dirty and ranks at most once per `rank_interval_s` (wall clock) on a timer; emits
+    ("co", a, b), ("ex", Example), ("feed", user_id, bytes), ("forget_user", user_id).
+    """
+
+    def __init__(self, state: UserState | None, ctx: Context):
+        super().__init__(state)
+        self.ctx = ctx
+        self.due: datetime | None = None
+        self.last_rank: datetime | None = None
+
+    def on_batch(self, values):
+        out: list = []
+        ctx = self.ctx
+        if self.state is None:
+            first = values[0]
+            self.state = UserState(first[1] if first[0] == "deliver" else first[1].user_id, ctx)
+        state = self.state
+        store = resources.feature_store(ctx.settings)
+        for value in values:
+            if value[0] == "deliver":
+                state.deliver(value[2], value[3], ctx.settings.features.pool_size)
+                state.last_ts = max(state.last_ts, value[3])
+                continue
+            event, view = value[1], value[2]
+            if event.type == "user_deleted":
+                return [("forget_user", state.user_id)], DISCARD
+            result = state.learn_one(event, view, ctx, store)
+            out.extend(("co", a, b) for a, b in result.co_pairs)
+            out.extend(("ex", ex) for ex in result.examples)
+        if self.due is None:
+            now = datetime.now(timezone.utc)
+            interval = timedelta(seconds=ctx.settings.stream.rank_interval_s)
+            earliest = self.last_rank + interval if self.last_rank else now
+            self.due = max(now, earliest)
+        return out, RETAIN
+
+    def notify_at(self):
+        return self.due
+
+    def on_notify(self):
+        return self._rank(), RETAIN
+
+    def on_eof(self):
+        return (self._rank() if self.due is not None else []), RETAIN
+
+    def _rank(self) -> list:
+        self.due = None
+        self.last_rank = datetime.now(timezone.utc)
+        state = self.state
+        out: list = [("ex", ex) for ex in state.flush_pending()]
+        feed = rank(state, resources.feature_store(self.ctx.settings), self.ctx, state.last_ts)
+        out.append(("feed", state.user_id, feed.encode()))
+        return out
+
+
+class SimilarityLogic(_Logic):
+    """key = post id. Values (post_id, co-engaged post id). Emits ("nbrs", post_id, neighbours)."""
+
+    def __init__(self, state: tuple[str, ItemSimilarity] | None, capacity: int):
+        super().__init__(state)
+        self.capacity = capacity
+
+    def on_batch(self, pairs):
+        if self.state is None:
+            self.state = (pairs[0][0], ItemSimilarity(self.capacity))
+        post_id, similarity = self.state
+        for _, other in pairs:
+            similarity.learn_one(other)
+        return [("nbrs", post_id, similarity.top())], RETAIN
+
+
+class GlobalModelLogic(_Logic):
+    """key = "global". Values: Examples from every user. Emits ("model", weights) per batch."""
+
+    def __init__(self, state: OnlineLogit | None, ctx: Context):
+        super().__init__(state if state is not None else OnlineLogit(
+            FEATURES, prior=PRIOR, learning_rate=ctx.settings.feed.learning_rate))
+
+    def on_batch(self, examples):
+        for ex in examples:
+            self.state.learn_one(ex.x, ex.y, ex.w)
+        return [("model", self.state.export())], RETAIN
+
+
+# ------------------------------------------------------------------------------------------- sinks
+class _RedisPartition(StatelessSinkPartition):
+    def __init__(self, settings):
+        self.writer = resources.redis_writer(settings)
+
+    def write_batch(self, items):
+        self.writer.write_batch(items)
+
+
+class RedisSink(DynamicSink):
+    """Applies write records (see operators.redis_store) in one pipeline per batch, per worker."""
+
+    def __init__(self, settings):
+        self.settings = settings
+
+    def build(self, step_id, worker_index, worker_count):
+        return _RedisPartition(self.settings)
+
+
+class _DeadLetterPartition(StatelessSinkPartition):
+    def __init__(self, bootstrap: str, topic: str, extra: dict):
+        self.topic = topic
+        self.producer = Producer({"bootstrap.servers": bootstrap, "acks": "all",
+                                  "enable.idempotence": True, "linger.ms": 5, **extra})
+
+    def write_batch(self, items: list[DeadLetter]):
+        failures: list[str] = []
+
+        def on_delivery(err, _msg):
+            if err is not None:
+                failures.append(str(err))
+
+        for dl in items:
+            self.producer.produce(self.topic, dl.encode(), on_delivery=on_delivery)
+            self.producer.poll(0)
+        remaining = self.producer.flush(30)
+        if remaining or failures:
+            raise RuntimeError(
+                f"dead-letter delivery to {self.topic} failed ({remaining} undelivered, "
+                f"errors: {failures[:3]}); refusing to drop invalid events silently")
+        log.info("dead-lettered %d events", len(items))
+
+    def close(self):
+        self.producer.flush(30)
+
+
+class DeadLetterSink(DynamicSink):
+    """Kafka sink that waits for delivery reports and fails loudly (Bytewax's KafkaSink does not)."""
+
+    def __init__(self, bootstrap: str, topic: str, extra: dict | None = None):
+        self.bootstrap, self.topic, self.extra = bootstrap, topic, extra or {}
+
+    def build(self, step_id, worker_index, worker_count):
+        return _DeadLetterPartition(self.bootstrap, self.topic, self.extra)

@@ -1,0 +1,134 @@
+"""The main dataflow: Kafka activity → features, models, fan-out → ranked feeds in Redis.
+
+Run: `persona run` (or `python -m bytewax.run "flows.feeds:get_flow()"`). Step ids are part of the
+recovery contract: never rename them in a deployment.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import bytewax.operators as op
+from bytewax.connectors.kafka import operators as kop
+from bytewax.dataflow import Dataflow
+from bytewax.inputs import Source
+from bytewax.outputs import Sink
+from confluent_kafka import OFFSET_BEGINNING
+
+import config
+from config import Settings
+from flows.adapters import (
+    DeadLetterSink,
+    DedupLogic,
+    FollowersLogic,
+    GlobalModelLogic,
+    ItemLogic,
+    RedisSink,
+    SimilarityLogic,
+    UserLogic,
+    _Logic,
+)
+from operators import Context
+from operators.dedup import shard_of
+from operators.ingest import decode_message, limits_from
+from operators.routing import follower_updates, is_fan_out, item_key
+from schemas import Event
+
+log = logging.getLogger("persona.flow")
+
+
+def build_flow(settings: Settings, *, source: Source | None = None,
+               dead_letters: Sink | None = None, writes: Sink | None = None,
+               tail: bool = True, recovery: bool = False) -> Dataflow:
+    ctx = Context.from_settings(settings)
+    limits = limits_from(settings)
+    skew = settings.stream.max_future_skew_ms
+    dedup_per_shard = settings.stream.dedup_capacity // settings.stream.dedup_shards
+    _Logic.recovery = recovery
+    flow = Dataflow("persona")
+
+    if source is None:
+        kafka = kop.input("kafka_in", flow, brokers=settings.kafka.bootstrap.split(","),
+                          topics=[settings.kafka.events_topic], tail=tail,
+                          starting_offset=OFFSET_BEGINNING,
+                          batch_size=settings.stream.kafka_batch_size)
+        op.inspect("kafka_errors", kafka.errs, _log_kafka_error)
+        messages = kafka.oks  # KafkaSourceMessage
+    else:
+        messages = op.input("input", flow, source)
+    decoded = op.map("decode", messages, lambda m: decode_message(m, limits, skew))
+    valid = op.branch("is_valid", decoded, lambda x: isinstance(x, Event))
+    op.output("dead_letters", valid.falses, dead_letters or DeadLetterSink(
+        settings.kafka.bootstrap, settings.kafka.dead_letter_topic))
+
+    # Event, once per event_id (bounded memory)
+    by_id = op.key_on("key_event_id", valid.trues,
+                      lambda e: shard_of(e.event_id, settings.stream.dedup_shards))
+    unique = op.stateful_batch("dedup", by_id, DedupLogic.builder(dedup_per_shard))
+    events = op.key_rm("events", unique)
+
+    # item statistics, keyed by post: ("user", Event, view before) | ("item", view after)
+    about_post = op.branch("about_post", events, lambda e: item_key(e) is not None)
+    item_msgs = op.key_rm("item_msgs", op.stateful_batch(
+        "items", op.key_on("key_post", about_post.trues, item_key), ItemLogic.builder(ctx)))
+    item_writes = op.filter("item_writes", item_msgs, lambda m: m[0] == "item")
+    user_events = op.merge(
+        "user_events",
+        op.filter("item_to_user", item_msgs, lambda m: m[0] == "user"),
+        op.map("as_user_msg", about_post.falses, lambda e: ("user", e, None)),
+    )
+
+    # followers, keyed by the followed user: reverse edges, fan-out of new posts to followers
+    follower_msgs = op.flat_map("follower_msgs", user_events, _follower_messages)
+    deliveries = op.stateful_batch("followers", follower_msgs, FollowersLogic.builder(
+        settings.features.max_followers_fanout))
+
+    # users, keyed by user: features, online model, micro-batched ranking
+    user_in = op.merge(
+        "user_in",
+        op.map("key_user", user_events, lambda m: (m[1].user_id, ("event", m[1], m[2]))),
+        op.map("key_delivery", op.key_rm("deliveries", deliveries), lambda d: (d[1], d)),
+    )
+    user_out = op.key_rm("user_msgs", op.stateful_batch("users", user_in, UserLogic.builder(ctx)))
+
+    # item-kNN keyed by item; the global model under one key
+    co_pairs = op.filter_map("co_pairs", user_out,
+                             lambda m: (m[1], (m[1], m[2])) if m[0] == "co" else None)
+    neighbours = op.stateful_batch("similarity", co_pairs,
+                                   SimilarityLogic.builder(settings.features.neighbours))
+    examples = op.filter_map("examples", user_out,
+                             lambda m: ("global", m[1]) if m[0] == "ex" else None)
+    model = op.stateful_batch("global_model", examples, GlobalModelLogic.builder(ctx))
+
+    # whole-value, idempotent writes to Redis: feeds, item features, neighbours, model
+    feeds = op.filter("feeds", user_out, lambda m: m[0] in ("feed", "forget_user"))
+    writes_stream = op.merge("writes", feeds, item_writes, op.key_rm("nbrs", neighbours),
+                             op.key_rm("model", model))
+    op.output("redis", writes_stream, writes or RedisSink(settings))
+    return flow
+
+
+def _follower_messages(msg) -> list:
+    """(followed user, ("edge", kind, follower) | ("post", post_id, ts))"""
+    event: Event = msg[1]
+    out = [(followed, ("edge", kind, follower))
+           for followed, kind, follower in follower_updates(event)]
+    if is_fan_out(event):
+        out.append((event.user_id, ("post", event.post_id, event.ts)))
+    return out
+
+
+def _log_kafka_error(_step, err) -> None:
+    log.error("Kafka consumer error: %s", err.err)
+
+
+def get_flow(config_path: str | None = None) -> Dataflow:
+    """Entry point for `python -m bytewax.run "flows.feeds:get_flow()"`."""
+    settings = config.load(config_path or os.environ.get("PERSONA_CONFIG"))
+    tail = os.environ.get("PERSONA_TAIL", "1") != "0"
+    recovery = bool(os.environ.get("PERSONA_RECOVERY"))
+    return build_flow(settings, tail=tail, recovery=recovery)
+
+
+__all__ = ["build_flow", "get_flow"]

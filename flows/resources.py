@@ -1,0 +1,51 @@
+"""Per-process clients for the flow (built lazily, never pickled into state or snapshots)."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import redis
+
+from config import Settings
+from operators.redis_store import RedisFeatureStore, RedisWriter, connect
+from schemas.keyspace import Keyspace
+
+DEFAULT_VERSION = "1"
+
+
+@cache
+def client(url: str) -> redis.Redis:
+    return connect(url)
+
+
+def active_version(settings: Settings) -> str:
+    """The active keyspace version; initialised to "1" on a fresh Redis."""
+    r = client(settings.redis.url)
+    key = Keyspace(settings.redis.prefix, DEFAULT_VERSION).active
+    r.set(key, DEFAULT_VERSION, nx=True)
+    return r.get(key).decode()
+
+
+_target_version: dict[str, str] = {}
+
+
+def set_target_version(settings: Settings, version: str) -> None:
+    """Write into `version` instead of the active one (backfills build the next version)."""
+    _target_version[settings.redis.url + settings.redis.prefix] = version
+
+
+def keyspace(settings: Settings) -> Keyspace:
+    version = _target_version.get(settings.redis.url + settings.redis.prefix)
+    return Keyspace(settings.redis.prefix, version or active_version(settings))
+
+
+@cache
+def feature_store(settings: Settings) -> RedisFeatureStore:
+    return RedisFeatureStore(client(settings.redis.url), keyspace(settings),
+                             ttl_s=min(1.0, settings.stream.rank_interval_s))
+
+
+@cache
+def redis_writer(settings: Settings) -> RedisWriter:
+    return RedisWriter(client(settings.redis.url), keyspace(settings),
+                       index_size=2000, retries=settings.redis.write_retries)

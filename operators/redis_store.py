@@ -1,0 +1,166 @@
+"""The online feature store and output writer on Redis.
+
+`RedisFeatureStore` implements `FeatureReader` with a short per-process read cache: rankers of one
+worker share it, so the hot items (trending, popular) cost one Redis read per TTL, not one per user.
+`RedisWriter` applies batches of writes in one pipeline, idempotently (whole-value SET, ZADD of exact
+scores), retrying with exponential backoff while Redis is unreachable.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+
+import orjson
+import redis
+
+from operators.item_stats import ItemView
+from schemas.keyspace import Keyspace
+
+log = logging.getLogger("persona.redis")
+
+# Write records (produced by the flow's steps, applied by RedisWriter):
+#   ("feed", user_id, feed_bytes) | ("item", ItemView) | ("nbrs", post_id, {post: count})
+#   ("model", exported_weights) | ("forget_user", user_id)
+Write = tuple
+
+
+class RedisFeatureStore:
+    """FeatureReader over Redis with a TTL cache (staleness ≤ ttl_s, per process)."""
+
+    def __init__(self, client: redis.Redis, keyspace: Keyspace, ttl_s: float = 1.0):
+        self.client = client
+        self.keyspace = keyspace
+        self.ttl_s = ttl_s
+        self._cache: dict[tuple, tuple[float, object]] = {}
+
+    def _cached_many(self, kind: str, ids: list[str], key_of, decode) -> dict:
+        now = time.monotonic()
+        out, missing = {}, []
+        cache = self._cache
+        for i in ids:
+            hit = cache.get((kind, i))
+            if hit is not None and now - hit[0] < self.ttl_s:
+                if hit[1] is not None:
+                    out[i] = hit[1]
+            else:
+                missing.append(i)
+        if missing:
+            pipe = self.client.pipeline(transaction=False)
+            for i in missing:
+                pipe.get(key_of(i))
+            for i, raw in zip(missing, pipe.execute(), strict=True):
+                value = decode(i, raw) if raw is not None else None
+                cache[(kind, i)] = (now, value)
+                if value is not None:
+                    out[i] = value
+        if len(cache) > 200_000:  # bound memory: drop everything stale
+            self._cache = {k: v for k, v in cache.items() if now - v[0] < self.ttl_s}
+        return out
+
+    def items(self, ids: list[str]) -> dict[str, ItemView]:
+        return self._cached_many("item", ids, self.keyspace.item,
+                                 lambda i, raw: ItemView.from_wire(i, orjson.loads(raw)))
+
+    def neighbours(self, ids: list[str]) -> dict[str, dict[str, float]]:
+        return self._cached_many("nbrs", ids, self.keyspace.neighbours,
+                                 lambda i, raw: orjson.loads(raw))
+
+    def _cached_one(self, key: tuple, load):
+        now = time.monotonic()
+        hit = self._cache.get(key)
+        if hit is not None and now - hit[0] < self.ttl_s:
+            return hit[1]
+        value = load()
+        self._cache[key] = (now, value)
+        return value
+
+    def trending(self, topic: str, n: int) -> list[str]:
+        key = self.keyspace.trending(topic)
+        return self._cached_one(("trending", topic, n), lambda: [
+            m.decode() for m in self.client.zrange(key, 0, n - 1, desc=True)])
+
+    def fresh(self, n: int) -> list[str]:
+        return self._cached_one(("fresh", n), lambda: [
+            m.decode() for m in self.client.zrange(self.keyspace.fresh, 0, n - 1, desc=True)])
+
+    def global_model(self) -> dict | None:
+        def load():
+            raw = self.client.get(self.keyspace.global_model)
+            return orjson.loads(raw) if raw else None
+        return self._cached_one(("model",), load)
+
+
+class RedisWriter:
+    """Applies write records to Redis in one pipeline per batch, with retries."""
+
+    def __init__(self, client: redis.Redis, keyspace: Keyspace, index_size: int = 2000,
+                 retries: int = 8):
+        self.client = client
+        self.keyspace = keyspace
+        self.index_size = index_size
+        self.retries = retries
+
+    def write_batch(self, writes: Iterable[Write]) -> int:
+        ks = self.keyspace
+        ops: list[tuple] = []
+        trimmed: set[str] = set()
+        count = 0
+        for w in writes:
+            kind = w[0]
+            count += 1
+            if kind == "feed":
+                ops.append(("set", ks.feed(w[1]), w[2]))
+            elif kind == "item":
+                view: ItemView = w[1]
+                ops.append(("set", ks.item(view.post_id), orjson.dumps(view.to_wire())))
+                indexes = [ks.trending(None)] + [ks.trending(t) for t in view.topics]
+                if view.deleted:
+                    ops.extend(("zrem", key, view.post_id) for key in indexes + [ks.fresh])
+                elif view.author_id is not None:
+                    if view.pop_log is not None:
+                        ops.extend(("zadd", key, {view.post_id: view.pop_log}) for key in indexes)
+                        trimmed.update(indexes)
+                    ops.append(("zadd", ks.fresh, {view.post_id: view.created_ts}))
+                    trimmed.add(ks.fresh)
+            elif kind == "nbrs":
+                ops.append(("set", ks.neighbours(w[1]), orjson.dumps(w[2])))
+            elif kind == "model":
+                ops.append(("set", ks.global_model, orjson.dumps(w[1])))
+            elif kind == "forget_user":
+                ops.append(("delete", ks.feed(w[1])))
+            else:
+                raise ValueError(f"unknown write record {kind!r}")
+        ops.extend(("zremrangebyrank", key, 0, -(self.index_size + 1)) for key in sorted(trimmed))
+        if ops:
+            self.execute(ops)
+        return count
+
+    def execute(self, ops: list[tuple]) -> None:
+        """Run `ops` ((command, *args) tuples) in one pipeline; retry the whole batch with backoff
+        (safe: every write is idempotent). A pipeline is rebuilt per attempt: redis-py empties it
+        after execute, even on error."""
+        delay = 0.1
+        for attempt in range(self.retries + 1):
+            try:
+                pipe = self.client.pipeline(transaction=False)
+                for name, *args in ops:
+                    getattr(pipe, name)(*args)
+                pipe.execute()
+                if attempt:
+                    log.warning("Redis writes resumed after %d retries", attempt)
+                return
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                if attempt == self.retries:
+                    raise RuntimeError(
+                        f"Redis unreachable after {self.retries} retries ({exc}); "
+                        "check REDIS_URL or start it with `persona up`") from exc
+                log.warning("Redis write failed (%s); retrying in %.1fs", exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+
+def connect(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5,
+                                health_check_interval=30)

@@ -1,0 +1,59 @@
+"""The Redis keyspace contract, shared by the writers (workers) and the reader.
+
+Every key lives under a keyspace version; `{prefix}:active` names the active version. Per-user and
+per-item keys put the id in a hash tag (`{...}`) so one user's reads hit one Redis Cluster slot.
+
+>>> ks = Keyspace("persona", "1")
+>>> ks.feed("u1"), ks.active
+('persona:v1:feed:{u1}', 'persona:active')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ALL_TOPICS = "_all"
+
+
+@dataclass(frozen=True, slots=True)
+class Keyspace:
+    prefix: str
+    version: str
+
+    @property
+    def active(self) -> str:
+        """Pointer to the active keyspace version (a string)."""
+        return f"{self.prefix}:active"
+
+    @property
+    def base(self) -> str:
+        return f"{self.prefix}:v{self.version}"
+
+    def feed(self, user_id: str) -> str:
+        """The user's ranked feed: one orjson value (schemas.outputs.Feed), replaced whole."""
+        return f"{self.base}:feed:{{{user_id}}}"
+
+    def item(self, post_id: str) -> str:
+        """An item's features (ItemView wire list)."""
+        return f"{self.base}:item:{{{post_id}}}"
+
+    def neighbours(self, post_id: str) -> str:
+        """An item's item-kNN neighbours: {post_id: co-engagement count}."""
+        return f"{self.base}:nbrs:{{{post_id}}}"
+
+    def trending(self, topic: str | None) -> str:
+        """Sorted set of post ids by log-domain decayed popularity, per topic or over all."""
+        return f"{self.base}:trending:{topic or ALL_TOPICS}"
+
+    @property
+    def fresh(self) -> str:
+        """Sorted set of post ids by creation time."""
+        return f"{self.base}:fresh"
+
+    @property
+    def global_model(self) -> str:
+        """The global ranking model's weights (orjson)."""
+        return f"{self.base}:model:global"
+
+    def user_pattern(self, user_id: str) -> str:
+        return f"{self.base}:*:{{{user_id}}}"
