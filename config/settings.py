@@ -113,8 +113,8 @@ class FeedSettings:
     exploration_slots: int
     exploration_start: int
     exploration_max_impressions: int
-    global_blend_k: float
     learning_rate: float
+    user_learning_rate: float
 
     BOUNDS = {
         "size": bounded(1, 1000),
@@ -124,8 +124,8 @@ class FeedSettings:
         "exploration_slots": bounded(0, 100),
         "exploration_start": bounded(1, 1000),
         "exploration_max_impressions": bounded(0, None),
-        "global_blend_k": bounded(0.0, 1e9),
         "learning_rate": bounded(1e-6, 10.0),
+        "user_learning_rate": bounded(0.0, 10.0),
     }
 
 

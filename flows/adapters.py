@@ -147,8 +147,9 @@ class UserLogic(_Logic):
         self.due = None
         self.last_rank = datetime.now(timezone.utc)
         state = self.state
-        out: list = [("ex", ex) for ex in state.flush_pending()]
-        feed = rank(state, resources.feature_store(self.ctx.settings), self.ctx, state.last_ts)
+        store = resources.feature_store(self.ctx.settings)
+        out: list = [("ex", ex) for ex in state.flush_pending(state.last_ts, store)]
+        feed = rank(state, store, self.ctx, state.last_ts)
         out.append(("feed", state.user_id, feed.encode()))
         return out
 

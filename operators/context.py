@@ -24,6 +24,9 @@ FEATURES: tuple[str, ...] = (
     "freshness",
 )
 
+# The per-user model sees the same features plus the global model's logit (a residual model).
+USER_FEATURES: tuple[str, ...] = (*FEATURES, "global_logit")
+
 # Prior of the global model: a sensible ranking before any feedback (the model moves away from it).
 PRIOR: dict[str, float] = {
     "in_network": 1.0,

@@ -65,6 +65,8 @@ class Engine:
             self.users.pop(event.user_id, None)
             self.followers.pop(event.user_id, None)
             return
+        if self._dirty_neighbours and event.post_id is not None:
+            self.publish()  # what a user learns from must reflect everything before it
         out = self.user(event.user_id).learn_one(event, view, ctx, store)
         for a, b in out.co_pairs:
             sim = self.similar.get(a)
@@ -89,7 +91,7 @@ class Engine:
         """The feed `user_id` would be served at event time `now`."""
         self.publish()
         user = self.user(user_id)
-        for ex in user.flush_pending():
+        for ex in user.flush_pending(now, self.store):
             self.global_model.learn_one(ex.x, ex.y, ex.w)
             self._model_dirty = True
         return rank(user, self.store, self.ctx, now)

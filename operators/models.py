@@ -71,8 +71,3 @@ class OnlineLogit:
         self.model.intercept = b
         self.n = n
 
-
-def blend(p_user: np.ndarray, p_global: np.ndarray, n_user: int, k: float) -> np.ndarray:
-    """Weight the user's own model by how much the user has taught us: n / (n + k)."""
-    alpha = n_user / (n_user + k) if k > 0 else 1.0
-    return alpha * p_user + (1.0 - alpha) * p_global

@@ -8,18 +8,22 @@ bounded by config, so memory per user is capped.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from operators.bounded import RecentSet, cap_top
-from operators.context import FEATURES, Context
+from operators.context import FEATURES, USER_FEATURES, Context
 from operators.feature_store import FeatureReader
 from operators.item_stats import ItemView
 from operators.models import OnlineLogit
+from operators.feed.scoring import global_vector
 from schemas import ENGAGEMENT_WEIGHT, NEGATIVE_TYPES, Event
 
 MAX_EDGES = 5000  # follows / blocks / mutes / groups kept per user
+MAX_PENDING = 200  # impressions awaiting their label
+LABEL_WINDOW_MS = 30 * 60_000  # an impression not engaged within this event time is a negative
 MAX_AFFINITIES = 200  # authors and topics kept per user (strongest win)
 SKIP_ABOVE = 3  # served-but-skipped items learned as negatives per engagement
 
@@ -55,11 +59,17 @@ class UserState:
         self.groups: set[str] = set()
         self.author_aff: dict[str, float] = {}  # author -> log-domain decayed engagement
         self.topic_aff: dict[str, float] = {}
+        self.topic_seen: dict[str, float] = {}  # topic -> log-domain decayed exposures
+        self.exposure_log: float | None = None  # all exposures, decayed (base-rate denominator)
+        self.engaged_log: float | None = None  # all engagements, decayed
         self.recent_likes = RecentSet(f.history_size)
         self.seen = RecentSet(f.seen_size)  # impressed or engaged: never served again
         self.pool: dict[str, int] = {}  # in-network candidates: post -> created ts
-        self.model = OnlineLogit(FEATURES, learning_rate=ctx.settings.feed.learning_rate)
-        self.pending: dict[str, dict[str, float]] = {}  # impressions awaiting a possible engagement
+        # Residual model: starts as the global model (weight 1 on its logit) and learns this
+        # user's deviations from it.
+        self.model = OnlineLogit(USER_FEATURES, prior={"global_logit": 1.0},
+                                 learning_rate=ctx.settings.feed.user_learning_rate)
+        self.pending: dict[str, tuple[int, dict]] = {}  # impression -> (ts, x) awaiting its label
         self.served: list[str] = []  # top of the last served feed, in order
         self.served_rows: dict[str, dict[str, float]] = {}
         self.last_ts = 0  # event time of the newest event applied
@@ -72,12 +82,16 @@ class UserState:
         out = UserOutputs()
         self.events += 1
         self.last_ts = max(self.last_ts, event.ts)
+        self._expire_pending(event.ts, out)
         kind = event.type
         if kind in ENGAGEMENT_WEIGHT and event.post_id:
             self._engage(event, view, ctx, store, out)
         elif kind == "impression" and event.post_id:
-            if event.post_id not in self.pending and view is not None and view.author_id:
-                self.pending[event.post_id] = self.features_one(view, ctx, store, event.ts)
+            if (event.post_id not in self.pending and event.post_id not in self.recent_likes
+                    and view is not None and view.author_id and len(self.pending) < MAX_PENDING):
+                self.pending[event.post_id] = (event.ts, self.features_one(view, ctx, store, event.ts))
+            if event.post_id not in self.seen and view is not None:
+                self._expose(view, event.ts, ctx)
             self.seen.add(event.post_id)
         elif kind in NEGATIVE_TYPES and event.post_id:
             self.seen.add(event.post_id)
@@ -110,9 +124,24 @@ class UserState:
             self.seen.add(event.post_id)  # never recommend users their own posts
         elif kind == "user_deleted":
             self.deleted = True
-        for ex in out.examples:
-            self.model.learn_one(ex.x, ex.y, ex.w)
+        self._learn(out.examples, store)
         return out
+
+    def _learn(self, examples: list[Example], store: FeatureReader) -> None:
+        """Train the user's residual model; the global logit is an input with prior weight 1."""
+        if not examples:
+            return
+        wg, bg = global_vector(store.global_model())
+        for ex in examples:
+            x = dict(ex.x)
+            x["global_logit"] = float(sum(x[f] * w for f, w in zip(FEATURES, wg)) + bg)
+            self.model.learn_one(x, ex.y, ex.w)
+
+    def _expire_pending(self, now: int, out: UserOutputs) -> None:
+        if self.pending:
+            expired = [p for p, (ts, _) in self.pending.items() if now - ts > LABEL_WINDOW_MS]
+            for post in expired:
+                out.examples.append(Example(self.pending.pop(post)[1], False, 1.0))
 
     def _engage(self, event: Event, view: ItemView | None, ctx: Context, store: FeatureReader,
                 out: UserOutputs) -> None:
@@ -126,6 +155,9 @@ class UserState:
                 row = self.served_rows.get(skipped)
                 if row is not None and skipped not in self.recent_likes:
                     out.examples.append(Example(row, False, 1.0))
+            if post not in self.seen:
+                self._expose(view, event.ts, ctx)
+            self.engaged_log = ctx.affinity.add(self.engaged_log, event.ts, weight)
             author = view.author_id
             self.author_aff[author] = ctx.affinity.add(self.author_aff.get(author), event.ts, weight)
             cap_top(self.author_aff, MAX_AFFINITIES)
@@ -140,13 +172,32 @@ class UserState:
             self.recent_likes.add(post)
         self.seen.add(post)
 
-    def flush_pending(self) -> list[Example]:
-        """Impressions not followed by an engagement become negatives (at the next micro-batch)."""
-        examples = [Example(x, False, 1.0) for x in self.pending.values()]
-        for ex in examples:
-            self.model.learn_one(ex.x, ex.y, ex.w)
-        self.pending.clear()
-        return examples
+    def _expose(self, view: ItemView, ts: int, ctx: Context) -> None:
+        self.exposure_log = ctx.affinity.add(self.exposure_log, ts)
+        for topic in view.topics:
+            self.topic_seen[topic] = ctx.affinity.add(self.topic_seen.get(topic), ts)
+        if len(self.topic_seen) > 2 * MAX_AFFINITIES:
+            cap_top(self.topic_seen, MAX_AFFINITIES)
+
+    def topic_lift(self, ctx: Context, now: int) -> dict[str, float]:
+        """log of (engagement rate on a topic) / (the user's overall rate), smoothed toward 0."""
+        aff = ctx.affinity
+        exposures = aff.value(self.exposure_log, now)
+        base = (aff.value(self.engaged_log, now) + 1.0) / (exposures + 5.0)
+        m = 3.0  # pseudo-exposures at the base rate
+        lift = {}
+        for topic in set(self.topic_seen) | set(self.topic_aff):
+            e = aff.value(self.topic_aff.get(topic), now)
+            n = aff.value(self.topic_seen.get(topic), now)
+            lift[topic] = math.log((e + base * m) / (max(n, e) + m) / base)
+        return lift
+
+    def flush_pending(self, now: int, store: FeatureReader) -> list[Example]:
+        """Label impressions whose window has passed at event time `now` (at a micro-batch)."""
+        out = UserOutputs()
+        self._expire_pending(now, out)
+        self._learn(out.examples, store)
+        return out.examples
 
     def deliver(self, post_id: str, created_ts: int, pool_size: int) -> None:
         """A followed author posted: add to the in-network candidate pool (newest kept)."""

@@ -410,7 +410,8 @@ def _wait_for_broker(
                 "the Kafka broker exited while starting. Last lines of "
                 f"{paths['stdout']}:\n{_tail(paths['stdout'])}\n"
                 f"Last lines of {paths['logs'] / 'server.log'}:\n"
-                f"{_tail(paths['logs'] / 'server.log', 15)}"
+                f"{_tail(paths['logs'] / 'server.log', 15)}\n"
+                f"(to start from an empty store: `persona down`, then rm -rf {paths['data']})"
             )
         brokers = kafka_brokers(bootstrap, timeout=1.0)
         if brokers and 1 in brokers:
@@ -421,6 +422,17 @@ def _wait_for_broker(
         f"see {paths['logs'] / 'server.log'}; `persona down` stops it.\n"
         f"{_tail(paths['logs'] / 'server.log', 15)}"
     )
+
+
+def _running_listener(paths: dict[str, Path]) -> str:
+    """The client listener in the server.properties the running broker was started with."""
+    try:
+        for line in paths["properties"].read_text().splitlines():
+            if line.startswith("listeners="):
+                return line.split("=", 1)[1].split(",")[0]
+    except OSError:
+        pass
+    return "an unknown port"
 
 
 def ensure_kafka(settings: Settings, log: Log = print) -> str:
@@ -446,8 +458,17 @@ def ensure_kafka(settings: Settings, log: Log = print) -> str:
 
     paths = _kafka_paths(settings)
     with _locked(paths["lock"]):
+        if kafka_brokers(bootstrap):  # a concurrent `up` started it while we waited for the lock
+            return bootstrap
         pid = _read_pid(paths["pid"])
         if pid is not None and _pid_alive(pid, "kafka.Kafka"):
+            running = _running_listener(paths)
+            wanted = f"PLAINTEXT://127.0.0.1:{settings.services.kafka_port}"
+            if running != wanted:
+                raise ServiceError(
+                    f"the broker persona started (pid {pid}) listens on {running}, but the settings "
+                    f"ask for {bootstrap}: run `persona down` first, then `persona up`"
+                )
             # Started earlier by us (maybe by a concurrent `up`) and still starting up.
             log(f"kafka: waiting for the broker started earlier (pid {pid})")
             _wait_for_broker(bootstrap, lambda: _pid_alive(pid, "kafka.Kafka"), paths)
@@ -500,7 +521,10 @@ def ensure_topics(bootstrap: str, topics: dict[str, int], log: Log = print) -> N
     from confluent_kafka.admin import NewTopic
 
     admin = _admin(bootstrap, 10.0)
-    existing = admin.list_topics(timeout=10).topics
+    try:
+        existing = admin.list_topics(timeout=10).topics
+    except KafkaException as exc:
+        raise ServiceError(f"Kafka not reachable at {bootstrap} to create topics: {exc}") from None
     for name, want in topics.items():
         if name in existing and len(existing[name].partitions) != want:
             log(
@@ -622,6 +646,12 @@ def ensure_redis(settings: Settings, log: Log = print) -> str:
     with _locked(paths["lock"]):
         if _redis_ping(url):  # a concurrent `up` got there first
             return url
+        pid = _read_pid(paths["pid"])
+        if pid is not None and _pid_alive(pid, "redis-server"):
+            raise ServiceError(
+                f"the redis-server persona started (pid {pid}) does not answer at {url} (another "
+                "port?): run `persona down` first, then `persona up`"
+            )
         if _tcp_open(*target):
             raise ServiceError(
                 f"port {target[1]} is in use but does not answer PING at {url} (wrong password or "

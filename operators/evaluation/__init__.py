@@ -31,7 +31,7 @@ from operators.evaluation.metrics import (
 )
 from operators.evaluation.prequential import TOUCH_TYPES, Recommender, evaluate, touched_post
 from operators.evaluation.readers import ReadStats, detect_format, read_events
-from operators.evaluation.report import Report, RecommenderResult, plot, print_table
+from operators.evaluation.report import RecommenderResult, Report, plot, print_table
 
 __all__ = [
     "TOUCH_TYPES",
@@ -41,8 +41,8 @@ __all__ = [
     "ItemKNN",
     "RankingAccumulator",
     "ReadStats",
-    "RecommenderResult",
     "Recommender",
+    "RecommenderResult",
     "Report",
     "TiedRank",
     "WindowedSeries",

@@ -7,7 +7,7 @@ is vectorised.
 * `GlobalPopularity`: score(i) = number of distinct users with a positive engagement on i so far.
 * `ItemKNN`: incremental co-occurrence of positively-engaged items per user;
   score(i) = Σ_{j in user's positive history} co(i,j) / sqrt(pop(i)·pop(j)) (cosine-normalised).
-  The co-occurrence matrix is dense (n_items² float32): fine up to ~20k items.
+  The co-occurrence matrix is dense (n_items² float64, 8·n² bytes): fine up to ~10k items.
 """
 
 from __future__ import annotations
@@ -16,10 +16,9 @@ import math
 
 import numpy as np
 
-from schemas.events import Event
-
 from operators.evaluation.metrics import rank_in, top_k
 from operators.evaluation.prequential import is_positive, touched_post
+from schemas.events import Event
 
 
 class IncrementalCatalog:
@@ -90,7 +89,9 @@ class IncrementalCatalog:
             mask[np.fromiter(touched, dtype=np.intp, count=len(touched))] = False
         return mask
 
-    def score_target(self, user_id: str, target: str, now_ms: int, k: int) -> tuple[float, list[str]]:
+    def score_target(
+        self, user_id: str, target: str, now_ms: int, k: int
+    ) -> tuple[float, list[str]]:
         scores = self.scores(user_id)
         mask = self.candidates(user_id)
         idx = self._index.get(target)
@@ -116,17 +117,19 @@ class ItemKNN(IncrementalCatalog):
 
     name = "baseline:item-knn"
 
-    def __init__(self, initial_capacity: int = 1024, max_items: int = 20_000) -> None:
+    def __init__(self, initial_capacity: int = 1024, max_items: int = 16_384) -> None:
         super().__init__(initial_capacity)
         self.max_items = max_items
-        self._co = np.zeros((self._cap, self._cap), dtype=np.float32)
+        self._co = np.zeros((self._cap, self._cap), dtype=np.float64)
 
     def _grow(self, cap: int) -> None:
         if cap > self.max_items and self._cap >= self.max_items:
-            raise MemoryError(f"ItemKNN keeps a dense {cap}² co-occurrence matrix; "
-                              f"raise max_items (now {self.max_items}) if you have the memory")
+            raise MemoryError(
+                f"ItemKNN keeps a dense {cap}² co-occurrence matrix; "
+                f"raise max_items (now {self.max_items}) if you have the memory"
+            )
         cap = min(cap, max(self.max_items, self._cap + 1))
-        co = np.zeros((cap, cap), dtype=np.float32)
+        co = np.zeros((cap, cap), dtype=np.float64)
         co[: self._cap, : self._cap] = self._co
         self._co = co
         super()._grow(cap)
@@ -144,9 +147,9 @@ class ItemKNN(IncrementalCatalog):
             return np.zeros(n)
         h = np.asarray(history, dtype=np.intp)
         weights = 1.0 / np.sqrt(self._pop[h])  # pop(j) >= 1 for every j the user engaged with
-        raw = weights @ self._co[h, :n].astype(np.float64)  # Σ_j co(i,j)/sqrt(pop j)
+        raw = weights @ self._co[h, :n]  # Σ_j co(i,j)/sqrt(pop j)
         pop = self._pop[:n]
         out = np.zeros(n)
         np.divide(raw, np.sqrt(pop), out=out, where=pop > 0)
-        # equal neighbourhoods must tie exactly whatever the BLAS summation order: drop the last bits
+        # equal neighbourhoods must tie exactly whatever the summation order: drop the last bits
         return np.round(out, 10)

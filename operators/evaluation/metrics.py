@@ -21,6 +21,7 @@ import math
 from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Self
 
 import numpy as np
 
@@ -34,7 +35,7 @@ class TiedRank(float):
     greater: int
     ties: int
 
-    def __new__(cls, greater: int, ties: int) -> TiedRank:
+    def __new__(cls, greater: int, ties: int) -> Self:
         if greater < 0 or ties < 0:
             raise ValueError(f"greater and ties must be >= 0, got {greater}, {ties}")
         obj = super().__new__(cls, 1.0 + greater + ties / 2.0)
@@ -51,10 +52,12 @@ class TiedRank(float):
 
 def tied_rank(target_score: float, other_scores: Iterable[float] | np.ndarray) -> TiedRank:
     """Rank of a target among the other candidates' scores (the target itself not included)."""
-    others = np.asarray(other_scores if isinstance(other_scores, np.ndarray) else list(other_scores),
-                        dtype=float)
-    return TiedRank(int(np.count_nonzero(others > target_score)),
-                    int(np.count_nonzero(others == target_score)))
+    others = np.asarray(
+        other_scores if isinstance(other_scores, np.ndarray) else list(other_scores), dtype=float
+    )
+    return TiedRank(
+        int(np.count_nonzero(others > target_score)), int(np.count_nonzero(others == target_score))
+    )
 
 
 def rank_in(scores: np.ndarray, candidates: np.ndarray | None, target: int) -> TiedRank | float:
@@ -91,7 +94,7 @@ def _split(rank: float) -> tuple[int, int] | None:
         return rank.greater, rank.ties
     if rank is None or math.isinf(rank) or math.isnan(rank):
         return None
-    r = int(math.ceil(rank))
+    r = math.ceil(rank)
     if r < 1:
         raise ValueError(f"ranks are 1-based, got {rank}")
     return r - 1, 0
@@ -258,8 +261,9 @@ class WindowedSeries:
         self._exposure: Counter[str] = Counter()
         self._n = 0
 
-    def update(self, values: tuple[float, float, float], served: Sequence[str], ts: int,
-               catalog_size: int) -> None:
+    def update(
+        self, values: tuple[float, float, float], served: Sequence[str], ts: int, catalog_size: int
+    ) -> None:
         if len(self._served) == self.window:
             old = self._served[0]
             self._exposure.subtract(old)

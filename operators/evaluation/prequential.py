@@ -19,10 +19,9 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Protocol, runtime_checkable
 
-from schemas.events import ENGAGEMENT_WEIGHT, POST_ACTIONS, Event
-
 from operators.evaluation.metrics import ExposureAccumulator, RankingAccumulator, WindowedSeries
 from operators.evaluation.report import RecommenderResult, Report
+from schemas.events import ENGAGEMENT_WEIGHT, POST_ACTIONS, Event
 
 # Event types after which the actor has "touched" the post: it is never served to them again.
 TOUCH_TYPES = POST_ACTIONS | {"post_created"}
@@ -36,7 +35,9 @@ class Recommender(Protocol):
 
     def learn_one(self, event: Event) -> None: ...
 
-    def score_target(self, user_id: str, target: str, now_ms: int, k: int) -> tuple[float, list[str]]:
+    def score_target(
+        self, user_id: str, target: str, now_ms: int, k: int
+    ) -> tuple[float, list[str]]:
         """Expected 1-based rank of target in what this recommender would serve now (math.inf if not
         served), and the top-k item ids served (for coverage/Gini).
 
@@ -119,12 +120,31 @@ def evaluate(
     results = []
     for i, rec in enumerate(recommenders):
         r, e = ranking[i].result(), exposure[i].result(len(catalog))
-        results.append(RecommenderResult(
-            name=rec.name, hr=r.hr, ndcg=r.ndcg, mrr=r.mrr, coverage=e.coverage, gini=e.gini,
-            n_targets=r.n, not_served=r.not_served, elapsed_s=elapsed[i], series=series[i].points,
-        ))
+        results.append(
+            RecommenderResult(
+                name=rec.name,
+                hr=r.hr,
+                ndcg=r.ndcg,
+                mrr=r.mrr,
+                coverage=e.coverage,
+                gini=e.gini,
+                n_targets=r.n,
+                not_served=r.not_served,
+                elapsed_s=elapsed[i],
+                series=series[i].points,
+            )
+        )
     return Report(
-        k=k, window=window, n_events=n_events, n_positives=n_positives, n_targets=n_targets,
-        skipped_no_history=no_history, skipped_touched=already_touched, catalog_size=len(catalog),
-        first_ts=first_ts, last_ts=last_ts, elapsed_s=time.perf_counter() - started, results=results,
+        k=k,
+        window=window,
+        n_events=n_events,
+        n_positives=n_positives,
+        n_targets=n_targets,
+        skipped_no_history=no_history,
+        skipped_touched=already_touched,
+        catalog_size=len(catalog),
+        first_ts=first_ts,
+        last_ts=last_ts,
+        elapsed_s=time.perf_counter() - started,
+        results=results,
     )

@@ -21,7 +21,6 @@ from __future__ import annotations
 import csv
 import gzip
 import io
-import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -33,9 +32,25 @@ from schemas.events import Event
 LIKE_THRESHOLD = 4.0
 
 ML100K_GENRES = (
-    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
-    "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller",
-    "War", "Western",
+    "unknown",
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children's",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
 )
 MAX_DISTINCT_REASONS = 50
 
@@ -159,8 +174,15 @@ def _csv_rows(path: Path, stats: ReadStats) -> list[Row]:
         for rec in reader:
             stats.lines += 1
             try:
-                rows.append((int(rec["timestamp"]) * 1000, reader.line_num, rec["userId"].strip(),
-                             rec["movieId"].strip(), float(rec["rating"])))
+                rows.append(
+                    (
+                        int(rec["timestamp"]) * 1000,
+                        reader.line_num,
+                        rec["userId"].strip(),
+                        rec["movieId"].strip(),
+                        float(rec["rating"]),
+                    )
+                )
             except (TypeError, ValueError, AttributeError):
                 stats.reject(f"bad ratings.csv row at line {reader.line_num}")
     return rows
@@ -187,7 +209,7 @@ def read_udata_genres(directory: Path) -> dict[str, tuple[str, ...]]:
             parts = line.rstrip("\r\n").split("|")
             if len(parts) < len(names) + 1:
                 continue
-            flags = parts[-len(names):]
+            flags = parts[-len(names) :]
             out[parts[0]] = tuple(n for n, f in zip(names, flags) if f.strip() == "1")
     return out
 
@@ -201,21 +223,24 @@ def read_csv_genres(directory: Path) -> dict[str, tuple[str, ...]]:
     with open(movies, encoding="utf-8", newline="") as fh:
         for rec in csv.DictReader(fh):
             raw = (rec.get("genres") or "").strip()
-            genres = () if raw in ("", "(no genres listed)") else tuple(
-                g.strip() for g in raw.split("|") if g.strip())
+            genres = (
+                ()
+                if raw in ("", "(no genres listed)")
+                else tuple(g.strip() for g in raw.split("|") if g.strip())
+            )
             out[(rec.get("movieId") or "").strip()] = genres
     return out
 
 
-def author_for(genres: tuple[str, ...] | None) -> str:
-    """Synthetic author of a movie: one studio per first genre."""
-    if not genres:
-        return "studio"
-    return "studio:" + (re.sub(r"[^a-z0-9]+", "-", genres[0].lower()).strip("-") or "other")
+def author_for(item: str) -> str:
+    """Synthetic author of a movie. MovieLens has no authors, so each movie gets its own: a shared
+    author would make author caps and author affinities act on genres, which they are not."""
+    return f"studio:m{item}"
 
 
-def _ratings_to_events(rows: list[Row], genres: dict[str, tuple[str, ...]],
-                       stats: ReadStats) -> Iterator[Event]:
+def _ratings_to_events(
+    rows: list[Row], genres: dict[str, tuple[str, ...]], stats: ReadStats
+) -> Iterator[Event]:
     rows.sort(key=lambda r: r[0])  # stable: ties keep file order
     seen: set[str] = set()
     for ts, line_no, user, item, rating in rows:
@@ -224,9 +249,19 @@ def _ratings_to_events(rows: list[Row], genres: dict[str, tuple[str, ...]],
             seen.add(item)
             topics = genres.get(item) if genres else None
             stats.events += 1
-            yield Event(event_id=f"ml:post:{post_id}", type="post_created", ts=ts,
-                        user_id=author_for(topics), post_id=post_id, topics=topics)
+            yield Event(
+                event_id=f"ml:post:{post_id}",
+                type="post_created",
+                ts=ts,
+                user_id=author_for(item),
+                post_id=post_id,
+                topics=topics,
+            )
         stats.events += 1
-        yield Event(event_id=f"ml:{line_no}:u{user}:{post_id}",
-                    type="like" if rating >= LIKE_THRESHOLD else "impression",
-                    ts=ts, user_id="u" + user, post_id=post_id)
+        yield Event(
+            event_id=f"ml:{line_no}:u{user}:{post_id}",
+            type="like" if rating >= LIKE_THRESHOLD else "impression",
+            ts=ts,
+            user_id="u" + user,
+            post_id=post_id,
+        )

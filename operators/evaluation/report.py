@@ -131,8 +131,9 @@ def print_table(report: Report, console=None) -> None:
     table.add_column("metric", style="bold")
     table.add_column("best baseline", justify="right")
     for r in report.results:
-        table.add_column(r.name, justify="right", overflow="fold",
-                         style=None if r.is_baseline else "green")
+        table.add_column(
+            r.name, justify="right", overflow="fold", style=None if r.is_baseline else "green"
+        )
         table.add_column("÷bl", justify="right", style="dim")
     for metric, (label, _) in METRICS.items():
         best = report.best_baseline(metric)
@@ -166,8 +167,13 @@ def plot(report: Report, path: str | Path) -> Path:
             if not pts:
                 continue
             xs = [_date(ts) for _, ts, _ in pts]
-            ax.plot(xs, [v for _, _, v in pts], label=r.name,
-                    linestyle="--" if r.is_baseline else "-", linewidth=1.3)
+            ax.plot(
+                xs,
+                [v for _, _, v in pts],
+                label=r.name,
+                linestyle="--" if r.is_baseline else "-",
+                linewidth=1.3,
+            )
         ax.set_ylabel(label.format(k=report.k))
         ax.grid(True, alpha=0.3)
     axes[0].legend(loc="best", fontsize="small")

@@ -60,7 +60,7 @@ def hydrate(user: UserState, views: list[ItemView], store: FeatureReader, ctx: C
     X = np.zeros((n, len(FEATURES)))
     if n == 0:
         return X, []
-    shares = user.topic_shares(ctx, now)
+    lift = user.topic_lift(ctx, now)
     interests = set(user.interests)
     aff, pop = ctx.affinity, ctx.popularity
     for k, v in enumerate(views):
@@ -71,7 +71,7 @@ def hydrate(user: UserState, views: list[ItemView], store: FeatureReader, ctx: C
         if a is not None:
             row[1] = math.log1p(aff.value(a, now))
         if v.topics:
-            row[2] = min(1.0, sum(shares.get(t, 0.0) for t in v.topics)) * 3.0
+            row[2] = max(lift.get(t, 0.0) for t in v.topics)
             if interests and not interests.isdisjoint(v.topics):
                 row[3] = 1.0
         if v.group_id is not None and v.group_id in user.groups:

@@ -1,7 +1,6 @@
-"""Scoring: P(engage) from the user's online model blended with the global model, vectorised.
+"""Scoring: P(engage) from the global model and the user's residual model, vectorised over candidates.
 
-The global model is trained from every user's examples and published to the feature store; the user's
-own model takes over as the user teaches it (weight n / (n + k)).
+The global model is trained from every user's examples and published to the feature store.
 """
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from operators.context import FEATURES, PRIOR, Context
-from operators.models import blend, sigmoid
+from operators.models import sigmoid
 
 if TYPE_CHECKING:
     from operators.user_state import UserState
@@ -27,11 +26,16 @@ def global_vector(exported: dict | None) -> tuple[np.ndarray, float]:
 
 def score(user: UserState, X: np.ndarray, exported: dict | None,
           ctx: Context) -> tuple[np.ndarray, np.ndarray]:
-    """(scores, per-feature contributions of the global model) for candidate rows X."""
+    """(P(engage), per-feature contributions) for candidate rows X.
+
+    The global model's logit g is the prior; the user's River model learns a residual over
+    (X, g), so a new user is ranked by the global model and a known user by their own deviations.
+    """
     wg, bg = global_vector(exported)
-    contributions = X * wg
-    p_global = sigmoid(contributions.sum(axis=1) + bg)
+    g = X @ wg + bg
     if user.model.n == 0:
-        return p_global, contributions
-    p_user = user.model.predict_many(X)
-    return blend(p_user, p_global, user.model.n, ctx.settings.feed.global_blend_k), contributions
+        return sigmoid(g), X * wg
+    wu, bu = user.model.vector()
+    w_x, w_g = wu[:-1], wu[-1]
+    effective = w_g * wg + w_x  # per-feature weight in the user's logit
+    return sigmoid(X @ effective + w_g * bg + bu), X * effective

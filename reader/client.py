@@ -1,0 +1,103 @@
+"""The thin reader's Python client: one Redis read per request, following the active version.
+
+>>> # client = PersonaClient.from_url("redis://127.0.0.1:6379/0"); client.feed("u0001", limit=10)
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from dataclasses import dataclass
+
+import orjson
+import redis
+
+from schemas import REASON_CODES
+from schemas.keyspace import Keyspace
+
+POINTER_TTL_S = 0.5  # how long the active-version pointer is cached; old versions outlive it
+
+
+class InvalidCursor(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class FeedPage:
+    user_id: str
+    version: str
+    generated_at: int | None
+    items: list[dict]
+    next_cursor: str | None
+
+    def to_dict(self) -> dict:
+        return {"user_id": self.user_id, "version": self.version,
+                "generated_at": self.generated_at, "items": self.items,
+                "next_cursor": self.next_cursor}
+
+
+def encode_cursor(generated_at: int, offset: int) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps([generated_at, offset])).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[int, int]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        generated_at, offset = orjson.loads(base64.urlsafe_b64decode(padded))
+        if not isinstance(offset, int) or offset < 0:
+            raise ValueError
+        return int(generated_at), offset
+    except Exception:
+        raise InvalidCursor(f"invalid cursor {cursor[:40]!r}: pass next_cursor from a previous page") from None
+
+
+def explain(reason: dict) -> str:
+    """A short sentence for end users from a machine-readable reason."""
+    code, detail = reason.get("code"), reason.get("detail")
+    if code == "in_network" and detail:
+        return f"Because you follow {detail}"
+    if code == "similar" and detail:
+        return f"Similar to {detail}, which you liked"
+    if code == "topic" and detail:
+        return f"Popular in {detail}, which you like"
+    return REASON_CODES.get(code, code or "").capitalize()
+
+
+class PersonaClient:
+    def __init__(self, client: redis.Redis, prefix: str = "persona"):
+        self.redis = client
+        self.prefix = prefix
+        self._pointer: tuple[float, str] | None = None
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str = "persona") -> PersonaClient:
+        return cls(redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2), prefix)
+
+    def version(self) -> str:
+        now = time.monotonic()
+        if self._pointer is None or now - self._pointer[0] > POINTER_TTL_S:
+            raw = self.redis.get(Keyspace(self.prefix, "").active)
+            self._pointer = (now, raw.decode() if raw else "1")
+        return self._pointer[1]
+
+    def keyspace(self) -> Keyspace:
+        return Keyspace(self.prefix, self.version())
+
+    def raw_feed(self, user_id: str) -> bytes | None:
+        return self.redis.get(self.keyspace().feed(user_id))
+
+    def feed(self, user_id: str, limit: int = 20, cursor: str | None = None) -> FeedPage:
+        """A page of the user's precomputed feed; `cursor` continues from a previous page."""
+        ks = self.keyspace()
+        raw = self.redis.get(ks.feed(user_id))
+        if raw is None:
+            return FeedPage(user_id, ks.version, None, [], None)
+        value = orjson.loads(raw)
+        offset = decode_cursor(cursor)[1] if cursor else 0
+        items = value["items"][offset: offset + limit]
+        for item in items:
+            item["explanations"] = [explain(r) for r in item["reasons"]]
+        end = offset + len(items)
+        more = end < len(value["items"])
+        return FeedPage(user_id, ks.version, value["generated_at"], items,
+                        encode_cursor(value["generated_at"], end) if more else None)

@@ -1,0 +1,40 @@
+"""The thin reader's HTTP API (FastAPI; OpenAPI at /docs). No Bytewax here: it reads Redis only."""
+
+from __future__ import annotations
+
+import redis
+from fastapi import FastAPI, HTTPException, Query
+from fastapi.responses import ORJSONResponse
+
+from config import Settings
+from reader.client import InvalidCursor, PersonaClient
+
+
+def create_app(settings: Settings) -> FastAPI:
+    client = PersonaClient.from_url(settings.redis.url, settings.redis.prefix)
+    app = FastAPI(title="persona reader", version="1",
+                  description="Precomputed personalized feeds, served from Redis.",
+                  default_response_class=ORJSONResponse)
+
+    @app.get("/healthz")
+    def healthz() -> dict:
+        try:
+            client.redis.ping()
+        except redis.RedisError as exc:
+            raise HTTPException(503, f"Redis unreachable: {exc}") from exc
+        return {"status": "ok", "version": client.version()}
+
+    @app.get("/feed/{user_id}")
+    def feed(user_id: str, limit: int = Query(20, ge=1, le=200),
+             cursor: str | None = Query(None, max_length=200)) -> dict:
+        """The user's ranked feed: items with scores, machine-readable reasons and explanations."""
+        if not user_id or len(user_id) > 128:
+            raise HTTPException(422, "user_id must be 1..128 characters")
+        try:
+            return client.feed(user_id, limit, cursor).to_dict()
+        except InvalidCursor as exc:
+            raise HTTPException(400, str(exc)) from exc
+        except redis.RedisError as exc:
+            raise HTTPException(503, f"feed store unavailable: {exc}") from exc
+
+    return app

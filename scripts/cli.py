@@ -1,0 +1,194 @@
+"""`persona`: one CLI for local services, workers, data, the reader and evaluation."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import orjson
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+import config as config_mod
+from config import ConfigError
+
+app = typer.Typer(help="persona — streaming personalization for social apps.", no_args_is_help=True)
+config_app = typer.Typer(help="Configuration.")
+schemas_app = typer.Typer(help="Wire formats.")
+app.add_typer(config_app, name="config")
+app.add_typer(schemas_app, name="schemas")
+console = Console()
+err = Console(stderr=True)
+
+ConfigOpt = typer.Option(None, "--config", "-c", help="TOML file layered over config/default.toml")
+
+
+def _settings(path: Optional[Path]):
+    try:
+        return config_mod.load(path)
+    except ConfigError as exc:
+        err.print(f"[red]configuration error:[/] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _fail(exc: Exception, code: int = 1):
+    err.print(f"[red]error:[/] {exc}")
+    raise typer.Exit(code)
+
+
+@app.command()
+def up(config: Optional[Path] = ConfigOpt):
+    """Start (or reuse) Kafka and Redis on loopback and create the topics."""
+    from scripts import services
+    settings = _settings(config)
+    try:
+        bootstrap, url = services.up(settings, log=console.print)
+    except services.ServiceError as exc:
+        _fail(exc)
+    console.print(f"[green]ready[/]: KAFKA_BOOTSTRAP={bootstrap} REDIS_URL={url}")
+
+
+@app.command()
+def down(config: Optional[Path] = ConfigOpt):
+    """Stop the Kafka broker and Redis that `persona up` started."""
+    from scripts import services
+    services.down(_settings(config), log=console.print)
+
+
+@app.command()
+def status(config: Optional[Path] = ConfigOpt):
+    """Reachability of Kafka and Redis."""
+    from scripts import services
+    console.print_json(data=services.status(_settings(config)))
+
+
+@app.command()
+def run(config: Optional[Path] = ConfigOpt,
+        processes: int = typer.Option(1, "--processes", "-p", min=1, help="worker processes"),
+        workers: int = typer.Option(1, "--workers", "-w", min=1, help="worker threads per process"),
+        until_drained: bool = typer.Option(False, help="stop at the end of the topic"),
+        recovery_dir: Optional[str] = typer.Option(None, help="enable Bytewax recovery here"),
+        snapshot_s: int = typer.Option(10, min=1, help="epoch / snapshot interval, seconds")):
+    """Run the streaming workers (Kafka → Bytewax → Redis)."""
+    from scripts import runner, services
+    settings = _settings(config)
+    try:
+        code = runner.run(settings, str(config) if config else None, processes=processes,
+                          workers=workers, tail=not until_drained, recovery_dir=recovery_dir,
+                          snapshot_s=snapshot_s, log=console.print)
+    except services.ServiceError as exc:
+        _fail(exc)
+    raise typer.Exit(code)
+
+
+@app.command()
+def generate(out: Path = typer.Option(..., "--out", "-o", help="JSONL log to write (.gz ok)"),
+             users: int = typer.Option(500, min=1), days: float = typer.Option(7.0, min=0.01),
+             topics: int = typer.Option(20, min=1), seed: int = 7,
+             produce: bool = typer.Option(False, help="also produce the log to Kafka"),
+             config: Optional[Path] = ConfigOpt):
+    """Generate seeded synthetic social activity with planted preferences."""
+    from scripts.generate import GeneratorConfig, generate_log
+    counts = generate_log(GeneratorConfig(users=users, days=days, topics=topics, seed=seed), out)
+    console.print(f"wrote {sum(counts.values()):,} events to {out} (truth: {out}.truth.json)")
+    if produce:
+        _produce_file(out, config)
+
+
+def _produce_file(path: Path, config: Optional[Path], topic: Optional[str] = None) -> None:
+    from scripts import kafka_io, services
+    from scripts.generate import read_log
+    settings = _settings(config)
+    topic = topic or settings.kafka.events_topic
+    if not services.kafka_brokers(settings.kafka.bootstrap):
+        _fail(RuntimeError(f"Kafka not reachable at {settings.kafka.bootstrap}: start it with "
+                           "`persona up` or set KAFKA_BOOTSTRAP"))
+    lines = list(read_log(path))
+    with Progress(TextColumn(f"producing to {topic}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console) as bar:
+        task = bar.add_task("produce", total=len(lines))
+        n = kafka_io.produce(settings.kafka.bootstrap, topic, lines,
+                             progress=lambda k: bar.update(task, completed=k))
+    console.print(f"produced {n:,} events to {topic}")
+
+
+@app.command()
+def produce(file: Path, topic: Optional[str] = None, config: Optional[Path] = ConfigOpt):
+    """Produce a JSONL event log (or .gz) to the events topic, keyed by user."""
+    if not file.exists():
+        _fail(FileNotFoundError(f"{file} does not exist; create one with `persona generate`"))
+    _produce_file(file, config, topic)
+
+
+@app.command()
+def serve(host: str = "127.0.0.1", port: int = 8080, config: Optional[Path] = ConfigOpt):
+    """Serve the reader HTTP API (GET /feed/{user_id}; OpenAPI at /docs)."""
+    import uvicorn
+
+    from reader.http import create_app
+    uvicorn.run(create_app(_settings(config)), host=host, port=port, log_level="info")
+
+
+@app.command()
+def feed(user_id: str, limit: int = 10, prefix: Optional[str] = None,
+         config: Optional[Path] = ConfigOpt):
+    """Print a user's feed from Redis, with reasons."""
+    from reader import PersonaClient
+    settings = _settings(config)
+    client = PersonaClient.from_url(settings.redis.url, prefix or settings.redis.prefix)
+    console.print_json(data=client.feed(user_id, limit).to_dict())
+
+
+@app.command()
+def demo(users: int = 300, days: float = 3.0, seed: int = 7):
+    """Start services, stream synthetic activity through the workers, print feeds with reasons."""
+    from scripts import demo as demo_mod, services
+    try:
+        demo_mod.main(users=users, days=days, seed=seed, console=console)
+    except services.ServiceError as exc:
+        _fail(exc)
+
+
+@app.command()
+def evaluate(log: Path = typer.Argument(..., help="JSONL event log, MovieLens u.data or ratings.csv"),
+             config: Optional[Path] = ConfigOpt,
+             compare: Optional[tuple[Path, Path]] = typer.Option(
+                 None, help="evaluate two config files side by side"),
+             k: int = typer.Option(10, min=1), window: int = typer.Option(2000, min=10),
+             json_out: Optional[Path] = typer.Option(None, "--json", help="write the report here"),
+             plot_out: Optional[Path] = typer.Option(None, "--plot", help="PNG of metrics over time")):
+    """Prequential replay through the production ranking, against popularity and item-kNN."""
+    from scripts import evaluate as evaluate_mod
+    if not log.exists():
+        _fail(FileNotFoundError(f"{log} does not exist"))
+    configs = list(compare) if compare else [config]
+    try:
+        evaluate_mod.run(log, configs, k=k, window=window, json_path=json_out,
+                         plot_path=plot_out, console=console)
+    except ConfigError as exc:
+        _fail(exc, 2)
+
+
+@config_app.command("show")
+def config_show(config: Optional[Path] = ConfigOpt):
+    """Print the effective configuration (defaults + file + environment)."""
+    settings = _settings(config)
+    data = config_mod.as_dict(settings)
+    if "@" in data["redis"]["url"]:  # never print credentials
+        scheme, rest = data["redis"]["url"].split("://", 1)
+        data["redis"]["url"] = f"{scheme}://***@{rest.split('@', 1)[1]}"
+    console.print_json(data=data)
+
+
+@schemas_app.command("export")
+def schemas_export(out: Path = typer.Option(Path("schemas/jsonschema"), "--out")):
+    """Write JSON Schema files for producers (one per event type, plus the envelope)."""
+    from schemas.jsonschema import export
+    for path in export(out):
+        console.print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    sys.exit(app())

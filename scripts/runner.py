@@ -1,0 +1,117 @@
+"""Launching and supervising Bytewax worker processes for the main flow.
+
+Several processes form one Bytewax cluster (`-i/-a`): every process gets the same address list and its
+own index. If one dies the others panic within seconds, so the supervisor stops the whole cluster and
+reports the failure; with recovery enabled a restart resumes from the last snapshot.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import redis
+
+from config import Settings
+from scripts import services
+
+FLOW = "flows.feeds:get_flow()"
+
+
+def check_services(settings: Settings) -> None:
+    """Fail fast with what to do (Bytewax's Kafka source waits forever on an unreachable broker)."""
+    if not services.kafka_brokers(settings.kafka.bootstrap, timeout=settings.kafka.connect_timeout_s):
+        raise services.ServiceError(
+            f"Kafka not reachable at {settings.kafka.bootstrap}: start it with `persona up` "
+            "or set KAFKA_BOOTSTRAP")
+    try:
+        redis.Redis.from_url(settings.redis.url, socket_connect_timeout=3).ping()
+    except redis.RedisError as exc:
+        raise services.ServiceError(
+            f"Redis not reachable at {settings.redis.url} ({exc}): start it with `persona up` "
+            "or set REDIS_URL") from None
+
+
+def free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def worker_commands(processes: int, workers: int, recovery_dir: str | None,
+                    snapshot_s: int) -> list[list[str]]:
+    base = [sys.executable, "-m", "bytewax.run", FLOW, "-w", str(workers)]
+    if recovery_dir:
+        base += ["-r", recovery_dir, "-s", str(snapshot_s), "-b", str(max(snapshot_s * 3, 30))]
+    else:
+        base += ["-s", str(snapshot_s)]  # epoch length without recovery
+    if processes == 1:
+        return [base]
+    addresses = ";".join(f"127.0.0.1:{p}" for p in free_ports(processes))
+    return [base + ["-i", str(i), "-a", addresses] for i in range(processes)]
+
+
+def init_recovery(recovery_dir: str, partitions: int) -> None:
+    """Create the recovery partitions once (SQLite files), as `python -m bytewax.recovery` does."""
+    path = Path(recovery_dir)
+    if path.exists() and any(path.iterdir()):
+        return
+    path.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "bytewax.recovery", str(path), str(partitions)], check=True)
+
+
+def run(settings: Settings, config_path: str | None, *, processes: int = 1, workers: int = 1,
+        tail: bool = True, recovery_dir: str | None = None, snapshot_s: int = 10,
+        log: Callable[[str], object] = print, env_extra: dict | None = None) -> int:
+    """Run the flow until it ends (tail=False: when the topic is drained) or is interrupted."""
+    check_services(settings)
+    if recovery_dir:
+        init_recovery(recovery_dir, max(processes * workers, 1))
+    env = dict(os.environ, PERSONA_TAIL="1" if tail else "0", **(env_extra or {}))
+    if config_path:
+        env["PERSONA_CONFIG"] = str(Path(config_path).resolve())
+    if recovery_dir:
+        env["PERSONA_RECOVERY"] = "1"
+    env.setdefault("PYTHONPATH", str(Path(__file__).resolve().parent.parent))
+    procs = [subprocess.Popen(cmd, env=env, start_new_session=True)
+             for cmd in worker_commands(processes, workers, recovery_dir, snapshot_s)]
+    log(f"started {processes} worker process(es) × {workers} worker(s): "
+        f"pids {[p.pid for p in procs]}")
+    try:
+        while True:
+            codes = [p.poll() for p in procs]
+            if all(c is not None for c in codes):
+                return max(codes)
+            failed = [c for c in codes if c not in (None, 0)]
+            if failed:
+                log(f"a worker process exited with {failed[0]}; stopping the cluster")
+                _stop(procs)
+                return failed[0]
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        log("interrupted; stopping workers")
+        _stop(procs)
+        return 130
+
+
+def _stop(procs: list[subprocess.Popen]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGTERM)
+    deadline = time.time() + 10
+    for p in procs:
+        try:
+            p.wait(max(0.1, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
