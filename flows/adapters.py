@@ -24,7 +24,7 @@ from operators.item_similarity import ItemSimilarity
 from operators.item_stats import ItemStats, ItemView
 from operators.models import OnlineLogit
 from operators.user_state import UserState
-from schemas import DeadLetter
+from schemas import DeadLetter, encode_event
 
 log = logging.getLogger("persona.flow")
 RETAIN, DISCARD = StatefulBatchLogic.RETAIN, StatefulBatchLogic.DISCARD
@@ -53,11 +53,14 @@ class _Logic(StatefulBatchLogic):
 
 
 class DedupLogic(_Logic):
+    """key = event-id shard. Emits each event once; repeats become dead letters (never silent)."""
+
     def __init__(self, state: Dedup | None, capacity: int):
         super().__init__(state if state is not None else Dedup(capacity))
 
     def on_batch(self, events):
-        return [e for e in events if self.state.is_new(e.event_id)], RETAIN
+        return [e if self.state.is_new(e.event_id) else
+                DeadLetter(f"duplicate event_id '{e.event_id}'", encode_event(e)) for e in events], RETAIN
 
 
 class ItemLogic(_Logic):
@@ -102,9 +105,10 @@ class UserLogic(_Logic):
     ("co", a, b), ("ex", Example), ("feed", user_id, bytes), ("forget_user", user_id).
     """
 
-    def __init__(self, state: UserState | None, ctx: Context):
+    def __init__(self, state: UserState | None, ctx: Context, store_of=None):
         super().__init__(state)
         self.ctx = ctx
+        self.store_of = store_of or (lambda: resources.feature_store(ctx.settings))
         self.due: datetime | None = None
         self.last_rank: datetime | None = None
 
@@ -115,7 +119,7 @@ class UserLogic(_Logic):
             first = values[0]
             self.state = UserState(first[1] if first[0] == "deliver" else first[1].user_id, ctx)
         state = self.state
-        store = resources.feature_store(ctx.settings)
+        store = self.store_of()
         for value in values:
             if value[0] == "deliver":
                 state.deliver(value[2], value[3], ctx.settings.features.pool_size)
@@ -147,7 +151,7 @@ class UserLogic(_Logic):
         self.due = None
         self.last_rank = datetime.now(timezone.utc)
         state = self.state
-        store = resources.feature_store(self.ctx.settings)
+        store = self.store_of()
         out: list = [("ex", ex) for ex in state.flush_pending(state.last_ts, store)]
         feed = rank(state, store, self.ctx, state.last_ts)
         out.append(("feed", state.user_id, feed.encode()))

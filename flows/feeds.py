@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 
 import bytewax.operators as op
 from bytewax.connectors.kafka import operators as kop
@@ -31,6 +32,7 @@ from flows.adapters import (
 )
 from operators import Context
 from operators.dedup import shard_of
+from operators.feature_store import FeatureReader
 from operators.ingest import decode_message, limits_from
 from operators.routing import follower_updates, is_fan_out, item_key
 from schemas import Event
@@ -40,7 +42,10 @@ log = logging.getLogger("persona.flow")
 
 def build_flow(settings: Settings, *, source: Source | None = None,
                dead_letters: Sink | None = None, writes: Sink | None = None,
+               store_of: Callable[[], FeatureReader] | None = None,
                tail: bool = True, recovery: bool = False) -> Dataflow:
+    """The topology. Tests and replays swap I/O: `source` (raw payloads or Kafka messages),
+    `dead_letters` and `writes` sinks, and `store_of` (the feature store rankers read)."""
     ctx = Context.from_settings(settings)
     limits = limits_from(settings)
     skew = settings.stream.max_future_skew_ms
@@ -59,14 +64,17 @@ def build_flow(settings: Settings, *, source: Source | None = None,
         messages = op.input("input", flow, source)
     decoded = op.map("decode", messages, lambda m: decode_message(m, limits, skew))
     valid = op.branch("is_valid", decoded, lambda x: isinstance(x, Event))
-    op.output("dead_letters", valid.falses, dead_letters or DeadLetterSink(
-        settings.kafka.bootstrap, settings.kafka.dead_letter_topic))
 
-    # Event, once per event_id (bounded memory)
+    # Event, once per event_id (bounded memory); repeats are dead letters too
     by_id = op.key_on("key_event_id", valid.trues,
                       lambda e: shard_of(e.event_id, settings.stream.dedup_shards))
-    unique = op.stateful_batch("dedup", by_id, DedupLogic.builder(dedup_per_shard))
-    events = op.key_rm("events", unique)
+    deduped = op.key_rm("deduped", op.stateful_batch(
+        "dedup", by_id, DedupLogic.builder(dedup_per_shard)))
+    unique = op.branch("is_unique", deduped, lambda x: isinstance(x, Event))
+    events = unique.trues
+    rejected = op.merge("rejected", valid.falses, unique.falses)
+    op.output("dead_letters", rejected, dead_letters or DeadLetterSink(
+        settings.kafka.bootstrap, settings.kafka.dead_letter_topic))
 
     # item statistics, keyed by post: ("user", Event, view before) | ("item", view after)
     about_post = op.branch("about_post", events, lambda e: item_key(e) is not None)
@@ -90,7 +98,8 @@ def build_flow(settings: Settings, *, source: Source | None = None,
         op.map("key_user", user_events, lambda m: (m[1].user_id, ("event", m[1], m[2]))),
         op.map("key_delivery", op.key_rm("deliveries", deliveries), lambda d: (d[1], d)),
     )
-    user_out = op.key_rm("user_msgs", op.stateful_batch("users", user_in, UserLogic.builder(ctx)))
+    user_out = op.key_rm("user_msgs", op.stateful_batch(
+        "users", user_in, UserLogic.builder(ctx, store_of)))
 
     # item-kNN keyed by item; the global model under one key
     co_pairs = op.filter_map("co_pairs", user_out,

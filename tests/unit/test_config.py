@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import pytest
+
+import config
+from config import ConfigError
+
+
+def test_defaults_load_and_are_in_range():
+    s = config.load(env={})
+    assert s.feed.size == 50 and s.kafka.partitions >= 1
+
+
+def test_env_overrides_and_shortcuts():
+    s = config.load(env={"PERSONA_FEED__SIZE": "30", "KAFKA_BOOTSTRAP": "h:1", "REDIS_URL": "redis://x"})
+    assert s.feed.size == 30 and s.kafka.bootstrap == "h:1" and s.redis.url == "redis://x"
+
+
+@pytest.mark.parametrize("var,value,message", [
+    ("PERSONA_FEED__SIZE", "0", "feed.size=0 is out of range"),
+    ("PERSONA_FEED__MMR_LAMBDA", "1.5", "feed.mmr_lambda"),
+    ("PERSONA_KAFKA__PARTITIONS", "two", "kafka.partitions must be int"),
+    ("PERSONA_FEED__NOPE", "1", "unknown key feed.nope"),
+])
+def test_bad_values_fail_fast_naming_the_key(var, value, message):
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("=", "=")):
+        config.load(env={var: value})
+
+
+def test_override_file(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("[feed]\nauthor_cap = 5\n")
+    assert config.load(path, env={}).feed.author_cap == 5
+    path.write_text("[feed]\nauthor_cap = 0\n")
+    with pytest.raises(ConfigError, match="feed.author_cap"):
+        config.load(path, env={})

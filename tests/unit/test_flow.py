@@ -1,0 +1,95 @@
+"""The dataflow list-in/list-out (Bytewax TestingSource/TestingSink, no services): the feature
+store is an in-memory one fed by the flow's own write records."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from bytewax.testing import TestingSink, TestingSource, run_main
+
+import config
+from flows.feeds import build_flow
+from operators.feature_store import MemoryFeatureStore
+from schemas import Event, encode_event
+
+T = 1_767_225_600_000
+
+
+class _Apply(StatelessSinkPartition):
+    def __init__(self, store, feeds):
+        self.store, self.feeds = store, feeds
+
+    def write_batch(self, items):
+        for w in items:
+            if w[0] == "item":
+                self.store.put_item(w[1])
+            elif w[0] == "nbrs":
+                self.store.put_neighbours(w[1], w[2])
+            elif w[0] == "model":
+                self.store.put_global_model(w[1])
+            elif w[0] == "feed":
+                self.feeds[w[1]] = orjson.loads(w[2])
+            elif w[0] == "forget_user":
+                self.feeds.pop(w[1], None)
+
+
+class MemoryWrites(DynamicSink):
+    """Applies the flow's write records to a MemoryFeatureStore + a dict of feeds."""
+
+    def __init__(self):
+        self.store, self.feeds = MemoryFeatureStore(), {}
+
+    def build(self, step_id, worker_index, worker_count):
+        return _Apply(self.store, self.feeds)
+
+
+def events() -> list[Event]:
+    return [
+        Event("e1", "user_created", T, "u1", interests=("t1",)),
+        Event("e2", "post_created", T + 1, "u2", post_id="p1", topics=("t1",)),
+        Event("e3", "follow", T + 2, "u1", target_id="u3"),
+        Event("e4", "post_created", T + 3, "u3", post_id="p2", topics=("t2",)),
+        Event("e5", "like", T + 4, "u4", post_id="p1"),
+        Event("e6", "block", T + 5, "u1", target_id="u5"),
+        Event("e7", "post_created", T + 6, "u5", post_id="p3", topics=("t1",)),
+        Event("e8", "like", T + 7, "u4", post_id="p3"),
+    ]
+
+
+@pytest.fixture
+def run():
+    def go(payloads):
+        writes, dead = MemoryWrites(), []
+        flow = build_flow(config.load(env={}), source=TestingSource(payloads),
+                          dead_letters=TestingSink(dead), writes=writes,
+                          store_of=lambda: writes.store)
+        run_main(flow)
+        return writes, dead
+    return go
+
+
+def test_feeds_fan_out_and_filters(run):
+    writes, dead = run([encode_event(e) for e in events()])
+    assert dead == []
+    u1 = [i["post_id"] for i in writes.feeds["u1"]["items"]]
+    assert "p2" in u1, "a followed author's post is delivered"
+    assert "p3" not in u1, "a blocked author's post is never served"
+    reasons = {r["code"] for i in writes.feeds["u1"]["items"] for r in i["reasons"]}
+    assert reasons
+    assert writes.feeds["u1"]["generated_at"] == T + 5  # its newest event time, not wall clock
+
+
+def test_invalid_and_duplicate_events_become_dead_letters(run):
+    good = [encode_event(e) for e in events()]
+    writes, dead = run(good + [b"{nope", b'{"event_id":"x"}', good[4]])
+    assert [d.reason.split(":")[0] for d in dead] == [
+        "invalid JSON", "missing envelope field 'type'", "duplicate event_id 'e5'"]
+    assert writes.store.items(["p1"])["p1"].likes == 1  # the duplicate like counted once
+
+
+def test_user_deleted_removes_the_feed(run):
+    payloads = [encode_event(e) for e in events()]
+    payloads.append(encode_event(Event("e9", "user_deleted", T + 9, "u4")))
+    writes, _ = run(payloads)
+    assert "u4" not in writes.feeds and "u1" in writes.feeds
