@@ -26,6 +26,26 @@ log = logging.getLogger("persona.redis")
 Write = tuple
 
 
+def retrying(call, retries: int = 8, what: str = "read"):
+    """Run `call` (an idempotent Redis operation), retrying with exponential backoff while Redis is
+    unreachable; the worker waits (backpressure) instead of crashing or dropping anything."""
+    delay = 0.1
+    for attempt in range(retries + 1):
+        try:
+            result = call()
+            if attempt:
+                log.warning("Redis %s resumed after %d retries", what, attempt)
+            return result
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if attempt == retries:
+                raise RuntimeError(
+                    f"Redis unreachable after {retries} retries ({exc}); "
+                    "check REDIS_URL or start it with `persona up`") from exc
+            log.warning("Redis %s failed (%s); retrying in %.1fs", what, exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
 class RedisFeatureStore:
     """FeatureReader over Redis with a TTL cache (staleness ≤ ttl_s, per process)."""
 
@@ -47,10 +67,12 @@ class RedisFeatureStore:
             else:
                 missing.append(i)
         if missing:
-            pipe = self.client.pipeline(transaction=False)
-            for i in missing:
-                pipe.get(key_of(i))
-            for i, raw in zip(missing, pipe.execute(), strict=True):
+            def fetch():
+                pipe = self.client.pipeline(transaction=False)
+                for i in missing:
+                    pipe.get(key_of(i))
+                return pipe.execute()
+            for i, raw in zip(missing, retrying(fetch), strict=True):
                 value = decode(i, raw) if raw is not None else None
                 cache[(kind, i)] = (now, value)
                 if value is not None:
@@ -72,7 +94,7 @@ class RedisFeatureStore:
         hit = self._cache.get(key)
         if hit is not None and now - hit[0] < self.ttl_s:
             return hit[1]
-        value = load()
+        value = retrying(load)
         self._cache[key] = (now, value)
         return value
 
@@ -138,27 +160,15 @@ class RedisWriter:
         return count
 
     def execute(self, ops: list[tuple]) -> None:
-        """Run `ops` ((command, *args) tuples) in one pipeline; retry the whole batch with backoff
-        (safe: every write is idempotent). A pipeline is rebuilt per attempt: redis-py empties it
-        after execute, even on error."""
-        delay = 0.1
-        for attempt in range(self.retries + 1):
-            try:
-                pipe = self.client.pipeline(transaction=False)
-                for name, *args in ops:
-                    getattr(pipe, name)(*args)
-                pipe.execute()
-                if attempt:
-                    log.warning("Redis writes resumed after %d retries", attempt)
-                return
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
-                if attempt == self.retries:
-                    raise RuntimeError(
-                        f"Redis unreachable after {self.retries} retries ({exc}); "
-                        "check REDIS_URL or start it with `persona up`") from exc
-                log.warning("Redis write failed (%s); retrying in %.1fs", exc, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        """Run `ops` ((command, *args) tuples) in one pipeline, retrying the whole batch (safe:
+        every write is idempotent). The pipeline is rebuilt per attempt: redis-py empties it after
+        execute, even on error."""
+        def run():
+            pipe = self.client.pipeline(transaction=False)
+            for name, *args in ops:
+                getattr(pipe, name)(*args)
+            return pipe.execute()
+        retrying(run, self.retries, "write")
 
 
 def connect(url: str) -> redis.Redis:
