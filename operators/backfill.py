@@ -1,0 +1,31 @@
+"""Backfills: the state an in-process replay built, as the write records the workers emit.
+
+`Engine` applies a log with the production operators in event time (deterministic: no wall clock,
+seeded exploration, stable orders); `final_writes` turns its state into the same write records the
+streaming flow sends to Redis — item features, neighbours, the global model, and every user's feed
+ranked at their last event time — in a stable order, so two replays of one log write identical bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from operators.engine import Engine
+from operators.item_stats import ItemView
+
+
+def final_writes(engine: Engine) -> Iterator[tuple]:
+    engine.publish()
+    for post_id in sorted(engine.items):
+        v = engine.items[post_id].view
+        yield ("item", ItemView(v.post_id, v.author_id, v.topics, v.group_id, v.created_ts,
+                                v.pop_log, v.likes, v.impressions, v.deleted))
+    for post_id in sorted(engine.similar):
+        yield ("nbrs", post_id, engine.similar[post_id].top())
+    yield ("model", engine.global_model.export())
+    for user_id in sorted(engine.users):
+        state = engine.users[user_id]
+        if state.deleted:
+            yield ("forget_user", user_id)
+            continue
+        yield ("feed", user_id, engine.feed(user_id, state.last_ts).encode())

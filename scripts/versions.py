@@ -1,0 +1,62 @@
+"""Keyspace versions in Redis: allocate the next one, switch the active pointer atomically, and
+remove retired versions after a grace period (readers cache the pointer for under a second, so a
+version must outlive its retirement by more than that)."""
+
+from __future__ import annotations
+
+import time
+
+import redis
+
+from schemas.keyspace import Keyspace
+
+
+class Versions:
+    def __init__(self, client: redis.Redis, prefix: str):
+        self.client, self.prefix = client, prefix
+        self.active_key = Keyspace(prefix, "").active
+        self.seq_key = f"{prefix}:version_seq"
+        self.retired_key = f"{prefix}:retired"  # zset: version -> retirement time (s)
+
+    def active(self) -> str | None:
+        raw = self.client.get(self.active_key)
+        return raw.decode() if raw else None
+
+    def allocate(self) -> str:
+        """A version number never used before (above the active one)."""
+        active = self.active()
+        if active and active.isdigit():
+            floor = int(active)
+            current = int(self.client.get(self.seq_key) or 0)
+            if current < floor:
+                self.client.set(self.seq_key, floor)
+        return str(self.client.incr(self.seq_key))
+
+    def switch(self, version: str) -> str | None:
+        """Atomically make `version` active; the previous one is retired (kept for the grace)."""
+        previous = self.client.getset(self.active_key, version)
+        if previous and previous.decode() != version:
+            self.client.zadd(self.retired_key, {previous.decode(): time.time()})
+            return previous.decode()
+        return None
+
+    def collect(self, grace_s: float) -> list[str]:
+        """Delete the keys of versions retired more than `grace_s` ago; return those versions."""
+        cutoff = time.time() - grace_s
+        removed = []
+        for raw in self.client.zrangebyscore(self.retired_key, 0, cutoff):
+            version = raw.decode()
+            if version == self.active():
+                continue
+            base = Keyspace(self.prefix, version).base
+            batch = []
+            for key in self.client.scan_iter(f"{base}:*", count=1000):
+                batch.append(key)
+                if len(batch) >= 1000:
+                    self.client.delete(*batch)
+                    batch.clear()
+            if batch:
+                self.client.delete(*batch)
+            self.client.zrem(self.retired_key, version)
+            removed.append(version)
+        return removed
