@@ -61,6 +61,8 @@ def _reasons(sources: list, contrib: np.ndarray, similar_to: str | None,
     for name in sorted(EXPLAINED_FEATURES, key=lambda f: -contrib[col[f]])[:2]:
         if contrib[col[name]] > 0.05:
             out.append(Reason(name, weight=float(contrib[col[name]])))
+    if not out:  # every served item says why: at least where it came from
+        out = [Reason(code, detail) for code, detail in sources]
     seen: set[tuple] = set()
     unique = []
     for r in out:
