@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +30,15 @@ class KafkaSettings:
     dead_letter_topic: str
     partitions: int
     connect_timeout_s: float
+    security_protocol: str
+    sasl_mechanism: str
+    username: str
+    password: str = field(repr=False)
+    ca_file: str
 
     BOUNDS = {"partitions": bounded(1, 1024), "connect_timeout_s": bounded(0.5, 600)}
+    CHOICES = {"security_protocol": ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
+               "sasl_mechanism": ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")}
 
 
 @dataclass(frozen=True)
@@ -39,8 +46,19 @@ class RedisSettings:
     url: str
     prefix: str
     write_retries: int
+    username: str
+    password: str = field(repr=False)
+    tls: bool
+    ca_file: str
 
     BOUNDS = {"write_retries": bounded(0, 100)}
+
+
+@dataclass(frozen=True)
+class ReaderSettings:
+    token: str = field(repr=False)
+
+    BOUNDS = {}
 
 
 @dataclass(frozen=True)
@@ -133,6 +151,7 @@ class FeedSettings:
 class Settings:
     kafka: KafkaSettings
     redis: RedisSettings
+    reader: ReaderSettings
     services: ServiceSettings
     stream: StreamSettings
     features: FeatureSettings
@@ -142,12 +161,15 @@ class Settings:
 _SECTION_TYPES = {
     "kafka": KafkaSettings,
     "redis": RedisSettings,
+    "reader": ReaderSettings,
     "services": ServiceSettings,
     "stream": StreamSettings,
     "features": FeatureSettings,
     "feed": FeedSettings,
 }
 _SHORTCUTS = {"KAFKA_BOOTSTRAP": ("kafka", "bootstrap"), "REDIS_URL": ("redis", "url")}
+SECRET_KEYS = frozenset({"password", "token"})  # masked by `public_dict` (`persona config show`)
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
 
 
 def _merge(base: dict, over: dict, origin: str) -> None:
@@ -166,9 +188,12 @@ def _coerce(section: str, key: str, raw: Any, kind: type, origin: str) -> Any:
     name = f"{section}.{key}"
     try:
         if kind is bool:
-            if isinstance(raw, str):
-                return raw.strip().lower() in {"1", "true", "yes", "on"}
-            return bool(raw)
+            if isinstance(raw, bool):
+                return raw
+            word = str(raw).strip().lower()
+            if word not in _TRUE | _FALSE:
+                raise ValueError
+            return word in _TRUE
         if kind is int:
             if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
                 raise ValueError
@@ -224,9 +249,26 @@ def load(path: str | Path | None = None, env: dict[str, str] | None = None) -> S
                 if (lo is not None and value < lo) or (hi is not None and value > hi):
                     rng = f"[{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}]"
                     raise ConfigError(f"{section}.{key}={value!r} is out of range; allowed {rng}")
+            choices = getattr(cls, "CHOICES", {}).get(key)
+            if choices is not None and value not in choices:
+                raise ConfigError(f"{section}.{key}={value!r} is not one of {list(choices)}")
+            if key == "ca_file" and value and not Path(value).is_file():
+                raise ConfigError(f"{section}.ca_file={value!r}: no such file")
             kwargs[key] = value
         built[section] = cls(**kwargs)
-    return Settings(**built)
+    settings = Settings(**built)
+    _check_access(settings)
+    return settings
+
+
+def _check_access(settings: Settings) -> None:
+    """Cross-key rules of the [kafka]/[redis] access settings."""
+    k = settings.kafka
+    if k.security_protocol.startswith("SASL_") and not (k.username and k.password):
+        raise ConfigError(f"kafka.username and kafka.password are required by "
+                          f"kafka.security_protocol={k.security_protocol!r}")
+    if settings.redis.username and not settings.redis.password:
+        raise ConfigError("redis.password is required when redis.username is set")
 
 
 def as_dict(settings: Settings) -> dict[str, dict[str, Any]]:
@@ -235,3 +277,23 @@ def as_dict(settings: Settings) -> dict[str, dict[str, Any]]:
         name: {f.name: getattr(getattr(settings, name), f.name) for f in fields(cls)}
         for name, cls in _SECTION_TYPES.items()
     }
+
+
+def public_dict(settings: Settings) -> dict[str, dict[str, Any]]:
+    """`as_dict` safe to print or log: secrets (and credentials inside URLs) are masked."""
+    data = as_dict(settings)
+    for section in data.values():
+        for key, value in section.items():
+            if key in SECRET_KEYS and value:
+                section[key] = "***"
+            elif isinstance(value, str):
+                section[key] = mask_url(value)
+    return data
+
+
+def mask_url(value: str) -> str:
+    """redis://user:pw@host/0 → redis://***@host/0 (anything else unchanged)."""
+    if "://" in value and "@" in value.split("://", 1)[1]:
+        scheme, rest = value.split("://", 1)
+        return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+    return value

@@ -11,11 +11,12 @@ import logging
 import pickle
 from datetime import datetime, timedelta, timezone
 
+import orjson
 from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from confluent_kafka import Producer
 
-from flows import resources
+from flows import metrics, resources
 from operators.context import FEATURES, PRIOR, Context
 from operators.dedup import Dedup
 from operators.feed import rank
@@ -23,8 +24,10 @@ from operators.graph import Followers
 from operators.item_similarity import ItemSimilarity
 from operators.item_stats import ItemStats, ItemView
 from operators.models import OnlineLogit
+from operators.reorder import AwaitingPost
 from operators.user_state import UserState
 from schemas import DeadLetter, encode_event
+from schemas.outputs import encode_profile
 
 log = logging.getLogger("persona.flow")
 RETAIN, DISCARD = StatefulBatchLogic.RETAIN, StatefulBatchLogic.DISCARD
@@ -64,20 +67,60 @@ class DedupLogic(_Logic):
 
 
 class ItemLogic(_Logic):
-    """key = post id. Emits ("user", event, view before) per event, then ("item", view after)."""
+    """key = post id. Emits ("user", event, view before) per event, then ("item", view after).
 
-    def __init__(self, state: ItemStats | None, ctx: Context):
+    Events about a post not created yet wait (operators.reorder) until `post_created` arrives or
+    AWAIT_S of wall clock pass, so a like that overtook its post still teaches author and topics.
+    """
+
+    AWAIT_S = 5.0
+
+    def __init__(self, state: tuple[ItemStats, AwaitingPost] | None, ctx: Context):
         super().__init__(state)
         self.ctx = ctx
+        self.deadline: datetime | None = None
 
     def on_batch(self, events):
         if self.state is None:
-            self.state = ItemStats(events[0].post_id)
-        out = [("user", e, self.state.learn_one(e, self.ctx.popularity)) for e in events]
-        v = self.state.view
+            self.state = (ItemStats(events[0].post_id), AwaitingPost())
+        stats, waiting = self.state
+        ready: list = []
+        for e in events:
+            if e.type == "post_created":
+                ready.append(e)
+                ready.extend(waiting.release())
+            elif stats.view.author_id is None and not stats.view.deleted:
+                ready.extend(waiting.hold(e))
+            else:
+                ready.append(e)
+        if waiting and self.deadline is None:
+            self.deadline = datetime.now(timezone.utc) + timedelta(seconds=self.AWAIT_S)
+        elif not waiting:
+            self.deadline = None
+        return self._apply(ready), RETAIN
+
+    def notify_at(self):
+        return self.deadline
+
+    def on_notify(self):
+        self.deadline = None
+        return self._apply(self.state[1].release()), RETAIN
+
+    def on_eof(self):
+        if self.state is None or not self.state[1]:
+            return [], RETAIN
+        self.deadline = None
+        return self._apply(self.state[1].release()), RETAIN
+
+    def _apply(self, events) -> list:
+        if not events:
+            return []
+        stats = self.state[0]
+        out = [("user", e, stats.learn_one(e, self.ctx.popularity)) for e in events]
+        v = stats.view
         out.append(("item", ItemView(v.post_id, v.author_id, v.topics, v.group_id, v.created_ts,
                                      v.pop_log, v.likes, v.impressions, v.deleted)))
-        return out, RETAIN
+        return out
 
 
 class FollowersLogic(_Logic):
@@ -153,8 +196,11 @@ class UserLogic(_Logic):
         state = self.state
         store = self.store_of()
         out: list = [("ex", ex) for ex in state.flush_pending(state.last_ts, store)]
-        feed = rank(state, store, self.ctx, state.last_ts)
+        with metrics.RANK_SECONDS.time():
+            feed = rank(state, store, self.ctx, state.last_ts)
         out.append(("feed", state.user_id, feed.encode()))
+        out.append(("profile", state.user_id, encode_profile(  # for the inspector (reader)
+            state.user_id, state.last_ts, state.affinities(self.ctx, state.last_ts))))
         return out
 
 
@@ -182,7 +228,8 @@ class GlobalModelLogic(_Logic):
             FEATURES, prior=PRIOR, learning_rate=ctx.settings.feed.learning_rate))
 
     def on_batch(self, examples):
-        for ex in examples:
+        for ex in examples:  # prequential: score each example before learning it
+            metrics.MODEL_LOSS.observe(self.state.predict_proba_one(ex.x), ex.y, ex.w)
             self.state.learn_one(ex.x, ex.y, ex.w)
         return [("model", self.state.export())], RETAIN
 
@@ -194,6 +241,7 @@ class _RedisPartition(StatelessSinkPartition):
 
     def write_batch(self, items):
         self.writer.write_batch(items)
+        metrics.count_writes(items)
 
 
 class RedisSink(DynamicSink):

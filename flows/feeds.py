@@ -19,6 +19,8 @@ from confluent_kafka import OFFSET_BEGINNING
 
 import config
 from config import Settings
+from config.security import kafka_config
+from flows import metrics
 from flows.adapters import (
     DeadLetterSink,
     DedupLogic,
@@ -57,6 +59,7 @@ def build_flow(settings: Settings, *, source: Source | None = None,
         kafka = kop.input("kafka_in", flow, brokers=settings.kafka.bootstrap.split(","),
                           topics=[settings.kafka.events_topic], tail=tail,
                           starting_offset=OFFSET_BEGINNING,
+                          add_config=kafka_config(settings.kafka),
                           batch_size=settings.stream.kafka_batch_size)
         op.inspect("kafka_errors", kafka.errs, _log_kafka_error)
         messages = kafka.oks  # KafkaSourceMessage
@@ -71,10 +74,11 @@ def build_flow(settings: Settings, *, source: Source | None = None,
     deduped = op.key_rm("deduped", op.stateful_batch(
         "dedup", by_id, DedupLogic.builder(dedup_per_shard)))
     unique = op.branch("is_unique", deduped, lambda x: isinstance(x, Event))
-    events = unique.trues
-    rejected = op.merge("rejected", valid.falses, unique.falses)
+    events = op.inspect("count_events", unique.trues, metrics.count_event)
+    rejected = op.inspect("count_rejected", op.merge("rejected", valid.falses, unique.falses),
+                          metrics.count_dead_letter)
     op.output("dead_letters", rejected, dead_letters or DeadLetterSink(
-        settings.kafka.bootstrap, settings.kafka.dead_letter_topic))
+        settings.kafka.bootstrap, settings.kafka.dead_letter_topic, kafka_config(settings.kafka)))
 
     # item statistics, keyed by post: ("user", Event, view before) | ("item", view after)
     about_post = op.branch("about_post", events, lambda e: item_key(e) is not None)
@@ -110,8 +114,8 @@ def build_flow(settings: Settings, *, source: Source | None = None,
                              lambda m: ("global", m[1]) if m[0] == "ex" else None)
     model = op.stateful_batch("global_model", examples, GlobalModelLogic.builder(ctx))
 
-    # whole-value, idempotent writes to Redis: feeds, item features, neighbours, model
-    feeds = op.filter("feeds", user_out, lambda m: m[0] in ("feed", "forget_user"))
+    # whole-value, idempotent writes to Redis: feeds, profiles, item features, neighbours, model
+    feeds = op.filter("feeds", user_out, lambda m: m[0] in ("feed", "profile", "forget_user"))
     writes_stream = op.merge("writes", feeds, item_writes, op.key_rm("nbrs", neighbours),
                              op.key_rm("model", model))
     op.output("redis", writes_stream, writes or RedisSink(settings))

@@ -7,6 +7,8 @@ from functools import cache
 import redis
 
 from config import Settings
+from config.security import redis_connection
+from config.settings import RedisSettings
 from operators.redis_store import RedisFeatureStore, RedisWriter, connect
 from schemas.keyspace import Keyspace
 
@@ -14,13 +16,14 @@ DEFAULT_VERSION = "1"
 
 
 @cache
-def client(url: str) -> redis.Redis:
-    return connect(url)
+def client(rs: RedisSettings) -> redis.Redis:
+    url, options = redis_connection(rs)  # ACL user, password, TLS from [redis]
+    return connect(url, **options)
 
 
 def active_version(settings: Settings) -> str:
     """The active keyspace version; initialised to "1" on a fresh Redis."""
-    r = client(settings.redis.url)
+    r = client(settings.redis)
     key = Keyspace(settings.redis.prefix, DEFAULT_VERSION).active
     r.set(key, DEFAULT_VERSION, nx=True)
     return r.get(key).decode()
@@ -41,11 +44,11 @@ def keyspace(settings: Settings) -> Keyspace:
 
 @cache
 def feature_store(settings: Settings) -> RedisFeatureStore:
-    return RedisFeatureStore(client(settings.redis.url), keyspace(settings),
+    return RedisFeatureStore(client(settings.redis), keyspace(settings),
                              ttl_s=min(1.0, settings.stream.rank_interval_s))
 
 
 @cache
 def redis_writer(settings: Settings) -> RedisWriter:
-    return RedisWriter(client(settings.redis.url), keyspace(settings),
+    return RedisWriter(client(settings.redis), keyspace(settings),
                        index_size=2000, retries=settings.redis.write_retries)

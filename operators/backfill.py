@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 from operators.engine import Engine
 from operators.item_stats import ItemView
+from schemas.outputs import encode_profile
 
 
 def final_writes(engine: Engine) -> Iterator[tuple]:
@@ -29,3 +30,5 @@ def final_writes(engine: Engine) -> Iterator[tuple]:
             yield ("forget_user", user_id)
             continue
         yield ("feed", user_id, engine.feed(user_id, state.last_ts).encode())
+        yield ("profile", user_id, encode_profile(
+            user_id, state.last_ts, state.affinities(engine.ctx, state.last_ts)))

@@ -22,7 +22,7 @@ log = logging.getLogger("persona.redis")
 
 # Write records (produced by the flow's steps, applied by RedisWriter):
 #   ("feed", user_id, feed_bytes) | ("item", ItemView) | ("nbrs", post_id, {post: count})
-#   ("model", exported_weights) | ("forget_user", user_id)
+#   ("model", exported_weights) | ("forget_user", user_id) | ("profile", user_id, profile_bytes)
 Write = tuple
 
 
@@ -150,8 +150,11 @@ class RedisWriter:
                 ops.append(("set", ks.neighbours(w[1]), orjson.dumps(w[2])))
             elif kind == "model":
                 ops.append(("set", ks.global_model, orjson.dumps(w[1])))
+            elif kind == "profile":
+                ops.append(("set", ks.profile(w[1]), w[2]))
             elif kind == "forget_user":
                 ops.append(("delete", ks.feed(w[1])))
+                ops.append(("delete", ks.profile(w[1])))
             else:
                 raise ValueError(f"unknown write record {kind!r}")
         ops.extend(("zremrangebyrank", key, 0, -(self.index_size + 1)) for key in sorted(trimmed))
@@ -171,6 +174,7 @@ class RedisWriter:
         retrying(run, self.retries, "write")
 
 
-def connect(url: str) -> redis.Redis:
+def connect(url: str, **options) -> redis.Redis:
+    """`options`: access settings (username, password, ssl_*; see config.security)."""
     return redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5,
-                                health_check_interval=30)
+                                health_check_interval=30, **options)

@@ -70,8 +70,17 @@ class PersonaClient:
         self._pointer: tuple[float, str] | None = None
 
     @classmethod
-    def from_url(cls, url: str, prefix: str = "persona") -> PersonaClient:
-        return cls(redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2), prefix)
+    def from_url(cls, url: str, prefix: str = "persona", **options) -> PersonaClient:
+        """`options`: access settings for redis-py (username, password, ssl_*)."""
+        return cls(redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2, **options),
+                   prefix)
+
+    @classmethod
+    def from_settings(cls, settings, prefix: str | None = None) -> PersonaClient:
+        """From the [redis] settings, with its ACL user, password and TLS options."""
+        from config.security import redis_connection
+        url, options = redis_connection(settings.redis)
+        return cls.from_url(url, prefix or settings.redis.prefix, **options)
 
     def version(self) -> str:
         now = time.monotonic()
@@ -82,6 +91,11 @@ class PersonaClient:
 
     def keyspace(self) -> Keyspace:
         return Keyspace(self.prefix, self.version())
+
+    def profile(self, user_id: str) -> dict | None:
+        """The user's top affinities as the workers last published them (None if not yet)."""
+        raw = self.redis.get(self.keyspace().profile(user_id))
+        return orjson.loads(raw) if raw else None
 
     def raw_feed(self, user_id: str) -> bytes | None:
         return self.redis.get(self.keyspace().feed(user_id))

@@ -4,17 +4,28 @@ from __future__ import annotations
 
 import redis
 from fastapi import FastAPI, HTTPException, Query
-from fastapi.responses import ORJSONResponse
+from fastapi.responses import ORJSONResponse, Response
 
 from config import Settings
+from reader import inspector, middleware
 from reader.client import InvalidCursor, PersonaClient
+from reader.metrics import ReaderMetrics
 
 
 def create_app(settings: Settings) -> FastAPI:
-    client = PersonaClient.from_url(settings.redis.url, settings.redis.prefix)
+    client = PersonaClient.from_settings(settings)
+    metrics = ReaderMetrics()
     app = FastAPI(title="persona reader", version="1",
-                  description="Precomputed personalized feeds, served from Redis.",
+                  description="Precomputed personalized feeds, served from Redis. With "
+                              "`reader.token` set, send `Authorization: Bearer <token>`.",
                   default_response_class=ORJSONResponse)
+    app.state.metrics = metrics
+    middleware.install(app, metrics, settings.reader.token)  # bearer token, metrics, access log
+    inspector.install(app, client, metrics)  # /inspect page and its JSON
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus() -> Response:
+        return Response(metrics.exposition(), media_type=metrics.CONTENT_TYPE)
 
     @app.get("/healthz")
     def healthz() -> dict:
@@ -31,7 +42,9 @@ def create_app(settings: Settings) -> FastAPI:
         if not user_id or len(user_id) > 128:
             raise HTTPException(422, "user_id must be 1..128 characters")
         try:
-            return client.feed(user_id, limit, cursor).to_dict()
+            page = client.feed(user_id, limit, cursor)
+            metrics.feed_lookup(page.generated_at is not None)
+            return page.to_dict()
         except InvalidCursor as exc:
             raise HTTPException(400, str(exc)) from exc
         except redis.RedisError as exc:

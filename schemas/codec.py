@@ -6,6 +6,7 @@ field and the rule that failed, so every rejected payload can go to the dead-let
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import orjson
@@ -15,6 +16,7 @@ from schemas.events import ENVELOPE, EVENT_TYPES, FIELD_KINDS, SCHEMA_VERSION, E
 MAX_ID_LEN = 128
 MAX_STR_LEN = 1024
 MAX_INT = 2**53  # JSON-safe integer range
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # never valid in an id (log / key / header injection)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +38,8 @@ def _check_id(name: str, value: object) -> str:
         raise Rejected(f"field '{name}' must be a string id, got {type(value).__name__}")
     if not value or len(value) > MAX_ID_LEN:
         raise Rejected(f"field '{name}' must be 1..{MAX_ID_LEN} characters, got {len(value)}")
+    if _CONTROL.search(value):
+        raise Rejected(f"field '{name}' must not contain control characters")
     return value
 
 
@@ -63,6 +67,8 @@ def _check_list(name: str, value: object, limits: Limits, item_len: int) -> tupl
     for i, item in enumerate(value):
         if not isinstance(item, str) or not item or len(item) > item_len:
             raise Rejected(f"field '{name}[{i}]' must be a non-empty string of ≤{item_len} chars")
+        if _CONTROL.search(item):
+            raise Rejected(f"field '{name}[{i}]' must not contain control characters")
     return tuple(value)
 
 
@@ -83,8 +89,8 @@ def validate(obj: object, limits: Limits = Limits()) -> Event:
     if not isinstance(obj, dict):
         raise Rejected(f"event must be a JSON object, got {type(obj).__name__}")
     version = obj.get("v", SCHEMA_VERSION)
-    if version != SCHEMA_VERSION:
-        raise Rejected(f"unsupported schema version {version!r}; this worker reads v1")
+    if type(version) is not int or version != SCHEMA_VERSION:  # not True, not 1.0
+        raise Rejected(f"unsupported schema version {repr(version)[:40]}; this worker reads v1")
     for name, kind in ENVELOPE.items():
         if name not in obj:
             raise Rejected(f"missing envelope field '{name}'")
@@ -118,6 +124,8 @@ def validate(obj: object, limits: Limits = Limits()) -> Event:
 def decode_event(raw: bytes | str, limits: Limits = Limits()) -> tuple[Event | None, str | None]:
     """Parse and validate one payload. Never raises."""
     try:
+        if isinstance(raw, str):  # the size limit is in bytes; lone surrogates fail as invalid JSON
+            raw = raw.encode("utf-8", "surrogatepass")
         size = len(raw)
         if size > limits.max_event_bytes:
             return None, f"payload too large: {size} bytes > limit {limits.max_event_bytes}"

@@ -33,6 +33,10 @@ class Keyspace:
         """The user's ranked feed: one orjson value (schemas.outputs.Feed), replaced whole."""
         return f"{self.base}:feed:{{{user_id}}}"
 
+    def profile(self, user_id: str) -> str:
+        """The user's top affinities (authors, topics) as orjson, for the inspector."""
+        return f"{self.base}:profile:{{{user_id}}}"
+
     def item(self, post_id: str) -> str:
         """An item's features (ItemView wire list)."""
         return f"{self.base}:item:{{{post_id}}}"

@@ -20,6 +20,9 @@ REASON_CODES = {
     "popular": "popular overall (you are new here)",
     "author_affinity": "from an author you engage with",
     "group": "from a group you are in",
+    "topic_affinity": "about a topic you engage with",
+    "interest": "matches an interest you chose",
+    "similar_features": "like posts you engaged with",
 }
 
 
@@ -75,3 +78,8 @@ class Feed:
 
 def decode_feed(payload: bytes) -> dict:
     return orjson.loads(payload)
+
+
+def encode_profile(user_id: str, generated_at: int, affinities: dict) -> bytes:
+    """A user's top affinities (`{"authors": [[id, value]], "topics": [...]}`) for the inspector."""
+    return orjson.dumps({"user_id": user_id, "generated_at": generated_at, **affinities})

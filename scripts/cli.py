@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from typing import Optional
@@ -70,14 +71,17 @@ def run(config: Optional[Path] = ConfigOpt,
         workers: int = typer.Option(1, "--workers", "-w", min=1, help="worker threads per process"),
         until_drained: bool = typer.Option(False, help="stop at the end of the topic"),
         recovery_dir: Optional[str] = typer.Option(None, help="enable Bytewax recovery here"),
-        snapshot_s: int = typer.Option(10, min=1, help="epoch / snapshot interval, seconds")):
+        snapshot_s: int = typer.Option(10, min=1, help="epoch / snapshot interval, seconds"),
+        metrics_port: int = typer.Option(
+            3030, min=0, max=65535,
+            help="Prometheus /metrics of process i on BASE+i (Bytewax dataflow API); 0 = off")):
     """Run the streaming workers (Kafka → Bytewax → Redis)."""
     from scripts import runner, services
     settings = _settings(config)
     try:
         code = runner.run(settings, str(config) if config else None, processes=processes,
                           workers=workers, tail=not until_drained, recovery_dir=recovery_dir,
-                          snapshot_s=snapshot_s, log=console.print)
+                          snapshot_s=snapshot_s, log=console.print, metrics_port=metrics_port)
     except services.ServiceError as exc:
         _fail(exc)
     raise typer.Exit(code)
@@ -98,11 +102,12 @@ def generate(out: Path = typer.Option(..., "--out", "-o", help="JSONL log to wri
 
 
 def _produce_file(path: Path, config: Optional[Path], topic: Optional[str] = None) -> None:
+    from config.security import kafka_config
     from scripts import kafka_io, services
     from scripts.generate import read_log
     settings = _settings(config)
     topic = topic or settings.kafka.events_topic
-    if not services.kafka_brokers(settings.kafka.bootstrap):
+    if not services.kafka_brokers(settings.kafka.bootstrap, extra=kafka_config(settings.kafka)):
         _fail(RuntimeError(f"Kafka not reachable at {settings.kafka.bootstrap}: start it with "
                            "`persona up` or set KAFKA_BOOTSTRAP"))
     lines = list(read_log(path))
@@ -110,7 +115,8 @@ def _produce_file(path: Path, config: Optional[Path], topic: Optional[str] = Non
                   TimeElapsedColumn(), console=console) as bar:
         task = bar.add_task("produce", total=len(lines))
         n = kafka_io.produce(settings.kafka.bootstrap, topic, lines,
-                             progress=lambda k: bar.update(task, completed=k))
+                             progress=lambda k: bar.update(task, completed=k),
+                             extra=kafka_config(settings.kafka))
     console.print(f"produced {n:,} events to {topic}")
 
 
@@ -123,12 +129,31 @@ def produce(file: Path, topic: Optional[str] = None, config: Optional[Path] = Co
 
 
 @app.command()
+def replay(logs: list[Path] = typer.Argument(..., help="JSONL logs (.gz ok) or directories of them"),
+           config: Optional[Path] = ConfigOpt,
+           no_switch: bool = typer.Option(False, help="build the version without activating it"),
+           grace_s: float = typer.Option(60.0, help="keep retired versions this long")):
+    """Rebuild Redis from event logs into a new keyspace version, then switch readers to it."""
+    from scripts import replay as replay_mod
+    try:
+        summary = replay_mod.replay(_settings(config), list(logs), switch=not no_switch,
+                                    grace_s=grace_s, console=console)
+    except FileNotFoundError as exc:
+        _fail(exc)
+    console.print_json(data=summary)
+
+
+@app.command()
 def serve(host: str = "127.0.0.1", port: int = 8080, config: Optional[Path] = ConfigOpt):
-    """Serve the reader HTTP API (GET /feed/{user_id}; OpenAPI at /docs)."""
+    """Serve the reader HTTP API (GET /feed/{user_id}, /metrics, /inspect; OpenAPI at /docs)."""
     import uvicorn
 
     from reader.http import create_app
-    uvicorn.run(create_app(_settings(config)), host=host, port=port, log_level="info")
+    # no uvicorn access log: it would print user ids from paths; the app logs route templates
+    logging.basicConfig(format="%(levelname)s:     %(name)s %(message)s", level=logging.WARNING)
+    logging.getLogger("persona").setLevel(logging.INFO)
+    uvicorn.run(create_app(_settings(config)), host=host, port=port, log_level="info",
+                access_log=False)
 
 
 @app.command()
@@ -137,7 +162,7 @@ def feed(user_id: str, limit: int = 10, prefix: Optional[str] = None,
     """Print a user's feed from Redis, with reasons."""
     from reader import PersonaClient
     settings = _settings(config)
-    client = PersonaClient.from_url(settings.redis.url, prefix or settings.redis.prefix)
+    client = PersonaClient.from_settings(settings, prefix)
     console.print_json(data=client.feed(user_id, limit).to_dict())
 
 
@@ -174,12 +199,7 @@ def evaluate(log: Path = typer.Argument(..., help="JSONL event log, MovieLens u.
 @config_app.command("show")
 def config_show(config: Optional[Path] = ConfigOpt):
     """Print the effective configuration (defaults + file + environment)."""
-    settings = _settings(config)
-    data = config_mod.as_dict(settings)
-    if "@" in data["redis"]["url"]:  # never print credentials
-        scheme, rest = data["redis"]["url"].split("://", 1)
-        data["redis"]["url"] = f"{scheme}://***@{rest.split('@', 1)[1]}"
-    console.print_json(data=data)
+    console.print_json(data=config_mod.public_dict(_settings(config)))  # secrets masked
 
 
 @schemas_app.command("export")

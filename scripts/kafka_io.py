@@ -19,11 +19,12 @@ def _key(line: bytes) -> bytes | None:
 
 
 def produce(bootstrap: str, topic: str, lines: Iterable[bytes],
-            progress: Callable[[int], object] | None = None) -> int:
-    """Produce every line, confirmed (acks=all). Raises if any message was not delivered."""
+            progress: Callable[[int], object] | None = None, extra: dict | None = None) -> int:
+    """Produce every line, confirmed (acks=all). Raises if any message was not delivered.
+    `extra`: access settings (config.security.kafka_config), for this and the functions below."""
     producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 20,
                          "enable.idempotence": True, "batch.num.messages": 10000,
-                         "queue.buffering.max.messages": 500000})
+                         "queue.buffering.max.messages": 500000, **(extra or {})})
     failures: list[str] = []
 
     def on_delivery(err, _msg):
@@ -51,13 +52,14 @@ def produce(bootstrap: str, topic: str, lines: Iterable[bytes],
     return n
 
 
-def read_topic(bootstrap: str, topic: str, timeout_s: float = 10.0) -> list[bytes]:
+def read_topic(bootstrap: str, topic: str, timeout_s: float = 10.0,
+               extra: dict | None = None) -> list[bytes]:
     """Every message currently in `topic` (all partitions, from the beginning)."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient({"bootstrap.servers": bootstrap, **(extra or {})})
     meta = admin.list_topics(topic, timeout=timeout_s)
     parts = list(meta.topics[topic].partitions)
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "persona-reader",
-                         "enable.auto.commit": False})
+                         "enable.auto.commit": False, **(extra or {})})
     out: list[bytes] = []
     try:
         for p in parts:
@@ -78,9 +80,10 @@ def read_topic(bootstrap: str, topic: str, timeout_s: float = 10.0) -> list[byte
     return out
 
 
-def recreate_topic(bootstrap: str, topic: str, partitions: int, timeout_s: float = 30.0) -> None:
+def recreate_topic(bootstrap: str, topic: str, partitions: int, timeout_s: float = 30.0,
+                   extra: dict | None = None) -> None:
     """Delete (if present) and create `topic` empty: for demos and tests that need a clean log."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient({"bootstrap.servers": bootstrap, **(extra or {})})
     if topic in admin.list_topics(timeout=timeout_s).topics:
         for f in admin.delete_topics([topic], operation_timeout=timeout_s).values():
             f.result()

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from config import Settings
+from config.security import redis_connection
 from operators.backfill import final_writes
 from operators.engine import Engine
 from operators.evaluation import ReadStats, read_events
@@ -49,7 +50,8 @@ def events_of(files: list[Path], stats: ReadStats) -> Iterable[Event]:
 def replay(settings: Settings, paths: list[Path], *, switch: bool = True, grace_s: float = 60.0,
            console: Console | None = None) -> dict:
     console = console or Console()
-    client = connect(settings.redis.url)
+    url, options = redis_connection(settings.redis)  # ACL user, password, TLS from [redis]
+    client = connect(url, **options)
     versions = Versions(client, settings.redis.prefix)
     removed = versions.collect(grace_s)
     version = versions.allocate()

@@ -19,6 +19,7 @@ from pathlib import Path
 import redis
 
 from config import Settings
+from config.security import kafka_config, redis_connection
 from scripts import services
 
 FLOW = "flows.feeds:get_flow()"
@@ -26,12 +27,14 @@ FLOW = "flows.feeds:get_flow()"
 
 def check_services(settings: Settings) -> None:
     """Fail fast with what to do (Bytewax's Kafka source waits forever on an unreachable broker)."""
-    if not services.kafka_brokers(settings.kafka.bootstrap, timeout=settings.kafka.connect_timeout_s):
+    if not services.kafka_brokers(settings.kafka.bootstrap, timeout=settings.kafka.connect_timeout_s,
+                                  extra=kafka_config(settings.kafka)):
         raise services.ServiceError(
             f"Kafka not reachable at {settings.kafka.bootstrap}: start it with `persona up` "
             "or set KAFKA_BOOTSTRAP")
     try:
-        redis.Redis.from_url(settings.redis.url, socket_connect_timeout=3).ping()
+        url, options = redis_connection(settings.redis)
+        redis.Redis.from_url(url, socket_connect_timeout=3, **options).ping()
     except redis.RedisError as exc:
         raise services.ServiceError(
             f"Redis not reachable at {settings.redis.url} ({exc}): start it with `persona up` "
@@ -62,6 +65,33 @@ def worker_commands(processes: int, workers: int, recovery_dir: str | None,
     return [base + ["-i", str(i), "-a", addresses] for i in range(processes)]
 
 
+def metrics_env(env: dict[str, str], base_port: int | None, index: int,
+                cache_dir: Path | None = None) -> dict[str, str]:
+    """`env` with Bytewax's dataflow API (GET /metrics: its step metrics, Kafka consumer lag and the
+    persona_* metrics of flows.metrics) on base_port + index for process `index`. 0 turns it off
+    (Bytewax enables it when the variable is set at all, even to 0); None leaves `env` as it is.
+    Bytewax binds it on all interfaces: firewall it like any metrics port. It also writes the
+    rendered dataflow to <dir>/dataflow.json (default: the current directory): `cache_dir`/api-i."""
+    if base_port is None:
+        return env
+    env = {k: v for k, v in env.items() if k != "BYTEWAX_DATAFLOW_API_ENABLED"}
+    if base_port:
+        env.update(BYTEWAX_DATAFLOW_API_ENABLED="1", BYTEWAX_DATAFLOW_API_PORT=str(base_port + index))
+        if cache_dir is not None:
+            env["BYTEWAX_DATAFLOW_API_CACHE_PATH"] = str(cache_dir / f"api-{index}")
+    return env
+
+
+def _port_busy(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("0.0.0.0", port))
+        except OSError:
+            return True
+    return False
+
+
 def init_recovery(recovery_dir: str, partitions: int) -> None:
     """Create the recovery partitions once (SQLite files), as `python -m bytewax.recovery` does."""
     path = Path(recovery_dir)
@@ -73,8 +103,11 @@ def init_recovery(recovery_dir: str, partitions: int) -> None:
 
 def run(settings: Settings, config_path: str | None, *, processes: int = 1, workers: int = 1,
         tail: bool = True, recovery_dir: str | None = None, snapshot_s: int = 10,
-        log: Callable[[str], object] = print, env_extra: dict | None = None) -> int:
-    """Run the flow until it ends (tail=False: when the topic is drained) or is interrupted."""
+        log: Callable[[str], object] = print, env_extra: dict | None = None,
+        metrics_port: int | None = None) -> int:
+    """Run the flow until it ends (tail=False: when the topic is drained) or is interrupted.
+    `metrics_port`: serve Prometheus metrics of process i on metrics_port + i (0: off; None: as
+    BYTEWAX_DATAFLOW_API_* in the environment say)."""
     check_services(settings)
     if recovery_dir:
         init_recovery(recovery_dir, max(processes * workers, 1))
@@ -84,10 +117,22 @@ def run(settings: Settings, config_path: str | None, *, processes: int = 1, work
     if recovery_dir:
         env["PERSONA_RECOVERY"] = "1"
     env.setdefault("PYTHONPATH", str(Path(__file__).resolve().parent.parent))
-    procs = [subprocess.Popen(cmd, env=env, start_new_session=True)
-             for cmd in worker_commands(processes, workers, recovery_dir, snapshot_s)]
+    if metrics_port:
+        busy = [metrics_port + i for i in range(processes) if _port_busy(metrics_port + i)]
+        if busy:  # Bytewax would only log a panic of its web server thread and run blind
+            raise services.ServiceError(
+                f"metrics port(s) {busy} already in use: pick another --metrics-port (or 0 = off)")
+    api_cache = services.cache_root(settings) / "bytewax"
+    for i in range(processes if metrics_port else 0):
+        (api_cache / f"api-{i}").mkdir(parents=True, exist_ok=True)
+    procs = [subprocess.Popen(cmd, env=metrics_env(env, metrics_port, i, api_cache),
+                              start_new_session=True)
+             for i, cmd in enumerate(worker_commands(processes, workers, recovery_dir, snapshot_s))]
     log(f"started {processes} worker process(es) × {workers} worker(s): "
         f"pids {[p.pid for p in procs]}")
+    if metrics_port:
+        log(f"Prometheus metrics: http://127.0.0.1:{metrics_port}/metrics"
+            + (f" … :{metrics_port + processes - 1}/metrics" if processes > 1 else ""))
     try:
         while True:
             codes = [p.poll() for p in procs]

@@ -209,7 +209,7 @@ def _stop_pid(pid: int, must_contain: str, timeout: float) -> bool:
 # --------------------------------------------------------------------------------------------- Kafka
 
 
-def _admin(bootstrap: str, timeout: float):
+def _admin(bootstrap: str, timeout: float, extra: dict | None = None):
     from confluent_kafka.admin import AdminClient
 
     ms = str(max(1000, int(timeout * 1000)))
@@ -219,11 +219,13 @@ def _admin(bootstrap: str, timeout: float):
             "socket.connection.setup.timeout.ms": ms,
             "socket.timeout.ms": ms,
             "logger": _quiet,
+            **(extra or {}),  # access settings (config.security.kafka_config)
         }
     )
 
 
-def kafka_brokers(bootstrap: str, timeout: float = PROBE_TIMEOUT_S) -> set[int] | None:
+def kafka_brokers(bootstrap: str, timeout: float = PROBE_TIMEOUT_S,
+                  extra: dict | None = None) -> set[int] | None:
     """Broker ids listed by a metadata request, or None when nothing answers within `timeout`."""
     from confluent_kafka import KafkaException
 
@@ -231,7 +233,7 @@ def kafka_brokers(bootstrap: str, timeout: float = PROBE_TIMEOUT_S) -> set[int] 
     if entries and not any(_tcp_open(h, p, min(1.0, timeout)) for h, p in entries):
         return None  # nothing listens: skip the client (it would retry until the timeout)
     try:
-        md = _admin(bootstrap, timeout).list_topics(timeout=timeout)
+        md = _admin(bootstrap, timeout, extra).list_topics(timeout=timeout)
     except KafkaException:
         return None
     return set(md.brokers) or None
@@ -562,11 +564,12 @@ def ensure_topics(bootstrap: str, topics: dict[str, int], log: Log = print) -> N
 # --------------------------------------------------------------------------------------------- Redis
 
 
-def _redis_ping(url: str, timeout: float = PROBE_TIMEOUT_S) -> bool:
+def _redis_ping(url: str, options: dict | None = None, timeout: float = PROBE_TIMEOUT_S) -> bool:
     import redis
 
     try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+        client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout,
+                                      **(options or {}))  # access settings (config.security)
         try:
             return bool(client.ping())
         finally:
@@ -724,6 +727,9 @@ def down(settings: Settings, log: Log = print) -> None:
 def status(settings: Settings) -> dict:
     """Reachability of both services and whether `up` manages them:
     {"kafka": {"endpoint", "reachable", "managed", "pid"}, "redis": {...}}."""
+    from config.security import kafka_config, redis_connection
+    from config.settings import mask_url
+
     kpid = _read_pid(_kafka_paths(settings)["pid"])
     rpid = _read_pid(_redis_paths(settings)["pid"])
     kmanaged = kpid is not None and _pid_alive(kpid, "kafka.Kafka")
@@ -731,13 +737,14 @@ def status(settings: Settings) -> dict:
     return {
         "kafka": {
             "endpoint": settings.kafka.bootstrap,
-            "reachable": bool(kafka_brokers(settings.kafka.bootstrap)),
+            "reachable": bool(kafka_brokers(settings.kafka.bootstrap,
+                                            extra=kafka_config(settings.kafka))),
             "managed": kmanaged,
             "pid": kpid if kmanaged else None,
         },
         "redis": {
-            "endpoint": settings.redis.url,
-            "reachable": _redis_ping(settings.redis.url),
+            "endpoint": mask_url(settings.redis.url),
+            "reachable": _redis_ping(*redis_connection(settings.redis)),
             "managed": rmanaged,
             "pid": rpid if rmanaged else None,
         },

@@ -10,7 +10,8 @@ from schemas import EVENT_TYPES, Limits, decode_event, encode_event
 from schemas.events import FIELD_KINDS
 
 TS = 1_767_225_600_000
-ids = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1, max_size=20)
+ids = st.text(st.characters(codec="utf-8", exclude_categories=["Cs", "Cc"]), min_size=1,
+              max_size=20)
 
 
 def valid_event(draw_type: str, data) -> dict:

@@ -1,0 +1,89 @@
+"""Prometheus metrics of the workers, in prometheus_client's default registry.
+
+With BYTEWAX_DATAFLOW_API_ENABLED=1 (`persona run` sets it, one port per process: --metrics-port)
+Bytewax serves this registry at :BYTEWAX_DATAFLOW_API_PORT/metrics next to its own per-step counters
+and durations and `bytewax_kafka_consumer_lag{step_id,topic,partition}`. Labels are bounded: event
+types are validated, dead-letter reasons are mapped to `schemas.rejections.REASON_KINDS`, write kinds
+are the RedisWriter's record kinds.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import Counter as Tally
+from collections import deque
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from schemas import DeadLetter, Event
+from schemas.rejections import reason_kind
+
+EVENTS = Counter("persona_events", "Valid, unique events processed, by type", ["type"])
+DEAD_LETTERS = Counter("persona_dead_letters",
+                       "Events sent to the dead-letter topic, by reason kind", ["reason"])
+FEEDS_WRITTEN = Counter("persona_feeds_written", "User feeds written to Redis")
+REDIS_WRITES = Counter("persona_redis_writes", "Write records applied to Redis, by kind", ["kind"])
+RANK_SECONDS = Histogram(
+    "persona_rank_seconds", "Time to rank one user's feed (candidates, filters, scoring, mixing)",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5))
+MODEL_LOGLOSS = Gauge(
+    "persona_global_model_logloss",
+    "Prequential log loss of the global model: each training example scored before it is learned, "
+    "weighted mean over the last `window` examples")
+MODEL_EXAMPLES = Counter("persona_global_model_examples",
+                         "Training examples learned by the global model, by label", ["label"])
+MODEL_POSITIVE_RATE = Gauge("persona_global_model_positive_rate",
+                            "Weighted share of positive examples over the same window")
+
+
+def count_event(_step_id: str, event: Event) -> None:
+    EVENTS.labels(event.type).inc()
+
+
+def count_dead_letter(_step_id: str, letter: DeadLetter) -> None:
+    DEAD_LETTERS.labels(reason_kind(letter.reason)).inc()
+
+
+def count_writes(records) -> None:
+    """After a batch of write records reached Redis."""
+    kinds = Tally(r[0] for r in records)
+    for kind, n in kinds.items():
+        REDIS_WRITES.labels(kind).inc(n)
+    if kinds["feed"]:
+        FEEDS_WRITTEN.inc(kinds["feed"])
+
+
+class RollingLogLoss:
+    """Weighted mean log loss over the last `window` examples (and the positive rate), exported to
+    the gauges above. Thread-safe: several worker threads of one process may own model keys."""
+
+    EPS = 1e-15
+
+    def __init__(self, window: int = 2000):
+        self.window = window
+        self._items: deque[tuple[float, float, float]] = deque()  # (loss·w, y·w, w)
+        self._sums = [0.0, 0.0, 0.0]
+        self._lock = threading.Lock()
+
+    def observe(self, p: float, y: bool, w: float = 1.0) -> float:
+        p = min(max(float(p), self.EPS), 1.0 - self.EPS)
+        loss = -math.log(p if y else 1.0 - p)
+        item = (loss * w, float(y) * w, float(w))
+        with self._lock:
+            self._items.append(item)
+            for i in range(3):
+                self._sums[i] += item[i]
+            if len(self._items) > self.window:
+                old = self._items.popleft()
+                for i in range(3):
+                    self._sums[i] -= old[i]
+            total = self._sums[2]
+            mean = self._sums[0] / total if total > 0 else 0.0
+            MODEL_LOGLOSS.set(mean)
+            MODEL_POSITIVE_RATE.set(self._sums[1] / total if total > 0 else 0.0)
+        MODEL_EXAMPLES.labels("positive" if y else "negative").inc()
+        return mean
+
+
+MODEL_LOSS = RollingLogLoss()
