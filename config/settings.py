@@ -28,6 +28,7 @@ class KafkaSettings:
     bootstrap: str
     events_topic: str
     dead_letter_topic: str
+    notifications_topic: str
     partitions: int
     connect_timeout_s: float
     security_protocol: str
@@ -107,6 +108,9 @@ class FeatureSettings:
     pool_size: int
     neighbours: int
     cooccurrence_window: int
+    cooccurrence_decay: float
+    impression_weight: float
+    knn_recency: float
     max_followers_fanout: int
 
     BOUNDS = {
@@ -117,6 +121,9 @@ class FeatureSettings:
         "pool_size": bounded(1, 100_000),
         "neighbours": bounded(1, 10_000),
         "cooccurrence_window": bounded(1, 1000),
+        "cooccurrence_decay": bounded(0.0, 1.0),
+        "impression_weight": bounded(0.0, 1.0),
+        "knn_recency": bounded(0.0, 1.0),
         "max_followers_fanout": bounded(0, 100_000_000),
     }
 
@@ -148,6 +155,37 @@ class FeedSettings:
 
 
 @dataclass(frozen=True)
+class NotificationSettings:
+    daily_budget: int
+    quiet_start_h: int
+    quiet_end_h: int
+    aggregate_window_s: int
+    min_p_open: float
+    delay_margin: float
+    max_delay_h: int
+    feedback_timeout_s: int
+    min_author_engagements: int
+    history: int
+    learning_rate: float
+    user_learning_rate: float
+
+    BOUNDS = {
+        "daily_budget": bounded(0, 1000),
+        "quiet_start_h": bounded(0, 23),
+        "quiet_end_h": bounded(0, 23),
+        "aggregate_window_s": bounded(0, 7 * 86400),
+        "min_p_open": bounded(0.0, 1.0),
+        "delay_margin": bounded(0.0, 1.0),
+        "max_delay_h": bounded(1, 72),
+        "feedback_timeout_s": bounded(60, 7 * 86400),
+        "min_author_engagements": bounded(1, 10_000),
+        "history": bounded(1, 1000),
+        "learning_rate": bounded(1e-6, 10.0),
+        "user_learning_rate": bounded(0.0, 10.0),
+    }
+
+
+@dataclass(frozen=True)
 class Settings:
     kafka: KafkaSettings
     redis: RedisSettings
@@ -156,6 +194,7 @@ class Settings:
     stream: StreamSettings
     features: FeatureSettings
     feed: FeedSettings
+    notifications: NotificationSettings
 
 
 _SECTION_TYPES = {
@@ -166,6 +205,7 @@ _SECTION_TYPES = {
     "stream": StreamSettings,
     "features": FeatureSettings,
     "feed": FeedSettings,
+    "notifications": NotificationSettings,
 }
 _SHORTCUTS = {"KAFKA_BOOTSTRAP": ("kafka", "bootstrap"), "REDIS_URL": ("redis", "url")}
 SECRET_KEYS = frozenset({"password", "token"})  # masked by `public_dict` (`persona config show`)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import time
 from datetime import datetime, timedelta, timezone
 
 import orjson
@@ -24,9 +25,20 @@ from operators.graph import Followers
 from operators.item_similarity import ItemSimilarity
 from operators.item_stats import ItemStats, ItemView
 from operators.models import OnlineLogit
+from operators.notifications.driver import GlobalModel as NotifGlobalModel
+from operators.notifications.driver import handle as notif_handle
+from operators.notifications.policy import Policy
+from operators.notifications.state import RecipientState
 from operators.reorder import AwaitingPost
 from operators.user_state import UserState
+from operators.redis_store import RedisFeatureStore
+from operators.suggestions.compute import encode as encode_suggestions
+from operators.suggestions.compute import suggest
+from operators.suggestions.snapshot import encode_user
+from operators.suggestions.state import SocialState
+from operators.suggestions.store import MemoryGraphStore, RedisGraphStore
 from schemas import DeadLetter, encode_event
+from schemas.notifications import encode_decision, encode_inbox
 from schemas.outputs import encode_profile
 
 log = logging.getLogger("persona.flow")
@@ -145,7 +157,7 @@ class UserLogic(_Logic):
     """key = user id. Values ("event", Event, ItemView | None) | ("deliver", user_id, post_id, ts).
 
     Marks the user dirty and ranks at most once per `rank_interval_s` (wall clock) on a timer; emits
-    ("co", a, b), ("ex", Example), ("feed", user_id, bytes), ("forget_user", user_id).
+    ("co", a, (b, weight)), ("ex", Example), ("feed", user_id, bytes), ("forget_user", user_id).
     """
 
     def __init__(self, state: UserState | None, ctx: Context, store_of=None):
@@ -172,7 +184,7 @@ class UserLogic(_Logic):
             if event.type == "user_deleted":
                 return [("forget_user", state.user_id)], DISCARD
             result = state.learn_one(event, view, ctx, store)
-            out.extend(("co", a, b) for a, b in result.co_pairs)
+            out.extend(("co", a, (b, w)) for a, b, w in result.co_pairs)
             out.extend(("ex", ex) for ex in result.examples)
         if self.due is None:
             now = datetime.now(timezone.utc)
@@ -201,11 +213,66 @@ class UserLogic(_Logic):
         out.append(("feed", state.user_id, feed.encode()))
         out.append(("profile", state.user_id, encode_profile(  # for the inspector (reader)
             state.user_id, state.last_ts, state.affinities(self.ctx, state.last_ts))))
+        out.append(("user_features", state.user_id, encode_user(state)))  # search re-ranking
+        return out
+
+
+class SuggestionsLogic(_Logic):
+    """key = user id. Values from operators.suggestions.routing.social_messages. Emits side records
+    (group members, author likers) at once; on a timer (at most once per `rank_interval_s`, dirty
+    users only) what changed (("graph", …), ("popular_user", …)) and ("suggestions", user, bytes).
+    A deleted user leaves a tombstone state (("forget_social", …) emitted once)."""
+
+    def __init__(self, state: SocialState | None, ctx: Context, store_of=None):
+        super().__init__(state)
+        self.ctx = ctx
+        self.store_of = store_of or (lambda: resources.feature_store(ctx.settings))
+        self.due: datetime | None = None
+        self.last_run: datetime | None = None
+
+    def on_batch(self, values):
+        if self.state is None:
+            first = values[0]
+            self.state = SocialState(first[1].user_id if first[0] == "event" else first[-1])
+        out: list = []
+        for value in values:
+            if value[0] == "event" and value[1].type == "user_deleted":  # keep a tombstone: others'
+                out.append(("forget_social", self.state.user_id, list(self.state.groups)))
+                self.state, self.due = SocialState(self.state.user_id, deleted=True), None
+                continue  # follows / messages must not revive the deleted user's suggestions
+            out.extend(self.state.learn(value))
+        if self.state.deleted:
+            return out, RETAIN
+        if self.due is None:
+            now = datetime.now(timezone.utc)
+            interval = timedelta(seconds=self.ctx.settings.stream.rank_interval_s)
+            self.due = max(now, self.last_run + interval) if self.last_run else now
+        return out, RETAIN
+
+    def notify_at(self):
+        return self.due
+
+    def on_notify(self):
+        return self._suggest(), RETAIN
+
+    def on_eof(self):
+        return (self._suggest() if self.due is not None else []), RETAIN
+
+    def _suggest(self) -> list:
+        self.due, self.last_run = None, datetime.now(timezone.utc)
+        state = self.state
+        out = state.publish()  # graph record, follower count (when changed)
+        features = self.store_of()
+        graph = (RedisGraphStore(features) if isinstance(features, RedisFeatureStore)
+                 else MemoryGraphStore())
+        out.append(("suggestions", state.user_id,
+                    encode_suggestions(suggest(state, graph, features, state.last_ts))))
         return out
 
 
 class SimilarityLogic(_Logic):
-    """key = post id. Values (post_id, co-engaged post id). Emits ("nbrs", post_id, neighbours)."""
+    """key = post id. Values (post_id, (co-touched post id, weight)). Emits ("nbrs", post_id,
+    neighbours)."""
 
     def __init__(self, state: tuple[str, ItemSimilarity] | None, capacity: int):
         super().__init__(state)
@@ -215,8 +282,8 @@ class SimilarityLogic(_Logic):
         if self.state is None:
             self.state = (pairs[0][0], ItemSimilarity(self.capacity))
         post_id, similarity = self.state
-        for _, other in pairs:
-            similarity.learn_one(other)
+        for _, (other, weight) in pairs:
+            similarity.learn_one(other, weight)
         return [("nbrs", post_id, similarity.top())], RETAIN
 
 
@@ -232,6 +299,91 @@ class GlobalModelLogic(_Logic):
             metrics.MODEL_LOSS.observe(self.state.predict_proba_one(ex.x), ex.y, ex.w)
             self.state.learn_one(ex.x, ex.y, ex.w)
         return [("model", self.state.export())], RETAIN
+
+
+class NotificationLogic(_Logic):
+    """key = recipient. Values ("self", Event, author) | ("cand", Candidate) (operators.notifications).
+
+    Emits ("decision", record) per decision, ("notif_ex", (x, y)) per feedback label for the global
+    model, and per batch the recipient's whole inbox ("notifs", user, bytes) or ("forget_notifs",
+    user) once the recipient is deleted (the state stays as a small tombstone: later candidates
+    are suppressed with reason recipient_deleted).
+    """
+
+    def __init__(self, state: RecipientState | None, policy: Policy, weights):
+        super().__init__(state)
+        self.policy, self.weights = policy, weights
+
+    def on_batch(self, values):
+        if self.state is None:
+            v = values[0]
+            self.state = RecipientState(v[1].user_id if v[0] == "self" else v[1].recipient,
+                                        self.policy)
+        state, exported = self.state, self.weights.get()
+        state.policy = self.policy  # a resumed state follows the current [notifications] config
+        was_deleted, out, changed = state.deleted, [], False
+        for value in values:
+            records, examples = notif_handle(state, value, exported)
+            out.extend(("decision", r) for r in records)
+            out.extend(("notif_ex", ex) for ex in examples)
+            changed = changed or bool(records)
+        if state.deleted and not was_deleted:
+            out.append(("forget_notifs", state.user_id))
+        elif changed and not state.deleted:
+            out.append(("notifs", state.user_id,
+                        encode_inbox(state.user_id, state.last_ts, state.inbox())))
+        return out, RETAIN
+
+
+class NotifModelLogic(_Logic):
+    """key = "global". Values: (x, y) labels from every recipient. Emits ("notif_model", weights)."""
+
+    def __init__(self, state: NotifGlobalModel | None, policy: Policy, weights):
+        super().__init__(state if state is not None else NotifGlobalModel(policy))
+        self.weights = weights
+
+    def on_batch(self, examples):
+        self.state.learn(examples)
+        exported = self.state.export()
+        self.weights.put(exported)
+        return ([("notif_model", exported)] if exported else []), RETAIN
+
+
+class LocalNotifWeights:
+    """The global P(open) weights shared in-process (tests and in-memory runs)."""
+
+    def __init__(self):
+        self.value: dict | None = None
+
+    def get(self) -> dict | None:
+        return self.value
+
+    def put(self, value: dict | None) -> None:
+        self.value = value
+
+
+class RedisNotifWeights(LocalNotifWeights):
+    """The global P(open) weights as published to Redis, cached per process for `ttl_s`; fails open
+    (the prior) while Redis is unreachable, since a notification decision must not stop the flow."""
+
+    def __init__(self, settings, ttl_s: float = 1.0):
+        super().__init__()
+        self.settings, self.ttl_s, self.read_at = settings, ttl_s, float("-inf")
+
+    def get(self) -> dict | None:
+        now = time.monotonic()
+        if now - self.read_at >= self.ttl_s:
+            self.read_at = now
+            try:
+                raw = resources.client(self.settings.redis).get(
+                    resources.keyspace(self.settings).notif_model)
+                self.value = orjson.loads(raw) if raw else self.value
+            except Exception as exc:  # noqa: BLE001 - fail open, logged
+                log.warning("notification model weights unavailable (%s); using the last ones", exc)
+        return self.value
+
+    def put(self, value: dict | None) -> None:
+        pass  # published through the Redis sink
 
 
 # ------------------------------------------------------------------------------------------- sinks
@@ -289,3 +441,41 @@ class DeadLetterSink(DynamicSink):
 
     def build(self, step_id, worker_index, worker_count):
         return _DeadLetterPartition(self.bootstrap, self.topic, self.extra)
+
+
+class _NotificationPartition(StatelessSinkPartition):
+    def __init__(self, bootstrap: str, topic: str, extra: dict):
+        self.topic = topic
+        self.producer = Producer({"bootstrap.servers": bootstrap, "acks": "all",
+                                  "enable.idempotence": True, "linger.ms": 5, **extra})
+
+    def write_batch(self, items: list[dict]):
+        failures: list[str] = []
+
+        def on_delivery(err, _msg):
+            if err is not None:
+                failures.append(str(err))
+
+        for record in items:
+            self.producer.produce(self.topic, encode_decision(record),
+                                  key=record["user_id"].encode(), on_delivery=on_delivery)
+            self.producer.poll(0)
+        remaining = self.producer.flush(30)
+        if remaining or failures:
+            raise RuntimeError(f"notification delivery to {self.topic} failed ({remaining} "
+                               f"undelivered, errors: {failures[:3]})")
+        metrics.count_decisions(items)
+
+    def close(self):
+        self.producer.flush(30)
+
+
+class NotificationSink(DynamicSink):
+    """Decision records to the notifications topic (key = recipient), delivery confirmed like
+    DeadLetterSink. At least once: a delivery service deduplicates by notification_id."""
+
+    def __init__(self, bootstrap: str, topic: str, extra: dict | None = None):
+        self.bootstrap, self.topic, self.extra = bootstrap, topic, extra or {}
+
+    def build(self, step_id, worker_index, worker_count):
+        return _NotificationPartition(self.bootstrap, self.topic, self.extra)

@@ -27,8 +27,14 @@ from flows.adapters import (
     FollowersLogic,
     GlobalModelLogic,
     ItemLogic,
+    LocalNotifWeights,
+    NotificationLogic,
+    NotificationSink,
+    NotifModelLogic,
+    RedisNotifWeights,
     RedisSink,
     SimilarityLogic,
+    SuggestionsLogic,
     UserLogic,
     _Logic,
 )
@@ -36,7 +42,10 @@ from operators import Context
 from operators.dedup import shard_of
 from operators.feature_store import FeatureReader
 from operators.ingest import decode_message, limits_from
+from operators.notifications.candidates import new_post_candidate, notification_messages
+from operators.notifications.policy import Policy
 from operators.routing import follower_updates, is_fan_out, item_key
+from operators.suggestions.routing import social_messages
 from schemas import Event
 
 log = logging.getLogger("persona.flow")
@@ -45,9 +54,11 @@ log = logging.getLogger("persona.flow")
 def build_flow(settings: Settings, *, source: Source | None = None,
                dead_letters: Sink | None = None, writes: Sink | None = None,
                store_of: Callable[[], FeatureReader] | None = None,
-               tail: bool = True, recovery: bool = False) -> Dataflow:
+               tail: bool = True, recovery: bool = False,
+               notifications: Sink | None = None) -> Dataflow:
     """The topology. Tests and replays swap I/O: `source` (raw payloads or Kafka messages),
-    `dead_letters` and `writes` sinks, and `store_of` (the feature store rankers read)."""
+    `dead_letters`, `writes` and `notifications` sinks, and `store_of` (the feature store rankers
+    read; when given, the notification model's weights are shared in-process too)."""
     ctx = Context.from_settings(settings)
     limits = limits_from(settings)
     skew = settings.stream.max_future_skew_ms
@@ -114,10 +125,40 @@ def build_flow(settings: Settings, *, source: Source | None = None,
                              lambda m: ("global", m[1]) if m[0] == "ex" else None)
     model = op.stateful_batch("global_model", examples, GlobalModelLogic.builder(ctx))
 
+    # social discovery, keyed by user: graph records, suggestions (operators/suggestions)
+    social_in = op.flat_map("social_msgs", user_events, lambda m: social_messages(m[1], m[2]))
+    social = op.key_rm("social_out", op.stateful_batch(
+        "suggestions", social_in, SuggestionsLogic.builder(ctx, store_of)))
+
+    # notifications, keyed by recipient: candidates → decisions (operators/notifications) → Kafka
+    # persona.notifications + Redis inboxes; the global P(open) model under one key
+    notif_in = op.merge(
+        "notif_in",
+        op.flat_map("notif_msgs", user_events, lambda m: notification_messages(
+            m[1], m[2].author_id if m[2] is not None else None)),
+        op.map("notif_new_posts", deliveries,
+               lambda d: new_post_candidate(d[0], d[1][1], d[1][2], d[1][3])),
+    )
+    policy = Policy.from_settings(settings)
+    weights = LocalNotifWeights() if store_of is not None else RedisNotifWeights(settings)
+    notif_out = op.key_rm("notif_out", op.stateful_batch(
+        "notifications", notif_in, NotificationLogic.builder(policy, weights)))
+    notif_model = op.stateful_batch("notif_model", op.filter_map(
+        "notif_examples", notif_out, lambda m: ("global", m[1]) if m[0] == "notif_ex" else None),
+        NotifModelLogic.builder(policy, weights))
+    decisions = op.filter_map("decisions", notif_out,
+                              lambda m: m[1] if m[0] == "decision" else None)
+    op.output("notifications_out", decisions, notifications or NotificationSink(
+        settings.kafka.bootstrap, settings.kafka.notifications_topic, kafka_config(settings.kafka)))
+    inboxes = op.merge("inboxes", op.filter(
+        "notif_writes", notif_out, lambda m: m[0] in ("notifs", "forget_notifs")),
+        op.key_rm("notif_weights", notif_model))
+
     # whole-value, idempotent writes to Redis: feeds, profiles, item features, neighbours, model
-    feeds = op.filter("feeds", user_out, lambda m: m[0] in ("feed", "profile", "forget_user"))
+    feeds = op.filter("feeds", user_out,
+                      lambda m: m[0] in ("feed", "profile", "forget_user", "user_features"))
     writes_stream = op.merge("writes", feeds, item_writes, op.key_rm("nbrs", neighbours),
-                             op.key_rm("model", model))
+                             op.key_rm("model", model), social, inboxes)
     op.output("redis", writes_stream, writes or RedisSink(settings))
     return flow
 

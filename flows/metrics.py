@@ -87,3 +87,15 @@ class RollingLogLoss:
 
 
 MODEL_LOSS = RollingLogLoss()
+
+
+NOTIFICATION_DECISIONS = Counter(
+    "persona_notification_decisions",
+    "Notification decision records delivered to the notifications topic, by decision and reason "
+    "(schemas.notifications.REASONS; an aggregated notification's head is counted again)",
+    ["decision", "reason"])
+
+
+def count_decisions(records) -> None:
+    for (decision, reason), n in Tally((r["decision"], r["reason"]) for r in records).items():
+        NOTIFICATION_DECISIONS.labels(decision, reason).inc(n)

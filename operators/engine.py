@@ -34,7 +34,6 @@ class Engine:
         self.similar: dict[str, ItemSimilarity] = {}
         self.global_model = OnlineLogit(FEATURES, prior=PRIOR,
                                         learning_rate=settings.feed.learning_rate)
-        self._dirty_neighbours: set[str] = set()
         self._model_dirty = False
 
     def user(self, user_id: str) -> UserState:
@@ -65,24 +64,24 @@ class Engine:
             self.users.pop(event.user_id, None)
             self.followers.pop(event.user_id, None)
             return
-        if self._dirty_neighbours and event.post_id is not None:
+        if self._model_dirty and event.post_id is not None:
             self.publish()  # what a user learns from must reflect everything before it
         out = self.user(event.user_id).learn_one(event, view, ctx, store)
-        for a, b in out.co_pairs:
+        for a, b, w in out.co_pairs:
             sim = self.similar.get(a)
             if sim is None:
                 sim = self.similar[a] = ItemSimilarity(ctx.settings.features.neighbours)
-            sim.learn_one(b)
-            self._dirty_neighbours.add(a)
+                # In-process, the store reads the live neighbour dict: the same as publishing
+                # `sim.top()` after every update (what the streaming flow does per micro-batch).
+                store.put_neighbours(a, sim.counts)
+            sim.learn_one(b, w)
         for ex in out.examples:
             self.global_model.learn_one(ex.x, ex.y, ex.w)
             self._model_dirty = True
 
     def publish(self) -> None:
-        """Push pending item-kNN and global-model updates to the feature store (a micro-batch)."""
-        for item in self._dirty_neighbours:
-            self.store.put_neighbours(item, self.similar[item].top())
-        self._dirty_neighbours.clear()
+        """Push a pending global-model update to the feature store (a micro-batch). Item-kNN
+        neighbours need no publishing in-process (see `learn_one`)."""
         if self._model_dirty:
             self.store.put_global_model(self.global_model.export())
             self._model_dirty = False

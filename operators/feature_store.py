@@ -8,7 +8,8 @@ implement the same protocol, so ranking code is identical in evaluation and prod
 
 from __future__ import annotations
 
-import heapq
+import bisect
+from collections.abc import Mapping
 from typing import Protocol
 
 from operators.item_stats import ItemView
@@ -18,21 +19,57 @@ GLOBAL = ""  # the trending index over all topics
 
 class FeatureReader(Protocol):
     def items(self, ids: list[str]) -> dict[str, ItemView]: ...
-    def neighbours(self, ids: list[str]) -> dict[str, dict[str, float]]: ...
+    def neighbours(self, ids: list[str]) -> dict[str, Mapping[str, float]]: ...
     def trending(self, topic: str, n: int) -> list[str]: ...
     def fresh(self, n: int) -> list[str]: ...
     def global_model(self) -> dict | None: ...
 
 
+class _TopIndex:
+    """Members ordered by score, only the best `size` kept: a trimmed Redis sorted set in memory.
+
+    Ties order like Redis ZRANGE ... REV: by member, descending."""
+
+    __slots__ = ("size", "score", "order")
+
+    def __init__(self, size: int):
+        self.size = size
+        self.score: dict[str, float] = {}
+        self.order: list[tuple[float, str]] = []  # ascending (score, member)
+
+    def put(self, member: str, score: float) -> None:
+        old = self.score.get(member)
+        if old == score:
+            return
+        if old is not None:
+            del self.order[bisect.bisect_left(self.order, (old, member))]
+        bisect.insort(self.order, (score, member))
+        self.score[member] = score
+        if len(self.order) > self.size:
+            del self.score[self.order.pop(0)[1]]
+
+    def remove(self, member: str) -> None:
+        old = self.score.pop(member, None)
+        if old is not None:
+            del self.order[bisect.bisect_left(self.order, (old, member))]
+
+    def top(self, n: int) -> list[str]:
+        return [m for _, m in reversed(self.order[-n:])] if n > 0 else []
+
+
 class MemoryFeatureStore:
-    """Dict-backed feature store (single process). Mirrors the Redis layout and its bounds."""
+    """Dict-backed feature store (single process). Mirrors the Redis layout and its bounds.
+
+    Trending and fresh indices are kept sorted as items are written (reads are a slice). A neighbour
+    mapping is stored as given: the in-process engine hands over each item's live neighbour dict,
+    which is the same as publishing it after every update."""
 
     def __init__(self, index_size: int = 2000):
         self.index_size = index_size
         self._items: dict[str, ItemView] = {}
-        self._neighbours: dict[str, dict[str, float]] = {}
-        self._trending: dict[str, dict[str, float]] = {}
-        self._fresh: dict[str, int] = {}
+        self._neighbours: dict[str, Mapping[str, float]] = {}
+        self._trending: dict[str, _TopIndex] = {}
+        self._fresh = _TopIndex(index_size)
         self._model: dict | None = None
 
     # writes -------------------------------------------------------------------------------------
@@ -40,16 +77,19 @@ class MemoryFeatureStore:
         self._items[view.post_id] = view
         if view.deleted:
             for index in self._trending.values():
-                index.pop(view.post_id, None)
-            self._fresh.pop(view.post_id, None)
+                index.remove(view.post_id)
+            self._fresh.remove(view.post_id)
             return
         if view.pop_log is not None and view.author_id is not None:
             for topic in (GLOBAL, *view.topics):
-                self._trending.setdefault(topic, {})[view.post_id] = view.pop_log
+                index = self._trending.get(topic)
+                if index is None:
+                    index = self._trending[topic] = _TopIndex(self.index_size)
+                index.put(view.post_id, view.pop_log)
         if view.author_id is not None:
-            self._fresh[view.post_id] = view.created_ts
+            self._fresh.put(view.post_id, view.created_ts)
 
-    def put_neighbours(self, post_id: str, neighbours: dict[str, float]) -> None:
+    def put_neighbours(self, post_id: str, neighbours: Mapping[str, float]) -> None:
         self._neighbours[post_id] = neighbours
 
     def put_global_model(self, exported: dict) -> None:
@@ -58,27 +98,25 @@ class MemoryFeatureStore:
     def delete_item(self, post_id: str) -> None:
         self._items.pop(post_id, None)
         self._neighbours.pop(post_id, None)
-        self._fresh.pop(post_id, None)
+        self._fresh.remove(post_id)
         for index in self._trending.values():
-            index.pop(post_id, None)
+            index.remove(post_id)
 
     # reads --------------------------------------------------------------------------------------
     def items(self, ids: list[str]) -> dict[str, ItemView]:
         found = self._items
         return {i: found[i] for i in ids if i in found}
 
-    def neighbours(self, ids: list[str]) -> dict[str, dict[str, float]]:
+    def neighbours(self, ids: list[str]) -> dict[str, Mapping[str, float]]:
         found = self._neighbours
         return {i: found[i] for i in ids if i in found}
 
     def trending(self, topic: str, n: int) -> list[str]:
         index = self._trending.get(topic)
-        if not index:
-            return []
-        return [k for k, _ in heapq.nlargest(n, index.items(), key=lambda kv: (kv[1], kv[0]))]
+        return index.top(n) if index is not None else []
 
     def fresh(self, n: int) -> list[str]:
-        return [k for k, _ in heapq.nlargest(n, self._fresh.items(), key=lambda kv: (kv[1], kv[0]))]
+        return self._fresh.top(n)
 
     def global_model(self) -> dict | None:
         return self._model

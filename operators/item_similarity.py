@@ -1,13 +1,17 @@
-"""Incremental item-to-item co-engagement (item-kNN), bounded per item.
+"""Incremental item-to-item co-occurrence (item-kNN), bounded per item.
 
-When a user likes item p after items R (their last few likes), the pairs (j, p) and (p, j) for j in R
-are counted. Each item keeps its strongest `capacity` co-engaged items. Similarity is normalised by
-popularity at read time: co(i, j) / sqrt(likes_i · likes_j) (cosine on binary like vectors).
+When a user touches item p, the pairs (j, p) and (p, j) are counted for the user's previous touches
+j (see `UserState`), weighted by how much both touches say (an engagement counts more than an
+impression) and by how far apart they are in the user's history. Each item keeps its strongest
+co-occurring items: when it holds 2·`capacity`, the weaker half is dropped (amortised O(1) updates).
+Similarity is normalised at read time (`operators.feed.neighbourhood`).
 
->>> s = ItemSimilarity(capacity=2)
->>> for j in ["a", "b", "a", "c"]: s.learn_one(j)
+>>> s = ItemSimilarity(capacity=1)
+>>> for j in ["a", "b", "a"]: s.learn_one(j)
 >>> s.top()
 {'a': 2.0, 'b': 1.0}
+>>> s.learn_one("c", 0.5); s.top()
+{'a': 2.0}
 """
 
 from __future__ import annotations
@@ -23,14 +27,16 @@ class ItemSimilarity:
         self.counts: dict[str, float] = {}
 
     def learn_one(self, other: str, weight: float = 1.0) -> None:
-        self.counts[other] = self.counts.get(other, 0.0) + weight
-        if len(self.counts) > 2 * self.capacity:  # amortised pruning keeps updates O(1)
-            cap_top(self.counts, self.capacity)
+        counts = self.counts
+        counts[other] = counts.get(other, 0.0) + weight
+        if len(counts) > 2 * self.capacity:  # amortised pruning keeps updates O(1)
+            cap_top(counts, self.capacity)
 
     def top(self) -> dict[str, float]:
-        """The strongest neighbours, in a stable order (count desc, id asc)."""
-        ranked = sorted(self.counts.items(), key=lambda kv: (-kv[1], kv[0]))[: self.capacity]
-        return dict(ranked)
+        """The kept neighbours (between `capacity` and 2·`capacity` once warm), as published.
+
+        Not sorted: readers only look neighbours up, and skipping the sort keeps publishing cheap."""
+        return dict(self.counts)
 
     def forget(self, other: str) -> None:
         self.counts.pop(other, None)

@@ -17,12 +17,17 @@ import redis
 
 from operators.item_stats import ItemView
 from schemas.keyspace import Keyspace
+from operators.suggestions.writes import SOCIAL_WRITES, social_ops
 
 log = logging.getLogger("persona.redis")
 
 # Write records (produced by the flow's steps, applied by RedisWriter):
 #   ("feed", user_id, feed_bytes) | ("item", ItemView) | ("nbrs", post_id, {post: count})
 #   ("model", exported_weights) | ("forget_user", user_id) | ("profile", user_id, profile_bytes)
+#   ("notifs", user_id, inbox_bytes) | ("notif_model", exported_weights)   (notifications)
+#   social discovery (operators.suggestions.writes): ("graph"|"suggestions"|"user_features", user,
+#   bytes) | ("group_member", group, user, joined) | ("liker", author, user, ts)
+#   | ("forget_social", user, groups)
 Write = tuple
 
 
@@ -155,6 +160,15 @@ class RedisWriter:
             elif kind == "forget_user":
                 ops.append(("delete", ks.feed(w[1])))
                 ops.append(("delete", ks.profile(w[1])))
+                ops.append(("delete", ks.user_features(w[1])))  # search re-ranking features
+            elif kind == "notifs":
+                ops.append(("set", ks.notifications(w[1]), w[2]))
+            elif kind == "notif_model":
+                ops.append(("set", ks.notif_model, orjson.dumps(w[1])))
+            elif kind == "forget_notifs":
+                ops.append(("delete", ks.notifications(w[1])))
+            elif kind in SOCIAL_WRITES:  # operators/suggestions
+                ops.extend(social_ops(ks, w))
             else:
                 raise ValueError(f"unknown write record {kind!r}")
         ops.extend(("zremrangebyrank", key, 0, -(self.index_size + 1)) for key in sorted(trimmed))

@@ -2,8 +2,8 @@
 
 `UserState.learn_one` applies one of the user's own events (with the item's view from before the
 event, when the event is about a post) and returns what other partitions must learn from it:
-co-engagement pairs for item-kNN and training examples for the global model. All containers are
-bounded by config, so memory per user is capped.
+weighted co-occurrence pairs for item-kNN and training examples for the global model. All containers
+are bounded by config, so memory per user is capped.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ import numpy as np
 from operators.bounded import RecentSet, cap_top
 from operators.context import FEATURES, USER_FEATURES, Context
 from operators.feature_store import FeatureReader
+from operators.feed.scoring import global_vector
 from operators.item_stats import ItemView
 from operators.models import OnlineLogit
-from operators.feed.scoring import global_vector
+from operators.touches import SeenFilter, TouchHistory
 from schemas import ENGAGEMENT_WEIGHT, NEGATIVE_TYPES, Event
 
 MAX_EDGES = 5000  # follows / blocks / mutes / groups kept per user
@@ -26,6 +27,8 @@ MAX_PENDING = 200  # impressions awaiting their label
 LABEL_WINDOW_MS = 30 * 60_000  # an impression not engaged within this event time is a negative
 MAX_AFFINITIES = 200  # authors and topics kept per user (strongest win)
 SKIP_ABOVE = 3  # served-but-skipped items learned as negatives per engagement
+CONTRAST = 0  # random candidates of the last feed learned as negatives per engagement
+IMPRESSION_NEGATIVE_WEIGHT = 1.0  # weight of an impression not engaged within the label window
 
 
 @dataclass(slots=True)
@@ -41,7 +44,7 @@ class Example:
 class UserOutputs:
     """What a user's event sends to other partitions."""
 
-    co_pairs: list[tuple[str, str]] = field(default_factory=list)  # (item, co-engaged item)
+    co_pairs: list[tuple[str, str, float]] = field(default_factory=list)  # (item, co-touched, weight)
     examples: list[Example] = field(default_factory=list)
 
 
@@ -62,8 +65,9 @@ class UserState:
         self.topic_seen: dict[str, float] = {}  # topic -> log-domain decayed exposures
         self.exposure_log: float | None = None  # all exposures, decayed (base-rate denominator)
         self.engaged_log: float | None = None  # all engagements, decayed
-        self.recent_likes = RecentSet(f.history_size)
-        self.seen = RecentSet(f.seen_size)  # impressed or engaged: never served again
+        self.recent_likes = RecentSet(f.history_size)  # engagements (not clicks), newest last
+        self.history = TouchHistory(f.history_size)  # touches with their weight (item-kNN)
+        self.seen = SeenFilter(f.seen_size)  # impressed, engaged, hidden or own: never served
         self.pool: dict[str, int] = {}  # in-network candidates: post -> created ts
         # Residual model: starts as the global model (weight 1 on its logit) and learns this
         # user's deviations from it.
@@ -72,6 +76,7 @@ class UserState:
         self.pending: dict[str, tuple[int, dict]] = {}  # impression -> (ts, x) awaiting its label
         self.served: list[str] = []  # top of the last served feed, in order
         self.served_rows: dict[str, dict[str, float]] = {}
+        self.contrast: list[tuple[str, dict[str, float]]] = []  # sampled candidates of the last feed
         self.last_ts = 0  # event time of the newest event applied
         self.events = 0
         self.deleted = False
@@ -92,6 +97,7 @@ class UserState:
                 self.pending[event.post_id] = (event.ts, self.features_one(view, ctx, store, event.ts))
             if event.post_id not in self.seen and view is not None:
                 self._expose(view, event.ts, ctx)
+            self._touch(event.post_id, ctx.settings.features.impression_weight, ctx, out)
             self.seen.add(event.post_id)
         elif kind in NEGATIVE_TYPES and event.post_id:
             self.seen.add(event.post_id)
@@ -141,7 +147,8 @@ class UserState:
         if self.pending:
             expired = [p for p, (ts, _) in self.pending.items() if now - ts > LABEL_WINDOW_MS]
             for post in expired:
-                out.examples.append(Example(self.pending.pop(post)[1], False, 1.0))
+                out.examples.append(
+                    Example(self.pending.pop(post)[1], False, IMPRESSION_NEGATIVE_WEIGHT))
 
     def _engage(self, event: Event, view: ItemView | None, ctx: Context, store: FeatureReader,
                 out: UserOutputs) -> None:
@@ -155,6 +162,10 @@ class UserState:
                 row = self.served_rows.get(skipped)
                 if row is not None and skipped not in self.recent_likes:
                     out.examples.append(Example(row, False, 1.0))
+            for other, row in self.contrast:
+                if other != post and other not in self.recent_likes:
+                    out.examples.append(Example(row, False, 1.0))
+            self.contrast = []
             if post not in self.seen:
                 self._expose(view, event.ts, ctx)
             self.engaged_log = ctx.affinity.add(self.engaged_log, event.ts, weight)
@@ -164,13 +175,32 @@ class UserState:
             for topic in view.topics:
                 self.topic_aff[topic] = ctx.affinity.add(self.topic_aff.get(topic), event.ts, weight)
             cap_top(self.topic_aff, MAX_AFFINITIES)
-        if event.type != "click" and post not in self.recent_likes:
-            window = ctx.settings.features.cooccurrence_window
-            for other in self.recent_likes.newest(window):
-                out.co_pairs.append((other, post))
-                out.co_pairs.append((post, other))
+        if event.type != "click":
             self.recent_likes.add(post)
+        self._touch(post, min(1.0, weight), ctx, out)
         self.seen.add(post)
+
+    def _touch(self, post: str, weight: float, ctx: Context, out: UserOutputs) -> None:
+        """Add `post` to the history; pair it with the previous touches (item-kNN co-occurrence).
+
+        A pair weighs min(both touch weights) · decay^distance; when a post is touched again with
+        a larger weight (an impression, then a like), only the increase is paired."""
+        if weight <= 0:
+            return
+        f = ctx.settings.features
+        history = self.history
+        old = history.get(post)
+        if weight > old:
+            scale, decay = 1.0, f.cooccurrence_decay
+            for other, w in history.newest(f.cooccurrence_window + (post in history)):
+                if other == post:
+                    continue
+                pair = (min(weight, w) - min(old, w)) * scale
+                scale *= decay
+                if pair > 0:
+                    out.co_pairs.append((other, post, pair))
+                    out.co_pairs.append((post, other, pair))
+        history.add(post, weight)
 
     def _expose(self, view: ItemView, ts: int, ctx: Context) -> None:
         self.exposure_log = ctx.affinity.add(self.exposure_log, ts)
@@ -224,10 +254,12 @@ class UserState:
         X, _ = hydrate(self, [view], store, ctx, now)
         return dict(zip(FEATURES, X[0].tolist(), strict=True))
 
-    def remember_served(self, ids: list[str], X: np.ndarray, keep: int = 20) -> None:
+    def remember_served(self, ids: list[str], X: np.ndarray, keep: int = 20,
+                        contrast: list[tuple[str, np.ndarray]] = ()) -> None:
         self.served = ids[:keep]
         self.served_rows = {i: dict(zip(FEATURES, X[k].tolist(), strict=True))
                             for k, i in enumerate(ids[:keep])}
+        self.contrast = [(i, dict(zip(FEATURES, x.tolist(), strict=True))) for i, x in contrast]
 
     def affinities(self, ctx: Context, now: int, n: int = 10) -> dict[str, list]:
         """Top decayed affinities (for the inspector and explanations)."""

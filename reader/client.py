@@ -97,6 +97,17 @@ class PersonaClient:
         raw = self.redis.get(self.keyspace().profile(user_id))
         return orjson.loads(raw) if raw else None
 
+    def notifications(self, user_id: str, limit: int = 20, decision: str | None = None) -> dict:
+        """The recipient's newest notification decisions (newest first), optionally only one
+        decision kind (send, delay, aggregate, suppress): `{"user_id", "version", "updated_at",
+        "items"}`; updated_at is None when the workers have decided nothing for this user yet."""
+        ks = self.keyspace()
+        raw = self.redis.get(ks.notifications(user_id))
+        value = orjson.loads(raw) if raw else {"updated_at": None, "items": []}
+        items = [i for i in value["items"] if decision is None or i["decision"] == decision]
+        return {"user_id": user_id, "version": ks.version, "updated_at": value["updated_at"],
+                "items": items[:limit]}
+
     def raw_feed(self, user_id: str) -> bytes | None:
         return self.redis.get(self.keyspace().feed(user_id))
 

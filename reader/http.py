@@ -7,7 +7,7 @@ from fastapi import FastAPI, HTTPException, Query
 from fastapi.responses import ORJSONResponse, Response
 
 from config import Settings
-from reader import inspector, middleware
+from reader import inspector, middleware, social
 from reader.client import InvalidCursor, PersonaClient
 from reader.metrics import ReaderMetrics
 
@@ -22,6 +22,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.metrics = metrics
     middleware.install(app, metrics, settings.reader.token)  # bearer token, metrics, access log
     inspector.install(app, client, metrics)  # /inspect page and its JSON
+    social.install(app, client, settings)  # /suggestions/{user_id}, /search/rerank
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus() -> Response:
@@ -49,5 +50,18 @@ def create_app(settings: Settings) -> FastAPI:
             raise HTTPException(400, str(exc)) from exc
         except redis.RedisError as exc:
             raise HTTPException(503, f"feed store unavailable: {exc}") from exc
+
+    @app.get("/notifications/{user_id}")
+    def notifications(user_id: str, limit: int = Query(20, ge=1, le=1000),
+                      decision: str | None = Query(None, pattern="^(send|delay|aggregate|suppress)$")
+                      ) -> dict:
+        """The recipient's newest notification decisions with reason codes, predicted open
+        probability and send_at (schemas/notifications.py)."""
+        if not user_id or len(user_id) > 128:
+            raise HTTPException(422, "user_id must be 1..128 characters")
+        try:
+            return client.notifications(user_id, limit, decision)
+        except redis.RedisError as exc:
+            raise HTTPException(503, f"notification store unavailable: {exc}") from exc
 
     return app

@@ -37,6 +37,15 @@ class Keyspace:
         """The user's top affinities (authors, topics) as orjson, for the inspector."""
         return f"{self.base}:profile:{{{user_id}}}"
 
+    def notifications(self, user_id: str) -> str:
+        """The recipient's newest notification decisions (schemas.notifications), replaced whole."""
+        return f"{self.base}:notifs:{{{user_id}}}"
+
+    @property
+    def notif_model(self) -> str:
+        """The global P(open) notification model's weights (orjson)."""
+        return f"{self.base}:model:notif"
+
     def item(self, post_id: str) -> str:
         """An item's features (ItemView wire list)."""
         return f"{self.base}:item:{{{post_id}}}"
@@ -58,6 +67,32 @@ class Keyspace:
     def global_model(self) -> str:
         """The global ranking model's weights (orjson)."""
         return f"{self.base}:model:global"
+
+    # social discovery (operators/suggestions) -----------------------------------------------
+    def graph(self, user_id: str) -> str:
+        """A user's published graph record: {"f": followees, "g": groups, "a": engaged authors}."""
+        return f"{self.base}:graph:{{{user_id}}}"
+
+    def suggestions(self, user_id: str) -> str:
+        """A user's suggestions {"people", "groups", "conversations", "contacts"} (orjson)."""
+        return f"{self.base}:suggestions:{{{user_id}}}"
+
+    def user_features(self, user_id: str) -> str:
+        """The user's ranking features (operators.suggestions.snapshot), for search re-ranking."""
+        return f"{self.base}:ufeat:{{{user_id}}}"
+
+    def group_members(self, group_id: str) -> str:
+        """Set of a group's members."""
+        return f"{self.base}:gmembers:{{{group_id}}}"
+
+    @property
+    def popular_users(self) -> str:
+        """Sorted set: user -> follower count (the 2000 most followed)."""
+        return f"{self.base}:popular_users"
+
+    def likers(self, author_id: str) -> str:
+        """Sorted set: users who engaged with an author's posts -> last event time (newest 200)."""
+        return f"{self.base}:likers:{{{author_id}}}"
 
     def user_pattern(self, user_id: str) -> str:
         return f"{self.base}:*:{{{user_id}}}"

@@ -196,6 +196,43 @@ def evaluate(log: Path = typer.Argument(..., help="JSONL event log, MovieLens u.
         _fail(exc, 2)
 
 
+@app.command("evaluate-links")
+def evaluate_links(log: Path = typer.Argument(..., help="JSONL log or edge list (user friend [ts])"),
+                   k: int = typer.Option(10, min=1),
+                   fraction: float = typer.Option(0.2, min=0.01, max=0.9),
+                   seed: int = typer.Option(7), undirected: bool = typer.Option(
+                       False, help="edges are friendships: hide both directions together"),
+                   search: bool = typer.Option(
+                       False, "--search", help="also score search re-ranking on the log's searches"),
+                   json_out: Optional[Path] = typer.Option(None, "--json", help="write the report")):
+    """Link prediction: hide a seeded share of follow edges, replay the rest, Recall@k of people
+    suggestions (production operators) against random and most-followed baselines."""
+    from scripts import evaluate_links as links_mod
+    if not log.exists():
+        _fail(FileNotFoundError(f"{log} does not exist"))
+    links_mod.run(log, k=k, fraction=fraction, seed=seed, undirected=undirected,
+                  search=search, json_path=json_out, console=console)
+
+
+@app.command("evaluate-notifications")
+def evaluate_notifications(
+        log: Path = typer.Argument(..., help="generated JSONL log (with its .truth.json)"),
+        config: Optional[Path] = ConfigOpt,
+        budget: Optional[int] = typer.Option(None, min=1, help="daily budget (default: config)"),
+        seed: int = typer.Option(0, help="seed of the simulated opens"),
+        json_out: Optional[Path] = typer.Option(None, "--json", help="write the results here")):
+    """Learned notification policy vs send-everything and most-recent baselines (same budget)."""
+    from scripts import evaluate_notifications as notif_mod
+    if not log.exists():
+        _fail(FileNotFoundError(f"{log} does not exist"))
+    try:
+        notif_mod.run(log, config, budget=budget, seed=seed, json_path=json_out, console=console)
+    except ConfigError as exc:
+        _fail(exc, 2)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(exc)
+
+
 @config_app.command("show")
 def config_show(config: Optional[Path] = ConfigOpt):
     """Print the effective configuration (defaults + file + environment)."""

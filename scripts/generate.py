@@ -34,6 +34,8 @@ Python `hash()`; the output is byte-identical for a given config):
 * also notifications, direct messages to followees, group joins/leaves, topic searches (with
   search-surface impressions and clicks), a few `post_deleted`, and a couple of `user_deleted` at the
   end (nothing is emitted for a deleted user or post afterwards).
+* notification behaviour is planted in the truth only (`plant_notification_behaviour`, its own RNG
+  stream): the kinds each user opens and their active local hours, for closed-loop evaluation.
 
 `malformed_lines(n, seed)` returns invalid payloads (with their kind) for dead-letter tests;
 `write_log(..., malformed_fraction=f)` interleaves them into a log.
@@ -157,6 +159,10 @@ class Truth:
     user_disliked: dict[str, list[str]] = field(default_factory=dict)  # hide/report these topics
     topic_names: dict[str, str] = field(default_factory=dict)  # topic id -> search query text
     config: dict = field(default_factory=dict)  # the GeneratorConfig that produced the log
+    # Planted notification behaviour (plant_notification_behaviour): P(open) per notification kind,
+    # and the [start, end) local hours when the user reads notifications (P(open) x 0.25 outside).
+    notif_open: dict[str, dict[str, float]] = field(default_factory=dict)
+    notif_hours: dict[str, list[int]] = field(default_factory=dict)
 
     def to_json(self) -> bytes:
         return orjson.dumps(asdict(self))
@@ -172,6 +178,8 @@ class Truth:
             user_disliked=obj.get("user_disliked", {}),
             topic_names=obj.get("topic_names", {}),
             config=obj.get("config", {}),
+            notif_open=obj.get("notif_open", {}),
+            notif_hours=obj.get("notif_hours", {}),
         )
 
 
@@ -997,6 +1005,29 @@ def _truth(world: _World) -> Truth:
     )
 
 
+NOTIFICATION_KINDS = ("like", "comment", "share", "follow", "reply", "new_post")
+NOTIF_OFF_HOURS_FACTOR = 0.25  # P(open) multiplier outside a user's active notification hours
+
+
+def plant_notification_behaviour(
+    cfg: GeneratorConfig, user_ids: list[str]
+) -> tuple[dict[str, dict[str, float]], dict[str, list[int]]]:
+    """Per user: 2 notification kinds they usually open (P 0.5-0.8; the others 0.02-0.1) and a
+    6-hour local window when they read notifications (peak 08:00-21:00). Its own RNG stream, so the
+    activity log is unchanged; deterministic for a seed. Evaluations draw opens from it."""
+    rng = np.random.default_rng([cfg.seed, 0x4E07])
+    n, k = len(user_ids), len(NOTIFICATION_KINDS)
+    p = rng.uniform(0.02, 0.1, size=(n, k))
+    loved = np.argsort(rng.random((n, k)), axis=1)[:, :2]
+    rows = np.repeat(np.arange(n), 2)
+    p[rows, loved.ravel()] = rng.uniform(0.5, 0.8, size=2 * n)
+    peak = rng.integers(8, 22, size=n)
+    opens = {u: {kind: round(float(p[i, j]), 3) for j, kind in enumerate(NOTIFICATION_KINDS)}
+             for i, u in enumerate(user_ids)}
+    hours = {u: [int(peak[i] - 3), int(peak[i] + 3)] for i, u in enumerate(user_ids)}
+    return opens, hours
+
+
 def generate_stream(cfg: GeneratorConfig) -> tuple[Iterator[dict], Truth]:
     """Like `generate`, but events are produced lazily (memory stays bounded for any `users`).
 
@@ -1005,6 +1036,7 @@ def generate_stream(cfg: GeneratorConfig) -> tuple[Iterator[dict], Truth]:
     rng = np.random.default_rng(cfg.seed)
     world = _World(cfg, rng)
     truth = _truth(world)
+    truth.notif_open, truth.notif_hours = plant_notification_behaviour(cfg, world.user_ids)
     return _Simulator(world, rng).run(), truth
 
 

@@ -697,7 +697,8 @@ def ensure_redis(settings: Settings, log: Log = print) -> str:
 def up(settings: Settings, log: Log = print, extra_topics: Iterable[str] = ()) -> tuple[str, str]:
     """Kafka (with the events, dead-letter and `extra_topics` topics) and Redis, started if needed."""
     bootstrap = ensure_kafka(settings, log)
-    names = [settings.kafka.events_topic, settings.kafka.dead_letter_topic, *extra_topics]
+    names = [settings.kafka.events_topic, settings.kafka.dead_letter_topic,
+             settings.kafka.notifications_topic, *extra_topics]
     ensure_topics(bootstrap, dict.fromkeys(names, settings.kafka.partitions), log)
     redis_url = ensure_redis(settings, log)
     return bootstrap, redis_url

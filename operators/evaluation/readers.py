@@ -91,6 +91,8 @@ def detect_format(path: str | Path) -> tuple[str, Path]:
     name = p.name.lower()
     if name.endswith((".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz")):
         return "jsonl", p
+    if name.endswith((".edges", ".edgelist", ".edges.gz", ".edgelist.gz")):
+        return "edges", p
     if name.endswith(".csv"):
         return "ml-csv", p
     if name.endswith((".data", ".base", ".test")):
@@ -99,6 +101,11 @@ def detect_format(path: str | Path) -> tuple[str, Path]:
         head = fh.readline().lstrip()
     if head.startswith(b"{"):
         return "jsonl", p
+    if b"\t" in head and len(head.split()) >= 4:
+        return "ml-udata", p
+    from operators.suggestions.edgelist import looks_like_edge_list
+    if looks_like_edge_list(head):
+        return "edges", p
     if b"\t" in head:
         return "ml-udata", p
     raise ValueError(f"{p}: cannot tell the format (expected .jsonl[.gz], u.data or ratings.csv)")
@@ -111,6 +118,9 @@ def read_events(path: str | Path, stats: ReadStats | None = None) -> Iterator[Ev
     stats.path, stats.format = str(file), fmt
     if fmt == "jsonl":
         return _read_jsonl(file, stats)
+    if fmt == "edges":  # `user friend [ts]` lines → follow events (operators/suggestions/edgelist)
+        from operators.suggestions.edgelist import read_edges
+        return read_edges(file, stats)
     if fmt == "ml-udata":
         rows = _udata_rows(file, stats)
         genres = read_udata_genres(file.parent)

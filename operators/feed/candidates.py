@@ -1,6 +1,7 @@
 """Candidate sources: each proposes post ids with why (source code + detail). Named, switchable.
 
 Every source is cheap and fails open (an empty list), so one missing index never empties a feed.
+A source is `source(user, store, ctx, now, n, knn)`; `knn` is the request's `Neighbourhood`.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from typing import TYPE_CHECKING
 
 from operators.context import Context
 from operators.feature_store import GLOBAL, FeatureReader
+from operators.feed import filters
+from operators.feed.neighbourhood import Neighbourhood
 
 if TYPE_CHECKING:
     from operators.user_state import UserState
@@ -17,27 +20,25 @@ if TYPE_CHECKING:
 Proposal = tuple[str, str, str | None]  # (post_id, source, detail)
 
 
-def in_network(user: UserState, store: FeatureReader, ctx: Context, now: int, n: int):
+def in_network(user: UserState, store: FeatureReader, ctx: Context, now: int, n: int,
+               knn: Neighbourhood):
     """Newest posts delivered by followed authors (fan-out on write)."""
     newest = sorted(user.pool.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
     return [(post, "in_network", None) for post, _ in newest]
 
 
-def similar(user: UserState, store: FeatureReader, ctx: Context, now: int, n: int):
-    """Item-kNN: neighbours of the user's most recent likes, strongest co-engagement first."""
-    liked = user.recent_likes.newest(ctx.settings.features.cooccurrence_window * 2)
-    totals: dict[str, float] = {}
-    origin: dict[str, str] = {}
-    for rank, j in enumerate(liked):
-        w = 0.85**rank
-        for i, co in store.neighbours([j]).get(j, {}).items():
-            totals[i] = totals.get(i, 0.0) + w * co
-            origin.setdefault(i, j)
-    top = sorted(totals, key=lambda i: (-totals[i], i))[:n]
-    return [(i, "similar", origin[i]) for i in top]
+def similar(user: UserState, store: FeatureReader, ctx: Context, now: int, n: int,
+            knn: Neighbourhood):
+    """Item-kNN: the posts the user's recent touches point at most (see `neighbourhood`).
+
+    Asks for extra posts to make up for the ones the filters will drop (already touched)."""
+    best = knn.best(2 * n, exclude=user.history)
+    unseen = [i for i, seen in zip(best, filters.seen_mask(user, best)) if not seen]
+    return [(i, "similar", None) for i in unseen[:n]]
 
 
-def topic(user: UserState, store: FeatureReader, ctx: Context, now: int, n: int):
+def topic(user: UserState, store: FeatureReader, ctx: Context, now: int, n: int,
+          knn: Neighbourhood):
     """Trending posts in the user's strongest topics (declared interests for a new user)."""
     shares = user.topic_shares(ctx, now)
     topics = sorted(shares, key=lambda t: (-shares[t], t))[:3] or sorted(user.interests)[:3]
@@ -48,13 +49,15 @@ def topic(user: UserState, store: FeatureReader, ctx: Context, now: int, n: int)
     return out
 
 
-def trending(user: UserState, store: FeatureReader, ctx: Context, now: int, n: int):
+def trending(user: UserState, store: FeatureReader, ctx: Context, now: int, n: int,
+             knn: Neighbourhood):
     """Globally trending posts (time-decayed engagement)."""
     code = "trending" if user.recent_likes or user.following else "popular"
     return [(i, code, None) for i in store.trending(GLOBAL, n)]
 
 
-def fresh(user: UserState, store: FeatureReader, ctx: Context, now: int, n: int):
+def fresh(user: UserState, store: FeatureReader, ctx: Context, now: int, n: int,
+          knn: Neighbourhood):
     """The newest posts: exploration candidates, so new items get a bounded first exposure."""
     return [(i, "fresh", None) for i in store.fresh(n)]
 
@@ -68,14 +71,17 @@ SOURCES: dict[str, Callable[..., list[Proposal]]] = {
 }
 
 
-def gather(user: UserState, store: FeatureReader, ctx: Context, now: int) -> dict[str, list]:
+def gather(user: UserState, store: FeatureReader, ctx: Context, now: int,
+           knn: Neighbourhood | None = None) -> dict[str, list]:
     """post_id -> [(source, detail), ...] over the configured sources, in config order."""
     n = ctx.settings.feed.candidates_per_source
+    if knn is None:
+        knn = Neighbourhood(user, store, ctx)
     found: dict[str, list] = {}
     for name in ctx.settings.feed.sources.split(","):
         source = SOURCES.get(name.strip())
         if source is None:
             continue
-        for post, code, detail in source(user, store, ctx, now, n):
+        for post, code, detail in source(user, store, ctx, now, n, knn):
             found.setdefault(post, []).append((code, detail))
     return found

@@ -16,34 +16,66 @@ MMR_POOL = 4  # MMR considers the best size*MMR_POOL candidates
 
 
 def diversify(order: list[int], scores: np.ndarray, views: list[ItemView], ctx: Context) -> list[int]:
-    """Greedy MMR over topics with a per-author cap, from candidates sorted by score."""
+    """Greedy MMR over topics with a per-author cap, from candidates sorted by score.
+
+    value = λ · relevance − (1 − λ) · redundancy, where relevance is the score min-max scaled over
+    the pool (so λ means the same whatever the score range) and redundancy = o / (o + 2) for o the
+    number of already chosen items sharing the candidate's most repeated topic."""
     cfg = ctx.settings.feed
     lam, size, cap = cfg.mmr_lambda, cfg.size, cfg.author_cap
+    if lam >= 1.0:
+        return _author_capped(order, views, size, cap)
     pool = order[: size * MMR_POOL]
+    if not pool:
+        return []
+    rel = scores[pool].astype(float)
+    spread = rel.max() - rel.min()
+    rel = (rel - rel.min()) / spread if spread > 0 else np.zeros(len(pool))
+    vocab: dict[str, int] = {}
+    cells = [(row, vocab.setdefault(t, len(vocab))) for row, k in enumerate(pool)
+             for t in views[k].topics]
+    member = np.zeros((len(pool), max(1, len(vocab))))
+    if cells:
+        rows, cols = zip(*cells)
+        member[list(rows), list(cols)] = 1.0
+    author_ids: dict[str | None, int] = {}
+    author = np.array([author_ids.setdefault(views[k].author_id, len(author_ids)) for k in pool])
+    per_author = np.zeros(len(author_ids), dtype=int)
+    shown = np.zeros(member.shape[1])
+    overlap = np.zeros(len(pool))
+    open_ = np.ones(len(pool), dtype=bool)
+    chosen: list[int] = []
+    while len(chosen) < size:
+        value = lam * rel - (1.0 - lam) * overlap / (overlap + 2.0)
+        value[~open_] = -np.inf
+        best = int(np.argmax(value))  # first of equals: the higher-scored candidate
+        if not open_[best]:
+            break
+        chosen.append(pool[best])
+        open_[best] = False
+        a = author[best]
+        per_author[a] += 1
+        if per_author[a] >= cap:
+            open_[author == a] = False
+        topics = np.flatnonzero(member[best])
+        if len(topics):
+            shown[topics] += 1.0
+            np.maximum(overlap, (member[:, topics] * shown[topics]).max(axis=1), out=overlap)
+    return chosen
+
+
+def _author_capped(order: list[int], views: list[ItemView], size: int, cap: int) -> list[int]:
+    """The best `size` candidates with at most `cap` per author (no topic diversity)."""
     chosen: list[int] = []
     per_author: dict[str | None, int] = {}
-    shown_topics: dict[str, int] = {}
-    while pool and len(chosen) < size:
-        best, best_val = -1, -np.inf
-        for pos, k in enumerate(pool):
-            v = views[k]
-            if per_author.get(v.author_id, 0) >= cap:
-                continue
-            overlap = max((shown_topics.get(t, 0) for t in v.topics), default=0)
-            redundancy = overlap / (overlap + 2.0)
-            val = lam * scores[k] - (1.0 - lam) * redundancy
-            if val > best_val:
-                best, best_val = pos, val
-            if lam >= 1.0:
+    for k in order:
+        a = views[k].author_id
+        n = per_author.get(a, 0)
+        if n < cap:
+            per_author[a] = n + 1
+            chosen.append(k)
+            if len(chosen) == size:
                 break
-        if best < 0:
-            break
-        k = pool.pop(best)
-        chosen.append(k)
-        author = views[k].author_id
-        per_author[author] = per_author.get(author, 0) + 1
-        for t in views[k].topics:
-            shown_topics[t] = shown_topics.get(t, 0) + 1
     return chosen
 
 

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import zlib
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -12,21 +13,25 @@ import numpy as np
 from operators.context import FEATURES, Context
 from operators.feature_store import FeatureReader
 from operators.feed import candidates, filters, hydrate, mixing, scoring
+from operators.feed.neighbourhood import Neighbourhood
 from schemas import Feed, FeedItem, Reason
 
 if TYPE_CHECKING:
     from operators.user_state import UserState
 
 EXPLAINED_FEATURES = ("author_affinity", "topic_affinity", "interest", "group", "trending")
+_EXPLAINED = np.array([FEATURES.index(f) for f in EXPLAINED_FEATURES])
+_IN_NETWORK = FEATURES.index("in_network")
 
 
 def rank(user: UserState, store: FeatureReader, ctx: Context, now: int,
          model_name: str = "persona-v1") -> Feed:
-    proposals = candidates.gather(user, store, ctx, now)  # post -> [(source, detail)]
+    knn = Neighbourhood(user, store, ctx)  # the user's item-kNN view, shared by the stages below
+    proposals = candidates.gather(user, store, ctx, now, knn)  # post -> [(source, detail)]
     found = store.items(list(proposals))
-    ids = [p for p in proposals if p in found and filters.keep(user, found[p], proposals[p])]
+    ids = filters.apply(user, proposals, found)
     views = [found[p] for p in ids]
-    X, similar_to = hydrate.hydrate(user, views, store, ctx, now)
+    X, _ = hydrate.hydrate(user, views, store, ctx, now, knn)
     scores, contributions = scoring.score(user, X, store.global_model(), ctx)
     order = sorted(range(len(ids)), key=lambda k: (-scores[k], ids[k]))
     chosen = mixing.diversify(order, scores, views, ctx)
@@ -34,15 +39,28 @@ def rank(user: UserState, store: FeatureReader, ctx: Context, now: int,
     chosen, explored = mixing.explore(chosen, fresh, views, user.user_id, now, ctx)
     items = tuple(
         FeedItem(ids[k], views[k].author_id, float(scores[k]),
-                 _reasons(proposals[ids[k]], contributions[k], similar_to[k], k in explored,
+                 _reasons(proposals[ids[k]], contributions[k], knn, ids[k], k in explored,
                           views[k].author_id))
         for k in chosen
     )
-    user.remember_served([ids[k] for k in chosen], X[chosen] if chosen else X[:0])
+    user.remember_served([ids[k] for k in chosen], X[chosen] if chosen else X[:0],
+                         contrast=_contrast(ids, X, user.user_id, now))
     return Feed(user.user_id, now, items, model_name)
 
 
-def _reasons(sources: list, contrib: np.ndarray, similar_to: str | None,
+def _contrast(ids: list[str], X: np.ndarray, user_id: str, now: int) -> list:
+    """A uniform sample of the candidates (seeded: deterministic), the negatives an engagement
+    is learned against: P(engage) among what the ranker could have served."""
+    from operators import user_state
+
+    n = min(user_state.CONTRAST, len(ids))
+    if n == 0:
+        return []
+    rng = np.random.default_rng(zlib.crc32(f"{user_id}:{now}:contrast".encode()))
+    return [(ids[k], X[k]) for k in sorted(rng.choice(len(ids), n, replace=False).tolist())]
+
+
+def _reasons(sources: list, contrib: np.ndarray, knn: Neighbourhood, post: str,
              explored: bool, author: str | None) -> tuple[Reason, ...]:
     out: list[Reason] = []
     if explored:
@@ -51,16 +69,16 @@ def _reasons(sources: list, contrib: np.ndarray, similar_to: str | None,
         if code == "fresh" and not explored:
             continue
         if code == "similar":
-            detail = similar_to or detail
+            detail = knn.origin(post) or detail
         if code == "in_network":
             continue  # stated below with the author, once
         out.append(Reason(code, detail))
-    col = {f: i for i, f in enumerate(FEATURES)}
-    if contrib[col["in_network"]] > 0:
-        out.insert(0, Reason("in_network", author, float(contrib[col["in_network"]])))
-    for name in sorted(EXPLAINED_FEATURES, key=lambda f: -contrib[col[f]])[:2]:
-        if contrib[col[name]] > 0.05:
-            out.append(Reason(name, weight=float(contrib[col[name]])))
+    if contrib[_IN_NETWORK] > 0:
+        out.insert(0, Reason("in_network", author, float(contrib[_IN_NETWORK])))
+    explained = contrib[_EXPLAINED].tolist()
+    for k in sorted(range(len(EXPLAINED_FEATURES)), key=lambda k: -explained[k])[:2]:
+        if explained[k] > 0.05:
+            out.append(Reason(EXPLAINED_FEATURES[k], weight=explained[k]))
     if not out:  # every served item says why: at least where it came from
         out = [Reason(code, detail) for code, detail in sources]
     seen: set[tuple] = set()

@@ -60,10 +60,10 @@ def events() -> list[Event]:
 @pytest.fixture
 def run():
     def go(payloads):
-        writes, dead = MemoryWrites(), []
+        writes, dead, decisions = MemoryWrites(), [], []
         flow = build_flow(config.load(env={}), source=TestingSource(payloads),
                           dead_letters=TestingSink(dead), writes=writes,
-                          store_of=lambda: writes.store)
+                          store_of=lambda: writes.store, notifications=TestingSink(decisions))
         run_main(flow)
         return writes, dead
     return go

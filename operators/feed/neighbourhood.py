@@ -1,0 +1,119 @@
+"""Item-kNN from the user's side: how strongly the user's recent touches point at each post.
+
+    knn(i) = Σ_j  w_j · r^k(j) · co(j, i) / sqrt(mass_j · mass_i)
+
+over the user's newest touches j (k(j) = 0 for the newest), where w_j is the touch weight (an
+engagement counts more than an impression), r = `features.knn_recency`, co(j, i) the decayed,
+weighted co-occurrence count published by `operators.item_similarity`, and mass the item's total
+touch weight (likes + impression_weight · impressions): a cosine over weighted touch vectors.
+
+One `Neighbourhood` serves one ranking request: candidate generation reads every reachable post
+(`best`), hydration reads the candidates (`scores`); learning asks for one post, which only
+costs a lookup per history item.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from operators.context import Context
+from operators.feature_store import FeatureReader
+from operators.item_stats import ItemView
+
+if TYPE_CHECKING:
+    from operators.user_state import UserState
+
+MIN_RECENCY = 0.01  # history items weighted below this are skipped (they cannot change a ranking)
+
+
+def mass(view: ItemView | None, impression_weight: float) -> float:
+    """Total touch weight of an item (the diagonal of the co-occurrence matrix), at least 1."""
+    if view is None:
+        return 1.0
+    return max(1.0, view.likes + impression_weight * view.impressions)
+
+
+class Neighbourhood:
+    """The user's weighted history and its neighbour rows, read once per request."""
+
+    __slots__ = ("imp_w", "weights", "rows", "store", "_all")
+
+    def __init__(self, user: UserState, store: FeatureReader, ctx: Context):
+        f = ctx.settings.features
+        self.imp_w = f.impression_weight
+        self.store = store
+        recency = f.knn_recency
+        depth = len(user.history) if recency <= 0 else min(
+            len(user.history), 1 + int(math.log(MIN_RECENCY) / math.log(min(recency, 0.999))))
+        history = user.history.newest(depth)
+        ids = [p for p, _ in history]
+        rows = store.neighbours(ids)
+        views = store.items(ids)
+        self.weights: list[float] = []  # w_j · r^k / sqrt(mass_j), aligned with self.rows
+        self.rows: list[tuple[str, dict[str, float]]] = []
+        for k, (post, w) in enumerate(history):
+            row = rows.get(post)
+            if row:
+                self.rows.append((post, row))
+                self.weights.append(w * recency**k / math.sqrt(mass(views.get(post), self.imp_w)))
+        self._all: dict[str, float] | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.rows)
+
+    def _raw_all(self) -> dict[str, float]:
+        if self._all is None:
+            totals: dict[str, float] = {}
+            get = totals.get
+            for c, (_, row) in zip(self.weights, self.rows):
+                for i, co in row.items():
+                    totals[i] = get(i, 0.0) + c * co
+            self._all = totals
+        return self._all
+
+    def best(self, n: int, exclude) -> list[str]:
+        """The n posts with the highest knn(i), skipping ids in `exclude`, best first."""
+        raw = self._raw_all()
+        ids = [i for i in raw if i not in exclude]
+        if not ids or n <= 0:
+            return []
+        views = self.store.items(ids)
+        w = self.imp_w
+        get = views.get
+        masses = np.array([max(1.0, v.likes + w * v.impressions) if v is not None else 1.0
+                           for v in map(get, ids)])
+        score = np.fromiter((raw[i] for i in ids), dtype=float, count=len(ids)) / np.sqrt(masses)
+        if len(ids) > n:
+            top = np.argpartition(-score, n - 1)[:n]
+            top = top[np.lexsort((top, -score[top]))]  # best first; ties in reachability order
+        else:
+            top = np.lexsort((np.arange(len(ids)), -score))
+        return [ids[k] for k in top.tolist()]
+
+    def scores(self, views: list[ItemView]) -> np.ndarray:
+        """knn(i) for each of `views`."""
+        out = np.zeros(len(views))
+        if not self.rows or not views:
+            return out
+        if self._all is not None:
+            raw = self._all
+            vals = [raw.get(v.post_id, 0.0) for v in views]
+        else:
+            vals = [sum(c * row.get(v.post_id, 0.0) for c, (_, row) in zip(self.weights, self.rows))
+                    for v in views]
+        w = self.imp_w
+        out[:] = vals
+        out /= np.sqrt([mass(v, w) for v in views])
+        return out
+
+    def origin(self, post: str) -> str | None:
+        """The history item contributing most to knn(post) (the "because you liked" reason)."""
+        best, best_val = None, 0.0
+        for c, (j, row) in zip(self.weights, self.rows):
+            val = c * row.get(post, 0.0)
+            if val > best_val:
+                best, best_val = j, val
+        return best

@@ -1,0 +1,118 @@
+"""The decision for one candidate, by event time only (replays decide the same way).
+
+`Policy` holds the `[notifications]` settings. `choose` picks the delivery time and checks the
+value: a candidate due in the recipient's quiet hours (in their timezone) is delayed to the best
+allowed hour, never dropped; outside quiet hours it is sent now unless a later hour within
+`max_delay_h` is better by `delay_margin` (the recipient's learned best hour). Below `min_p_open` it
+is suppressed. The budget is checked by the state on the local day of delivery.
+
+Modes: "learned" (production), and two baselines for evaluation: "send_all" (everything, now, until
+the daily budget is spent) and "most_recent" (at most one per budget slot of the day: the newest
+candidate waiting when the slot opens).
+
+>>> p = Policy(daily_budget=5, quiet_start_h=22, quiet_end_h=8)
+>>> in_quiet(23.5, 22, 8), in_quiet(8.0, 22, 8), in_quiet(12.0, 22, 22)
+(True, False, False)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
+MODES = ("learned", "send_all", "most_recent")
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    daily_budget: int = 5
+    quiet_start_h: int = 22
+    quiet_end_h: int = 8
+    aggregate_window_ms: int = 3_600_000
+    min_p_open: float = 0.15
+    delay_margin: float = 0.03
+    max_delay_h: int = 24
+    feedback_timeout_ms: int = 4 * 3_600_000
+    min_author_engagements: int = 3
+    history: int = 50
+    learning_rate: float = 0.05
+    user_learning_rate: float = 0.3
+    mode: str = "learned"
+
+    @classmethod
+    def from_settings(cls, settings, mode: str = "learned") -> Policy:
+        n = settings.notifications
+        return cls(n.daily_budget, n.quiet_start_h, n.quiet_end_h, n.aggregate_window_s * 1000,
+                   n.min_p_open, n.delay_margin, n.max_delay_h, n.feedback_timeout_s * 1000,
+                   n.min_author_engagements, n.history, n.learning_rate, n.user_learning_rate,
+                   mode)
+
+
+@lru_cache(maxsize=1024)
+def zone(name: str | None):
+    if not name:
+        return UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return UTC  # unknown timezone: treat as UTC rather than fail the worker
+
+
+def utc_offset_ms(ts: int, tz: str | None) -> int:
+    dt = datetime.fromtimestamp(ts / 1000, tz=UTC).astimezone(zone(tz))
+    return int(dt.utcoffset().total_seconds() * 1000)
+
+
+def local_hour(ts: int, offset_ms: int) -> float:
+    return ((ts + offset_ms) % DAY_MS) / HOUR_MS
+
+
+def local_day(ts: int, offset_ms: int) -> int:
+    return (ts + offset_ms) // DAY_MS
+
+
+def in_quiet(hour: float, start: int, end: int) -> bool:
+    if start == end:
+        return False
+    if start < end:
+        return start <= hour < end
+    return hour >= start or hour < end
+
+
+def slots(now: int, max_delay_h: int) -> list[int]:
+    """Delivery times considered: now, then each following full hour (UTC) up to max_delay_h."""
+    first = (now // HOUR_MS + 1) * HOUR_MS
+    return [now] + [first + i * HOUR_MS for i in range(max_delay_h)]
+
+
+def choose(policy: Policy, times: list[int], p: list[float], offset_ms: int
+           ) -> tuple[str, str, int, float]:
+    """(decision, reason, send_at, p_open) among delivery `times` with predicted P(open) `p`
+    (times[0] = now). decision is "send", "delay" or "suppress" (low value; the budget is the
+    state's check)."""
+    if policy.mode == "send_all":
+        return "send", "send_all", times[0], p[0]
+    if policy.mode == "most_recent":
+        slot_ms = DAY_MS // max(policy.daily_budget, 1)
+        local = times[0] + offset_ms
+        at = (local // slot_ms + 1) * slot_ms - offset_ms
+        return "delay", "next_slot", at, p[0]
+    allowed = [not in_quiet(local_hour(t, offset_ms), policy.quiet_start_h, policy.quiet_end_h)
+               for t in times]
+    best = max((i for i in range(len(times)) if allowed[i]), key=lambda i: (p[i], -i),
+               default=None)
+    if best is None:  # every hour is quiet (misconfiguration): send now rather than never
+        best = 0
+    if allowed[0] and p[best] - p[0] < policy.delay_margin:
+        best = 0
+    value = p[best]
+    if value < policy.min_p_open or math.isnan(value):
+        return "suppress", "low_value", times[best], value
+    if best == 0:
+        return "send", "send_now", times[0], value
+    return "delay", ("best_hour" if allowed[0] else "quiet_hours"), times[best], value

@@ -1,0 +1,213 @@
+"""Everything one recipient's partition keeps for notifications, and the decision per candidate.
+
+Hard rules first (recipient deleted, actor blocked or muted, duplicate id), then aggregation (a
+candidate of the same group within `aggregate_window_ms` of a live notification folds into it), then
+the policy (`policy.choose`: now / later / too low), then the daily budget on the local day of
+delivery. Every decision is a dict record (schemas/notifications.py) with a reason code and the
+predicted open probability; the newest `history` are kept for Redis. Sent notifications wait for
+feedback (`notification_opened` / `notification_dismissed`); none within `feedback_timeout_ms` of
+event time is a negative. Each label trains the recipient's residual model and is returned as an
+example (x, y) for the global model. All containers are bounded.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+
+from operators.notifications import model as M
+from operators.notifications.candidates import POST_KINDS, VERBS, Candidate
+from operators.notifications.policy import Policy, choose, local_day, slots, utc_offset_ms
+from schemas import Event
+
+MAX_EDGES = 5000
+MAX_AUTHORS = 500
+MAX_IDS = 2000  # decided ids remembered (duplicates) and aggregated → head aliases
+MAX_PENDING = 200
+MAX_ACTORS = 5
+LIVE = ("send", "delay")
+
+Example = tuple[list[float], bool]
+
+
+class RecipientState:
+    """Picklable per-recipient notification state (no clients)."""
+
+    def __init__(self, user_id: str, policy: Policy):
+        self.user_id = user_id
+        self.policy = policy
+        self.timezone: str | None = None
+        self.blocked: set[str] = set()
+        self.muted: set[str] = set()
+        self.following: set[str] = set()
+        self.author_eng: dict[str, int] = {}  # author -> the recipient's likes/comments/shares
+        self.deleted = False
+        self.decided: OrderedDict[str, str] = OrderedDict()  # id -> head id (itself unless merged)
+        self.sent_per_day: dict[int, int] = {}  # local day -> notifications sent or scheduled
+        self.groups: dict[str, str] = {}  # aggregation group -> head notification id
+        self.records: OrderedDict[str, dict] = OrderedDict()  # id -> decision record, newest last
+        self.pending: dict[str, tuple[int, list[float]]] = {}  # head id -> (deadline, x)
+        self.slot: tuple[int, str] | None = None  # most_recent baseline: (slot time, waiting id)
+        self.model = M.new_user(policy.user_learning_rate)
+        self.last_ts = 0
+
+    # ------------------------------------------------------------------------------ own events
+    def apply(self, event: Event, author: str | None, exported: dict | None) -> list[Example]:
+        """The recipient's own event; returns labelled examples for the global model."""
+        out = self.expire(event.ts, exported)
+        kind, target = event.type, event.target_id
+        if kind == "user_created":
+            self.timezone = event.timezone
+        elif kind == "user_deleted":
+            self.deleted = True
+            self.records.clear()
+            self.pending.clear()
+            self.groups.clear()
+        elif kind == "block" and target:
+            _add(self.blocked, target)
+            self.following.discard(target)
+        elif kind == "mute" and target:
+            _add(self.muted, target)
+        elif kind == "follow" and target:
+            _add(self.following, target)
+        elif kind == "unfollow" and target:
+            self.following.discard(target)
+        elif kind in POST_KINDS and author and author != self.user_id:
+            self.author_eng[author] = self.author_eng.get(author, 0) + 1
+            if len(self.author_eng) > MAX_AUTHORS:
+                weakest = min(self.author_eng, key=lambda a: (self.author_eng[a], a))
+                del self.author_eng[weakest]
+        elif kind in ("notification_opened", "notification_dismissed") and event.notification_id:
+            head = self.decided.get(event.notification_id)
+            waiting = self.pending.pop(head, None) if head else None
+            if waiting is not None:
+                out.append(self._label(waiting[1], kind == "notification_opened", exported))
+        return out
+
+    def expire(self, now: int, exported: dict | None) -> list[Example]:
+        """Sent notifications without feedback by `now` (event time) become negatives."""
+        self.last_ts = max(self.last_ts, now)
+        if not self.pending:
+            return []
+        late = [n for n, (deadline, _) in self.pending.items() if deadline < now]
+        return [self._label(self.pending.pop(n)[1], False, exported) for n in late]
+
+    def _label(self, x: list[float], y: bool, exported: dict | None) -> Example:
+        M.learn_user(self.model, np.asarray(x), y, exported)
+        return x, y
+
+    # ------------------------------------------------------------------------------ candidates
+    def offer(self, c: Candidate, exported: dict | None) -> tuple[list[dict], list[Example]]:
+        """Decide one candidate. Returns (decision records to publish, examples for the global
+        model). A new_post candidate from an author the recipient rarely engages with is no
+        candidate at all (no record)."""
+        examples = self.expire(c.ts, exported)
+        pol = self.policy
+        if c.kind == "new_post" and self.author_eng.get(c.actor, 0) < pol.min_author_engagements:
+            return [], examples
+        if c.notification_id in self.decided:  # the same like / follow again: never twice
+            dup = f"{c.notification_id}~{c.ts}"[:128]
+            if dup in self.decided:
+                return [], examples
+            return [self._record(c, dup, "suppress", "duplicate", None, None)], examples
+        if self.deleted:
+            return [self._record(c, c.notification_id, "suppress", "recipient_deleted", None,
+                                 None)], examples
+        if c.actor in self.blocked or c.actor in self.muted:
+            reason = "blocked" if c.actor in self.blocked else "muted"
+            return [self._record(c, c.notification_id, "suppress", reason, None, None)], examples
+
+        offset = utc_offset_ms(c.ts, self.timezone)
+        head_id = self.groups.get(c.group) if pol.mode == "learned" else None
+        head = self.records.get(head_id) if head_id else None
+        if (head is not None and head["decision"] in LIVE
+                and c.ts - head["ts"] <= pol.aggregate_window_ms):
+            return self._aggregate(c, head), examples
+
+        times = slots(c.ts, pol.max_delay_h)
+        x0 = M.row(c.kind, 0.0, self.author_eng.get(c.actor, 0), c.actor in self.following, 1,
+                   self.sent_per_day.get(local_day(c.ts, offset), 0))
+        hours = [((t + offset) % 86_400_000) / 3_600_000 for t in times]
+        p = M.predict(self.model, M.at_hours(x0, hours), exported).tolist()
+        decision, reason, send_at, value = choose(pol, times, p, offset)
+        out: list[dict] = []
+        if decision in LIVE:
+            day = local_day(send_at, offset)
+            if self.sent_per_day.get(day, 0) >= pol.daily_budget:
+                decision, reason = "suppress", "budget"
+        if decision in LIVE and pol.mode == "most_recent":
+            if self.slot is not None and self.slot[0] == send_at:  # newer candidate, same slot
+                old = self.records.get(self.slot[1])
+                if old is not None and old["decision"] == "delay":
+                    out.append(self._supersede(old))
+                    self.sent_per_day[day] -= 1
+            self.slot = (send_at, c.notification_id)
+        record = self._record(c, c.notification_id, decision, reason, value,
+                              send_at if decision in LIVE else None)
+        out.append(record)
+        if decision in LIVE:
+            self.sent_per_day[day] = self.sent_per_day.get(day, 0) + 1
+            if len(self.sent_per_day) > 8:
+                del self.sent_per_day[min(self.sent_per_day)]
+            self.groups[c.group] = c.notification_id
+            if len(self.groups) > MAX_IDS:
+                del self.groups[next(iter(self.groups))]
+            if len(self.pending) < MAX_PENDING:
+                at_send = M.at_hours(x0, [((send_at + offset) % 86_400_000) / 3_600_000])[0]
+                self.pending[c.notification_id] = (send_at + pol.feedback_timeout_ms,
+                                                   at_send.tolist())
+        return out, examples
+
+    def _aggregate(self, c: Candidate, head: dict) -> list[dict]:
+        head["count"] += 1
+        if c.actor not in head["actors"] and len(head["actors"]) < MAX_ACTORS:
+            head["actors"].append(c.actor)
+        head["text"] = text(head["kind"], head["actors"][0], head["count"])
+        record = self._record(c, c.notification_id, "aggregate", "aggregated", head["p_open"],
+                              head["send_at"], into=head["notification_id"])
+        self.decided[c.notification_id] = head["notification_id"]
+        return [dict(head, actors=list(head["actors"])), record]
+
+    def _supersede(self, old: dict) -> dict:
+        old.update(decision="suppress", reason="superseded", send_at=None)
+        self.pending.pop(old["notification_id"], None)
+        return dict(old, actors=list(old["actors"]))
+
+    def _record(self, c: Candidate, nid: str, decision: str, reason: str, p: float | None,
+                send_at: int | None, into: str | None = None) -> dict:
+        rec = {"notification_id": nid, "user_id": self.user_id, "kind": c.kind,
+               "actor_id": c.actor, "ts": c.ts, "decision": decision, "reason": reason,
+               "p_open": None if p is None else round(float(p), 4), "send_at": send_at,
+               "group": c.group, "count": 1, "actors": [c.actor], "text": text(c.kind, c.actor, 1)}
+        if c.post_id is not None:
+            rec["post_id"] = c.post_id
+        if c.conversation_id is not None:
+            rec["conversation_id"] = c.conversation_id
+        if into is not None:
+            rec["into"] = into
+        self.decided[nid] = into or nid
+        if len(self.decided) > MAX_IDS:
+            self.decided.popitem(last=False)
+        if not self.deleted:
+            self.records[nid] = rec
+            self.records.move_to_end(nid)
+            while len(self.records) > self.policy.history:
+                self.records.popitem(last=False)
+        return dict(rec, actors=list(rec["actors"]))
+
+    def inbox(self) -> list[dict]:
+        """The newest `history` decision records, newest first (the Redis value's items)."""
+        return [dict(r, actors=list(r["actors"])) for r in reversed(self.records.values())]
+
+
+def text(kind: str, actor: str, count: int) -> str:
+    verb = VERBS[kind]
+    if count <= 1:
+        return f"{actor} {verb}"
+    return f"{actor} and {count - 1} other{'s' if count > 2 else ''} {verb}"
+
+
+def _add(edges: set[str], target: str) -> None:
+    if len(edges) < MAX_EDGES:
+        edges.add(target)

@@ -1,0 +1,59 @@
+"""Offline check of search re-ranking (`persona evaluate-links LOG --search`): replay a log through
+the production engine (operators.engine.Engine); at each `search` with result ids, re-rank the
+results for the searcher as the reader would (`search.rerank`, the feed's hydration and scoring);
+when the searcher then engages with one of the results (within 30 minutes of event time), score
+its position in the original order and in the re-ranked one (MRR, hit@3)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from config import Settings
+from operators.engine import Engine
+from operators.suggestions.search import rerank
+from schemas import ENGAGEMENT_WEIGHT, Event
+
+WINDOW_MS = 30 * 60_000
+
+
+@dataclass
+class SearchReport:
+    searches: int = 0
+    clicks: int = 0
+    mrr_base: float = 0.0
+    mrr_personal: float = 0.0
+    hit3_base: float = 0.0
+    hit3_personal: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {k: round(v, 4) if isinstance(v, float) else v for k, v in self.__dict__.items()}
+
+
+def evaluate_search(events: Iterable[Event], settings: Settings) -> SearchReport:
+    engine = Engine(settings)
+    report = SearchReport()
+    open_: dict[str, tuple[int, list[str], list[str]]] = {}  # user -> (ts, base, personal order)
+    for e in events:
+        if e.type == "search" and e.result_ids:
+            engine.publish()
+            ids = list(dict.fromkeys(e.result_ids))
+            user = engine.users.get(e.user_id)
+            base = [(p, -float(k)) for k, p in enumerate(ids)]
+            ranked = [r["id"] for r in rerank(user, base, engine.store, engine.ctx, e.ts)]
+            open_[e.user_id] = (e.ts, ids, ranked)
+            report.searches += 1
+        elif e.type in ENGAGEMENT_WEIGHT and e.post_id and e.user_id in open_:
+            ts, ids, ranked = open_[e.user_id]
+            if e.ts - ts <= WINDOW_MS and e.post_id in ids:
+                report.clicks += 1
+                b, p = ids.index(e.post_id) + 1, ranked.index(e.post_id) + 1
+                report.mrr_base += 1.0 / b
+                report.mrr_personal += 1.0 / p
+                report.hit3_base += b <= 3
+                report.hit3_personal += p <= 3
+        engine.learn_one(e)
+    n = max(report.clicks, 1)
+    for name in ("mrr_base", "mrr_personal", "hit3_base", "hit3_personal"):
+        setattr(report, name, getattr(report, name) / n)
+    return report

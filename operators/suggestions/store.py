@@ -1,0 +1,109 @@
+"""Reading other users' published graph records, group members and author likers.
+
+`RedisGraphStore` reads through the feature store's per-process TTL cache (pipelined, one Redis read
+per key per TTL); `MemoryGraphStore` mirrors it for in-process evaluation. Writers: the `graph`,
+`group_member` and `liker` write records (operators.redis_store.RedisWriter).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import orjson
+
+from operators.redis_store import RedisFeatureStore, retrying
+
+MEMBERS_SAMPLE = 100  # members read per group
+LIKERS_KEPT = 200  # newest likers kept per author (the writer trims the sorted set)
+
+
+class GraphReader(Protocol):
+    def graphs(self, ids: list[str]) -> dict[str, dict]: ...
+    def group_members(self, groups: list[str]) -> dict[str, list[str]]: ...
+    def likers(self, authors: list[str]) -> dict[str, list[str]]: ...
+    def popular(self, n: int) -> list[tuple[str, float]]: ...
+
+
+class MemoryGraphStore:
+    def __init__(self):
+        self._graphs: dict[str, dict] = {}
+        self._members: dict[str, dict[str, None]] = {}
+        self._likers: dict[str, dict[str, int]] = {}
+        self._popular: dict[str, int] = {}
+
+    def apply(self, record: tuple) -> None:
+        """Apply a write record as RedisWriter would."""
+        kind = record[0]
+        if kind == "graph":
+            self._graphs[record[1]] = orjson.loads(record[2])
+        elif kind == "group_member":
+            members = self._members.setdefault(record[1], {})
+            if record[3]:
+                members[record[2]] = None
+            else:
+                members.pop(record[2], None)
+        elif kind == "liker":
+            likers = self._likers.setdefault(record[1], {})
+            likers.pop(record[2], None)
+            likers[record[2]] = record[3]
+            while len(likers) > LIKERS_KEPT:
+                del likers[next(iter(likers))]
+        elif kind == "popular_user":
+            self._popular[record[1]] = record[2]
+        elif kind == "forget_social":
+            self._graphs.pop(record[1], None)
+            self._popular.pop(record[1], None)
+            for g in record[2]:
+                self._members.get(g, {}).pop(record[1], None)
+
+    def graphs(self, ids):
+        return {i: self._graphs[i] for i in ids if i in self._graphs}
+
+    def group_members(self, groups):
+        return {g: list(self._members[g])[-MEMBERS_SAMPLE:] for g in groups if g in self._members}
+
+    def likers(self, authors):
+        return {a: list(self._likers[a])[::-1] for a in authors if a in self._likers}
+
+    def popular(self, n):
+        ranked = sorted(self._popular.items(), key=lambda kv: (-kv[1], kv[0]))
+        return [(u, c) for u, c in ranked[:n] if c > 0]
+
+
+class RedisGraphStore:
+    """GraphReader over Redis, sharing the feature store's client, keyspace and TTL cache."""
+
+    def __init__(self, features: RedisFeatureStore):
+        self.features = features
+        self.ks = features.keyspace
+
+    def graphs(self, ids):
+        return self.features._cached_many("graph", ids, self.ks.graph,
+                                          lambda i, raw: orjson.loads(raw))
+
+    def _sets(self, kind: str, ids: list[str], read) -> dict[str, list[str]]:
+        def fetch_all(i_list=ids):
+            pipe = self.features.client.pipeline(transaction=False)
+            for i in i_list:
+                read(pipe, i)
+            return pipe.execute()
+        out = {}
+        for i, members in zip(ids, retrying(fetch_all) if ids else [], strict=True):
+            if members:
+                out[i] = sorted(m.decode() for m in members) if kind == "members" else [
+                    m.decode() for m in members]
+        return out
+
+    def group_members(self, groups):
+        return self._sets("members", groups,
+                          lambda p, g: p.srandmember(self.ks.group_members(g), MEMBERS_SAMPLE))
+
+    def popular(self, n):
+        key = self.ks.popular_users
+        return self.features._cached_one(("popular_users", n), lambda: [
+            (u.decode(), c) for u, c in self.features.client.zrange(
+                key, 0, n - 1, desc=True, withscores=True) if c > 0])
+
+    def likers(self, authors):
+        return self._sets("likers", authors,
+                          lambda p, a: p.zrange(self.ks.likers(a), 0, LIKERS_KEPT - 1, desc=True))

@@ -1,0 +1,115 @@
+"""Reader routes for social discovery: `GET /suggestions/{user_id}?kind=…` and `POST /search/rerank`.
+
+Suggestions are precomputed by the `suggestions` step (one Redis read). Search re-ranking hydrates
+and scores the given results at request time with the feed's own code (operators.feed.hydrate and
+scoring via operators.suggestions.search), from the user's published ranking features and the same
+Redis feature store the workers read — no train/serve skew.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+import orjson
+import redis
+from fastapi import FastAPI, HTTPException, Query
+from pydantic import BaseModel, Field
+
+from config import Settings
+from operators.context import Context
+from operators.redis_store import RedisFeatureStore
+from operators.suggestions.search import rerank
+from operators.suggestions.snapshot import decode_user
+from reader.client import PersonaClient
+
+KINDS = ("people", "groups", "conversations", "contacts")
+
+
+def explain(kind: str, reason: dict) -> str:
+    code, n, d = reason.get("code"), reason.get("count"), reason.get("detail")
+    people = f"{n} {'person' if n == 1 else 'people'}"
+    texts = {
+        "fof": f"Followed by {people} you follow",
+        "follows_you": "Follows you",
+        "engaged": f"You engaged with their posts {n} time{'s' if n != 1 else ''}",
+        "popular": f"Popular: followed by {n} people",
+        "co_engaged": f"Likes the same authors as you (e.g. {d})",
+        "shared_groups": f"In {n} of your groups",
+        "followees_engage": f"{people.capitalize()} you follow "
+                            f"{'engages' if n == 1 else 'engage'} with them",
+        "topic_creator": f"Popular in {d}, which you're interested in",
+        "followees_in_group": f"{people.capitalize()} you follow "
+                              f"{'is a member' if n == 1 else 'are members'}",
+        "co_membership": "Members of your groups are in it",
+        "topic": f"Active in {d}, which you're interested in",
+        "awaiting_reply": "Waiting for your reply",
+        "recent": "Recent conversation",
+        "reply_likelihood": "You often reply here",
+        "messaged": f"You've exchanged {n} message{'s' if n != 1 else ''}",
+        "mutual_follow": "You follow each other",
+        "relevance": "Relevant to your search",
+        "author_affinity": "From an author you engage with",
+        "topic_affinity": "About a topic you engage with",
+        "in_network": "Posted by someone you follow",
+        "interest": "Matches an interest you chose",
+        "group": "From a group you are in",
+        "similar": "Like posts you engaged with",
+    }
+    return texts.get(code, str(code))
+
+
+class SearchResult(BaseModel):
+    id: str = Field(min_length=1, max_length=128)
+    score: float = 0.0
+
+
+class RerankRequest(BaseModel):
+    user_id: str = Field(min_length=1, max_length=128)
+    results: list[SearchResult] = Field(max_length=1000)
+
+
+def install(app: FastAPI, client: PersonaClient, settings: Settings) -> None:
+    ctx = Context.from_settings(settings)
+    stores: dict[str, RedisFeatureStore] = {}
+
+    def features() -> RedisFeatureStore:
+        ks = client.keyspace()
+        if ks.version not in stores:
+            stores.clear()
+            stores[ks.version] = RedisFeatureStore(client.redis, ks, ttl_s=1.0)
+        return stores[ks.version]
+
+    @app.get("/suggestions/{user_id}")
+    def suggestions(user_id: str, kind: Literal["people", "groups", "conversations", "contacts"]
+                    = "people", limit: int = Query(20, ge=1, le=100)) -> dict:
+        """Precomputed suggestions with reasons: people to follow, groups to join, conversations
+        (ranked), contacts to message."""
+        if len(user_id) > 128:
+            raise HTTPException(422, "user_id must be 1..128 characters")
+        try:
+            raw = client.redis.get(client.keyspace().suggestions(user_id))
+        except redis.RedisError as exc:
+            raise HTTPException(503, f"suggestion store unavailable: {exc}") from exc
+        value = orjson.loads(raw) if raw else {"generated_at": None, kind: []}
+        items = value.get(kind, [])[:limit]
+        for item in items:
+            item["explanations"] = [explain(kind, r) for r in item["reasons"]]
+        return {"user_id": user_id, "kind": kind, "generated_at": value["generated_at"],
+                "items": items}
+
+    @app.post("/search/rerank")
+    def search_rerank(body: RerankRequest) -> dict:
+        """Re-rank search results for a user with the feed's features and models; returns a
+        permutation of the input with a reason per result."""
+        try:
+            store = features()
+            raw = client.redis.get(store.keyspace.user_features(body.user_id))
+            user = decode_user(raw, ctx) if raw else None
+            now = user.last_ts if user is not None and user.last_ts else int(time.time() * 1000)
+            ranked = rerank(user, [(r.id, r.score) for r in body.results], store, ctx, now)
+        except redis.RedisError as exc:
+            raise HTTPException(503, f"feature store unavailable: {exc}") from exc
+        for r in ranked:
+            r["explanations"] = [explain("search", x) for x in r["reasons"]]
+        return {"user_id": body.user_id, "personalized": user is not None, "results": ranked}
