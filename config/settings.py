@@ -168,8 +168,23 @@ class NotificationSettings:
     history: int
     learning_rate: float
     user_learning_rate: float
+    budget_like: int
+    budget_comment: int
+    budget_share: int
+    budget_follow: int
+    budget_reply: int
+    budget_new_post: int
+    budget_trending: int
+    trending_min_affinity: float
+    trending_max_recipients: int
+    trending_min_engagement: float
 
     BOUNDS = {
+        **{f"budget_{k}": bounded(0, 1000) for k in (
+            "like", "comment", "share", "follow", "reply", "new_post", "trending")},
+        "trending_min_affinity": bounded(0.0, None),
+        "trending_max_recipients": bounded(0, 100_000),
+        "trending_min_engagement": bounded(0.0, None),
         "daily_budget": bounded(0, 1000),
         "quiet_start_h": bounded(0, 23),
         "quiet_end_h": bounded(0, 23),

@@ -29,6 +29,7 @@ from operators.notifications.driver import GlobalModel as NotifGlobalModel
 from operators.notifications.driver import handle as notif_handle
 from operators.notifications.policy import Policy
 from operators.notifications.state import RecipientState
+from operators.notifications.trending import Audience, TrendingRule
 from operators.reorder import AwaitingPost
 from operators.user_state import UserState
 from operators.redis_store import RedisFeatureStore
@@ -332,6 +333,20 @@ class NotificationLogic(_Logic):
         elif changed and not state.deleted:
             out.append(("notifs", state.user_id,
                         encode_inbox(state.user_id, state.last_ts, state.inbox())))
+        return out, RETAIN
+
+
+class AudienceLogic(_Logic):
+    """key = "topic:{t}" | "group:{g}". Values from operators.notifications.trending
+    .audience_messages. Emits (recipient, ("cand", Candidate)) for each trending post."""
+
+    def __init__(self, state: Audience | None, rule: TrendingRule, affinity):
+        super().__init__(state if state is not None else Audience(rule, affinity))
+
+    def on_batch(self, values):
+        out: list = []
+        for value in values:
+            out.extend(self.state.learn(value))
         return out, RETAIN
 
 

@@ -22,6 +22,7 @@ from config import Settings
 from config.security import kafka_config
 from flows import metrics
 from flows.adapters import (
+    AudienceLogic,
     DeadLetterSink,
     DedupLogic,
     FollowersLogic,
@@ -44,6 +45,7 @@ from operators.feature_store import FeatureReader
 from operators.ingest import decode_message, limits_from
 from operators.notifications.candidates import new_post_candidate, notification_messages
 from operators.notifications.policy import Policy
+from operators.notifications.trending import TrendingRule, audience_messages
 from operators.routing import follower_updates, is_fan_out, item_key
 from operators.suggestions.routing import social_messages
 from schemas import Event
@@ -132,12 +134,19 @@ def build_flow(settings: Settings, *, source: Source | None = None,
 
     # notifications, keyed by recipient: candidates → decisions (operators/notifications) → Kafka
     # persona.notifications + Redis inboxes; the global P(open) model under one key
+    # trending posts → users whose interests/groups match, keyed by "topic:{t}" / "group:{g}"
+    trending = TrendingRule.from_settings(settings)
+    audience_in = op.flat_map("audience_msgs", user_events, lambda m: audience_messages(
+        m[1], m[2], ctx.popularity, trending))
+    trending_cands = op.key_rm("trending_cands", op.stateful_batch(
+        "notif_audience", audience_in, AudienceLogic.builder(trending, ctx.affinity)))
     notif_in = op.merge(
         "notif_in",
         op.flat_map("notif_msgs", user_events, lambda m: notification_messages(
             m[1], m[2].author_id if m[2] is not None else None)),
         op.map("notif_new_posts", deliveries,
                lambda d: new_post_candidate(d[0], d[1][1], d[1][2], d[1][3])),
+        trending_cands,  # (recipient, ("cand", Candidate))
     )
     policy = Policy.from_settings(settings)
     weights = LocalNotifWeights() if store_of is not None else RedisNotifWeights(settings)

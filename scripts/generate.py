@@ -1012,8 +1012,9 @@ NOTIF_OFF_HOURS_FACTOR = 0.25  # P(open) multiplier outside a user's active noti
 def plant_notification_behaviour(
     cfg: GeneratorConfig, user_ids: list[str]
 ) -> tuple[dict[str, dict[str, float]], dict[str, list[int]]]:
-    """Per user: 2 notification kinds they usually open (P 0.5-0.8; the others 0.02-0.1) and a
-    6-hour local window when they read notifications (peak 08:00-21:00). Its own RNG stream, so the
+    """Per user: 2 notification kinds they usually open (P 0.5-0.8; the others 0.02-0.1; "trending"
+    0.05-0.3) and a 6-hour local window when they read notifications (peak 08:00-21:00). Its own
+    RNG stream, so the
     activity log is unchanged; deterministic for a seed. Evaluations draw opens from it."""
     rng = np.random.default_rng([cfg.seed, 0x4E07])
     n, k = len(user_ids), len(NOTIFICATION_KINDS)
@@ -1024,6 +1025,11 @@ def plant_notification_behaviour(
     peak = rng.integers(8, 22, size=n)
     opens = {u: {kind: round(float(p[i, j]), 3) for j, kind in enumerate(NOTIFICATION_KINDS)}
              for i, u in enumerate(user_ids)}
+    # "Trending in your interests": moderately liked by everyone (its own stream: the kinds
+    # above keep the values they had before it existed).
+    trending = np.random.default_rng([cfg.seed, 0x4E08]).uniform(0.05, 0.3, size=n)
+    for i, u in enumerate(user_ids):
+        opens[u]["trending"] = round(float(trending[i]), 3)
     hours = {u: [int(peak[i] - 3), int(peak[i] + 3)] for i, u in enumerate(user_ids)}
     return opens, hours
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from schemas import Event
 
-KINDS = ("like", "comment", "share", "follow", "reply", "new_post")
+KINDS = ("like", "comment", "share", "follow", "reply", "new_post", "trending")
 POST_KINDS = frozenset({"like", "comment", "share"})
 # The recipient's own events that their notification state learns from.
 SELF_TYPES = frozenset({"user_created", "user_deleted", "block", "mute", "follow", "unfollow",
@@ -28,7 +28,8 @@ SELF_TYPES = frozenset({"user_created", "user_deleted", "block", "mute", "follow
                         "notification_dismissed"})
 VERBS = {"like": "liked your post", "comment": "commented on your post",
          "share": "shared your post", "follow": "started following you",
-         "reply": "replied in your conversation", "new_post": "posted something new"}
+         "reply": "replied in your conversation", "new_post": "posted something new",
+         "trending": "posted something trending in your interests"}
 
 
 @dataclass(frozen=True, slots=True)

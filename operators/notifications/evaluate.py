@@ -26,7 +26,9 @@ from schemas import Event
 OFF_HOURS_FACTOR = 0.25  # scripts.generate.NOTIF_OFF_HOURS_FACTOR
 POLICIES = {"learned": "learned policy (P(open) model, quiet/best hours, aggregation)",
             "send_all": "send everything until the budget",
-            "most_recent": "send the most recent (one per budget slot)"}
+            "most_recent": "send the most recent (one per budget slot)",
+            "random": "a random subset of the candidates, as many as the learned policy sends"}
+CALIBRATION_ROUNDS = 4  # runs of the random baseline to match the learned policy's deliveries
 
 
 @dataclass
@@ -60,8 +62,10 @@ def open_probability(truth, user: str, kind: str, hour: float) -> float:
     return p if lo <= hour < hi else p * OFF_HOURS_FACTOR
 
 
-def run_policy(events: list[Event], truth, policy: Policy, seed: int = 0) -> PolicyResult:
-    driver = NotificationDriver(policy)
+def run_policy(events: list[Event], truth, policy: Policy, seed: int = 0,
+               settings=None) -> PolicyResult:
+    driver = (NotificationDriver.from_settings(settings, policy) if settings is not None
+              else NotificationDriver(policy))
     result = PolicyResult(policy.mode)
     latest: dict[str, dict] = {}
     deliveries: list[tuple[int, str]] = []  # (send_at, id) heap
@@ -122,10 +126,27 @@ def run_policy(events: list[Event], truth, policy: Policy, seed: int = 0) -> Pol
 
 
 def evaluate(events: Iterable[Event], truth, base: Policy, seed: int = 0,
-             modes: Iterable[str] = tuple(POLICIES)) -> list[PolicyResult]:
+             modes: Iterable[str] = tuple(POLICIES), settings=None) -> list[PolicyResult]:
+    """One result per mode. "random" sends a seeded random share of the candidates, calibrated
+    (a few runs) to deliver as many as "learned" (which must then come first in `modes`)."""
     events = list(events)
-    out = []
+    out: list[PolicyResult] = []
     for mode in modes:
-        policy = Policy(**{**{f: getattr(base, f) for f in base.__slots__}, "mode": mode})
-        out.append(run_policy(events, truth, policy, seed))
+        policy = _with(base, mode=mode)
+        if mode != "random":
+            out.append(run_policy(events, truth, policy, seed, settings))
+            continue
+        target = out[0].delivered if out and out[0].name == "learned" else None
+        fraction, result = 0.5, None
+        for _ in range(CALIBRATION_ROUNDS if target is not None else 1):
+            result = run_policy(events, truth, _with(policy, send_fraction=fraction), seed,
+                                settings)
+            if target is None or abs(result.delivered - target) <= 0.01 * target:
+                break
+            fraction = min(1.0, fraction * target / max(result.delivered, 1))
+        out.append(result)
     return out
+
+
+def _with(policy: Policy, **changes) -> Policy:
+    return Policy(**{**{f: getattr(policy, f) for f in policy.__slots__}, **changes})
