@@ -35,6 +35,8 @@ from operators.user_state import UserState
 from operators.redis_store import RedisFeatureStore
 from operators.suggestions.compute import encode as encode_suggestions
 from operators.suggestions.compute import suggest
+from operators.suggestions.search import base_relevance, published_user, rerank
+from operators.suggestions.search_blend import SearchBlend, SearchSession
 from operators.suggestions.snapshot import encode_user
 from operators.suggestions.state import SocialState
 from operators.suggestions.store import MemoryGraphStore, RedisGraphStore
@@ -269,6 +271,45 @@ class SuggestionsLogic(_Logic):
         out.append(("suggestions", state.user_id,
                     encode_suggestions(suggest(state, graph, features, state.last_ts))))
         return out
+
+
+class SearchSessionLogic(_Logic):
+    """key = user. Values: the user's `search` and engagement events. At a search, scores its
+    results with the user's published features (`search.published_user` + `rerank`, the reader's
+    code); emits (shown, clicked) for the first click on a result within the window."""
+
+    def __init__(self, state: SearchSession | None, ctx: Context, store_of=None):
+        super().__init__(state if state is not None else SearchSession())
+        self.ctx = ctx
+        self.store_of = store_of or (lambda: resources.feature_store(ctx.settings))
+
+    def on_batch(self, events):
+        out: list = []
+        for e in events:
+            if e.type == "search":
+                features = self.store_of()
+                base = base_relevance(e.result_ids)
+                user = published_user(features, e.user_id, self.ctx)
+                personal = {r["id"]: r["personal"]
+                            for r in rerank(user, base, features, self.ctx, e.ts)}
+                self.state.searched(e.ts, [(p, b, personal[p]) for p, b in base])
+            else:
+                click = self.state.engaged(e)
+                if click is not None:
+                    out.append(click)
+        return out, RETAIN
+
+
+class SearchBlendLogic(_Logic):
+    """key = "global". Values (shown, clicked). Emits ("search_blend", bytes) per batch."""
+
+    def __init__(self, state: SearchBlend | None):
+        super().__init__(state if state is not None else SearchBlend())
+
+    def on_batch(self, clicks):
+        for shown, clicked in clicks:
+            self.state.learn_click(shown, clicked)
+        return [("search_blend", orjson.dumps(self.state.export()))], RETAIN
 
 
 class SimilarityLogic(_Logic):

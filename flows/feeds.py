@@ -34,6 +34,8 @@ from flows.adapters import (
     NotifModelLogic,
     RedisNotifWeights,
     RedisSink,
+    SearchBlendLogic,
+    SearchSessionLogic,
     SimilarityLogic,
     SuggestionsLogic,
     UserLogic,
@@ -48,6 +50,7 @@ from operators.notifications.policy import Policy
 from operators.notifications.trending import TrendingRule, audience_messages
 from operators.routing import follower_updates, is_fan_out, item_key
 from operators.suggestions.routing import social_messages
+from operators.suggestions.search_blend import search_message
 from schemas import Event
 
 log = logging.getLogger("persona.flow")
@@ -132,6 +135,13 @@ def build_flow(settings: Settings, *, source: Source | None = None,
     social = op.key_rm("social_out", op.stateful_batch(
         "suggestions", social_in, SuggestionsLogic.builder(ctx, store_of)))
 
+    # search → click, keyed by searcher; the learned re-ranking blend weight under one key
+    search_in = op.filter_map("search_msgs", user_events, lambda m: search_message(m[1]))
+    search_clicks = op.key_rm("search_clicks", op.stateful_batch(
+        "search_sessions", search_in, SearchSessionLogic.builder(ctx, store_of)))
+    blend = op.stateful_batch("search_blend", op.map(
+        "key_blend", search_clicks, lambda c: ("global", c)), SearchBlendLogic.builder())
+
     # notifications, keyed by recipient: candidates → decisions (operators/notifications) → Kafka
     # persona.notifications + Redis inboxes; the global P(open) model under one key
     # trending posts → users whose interests/groups match, keyed by "topic:{t}" / "group:{g}"
@@ -167,7 +177,8 @@ def build_flow(settings: Settings, *, source: Source | None = None,
     feeds = op.filter("feeds", user_out,
                       lambda m: m[0] in ("feed", "profile", "forget_user", "user_features"))
     writes_stream = op.merge("writes", feeds, item_writes, op.key_rm("nbrs", neighbours),
-                             op.key_rm("model", model), social, inboxes)
+                             op.key_rm("model", model), social, inboxes,
+                             op.key_rm("blend_weight", blend))
     op.output("redis", writes_stream, writes or RedisSink(settings))
     return flow
 

@@ -3,7 +3,8 @@
 Suggestions are precomputed by the `suggestions` step (one Redis read). Search re-ranking hydrates
 and scores the given results at request time with the feed's own code (operators.feed.hydrate and
 scoring via operators.suggestions.search), from the user's published ranking features and the same
-Redis feature store the workers read — no train/serve skew.
+Redis feature store the workers read — no train/serve skew — blended with the weight the flow's
+`search_blend` step learned from search → click (`…:model:search_blend`; 0.5 before any).
 """
 
 from __future__ import annotations
@@ -19,8 +20,7 @@ from pydantic import BaseModel, Field
 from config import Settings
 from operators.context import Context
 from operators.redis_store import RedisFeatureStore
-from operators.suggestions.search import rerank
-from operators.suggestions.snapshot import decode_user
+from operators.suggestions.search import PERSONAL_WEIGHT, published_user, rerank
 from reader.client import PersonaClient
 
 KINDS = ("people", "groups", "conversations", "contacts")
@@ -89,10 +89,16 @@ def install(app: FastAPI, client: PersonaClient, settings: Settings) -> None:
             raise HTTPException(422, "user_id must be 1..128 characters")
         try:
             raw = client.redis.get(client.keyspace().suggestions(user_id))
+            value = orjson.loads(raw) if raw else {"generated_at": None, kind: []}
+            items = value.get(kind, [])
+            if items and kind in ("people", "contacts"):  # stored before a suggested user left
+                pipe = client.redis.pipeline(transaction=False)
+                for item in items:
+                    pipe.sismember(client.keyspace().deleted_users, item["id"])
+                items = [i for i, gone in zip(items, pipe.execute(), strict=True) if not gone]
         except redis.RedisError as exc:
             raise HTTPException(503, f"suggestion store unavailable: {exc}") from exc
-        value = orjson.loads(raw) if raw else {"generated_at": None, kind: []}
-        items = value.get(kind, [])[:limit]
+        items = items[:limit]
         for item in items:
             item["explanations"] = [explain(kind, r) for r in item["reasons"]]
         return {"user_id": user_id, "kind": kind, "generated_at": value["generated_at"],
@@ -104,12 +110,15 @@ def install(app: FastAPI, client: PersonaClient, settings: Settings) -> None:
         permutation of the input with a reason per result."""
         try:
             store = features()
-            raw = client.redis.get(store.keyspace.user_features(body.user_id))
-            user = decode_user(raw, ctx) if raw else None
+            user = published_user(store, body.user_id, ctx)
+            blend = client.redis.get(store.keyspace.search_blend)
+            weight = orjson.loads(blend)["weight"] if blend else PERSONAL_WEIGHT
             now = user.last_ts if user is not None and user.last_ts else int(time.time() * 1000)
-            ranked = rerank(user, [(r.id, r.score) for r in body.results], store, ctx, now)
+            ranked = rerank(user, [(r.id, r.score) for r in body.results], store, ctx, now,
+                            weight)
         except redis.RedisError as exc:
             raise HTTPException(503, f"feature store unavailable: {exc}") from exc
         for r in ranked:
             r["explanations"] = [explain("search", x) for x in r["reasons"]]
-        return {"user_id": body.user_id, "personalized": user is not None, "results": ranked}
+        return {"user_id": body.user_id, "personalized": user is not None,
+                "personal_weight": weight, "results": ranked}

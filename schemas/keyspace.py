@@ -81,6 +81,16 @@ class Keyspace:
         """The user's ranking features (operators.suggestions.snapshot), for search re-ranking."""
         return f"{self.base}:ufeat:{{{user_id}}}"
 
+    @property
+    def deleted_users(self) -> str:
+        """Set of deleted users: never suggested, whatever stale graph records still say."""
+        return f"{self.base}:deleted_users"
+
+    @property
+    def search_blend(self) -> str:
+        """The learned weight of personalisation in search re-ranking {"weight", "clicks"}."""
+        return f"{self.base}:model:search_blend"
+
     def group_members(self, group_id: str) -> str:
         """Set of a group's members."""
         return f"{self.base}:gmembers:{{{group_id}}}"

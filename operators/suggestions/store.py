@@ -22,6 +22,7 @@ class GraphReader(Protocol):
     def group_members(self, groups: list[str]) -> dict[str, list[str]]: ...
     def likers(self, authors: list[str]) -> dict[str, list[str]]: ...
     def popular(self, n: int) -> list[tuple[str, float]]: ...
+    def deleted(self, ids: list[str]) -> set[str]: ...
 
 
 class MemoryGraphStore:
@@ -30,6 +31,7 @@ class MemoryGraphStore:
         self._members: dict[str, dict[str, None]] = {}
         self._likers: dict[str, dict[str, int]] = {}
         self._popular: dict[str, int] = {}
+        self._deleted: set[str] = set()
 
     def apply(self, record: tuple) -> None:
         """Apply a write record as RedisWriter would."""
@@ -50,7 +52,10 @@ class MemoryGraphStore:
                 del likers[next(iter(likers))]
         elif kind == "popular_user":
             self._popular[record[1]] = record[2]
+        elif kind == "undeleted":
+            self._deleted.discard(record[1])
         elif kind == "forget_social":
+            self._deleted.add(record[1])
             self._graphs.pop(record[1], None)
             self._popular.pop(record[1], None)
             for g in record[2]:
@@ -64,6 +69,9 @@ class MemoryGraphStore:
 
     def likers(self, authors):
         return {a: list(self._likers[a])[::-1] for a in authors if a in self._likers}
+
+    def deleted(self, ids):
+        return self._deleted.intersection(ids)
 
     def popular(self, n):
         ranked = sorted(self._popular.items(), key=lambda kv: (-kv[1], kv[0]))
@@ -103,6 +111,18 @@ class RedisGraphStore:
         return self.features._cached_one(("popular_users", n), lambda: [
             (u.decode(), c) for u, c in self.features.client.zrange(
                 key, 0, n - 1, desc=True, withscores=True) if c > 0])
+
+    def deleted(self, ids):
+        ids = list(dict.fromkeys(ids))
+        if not ids:
+            return set()
+
+        def fetch():
+            pipe = self.features.client.pipeline(transaction=False)
+            for i in ids:
+                pipe.sismember(self.ks.deleted_users, i)
+            return pipe.execute()
+        return {i for i, gone in zip(ids, retrying(fetch), strict=True) if gone}
 
     def likers(self, authors):
         return self._sets("likers", authors,
