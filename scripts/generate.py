@@ -34,8 +34,11 @@ Python `hash()`; the output is byte-identical for a given config):
 * also notifications, direct messages to followees, group joins/leaves, topic searches (with
   search-surface impressions and clicks), a few `post_deleted`, and a couple of `user_deleted` at the
   end (nothing is emitted for a deleted user or post afterwards).
-* notification behaviour is planted in the truth only (`plant_notification_behaviour`, its own RNG
-  stream): the kinds each user opens and their active local hours, for closed-loop evaluation.
+* `notification_opened`/`dismissed` name the newest notification candidate the decision code made
+  for the user (ids derived by `operators.notifications.candidates` itself, so the flow learns
+  from them; `n…` ids only before any). The planted notification behaviour is in the truth only
+  (`plant_notification_behaviour`, its own RNG stream): the kinds each user opens and their active
+  local hours, for closed-loop evaluation.
 
 `malformed_lines(n, seed)` returns invalid payloads (with their kind) for dead-letter tests;
 `write_log(..., malformed_fraction=f)` interleaves them into a log.
@@ -53,7 +56,8 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from schemas.events import SCHEMA_VERSION
+from operators.notifications.candidates import notification_messages
+from schemas.events import SCHEMA_VERSION, Event
 
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
@@ -108,6 +112,7 @@ K_IMP_FEED, K_IMP_SEARCH, K_CLICK, K_LIKE, K_COMMENT, K_SHARE, K_HIDE, K_REPORT,
     8, 17
 )
 K_MESSAGE, K_GROUP_JOINED, K_GROUP_LEFT, K_SEARCH, K_NOTIF_OPENED, K_NOTIF_DISMISSED = range(17, 23)
+_NOTIFYING_KINDS = frozenset({K_LIKE, K_COMMENT, K_SHARE, K_FOLLOW, K_MESSAGE})  # make candidates
 KIND_TYPES: tuple[str, ...] = (
     "user_created", "user_deleted", "post_created", "post_deleted",
     "follow", "unfollow", "block", "mute",
@@ -633,6 +638,8 @@ class _Simulator:
         self.next_extra = 0
         self.next_notification = 0
         self.conversations: dict[tuple[int, ...], int] = {}
+        self.last_notification: dict[int, str] = {}  # user -> newest candidate id for them
+        self.user_index = {uid: i for i, uid in enumerate(world.user_ids)}
         # (post, user) keys of feed impressions of still-recent posts, sorted: feeds never repeat.
         self.seen = np.zeros(0, dtype=np.int64)
         self.n_emitted = 0
@@ -907,6 +914,17 @@ class _Simulator:
             carry = tuple(c[rest] for c in cols)
             yield from self._emit(*(c[emit] for c in cols))
 
+    def _note_notification(self, head: dict, author: str | None) -> None:
+        """Remember, per recipient, the id of the newest notification candidate this event makes,
+        derived by the decision code itself (operators.notifications.candidates)."""
+        event = Event(head["event_id"], head["type"], head["ts"], head["user_id"],
+                      post_id=head.get("post_id"), target_id=head.get("target_id"),
+                      conversation_id=head.get("conversation_id"),
+                      recipients=tuple(head.get("recipients") or ()) or None)
+        for recipient, msg in notification_messages(event, author):
+            if msg[0] == "cand" and recipient in self.user_index:
+                self.last_notification[self.user_index[recipient]] = msg[1].notification_id
+
     def _emit(self, ts, kind, user, a, b) -> Iterator[dict]:
         w = self.w
         # Drop anything after its actor's deletion, post actions after the post is gone, and
@@ -969,10 +987,14 @@ class _Simulator:
                 head["result_ids"] = extras.pop(y)
                 head["query"] = w.topic_names[x]
             elif k == K_NOTIF_OPENED or k == K_NOTIF_DISMISSED:
-                head["notification_id"] = f"n{x + 1:09d}"
+                # the newest notification the decision code made for this user (same ids)
+                head["notification_id"] = self.last_notification.get(u, f"n{x + 1:09d}")
             elif k == K_USER_CREATED:
                 head["interests"] = [tids[i] for i in np.nonzero(interests[u])[0].tolist()]
                 head["timezone"] = tz_names[w.tz[u]]
+            if k in _NOTIFYING_KINDS:
+                self._note_notification(head, uids[int(w.p_author[x])] if
+                                        K_CLICK <= k <= K_REPORT else None)
             yield head
         self.n_emitted = n
 

@@ -309,3 +309,23 @@ def test_flow_wires_trending_candidates():
     trending = [d for d in decisions if d["kind"] == "trending"]
     assert [d["notification_id"] for d in trending] == ["trending.fan.p"]
     assert trending[0]["decision"] in ("send", "delay") and trending[0]["text"].startswith("au ")
+
+
+def test_generated_notification_feedback_names_decided_notifications():
+    """The generator's own notification_opened/dismissed events use the ids the decision code
+    makes, so the flow learns from them (the label reaches a sent notification)."""
+    events, _ = _log(users=60, days=1.5, seed=3)
+    feedback = [e for e in events if e.type.startswith("notification_")]
+    d = NotificationDriver(Policy())
+    decided = {}
+    labels = 0
+    for e in events:
+        for r in d.learn_one(e):
+            decided.setdefault(r["notification_id"], r["decision"])
+        if e.type.startswith("notification_"):
+            state = d.states.get(e.user_id)
+            head = state.decided.get(e.notification_id) if state else None
+            labels += head is not None
+    named = [e for e in feedback if e.notification_id in decided]
+    assert len(feedback) > 30 and len(named) > 0.8 * len(feedback), (len(named), len(feedback))
+    assert labels > 0.8 * len(feedback), labels
