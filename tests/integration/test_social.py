@@ -1,6 +1,7 @@
-"""Social discovery with the real flow and real Redis: suggestions exclude followed, blocked, muted
-and self; search re-ranking returns a permutation; a new user with interests gets a feed and
-suggestions within one micro-batch interval."""
+"""Social discovery with the real flow and real Redis: suggestions exclude followed, blocked, muted,
+deleted and self; search re-ranking returns a permutation with the blend weight the flow learned from
+search clicks; a new user with interests gets a feed and suggestions within one micro-batch
+interval."""
 
 from __future__ import annotations
 
@@ -125,6 +126,21 @@ def test_search_rerank_returns_a_permutation(social_run):
     # an unknown user keeps the base order
     anon = http.post("/search/rerank", json={"user_id": "nobody", "results": results}).json()
     assert [r["id"] for r in anon["results"]] == [r["id"] for r in results]
+
+
+def test_search_blend_is_learned_from_clicks_in_the_stream_and_served(social_run):
+    settings, client, ks, events = social_run
+    searches = sum(e["type"] == "search" and bool(e.get("result_ids")) for e in events)
+    raw = client.get(ks.search_blend)
+    assert searches > 0 and raw is not None
+    blend = orjson.loads(raw)
+    assert 0 < blend["clicks"] <= searches and 0.0 <= blend["weight"] <= 5.0
+    http = TestClient(create_app(settings))
+    user = next(e["user_id"] for e in reversed(events) if e["type"] == "like")
+    posts = [e["post_id"] for e in events if e["type"] == "post_created"][:5]
+    body = http.post("/search/rerank", json={"user_id": user, "results": [
+        {"id": p, "score": 0.0} for p in posts]}).json()
+    assert body["personal_weight"] == blend["weight"]
 
 
 class _SlowPartition(StatefulSourcePartition):
