@@ -27,6 +27,7 @@ from operators.item_stats import ItemStats, ItemView
 from operators.models import OnlineLogit
 from operators.notifications.driver import GlobalModel as NotifGlobalModel
 from operators.notifications.driver import handle as notif_handle
+from operators.notifications.driver import usable
 from operators.notifications.policy import Policy
 from operators.notifications.state import RecipientState
 from operators.notifications.trending import Audience, TrendingRule
@@ -365,9 +366,9 @@ class NotificationLogic(_Logic):
         state.policy = self.policy  # a resumed state follows the current [notifications] config
         was_deleted, out, changed = state.deleted, [], False
         for value in values:
-            records, examples = notif_handle(state, value, exported)
+            records, examples = notif_handle(state, value, usable(exported, value[1].ts))
             out.extend(("decision", r) for r in records)
-            out.extend(("notif_ex", ex) for ex in examples)
+            out.extend(("notif_ex", (x, y, state.last_ts)) for x, y in examples)
             changed = changed or bool(records)
         if state.deleted and not was_deleted:
             out.append(("forget_notifs", state.user_id))
@@ -392,7 +393,8 @@ class AudienceLogic(_Logic):
 
 
 class NotifModelLogic(_Logic):
-    """key = "global". Values: (x, y) labels from every recipient. Emits ("notif_model", weights)."""
+    """key = "global". Values: (x, y, event time) labels from every recipient. Emits ("notif_model",
+    weights) with "ts", the newest label's event time (see driver.usable)."""
 
     def __init__(self, state: NotifGlobalModel | None, policy: Policy, weights):
         super().__init__(state if state is not None else NotifGlobalModel(policy))

@@ -28,10 +28,14 @@ class GlobalModel:
     def __init__(self, policy: Policy):
         self.model: OnlineLogit = M.new_global(policy.learning_rate)
         self._exported: dict | None = None
+        self.ts = 0  # newest event time among the labels learned (the weights' "ts")
 
-    def learn(self, examples: list[Example]) -> None:
-        for x, y in examples:
-            self.model.learn_one(M.as_dict_list(x), y)
+    def learn(self, examples: list) -> None:
+        """Examples (x, y), or (x, y, event time of the label) from the flow."""
+        for ex in examples:
+            self.model.learn_one(M.as_dict_list(ex[0]), ex[1])
+            if len(ex) > 2:
+                self.ts = max(getattr(self, "ts", 0), ex[2])
         if examples:
             self._exported = None
 
@@ -39,8 +43,18 @@ class GlobalModel:
         if self.model.n == 0:
             return None
         if self._exported is None:
-            self._exported = self.model.export()
+            self._exported = {**self.model.export(), "ts": getattr(self, "ts", 0)}
         return self._exported
+
+
+def usable(exported: dict | None, ts: int) -> dict | None:
+    """Global weights may be used to decide at event time `ts` only when learned from labels no
+    newer than it: a replay (or a restart) then never decides with weights from its own future
+    left in Redis by the earlier run, and decides as that run did (the prior until weights of its
+    own past exist)."""
+    if exported is None or exported.get("ts", 0) <= ts:
+        return exported
+    return None
 
 
 def handle(state: RecipientState, value: tuple, exported: dict | None

@@ -28,7 +28,7 @@ POLICIES = {"learned": "learned policy (P(open) model, quiet/best hours, aggrega
             "send_all": "send everything until the budget",
             "most_recent": "send the most recent (one per budget slot)",
             "random": "a random subset of the candidates, as many as the learned policy sends"}
-CALIBRATION_ROUNDS = 4  # runs of the random baseline to match the learned policy's deliveries
+CALIBRATION_ROUNDS = 5  # runs of the random baseline to match the learned policy's deliveries
 
 
 @dataclass
@@ -137,15 +137,29 @@ def evaluate(events: Iterable[Event], truth, base: Policy, seed: int = 0,
             out.append(run_policy(events, truth, policy, seed, settings))
             continue
         target = out[0].delivered if out and out[0].name == "learned" else None
-        fraction, result = 0.5, None
+        tried: list[tuple[float, PolicyResult]] = []  # (fraction, result)
+        fraction = 0.5
         for _ in range(CALIBRATION_ROUNDS if target is not None else 1):
             result = run_policy(events, truth, _with(policy, send_fraction=fraction), seed,
                                 settings)
+            tried.append((fraction, result))
             if target is None or abs(result.delivered - target) <= 0.01 * target:
                 break
-            fraction = min(1.0, fraction * target / max(result.delivered, 1))
-        out.append(result)
+            fraction = _next_fraction(tried, target)
+        out.append(min(tried, key=lambda fr: abs(fr[1].delivered - (target or 0)))[1])
     return out
+
+
+def _next_fraction(tried: list[tuple[float, PolicyResult]], target: int) -> float:
+    """Secant step on deliveries(fraction) (monotone, concave: the budget saturates), from the
+    proportional guess when only one point is known."""
+    f1, r1 = tried[-1]
+    if len(tried) == 1 or tried[-2][1].delivered == r1.delivered:
+        f = f1 * target / max(r1.delivered, 1)
+    else:
+        f0, r0 = tried[-2]
+        f = f1 + (target - r1.delivered) * (f1 - f0) / (r1.delivered - r0.delivered)
+    return float(min(max(f, 1e-4), 1.0))
 
 
 def _with(policy: Policy, **changes) -> Policy:

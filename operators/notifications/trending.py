@@ -39,7 +39,7 @@ MAX_POSTS, MAX_ENGAGERS = 200, 500  # newest posts whose engagers are remembered
 class TrendingRule:
     min_engagement: float = 5.0  # decayed engagements that make a post trending
     min_affinity: float = 1.0  # decayed engagements with a topic that make it a user's interest
-    max_recipients: int = 200
+    max_recipients: int = 50
 
     @classmethod
     def from_settings(cls, settings) -> TrendingRule:
