@@ -44,7 +44,8 @@ class Candidate:
     conversation_id: str | None = None
 
 
-def _nid(*parts: str) -> str:
+def candidate_id(*parts: str) -> str:
+    """A deterministic notification id from its parts (≤ 128 characters)."""
     return ".".join(parts)[:128]
 
 
@@ -57,17 +58,17 @@ def notification_messages(event: Event, author: str | None) -> list[tuple[str, t
         out.append((actor, ("self", event, author)))
     if kind in POST_KINDS and author and author != actor:
         out.append((author, ("cand", Candidate(
-            _nid(kind, author, event.post_id, actor), author, kind, actor, event.ts,
+            candidate_id(kind, author, event.post_id, actor), author, kind, actor, event.ts,
             f"{kind}.{event.post_id}", post_id=event.post_id))))
     elif kind == "follow" and event.target_id and event.target_id != actor:
         target = event.target_id
         out.append((target, ("cand", Candidate(
-            _nid("follow", target, actor), target, "follow", actor, event.ts, "follow"))))
+            candidate_id("follow", target, actor), target, "follow", actor, event.ts, "follow"))))
     elif kind == "message_sent" and event.conversation_id:
         for recipient in dict.fromkeys(event.recipients or ()):
             if recipient != actor:
                 out.append((recipient, ("cand", Candidate(
-                    _nid("reply", recipient, event.conversation_id, event.event_id), recipient,
+                    candidate_id("reply", recipient, event.conversation_id, event.event_id), recipient,
                     "reply", actor, event.ts, f"reply.{event.conversation_id}",
                     conversation_id=event.conversation_id))))
     return out
@@ -76,5 +77,5 @@ def notification_messages(event: Event, author: str | None) -> list[tuple[str, t
 def new_post_candidate(author: str, follower: str, post_id: str, ts: int) -> tuple[str, tuple]:
     """A followed author posted (from the followers step's fan-out); the recipient's state keeps it
     only when the recipient engages with that author a lot."""
-    return follower, ("cand", Candidate(_nid("new_post", follower, post_id), follower, "new_post",
+    return follower, ("cand", Candidate(candidate_id("new_post", follower, post_id), follower, "new_post",
                                         author, ts, f"new_post.{post_id}", post_id=post_id))

@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from operators.decay import Decay
-from operators.notifications.candidates import Candidate, _nid
+from operators.notifications.candidates import Candidate, candidate_id
 from schemas import ENGAGEMENT_WEIGHT, Event
 
 MAX_AUDIENCE = 5000  # users remembered per topic / group key
@@ -131,5 +131,5 @@ class Audience:
 
 
 def trending_candidate(recipient: str, post_id: str, author: str, ts: int) -> Candidate:
-    return Candidate(_nid("trending", recipient, post_id), recipient, "trending", author, ts,
+    return Candidate(candidate_id("trending", recipient, post_id), recipient, "trending", author, ts,
                      f"trending.{post_id}", post_id=post_id)
