@@ -16,6 +16,7 @@ import numpy as np
 from operators.bounded import RecentSet, cap_top
 from operators.context import FEATURES, USER_FEATURES, Context
 from operators.feature_store import FeatureReader
+from operators.feed import controls
 from operators.feed.scoring import global_vector
 from operators.item_stats import ItemView
 from operators.models import OnlineLogit
@@ -77,6 +78,7 @@ class UserState:
         self.served: list[str] = []  # top of the last served feed, in order
         self.served_rows: dict[str, dict[str, float]] = {}
         self.contrast: list[tuple[str, dict[str, float]]] = []  # sampled candidates of the last feed
+        self.controls = controls.Controls()  # see less / more (operators/feed/controls.py)
         self.last_ts = 0  # event time of the newest event applied
         self.events = 0
         self.deleted = False
@@ -130,6 +132,8 @@ class UserState:
             self.seen.add(event.post_id)  # never recommend users their own posts
         elif kind == "user_deleted":
             self.deleted = True
+        if kind in controls.LEARNED:
+            self.controls.learn_one(event, view, ctx.settings.controls)
         self._learn(out.examples, store)
         return out
 

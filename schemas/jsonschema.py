@@ -7,7 +7,7 @@ from pathlib import Path
 import orjson
 
 from schemas.codec import MAX_ID_LEN, MAX_INT, MAX_STR_LEN, Limits
-from schemas.events import ENVELOPE, EVENT_TYPES, FIELD_DOCS, FIELD_KINDS, SCHEMA_VERSION
+from schemas.events import ANY_OF, ENVELOPE, EVENT_TYPES, FIELD_DOCS, FIELD_KINDS, SCHEMA_VERSION
 
 
 def _field(name: str, kind: str, limits: Limits) -> dict:
@@ -30,6 +30,8 @@ def event_schema(event_type: str, limits: Limits = Limits()) -> dict:
     props["v"] = {"const": SCHEMA_VERSION, "description": FIELD_DOCS["v"]}
     for name in (*required, *optional):
         props[name] = _field(name, FIELD_KINDS[name], limits)
+    any_of = ({"anyOf": [{"required": [name]} for name in ANY_OF[event_type]]}
+              if event_type in ANY_OF else {})
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": f"persona/v{SCHEMA_VERSION}/{event_type}.json",
@@ -38,6 +40,7 @@ def event_schema(event_type: str, limits: Limits = Limits()) -> dict:
         "required": [*ENVELOPE, *required],
         "properties": props,
         "additionalProperties": True,  # unknown fields are ignored: producers may evolve first
+        **any_of,
     }
 
 
