@@ -20,6 +20,7 @@ from confluent_kafka import Producer
 from flows import metrics, resources
 from operators.context import FEATURES, PRIOR, Context
 from operators.dedup import Dedup
+from operators.experiments.counts import ArmCounts
 from operators.feed import rank
 from operators.graph import Followers
 from operators.item_similarity import ItemSimilarity
@@ -301,6 +302,22 @@ class GlobalModelLogic(_Logic):
         return [("model", self.state.export())], RETAIN
 
 
+class ArmCountsLogic(_Logic):
+    """key = "experiment/arm". Values: counter names (operators.experiments.counts). Emits the arm's
+    exact counters per batch, ("arm_counts", experiment, arm, counts), and sets their gauges."""
+
+    def __init__(self, state: ArmCounts | None):
+        super().__init__(state if state is not None else ArmCounts())
+
+    def on_batch(self, pairs):
+        cell = pairs[0][0]
+        for _, metric in pairs:
+            self.state.learn_one(metric)
+        experiment, arm = cell.split("/", 1)
+        metrics.set_arm_counts(experiment, arm, self.state.counts)
+        return [("arm_counts", experiment, arm, dict(self.state.counts))], RETAIN
+
+
 class NotificationLogic(_Logic):
     """key = recipient. Values ("self", Event, author) | ("cand", Candidate) (operators.notifications).
 
@@ -310,17 +327,19 @@ class NotificationLogic(_Logic):
     are suppressed with reason recipient_deleted).
     """
 
-    def __init__(self, state: RecipientState | None, policy: Policy, weights):
+    def __init__(self, state: RecipientState | None, policy: Policy, weights, policy_of=None):
         super().__init__(state)
         self.policy, self.weights = policy, weights
+        self.policy_of = policy_of or (lambda _user: policy)  # the recipient's experiment arm's
 
     def on_batch(self, values):
         if self.state is None:
             v = values[0]
-            self.state = RecipientState(v[1].user_id if v[0] == "self" else v[1].recipient,
-                                        self.policy)
+            user = v[1].user_id if v[0] == "self" else v[1].recipient
+            self.state = RecipientState(user, self.policy_of(user))
         state, exported = self.state, self.weights.get()
-        state.policy = self.policy  # a resumed state follows the current [notifications] config
+        # A resumed state follows the current [notifications] config (of the recipient's arm).
+        state.policy = self.policy_of(state.user_id)
         was_deleted, out, changed = state.deleted, [], False
         for value in values:
             records, examples = notif_handle(state, value, exported)
