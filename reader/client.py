@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import orjson
 import redis
 
-from schemas import REASON_CODES
+from reader.explain import explain
 from schemas.keyspace import Keyspace
 
 POINTER_TTL_S = 0.5  # how long the active-version pointer is cached; old versions outlive it
@@ -49,18 +49,6 @@ def decode_cursor(cursor: str) -> tuple[int, int]:
         return int(generated_at), offset
     except Exception:
         raise InvalidCursor(f"invalid cursor {cursor[:40]!r}: pass next_cursor from a previous page") from None
-
-
-def explain(reason: dict) -> str:
-    """A short sentence for end users from a machine-readable reason."""
-    code, detail = reason.get("code"), reason.get("detail")
-    if code == "in_network" and detail:
-        return f"Because you follow {detail}"
-    if code == "similar" and detail:
-        return f"Similar to {detail}, which you liked"
-    if code == "topic" and detail:
-        return f"Popular in {detail}, which you like"
-    return REASON_CODES.get(code, code or "").capitalize()
 
 
 class PersonaClient:
