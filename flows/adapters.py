@@ -303,7 +303,7 @@ class GlobalModelLogic(_Logic):
 
 
 class ArmCountsLogic(_Logic):
-    """key = "experiment/arm". Values: counter names (operators.experiments.counts). Emits the arm's
+    """key = "experiment/arm". Values: (key, counter name) (operators.experiments.counts). Emits the arm's
     exact counters per batch, ("arm_counts", experiment, arm, counts), and sets their gauges."""
 
     def __init__(self, state: ArmCounts | None):

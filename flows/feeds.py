@@ -159,7 +159,8 @@ def build_flow(settings: Settings, *, source: Source | None = None,
         op.key_rm("notif_weights", notif_model))
 
     # per-arm online metrics of the enabled experiments, keyed by "experiment/arm": exact counters
-    arm_events = op.flat_map("arm_events", events, lambda e: arm_metrics(e, settings))
+    arm_events = op.flat_map("arm_events", events,  # ("experiment/arm", ("experiment/arm", counter))
+                             lambda e: [(c, (c, m)) for c, m in arm_metrics(e, settings)])
     arm_counts = op.key_rm("arm_counts", op.stateful_batch(
         "experiment_counts", arm_events, ArmCountsLogic.builder()))
 
