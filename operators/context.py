@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from config import Settings
 from operators.decay import Decay
-from operators.experiments.assignment import Arms, ArmResolver
+from operators.experiments.assignment import ArmResolver, Arms
 
 # The ranking features, in the order of the scoring vectors. Declared once; hydration fills them.
 FEATURES: tuple[str, ...] = (

@@ -132,8 +132,9 @@ class UserState:
             self.seen.add(event.post_id)  # never recommend users their own posts
         elif kind == "user_deleted":
             self.deleted = True
-        if kind in controls.LEARNED:
-            self.controls.learn_one(event, view, ctx.settings.controls)
+        if kind in controls.LEARNED:  # (setdefault: a state resumed from before controls existed)
+            self.__dict__.setdefault("controls", controls.Controls()).learn_one(
+                event, view, ctx.settings.controls)
         self._learn(out.examples, store)
         return out
 

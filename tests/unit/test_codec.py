@@ -120,3 +120,24 @@ def test_user_controls_decode():
     more, _ = decode_event(orjson.dumps({**base, "type": "see_more", "topic": "t03"}))
     assert more.topic == "t03"
     assert "'post_id'" in decode_event(orjson.dumps({**base, "type": "not_interested"}))[1]
+
+
+def test_exported_json_schemas_are_current_and_match_the_wire(tmp_path):
+    from pathlib import Path
+
+    from schemas import Feed, FeedItem, Reason
+    from schemas.jsonschema import export
+
+    committed = Path(__file__).resolve().parents[2] / "schemas" / "jsonschema"
+    for path in export(tmp_path):
+        assert (committed / path.name).read_bytes() == path.read_bytes(), (
+            f"{path.name} is stale: run `persona schemas export`")
+    see_less = orjson.loads((tmp_path / "see_less.json").read_bytes())
+    assert see_less["anyOf"] == [{"required": ["target_id"]}, {"required": ["topic"]}]
+    feed = orjson.loads((tmp_path / "feed.json").read_bytes())
+    value = Feed("u1", TS, (FeedItem("p1", "a1", 0.5, (Reason("see_less", "a1", 0.6),)),),
+                 arms={"exp": "b"}).to_dict()
+    assert set(feed["required"]) == set(value) == set(feed["properties"])
+    assert set(feed["properties"]["items"]["items"]["required"]) == set(value["items"][0])
+    assert "see_less" in feed["properties"]["items"]["items"]["properties"]["reasons"]["items"][
+        "properties"]["code"]["enum"]

@@ -6,8 +6,12 @@ from __future__ import annotations
 import math
 import pickle
 
+import orjson
+
 import pytest
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 import config
 from config import ConfigError
@@ -209,3 +213,32 @@ def test_not_interested_and_see_more_and_explanations():
     assert "Shown less often: you weren't interested in a post by a1" in sentences
     assert explain({"code": "in_network", "detail": "a1"}) == "Because you follow a1"
     assert explain({"code": "trending"}) == "Trending now"
+
+
+def test_flow_counts_per_arm_exactly_and_sets_the_gauges(tmp_path):
+    """List-in/list-out (no services): the experiment_counts step emits each arm's exact counters,
+    equal to the report's own count of the same events, and sets the Prometheus gauges."""
+    from bytewax.testing import TestingSink, TestingSource, run_main
+
+    from flows import metrics
+    from flows.feeds import build_flow
+    from operators.feature_store import MemoryFeatureStore
+
+    s = load(tmp_path, EXPERIMENT.format(enabled="true").replace("experiments.size",
+                                                                 "experiments.flowtest"))
+    events, _ = generate(GeneratorConfig(users=40, days=1, seed=4))
+    writes: list = []
+    store = MemoryFeatureStore()
+    run_main(build_flow(s, source=TestingSource([orjson.dumps(e) for e in events]),
+                        dead_letters=TestingSink([]), writes=TestingSink(writes),
+                        store_of=lambda: store, notifications=TestingSink([])))
+    last = {(w[1], w[2]): w[3] for w in writes if w[0] == "arm_counts"}  # the newest per arm
+    decoded = (Event(**{k: tuple(v) if isinstance(v, list) else v for k, v in e.items() if k != "v"})
+               for e in events)
+    expected = report_mod.from_events(decoded, s)["flowtest"]
+    assert {arm: c for (_, arm), c in last.items()} == expected
+    assert expected["control"]["impressions"] > 0 and expected["small"]["engagements"] > 0
+    gauge = metrics.EXPERIMENT_COUNTS.labels("flowtest", "small", "impressions")
+    assert gauge._value.get() == expected["small"]["impressions"]
+    feeds = [w for w in writes if w[0] == "feed"]
+    assert feeds and all(b'"arms":{"flowtest":' in w[2] for w in feeds)
