@@ -20,7 +20,7 @@ from confluent_kafka import Producer
 from flows import metrics, resources
 from operators.context import FEATURES, PRIOR, Context
 from operators.dedup import Dedup
-from operators.experiments.counts import ArmCounts
+from operators.experiments.counts import ArmCounts, UserCounts
 from operators.feed import rank
 from operators.graph import Followers
 from operators.item_similarity import ItemSimilarity
@@ -302,20 +302,31 @@ class GlobalModelLogic(_Logic):
         return [("model", self.state.export())], RETAIN
 
 
+class ExperimentUserLogic(_Logic):
+    """key = user id. Values: ("experiment/arm", counter). Emits, per batch and arm cell, the change
+    of the arm's totals (operators.experiments.counts.UserCounts): ("experiment/arm", delta)."""
+
+    def __init__(self, state: UserCounts | None):
+        super().__init__(state if state is not None else UserCounts())
+
+    def on_batch(self, pairs):
+        return list(self.state.learn_many(pairs).items()), RETAIN
+
+
 class ArmCountsLogic(_Logic):
-    """key = "experiment/arm". Values: (key, counter name) (operators.experiments.counts). Emits the arm's
-    exact counters per batch, ("arm_counts", experiment, arm, counts), and sets their gauges."""
+    """key = "experiment/arm". Values: (key, delta) from ExperimentUserLogic. Emits the arm's exact
+    totals per batch, ("arm_counts", experiment, arm, totals), and sets their gauges."""
 
     def __init__(self, state: ArmCounts | None):
         super().__init__(state if state is not None else ArmCounts())
 
-    def on_batch(self, pairs):
-        cell = pairs[0][0]
-        for _, metric in pairs:
-            self.state.learn_one(metric)
-        experiment, arm = cell.split("/", 1)
-        metrics.set_arm_counts(experiment, arm, self.state.counts)
-        return [("arm_counts", experiment, arm, dict(self.state.counts))], RETAIN
+    def on_batch(self, values):
+        for _, delta in values:
+            self.state.add(delta)
+        experiment, arm = values[0][0].split("/", 1)
+        totals = self.state.to_dict()
+        metrics.set_arm_counts(experiment, arm, totals)
+        return [("arm_counts", experiment, arm, totals)], RETAIN
 
 
 class NotificationLogic(_Logic):

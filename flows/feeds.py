@@ -25,6 +25,7 @@ from flows.adapters import (
     ArmCountsLogic,
     DeadLetterSink,
     DedupLogic,
+    ExperimentUserLogic,
     FollowersLogic,
     GlobalModelLogic,
     ItemLogic,
@@ -158,11 +159,15 @@ def build_flow(settings: Settings, *, source: Source | None = None,
         "notif_writes", notif_out, lambda m: m[0] in ("notifs", "forget_notifs")),
         op.key_rm("notif_weights", notif_model))
 
-    # per-arm online metrics of the enabled experiments, keyed by "experiment/arm": exact counters
-    arm_events = op.flat_map("arm_events", events,  # ("experiment/arm", ("experiment/arm", counter))
-                             lambda e: [(c, (c, m)) for c, m in arm_metrics(e, settings)])
-    arm_counts = op.key_rm("arm_counts", op.stateful_batch(
-        "experiment_counts", arm_events, ArmCountsLogic.builder()))
+    # per-arm online metrics of the enabled experiments (operators/experiments/counts.py): per-user
+    # counters (keyed by user) send one delta per batch to the arm's exact totals (keyed by arm)
+    arm_events = op.flat_map("arm_events", events,  # (user_id, ("experiment/arm", counter))
+                             lambda e: [(e.user_id, p) for p in arm_metrics(e, settings)])
+    arm_deltas = op.key_rm("arm_deltas", op.stateful_batch(
+        "experiment_users", arm_events, ExperimentUserLogic.builder()))
+    arm_counts = op.key_rm("arm_counts", op.stateful_batch(  # ("arm_counts", exp, arm, totals)
+        "experiment_counts", op.map("key_arm", arm_deltas, lambda d: (d[0], d)),
+        ArmCountsLogic.builder()))
 
     # whole-value, idempotent writes to Redis: feeds, profiles, item features, neighbours, model
     feeds = op.filter("feeds", user_out,

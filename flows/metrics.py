@@ -103,8 +103,9 @@ def count_decisions(records) -> None:
 
 EXPERIMENT_COUNTS = Gauge(
     "persona_experiment_events",
-    "Events counted per experiment arm (operators/experiments/counts.py: impressions, engagements, "
-    "negatives, opens, dismissals); exact, set from the arm's state", ["experiment", "arm", "metric"])
+    "Per experiment arm (operators/experiments/counts.py): users, and events counted as impressions, "
+    "engagements, negatives, opens, dismissals; exact, set from the arm's state",
+    ["experiment", "arm", "metric"])
 EXPERIMENT_RATES = Gauge(
     "persona_experiment_rate",
     "Per-arm rates with a 95% Wilson interval: rate = engagement_rate | negative_rate | open_rate, "
@@ -114,11 +115,12 @@ EXPERIMENT_RATES = Gauge(
 
 def set_arm_counts(experiment: str, arm: str, counts: dict[str, int]) -> None:
     """Labels are bounded: experiment and arm names come from the config."""
+    from operators.experiments.counts import METRICS as RATE_COUNTERS
     from operators.experiments.report import RATES
     from operators.experiments.stats import wilson
 
-    for metric, n in counts.items():
-        EXPERIMENT_COUNTS.labels(experiment, arm, metric).set(n)
+    for metric in ("users", *RATE_COUNTERS):
+        EXPERIMENT_COUNTS.labels(experiment, arm, metric).set(counts[metric])
     for rate, (num, den) in RATES.items():
         n = sum(counts[m] for m in den)
         if n:

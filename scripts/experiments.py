@@ -59,8 +59,9 @@ def run(source: str, settings: Settings, json_path: str | None, console: Console
         console.print_json(orjson.dumps(report).decode())
         return report
     report_mod.render(report, console)
-    console.print("* = the 95% interval of the difference excludes zero. Intervals assume "
-                  "independent impressions (see README \"Experiments\").", style="dim")
+    console.print("Rates: 95% Wilson intervals. Δ: difference from the control arm with a 95% "
+                  "interval by user (users are what is randomised; --json also has the "
+                  "per-impression Newcombe interval); * = excludes zero.", style="dim")
     if json_path:
         Path(json_path).write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
         console.print(f"wrote {json_path}")

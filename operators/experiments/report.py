@@ -3,8 +3,9 @@ arm's difference from the control arm with its interval (a difference whose inte
 is marked significant).
 
 Counts come from the flow's `experiment_counts` step through Redis (`from_redis`) or from an event
-log counted with the same code (`from_events`). Intervals treat each impression (or notification) as
-an independent trial; events of one user are correlated, so with few users the true interval is wider.
+log counted with the same code (`from_events`). Two intervals per rate and difference: Wilson /
+Newcombe, which treat every impression as independent, and user-clustered (delta method over users,
+the unit that is randomised), which is wider when users differ; significance uses the clustered one.
 """
 
 from __future__ import annotations
@@ -15,8 +16,14 @@ from collections.abc import Iterable
 import orjson
 
 from config import Settings
-from operators.experiments.counts import METRICS, ArmCounts, arm_metrics
-from operators.experiments.stats import newcombe_diff, wilson
+from operators.experiments.counts import METRICS, ArmCounts, UserCounts, arm_metrics
+from operators.experiments.stats import (
+    clustered_diff,
+    clustered_ratio,
+    newcombe_diff,
+    ratio_variance,
+    wilson,
+)
 from schemas import Event
 from schemas.keyspace import Keyspace
 
@@ -31,17 +38,21 @@ RATES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 def from_events(events: Iterable[Event], settings: Settings) -> dict[str, dict[str, dict]]:
     """{experiment: {arm: counts}} of every enabled experiment over `events` (deduplicated by id)."""
     cells: dict[str, ArmCounts] = {}
+    users: dict[str, UserCounts] = {}
     seen: set[str] = set()
     for event in events:
         if event.event_id in seen:
             continue
         seen.add(event.event_id)
-        for cell, metric in arm_metrics(event, settings):
-            cells.setdefault(cell, ArmCounts()).learn_one(metric)
+        pairs = arm_metrics(event, settings)
+        if pairs:
+            user = users.setdefault(event.user_id, UserCounts())
+            for cell, delta in user.learn_many(pairs).items():
+                cells.setdefault(cell, ArmCounts()).add(delta)
     out: dict[str, dict[str, dict]] = {}
     for exp in settings.experiments:
         if exp.enabled:
-            out[exp.name] = {a.name: dict(cells.get(f"{exp.name}/{a.name}", ArmCounts()).counts)
+            out[exp.name] = {a.name: cells.get(f"{exp.name}/{a.name}", ArmCounts()).to_dict()
                              for a in exp.arms}
     return out
 
@@ -67,23 +78,43 @@ def build(counts: dict[str, dict[str, dict]], settings: Settings) -> list[dict]:
         base = arms[control]
         rows = []
         for arm, c in sorted(arms.items(), key=lambda kv: (kv[0] != control, kv[0])):
-            c = {m: int(c.get(m, 0)) for m in METRICS}
-            row: dict = {"arm": arm, "control": arm == control, "counts": c}
-            for rate, (num, den) in RATES.items():
-                k, n = sum(c[m] for m in num), sum(c[m] for m in den)
+            counts = {m: int(c.get(m, 0)) for m in METRICS}
+            row: dict = {"arm": arm, "control": arm == control, "users": int(c.get("users", 0)),
+                         "counts": counts}
+            for rate in RATES:
+                r, var, k, n = _rate(c, rate)
                 p, lo, hi = wilson(k, n)
-                entry: dict = {"value": _num(p), "low": _num(lo), "high": _num(hi), "n": n}
+                _, clo, chi = clustered_ratio(k, n, var)
+                entry: dict = {"value": _num(p), "low": _num(lo), "high": _num(hi), "n": n,
+                               "clustered_low": _num(clo), "clustered_high": _num(chi)}
                 if arm != control:
-                    k0 = sum(int(base.get(m, 0)) for m in num)
-                    n0 = sum(int(base.get(m, 0)) for m in den)
-                    d, dlo, dhi = newcombe_diff(k, n, k0, n0)
+                    r0, var0, k0, n0 = _rate(base, rate)
+                    d, dlo, dhi = clustered_diff(r, var, r0, var0)
+                    _, nlo, nhi = newcombe_diff(k, n, k0, n0)
                     entry["diff"] = {"value": _num(d), "low": _num(dlo), "high": _num(dhi),
+                                     "independent_low": _num(nlo), "independent_high": _num(nhi),
                                      "significant": bool(n and n0 and (dlo > 0 or dhi < 0))}
                 row[rate] = entry
             rows.append(row)
         report.append({"experiment": name, "control": control,
                        "enabled": bool(exp is not None and exp.enabled), "arms": rows})
     return report
+
+
+def _moment(moments: dict, a: str, b: str) -> int:
+    return int(moments.get(f"{a}*{b}", moments.get(f"{b}*{a}", 0)))
+
+
+def _rate(c: dict, rate: str) -> tuple[float, float, int, int]:
+    """(ratio, its user-clustered variance, numerator, denominator) of one arm's counters."""
+    num, den = RATES[rate]
+    mom = c.get("moments", {})
+    k, n = sum(int(c.get(m, 0)) for m in num), sum(int(c.get(m, 0)) for m in den)
+    yy = sum(_moment(mom, a, b) for a in num for b in num)
+    nn = sum(_moment(mom, a, b) for a in den for b in den)
+    ny = sum(_moment(mom, a, b) for a in num for b in den)
+    var = ratio_variance(k, n, yy, nn, ny, int(c.get("users", 0)))
+    return (k / n if n else math.nan), var, k, n
 
 
 def _num(x: float) -> float | None:
@@ -98,16 +129,16 @@ def render(report: list[dict], console=None) -> str:
     from rich.console import Console
     from rich.table import Table
 
-    console = console or Console(file=io.StringIO(), width=200)
+    console = console or Console(file=io.StringIO(), width=240)
     console.record = True
     for exp in report:
         state = "running" if exp["enabled"] else "stopped"
         table = Table(title=f"experiment {exp['experiment']} ({state}; control: {exp['control']})")
-        for col in ("arm", "impressions", "engaged/impr [95% CI]", "Δ [95% CI]",
-                    "hide+report/impr", "Δ", "notif open rate", "Δ"):
+        for col in ("arm", "users", "impressions", "engaged/impr [95% CI]", "Δ [95% CI, by user]",
+                    "negative/impr", "Δ", "notif open rate", "Δ"):
             table.add_column(col, justify="left" if col == "arm" else "right", no_wrap=True)
         for row in exp["arms"]:
-            cells = [row["arm"] + (" (ctl)" if row["control"] else ""),
+            cells = [row["arm"] + (" (ctl)" if row["control"] else ""), f"{row['users']:,}",
                      f"{row['counts']['impressions']:,}"]
             for rate in RATES:
                 cells += [_interval(row[rate]), _diff(row[rate].get("diff"))]

@@ -2,7 +2,9 @@
 
 Wilson's score interval for one proportion, Newcombe's hybrid score interval (his method 10) for the
 difference of two independent proportions: both stay inside [0, 1] / [-1, 1] and behave at small
-counts, where the normal approximation does not.
+counts, where the normal approximation does not. Both treat every impression as independent.
+`clustered_ratio` treats the user as the unit (users are what is randomised): the delta-method
+variance of a ratio of sums, from per-user sums of squares and products.
 
 >>> p, lo, hi = wilson(10, 100)
 >>> round(p, 3), round(lo, 3), round(hi, 3)
@@ -41,3 +43,30 @@ def newcombe_diff(k1: int, n1: int, k2: int, n2: int,
     d = p1 - p2
     return (d, d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2),
             d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2))
+
+
+def ratio_variance(y: float, n: float, yy: float, nn: float, ny: float, users: int) -> float:
+    """Variance of R = Σy/Σn over `users` independent users, from Σy², Σn², Σn·y (delta method:
+    Σ(y_i − R n_i)² / (Σn)² · m/(m − 1)); nan when undefined."""
+    if n <= 0 or users < 2:
+        return math.nan
+    r = y / n
+    resid = max(yy - 2 * r * ny + r * r * nn, 0.0)
+    return resid / (n * n) * users / (users - 1)
+
+
+def clustered_ratio(y: float, n: float, var: float, z: float = Z95) -> tuple[float, float, float]:
+    """(R, low, high) with a normal interval of variance `var` (clipped to [0, 1])."""
+    if n <= 0 or math.isnan(var):
+        return (y / n if n > 0 else math.nan), 0.0, 1.0
+    r, half = y / n, z * math.sqrt(var)
+    return r, max(0.0, r - half), min(1.0, r + half)
+
+
+def clustered_diff(r1: float, var1: float, r0: float, var0: float,
+                   z: float = Z95) -> tuple[float, float, float]:
+    """(r1 − r0, low, high) for two independent groups of users."""
+    if any(math.isnan(x) for x in (r1, var1, r0, var0)):
+        return (r1 - r0), -1.0, 1.0
+    d, half = r1 - r0, z * math.sqrt(var1 + var0)
+    return d, d - half, d + half
