@@ -7,7 +7,6 @@ import math
 import pickle
 
 import orjson
-
 import pytest
 from hypothesis import given
 from hypothesis import settings as hsettings
