@@ -336,8 +336,8 @@ class _World:
 
     # -- posts ----------------------------------------------------------------------------------------
     def _plant_arm(self) -> None:
-        """Engagement logit lift of the users in the planted experiment arm (no random draws, so
-        the rest of the log is the same as without the plant)."""
+        """Engagement logit lift of the users in the planted experiment arm (no extra random draws:
+        the world and the sessions are the same as without the plant; the reactions differ)."""
         self.arm_lift = np.zeros(self.n)
         if self.cfg.planted_arm is not None:
             from operators.experiments import assign
