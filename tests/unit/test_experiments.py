@@ -201,10 +201,14 @@ def test_not_interested_and_see_more_and_explanations():
     engine.learn_one(_ev(0, "follow", T, "me", target_id="a1"))
     for i in range(4):
         engine.learn_one(_ev(10 + i, "post_created", T + i, "a1", post_id=f"p{i}", topics=("t1",)))
+    engine.learn_one(_ev(19, "post_created", T + 5, "a2", post_id="q1", topics=("t2",)))
     engine.learn_one(_ev(20, "not_interested", T + H, "me", post_id="p0"))
+    assert "q1" in {i.post_id for i in engine.feed("me", T + H).items}
+    engine.learn_one(_ev(22, "see_less", T + H, "me", topic="t2"))  # a topic this time
     engine.learn_one(_ev(21, "see_more", T + H, "me", topic="t1"))
     feed = engine.feed("me", T + H)
     assert "p0" not in {i.post_id for i in feed.items}
+    assert "q1" not in {i.post_id for i in feed.items}  # its topic is filtered
     codes = {r.code for i in feed.items for r in i.reasons}
     assert {"not_interested", "see_more"} <= codes
     sentences = {explain(r.to_dict()) for i in feed.items for r in i.reasons}
