@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import base64
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import orjson
 import redis
@@ -29,10 +29,11 @@ class FeedPage:
     generated_at: int | None
     items: list[dict]
     next_cursor: str | None
+    arms: dict[str, str] = field(default_factory=dict)  # {experiment: arm} the feed was ranked with
 
     def to_dict(self) -> dict:
         return {"user_id": self.user_id, "version": self.version,
-                "generated_at": self.generated_at, "items": self.items,
+                "generated_at": self.generated_at, "arms": self.arms, "items": self.items,
                 "next_cursor": self.next_cursor}
 
 
@@ -113,4 +114,5 @@ class PersonaClient:
         end = offset + len(items)
         more = end < len(value["items"])
         return FeedPage(user_id, ks.version, value["generated_at"], items,
-                        encode_cursor(value["generated_at"], end) if more else None)
+                        encode_cursor(value["generated_at"], end) if more else None,
+                        value.get("arms", {}))  # feeds written before experiments have none

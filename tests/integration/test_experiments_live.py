@@ -70,6 +70,9 @@ def test_feeds_use_and_record_the_users_arm(experiment_run):
     exp = settings.experiments[0]
     written = feeds(settings, client)
     assert len(written) >= 150
+    reader = PersonaClient(client, settings.redis.prefix)
+    some = next(iter(written))
+    assert reader.feed(some, limit=3).arms == written[some]["arms"]  # served with the feed
     sizes: dict[str, list[int]] = {"control": [], "small": []}
     for user, feed in written.items():
         assert feed["arms"] == {"size": assign(exp, user)}  # every feed value records its arm
