@@ -72,8 +72,9 @@ class UserState:
         self.pool: dict[str, int] = {}  # in-network candidates: post -> created ts
         # Residual model: starts as the global model (weight 1 on its logit) and learns this
         # user's deviations from it.
+        arm = ctx.for_user(user_id)[0]  # an experiment arm may set the user's learning rate
         self.model = OnlineLogit(USER_FEATURES, prior={"global_logit": 1.0},
-                                 learning_rate=ctx.settings.feed.user_learning_rate)
+                                 learning_rate=arm.settings.feed.user_learning_rate)
         self.pending: dict[str, tuple[int, dict]] = {}  # impression -> (ts, x) awaiting its label
         self.served: list[str] = []  # top of the last served feed, in order
         self.served_rows: dict[str, dict[str, float]] = {}
