@@ -20,6 +20,7 @@ from confluent_kafka import Producer
 from flows import metrics, resources
 from operators.context import FEATURES, PRIOR, Context
 from operators.dedup import Dedup
+from operators.experiments.counts import ArmCounts, UserCounts
 from operators.feed import rank
 from operators.graph import Followers
 from operators.item_similarity import ItemSimilarity
@@ -344,6 +345,33 @@ class GlobalModelLogic(_Logic):
         return [("model", self.state.export())], RETAIN
 
 
+class ExperimentUserLogic(_Logic):
+    """key = user id. Values: ("experiment/arm", counter). Emits, per batch and arm cell, the change
+    of the arm's totals (operators.experiments.counts.UserCounts): ("experiment/arm", delta)."""
+
+    def __init__(self, state: UserCounts | None):
+        super().__init__(state if state is not None else UserCounts())
+
+    def on_batch(self, pairs):
+        return list(self.state.learn_many(pairs).items()), RETAIN
+
+
+class ArmCountsLogic(_Logic):
+    """key = "experiment/arm". Values: (key, delta) from ExperimentUserLogic. Emits the arm's exact
+    totals per batch, ("arm_counts", experiment, arm, totals), and sets their gauges."""
+
+    def __init__(self, state: ArmCounts | None):
+        super().__init__(state if state is not None else ArmCounts())
+
+    def on_batch(self, values):
+        for _, delta in values:
+            self.state.add(delta)
+        experiment, arm = values[0][0].split("/", 1)
+        totals = self.state.to_dict()
+        metrics.set_arm_counts(experiment, arm, totals)
+        return [("arm_counts", experiment, arm, totals)], RETAIN
+
+
 class NotificationLogic(_Logic):
     """key = recipient. Values ("self", Event, author) | ("cand", Candidate) (operators.notifications).
 
@@ -353,17 +381,19 @@ class NotificationLogic(_Logic):
     are suppressed with reason recipient_deleted).
     """
 
-    def __init__(self, state: RecipientState | None, policy: Policy, weights):
+    def __init__(self, state: RecipientState | None, policy: Policy, weights, policy_of=None):
         super().__init__(state)
         self.policy, self.weights = policy, weights
+        self.policy_of = policy_of or (lambda _user: policy)  # the recipient's experiment arm's
 
     def on_batch(self, values):
         if self.state is None:
             v = values[0]
-            self.state = RecipientState(v[1].user_id if v[0] == "self" else v[1].recipient,
-                                        self.policy)
+            user = v[1].user_id if v[0] == "self" else v[1].recipient
+            self.state = RecipientState(user, self.policy_of(user))
         state, exported = self.state, self.weights.get()
-        state.policy = self.policy  # a resumed state follows the current [notifications] config
+        # A resumed state follows the current [notifications] config (of the recipient's arm).
+        state.policy = self.policy_of(state.user_id)
         was_deleted, out, changed = state.deleted, [], False
         for value in values:
             records, examples = notif_handle(state, value, usable(exported, value[1].ts))

@@ -22,9 +22,11 @@ from config import Settings
 from config.security import kafka_config
 from flows import metrics
 from flows.adapters import (
+    ArmCountsLogic,
     AudienceLogic,
     DeadLetterSink,
     DedupLogic,
+    ExperimentUserLogic,
     FollowersLogic,
     GlobalModelLogic,
     ItemLogic,
@@ -43,6 +45,7 @@ from flows.adapters import (
 )
 from operators import Context
 from operators.dedup import shard_of
+from operators.experiments import ArmResolver, arm_metrics
 from operators.feature_store import FeatureReader
 from operators.ingest import decode_message, limits_from
 from operators.notifications.candidates import new_post_candidate, notification_messages
@@ -158,10 +161,12 @@ def build_flow(settings: Settings, *, source: Source | None = None,
                lambda d: new_post_candidate(d[0], d[1][1], d[1][2], d[1][3])),
         trending_cands,  # (recipient, ("cand", Candidate))
     )
-    policy = Policy.from_settings(settings)
+    policies = ArmResolver(settings, Policy.from_settings)  # the recipient's experiment arm's
+    policy = policies.default
     weights = LocalNotifWeights() if store_of is not None else RedisNotifWeights(settings)
     notif_out = op.key_rm("notif_out", op.stateful_batch(
-        "notifications", notif_in, NotificationLogic.builder(policy, weights)))
+        "notifications", notif_in, NotificationLogic.builder(
+            policy, weights, lambda user: policies.for_user(user)[0])))
     notif_model = op.stateful_batch("notif_model", op.filter_map(
         "notif_examples", notif_out, lambda m: ("global", m[1]) if m[0] == "notif_ex" else None),
         NotifModelLogic.builder(policy, weights))
@@ -173,11 +178,21 @@ def build_flow(settings: Settings, *, source: Source | None = None,
         "notif_writes", notif_out, lambda m: m[0] in ("notifs", "forget_notifs")),
         op.key_rm("notif_weights", notif_model))
 
+    # per-arm online metrics of the enabled experiments (operators/experiments/counts.py): per-user
+    # counters (keyed by user) send one delta per batch to the arm's exact totals (keyed by arm)
+    arm_events = op.flat_map("arm_events", events,  # (user_id, ("experiment/arm", counter))
+                             lambda e: [(e.user_id, p) for p in arm_metrics(e, settings)])
+    arm_deltas = op.key_rm("arm_deltas", op.stateful_batch(
+        "experiment_users", arm_events, ExperimentUserLogic.builder()))
+    arm_counts = op.key_rm("arm_counts", op.stateful_batch(  # ("arm_counts", exp, arm, totals)
+        "experiment_counts", op.map("key_arm", arm_deltas, lambda d: (d[0], d)),
+        ArmCountsLogic.builder()))
+
     # whole-value, idempotent writes to Redis: feeds, profiles, item features, neighbours, model
     feeds = op.filter("feeds", user_out,
                       lambda m: m[0] in ("feed", "profile", "forget_user", "user_features"))
     writes_stream = op.merge("writes", feeds, item_writes, op.key_rm("nbrs", neighbours),
-                             op.key_rm("model", model), social, inboxes,
+                             op.key_rm("model", model), social, inboxes, arm_counts,
                              op.key_rm("blend_weight", blend))
     op.output("redis", writes_stream, writes or RedisSink(settings))
     return flow

@@ -165,6 +165,9 @@ class RedisWriter:
                 ops.append(("set", ks.notifications(w[1]), w[2]))
             elif kind == "notif_model":
                 ops.append(("set", ks.notif_model, orjson.dumps(w[1])))
+            elif kind == "arm_counts":  # ("arm_counts", experiment, arm, counts)
+                ops.append(("set", ks.experiment(w[1], w[2]), orjson.dumps(w[3])))
+                ops.append(("sadd", ks.experiments, f"{w[1]}/{w[2]}"))
             elif kind == "forget_notifs":
                 ops.append(("delete", ks.notifications(w[1])))
             elif kind in SOCIAL_WRITES:  # operators/suggestions

@@ -22,41 +22,9 @@ from operators.context import Context
 from operators.redis_store import RedisFeatureStore
 from operators.suggestions.search import PERSONAL_WEIGHT, published_user, rerank
 from reader.client import PersonaClient
+from reader.explain import explain_suggestion as explain
 
 KINDS = ("people", "groups", "conversations", "contacts")
-
-
-def explain(kind: str, reason: dict) -> str:
-    code, n, d = reason.get("code"), reason.get("count"), reason.get("detail")
-    people = f"{n} {'person' if n == 1 else 'people'}"
-    texts = {
-        "fof": f"Followed by {people} you follow",
-        "follows_you": "Follows you",
-        "engaged": f"You engaged with their posts {n} time{'s' if n != 1 else ''}",
-        "popular": f"Popular: followed by {n} people",
-        "co_engaged": f"Likes the same authors as you (e.g. {d})",
-        "shared_groups": f"In {n} of your groups",
-        "followees_engage": f"{people.capitalize()} you follow "
-                            f"{'engages' if n == 1 else 'engage'} with them",
-        "topic_creator": f"Popular in {d}, which you're interested in",
-        "followees_in_group": f"{people.capitalize()} you follow "
-                              f"{'is a member' if n == 1 else 'are members'}",
-        "co_membership": "Members of your groups are in it",
-        "topic": f"Active in {d}, which you're interested in",
-        "awaiting_reply": "Waiting for your reply",
-        "recent": "Recent conversation",
-        "reply_likelihood": "You often reply here",
-        "messaged": f"You've exchanged {n} message{'s' if n != 1 else ''}",
-        "mutual_follow": "You follow each other",
-        "relevance": "Relevant to your search",
-        "author_affinity": "From an author you engage with",
-        "topic_affinity": "About a topic you engage with",
-        "in_network": "Posted by someone you follow",
-        "interest": "Matches an interest you chose",
-        "group": "From a group you are in",
-        "similar": "Like posts you engaged with",
-    }
-    return texts.get(code, str(code))
 
 
 class SearchResult(BaseModel):

@@ -46,6 +46,15 @@ class Keyspace:
         """The global P(open) notification model's weights (orjson)."""
         return f"{self.base}:model:notif"
 
+    def experiment(self, experiment: str, arm: str) -> str:
+        """Counters of one experiment arm (operators/experiments/counts.py), orjson, replaced whole."""
+        return f"{self.base}:exp:{experiment}:{arm}"
+
+    @property
+    def experiments(self) -> str:
+        """Set of "experiment/arm" cells that have counters."""
+        return f"{self.base}:experiments"
+
     def item(self, post_id: str) -> str:
         """An item's features (ItemView wire list)."""
         return f"{self.base}:item:{{{post_id}}}"

@@ -18,7 +18,9 @@ from config import ConfigError
 app = typer.Typer(help="persona — streaming personalization for social apps.", no_args_is_help=True)
 config_app = typer.Typer(help="Configuration.")
 schemas_app = typer.Typer(help="Wire formats.")
+experiments_app = typer.Typer(help="Online experiments (A/B arms declared in config).")
 app.add_typer(config_app, name="config")
+app.add_typer(experiments_app, name="experiments")
 app.add_typer(schemas_app, name="schemas")
 console = Console()
 err = Console(stderr=True)
@@ -92,10 +94,26 @@ def generate(out: Path = typer.Option(..., "--out", "-o", help="JSONL log to wri
              users: int = typer.Option(500, min=1), days: float = typer.Option(7.0, min=0.01),
              topics: int = typer.Option(20, min=1), seed: int = 7,
              produce: bool = typer.Option(False, help="also produce the log to Kafka"),
+             plant_arm: Optional[str] = typer.Option(
+                 None, help="EXPERIMENT/ARM of --config whose users engage more (a planted winner)"),
+             plant_lift: float = typer.Option(0.5, help="engagement logit lift of --plant-arm"),
              config: Optional[Path] = ConfigOpt):
     """Generate seeded synthetic social activity with planted preferences."""
     from scripts.generate import GeneratorConfig, generate_log
-    counts = generate_log(GeneratorConfig(users=users, days=days, topics=topics, seed=seed), out)
+    planted = None
+    if plant_arm:
+        exp_name, _, arm = plant_arm.partition("/")
+        experiment = next((e for e in _settings(config).experiments if e.name == exp_name), None)
+        if experiment is None or not arm:
+            _fail(ValueError(f"--plant-arm {plant_arm!r}: expected EXPERIMENT/ARM of an experiment "
+                             f"declared in --config"), 2)
+        planted = (experiment, arm, plant_lift)
+    try:
+        cfg = GeneratorConfig(users=users, days=days, topics=topics, seed=seed, planted_arm=planted)
+        cfg.validate()
+    except ValueError as exc:
+        _fail(exc, 2)
+    counts = generate_log(cfg, out)
     console.print(f"wrote {sum(counts.values()):,} events to {out} (truth: {out}.truth.json)")
     if produce:
         _produce_file(out, config)
@@ -231,6 +249,24 @@ def evaluate_notifications(
         _fail(exc, 2)
     except (ValueError, FileNotFoundError) as exc:
         _fail(exc)
+
+
+@experiments_app.command("report")
+def experiments_report(
+        source: str = typer.Argument(..., help="an event log (JSONL[.gz]) or `redis` (the workers' "
+                                               "counters)"),
+        config: Optional[Path] = ConfigOpt,
+        json_out: Optional[str] = typer.Option(None, "--json",
+                                               help="also write the report as JSON here (- = stdout only)")):
+    """Per-arm impressions, engagement, hide/report and notification open rates with 95% intervals,
+    and each arm's difference from the control arm."""
+    from scripts import experiments as experiments_mod
+    try:
+        experiments_mod.run(source, _settings(config), json_out, console)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(exc)
+    except Exception as exc:  # noqa: BLE001 - Redis unreachable etc.: say what to do
+        _fail(RuntimeError(f"{exc} (is Redis reachable at REDIS_URL?)"))
 
 
 @config_app.command("show")

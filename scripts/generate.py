@@ -135,6 +135,10 @@ class GeneratorConfig:
     seed: int = 7
     start_ms: int = 1_767_225_600_000  # 2026-01-01T00:00:00Z
     malformed_fraction: float = 0.0  # fraction of extra raw lines that are invalid (for DLQ tests)
+    # Plant one experiment arm as better: (config.experiments.Experiment, arm name, logit lift).
+    # Users that `operators.experiments.assign` puts in that arm get `lift` added to their engagement
+    # logit, so `persona experiments report` must find the arm better. None: nothing planted.
+    planted_arm: tuple | None = None
 
     def validate(self) -> None:
         if self.users < 1:
@@ -151,6 +155,13 @@ class GeneratorConfig:
             raise ValueError(f"malformed_fraction must be in [0, 1), got {self.malformed_fraction}")
         if self.start_ms < 946_684_800_000:
             raise ValueError("start_ms must be epoch milliseconds after 2000-01-01")
+        if self.planted_arm is not None:
+            experiment, arm, lift = self.planted_arm
+            if arm not in [a.name for a in experiment.arms]:
+                raise ValueError(f"planted arm {arm!r} is not an arm of experiment "
+                                 f"{experiment.name!r} ({[a.name for a in experiment.arms]})")
+            if not -5.0 <= lift <= 5.0:
+                raise ValueError(f"planted lift must be in [-5, 5] (logit), got {lift}")
 
 
 @dataclass
@@ -260,6 +271,7 @@ class _World:
             TOPIC_NAMES[i] if i < len(TOPIC_NAMES) else f"topic {i}" for i in range(t_count)
         ]
         self._users(rng)
+        self._plant_arm()
         self._posts(rng)
         self._favourites(rng)
         self._graph(rng)
@@ -328,6 +340,16 @@ class _World:
         self.spec_bool[r[ok], spec.ravel()[ok]] = True
 
     # -- posts ----------------------------------------------------------------------------------------
+    def _plant_arm(self) -> None:
+        """Engagement logit lift of the users in the planted experiment arm (no extra random draws:
+        the world and the sessions are the same as without the plant; the reactions differ)."""
+        self.arm_lift = np.zeros(self.n)
+        if self.cfg.planted_arm is not None:
+            from operators.experiments import assign
+            experiment, arm, lift = self.cfg.planted_arm
+            members = [i for i, u in enumerate(self.user_ids) if assign(experiment, u) == arm]
+            self.arm_lift[members] = lift
+
     def _posts(self, rng: np.random.Generator) -> None:
         n, span, t_count = self.n, self.span, self.t_count
         total_rate = float(self.post_rate.sum()) * (span / DAY_MS)
@@ -780,6 +802,7 @@ class _Simulator:
         logit = (
             BASE_LOGIT
             + engage_boost
+            + w.arm_lift[user]
             + TOPIC_BONUS * topic_match
             + AUTHOR_BONUS * fav
             + POPULARITY_BONUS * np.tanh(np.log1p(self.likes[post]) - 1.5)
