@@ -87,6 +87,7 @@ class StreamSettings:
     dedup_shards: int
     rank_interval_s: float
     kafka_batch_size: int
+    freshness_sample: int
 
     BOUNDS = {
         "max_event_bytes": bounded(256, 16 * 1024 * 1024),
@@ -96,6 +97,7 @@ class StreamSettings:
         "dedup_shards": bounded(1, 65536),
         "rank_interval_s": bounded(0.01, 3600),
         "kafka_batch_size": bounded(1, 100_000),
+        "freshness_sample": bounded(0, 1_000_000),
     }
 
 
