@@ -345,7 +345,8 @@ def run_workers(bench: Bench, env: dict[str, str], processes: int, *, tail: bool
             result.counts.append((now, sum(c[0] for c in scraped)))
             result.ranks = sum(c[1] for c in scraped)
             result.rank_s = sum(c[2] for c in scraped)
-        result.rss.append((now, [m[0] for m in mem]))
+        if all(m[0] for m in mem):  # every process alive (an exited one reads 0)
+            result.rss.append((now, [m[0] for m in mem]))
         peaks = result.peak_kb + [0] * (len(mem) - len(result.peak_kb))
         result.peak_kb = [max(peak, m[1]) for peak, m in zip(peaks, mem, strict=True)]
         if now - last_log >= 5:
