@@ -61,7 +61,9 @@ class RedisFeatureStore:
         self.ttl_s = ttl_s
         self._cache: dict[tuple, tuple[float, object]] = {}
 
-    def _cached_many(self, kind: str, ids: list[str], key_of, decode) -> dict:
+    def _cached_many(self, kind: str, ids: list[str], key_of, decode, read=None) -> dict:
+        """Values of `ids` from the cache, the misses read in one pipeline (`read(pipe, key)`,
+        default GET); `decode(id, raw)` runs once per read, a missing key is cached as absent."""
         now = time.monotonic()
         out, missing = {}, []
         cache = self._cache
@@ -76,10 +78,10 @@ class RedisFeatureStore:
             def fetch():
                 pipe = self.client.pipeline(transaction=False)
                 for i in missing:
-                    pipe.get(key_of(i))
+                    (read or _get)(pipe, key_of(i))
                 return pipe.execute()
             for i, raw in zip(missing, retrying(fetch), strict=True):
-                value = decode(i, raw) if raw is not None else None
+                value = decode(i, raw) if raw else None
                 cache[(kind, i)] = (now, value)
                 if value is not None:
                     out[i] = value
@@ -199,6 +201,10 @@ class RedisWriter:
                 getattr(pipe, name)(*args)
             return pipe.execute()
         retrying(run, self.retries, "write")
+
+
+def _get(pipe, key: str) -> None:
+    pipe.get(key)
 
 
 def traced_user(user_id: str, every: int) -> bool:
