@@ -74,12 +74,14 @@ def ratio(numerator: float | None, denominator: float | None) -> float | None:
 
 
 def steady_rate(samples: list[tuple[float, int]], total: int, lo: float = 0.1,
-                hi: float = 0.9) -> float | None:
+                hi: float = 0.9, min_window_s: float = 3.0) -> float | None:
     """Events/s between the moments the counter passed lo·total and hi·total (linear
     interpolation between samples of (time, processed count)); excludes start-up and the tail.
+    None when that window is shorter than `min_window_s` (too few samples to mean anything: the
+    workers' counters move a Kafka batch at a time).
 
-    >>> round(steady_rate([(0, 0), (1, 0), (2, 50), (3, 100)], 100), 6)
-    50.0
+    >>> round(steady_rate([(0, 0), (10, 0), (20, 50), (30, 100)], 100), 6)
+    5.0
     """
     def crossing(target: float) -> float | None:
         for (t0, c0), (t1, c1) in itertools.pairwise(samples):
@@ -87,7 +89,7 @@ def steady_rate(samples: list[tuple[float, int]], total: int, lo: float = 0.1,
                 return t0 + (t1 - t0) * (target - c0) / (c1 - c0)
         return None
     t_lo, t_hi = crossing(lo * total), crossing(hi * total)
-    if t_lo is None or t_hi is None or t_hi <= t_lo:
+    if t_lo is None or t_hi is None or t_hi - t_lo < min_window_s:
         return None
     return (hi - lo) * total / (t_hi - t_lo)
 
@@ -280,10 +282,11 @@ def io_floor(bench: Bench, topic: str, processes: int) -> dict:
     results = [out.get(timeout=3600) for _ in procs]
     for p in procs:
         p.join()
-    first = min(r[0] for r in results)
-    end = max(r[1] for r in results)
     n = sum(r[2] for r in results)
-    return {"events": n, "seconds": round(end - first, 3), "events_per_s": n / (end - first)}
+    # each process from its own first message (spawn times differ), rates added up
+    rate = sum(count / max(1e-9, end - first) for first, end, count in results)
+    return {"events": n, "seconds": round(max(r[1] for r in results) - min(r[0] for r in results), 3),
+            "events_per_s": rate}
 
 
 # ------------------------------------------------------------------------------ pipeline runs
@@ -615,7 +618,7 @@ def _run(bench: Bench, cfg: BenchConfig, report: dict, log: Log) -> None:
     _check_exit(wrun)
     main = summarise_run(wrun, total, len(users_seen))
     report["pipeline"] = main
-    report["ratio_to_io_floor"] = ratio(main["events_per_s_steady"], floor["events_per_s"])
+    report["ratio_to_io_floor"] = ratio(_rate(main), floor["events_per_s"])
     log(f"  steady {main['events_per_s_steady'] or 0:,.0f} events/s "
         f"({report['ratio_to_io_floor'] or 0:.2f} of the floor); exit {wrun.code}")
 
@@ -633,8 +636,7 @@ def _run(bench: Bench, cfg: BenchConfig, report: dict, log: Log) -> None:
         scaled = summarise_run(srun, total, len(users_seen))
         report["pipeline_scale"] = scaled
         one, two = (main, scaled) if cfg.processes == 1 else (scaled, main)
-        report["scale_ratio_2_to_1"] = ratio(two["events_per_s_steady"],
-                                             one["events_per_s_steady"])
+        report["scale_ratio_2_to_1"] = ratio(_rate(two), _rate(one))
 
     if cfg.reader:
         log("4/5 reader: HTTP vs raw Redis")
@@ -643,10 +645,14 @@ def _run(bench: Bench, cfg: BenchConfig, report: dict, log: Log) -> None:
                                         cfg.reader_concurrency, cfg.reader_s, log)
 
     if cfg.freshness_s > 0:
-        rate = cfg.freshness_rate or 0.5 * (main["events_per_s_steady"]
-                                            or main["events_per_s_first_event_to_exit"])
+        rate = cfg.freshness_rate or 0.5 * _rate(main)
         log(f"5/5 freshness: {rate:,.0f} events/s for {cfg.freshness_s:.0f}s into tailing workers")
         report["freshness"] = freshness(bench, cfg, rate, extra, log)
+
+
+def _rate(summary: dict) -> float:
+    """Steady events/s, or first event → exit when the run was too short for a steady window."""
+    return summary["events_per_s_steady"] or summary["events_per_s_first_event_to_exit"]
 
 
 def _check_exit(run: WorkerRun) -> None:

@@ -21,7 +21,7 @@ def test_bench_smoke(live):
     assert report["io_floor"]["events"] == 3000 and report["io_floor"]["events_per_s"] > 0
     p = report["pipeline"]
     assert p["exit_code"] == 0
-    assert p["events_per_s_steady"] > 0 and p["users_ranked"] > 0
+    assert p["events_per_s_first_event_to_exit"] > 0  # (a tiny run may end before a scrape)
     assert all(mib > 20 for mib in p["peak_rss_mib"])
     assert report["ratio_to_io_floor"] > 0
     assert report["redis_memory"]["bytes_per_user"] > 0

@@ -51,6 +51,7 @@ def test_steady_rate_excludes_startup_and_tail():
     # 10% of 1100 = 110 at t=11.1, 90% = 990 at t=20+ (1000 at 20 → 990 at 19.9)
     assert abs(steady_rate(samples, 1100) - 880 / (19.9 - 11.1)) < 1e-6
     assert steady_rate([(0, 0), (1, 5)], 100) is None  # never reached 90%
+    assert steady_rate([(0, 0), (1, 100)], 100) is None  # one batch: no steady window
 
 
 def test_match_freshness_uses_the_first_write_that_includes_the_event():
