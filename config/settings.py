@@ -89,7 +89,9 @@ class StreamSettings:
     dedup_capacity: int
     dedup_shards: int
     rank_interval_s: float
+    suggest_interval_s: float
     kafka_batch_size: int
+    freshness_sample: int
 
     BOUNDS = {
         "max_event_bytes": bounded(256, 16 * 1024 * 1024),
@@ -98,7 +100,9 @@ class StreamSettings:
         "dedup_capacity": bounded(1, 100_000_000),
         "dedup_shards": bounded(1, 65536),
         "rank_interval_s": bounded(0.01, 3600),
+        "suggest_interval_s": bounded(0.01, 86400),
         "kafka_batch_size": bounded(1, 100_000),
+        "freshness_sample": bounded(0, 1_000_000),
     }
 
 

@@ -224,7 +224,7 @@ class UserLogic(_Logic):
 
 class SuggestionsLogic(_Logic):
     """key = user id. Values from operators.suggestions.routing.social_messages. Emits side records
-    (group members, author likers) at once; on a timer (at most once per `rank_interval_s`, dirty
+    (group members, author likers) at once; on a timer (at most once per `suggest_interval_s`, dirty
     users only) what changed (("graph", …), ("popular_user", …)) and ("suggestions", user, bytes).
     A deleted user leaves a tombstone state (("forget_social", …) emitted once)."""
 
@@ -250,7 +250,7 @@ class SuggestionsLogic(_Logic):
             return out, RETAIN
         if self.due is None:
             now = datetime.now(timezone.utc)
-            interval = timedelta(seconds=self.ctx.settings.stream.rank_interval_s)
+            interval = timedelta(seconds=self.ctx.settings.stream.suggest_interval_s)
             self.due = max(now, self.last_run + interval) if self.last_run else now
         return out, RETAIN
 

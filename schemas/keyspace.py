@@ -26,6 +26,11 @@ class Keyspace:
         return f"{self.prefix}:active"
 
     @property
+    def feed_trace(self) -> str:
+        """List of traced feed writes "user generated_at written_ms" (stream.freshness_sample)."""
+        return f"{self.prefix}:trace:feeds"
+
+    @property
     def base(self) -> str:
         return f"{self.prefix}:v{self.version}"
 

@@ -185,9 +185,56 @@ def feed(user_id: str, limit: int = 10, prefix: Optional[str] = None,
 
 
 @app.command()
+def bench(config: Optional[Path] = ConfigOpt,
+          events: int = typer.Option(1_000_000, min=100, help="events in the workload"),
+          users: int = typer.Option(100_000, min=10, help="users in the generated world"),
+          seed: int = 7,
+          processes: int = typer.Option(1, "--processes", "-p", min=1, max=8,
+                                        help="worker processes (and I/O floor consumers)"),
+          partitions: int = typer.Option(4, min=1, max=64, help="partitions of the bench topics"),
+          scale: bool = typer.Option(False, help="also run the other of 1 / 2 processes on the "
+                                                 "same topic and print the ratio"),
+          freshness_s: float = typer.Option(30.0, min=0, help="paced freshness phase (0 = skip)"),
+          rate: Optional[float] = typer.Option(None, help="freshness phase events/s "
+                                                          "(default: half the steady rate)"),
+          rank_interval_s: Optional[float] = typer.Option(
+              None, help="override stream.rank_interval_s for this run"),
+          reader: bool = typer.Option(True, help="reader phase: HTTP vs raw Redis"),
+          reader_s: float = typer.Option(5.0, min=0.5), concurrency: int = typer.Option(8, min=1),
+          keep: bool = typer.Option(False, help="keep the bench topics and keys"),
+          json_out: Optional[Path] = typer.Option(None, "--json", help="write the report here")):
+    """Throughput, freshness, memory and reader latency of the full topology on a seeded
+    synthetic workload, next to the same run's I/O floor (private topics and keys, removed after)."""
+    from rich.table import Table
+
+    from scripts import bench as bench_mod
+    from scripts import runner, services
+    settings = _settings(config)
+    try:
+        runner.check_services(settings)
+        report = bench_mod.run(settings, bench_mod.BenchConfig(
+            events=events, users=users, seed=seed, processes=processes, partitions=partitions,
+            scale=scale, freshness_s=freshness_s, freshness_rate=rate,
+            rank_interval_s=rank_interval_s, reader=reader, reader_s=reader_s,
+            reader_concurrency=concurrency, keep=keep), log=console.print)
+    except services.ServiceError as exc:
+        _fail(exc)
+    out = Table(title=f"persona bench {report['run_id']} (indicative when the CPU is shared)")
+    out.add_column("measure")
+    out.add_column("value", justify="right")
+    for name, value in bench_mod.table(report):
+        out.add_row(name, value)
+    console.print(out)
+    if json_out:
+        json_out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+        console.print(f"wrote {json_out}")
+
+
+@app.command()
 def demo(users: int = 300, days: float = 3.0, seed: int = 7):
     """Start services, stream synthetic activity through the workers, print feeds with reasons."""
-    from scripts import demo as demo_mod, services
+    from scripts import demo as demo_mod
+    from scripts import services
     try:
         demo_mod.main(users=users, days=days, seed=seed, console=console)
     except services.ServiceError as exc:
