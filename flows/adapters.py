@@ -42,7 +42,7 @@ from schemas.notifications import encode_decision, encode_inbox
 from schemas.outputs import encode_profile
 
 log = logging.getLogger("persona.flow")
-RETAIN, DISCARD = StatefulBatchLogic.RETAIN, StatefulBatchLogic.DISCARD
+RETAIN = StatefulBatchLogic.RETAIN
 
 
 class _Logic(StatefulBatchLogic):
@@ -158,6 +158,8 @@ class UserLogic(_Logic):
 
     Marks the user dirty and ranks at most once per `rank_interval_s` (wall clock) on a timer; emits
     ("co", a, (b, weight)), ("ex", Example), ("feed", user_id, bytes), ("forget_user", user_id).
+    A deleted user leaves an empty tombstone state that ignores everything after (deliveries from
+    the followers step would otherwise create a new state and a new feed).
     """
 
     def __init__(self, state: UserState | None, ctx: Context, store_of=None):
@@ -174,6 +176,8 @@ class UserLogic(_Logic):
             first = values[0]
             self.state = UserState(first[1] if first[0] == "deliver" else first[1].user_id, ctx)
         state = self.state
+        if state.deleted:  # a tombstone: later deliveries and events must not revive the user
+            return [], RETAIN
         store = self.store_of()
         for value in values:
             if value[0] == "deliver":
@@ -181,8 +185,10 @@ class UserLogic(_Logic):
                 state.last_ts = max(state.last_ts, value[3])
                 continue
             event, view = value[1], value[2]
-            if event.type == "user_deleted":
-                return [("forget_user", state.user_id)], DISCARD
+            if event.type == "user_deleted":  # keep a small tombstone, not the user's data
+                self.state, self.due = UserState(state.user_id, ctx), None
+                self.state.deleted = True
+                return [("forget_user", state.user_id)], RETAIN
             result = state.learn_one(event, view, ctx, store)
             out.extend(("co", a, (b, w)) for a, b, w in result.co_pairs)
             out.extend(("ex", ex) for ex in result.examples)

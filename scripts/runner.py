@@ -108,6 +108,17 @@ def run(settings: Settings, config_path: str | None, *, processes: int = 1, work
     """Run the flow until it ends (tail=False: when the topic is drained) or is interrupted.
     `metrics_port`: serve Prometheus metrics of process i on metrics_port + i (0: off; None: as
     BYTEWAX_DATAFLOW_API_* in the environment say)."""
+    procs = start(settings, config_path, processes=processes, workers=workers, tail=tail,
+                  recovery_dir=recovery_dir, snapshot_s=snapshot_s, log=log, env_extra=env_extra,
+                  metrics_port=metrics_port)
+    return supervise(procs, log)
+
+
+def start(settings: Settings, config_path: str | None, *, processes: int = 1, workers: int = 1,
+          tail: bool = True, recovery_dir: str | None = None, snapshot_s: int = 10,
+          log: Callable[[str], object] = print, env_extra: dict | None = None,
+          metrics_port: int | None = None) -> list[subprocess.Popen]:
+    """Start the worker processes (each in its own session) and return them; see `run`."""
     check_services(settings)
     if recovery_dir:
         init_recovery(recovery_dir, max(processes * workers, 1))
@@ -133,6 +144,11 @@ def run(settings: Settings, config_path: str | None, *, processes: int = 1, work
     if metrics_port:
         log(f"Prometheus metrics: http://127.0.0.1:{metrics_port}/metrics"
             + (f" … :{metrics_port + processes - 1}/metrics" if processes > 1 else ""))
+    return procs
+
+
+def supervise(procs: list[subprocess.Popen], log: Callable[[str], object] = print) -> int:
+    """Wait for the cluster; stop it all when one process fails (the others would panic)."""
     try:
         while True:
             codes = [p.poll() for p in procs]

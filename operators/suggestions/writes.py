@@ -25,7 +25,9 @@ def social_ops(ks: Keyspace, w: tuple) -> list[tuple]:
         return [("sadd" if w[3] else "srem", ks.group_members(w[1]), w[2])]
     if kind == "liker":
         key = ks.likers(w[1])
-        return [("zadd", key, {w[2]: w[3]}), ("zremrangebyrank", key, 0, -(LIKERS_KEPT + 1))]
+        # GT: a like applied after a newer one (another batching, a restart) never moves it back
+        return [("zadd", key, {w[2]: w[3]}, False, False, False, False, True),
+                ("zremrangebyrank", key, 0, -(LIKERS_KEPT + 1))]
     if kind == "popular_user":
         return [("zadd", ks.popular_users, {w[1]: w[2]}),
                 ("zremrangebyrank", ks.popular_users, 0, -(POPULAR_KEPT + 1))]

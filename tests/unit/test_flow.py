@@ -93,3 +93,13 @@ def test_user_deleted_removes_the_feed(run):
     payloads.append(encode_event(Event("e9", "user_deleted", T + 9, "u4")))
     writes, _ = run(payloads)
     assert "u4" not in writes.feeds and "u1" in writes.feeds
+
+
+def test_a_deleted_user_is_not_revived_by_later_deliveries(run):
+    # u1 follows u3, is deleted, then u3 posts: the fan-out delivery must not create a new feed
+    payloads = [encode_event(e) for e in events()]
+    payloads += [encode_event(Event("e9", "user_deleted", T + 9, "u1")),
+                 encode_event(Event("e10", "post_created", T + 10, "u3", post_id="p4")),
+                 encode_event(Event("e11", "like", T + 11, "u1", post_id="p1"))]
+    writes, _ = run(payloads)
+    assert "u1" not in writes.feeds
