@@ -203,7 +203,9 @@ class UserLogic(_Logic):
         return self.due
 
     def on_notify(self):
-        return self._rank(), RETAIN
+        # Bytewax may still fire a timer that was due when this activation began, after an
+        # on_batch that cancelled it (user_deleted): a tombstone must not get a feed again
+        return (self._rank() if self.due is not None else []), RETAIN
 
     def on_eof(self):
         return (self._rank() if self.due is not None else []), RETAIN
@@ -258,8 +260,8 @@ class SuggestionsLogic(_Logic):
     def notify_at(self):
         return self.due
 
-    def on_notify(self):
-        return self._suggest(), RETAIN
+    def on_notify(self):  # see UserLogic.on_notify: a cancelled timer may still fire once
+        return (self._suggest() if self.due is not None else []), RETAIN
 
     def on_eof(self):
         return (self._suggest() if self.due is not None else []), RETAIN

@@ -157,16 +157,17 @@ def supervise(procs: list[subprocess.Popen], log: Callable[[str], object] = prin
             failed = [c for c in codes if c not in (None, 0)]
             if failed:
                 log(f"a worker process exited with {failed[0]}; stopping the cluster")
-                _stop(procs)
+                stop(procs)
                 return failed[0]
             time.sleep(0.2)
     except KeyboardInterrupt:
         log("interrupted; stopping workers")
-        _stop(procs)
+        stop(procs)
         return 130
 
 
-def _stop(procs: list[subprocess.Popen]) -> None:
+def stop(procs: list[subprocess.Popen]) -> None:
+    """SIGTERM to every process group, SIGKILL after 10 s."""
     for p in procs:
         if p.poll() is None:
             os.killpg(p.pid, signal.SIGTERM)

@@ -22,30 +22,20 @@ import time
 import orjson
 import pytest
 
-import config
 from scripts import kafka_io, runner
 from scripts.generate import GeneratorConfig, generate
-from tests.integration.helpers import cleanup, compare_runs, isolated_env, key_digests
+from tests.integration.helpers import (
+    cleanup,
+    compare_runs,
+    create_run_topics,
+    key_digests,
+    run_env,
+    wait_first_write,
+)
 
 SEEDS = (1, 2, 3)
 SNAPSHOT_S = 1
 FIRST_LINE = b"not json: the first line of the topic"
-
-
-def topics_env(live, unique: str, run: str) -> dict[str, str]:
-    """One shared events topic; dead letters, notifications and Redis keys per run."""
-    env = isolated_env(live, f"{unique}-{run}")
-    env["PERSONA_KAFKA__EVENTS_TOPIC"] = f"persona.test.{unique}.events"
-    env["PERSONA_KAFKA__NOTIFICATIONS_TOPIC"] = f"persona.test.{unique}-{run}.notifs"
-    env["PERSONA_KAFKA__PARTITIONS"] = "1"
-    return env
-
-
-def prepare(env: dict[str, str]):
-    settings = config.load(env=env)
-    for topic in (settings.kafka.dead_letter_topic, settings.kafka.notifications_topic):
-        kafka_io.recreate_topic(settings.kafka.bootstrap, topic, 1)
-    return settings
 
 
 def run_to_end(settings, env, recovery_dir) -> tuple[int, float, float]:
@@ -56,17 +46,6 @@ def run_to_end(settings, env, recovery_dir) -> tuple[int, float, float]:
     first = wait_first_write(settings, procs[0])
     code = runner.supervise(procs, log=lambda m: None)
     return code, first - t0, time.time() - t0
-
-
-def wait_first_write(settings, proc, timeout_s: float = 120.0) -> float:
-    import redis
-    client = redis.Redis.from_url(settings.redis.url)
-    deadline = time.time() + timeout_s
-    while time.time() < deadline and proc.poll() is None:
-        if next(client.scan_iter(f"{settings.redis.prefix}:v*", count=1000), None) is not None:
-            return time.time()
-        time.sleep(0.05)
-    return time.time()
 
 
 def dead_letters_of_first_line(settings) -> int:
@@ -81,8 +60,8 @@ def reference(live, tmp_path_factory):
     import redis
 
     unique = uuid.uuid4().hex[:10]
-    env = topics_env(live, unique, "ref")
-    settings = prepare(env)
+    env = run_env(live, unique, "ref")
+    settings = create_run_topics(env)
     events, _ = generate(GeneratorConfig(users=150, days=1, seed=17))
     kafka_io.recreate_topic(settings.kafka.bootstrap, settings.kafka.events_topic, 1)
     kafka_io.produce(settings.kafka.bootstrap, settings.kafka.events_topic,
@@ -100,8 +79,8 @@ def test_kill_9_and_restart_gives_the_uninterrupted_contents(live, reference, se
     import redis
 
     unique, expected, first_write_s, total_s, n_events = reference
-    env = topics_env(live, unique, f"kill{seed}")
-    settings = prepare(env)
+    env = run_env(live, unique, f"kill{seed}")
+    settings = create_run_topics(env)
     client = redis.Redis.from_url(live[1])
     try:
         procs = runner.start(settings, None, tail=False, recovery_dir=str(tmp_path),

@@ -103,3 +103,18 @@ def test_a_deleted_user_is_not_revived_by_later_deliveries(run):
                  encode_event(Event("e11", "like", T + 11, "u1", post_id="p1"))]
     writes, _ = run(payloads)
     assert "u1" not in writes.feeds
+
+
+def test_a_timer_cancelled_by_user_deleted_writes_nothing():
+    # Bytewax can still call on_notify for a timer that was due when the activation began, after
+    # the on_batch that deleted the user: that must not write a feed after the forget_user.
+    from flows.adapters import UserLogic
+    from operators import Context
+
+    store = MemoryFeatureStore()
+    logic = UserLogic(None, Context.from_settings(config.load(env={})), lambda: store)
+    logic.on_batch([("event", Event("e1", "follow", T, "u1", target_id="u2"), None)])
+    assert logic.notify_at() is not None
+    out, _ = logic.on_batch([("event", Event("e2", "user_deleted", T + 1, "u1"), None)])
+    assert out == [("forget_user", "u1")]
+    assert logic.on_notify()[0] == [] and logic.on_eof()[0] == []
