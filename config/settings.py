@@ -51,6 +51,7 @@ class RedisSettings:
     password: str = field(repr=False)
     tls: bool
     ca_file: str
+    write_version: str
 
     BOUNDS = {"write_retries": bounded(0, 100)}
 
@@ -86,6 +87,7 @@ class StreamSettings:
     dedup_capacity: int
     dedup_shards: int
     rank_interval_s: float
+    reorder_wait_s: float
     kafka_batch_size: int
 
     BOUNDS = {
@@ -95,6 +97,7 @@ class StreamSettings:
         "dedup_capacity": bounded(1, 100_000_000),
         "dedup_shards": bounded(1, 65536),
         "rank_interval_s": bounded(0.01, 3600),
+        "reorder_wait_s": bounded(0.0, 3600),
         "kafka_batch_size": bounded(1, 100_000),
     }
 

@@ -82,10 +82,9 @@ class ItemLogic(_Logic):
     """key = post id. Emits ("user", event, view before) per event, then ("item", view after).
 
     Events about a post not created yet wait (operators.reorder) until `post_created` arrives or
-    AWAIT_S of wall clock pass, so a like that overtook its post still teaches author and topics.
+    `stream.reorder_wait_s` of wall clock pass, so a like that overtook its post still teaches
+    author and topics.
     """
-
-    AWAIT_S = 5.0
 
     def __init__(self, state: tuple[ItemStats, AwaitingPost] | None, ctx: Context):
         super().__init__(state)
@@ -106,7 +105,8 @@ class ItemLogic(_Logic):
             else:
                 ready.append(e)
         if waiting and self.deadline is None:
-            self.deadline = datetime.now(timezone.utc) + timedelta(seconds=self.AWAIT_S)
+            self.deadline = datetime.now(timezone.utc) + timedelta(
+                seconds=self.ctx.settings.stream.reorder_wait_s)
         elif not waiting:
             self.deadline = None
         return self._apply(ready), RETAIN

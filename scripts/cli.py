@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-import orjson
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -129,6 +128,31 @@ def produce(file: Path, topic: Optional[str] = None, config: Optional[Path] = Co
 
 
 @app.command()
+def versions(config: Optional[Path] = ConfigOpt,
+             allocate: bool = typer.Option(False, help="reserve a new version number, print it"),
+             switch: Optional[str] = typer.Option(None, help="make this version active (atomic)"),
+             collect_after_s: Optional[float] = typer.Option(
+                 None, help="delete versions retired longer ago than this")):
+    """Keyspace versions: the active one, the retired ones; allocate, switch, collect."""
+    from config.security import redis_connection
+    from operators.redis_store import connect
+    from scripts.versions import Versions
+    settings = _settings(config)
+    url, options = redis_connection(settings.redis)
+    versions_ = Versions(connect(url, **options), settings.redis.prefix)
+    out: dict = {}
+    if allocate:
+        out["allocated"] = versions_.allocate()
+    if switch is not None:
+        out["previous"] = versions_.switch(switch)
+    if collect_after_s is not None:
+        out["collected"] = versions_.collect(collect_after_s)
+    out["active"] = versions_.active()
+    out["retired"] = versions_.retired()
+    console.print_json(data=out)
+
+
+@app.command()
 def replay(logs: list[Path] = typer.Argument(..., help="JSONL logs (.gz ok) or directories of them"),
            config: Optional[Path] = ConfigOpt,
            no_switch: bool = typer.Option(False, help="build the version without activating it"),
@@ -169,7 +193,8 @@ def feed(user_id: str, limit: int = 10, prefix: Optional[str] = None,
 @app.command()
 def demo(users: int = 300, days: float = 3.0, seed: int = 7):
     """Start services, stream synthetic activity through the workers, print feeds with reasons."""
-    from scripts import demo as demo_mod, services
+    from scripts import demo as demo_mod
+    from scripts import services
     try:
         demo_mod.main(users=users, days=days, seed=seed, console=console)
     except services.ServiceError as exc:
