@@ -245,7 +245,8 @@ class SuggestionsLogic(_Logic):
         out: list = []
         for value in values:
             if value[0] == "event" and value[1].type == "user_deleted":  # keep a tombstone: others'
-                out.append(("forget_social", self.state.user_id, list(self.state.groups)))
+                out.append(("forget_social", self.state.user_id, list(self.state.groups),
+                            sorted(self.state.authors)))
                 self.state, self.due = SocialState(self.state.user_id, deleted=True), None
                 continue  # follows / messages must not revive the deleted user's suggestions
             out.extend(self.state.learn(value))

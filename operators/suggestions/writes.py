@@ -31,8 +31,9 @@ def social_ops(ks: Keyspace, w: tuple) -> list[tuple]:
     if kind == "popular_user":
         return [("zadd", ks.popular_users, {w[1]: w[2]}),
                 ("zremrangebyrank", ks.popular_users, 0, -(POPULAR_KEPT + 1))]
-    if kind == "forget_social":
+    if kind == "forget_social":  # ("forget_social", user, groups[, engaged authors])
         return [("delete", ks.graph(w[1])), ("delete", ks.suggestions(w[1])),
-                ("zrem", ks.popular_users, w[1])] + [
-            ("srem", ks.group_members(g), w[1]) for g in w[2]]
+                ("delete", ks.likers(w[1])), ("zrem", ks.popular_users, w[1])] + [
+            ("srem", ks.group_members(g), w[1]) for g in w[2]] + [
+            ("zrem", ks.likers(a), w[1]) for a in (w[3] if len(w) > 3 else ())]
     raise ValueError(f"unknown write record {kind!r}")

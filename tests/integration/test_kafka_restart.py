@@ -59,9 +59,7 @@ def test_consumption_resumes_after_a_broker_restart(live, tmp_path, capfd):
                           log=lambda m: None, metrics_port=0) == 0
         expected = key_digests(client, settings["ref"].redis.prefix)
 
-        # tailing, as in production (see README: `--until-drained` may stop early when the
-        # broker restarts during the run), until nothing changes for longer than the rank
-        # interval and the item step's reorder wait
+        # tailing, as in production, until nothing changes for longer than the rank interval
         def start_worker():
             return runner.start(settings["restart"], None, tail=True, env_extra=envs["restart"],
                                 recovery_dir=str(tmp_path / "recovery"), snapshot_s=1,
