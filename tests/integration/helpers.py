@@ -205,15 +205,19 @@ class PrivateKafka:
         self.services.down(self.settings, log=lambda m: None)
 
 
-def wait_quiet(client: redis.Redis, prefix: str, proc, quiet_s: float,
+def wait_quiet(client: redis.Redis, prefix: str, proc, quiet_s: float, sentinel: str,
                timeout_s: float = 240.0) -> dict[str, str]:
-    """For a tailing worker (it never ends by itself): wait until nothing under `prefix` has
-    changed for `quiet_s` (longer than the rank interval and the item step's reorder wait), and
-    return the digests. Fails if the worker exits or never settles."""
+    """For a tailing worker (it never ends by itself): wait until the key `sentinel` (written
+    when the last event of the topic has been processed) exists and nothing under `prefix` has
+    changed for `quiet_s` (longer than the rank interval); return the digests. Fails if the worker
+    exits or never settles."""
     deadline = time.time() + timeout_s
     last, since = None, time.time()
     while time.time() < deadline:
         assert proc.poll() is None, f"the worker exited with {proc.returncode}"
+        if not next(client.scan_iter(f"{prefix}:{sentinel}"), None):
+            time.sleep(0.5)
+            continue
         now = key_digests(client, prefix)
         if now != last:
             last, since = now, time.time()

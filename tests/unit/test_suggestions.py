@@ -139,3 +139,19 @@ def test_search_evaluation_replays_the_engine():
     report = evaluate_search((decode_event(orjson.dumps(e))[0] for e in raw), config.load())
     assert report.searches > 0 and report.clicks > 0
     assert 0 < report.mrr_base <= 1 and 0 < report.mrr_personal <= 1
+
+
+def test_forgetting_a_user_removes_them_from_likers_both_ways():
+    from operators.suggestions.store import MemoryGraphStore
+    from operators.suggestions.writes import social_ops
+    from schemas.keyspace import Keyspace
+
+    store = MemoryGraphStore()
+    store.apply(("liker", "a1", "gone", 5))
+    store.apply(("liker", "a1", "stays", 6))
+    store.apply(("liker", "gone", "fan", 7))
+    store.apply(("forget_social", "gone", [], ["a1"]))
+    assert store.likers(["a1", "gone"]) == {"a1": ["stays"]}
+    ks = Keyspace("p", "1")
+    ops = social_ops(ks, ("forget_social", "gone", ["g1"], ["a1"]))
+    assert ("delete", ks.likers("gone")) in ops and ("zrem", ks.likers("a1"), "gone") in ops
