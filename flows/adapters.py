@@ -58,13 +58,35 @@ class _Logic(StatefulBatchLogic):
         self.state = state
 
     def snapshot(self):
-        return pickle.dumps(self.state, protocol=5) if self.recovery else None
+        if not self.recovery:
+            return None
+        # Timers are not part of Bytewax's snapshot: remember that one was pending, or a key
+        # dirty at the snapshot would never be ranked / published / released after a restart.
+        pending = self.notify_at() is not None
+        return pickle.dumps(_PendingTimer(self.state) if pending else self.state, protocol=5)
+
+    def resume_timer(self) -> None:
+        """Re-arm the timer of a key restored with one pending (logics with timers)."""
 
     @classmethod
     def builder(cls, *args):
         def build(resume):
-            return cls(pickle.loads(resume) if resume is not None else None, *args)
+            value = pickle.loads(resume) if resume is not None else None
+            if isinstance(value, _PendingTimer):
+                logic = cls(value.state, *args)
+                logic.resume_timer()
+                return logic
+            return cls(value, *args)
         return build
+
+
+class _PendingTimer:
+    """A snapshot of a state whose key had a timer pending."""
+
+    __slots__ = ("state",)
+
+    def __init__(self, state):
+        self.state = state
 
 
 class DedupLogic(_Logic):
@@ -113,6 +135,10 @@ class ItemLogic(_Logic):
 
     def notify_at(self):
         return self.deadline
+
+    def resume_timer(self):
+        self.deadline = datetime.now(timezone.utc) + timedelta(
+            seconds=self.ctx.settings.stream.reorder_wait_s)
 
     def on_notify(self):
         self.deadline = None
@@ -202,6 +228,9 @@ class UserLogic(_Logic):
     def notify_at(self):
         return self.due
 
+    def resume_timer(self):
+        self.due = datetime.now(timezone.utc)
+
     def on_notify(self):
         # Bytewax may still fire a timer that was due when this activation began, after an
         # on_batch that cancelled it (user_deleted): a tombstone must not get a feed again
@@ -260,6 +289,9 @@ class SuggestionsLogic(_Logic):
 
     def notify_at(self):
         return self.due
+
+    def resume_timer(self):
+        self.due = datetime.now(timezone.utc)
 
     def on_notify(self):  # see UserLogic.on_notify: a cancelled timer may still fire once
         return (self._suggest() if self.due is not None else []), RETAIN

@@ -18,6 +18,7 @@ import os
 import random
 import signal
 import time
+from pathlib import Path
 
 import orjson
 import pytest
@@ -30,7 +31,6 @@ from tests.integration.helpers import (
     create_run_topics,
     key_digests,
     run_env,
-    wait_first_write,
 )
 
 SEEDS = (1, 2, 3)
@@ -38,14 +38,34 @@ SNAPSHOT_S = 1
 FIRST_LINE = b"not json: the first line of the topic"
 
 
-def run_to_end(settings, env, recovery_dir) -> tuple[int, float, float]:
-    """(exit code, seconds to the first Redis write, seconds in all)."""
-    t0 = time.time()
+def run_to_end(settings, env, recovery_dir) -> int:
     procs = runner.start(settings, None, tail=False, recovery_dir=str(recovery_dir),
                          snapshot_s=SNAPSHOT_S, env_extra=env, log=lambda m: None, metrics_port=0)
-    first = wait_first_write(settings, procs[0])
-    code = runner.supervise(procs, log=lambda m: None)
-    return code, first - t0, time.time() - t0
+    return runner.supervise(procs, log=lambda m: None)
+
+
+def wait_snapshot_offset(recovery_dir, proc, n: float, timeout_s: float = 180.0) -> int:
+    """Wait until the worker's recovery partition holds a snapshot of the Kafka input at an
+    offset ≥ `n` (or the worker exits); return that offset."""
+    import pickle
+    import sqlite3
+
+    deadline = time.time() + timeout_s
+    offset = -1
+    while time.time() < deadline and proc.poll() is None:
+        for part in Path(recovery_dir).glob("part-*.sqlite3"):
+            try:
+                with sqlite3.connect(f"file:{part}?mode=ro", uri=True, timeout=1) as db:
+                    rows = db.execute("SELECT ser_change FROM snaps WHERE step_id LIKE "
+                                      "'%kafka_in%' ORDER BY snap_epoch DESC LIMIT 1").fetchall()
+            except sqlite3.Error:
+                continue
+            if rows and rows[0][0] is not None:
+                offset = pickle.loads(rows[0][0])
+        if offset >= n:
+            return offset
+        time.sleep(0.05)
+    return offset
 
 
 def dead_letters_of_first_line(settings) -> int:
@@ -62,15 +82,14 @@ def reference(live, tmp_path_factory):
     unique = uuid.uuid4().hex[:10]
     env = run_env(live, unique, "ref")
     settings = create_run_topics(env)
-    events, _ = generate(GeneratorConfig(users=150, days=1, seed=17))
+    events, _ = generate(GeneratorConfig(users=200, days=1, seed=17))
     kafka_io.recreate_topic(settings.kafka.bootstrap, settings.kafka.events_topic, 1)
     kafka_io.produce(settings.kafka.bootstrap, settings.kafka.events_topic,
                      [FIRST_LINE] + [orjson.dumps(e) for e in events])
-    code, first_write_s, total_s = run_to_end(settings, env, tmp_path_factory.mktemp("ref"))
-    assert code == 0
+    assert run_to_end(settings, env, tmp_path_factory.mktemp("ref")) == 0
     client = redis.Redis.from_url(live[1])
     digests = key_digests(client, settings.redis.prefix)
-    yield unique, digests, first_write_s, total_s, len(events)
+    yield unique, digests, len(events)
     cleanup(settings, client)
 
 
@@ -78,7 +97,7 @@ def reference(live, tmp_path_factory):
 def test_kill_9_and_restart_gives_the_uninterrupted_contents(live, reference, seed, tmp_path):
     import redis
 
-    unique, expected, first_write_s, total_s, n_events = reference
+    unique, expected, n_events = reference
     env = run_env(live, unique, f"kill{seed}")
     settings = create_run_topics(env)
     client = redis.Redis.from_url(live[1])
@@ -86,25 +105,24 @@ def test_kill_9_and_restart_gives_the_uninterrupted_contents(live, reference, se
         procs = runner.start(settings, None, tail=False, recovery_dir=str(tmp_path),
                              snapshot_s=SNAPSHOT_S, env_extra=env, log=lambda m: None,
                              metrics_port=0)
-        wait_first_write(settings, procs[0])
-        # a random point of the processing time measured by the uninterrupted run
-        kill_after = random.Random(seed).uniform(0.15, 0.6) * (total_s - first_write_s)
-        time.sleep(kill_after)
+        # a seeded random point: once the Kafka offset in a committed snapshot has passed that
+        # fraction of the topic, plus a random part of an epoch (not on a snapshot boundary)
+        rng = random.Random(seed)
+        fraction = rng.uniform(0.1, 0.5)
+        offset = wait_snapshot_offset(tmp_path, procs[0], fraction * n_events)
+        time.sleep(rng.uniform(0.0, 0.5) * SNAPSHOT_S)
         assert procs[0].poll() is None, (
-            f"the worker finished before the kill point ({kill_after:.1f}s): use a larger log")
+            f"the worker finished before its snapshots passed {fraction:.0%} of the topic")
         os.kill(procs[0].pid, signal.SIGKILL)
         assert procs[0].wait() == -signal.SIGKILL
         partial = key_digests(client, settings.redis.prefix)
         assert partial, "the killed run wrote nothing: the kill came too early to test anything"
 
-        code = runner.supervise(runner.start(
-            settings, None, tail=False, recovery_dir=str(tmp_path), snapshot_s=SNAPSHOT_S,
-            env_extra=env, log=lambda m: None, metrics_port=0), log=lambda m: None)
-        assert code == 0
+        assert run_to_end(settings, env, tmp_path) == 0
         got = key_digests(client, settings.redis.prefix)
         diff = compare_runs(expected, got)
         assert diff == {"missing": [], "extra": [], "different": []}, (
-            f"seed {seed}, killed after {kill_after:.1f}s of {n_events} events: "
+            f"seed {seed}, killed after a snapshot at offset {offset} of {n_events}: "
             f"{ {k: (len(v), v[:5]) for k, v in diff.items()} }")
         assert dead_letters_of_first_line(settings) == 1, (
             "the restarted worker re-read the topic from the beginning instead of resuming")

@@ -118,3 +118,20 @@ def test_a_timer_cancelled_by_user_deleted_writes_nothing():
     out, _ = logic.on_batch([("event", Event("e2", "user_deleted", T + 1, "u1"), None)])
     assert out == [("forget_user", "u1")]
     assert logic.on_notify()[0] == [] and logic.on_eof()[0] == []
+
+
+def test_a_pending_rank_survives_a_restart(monkeypatch):
+    # Bytewax snapshots states, not timers: a user dirty at the snapshot must still be ranked
+    from flows.adapters import UserLogic, _Logic
+    from operators import Context
+
+    monkeypatch.setattr(_Logic, "recovery", True)
+    store, ctx = MemoryFeatureStore(), Context.from_settings(config.load(env={}))
+    logic = UserLogic(None, ctx, lambda: store)
+    logic.on_batch([("event", Event("e1", "follow", T, "u1", target_id="u2"), None)])
+    resumed = UserLogic.builder(ctx, lambda: store)(logic.snapshot())
+    assert resumed.notify_at() is not None and resumed.state.user_id == "u1"
+    out, _ = resumed.on_notify()
+    assert [o[0] for o in out if o[0] == "feed"] == ["feed"]
+    logic.on_notify()  # ranked: nothing pending any more
+    assert UserLogic.builder(ctx, lambda: store)(logic.snapshot()).notify_at() is None
