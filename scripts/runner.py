@@ -104,13 +104,17 @@ def init_recovery(recovery_dir: str, partitions: int) -> None:
 def run(settings: Settings, config_path: str | None, *, processes: int = 1, workers: int = 1,
         tail: bool = True, recovery_dir: str | None = None, snapshot_s: int = 10,
         log: Callable[[str], object] = print, env_extra: dict | None = None,
-        metrics_port: int | None = None) -> int:
+        metrics_port: int | None = None,
+        on_start: Callable[[list[subprocess.Popen]], object] | None = None) -> int:
     """Run the flow until it ends (tail=False: when the topic is drained) or is interrupted.
     `metrics_port`: serve Prometheus metrics of process i on metrics_port + i (0: off; None: as
-    BYTEWAX_DATAFLOW_API_* in the environment say)."""
+    BYTEWAX_DATAFLOW_API_* in the environment say). `on_start` receives the worker processes (the
+    benchmark samples their memory and stops a tailing run with `stop`)."""
     procs = start(settings, config_path, processes=processes, workers=workers, tail=tail,
                   recovery_dir=recovery_dir, snapshot_s=snapshot_s, log=log, env_extra=env_extra,
                   metrics_port=metrics_port)
+    if on_start is not None:
+        on_start(procs)
     return supervise(procs, log)
 
 
@@ -167,7 +171,7 @@ def supervise(procs: list[subprocess.Popen], log: Callable[[str], object] = prin
 
 
 def stop(procs: list[subprocess.Popen]) -> None:
-    """SIGTERM to every process group, SIGKILL after 10 s."""
+    """Stop worker processes (SIGTERM to their process groups, SIGKILL after 10 s)."""
     for p in procs:
         if p.poll() is None:
             os.killpg(p.pid, signal.SIGTERM)

@@ -12,7 +12,7 @@ import numpy as np
 
 from operators.context import FEATURES, Context
 from operators.feature_store import FeatureReader
-from operators.feed import candidates, filters, hydrate, mixing, scoring
+from operators.feed import candidates, controls, filters, hydrate, mixing, scoring
 from operators.feed.neighbourhood import Neighbourhood
 from schemas import Feed, FeedItem, Reason
 
@@ -26,6 +26,7 @@ _IN_NETWORK = FEATURES.index("in_network")
 
 def rank(user: UserState, store: FeatureReader, ctx: Context, now: int,
          model_name: str = "persona-v1") -> Feed:
+    ctx, arms = ctx.for_user(user.user_id)  # the settings of the user's experiment arms, if any
     knn = Neighbourhood(user, store, ctx)  # the user's item-kNN view, shared by the stages below
     proposals = candidates.gather(user, store, ctx, now, knn)  # post -> [(source, detail)]
     found = store.items(list(proposals))
@@ -33,19 +34,20 @@ def rank(user: UserState, store: FeatureReader, ctx: Context, now: int,
     views = [found[p] for p in ids]
     X, _ = hydrate.hydrate(user, views, store, ctx, now, knn)
     scores, contributions = scoring.score(user, X, store.global_model(), ctx)
-    order = sorted(range(len(ids)), key=lambda k: (-scores[k], ids[k]))
+    scores, shown, controlled = controls.apply(user, views, scores, now, ctx)  # see less / more
+    order = sorted((k for k in range(len(ids)) if shown[k]), key=lambda k: (-scores[k], ids[k]))
     chosen = mixing.diversify(order, scores, views, ctx)
     fresh = [k for k in order if any(code == "fresh" for code, _ in proposals[ids[k]])]
     chosen, explored = mixing.explore(chosen, fresh, views, user.user_id, now, ctx)
     items = tuple(
         FeedItem(ids[k], views[k].author_id, float(scores[k]),
                  _reasons(proposals[ids[k]], contributions[k], knn, ids[k], k in explored,
-                          views[k].author_id))
+                          views[k].author_id) + controlled.get(k, ()))
         for k in chosen
     )
     user.remember_served([ids[k] for k in chosen], X[chosen] if chosen else X[:0],
                          contrast=_contrast(ids, X, user.user_id, now))
-    return Feed(user.user_id, now, items, model_name)
+    return Feed(user.user_id, now, items, model_name, dict(arms))
 
 
 def _contrast(ids: list[str], X: np.ndarray, user_id: str, now: int) -> list:
