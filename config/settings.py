@@ -54,6 +54,7 @@ class RedisSettings:
     password: str = field(repr=False)
     tls: bool
     ca_file: str
+    write_version: str
 
     BOUNDS = {"write_retries": bounded(0, 100)}
 
@@ -89,6 +90,7 @@ class StreamSettings:
     dedup_capacity: int
     dedup_shards: int
     rank_interval_s: float
+    reorder_wait_s: float
     suggest_interval_s: float
     kafka_batch_size: int
     freshness_sample: int
@@ -100,6 +102,7 @@ class StreamSettings:
         "dedup_capacity": bounded(1, 100_000_000),
         "dedup_shards": bounded(1, 65536),
         "rank_interval_s": bounded(0.01, 3600),
+        "reorder_wait_s": bounded(0.0, 3600),
         "suggest_interval_s": bounded(0.01, 86400),
         "kafka_batch_size": bounded(1, 100_000),
         "freshness_sample": bounded(0, 1_000_000),

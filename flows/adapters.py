@@ -47,7 +47,7 @@ from schemas.notifications import encode_decision, encode_inbox
 from schemas.outputs import encode_profile
 
 log = logging.getLogger("persona.flow")
-RETAIN, DISCARD = StatefulBatchLogic.RETAIN, StatefulBatchLogic.DISCARD
+RETAIN = StatefulBatchLogic.RETAIN
 
 
 class _Logic(StatefulBatchLogic):
@@ -63,13 +63,35 @@ class _Logic(StatefulBatchLogic):
         self.state = state
 
     def snapshot(self):
-        return pickle.dumps(self.state, protocol=5) if self.recovery else None
+        if not self.recovery:
+            return None
+        # Timers are not part of Bytewax's snapshot: remember that one was pending, or a key
+        # dirty at the snapshot would never be ranked / published / released after a restart.
+        pending = self.notify_at() is not None
+        return pickle.dumps(_PendingTimer(self.state) if pending else self.state, protocol=5)
+
+    def resume_timer(self) -> None:
+        """Re-arm the timer of a key restored with one pending (logics with timers)."""
 
     @classmethod
     def builder(cls, *args):
         def build(resume):
-            return cls(pickle.loads(resume) if resume is not None else None, *args)
+            value = pickle.loads(resume) if resume is not None else None
+            if isinstance(value, _PendingTimer):
+                logic = cls(value.state, *args)
+                logic.resume_timer()
+                return logic
+            return cls(value, *args)
         return build
+
+
+class _PendingTimer:
+    """A snapshot of a state whose key had a timer pending."""
+
+    __slots__ = ("state",)
+
+    def __init__(self, state):
+        self.state = state
 
 
 class DedupLogic(_Logic):
@@ -87,10 +109,9 @@ class ItemLogic(_Logic):
     """key = post id. Emits ("user", event, view before) per event, then ("item", view after).
 
     Events about a post not created yet wait (operators.reorder) until `post_created` arrives or
-    AWAIT_S of wall clock pass, so a like that overtook its post still teaches author and topics.
+    `stream.reorder_wait_s` of wall clock pass, so a like that overtook its post still teaches
+    author and topics.
     """
-
-    AWAIT_S = 5.0
 
     def __init__(self, state: tuple[ItemStats, AwaitingPost] | None, ctx: Context):
         super().__init__(state)
@@ -111,13 +132,18 @@ class ItemLogic(_Logic):
             else:
                 ready.append(e)
         if waiting and self.deadline is None:
-            self.deadline = datetime.now(timezone.utc) + timedelta(seconds=self.AWAIT_S)
+            self.deadline = datetime.now(timezone.utc) + timedelta(
+                seconds=self.ctx.settings.stream.reorder_wait_s)
         elif not waiting:
             self.deadline = None
         return self._apply(ready), RETAIN
 
     def notify_at(self):
         return self.deadline
+
+    def resume_timer(self):
+        self.deadline = datetime.now(timezone.utc) + timedelta(
+            seconds=self.ctx.settings.stream.reorder_wait_s)
 
     def on_notify(self):
         self.deadline = None
@@ -163,6 +189,8 @@ class UserLogic(_Logic):
 
     Marks the user dirty and ranks at most once per `rank_interval_s` (wall clock) on a timer; emits
     ("co", a, (b, weight)), ("ex", Example), ("feed", user_id, bytes), ("forget_user", user_id).
+    A deleted user leaves an empty tombstone state that ignores everything after (deliveries from
+    the followers step would otherwise create a new state and a new feed).
     """
 
     def __init__(self, state: UserState | None, ctx: Context, store_of=None):
@@ -179,6 +207,8 @@ class UserLogic(_Logic):
             first = values[0]
             self.state = UserState(first[1] if first[0] == "deliver" else first[1].user_id, ctx)
         state = self.state
+        if state.deleted:  # a tombstone: later deliveries and events must not revive the user
+            return [], RETAIN
         store = self.store_of()
         for value in values:
             if value[0] == "deliver":
@@ -186,8 +216,10 @@ class UserLogic(_Logic):
                 state.last_ts = max(state.last_ts, value[3])
                 continue
             event, view = value[1], value[2]
-            if event.type == "user_deleted":
-                return [("forget_user", state.user_id)], DISCARD
+            if event.type == "user_deleted":  # keep a small tombstone, not the user's data
+                self.state, self.due = UserState(state.user_id, ctx), None
+                self.state.deleted = True
+                return [("forget_user", state.user_id)], RETAIN
             result = state.learn_one(event, view, ctx, store)
             out.extend(("co", a, (b, w)) for a, b, w in result.co_pairs)
             out.extend(("ex", ex) for ex in result.examples)
@@ -201,8 +233,13 @@ class UserLogic(_Logic):
     def notify_at(self):
         return self.due
 
+    def resume_timer(self):
+        self.due = datetime.now(timezone.utc)
+
     def on_notify(self):
-        return self._rank(), RETAIN
+        # Bytewax may still fire a timer that was due when this activation began, after an
+        # on_batch that cancelled it (user_deleted): a tombstone must not get a feed again
+        return (self._rank() if self.due is not None else []), RETAIN
 
     def on_eof(self):
         return (self._rank() if self.due is not None else []), RETAIN
@@ -242,7 +279,8 @@ class SuggestionsLogic(_Logic):
         out: list = []
         for value in values:
             if value[0] == "event" and value[1].type == "user_deleted":  # keep a tombstone: others'
-                out.append(("forget_social", self.state.user_id, list(self.state.groups)))
+                out.append(("forget_social", self.state.user_id, list(self.state.groups),
+                            sorted(self.state.authors)))
                 self.state, self.due = SocialState(self.state.user_id, deleted=True), None
                 continue  # follows / messages must not revive the deleted user's suggestions
             out.extend(self.state.learn(value))
@@ -257,8 +295,11 @@ class SuggestionsLogic(_Logic):
     def notify_at(self):
         return self.due
 
-    def on_notify(self):
-        return self._suggest(), RETAIN
+    def resume_timer(self):
+        self.due = datetime.now(timezone.utc)
+
+    def on_notify(self):  # see UserLogic.on_notify: a cancelled timer may still fire once
+        return (self._suggest() if self.due is not None else []), RETAIN
 
     def on_eof(self):
         return (self._suggest() if self.due is not None else []), RETAIN

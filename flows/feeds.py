@@ -78,7 +78,8 @@ def build_flow(settings: Settings, *, source: Source | None = None,
         kafka = kop.input("kafka_in", flow, brokers=settings.kafka.bootstrap.split(","),
                           topics=[settings.kafka.events_topic], tail=tail,
                           starting_offset=OFFSET_BEGINNING,
-                          add_config=kafka_config(settings.kafka),
+                          add_config={**kafka_config(settings.kafka),
+                                      "error_cb": _log_kafka_client_error},
                           batch_size=settings.stream.kafka_batch_size)
         op.inspect("kafka_errors", kafka.errs, _log_kafka_error)
         messages = kafka.oks  # KafkaSourceMessage
@@ -210,6 +211,12 @@ def _follower_messages(msg) -> list:
 
 def _log_kafka_error(_step, err) -> None:
     log.error("Kafka consumer error: %s", err.err)
+
+
+def _log_kafka_client_error(err) -> None:
+    """librdkafka's client-level errors (broker down, all brokers down): the consumer reconnects
+    by itself and resumes from its position; say so once per error instead of failing."""
+    log.warning("Kafka degraded: %s; the consumer keeps retrying and resumes where it was", err)
 
 
 def get_flow(config_path: str | None = None) -> Dataflow:

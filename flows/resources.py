@@ -38,7 +38,8 @@ def set_target_version(settings: Settings, version: str) -> None:
 
 
 def keyspace(settings: Settings) -> Keyspace:
-    version = _target_version.get(settings.redis.url + settings.redis.prefix)
+    version = (_target_version.get(settings.redis.url + settings.redis.prefix)
+               or settings.redis.write_version)
     return Keyspace(settings.redis.prefix, version or active_version(settings))
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from operators.decay import Decay
+from operators.decay import Decay, ExactDecayedSum
 from schemas import ENGAGEMENT_WEIGHT, Event
 
 
@@ -39,10 +39,12 @@ class ItemView:
 class ItemStats:
     """State of one item; picklable, no clients."""
 
-    __slots__ = ("view",)
+    __slots__ = ("view", "popularity")
 
     def __init__(self, post_id: str):
         self.view = ItemView(post_id)
+        # exact, so pop_log is the same bytes whatever order a post's events were applied in
+        self.popularity = ExactDecayedSum()
 
     def learn_one(self, event: Event, popularity: Decay) -> ItemView:
         """Apply `event`; return a copy of the view as it was before it."""
@@ -55,7 +57,8 @@ class ItemStats:
             v.topics = event.topics or ()
             v.group_id = event.group_id
             v.created_ts = event.ts
-            v.pop_log = popularity.add(v.pop_log, event.ts, 0.5)  # a new post starts slightly warm
+            self.popularity.add(popularity, event.ts, 0.5)  # a new post starts slightly warm
+            v.pop_log = self.popularity.log_sum
         elif kind == "post_deleted":
             if v.author_id in (None, event.user_id):
                 v.deleted = True
@@ -63,13 +66,18 @@ class ItemStats:
             v.impressions += 1
         elif kind in ENGAGEMENT_WEIGHT:
             weight = ENGAGEMENT_WEIGHT[kind]
-            v.pop_log = popularity.add(v.pop_log, event.ts, weight)
+            self.popularity.add(popularity, event.ts, weight)
+            v.pop_log = self.popularity.log_sum
             if kind != "click":
                 v.likes += 1.0
         return before
 
     def __getstate__(self):
-        return self.view.to_wire() + [self.view.post_id]
+        return self.view.to_wire() + [self.view.post_id, self.popularity.anchor,
+                                      self.popularity.partials]
 
     def __setstate__(self, state):
-        self.view = ItemView.from_wire(state[-1], state[:-1])
+        if len(state) == 9:  # a snapshot from before exact popularity: one rounded partial
+            state = state + [state[4], [1.0] if state[4] is not None else []]
+        self.view = ItemView.from_wire(state[8], state[:8])
+        self.popularity = ExactDecayedSum(state[9], list(state[10]))

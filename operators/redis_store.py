@@ -28,7 +28,7 @@ log = logging.getLogger("persona.redis")
 #   ("notifs", user_id, inbox_bytes) | ("notif_model", exported_weights)   (notifications)
 #   social discovery (operators.suggestions.writes): ("graph"|"suggestions"|"user_features", user,
 #   bytes) | ("group_member", group, user, joined) | ("liker", author, user, ts)
-#   | ("forget_social", user, groups)
+#   | ("forget_social", user, groups, engaged authors)
 Write = tuple
 
 

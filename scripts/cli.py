@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-import orjson
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -144,6 +143,31 @@ def produce(file: Path, topic: Optional[str] = None, config: Optional[Path] = Co
     if not file.exists():
         _fail(FileNotFoundError(f"{file} does not exist; create one with `persona generate`"))
     _produce_file(file, config, topic)
+
+
+@app.command()
+def versions(config: Optional[Path] = ConfigOpt,
+             allocate: bool = typer.Option(False, help="reserve a new version number, print it"),
+             switch: Optional[str] = typer.Option(None, help="make this version active (atomic)"),
+             collect_after_s: Optional[float] = typer.Option(
+                 None, help="delete versions retired longer ago than this")):
+    """Keyspace versions: the active one, the retired ones; allocate, switch, collect."""
+    from config.security import redis_connection
+    from operators.redis_store import connect
+    from scripts.versions import Versions
+    settings = _settings(config)
+    url, options = redis_connection(settings.redis)
+    versions_ = Versions(connect(url, **options), settings.redis.prefix)
+    out: dict = {}
+    if allocate:
+        out["allocated"] = versions_.allocate()
+    if switch is not None:
+        out["previous"] = versions_.switch(switch)
+    if collect_after_s is not None:
+        out["collected"] = versions_.collect(collect_after_s)
+    out["active"] = versions_.active()
+    out["retired"] = versions_.retired()
+    console.print_json(data=out)
 
 
 @app.command()

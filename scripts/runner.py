@@ -110,6 +110,19 @@ def run(settings: Settings, config_path: str | None, *, processes: int = 1, work
     `metrics_port`: serve Prometheus metrics of process i on metrics_port + i (0: off; None: as
     BYTEWAX_DATAFLOW_API_* in the environment say). `on_start` receives the worker processes (the
     benchmark samples their memory and stops a tailing run with `stop`)."""
+    procs = start(settings, config_path, processes=processes, workers=workers, tail=tail,
+                  recovery_dir=recovery_dir, snapshot_s=snapshot_s, log=log, env_extra=env_extra,
+                  metrics_port=metrics_port)
+    if on_start is not None:
+        on_start(procs)
+    return supervise(procs, log)
+
+
+def start(settings: Settings, config_path: str | None, *, processes: int = 1, workers: int = 1,
+          tail: bool = True, recovery_dir: str | None = None, snapshot_s: int = 10,
+          log: Callable[[str], object] = print, env_extra: dict | None = None,
+          metrics_port: int | None = None) -> list[subprocess.Popen]:
+    """Start the worker processes (each in its own session) and return them; see `run`."""
     check_services(settings)
     if recovery_dir:
         init_recovery(recovery_dir, max(processes * workers, 1))
@@ -132,11 +145,14 @@ def run(settings: Settings, config_path: str | None, *, processes: int = 1, work
              for i, cmd in enumerate(worker_commands(processes, workers, recovery_dir, snapshot_s))]
     log(f"started {processes} worker process(es) × {workers} worker(s): "
         f"pids {[p.pid for p in procs]}")
-    if on_start is not None:
-        on_start(procs)
     if metrics_port:
         log(f"Prometheus metrics: http://127.0.0.1:{metrics_port}/metrics"
             + (f" … :{metrics_port + processes - 1}/metrics" if processes > 1 else ""))
+    return procs
+
+
+def supervise(procs: list[subprocess.Popen], log: Callable[[str], object] = print) -> int:
+    """Wait for the cluster; stop it all when one process fails (the others would panic)."""
     try:
         while True:
             codes = [p.poll() for p in procs]

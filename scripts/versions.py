@@ -22,6 +22,11 @@ class Versions:
         raw = self.client.get(self.active_key)
         return raw.decode() if raw else None
 
+    def retired(self) -> dict[str, float]:
+        """Retired versions still kept → retirement time (s)."""
+        return {v.decode(): t for v, t in self.client.zrange(self.retired_key, 0, -1,
+                                                              withscores=True)}
+
     def allocate(self) -> str:
         """A version number never used before (above the active one)."""
         active = self.active()

@@ -82,7 +82,7 @@ class SocialReplay:
             if state is None:
                 state = self.users[user] = SocialState(user)
             if msg[0] == "event" and msg[1].type == "user_deleted":  # as SuggestionsLogic does
-                self.graph.apply(("forget_social", user, list(state.groups)))
+                self.graph.apply(("forget_social", user, list(state.groups), sorted(state.authors)))
                 self.users[user] = SocialState(user, deleted=True)
                 continue
             for record in state.learn(msg):

@@ -61,6 +61,9 @@ class MemoryGraphStore:
             self._popular.pop(record[1], None)
             for g in record[2]:
                 self._members.get(g, {}).pop(record[1], None)
+            self._likers.pop(record[1], None)  # the user as an author
+            for a in record[3] if len(record) > 3 else ():  # the user as a liker
+                self._likers.get(a, {}).pop(record[1], None)
 
     def graphs(self, ids):
         return {i: self._graphs[i] for i in ids if i in self._graphs}

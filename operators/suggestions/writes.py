@@ -25,7 +25,9 @@ def social_ops(ks: Keyspace, w: tuple) -> list[tuple]:
         return [("sadd" if w[3] else "srem", ks.group_members(w[1]), w[2])]
     if kind == "liker":
         key = ks.likers(w[1])
-        return [("zadd", key, {w[2]: w[3]}), ("zremrangebyrank", key, 0, -(LIKERS_KEPT + 1))]
+        # GT: a like applied after a newer one (another batching, a restart) never moves it back
+        return [("zadd", key, {w[2]: w[3]}, False, False, False, False, True),
+                ("zremrangebyrank", key, 0, -(LIKERS_KEPT + 1))]
     if kind == "popular_user":
         return [("zadd", ks.popular_users, {w[1]: w[2]}),
                 ("zremrangebyrank", ks.popular_users, 0, -(POPULAR_KEPT + 1))]
@@ -33,8 +35,10 @@ def social_ops(ks: Keyspace, w: tuple) -> list[tuple]:
         return [("srem", ks.deleted_users, w[1])]
     if kind == "search_blend":
         return [("set", ks.search_blend, w[1])]
-    if kind == "forget_social":
+    if kind == "forget_social":  # ("forget_social", user, groups[, engaged authors])
         return [("delete", ks.graph(w[1])), ("delete", ks.suggestions(w[1])),
-                ("zrem", ks.popular_users, w[1]), ("sadd", ks.deleted_users, w[1])] + [
-            ("srem", ks.group_members(g), w[1]) for g in w[2]]
+                ("delete", ks.likers(w[1])), ("zrem", ks.popular_users, w[1]),
+                ("sadd", ks.deleted_users, w[1])] + [
+            ("srem", ks.group_members(g), w[1]) for g in w[2]] + [
+            ("zrem", ks.likers(a), w[1]) for a in (w[3] if len(w) > 3 else ())]
     raise ValueError(f"unknown write record {kind!r}")

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import shutil
+import socket
+import subprocess
+import time
+
 import orjson
 import redis
 
@@ -47,3 +54,189 @@ def feeds(settings, client: redis.Redis) -> dict[str, dict]:
 def cleanup(settings, client: redis.Redis) -> None:
     for key in client.scan_iter(f"{settings.redis.prefix}:*", count=1000):
         client.delete(key)
+
+
+# Kinds of keys (the segment after the version) whose bytes the streaming flow reproduces exactly
+# for a given input however it is batched, restarted or delayed. The others depend on the order in
+# which Bytewax delivers events across keys and on wall-clock timers (README, "Operating and
+# recovery": feeds, ufeat, suggestions, notifs, nbrs, model:global, model:notif).
+EXACT_KINDS = frozenset({"item", "trending", "fresh", "graph", "gmembers", "likers",
+                         "popular_users", "profile"})
+
+
+def key_kind(key: str) -> str:
+    """'v3:item:{p1}' → 'item'; 'v3:model:global' → 'model:global'; 'active' → 'active'."""
+    parts = key.split(":")
+    if len(parts) < 2:
+        return key
+    return ":".join(parts[1:3]) if parts[1] == "model" else parts[1]
+
+
+def value_bytes(client: redis.Redis, key: bytes) -> bytes:
+    kind = client.type(key).decode()
+    if kind == "string":
+        return client.get(key)
+    if kind == "zset":
+        return orjson.dumps(client.zrange(key, 0, -1, withscores=True), default=bytes.hex)
+    if kind == "set":
+        return b"\0".join(sorted(client.smembers(key)))
+    raise ValueError(f"unexpected Redis type {kind} at {key!r}")
+
+
+def key_digests(client: redis.Redis, prefix: str, version: str | None = None) -> dict[str, str]:
+    """sha256 of the value of every key under `prefix` (of one keyspace version when given), by
+    key with the prefix and version stripped, so two prefixes or versions compare directly."""
+    base = f"{prefix}:v{version}:" if version is not None else f"{prefix}:"
+    out = {}
+    for key in client.scan_iter(f"{base}*", count=1000):
+        name = key.decode()[len(base):]
+        if version is None and name.startswith("v"):
+            name = "v*:" + name.split(":", 1)[1] if ":" in name else name
+        out[name] = hashlib.sha256(value_bytes(client, key)).hexdigest()
+    return out
+
+
+def compare_runs(reference: dict[str, str], other: dict[str, str]) -> dict[str, list[str]]:
+    """Keys that differ: {"missing": …, "extra": …, "different": exact-kind keys whose bytes
+    differ}. Every key must exist in both; exact kinds must be byte-identical."""
+    return {
+        "missing": sorted(set(reference) - set(other)),
+        "extra": sorted(set(other) - set(reference)),
+        "different": sorted(k for k in set(reference) & set(other)
+                            if key_kind(k) in EXACT_KINDS
+                            and reference[k] != other[k]),
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def redis_server_binary() -> str | None:
+    found = shutil.which("redis-server") or "/usr/bin/redis-server"
+    return found if os.path.exists(found) else None
+
+
+def start_redis(port: int, data_dir, durable: bool = False) -> subprocess.Popen:
+    """A private redis-server on loopback (never the shared one). `durable`: every write is in
+    the append-only file before it is acknowledged, so a stop and restart on the same `data_dir`
+    keeps everything, as a production Redis with persistence would."""
+    persistence = (["--appendonly", "yes", "--appendfsync", "always"] if durable
+                   else ["--appendonly", "no"])
+    proc = subprocess.Popen([redis_server_binary() or "redis-server", "--port", str(port),
+                             "--bind", "127.0.0.1", "--save", "", *persistence,
+                             "--dir", str(data_dir)], stdout=subprocess.DEVNULL)
+    client = redis.Redis(port=port)
+    for _ in range(200):
+        try:
+            client.ping()
+            return proc
+        except redis.ConnectionError:
+            if proc.poll() is not None:
+                break
+            time.sleep(0.05)
+    raise RuntimeError(f"redis-server did not start on port {port}")
+
+
+def run_env(live, unique: str, run: str) -> dict[str, str]:
+    """Several runs over one events topic (`unique`): dead letters, notifications and Redis keys
+    per run; one partition."""
+    env = isolated_env(live, f"{unique}-{run}")
+    env["PERSONA_KAFKA__EVENTS_TOPIC"] = f"persona.test.{unique}.events"
+    env["PERSONA_KAFKA__NOTIFICATIONS_TOPIC"] = f"persona.test.{unique}-{run}.notifs"
+    env["PERSONA_KAFKA__PARTITIONS"] = "1"
+    return env
+
+
+def create_run_topics(env: dict[str, str]):
+    """Empty dead-letter and notification topics of one run; returns the run's settings."""
+    settings = config.load(env=env)
+    for topic in (settings.kafka.dead_letter_topic, settings.kafka.notifications_topic):
+        kafka_io.recreate_topic(settings.kafka.bootstrap, topic, 1)
+    return settings
+
+
+def wait_first_write(settings, proc, timeout_s: float = 120.0) -> float:
+    """Wait until the worker `proc` has written a key under the run's prefix (or has exited)."""
+    client = redis.Redis.from_url(settings.redis.url)
+    deadline = time.time() + timeout_s
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            if next(client.scan_iter(f"{settings.redis.prefix}:v*", count=1000), None):
+                return time.time()
+        except redis.ConnectionError:
+            pass
+        time.sleep(0.05)
+    return time.time()
+
+
+class PrivateKafka:
+    """A private single-node KRaft broker on free ports with its data in `home` (never the shared
+    broker), started by scripts/services.py from the project's cached jars: `start()`, `stop()`
+    (keeps the data: a restart resumes the same log), `bootstrap`."""
+
+    def __init__(self, home):
+        from scripts import services
+
+        self.services = services
+        project = config.load(env={})
+        version = project.services.kafka_version
+        jars = services._kafka_paths(project)
+        services._resolve_jars(project, jars, log=lambda m: None)  # no-op when cached
+        port, controller = free_port(), free_port()
+        self.bootstrap = f"127.0.0.1:{port}"
+        self.settings = config.load(env={
+            "KAFKA_BOOTSTRAP": self.bootstrap,
+            "PERSONA_SERVICES__CACHE_DIR": str(home),
+            "PERSONA_SERVICES__KAFKA_PORT": str(port),
+            "PERSONA_SERVICES__KAFKA_CONTROLLER_PORT": str(controller),
+        })
+        lib = services._kafka_paths(self.settings)["lib"]
+        lib.parent.mkdir(parents=True, exist_ok=True)
+        if not lib.exists():
+            lib.symlink_to(jars["lib"].resolve(), target_is_directory=True)
+        assert self.settings.services.kafka_version == version
+
+    def start(self) -> None:
+        self.services.ensure_kafka(self.settings, log=lambda m: None)
+
+    def stop(self) -> None:
+        """Stops only the broker whose pid file is in this broker's own home."""
+        self.services.down(self.settings, log=lambda m: None)
+
+
+def wait_quiet(client: redis.Redis, prefix: str, proc, quiet_s: float, sentinel: str,
+               timeout_s: float = 240.0) -> dict[str, str]:
+    """For a tailing worker (it never ends by itself): wait until the key `sentinel` (written
+    when the last event of the topic has been processed) exists and nothing under `prefix` has
+    changed for `quiet_s` (longer than the rank interval); return the digests. Fails if the worker
+    exits or never settles."""
+    deadline = time.time() + timeout_s
+    last, since = None, time.time()
+    while time.time() < deadline:
+        assert proc.poll() is None, f"the worker exited with {proc.returncode}"
+        if not next(client.scan_iter(f"{prefix}:{sentinel}"), None):
+            time.sleep(0.5)
+            continue
+        now = key_digests(client, prefix)
+        if now != last:
+            last, since = now, time.time()
+        elif time.time() - since >= quiet_s:
+            return now
+        time.sleep(0.5)
+    raise AssertionError(f"the worker did not settle within {timeout_s:.0f}s")
+
+
+def explain(client: redis.Redis, prefixes: tuple[str, str], diff: dict[str, list[str]],
+            n: int = 3) -> str:
+    """Both runs' values of the first `n` differing keys, for an assertion message."""
+    lines = []
+    for name in diff["different"][:n]:
+        for prefix in prefixes:
+            keys = list(client.scan_iter(f"{prefix}:{name.replace('v*:', 'v*:', 1)}"))
+            lines.append(f"{prefix} {name}: "
+                         + (value_bytes(client, keys[0])[:600].decode(errors="replace")
+                            if keys else "(absent)"))
+    return "\n".join(lines)

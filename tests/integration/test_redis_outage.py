@@ -3,9 +3,6 @@ losing nothing (a private redis-server on a free port, really stopped and restar
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -16,33 +13,13 @@ import redis
 from operators.item_stats import ItemView
 from operators.redis_store import RedisFeatureStore, RedisWriter
 from schemas.keyspace import Keyspace
+from tests.integration.helpers import free_port, redis_server_binary, start_redis
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start(port: int, tmp) -> subprocess.Popen:
-    proc = subprocess.Popen([shutil.which("redis-server") or "/usr/bin/redis-server", "--port", str(port),
-                             "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                             "--dir", str(tmp)], stdout=subprocess.DEVNULL)
-    client = redis.Redis(port=port)
-    for _ in range(100):
-        try:
-            client.ping()
-            return proc
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    raise RuntimeError("redis-server did not start")
-
-
-@pytest.mark.skipif(not (shutil.which("redis-server") or os.path.exists("/usr/bin/redis-server")),
-                    reason="redis-server not installed")
+@pytest.mark.skipif(redis_server_binary() is None, reason="redis-server not installed")
 def test_writes_and_reads_survive_a_restart(tmp_path, live):
     port = free_port()
-    proc = start(port, tmp_path)
+    proc = start_redis(port, tmp_path)
     client = redis.Redis(port=port, socket_timeout=2, socket_connect_timeout=1)
     ks = Keyspace("outage", "1")
     writer = RedisWriter(client, ks, retries=10)
@@ -51,7 +28,7 @@ def test_writes_and_reads_survive_a_restart(tmp_path, live):
     proc.wait()
 
     restarted: list[subprocess.Popen] = []
-    timer = threading.Timer(2.0, lambda: restarted.append(start(port, tmp_path)))
+    timer = threading.Timer(2.0, lambda: restarted.append(start_redis(port, tmp_path)))
     timer.start()
     t0 = time.time()
     try:
@@ -67,3 +44,64 @@ def test_writes_and_reads_survive_a_restart(tmp_path, live):
         timer.join()
         for p in restarted:
             p.kill()
+
+
+@pytest.mark.skipif(redis_server_binary() is None, reason="redis-server not installed")
+def test_the_flow_survives_redis_stopped_mid_stream(tmp_path, live, capfd):
+    """The whole flow against a private, durable redis-server that is stopped for 3 s while the
+    worker is writing, then restarted: the worker waits (logging each retry), resumes, and ends
+    with the same contents as an uninterrupted run (every key; exact kinds byte for byte)."""
+    import uuid
+
+    import orjson
+
+    from scripts import kafka_io, runner
+    from scripts.generate import GeneratorConfig, generate
+    from tests.integration.helpers import (
+        compare_runs,
+        create_run_topics,
+        key_digests,
+        run_env,
+        wait_first_write,
+    )
+
+    data = tmp_path / "redis"
+    data.mkdir()
+    port = free_port()
+    servers = [start_redis(port, data, durable=True)]
+    url = f"redis://127.0.0.1:{port}/0"
+    unique = uuid.uuid4().hex[:10]
+    client = redis.Redis.from_url(url)
+    try:
+        envs = {run: dict(run_env(live, unique, run), REDIS_URL=url) for run in ("ref", "outage")}
+        settings = {run: create_run_topics(env) for run, env in envs.items()}
+        events, _ = generate(GeneratorConfig(users=120, days=1, seed=23))
+        topic = settings["ref"].kafka.events_topic
+        kafka_io.recreate_topic(settings["ref"].kafka.bootstrap, topic, 1)
+        kafka_io.produce(settings["ref"].kafka.bootstrap, topic, [orjson.dumps(e) for e in events])
+
+        assert runner.run(settings["ref"], None, tail=False, env_extra=envs["ref"],
+                          log=lambda m: None, metrics_port=0) == 0
+        expected = key_digests(client, settings["ref"].redis.prefix)
+
+        procs = runner.start(settings["outage"], None, tail=False, env_extra=envs["outage"],
+                             log=lambda m: None, metrics_port=0)
+        wait_first_write(settings["outage"], procs[0])
+        time.sleep(0.5)
+        assert procs[0].poll() is None, "the worker finished before Redis was stopped"
+        servers[0].terminate()
+        servers[0].wait()
+        time.sleep(3.0)
+        assert procs[0].poll() is None, "the worker gave up while Redis was down"
+        servers.append(start_redis(port, data, durable=True))
+        assert runner.supervise(procs, log=lambda m: None) == 0
+
+        got = key_digests(client, settings["outage"].redis.prefix)
+        diff = compare_runs(expected, got)
+        assert diff == {"missing": [], "extra": [], "different": []}, (
+            {k: (len(v), v[:5]) for k, v in diff.items()})
+        assert "retrying in" in capfd.readouterr().err, "the degraded worker said nothing"
+    finally:
+        for server in servers:
+            server.kill()
+            server.wait()

@@ -93,3 +93,45 @@ def test_user_deleted_removes_the_feed(run):
     payloads.append(encode_event(Event("e9", "user_deleted", T + 9, "u4")))
     writes, _ = run(payloads)
     assert "u4" not in writes.feeds and "u1" in writes.feeds
+
+
+def test_a_deleted_user_is_not_revived_by_later_deliveries(run):
+    # u1 follows u3, is deleted, then u3 posts: the fan-out delivery must not create a new feed
+    payloads = [encode_event(e) for e in events()]
+    payloads += [encode_event(Event("e9", "user_deleted", T + 9, "u1")),
+                 encode_event(Event("e10", "post_created", T + 10, "u3", post_id="p4")),
+                 encode_event(Event("e11", "like", T + 11, "u1", post_id="p1"))]
+    writes, _ = run(payloads)
+    assert "u1" not in writes.feeds
+
+
+def test_a_timer_cancelled_by_user_deleted_writes_nothing():
+    # Bytewax can still call on_notify for a timer that was due when the activation began, after
+    # the on_batch that deleted the user: that must not write a feed after the forget_user.
+    from flows.adapters import UserLogic
+    from operators import Context
+
+    store = MemoryFeatureStore()
+    logic = UserLogic(None, Context.from_settings(config.load(env={})), lambda: store)
+    logic.on_batch([("event", Event("e1", "follow", T, "u1", target_id="u2"), None)])
+    assert logic.notify_at() is not None
+    out, _ = logic.on_batch([("event", Event("e2", "user_deleted", T + 1, "u1"), None)])
+    assert out == [("forget_user", "u1")]
+    assert logic.on_notify()[0] == [] and logic.on_eof()[0] == []
+
+
+def test_a_pending_rank_survives_a_restart(monkeypatch):
+    # Bytewax snapshots states, not timers: a user dirty at the snapshot must still be ranked
+    from flows.adapters import UserLogic, _Logic
+    from operators import Context
+
+    monkeypatch.setattr(_Logic, "recovery", True)
+    store, ctx = MemoryFeatureStore(), Context.from_settings(config.load(env={}))
+    logic = UserLogic(None, ctx, lambda: store)
+    logic.on_batch([("event", Event("e1", "follow", T, "u1", target_id="u2"), None)])
+    resumed = UserLogic.builder(ctx, lambda: store)(logic.snapshot())
+    assert resumed.notify_at() is not None and resumed.state.user_id == "u1"
+    out, _ = resumed.on_notify()
+    assert [o[0] for o in out if o[0] == "feed"] == ["feed"]
+    logic.on_notify()  # ranked: nothing pending any more
+    assert UserLogic.builder(ctx, lambda: store)(logic.snapshot()).notify_at() is None

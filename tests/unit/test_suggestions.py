@@ -141,6 +141,20 @@ def test_search_evaluation_replays_the_engine():
     assert 0 < report.mrr_base <= 1 and 0 < report.mrr_personal <= 1
 
 
+def test_forgetting_a_user_removes_them_from_likers_both_ways():
+    from operators.suggestions.store import MemoryGraphStore
+    from operators.suggestions.writes import social_ops
+    from schemas.keyspace import Keyspace
+
+    store = MemoryGraphStore()
+    store.apply(("liker", "a1", "gone", 5))
+    store.apply(("liker", "a1", "stays", 6))
+    store.apply(("liker", "gone", "fan", 7))
+    store.apply(("forget_social", "gone", [], ["a1"]))
+    assert store.likers(["a1", "gone"]) == {"a1": ["stays"]}
+    ks = Keyspace("p", "1")
+    ops = social_ops(ks, ("forget_social", "gone", ["g1"], ["a1"]))
+    assert ("delete", ks.likers("gone")) in ops and ("zrem", ks.likers("a1"), "gone") in ops
 def test_search_blend_learns_from_clicks_and_keeps_base_as_the_scale():
     from operators.suggestions.search_blend import MIN_CLICKS, SearchBlend
     shown = [("a", 0.0, 1.0), ("b", -1.0, 0.0), ("c", -2.0, -1.0)]

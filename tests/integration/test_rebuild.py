@@ -1,0 +1,50 @@
+"""A rebuild cluster next to the live one (README "Operating and recovery"): workers started with
+`redis.write_version` write only into that keyspace version while readers keep the active one;
+switching the pointer makes readers see the rebuilt contents."""
+
+from __future__ import annotations
+
+import orjson
+import redis
+
+import config
+from reader import PersonaClient
+from scripts import kafka_io, runner
+from scripts.generate import GeneratorConfig, generate
+from scripts.versions import Versions
+from tests.integration.helpers import cleanup, create_run_topics, run_env
+
+
+def test_a_rebuild_writes_the_next_version_until_switched(live, unique):
+    client = redis.Redis.from_url(live[1])
+    env = run_env(live, unique, "rebuild")
+    settings = create_run_topics(env)
+    try:
+        versions = Versions(client, settings.redis.prefix)
+        client.set(f"{settings.redis.prefix}:active", "1")  # the live cluster's version
+        client.set(f"{settings.redis.prefix}:v1:feed:{{u0001}}", b"live")
+        target = versions.allocate()
+        assert target != "1"
+        kafka_io.recreate_topic(settings.kafka.bootstrap, settings.kafka.events_topic, 1)
+        events, _ = generate(GeneratorConfig(users=40, days=1, seed=31))
+        kafka_io.produce(settings.kafka.bootstrap, settings.kafka.events_topic,
+                         [orjson.dumps(e) for e in events])
+        rebuild_env = dict(env, PERSONA_REDIS__WRITE_VERSION=target)
+        assert runner.run(config.load(env=rebuild_env), None, tail=False, env_extra=rebuild_env,
+                          log=lambda m: None, metrics_port=0) == 0
+
+        written = {k.decode().split(":")[1]
+                   for k in client.scan_iter(f"{settings.redis.prefix}:v[0-9]*")}
+        assert written == {"v1", f"v{target}"}, "the rebuild wrote outside its version"
+        assert client.get(f"{settings.redis.prefix}:active") == b"1"
+        assert client.get(f"{settings.redis.prefix}:v1:feed:{{u0001}}") == b"live"
+        rebuilt = [orjson.loads(client.get(k)) for k in
+                   client.scan_iter(f"{settings.redis.prefix}:v{target}:feed:*")]
+        feed = max(rebuilt, key=lambda f: (len(f["items"]), f["user_id"]))
+        assert feed["items"]
+        assert versions.switch(target) == "1"
+        page = PersonaClient(client, settings.redis.prefix).feed(feed["user_id"], limit=10)
+        assert page.version == target
+        assert [i["post_id"] for i in page.items] == [i["post_id"] for i in feed["items"][:10]]
+    finally:
+        cleanup(settings, client)
