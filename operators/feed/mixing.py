@@ -5,6 +5,7 @@ Deterministic for a given user and event time (seeded), so replays write identic
 
 from __future__ import annotations
 
+import heapq
 import zlib
 
 import numpy as np
@@ -20,7 +21,11 @@ def diversify(order: list[int], scores: np.ndarray, views: list[ItemView], ctx: 
 
     value = λ · relevance − (1 − λ) · redundancy, where relevance is the score min-max scaled over
     the pool (so λ means the same whatever the score range) and redundancy = o / (o + 2) for o the
-    number of already chosen items sharing the candidate's most repeated topic."""
+    number of already chosen items sharing the candidate's most repeated topic.
+
+    Values only fall as items are chosen, so stale values are upper bounds and a lazy greedy (a heap
+    of stale values, re-evaluating only the top) picks exactly what the plain greedy would: the best
+    value, the higher-scored candidate among equals."""
     cfg = ctx.settings.feed
     lam, size, cap = cfg.mmr_lambda, cfg.size, cfg.author_cap
     if lam >= 1.0:
@@ -29,38 +34,33 @@ def diversify(order: list[int], scores: np.ndarray, views: list[ItemView], ctx: 
     if not pool:
         return []
     rel = scores[pool].astype(float)
-    spread = rel.max() - rel.min()
-    rel = (rel - rel.min()) / spread if spread > 0 else np.zeros(len(pool))
-    vocab: dict[str, int] = {}
-    cells = [(row, vocab.setdefault(t, len(vocab))) for row, k in enumerate(pool)
-             for t in views[k].topics]
-    member = np.zeros((len(pool), max(1, len(vocab))))
-    if cells:
-        rows, cols = zip(*cells)
-        member[list(rows), list(cols)] = 1.0
-    author_ids: dict[str | None, int] = {}
-    author = np.array([author_ids.setdefault(views[k].author_id, len(author_ids)) for k in pool])
-    per_author = np.zeros(len(author_ids), dtype=int)
-    shown = np.zeros(member.shape[1])
-    overlap = np.zeros(len(pool))
-    open_ = np.ones(len(pool), dtype=bool)
+    lo, spread = float(rel.min()), float(rel.max() - rel.min())
+    rel = ((rel - lo) / spread if spread > 0 else rel * 0.0).tolist()
+    topics = [views[k].topics for k in pool]
+    shown = dict.fromkeys((t for ts in topics for t in ts), 0)  # topic -> chosen items with it
+    count = shown.__getitem__
+    per_author: dict[str | None, int] = {}
+
+    def value(pos: int) -> float:
+        overlap = max(map(count, topics[pos]), default=0)
+        return lam * rel[pos] - (1.0 - lam) * overlap / (overlap + 2.0)
+
+    heap = [(-lam * r, pos) for pos, r in enumerate(rel)]  # redundancy 0 before any choice
+    heapq.heapify(heap)
     chosen: list[int] = []
-    while len(chosen) < size:
-        value = lam * rel - (1.0 - lam) * overlap / (overlap + 2.0)
-        value[~open_] = -np.inf
-        best = int(np.argmax(value))  # first of equals: the higher-scored candidate
-        if not open_[best]:
-            break
-        chosen.append(pool[best])
-        open_[best] = False
-        a = author[best]
-        per_author[a] += 1
-        if per_author[a] >= cap:
-            open_[author == a] = False
-        topics = np.flatnonzero(member[best])
-        if len(topics):
-            shown[topics] += 1.0
-            np.maximum(overlap, (member[:, topics] * shown[topics]).max(axis=1), out=overlap)
+    while heap and len(chosen) < size:
+        _, pos = heapq.heappop(heap)
+        view = views[pool[pos]]
+        if per_author.get(view.author_id, 0) >= cap:
+            continue  # capped authors stay capped
+        current = (-value(pos), pos)
+        if heap and current > heap[0]:
+            heapq.heappush(heap, current)  # stale: another candidate may now be better
+            continue
+        chosen.append(pool[pos])
+        per_author[view.author_id] = per_author.get(view.author_id, 0) + 1
+        for t in view.topics:
+            shown[t] += 1
     return chosen
 
 

@@ -26,7 +26,7 @@ from operators.item_stats import ItemView
 if TYPE_CHECKING:
     from operators.user_state import UserState
 
-MIN_RECENCY = 0.01  # history items weighted below this are skipped (they cannot change a ranking)
+MIN_RECENCY = 0.05  # history items weighted below this are skipped (they barely change a ranking)
 
 
 def mass(view: ItemView | None, impression_weight: float) -> float:
@@ -109,11 +109,14 @@ class Neighbourhood:
         out /= np.sqrt([mass(v, w) for v in views])
         return out
 
-    def origin(self, post: str) -> str | None:
-        """The history item contributing most to knn(post) (the "because you liked" reason)."""
-        best, best_val = None, 0.0
+    def origins(self, posts: list[str]) -> dict[str, str]:
+        """For each post with knn > 0, the history item contributing most (the "because you
+        engaged with" reason); the newest of equals."""
+        best: dict[str, float] = {}
+        out: dict[str, str] = {}
         for c, (j, row) in zip(self.weights, self.rows):
-            val = c * row.get(post, 0.0)
-            if val > best_val:
-                best, best_val = j, val
-        return best
+            for p in posts:
+                co = row.get(p)
+                if co is not None and c * co > best.get(p, 0.0):
+                    best[p], out[p] = c * co, j
+        return out
