@@ -43,7 +43,7 @@ class ChoiceSet:
     def __contains__(self, post: object) -> bool:
         if not isinstance(post, str):
             return False
-        key = np.int64(np.uint64(post_hash(post)).view(np.int64))
+        key = np.uint64(post_hash(post)).view(np.int64)
         k = int(np.searchsorted(self.members, key))
         return k < len(self.members) and self.members[k] == key
 

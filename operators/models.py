@@ -43,10 +43,10 @@ class OnlineLogit:
         """One SGD step of the conditional-logit likelihood of a choice among candidates.
 
         With P(i) = softmax(w · x_i) over what could have been served, the gradient of log P(chosen)
-        is d = x_chosen − E_P[x]: the chosen item against the model-weighted average candidate. It
-        moves weights only (the intercept cancels in a softmax), and vanishes when the chosen item
-        already dominates. Unlike pointwise negatives taken from the top of one's own ranking, it
-        has no selection bias: every candidate competes, weighted by how it was ranked."""
+        is d = x_chosen − E_P[x]: the chosen item against the model-weighted average candidate
+        (`operators.choice`). It moves weights only (the intercept cancels in a softmax), and fades
+        as the chosen item comes to dominate. Unlike pointwise negatives taken from the top of one's
+        own ranking, it has no selection bias: every candidate competes, weighted by its rank."""
         lr = self.model.optimizer.learning_rate * w
         weights = self.model._weights
         for name, value in d.items():

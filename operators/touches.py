@@ -57,6 +57,10 @@ class TouchHistory:
     def __contains__(self, post: object) -> bool:
         return post in self._w
 
+    def keys(self):
+        """The posts, as a set-like view (fast membership)."""
+        return self._w.keys()
+
     def __len__(self) -> int:
         return len(self._w)
 

@@ -19,9 +19,10 @@ MMR_POOL = 4  # MMR considers the best size*MMR_POOL candidates
 def diversify(order: list[int], scores: np.ndarray, views: list[ItemView], ctx: Context) -> list[int]:
     """Greedy MMR over topics with a per-author cap, from candidates sorted by score.
 
-    value = λ · relevance − (1 − λ) · redundancy, where relevance is the score min-max scaled over
-    the pool (so λ means the same whatever the score range) and redundancy = o / (o + 2) for o the
-    number of already chosen items sharing the candidate's most repeated topic.
+    value = λ · relevance − (1 − λ) · redundancy, where relevance is the candidate's standardised
+    logit over the pool (`relevance`) and redundancy = o / (o + 2) for o the number of already
+    chosen items sharing the candidate's most repeated topic (so 1 − λ buys at most (1 − λ)/λ
+    standard deviations of relevance).
 
     Values only fall as items are chosen, so stale values are upper bounds and a lazy greedy (a heap
     of stale values, re-evaluating only the top) picks exactly what the plain greedy would: the best
@@ -33,9 +34,7 @@ def diversify(order: list[int], scores: np.ndarray, views: list[ItemView], ctx: 
     pool = order[: size * MMR_POOL]
     if not pool:
         return []
-    rel = scores[pool].astype(float)
-    lo, spread = float(rel.min()), float(rel.max() - rel.min())
-    rel = ((rel - lo) / spread if spread > 0 else rel * 0.0).tolist()
+    rel = relevance(scores[pool]).tolist()
     topics = [views[k].topics for k in pool]
     shown = dict.fromkeys((t for ts in topics for t in ts), 0)  # topic -> chosen items with it
     count = shown.__getitem__
@@ -62,6 +61,17 @@ def diversify(order: list[int], scores: np.ndarray, views: list[ItemView], ctx: 
         for t in view.topics:
             shown[t] += 1
     return chosen
+
+
+def relevance(scores: np.ndarray) -> np.ndarray:
+    """MMR relevance: the candidates' logits standardised over the pool (z-scores).
+
+    Scale-free, so λ means the same for any model, and robust to a few outliers (a min-max scale
+    lets one far-ahead candidate squash every other gap below the topic penalty)."""
+    p = np.clip(scores.astype(float), 1e-12, 1 - 1e-12)
+    logit = np.log(p / (1 - p))
+    sd = float(logit.std())
+    return (logit - logit.mean()) / sd if sd > 0 else logit * 0.0
 
 
 def _author_capped(order: list[int], views: list[ItemView], size: int, cap: int) -> list[int]:

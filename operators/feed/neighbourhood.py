@@ -82,10 +82,9 @@ class Neighbourhood:
             return []
         views = self.store.items(ids)
         w = self.imp_w
-        get = views.get
-        masses = np.array([max(1.0, v.likes + w * v.impressions) if v is not None else 1.0
-                           for v in map(get, ids)])
-        score = np.fromiter((raw[i] for i in ids), dtype=float, count=len(ids)) / np.sqrt(masses)
+        score = np.fromiter(
+            (raw[i] / math.sqrt(max(1.0, v.likes + w * v.impressions)) if v is not None else raw[i]
+             for i, v in zip(ids, map(views.get, ids))), dtype=float, count=len(ids))
         if len(ids) > n:
             top = np.argpartition(-score, n - 1)[:n]
             top = top[np.lexsort((top, -score[top]))]  # best first; ties in reachability order

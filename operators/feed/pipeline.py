@@ -33,26 +33,36 @@ def rank(user: UserState, store: FeatureReader, ctx: Context, now: int,
     views = [found[p] for p in ids]
     X, _ = hydrate.hydrate(user, views, store, ctx, now, knn)
     scores, contributions = scoring.score(user, X, store.global_model(), ctx)
-    order = sorted(range(len(ids)), key=lambda k: (-scores[k], ids[k]))
+    order = np.lexsort((np.array(ids, dtype=str), -scores)).tolist()  # score desc, then id
     chosen = mixing.diversify(order, scores, views, ctx)
-    fresh = [k for k in order if any(code == "fresh" for code, _ in proposals[ids[k]])]
+    fresh_ids = {p for p, sources in proposals.items() if ("fresh", None) in sources}
+    fresh = [k for k in order if ids[k] in fresh_ids]
     chosen, explored = mixing.explore(chosen, fresh, views, user.user_id, now, ctx)
     because = knn.origins([ids[k] for k in chosen
                            if any(code == "similar" for code, _ in proposals[ids[k]])])
-    explained = contributions[chosen][:, _EXPLAINED].tolist() if chosen else []
+    why = _explained(contributions[chosen]) if chosen else []
     items = tuple(
         FeedItem(ids[k], views[k].author_id, float(scores[k]),
-                 _reasons(proposals[ids[k]], float(contributions[k, _IN_NETWORK]), explained[n],
+                 _reasons(proposals[ids[k]], float(contributions[k, _IN_NETWORK]), why[n],
                           because.get(ids[k]), k in explored, views[k].author_id))
         for n, k in enumerate(chosen)
-    )
+    ) if chosen else ()
     wg, bg = scoring.global_vector(store.global_model())
     user.remember_served([ids[k] for k in chosen], ChoiceSet.of(ids, X, wg, bg))
     return Feed(user.user_id, now, items, model_name)
 
 
-def _reasons(sources: list, in_network: float, explained: list[float], similar_to: str | None,
-             explored: bool, author: str | None) -> tuple[Reason, ...]:
+def _explained(contributions: np.ndarray) -> list[list[tuple[str, float]]]:
+    """Per row, the two strongest explained features contributing more than 0.05."""
+    part = contributions[:, _EXPLAINED]
+    top = np.argsort(-part, axis=1, kind="stable")[:, :2]
+    vals = np.take_along_axis(part, top, axis=1)
+    return [[(EXPLAINED_FEATURES[k], v) for k, v in zip(ks, vs) if v > 0.05]
+            for ks, vs in zip(top.tolist(), vals.tolist())]
+
+
+def _reasons(sources: list, in_network: float, explained: list[tuple[str, float]],
+             similar_to: str | None, explored: bool, author: str | None) -> tuple[Reason, ...]:
     """Why an item is in the feed: its sources, then its two strongest explained features."""
     out: list[Reason] = []
     if in_network > 0:
@@ -63,9 +73,7 @@ def _reasons(sources: list, in_network: float, explained: list[float], similar_t
         if code == "in_network" or (code == "fresh" and not explored):
             continue  # in-network is stated above with the author, once
         out.append(Reason(code, similar_to or detail if code == "similar" else detail))
-    for k in sorted(range(len(EXPLAINED_FEATURES)), key=lambda k: -explained[k])[:2]:
-        if explained[k] > 0.05:
-            out.append(Reason(EXPLAINED_FEATURES[k], weight=explained[k]))
+    out.extend(Reason(name, weight=weight) for name, weight in explained)
     if not out:  # every served item says why: at least where it came from
         out = [Reason(code, detail) for code, detail in sources]
     seen: set[tuple] = set()

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import config
+from operators.choice import ChoiceSet
 from operators.context import FEATURES, Context
 from operators.engine import Engine
 from operators.feature_store import GLOBAL, MemoryFeatureStore
@@ -95,9 +96,11 @@ def test_keep_mask_agrees_with_keep():
         seen = SeenFilter(10)
 
     U.seen.add("p2")
-    views = {"p1": ItemView("p1", "ok"), "p2": ItemView("p2", "ok"), "p3": ItemView("p3", "bad")}
+    views = {"p1": ItemView("p1", "ok"), "p2": ItemView("p2", "ok"), "p3": ItemView("p3", "bad"),
+             "p4": ItemView("p4", "u1"), "p5": ItemView("p5", "ok", deleted=True)}
     proposals = {p: [("trending", None)] for p in views}
     assert filters.apply(U, proposals, views) == ["p1"]
+    assert [p for p, v in views.items() if filters.keep(U, v, proposals[p])] == ["p1"]
 
 
 # ------------------------------------------------------------------------------------ item-kNN
@@ -136,10 +139,9 @@ def test_item_knn_signal_puts_the_co_engaged_item_first():
         log.add("like", f"w{u}", "p3")
     log.add("like", "u1", "p1")
     engine = replay(log.events)
-    served = feed_ids(engine, "u1", log.events[-1].ts + MIN)
-    assert served[0] == "p2"
-    assert any(r.code == "similar" and r.detail == "p1"
-               for r in engine.feed("u1", log.events[-1].ts + MIN).items[0].reasons)
+    feed = engine.feed("u1", log.events[-1].ts + MIN)
+    assert feed.items[0].post_id == "p2"
+    assert any(r.code == "similar" and r.detail == "p1" for r in feed.items[0].reasons)
 
 
 def test_touch_history_keeps_the_newest_and_the_larger_weight():
@@ -165,8 +167,7 @@ def test_learning_and_serving_hydrate_the_same_features():
     views = list(store.items([f"p{k}" for k in range(2, 10)]).values())
     X, _ = hydrate.hydrate(user, views, store, ctx, now)
     for k, v in enumerate(views):
-        row = user.features_one(v, ctx, store, now)
-        assert np.allclose([row[f] for f in FEATURES], X[k])
+        assert np.allclose(user.row(v, ctx, store, now), X[k])
     col = FEATURES.index
     assert X[[v.post_id for v in views].index("p7"), col("in_network")] == 1.0
     assert X[:, col("similar")].max() > 0
@@ -185,12 +186,46 @@ def test_author_cap_and_pure_score_order():
 
 
 def test_mmr_promotes_a_new_topic_over_a_slightly_better_repeat():
-    ctx = Context.from_settings(settings(feed__mmr_lambda=0.7, feed__author_cap=10, feed__size=3))
+    ctx = Context.from_settings(settings(feed__mmr_lambda=0.5, feed__author_cap=10, feed__size=3))
     views = _views([("a", ["x"]), ("b", ["x"]), ("c", ["y"]), ("d", ["x"])])
     scores = np.array([0.9, 0.85, 0.8, 0.1])
     assert mixing.diversify(list(range(4)), scores, views, ctx) == [0, 2, 1]
     pure = Context.from_settings(settings(feed__mmr_lambda=1.0, feed__size=3))
     assert mixing.diversify(list(range(4)), scores, views, pure) == [0, 1, 2]
+
+
+def test_lazy_mmr_matches_the_plain_greedy():
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        lam, size, cap = float(rng.choice([0.3, 0.8, 0.95])), int(rng.integers(1, 15)), 2
+        ctx = Context.from_settings(settings(feed__mmr_lambda=lam, feed__size=size,
+                                             feed__author_cap=cap))
+        n = int(rng.integers(1, 60))
+        views = [ItemView(f"p{k}", f"a{rng.integers(0, 6)}",
+                          tuple(f"t{t}" for t in rng.choice(5, rng.integers(0, 3), replace=False)))
+                 for k in range(n)]
+        scores = np.round(rng.random(n), 1)  # with ties
+        order = sorted(range(n), key=lambda k: (-scores[k], k))
+        pool = order[: size * mixing.MMR_POOL]
+        rel = dict(zip(pool, mixing.relevance(scores[pool])))
+        chosen, per_author, shown = [], {}, {}
+        while pool and len(chosen) < size:
+            best, best_val = -1, -np.inf
+            for pos, k in enumerate(pool):
+                if per_author.get(views[k].author_id, 0) >= cap:
+                    continue
+                o = max((shown.get(t, 0) for t in views[k].topics), default=0)
+                val = lam * rel[k] - (1 - lam) * o / (o + 2.0)
+                if val > best_val:
+                    best, best_val = pos, val
+            if best < 0:
+                break
+            k = pool.pop(best)
+            chosen.append(k)
+            per_author[views[k].author_id] = per_author.get(views[k].author_id, 0) + 1
+            for t in views[k].topics:
+                shown[t] = shown.get(t, 0) + 1
+        assert mixing.diversify(order, scores, views, ctx) == chosen
 
 
 # ------------------------------------------------------------------------------------ rank
@@ -208,6 +243,7 @@ def test_rank_is_deterministic_and_keeps_exploration_slots():
     assert fa == fb
     assert len(fa.items) == a.ctx.settings.feed.size
     assert any(r.code == "fresh" for r in fa.items[a.ctx.settings.feed.exploration_start - 1].reasons)
+    assert all(item.reasons for item in fa.items)
 
 
 def test_memory_store_indexes_mirror_a_trimmed_sorted_set():
@@ -230,22 +266,38 @@ def test_choice_step_moves_weights_toward_the_chosen_item():
     assert w[0] > 1.0 > w[1] and b == 0.0
 
 
-def test_engine_learns_and_stays_picklable():
+def test_choice_set_membership_mean_and_pickle():
+    X = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])
+    cs = ChoiceSet.of(["a", "b", "c"], X, np.array([np.log(2.0), 0.0]), 0.0)
+    assert np.allclose(cs.mean, [0.5, 0.25])  # softmax weights 2:1:1
+    assert "b" in cs and "d" not in cs
+    again = pickle.loads(pickle.dumps(cs))
+    assert "c" in again and np.allclose(again.mean, cs.mean)
+
+
+def test_only_engagements_with_candidates_teach_the_ranker():
     log = Log()
     for k in range(20):
         log.post(f"a{k}", f"p{k}")
     for u in range(5):
         log.add("like", f"v{u}", "p1").add("like", f"v{u}", "p2")
-    engine = replay(log.events)
-    engine.feed("u9", log.events[-1].ts)
-    engine.learn_one(Event("x1", "like", log.events[-1].ts + MIN, "u9", post_id="p2"))
-    state = pickle.loads(pickle.dumps(engine.users["v1"]))
-    assert "p2" in state.seen and state.history.newest(1)[0][0] == "p2"
+    engine = replay(log.events, feed__sources="trending", feed__candidates_per_source=2)
+    now = log.events[-1].ts + MIN
+    served = feed_ids(engine, "v9", now)
+    assert "p1" in served and "p19" not in served
+    n = engine.global_model.n
+    engine.learn_one(Event("x1", "like", now + 1, "v9", post_id="p19"))  # not a candidate
+    assert engine.global_model.n == n
+    engine.learn_one(Event("x2", "like", now + 2, "v9", post_id="p1"))  # a candidate
+    assert engine.global_model.n == n + 1
+    state = pickle.loads(pickle.dumps(engine.users["v9"]))
+    assert "p1" in state.seen and state.history.newest(1)[0][0] == "p1"
 
 
 @pytest.mark.parametrize("key,value", [("features__impression_weight", 1.5),
                                        ("features__knn_recency", -0.1),
-                                       ("features__cooccurrence_decay", 2.0)])
+                                       ("features__cooccurrence_decay", 2.0),
+                                       ("feed__impression_negative_weight", -1.0)])
 def test_new_settings_are_bounded(key, value):
     with pytest.raises(config.ConfigError):
         settings(**{key: value})
