@@ -154,7 +154,7 @@ class UserState:
         wg, bg = global_vector(store.global_model())
         for ex in examples:
             x = dict(ex.x)
-            x["global_logit"] = float(sum(x[f] * w for f, w in zip(FEATURES, wg))
+            x["global_logit"] = float(sum(x[f] * w for f, w in zip(FEATURES, wg, strict=True))
                                       + (0.0 if ex.choice else bg))
             Example(x, ex.y, ex.w, ex.choice).apply(self.model)
 

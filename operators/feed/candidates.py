@@ -33,7 +33,7 @@ def similar(user: UserState, store: FeatureReader, ctx: Context, now: int, n: in
 
     Asks for extra posts to make up for the ones the filters will drop (already touched)."""
     best = knn.best(2 * n, exclude=user.history.keys())
-    unseen = [i for i, seen in zip(best, filters.seen_mask(user, best)) if not seen]
+    unseen = [i for i, seen in zip(best, filters.seen_mask(user, best), strict=True) if not seen]
     return [(i, "similar", None) for i in unseen[:n]]
 
 

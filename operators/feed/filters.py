@@ -32,9 +32,8 @@ def keep(user, view: ItemView, sources: list, seen: bool | None = None) -> bool:
         return False
     if seen if seen is not None else view.post_id in user.seen:  # already impressed or engaged
         return False
-    if author not in user.following and all(code == "in_network" for code, _ in sources):
-        return False  # delivered before an unfollow
-    return True
+    # an in-network-only post of an author no longer followed was delivered before an unfollow
+    return author in user.following or any(code != "in_network" for code, _ in sources)
 
 
 def apply(user, proposals: dict[str, list], found: dict[str, ItemView]) -> list[str]:
@@ -44,7 +43,7 @@ def apply(user, proposals: dict[str, list], found: dict[str, ItemView]) -> list[
     banned = {user.user_id, None} | user.blocked | user.muted
     following = user.following
     out = []
-    for p, s in zip(ids, seen):
+    for p, s in zip(ids, seen, strict=True):
         view = found[p]
         author = view.author_id
         if s or view.deleted or author in banned:

@@ -68,7 +68,7 @@ class Neighbourhood:
         if self._all is None:
             totals: dict[str, float] = {}
             get = totals.get
-            for c, (_, row) in zip(self.weights, self.rows):
+            for c, (_, row) in zip(self.weights, self.rows, strict=True):
                 for i, co in row.items():
                     totals[i] = get(i, 0.0) + c * co
             self._all = totals
@@ -84,7 +84,7 @@ class Neighbourhood:
         w = self.imp_w
         score = np.fromiter(
             (raw[i] / math.sqrt(max(1.0, v.likes + w * v.impressions)) if v is not None else raw[i]
-             for i, v in zip(ids, map(views.get, ids))), dtype=float, count=len(ids))
+             for i, v in zip(ids, map(views.get, ids), strict=True)), dtype=float, count=len(ids))
         if len(ids) > n:
             top = np.argpartition(-score, n - 1)[:n]
             top = top[np.lexsort((top, -score[top]))]  # best first; ties in reachability order
@@ -101,7 +101,7 @@ class Neighbourhood:
             raw = self._all
             vals = [raw.get(v.post_id, 0.0) for v in views]
         else:
-            vals = [sum(c * row.get(v.post_id, 0.0) for c, (_, row) in zip(self.weights, self.rows))
+            vals = [sum(c * row.get(v.post_id, 0.0) for c, (_, row) in zip(self.weights, self.rows, strict=True))
                     for v in views]
         w = self.imp_w
         out[:] = vals
@@ -113,7 +113,7 @@ class Neighbourhood:
         engaged with" reason); the newest of equals."""
         best: dict[str, float] = {}
         out: dict[str, str] = {}
-        for c, (j, row) in zip(self.weights, self.rows):
+        for c, (j, row) in zip(self.weights, self.rows, strict=True):
             for p in posts:
                 co = row.get(p)
                 if co is not None and c * co > best.get(p, 0.0):

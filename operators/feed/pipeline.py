@@ -57,8 +57,8 @@ def _explained(contributions: np.ndarray) -> list[list[tuple[str, float]]]:
     part = contributions[:, _EXPLAINED]
     top = np.argsort(-part, axis=1, kind="stable")[:, :2]
     vals = np.take_along_axis(part, top, axis=1)
-    return [[(EXPLAINED_FEATURES[k], v) for k, v in zip(ks, vs) if v > 0.05]
-            for ks, vs in zip(top.tolist(), vals.tolist())]
+    return [[(EXPLAINED_FEATURES[k], v) for k, v in zip(ks, vs, strict=True) if v > 0.05]
+            for ks, vs in zip(top.tolist(), vals.tolist(), strict=True)]
 
 
 def _reasons(sources: list, in_network: float, explained: list[tuple[str, float]],

@@ -207,7 +207,7 @@ def test_lazy_mmr_matches_the_plain_greedy():
         scores = np.round(rng.random(n), 1)  # with ties
         order = sorted(range(n), key=lambda k: (-scores[k], k))
         pool = order[: size * mixing.MMR_POOL]
-        rel = dict(zip(pool, mixing.relevance(scores[pool])))
+        rel = dict(zip(pool, mixing.relevance(scores[pool]), strict=True))
         chosen, per_author, shown = [], {}, {}
         while pool and len(chosen) < size:
             best, best_val = -1, -np.inf
