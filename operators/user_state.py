@@ -83,7 +83,7 @@ class UserState:
         # user's deviations from it.
         self.model = OnlineLogit(USER_FEATURES, prior={"global_logit": 1.0},
                                  learning_rate=ctx.settings.feed.user_learning_rate)
-        self.pending: dict[str, tuple[int, np.ndarray, float]] = {}  # impression -> (ts, x, weight)
+        self.pending: dict[str, tuple[int, np.ndarray, float]] = {}  # impression -> (ts, step, w)
         self.served: list[str] = []  # the last served feed, in order
         self.choice: ChoiceSet | None = None  # the candidates of the last feed (learning context)
         self.last_ts = 0  # event time of the newest event applied
@@ -105,7 +105,7 @@ class UserState:
                     and event.post_id in self.choice and event.post_id not in self.pending
                     and event.post_id not in self.recent_likes and view is not None
                     and view.author_id and len(self.pending) < MAX_PENDING):
-                self.pending[event.post_id] = (event.ts, self.row(view, ctx, store, event.ts),
+                self.pending[event.post_id] = (event.ts, self.choice.step(event.post_id),
                                                ctx.settings.feed.impression_negative_weight)
             if event.post_id not in self.seen and view is not None:
                 self._expose(view, event.ts, ctx)
@@ -116,8 +116,8 @@ class UserState:
             self.pending.pop(event.post_id, None)
             if view is not None and view.author_id and self.choice is not None \
                     and event.post_id in self.choice:
-                x = self.row(view, ctx, store, event.ts)
-                out.examples.append(self._choice_example(-self.choice.step(x), REJECTION_WEIGHT))
+                out.examples.append(self._choice_example(-self.choice.step(event.post_id),
+                                                         REJECTION_WEIGHT))
         elif kind == "dwell" and event.post_id:
             self.seen.add(event.post_id)
         elif kind == "follow":
@@ -162,10 +162,9 @@ class UserState:
         """Impressions left alone for the label window are (weak) rejections of a candidate."""
         if self.pending:
             expired = [p for p, (ts, _, _) in self.pending.items() if now - ts > LABEL_WINDOW_MS]
-            for post in expired:
-                _, x, weight = self.pending.pop(post)
-                if self.choice is not None:
-                    out.examples.append(self._choice_example(-self.choice.step(x), weight))
+            for post in expired:  # the step was taken from the feed the impression came from
+                _, step, weight = self.pending.pop(post)
+                out.examples.append(self._choice_example(-step, weight))
 
     def _engage(self, event: Event, view: ItemView | None, ctx: Context, store: FeatureReader,
                 out: UserOutputs) -> None:
@@ -173,8 +172,7 @@ class UserState:
         self.pending.pop(post, None)
         if view is not None and view.author_id:
             if self.choice is not None and post in self.choice:  # a candidate was chosen
-                x = self.row(view, ctx, store, event.ts)
-                out.examples.append(self._choice_example(self.choice.step(x), weight))
+                out.examples.append(self._choice_example(self.choice.step(post), weight))
             if post not in self.seen:
                 self._expose(view, event.ts, ctx)
             self.engaged_log = ctx.affinity.add(self.engaged_log, event.ts, weight)

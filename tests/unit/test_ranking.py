@@ -271,8 +271,12 @@ def test_choice_set_membership_mean_and_pickle():
     cs = ChoiceSet.of(["a", "b", "c"], X, np.array([np.log(2.0), 0.0]), 0.0)
     assert np.allclose(cs.mean, [0.5, 0.25])  # softmax weights 2:1:1
     assert "b" in cs and "d" not in cs
+    assert np.allclose(cs.step("a"), [0.5, -0.25])  # the row as ranked, minus the mean
     again = pickle.loads(pickle.dumps(cs))
     assert "c" in again and np.allclose(again.mean, cs.mean)
+    assert np.allclose(again.step("b"), cs.step("b"))
+    with pytest.raises(KeyError):
+        cs.step("d")
 
 
 def test_only_engagements_with_candidates_teach_the_ranker():
