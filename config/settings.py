@@ -12,6 +12,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from config.experiments import Experiment, ExperimentError
+from config.experiments import parse as parse_experiments
+
 DEFAULT_FILE = Path(__file__).with_name("default.toml")
 
 
@@ -86,7 +89,9 @@ class StreamSettings:
     dedup_capacity: int
     dedup_shards: int
     rank_interval_s: float
+    suggest_interval_s: float
     kafka_batch_size: int
+    freshness_sample: int
 
     BOUNDS = {
         "max_event_bytes": bounded(256, 16 * 1024 * 1024),
@@ -95,7 +100,9 @@ class StreamSettings:
         "dedup_capacity": bounded(1, 100_000_000),
         "dedup_shards": bounded(1, 65536),
         "rank_interval_s": bounded(0.01, 3600),
+        "suggest_interval_s": bounded(0.01, 86400),
         "kafka_batch_size": bounded(1, 100_000),
+        "freshness_sample": bounded(0, 1_000_000),
     }
 
 
@@ -170,8 +177,23 @@ class NotificationSettings:
     history: int
     learning_rate: float
     user_learning_rate: float
+    budget_like: int
+    budget_comment: int
+    budget_share: int
+    budget_follow: int
+    budget_reply: int
+    budget_new_post: int
+    budget_trending: int
+    trending_min_affinity: float
+    trending_max_recipients: int
+    trending_min_engagement: float
 
     BOUNDS = {
+        **{f"budget_{k}": bounded(0, 1000) for k in (
+            "like", "comment", "share", "follow", "reply", "new_post", "trending")},
+        "trending_min_affinity": bounded(0.0, None),
+        "trending_max_recipients": bounded(0, 100_000),
+        "trending_min_engagement": bounded(0.0, None),
         "daily_budget": bounded(0, 1000),
         "quiet_start_h": bounded(0, 23),
         "quiet_end_h": bounded(0, 23),
@@ -188,6 +210,25 @@ class NotificationSettings:
 
 
 @dataclass(frozen=True)
+class ControlSettings:
+    filter_h: float
+    fade_h: float
+    discount: float
+    post_discount: float
+    see_more_boost: float
+    max_entries: int
+
+    BOUNDS = {
+        "filter_h": bounded(0.0, 24 * 365),
+        "fade_h": bounded(0.0, 24 * 365),
+        "discount": bounded(0.0, 1.0),
+        "post_discount": bounded(0.0, 1.0),
+        "see_more_boost": bounded(0.0, 10.0),
+        "max_entries": bounded(1, 10_000),
+    }
+
+
+@dataclass(frozen=True)
 class Settings:
     kafka: KafkaSettings
     redis: RedisSettings
@@ -197,6 +238,8 @@ class Settings:
     features: FeatureSettings
     feed: FeedSettings
     notifications: NotificationSettings
+    controls: ControlSettings
+    experiments: tuple[Experiment, ...] = ()  # config/experiments.py; arms resolved per user
 
 
 _SECTION_TYPES = {
@@ -208,6 +251,7 @@ _SECTION_TYPES = {
     "features": FeatureSettings,
     "feed": FeedSettings,
     "notifications": NotificationSettings,
+    "controls": ControlSettings,
 }
 _SHORTCUTS = {"KAFKA_BOOTSTRAP": ("kafka", "bootstrap"), "REDIS_URL": ("redis", "url")}
 SECRET_KEYS = frozenset({"password", "token"})  # masked by `public_dict` (`persona config show`)
@@ -216,6 +260,9 @@ _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
 
 def _merge(base: dict, over: dict, origin: str) -> None:
     for section, values in over.items():
+        if section == "experiments":  # whole experiments, by name: a layer replaces or adds one
+            base.setdefault("experiments", {}).update(values)
+            continue
         if section not in base:
             raise ConfigError(f"{origin}: unknown section [{section}]; known: {sorted(base)}")
         for key, value in values.items():
@@ -261,6 +308,40 @@ def _env_overrides(env: dict[str, str]) -> dict[str, dict[str, str]]:
     return out
 
 
+def _typed(section: str, key: str, raw: Any, origin: str) -> Any:
+    """One value of a declared key, coerced to its type and checked against its bounds/choices."""
+    cls = _SECTION_TYPES.get(section)
+    types = {f.name: f.type for f in fields(cls)} if cls else {}
+    if key not in types:
+        raise ConfigError(f"{origin}: unknown key {section}.{key}; known: {sorted(types)}")
+    kind = {"int": int, "float": float, "str": str, "bool": bool}[str(types[key])]
+    value = _coerce(section, key, raw, kind, origin)
+    lim = cls.BOUNDS.get(key)
+    if lim is not None:
+        lo, hi = lim["lo"], lim["hi"]
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            rng = f"[{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}]"
+            raise ConfigError(f"{section}.{key}={value!r} is out of range; allowed {rng}")
+    choices = getattr(cls, "CHOICES", {}).get(key)
+    if choices is not None and value not in choices:
+        raise ConfigError(f"{section}.{key}={value!r} is not one of {list(choices)}")
+    if key == "ca_file" and value and not Path(value).is_file():
+        raise ConfigError(f"{section}.ca_file={value!r}: no such file")
+    return value
+
+
+def _enable_from_env(experiments: dict, over: dict[str, str]) -> None:
+    """PERSONA_EXPERIMENTS__<NAME>__ENABLED=false stops a declared experiment (arms live in files)."""
+    for key, value in over.items():
+        name, _, leaf = key.rpartition("__")
+        if leaf != "enabled" or name not in experiments:
+            raise ConfigError(f"environment: PERSONA_EXPERIMENTS__{key.upper()} is not supported; "
+                              f"declare experiments in a config file, and use "
+                              f"PERSONA_EXPERIMENTS__<NAME>__ENABLED to stop or start a declared one "
+                              f"(declared: {sorted(experiments)})")
+        experiments[name]["enabled"] = value
+
+
 def load(path: str | Path | None = None, env: dict[str, str] | None = None) -> Settings:
     """Default file, then `path` (if any), then environment; validated against the declared bounds."""
     env = dict(os.environ) if env is None else env
@@ -274,30 +355,21 @@ def load(path: str | Path | None = None, env: dict[str, str] | None = None) -> S
             raise ConfigError(f"config file {path} does not exist") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-    _merge(raw, _env_overrides(env), "environment")
-    built = {}
+    env_over = _env_overrides(env)
+    _enable_from_env(raw.setdefault("experiments", {}), env_over.pop("experiments", {}))
+    _merge(raw, env_over, "environment")
+    built: dict[str, Any] = {}
     for section, cls in _SECTION_TYPES.items():
         kwargs = {}
-        types = {f.name: f.type for f in fields(cls)}
-        for key, type_name in types.items():
-            kind = {"int": int, "float": float, "str": str, "bool": bool}[str(type_name)]
+        for key in (f.name for f in fields(cls)):
             if key not in raw[section]:
                 raise ConfigError(f"{section}.{key} is missing from the configuration")
-            origin = "config"
-            value = _coerce(section, key, raw[section][key], kind, origin)
-            lim = cls.BOUNDS.get(key)
-            if lim is not None:
-                lo, hi = lim["lo"], lim["hi"]
-                if (lo is not None and value < lo) or (hi is not None and value > hi):
-                    rng = f"[{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}]"
-                    raise ConfigError(f"{section}.{key}={value!r} is out of range; allowed {rng}")
-            choices = getattr(cls, "CHOICES", {}).get(key)
-            if choices is not None and value not in choices:
-                raise ConfigError(f"{section}.{key}={value!r} is not one of {list(choices)}")
-            if key == "ca_file" and value and not Path(value).is_file():
-                raise ConfigError(f"{section}.ca_file={value!r}: no such file")
-            kwargs[key] = value
+            kwargs[key] = _typed(section, key, raw[section][key], "config")
         built[section] = cls(**kwargs)
+    try:
+        built["experiments"] = parse_experiments(raw["experiments"], _coerce, _typed)
+    except ExperimentError as exc:
+        raise ConfigError(str(exc)) from None
     settings = Settings(**built)
     _check_access(settings)
     return settings
@@ -315,10 +387,12 @@ def _check_access(settings: Settings) -> None:
 
 def as_dict(settings: Settings) -> dict[str, dict[str, Any]]:
     """Effective settings as plain data (for `persona config show` and for hashing a config)."""
-    return {
+    out: dict[str, dict[str, Any]] = {
         name: {f.name: getattr(getattr(settings, name), f.name) for f in fields(cls)}
         for name, cls in _SECTION_TYPES.items()
     }
+    out["experiments"] = {e.name: e.to_dict() for e in settings.experiments}
+    return out
 
 
 def public_dict(settings: Settings) -> dict[str, dict[str, Any]]:

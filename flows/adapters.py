@@ -20,6 +20,7 @@ from confluent_kafka import Producer
 from flows import metrics, resources
 from operators.context import FEATURES, PRIOR, Context
 from operators.dedup import Dedup
+from operators.experiments.counts import ArmCounts, UserCounts
 from operators.feed import rank
 from operators.graph import Followers
 from operators.item_similarity import ItemSimilarity
@@ -27,13 +28,17 @@ from operators.item_stats import ItemStats, ItemView
 from operators.models import OnlineLogit
 from operators.notifications.driver import GlobalModel as NotifGlobalModel
 from operators.notifications.driver import handle as notif_handle
+from operators.notifications.driver import usable
 from operators.notifications.policy import Policy
 from operators.notifications.state import RecipientState
+from operators.notifications.trending import Audience, TrendingRule
 from operators.reorder import AwaitingPost
 from operators.user_state import UserState
 from operators.redis_store import RedisFeatureStore
 from operators.suggestions.compute import encode as encode_suggestions
 from operators.suggestions.compute import suggest
+from operators.suggestions.search import base_relevance, published_user, rerank
+from operators.suggestions.search_blend import SearchBlend, SearchSession
 from operators.suggestions.snapshot import encode_user
 from operators.suggestions.state import SocialState
 from operators.suggestions.store import MemoryGraphStore, RedisGraphStore
@@ -219,7 +224,7 @@ class UserLogic(_Logic):
 
 class SuggestionsLogic(_Logic):
     """key = user id. Values from operators.suggestions.routing.social_messages. Emits side records
-    (group members, author likers) at once; on a timer (at most once per `rank_interval_s`, dirty
+    (group members, author likers) at once; on a timer (at most once per `suggest_interval_s`, dirty
     users only) what changed (("graph", …), ("popular_user", …)) and ("suggestions", user, bytes).
     A deleted user leaves a tombstone state (("forget_social", …) emitted once)."""
 
@@ -245,7 +250,7 @@ class SuggestionsLogic(_Logic):
             return out, RETAIN
         if self.due is None:
             now = datetime.now(timezone.utc)
-            interval = timedelta(seconds=self.ctx.settings.stream.rank_interval_s)
+            interval = timedelta(seconds=self.ctx.settings.stream.suggest_interval_s)
             self.due = max(now, self.last_run + interval) if self.last_run else now
         return out, RETAIN
 
@@ -268,6 +273,45 @@ class SuggestionsLogic(_Logic):
         out.append(("suggestions", state.user_id,
                     encode_suggestions(suggest(state, graph, features, state.last_ts))))
         return out
+
+
+class SearchSessionLogic(_Logic):
+    """key = user. Values: the user's `search` and engagement events. At a search, scores its
+    results with the user's published features (`search.published_user` + `rerank`, the reader's
+    code); emits (shown, clicked) for the first click on a result within the window."""
+
+    def __init__(self, state: SearchSession | None, ctx: Context, store_of=None):
+        super().__init__(state if state is not None else SearchSession())
+        self.ctx = ctx
+        self.store_of = store_of or (lambda: resources.feature_store(ctx.settings))
+
+    def on_batch(self, events):
+        out: list = []
+        for e in events:
+            if e.type == "search":
+                features = self.store_of()
+                base = base_relevance(e.result_ids)
+                user = published_user(features, e.user_id, self.ctx)
+                personal = {r["id"]: r["personal"]
+                            for r in rerank(user, base, features, self.ctx, e.ts)}
+                self.state.searched(e.ts, [(p, b, personal[p]) for p, b in base])
+            else:
+                click = self.state.engaged(e)
+                if click is not None:
+                    out.append(click)
+        return out, RETAIN
+
+
+class SearchBlendLogic(_Logic):
+    """key = "global". Values (shown, clicked). Emits ("search_blend", bytes) per batch."""
+
+    def __init__(self, state: SearchBlend | None):
+        super().__init__(state if state is not None else SearchBlend())
+
+    def on_batch(self, clicks):
+        for shown, clicked in clicks:
+            self.state.learn_click(shown, clicked)
+        return [("search_blend", orjson.dumps(self.state.export()))], RETAIN
 
 
 class SimilarityLogic(_Logic):
@@ -301,6 +345,33 @@ class GlobalModelLogic(_Logic):
         return [("model", self.state.export())], RETAIN
 
 
+class ExperimentUserLogic(_Logic):
+    """key = user id. Values: ("experiment/arm", counter). Emits, per batch and arm cell, the change
+    of the arm's totals (operators.experiments.counts.UserCounts): ("experiment/arm", delta)."""
+
+    def __init__(self, state: UserCounts | None):
+        super().__init__(state if state is not None else UserCounts())
+
+    def on_batch(self, pairs):
+        return list(self.state.learn_many(pairs).items()), RETAIN
+
+
+class ArmCountsLogic(_Logic):
+    """key = "experiment/arm". Values: (key, delta) from ExperimentUserLogic. Emits the arm's exact
+    totals per batch, ("arm_counts", experiment, arm, totals), and sets their gauges."""
+
+    def __init__(self, state: ArmCounts | None):
+        super().__init__(state if state is not None else ArmCounts())
+
+    def on_batch(self, values):
+        for _, delta in values:
+            self.state.add(delta)
+        experiment, arm = values[0][0].split("/", 1)
+        totals = self.state.to_dict()
+        metrics.set_arm_counts(experiment, arm, totals)
+        return [("arm_counts", experiment, arm, totals)], RETAIN
+
+
 class NotificationLogic(_Logic):
     """key = recipient. Values ("self", Event, author) | ("cand", Candidate) (operators.notifications).
 
@@ -310,22 +381,24 @@ class NotificationLogic(_Logic):
     are suppressed with reason recipient_deleted).
     """
 
-    def __init__(self, state: RecipientState | None, policy: Policy, weights):
+    def __init__(self, state: RecipientState | None, policy: Policy, weights, policy_of=None):
         super().__init__(state)
         self.policy, self.weights = policy, weights
+        self.policy_of = policy_of or (lambda _user: policy)  # the recipient's experiment arm's
 
     def on_batch(self, values):
         if self.state is None:
             v = values[0]
-            self.state = RecipientState(v[1].user_id if v[0] == "self" else v[1].recipient,
-                                        self.policy)
+            user = v[1].user_id if v[0] == "self" else v[1].recipient
+            self.state = RecipientState(user, self.policy_of(user))
         state, exported = self.state, self.weights.get()
-        state.policy = self.policy  # a resumed state follows the current [notifications] config
+        # A resumed state follows the current [notifications] config (of the recipient's arm).
+        state.policy = self.policy_of(state.user_id)
         was_deleted, out, changed = state.deleted, [], False
         for value in values:
-            records, examples = notif_handle(state, value, exported)
+            records, examples = notif_handle(state, value, usable(exported, value[1].ts))
             out.extend(("decision", r) for r in records)
-            out.extend(("notif_ex", ex) for ex in examples)
+            out.extend(("notif_ex", (x, y, state.last_ts)) for x, y in examples)
             changed = changed or bool(records)
         if state.deleted and not was_deleted:
             out.append(("forget_notifs", state.user_id))
@@ -335,8 +408,23 @@ class NotificationLogic(_Logic):
         return out, RETAIN
 
 
+class AudienceLogic(_Logic):
+    """key = "topic:{t}" | "group:{g}". Values from operators.notifications.trending
+    .audience_messages. Emits (recipient, ("cand", Candidate)) for each trending post."""
+
+    def __init__(self, state: Audience | None, rule: TrendingRule, affinity):
+        super().__init__(state if state is not None else Audience(rule, affinity))
+
+    def on_batch(self, values):
+        out: list = []
+        for value in values:
+            out.extend(self.state.learn(value))
+        return out, RETAIN
+
+
 class NotifModelLogic(_Logic):
-    """key = "global". Values: (x, y) labels from every recipient. Emits ("notif_model", weights)."""
+    """key = "global". Values: (x, y, event time) labels from every recipient. Emits ("notif_model",
+    weights) with "ts", the newest label's event time (see driver.usable)."""
 
     def __init__(self, state: NotifGlobalModel | None, policy: Policy, weights):
         super().__init__(state if state is not None else NotifGlobalModel(policy))

@@ -22,8 +22,11 @@ from config import Settings
 from config.security import kafka_config
 from flows import metrics
 from flows.adapters import (
+    ArmCountsLogic,
+    AudienceLogic,
     DeadLetterSink,
     DedupLogic,
+    ExperimentUserLogic,
     FollowersLogic,
     GlobalModelLogic,
     ItemLogic,
@@ -33,6 +36,8 @@ from flows.adapters import (
     NotifModelLogic,
     RedisNotifWeights,
     RedisSink,
+    SearchBlendLogic,
+    SearchSessionLogic,
     SimilarityLogic,
     SuggestionsLogic,
     UserLogic,
@@ -40,12 +45,15 @@ from flows.adapters import (
 )
 from operators import Context
 from operators.dedup import shard_of
+from operators.experiments import ArmResolver, arm_metrics
 from operators.feature_store import FeatureReader
 from operators.ingest import decode_message, limits_from
 from operators.notifications.candidates import new_post_candidate, notification_messages
 from operators.notifications.policy import Policy
+from operators.notifications.trending import TrendingRule, audience_messages
 from operators.routing import follower_updates, is_fan_out, item_key
 from operators.suggestions.routing import social_messages
+from operators.suggestions.search_blend import search_message
 from schemas import Event
 
 log = logging.getLogger("persona.flow")
@@ -130,19 +138,35 @@ def build_flow(settings: Settings, *, source: Source | None = None,
     social = op.key_rm("social_out", op.stateful_batch(
         "suggestions", social_in, SuggestionsLogic.builder(ctx, store_of)))
 
+    # search → click, keyed by searcher; the learned re-ranking blend weight under one key
+    search_in = op.filter_map("search_msgs", user_events, lambda m: search_message(m[1]))
+    search_clicks = op.key_rm("search_clicks", op.stateful_batch(
+        "search_sessions", search_in, SearchSessionLogic.builder(ctx, store_of)))
+    blend = op.stateful_batch("search_blend", op.map(
+        "key_blend", search_clicks, lambda c: ("global", c)), SearchBlendLogic.builder())
+
     # notifications, keyed by recipient: candidates → decisions (operators/notifications) → Kafka
     # persona.notifications + Redis inboxes; the global P(open) model under one key
+    # trending posts → users whose interests/groups match, keyed by "topic:{t}" / "group:{g}"
+    trending = TrendingRule.from_settings(settings)
+    audience_in = op.flat_map("audience_msgs", user_events, lambda m: audience_messages(
+        m[1], m[2], ctx.popularity, trending))
+    trending_cands = op.key_rm("trending_cands", op.stateful_batch(
+        "notif_audience", audience_in, AudienceLogic.builder(trending, ctx.affinity)))
     notif_in = op.merge(
         "notif_in",
         op.flat_map("notif_msgs", user_events, lambda m: notification_messages(
             m[1], m[2].author_id if m[2] is not None else None)),
         op.map("notif_new_posts", deliveries,
                lambda d: new_post_candidate(d[0], d[1][1], d[1][2], d[1][3])),
+        trending_cands,  # (recipient, ("cand", Candidate))
     )
-    policy = Policy.from_settings(settings)
+    policies = ArmResolver(settings, Policy.from_settings)  # the recipient's experiment arm's
+    policy = policies.default
     weights = LocalNotifWeights() if store_of is not None else RedisNotifWeights(settings)
     notif_out = op.key_rm("notif_out", op.stateful_batch(
-        "notifications", notif_in, NotificationLogic.builder(policy, weights)))
+        "notifications", notif_in, NotificationLogic.builder(
+            policy, weights, lambda user: policies.for_user(user)[0])))
     notif_model = op.stateful_batch("notif_model", op.filter_map(
         "notif_examples", notif_out, lambda m: ("global", m[1]) if m[0] == "notif_ex" else None),
         NotifModelLogic.builder(policy, weights))
@@ -154,11 +178,22 @@ def build_flow(settings: Settings, *, source: Source | None = None,
         "notif_writes", notif_out, lambda m: m[0] in ("notifs", "forget_notifs")),
         op.key_rm("notif_weights", notif_model))
 
+    # per-arm online metrics of the enabled experiments (operators/experiments/counts.py): per-user
+    # counters (keyed by user) send one delta per batch to the arm's exact totals (keyed by arm)
+    arm_events = op.flat_map("arm_events", events,  # (user_id, ("experiment/arm", counter))
+                             lambda e: [(e.user_id, p) for p in arm_metrics(e, settings)])
+    arm_deltas = op.key_rm("arm_deltas", op.stateful_batch(
+        "experiment_users", arm_events, ExperimentUserLogic.builder()))
+    arm_counts = op.key_rm("arm_counts", op.stateful_batch(  # ("arm_counts", exp, arm, totals)
+        "experiment_counts", op.map("key_arm", arm_deltas, lambda d: (d[0], d)),
+        ArmCountsLogic.builder()))
+
     # whole-value, idempotent writes to Redis: feeds, profiles, item features, neighbours, model
     feeds = op.filter("feeds", user_out,
                       lambda m: m[0] in ("feed", "profile", "forget_user", "user_features"))
     writes_stream = op.merge("writes", feeds, item_writes, op.key_rm("nbrs", neighbours),
-                             op.key_rm("model", model), social, inboxes)
+                             op.key_rm("model", model), social, inboxes, arm_counts,
+                             op.key_rm("blend_weight", blend))
     op.output("redis", writes_stream, writes or RedisSink(settings))
     return flow
 

@@ -99,3 +99,31 @@ NOTIFICATION_DECISIONS = Counter(
 def count_decisions(records) -> None:
     for (decision, reason), n in Tally((r["decision"], r["reason"]) for r in records).items():
         NOTIFICATION_DECISIONS.labels(decision, reason).inc(n)
+
+
+EXPERIMENT_COUNTS = Gauge(
+    "persona_experiment_events",
+    "Per experiment arm (operators/experiments/counts.py): users, and events counted as impressions, "
+    "engagements, negatives, opens, dismissals; exact, set from the arm's state",
+    ["experiment", "arm", "metric"])
+EXPERIMENT_RATES = Gauge(
+    "persona_experiment_rate",
+    "Per-arm rates with a 95% Wilson interval: rate = engagement_rate | negative_rate | open_rate, "
+    "bound = estimate | low | high (differences vs control: `persona experiments report`)",
+    ["experiment", "arm", "rate", "bound"])
+
+
+def set_arm_counts(experiment: str, arm: str, counts: dict[str, int]) -> None:
+    """Labels are bounded: experiment and arm names come from the config."""
+    from operators.experiments.counts import METRICS as RATE_COUNTERS
+    from operators.experiments.report import RATES
+    from operators.experiments.stats import wilson
+
+    for metric in ("users", *RATE_COUNTERS):
+        EXPERIMENT_COUNTS.labels(experiment, arm, metric).set(counts[metric])
+    for rate, (num, den) in RATES.items():
+        n = sum(counts[m] for m in den)
+        if n:
+            for bound, value in zip(("estimate", "low", "high"),
+                                    wilson(sum(counts[m] for m in num), n), strict=True):
+                EXPERIMENT_RATES.labels(experiment, arm, rate, bound).set(value)

@@ -51,4 +51,5 @@ def feature_store(settings: Settings) -> RedisFeatureStore:
 @cache
 def redis_writer(settings: Settings) -> RedisWriter:
     return RedisWriter(client(settings.redis), keyspace(settings),
-                       index_size=2000, retries=settings.redis.write_retries)
+                       index_size=2000, retries=settings.redis.write_retries,
+                       trace_every=settings.stream.freshness_sample)

@@ -5,10 +5,11 @@ Kept out of per-key state so snapshots stay small; rebuilt from config on restar
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from config import Settings
 from operators.decay import Decay
+from operators.experiments.assignment import ArmResolver, Arms
 
 # The ranking features, in the order of the scoring vectors. Declared once; hydration fills them.
 FEATURES: tuple[str, ...] = (
@@ -47,11 +48,22 @@ class Context:
     settings: Settings
     affinity: Decay
     popularity: Decay
+    # Per-arm contexts of the enabled experiments, built once per arm combination (None: none).
+    arms: ArmResolver | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Context:
-        return cls(
+        ctx = cls(
             settings=settings,
             affinity=Decay(settings.features.affinity_half_life_h),
             popularity=Decay(settings.features.popularity_half_life_h),
         )
+        if any(e.enabled for e in settings.experiments):
+            object.__setattr__(ctx, "arms", ArmResolver(settings, cls.from_settings, default=ctx))
+        return ctx
+
+    def for_user(self, user_id: str) -> tuple[Context, Arms]:
+        """The context `user_id` is ranked with (their experiment arms' settings) and those arms."""
+        if self.arms is None:
+            return self, ()
+        return self.arms.for_user(user_id)

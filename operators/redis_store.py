@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import logging
 import time
+import zlib
 from collections.abc import Iterable
 
 import orjson
 import redis
 
 from operators.item_stats import ItemView
-from schemas.keyspace import Keyspace
 from operators.suggestions.writes import SOCIAL_WRITES, social_ops
+from schemas.keyspace import Keyspace
 
 log = logging.getLogger("persona.redis")
 
@@ -60,7 +61,9 @@ class RedisFeatureStore:
         self.ttl_s = ttl_s
         self._cache: dict[tuple, tuple[float, object]] = {}
 
-    def _cached_many(self, kind: str, ids: list[str], key_of, decode) -> dict:
+    def _cached_many(self, kind: str, ids: list[str], key_of, decode, read=None) -> dict:
+        """Values of `ids` from the cache, the misses read in one pipeline (`read(pipe, key)`,
+        default GET); `decode(id, raw)` runs once per read, a missing key is cached as absent."""
         now = time.monotonic()
         out, missing = {}, []
         cache = self._cache
@@ -75,10 +78,10 @@ class RedisFeatureStore:
             def fetch():
                 pipe = self.client.pipeline(transaction=False)
                 for i in missing:
-                    pipe.get(key_of(i))
+                    (read or _get)(pipe, key_of(i))
                 return pipe.execute()
             for i, raw in zip(missing, retrying(fetch), strict=True):
-                value = decode(i, raw) if raw is not None else None
+                value = decode(i, raw) if raw else None
                 cache[(kind, i)] = (now, value)
                 if value is not None:
                     out[i] = value
@@ -123,22 +126,26 @@ class RedisWriter:
     """Applies write records to Redis in one pipeline per batch, with retries."""
 
     def __init__(self, client: redis.Redis, keyspace: Keyspace, index_size: int = 2000,
-                 retries: int = 8):
+                 retries: int = 8, trace_every: int = 0):
         self.client = client
         self.keyspace = keyspace
         self.index_size = index_size
         self.retries = retries
+        self.trace_every = trace_every  # stream.freshness_sample: trace 1 user's feed in N
 
     def write_batch(self, writes: Iterable[Write]) -> int:
         ks = self.keyspace
         ops: list[tuple] = []
         trimmed: set[str] = set()
+        traced: list[tuple[str, bytes]] = []
         count = 0
         for w in writes:
             kind = w[0]
             count += 1
             if kind == "feed":
                 ops.append(("set", ks.feed(w[1]), w[2]))
+                if self.trace_every and traced_user(w[1], self.trace_every):
+                    traced.append((w[1], w[2]))
             elif kind == "item":
                 view: ItemView = w[1]
                 ops.append(("set", ks.item(view.post_id), orjson.dumps(view.to_wire())))
@@ -165,6 +172,9 @@ class RedisWriter:
                 ops.append(("set", ks.notifications(w[1]), w[2]))
             elif kind == "notif_model":
                 ops.append(("set", ks.notif_model, orjson.dumps(w[1])))
+            elif kind == "arm_counts":  # ("arm_counts", experiment, arm, counts)
+                ops.append(("set", ks.experiment(w[1], w[2]), orjson.dumps(w[3])))
+                ops.append(("sadd", ks.experiments, f"{w[1]}/{w[2]}"))
             elif kind == "forget_notifs":
                 ops.append(("delete", ks.notifications(w[1])))
             elif kind in SOCIAL_WRITES:  # operators/suggestions
@@ -174,7 +184,15 @@ class RedisWriter:
         ops.extend(("zremrangebyrank", key, 0, -(self.index_size + 1)) for key in sorted(trimmed))
         if ops:
             self.execute(ops)
+        if traced:
+            self._trace(traced)
         return count
+
+    def _trace(self, feeds: list[tuple[str, bytes]]) -> None:
+        """Record when sampled feeds were written (after the pipeline returned), for freshness."""
+        written_ms = time.time_ns() // 1_000_000
+        entries = [f"{user} {orjson.loads(raw)['generated_at']} {written_ms}" for user, raw in feeds]
+        retrying(lambda: self.client.rpush(self.keyspace.feed_trace, *entries), self.retries, "write")
 
     def execute(self, ops: list[tuple]) -> None:
         """Run `ops` ((command, *args) tuples) in one pipeline, retrying the whole batch (safe:
@@ -186,6 +204,15 @@ class RedisWriter:
                 getattr(pipe, name)(*args)
             return pipe.execute()
         retrying(run, self.retries, "write")
+
+
+def _get(pipe, key: str) -> None:
+    pipe.get(key)
+
+
+def traced_user(user_id: str, every: int) -> bool:
+    """The deterministic 1-in-`every` sample of users whose feed writes are traced."""
+    return zlib.crc32(user_id.encode()) % every == 0
 
 
 def connect(url: str, **options) -> redis.Redis:

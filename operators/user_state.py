@@ -17,6 +17,7 @@ from operators.bounded import RecentSet, cap_top
 from operators.choice import ChoiceSet
 from operators.context import FEATURES, USER_FEATURES, Context
 from operators.feature_store import FeatureReader
+from operators.feed import controls
 from operators.feed.scoring import global_vector
 from operators.item_stats import ItemView
 from operators.models import OnlineLogit
@@ -81,11 +82,13 @@ class UserState:
         self.pool: dict[str, int] = {}  # in-network candidates: post -> created ts
         # Residual model: starts as the global model (weight 1 on its logit) and learns this
         # user's deviations from it.
+        arm = ctx.for_user(user_id)[0]  # an experiment arm may set the user's learning rate
         self.model = OnlineLogit(USER_FEATURES, prior={"global_logit": 1.0},
-                                 learning_rate=ctx.settings.feed.user_learning_rate)
+                                 learning_rate=arm.settings.feed.user_learning_rate)
         self.pending: dict[str, tuple[int, np.ndarray, float]] = {}  # impression -> (ts, step, w)
         self.served: list[str] = []  # the last served feed, in order
         self.choice: ChoiceSet | None = None  # the candidates of the last feed (learning context)
+        self.controls = controls.Controls()  # see less / more (operators/feed/controls.py)
         self.last_ts = 0  # event time of the newest event applied
         self.events = 0
         self.deleted = False
@@ -144,6 +147,9 @@ class UserState:
             self.seen.add(event.post_id)  # never recommend users their own posts
         elif kind == "user_deleted":
             self.deleted = True
+        if kind in controls.LEARNED:  # (setdefault: a state resumed from before controls existed)
+            self.__dict__.setdefault("controls", controls.Controls()).learn_one(
+                event, view, ctx.settings.controls)
         self._learn(out.examples, store)
         return out
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import base64
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import orjson
 import redis
 
-from schemas import REASON_CODES
+from reader.explain import explain
 from schemas.keyspace import Keyspace
 
 POINTER_TTL_S = 0.5  # how long the active-version pointer is cached; old versions outlive it
@@ -29,10 +29,11 @@ class FeedPage:
     generated_at: int | None
     items: list[dict]
     next_cursor: str | None
+    arms: dict[str, str] = field(default_factory=dict)  # {experiment: arm} the feed was ranked with
 
     def to_dict(self) -> dict:
         return {"user_id": self.user_id, "version": self.version,
-                "generated_at": self.generated_at, "items": self.items,
+                "generated_at": self.generated_at, "arms": self.arms, "items": self.items,
                 "next_cursor": self.next_cursor}
 
 
@@ -49,18 +50,6 @@ def decode_cursor(cursor: str) -> tuple[int, int]:
         return int(generated_at), offset
     except Exception:
         raise InvalidCursor(f"invalid cursor {cursor[:40]!r}: pass next_cursor from a previous page") from None
-
-
-def explain(reason: dict) -> str:
-    """A short sentence for end users from a machine-readable reason."""
-    code, detail = reason.get("code"), reason.get("detail")
-    if code == "in_network" and detail:
-        return f"Because you follow {detail}"
-    if code == "similar" and detail:
-        return f"Similar to {detail}, which you liked"
-    if code == "topic" and detail:
-        return f"Popular in {detail}, which you like"
-    return REASON_CODES.get(code, code or "").capitalize()
 
 
 class PersonaClient:
@@ -125,4 +114,5 @@ class PersonaClient:
         end = offset + len(items)
         more = end < len(value["items"])
         return FeedPage(user_id, ks.version, value["generated_at"], items,
-                        encode_cursor(value["generated_at"], end) if more else None)
+                        encode_cursor(value["generated_at"], end) if more else None,
+                        value.get("arms", {}))  # feeds written before experiments have none

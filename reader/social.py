@@ -3,7 +3,8 @@
 Suggestions are precomputed by the `suggestions` step (one Redis read). Search re-ranking hydrates
 and scores the given results at request time with the feed's own code (operators.feed.hydrate and
 scoring via operators.suggestions.search), from the user's published ranking features and the same
-Redis feature store the workers read — no train/serve skew.
+Redis feature store the workers read — no train/serve skew — blended with the weight the flow's
+`search_blend` step learned from search → click (`…:model:search_blend`; 0.5 before any).
 """
 
 from __future__ import annotations
@@ -19,44 +20,11 @@ from pydantic import BaseModel, Field
 from config import Settings
 from operators.context import Context
 from operators.redis_store import RedisFeatureStore
-from operators.suggestions.search import rerank
-from operators.suggestions.snapshot import decode_user
+from operators.suggestions.search import PERSONAL_WEIGHT, published_user, rerank
 from reader.client import PersonaClient
+from reader.explain import explain_suggestion as explain
 
 KINDS = ("people", "groups", "conversations", "contacts")
-
-
-def explain(kind: str, reason: dict) -> str:
-    code, n, d = reason.get("code"), reason.get("count"), reason.get("detail")
-    people = f"{n} {'person' if n == 1 else 'people'}"
-    texts = {
-        "fof": f"Followed by {people} you follow",
-        "follows_you": "Follows you",
-        "engaged": f"You engaged with their posts {n} time{'s' if n != 1 else ''}",
-        "popular": f"Popular: followed by {n} people",
-        "co_engaged": f"Likes the same authors as you (e.g. {d})",
-        "shared_groups": f"In {n} of your groups",
-        "followees_engage": f"{people.capitalize()} you follow "
-                            f"{'engages' if n == 1 else 'engage'} with them",
-        "topic_creator": f"Popular in {d}, which you're interested in",
-        "followees_in_group": f"{people.capitalize()} you follow "
-                              f"{'is a member' if n == 1 else 'are members'}",
-        "co_membership": "Members of your groups are in it",
-        "topic": f"Active in {d}, which you're interested in",
-        "awaiting_reply": "Waiting for your reply",
-        "recent": "Recent conversation",
-        "reply_likelihood": "You often reply here",
-        "messaged": f"You've exchanged {n} message{'s' if n != 1 else ''}",
-        "mutual_follow": "You follow each other",
-        "relevance": "Relevant to your search",
-        "author_affinity": "From an author you engage with",
-        "topic_affinity": "About a topic you engage with",
-        "in_network": "Posted by someone you follow",
-        "interest": "Matches an interest you chose",
-        "group": "From a group you are in",
-        "similar": "Like posts you engaged with",
-    }
-    return texts.get(code, str(code))
 
 
 class SearchResult(BaseModel):
@@ -89,10 +57,16 @@ def install(app: FastAPI, client: PersonaClient, settings: Settings) -> None:
             raise HTTPException(422, "user_id must be 1..128 characters")
         try:
             raw = client.redis.get(client.keyspace().suggestions(user_id))
+            value = orjson.loads(raw) if raw else {"generated_at": None, kind: []}
+            items = value.get(kind, [])
+            if items and kind in ("people", "contacts"):  # stored before a suggested user left
+                pipe = client.redis.pipeline(transaction=False)
+                for item in items:
+                    pipe.sismember(client.keyspace().deleted_users, item["id"])
+                items = [i for i, gone in zip(items, pipe.execute(), strict=True) if not gone]
         except redis.RedisError as exc:
             raise HTTPException(503, f"suggestion store unavailable: {exc}") from exc
-        value = orjson.loads(raw) if raw else {"generated_at": None, kind: []}
-        items = value.get(kind, [])[:limit]
+        items = items[:limit]
         for item in items:
             item["explanations"] = [explain(kind, r) for r in item["reasons"]]
         return {"user_id": user_id, "kind": kind, "generated_at": value["generated_at"],
@@ -104,12 +78,15 @@ def install(app: FastAPI, client: PersonaClient, settings: Settings) -> None:
         permutation of the input with a reason per result."""
         try:
             store = features()
-            raw = client.redis.get(store.keyspace.user_features(body.user_id))
-            user = decode_user(raw, ctx) if raw else None
+            user = published_user(store, body.user_id, ctx)
+            blend = client.redis.get(store.keyspace.search_blend)
+            weight = orjson.loads(blend)["weight"] if blend else PERSONAL_WEIGHT
             now = user.last_ts if user is not None and user.last_ts else int(time.time() * 1000)
-            ranked = rerank(user, [(r.id, r.score) for r in body.results], store, ctx, now)
+            ranked = rerank(user, [(r.id, r.score) for r in body.results], store, ctx, now,
+                            weight)
         except redis.RedisError as exc:
             raise HTTPException(503, f"feature store unavailable: {exc}") from exc
         for r in ranked:
             r["explanations"] = [explain("search", x) for x in r["reasons"]]
-        return {"user_id": body.user_id, "personalized": user is not None, "results": ranked}
+        return {"user_id": body.user_id, "personalized": user is not None,
+                "personal_weight": weight, "results": ranked}

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from schemas.events import ENVELOPE, EVENT_TYPES, FIELD_KINDS, SCHEMA_VERSION, Event
+from schemas.events import ANY_OF, ENVELOPE, EVENT_TYPES, FIELD_KINDS, SCHEMA_VERSION, Event
 
 MAX_ID_LEN = 128
 MAX_STR_LEN = 1024
@@ -118,6 +118,10 @@ def validate(obj: object, limits: Limits = Limits()) -> Event:
         value = obj.get(name)
         if value is not None:
             values[name] = _check(name, FIELD_KINDS[name], value, limits)
+    one_of = ANY_OF.get(event_type)
+    if one_of and not any(name in values for name in one_of):
+        raise Rejected(f"missing field: type '{event_type}' requires one of "
+                       + ", ".join(f"'{n}'" for n in one_of))
     return Event(event_id=event_id, type=event_type, ts=ts, user_id=user_id, **values)
 
 

@@ -32,6 +32,7 @@ EVENT_TYPES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "comment": (("post_id",), ()),
     "share": (("post_id",), ()),
     "hide": (("post_id",), ()),
+    "not_interested": (("post_id",), ()),
     "report": (("post_id",), ()),
     "dwell": (("post_id", "dwell_ms"), ()),
     "message_sent": (("conversation_id",), ("recipients",)),
@@ -40,7 +41,14 @@ EVENT_TYPES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "search": (("query",), ("result_ids",)),
     "notification_opened": (("notification_id",), ()),
     "notification_dismissed": (("notification_id",), ()),
+    # User controls (operators/feed/controls.py): see less of an author and/or a topic, see more of
+    # a topic. `mute` (above) filters an author for good; `hide`/`not_interested` drop one post.
+    "see_less": ((), ("target_id", "topic")),
+    "see_more": (("topic",), ()),
 }
+
+# type -> fields of which at least one must be present (beyond the table's required ones).
+ANY_OF: dict[str, tuple[str, ...]] = {"see_less": ("target_id", "topic")}
 
 FIELD_KINDS: dict[str, str] = {
     "post_id": "id",
@@ -48,6 +56,7 @@ FIELD_KINDS: dict[str, str] = {
     "group_id": "id",
     "conversation_id": "id",
     "notification_id": "id",
+    "topic": "id",
     "topics": "strs",
     "interests": "strs",
     "recipients": "ids",
@@ -66,7 +75,8 @@ FIELD_DOCS: dict[str, str] = {
     "user_id": "The acting user.",
     "v": "Schema version (1). Optional; absent means 1.",
     "post_id": "The post acted on (or created).",
-    "target_id": "The user followed, unfollowed, blocked or muted.",
+    "target_id": "The user followed, unfollowed, blocked, muted, or seen less of (see_less).",
+    "topic": "The topic a user wants to see less (see_less) or more (see_more) of.",
     "group_id": "A group/community.",
     "conversation_id": "A messaging conversation.",
     "notification_id": "The notification opened or dismissed.",
@@ -88,10 +98,11 @@ ENGAGEMENT_WEIGHT: dict[str, float] = {
     "share": 2.0,
     "click": 0.5,
 }
-NEGATIVE_TYPES = frozenset({"hide", "report"})
+NEGATIVE_TYPES = frozenset({"hide", "report", "not_interested"})
 POST_ACTIONS = frozenset(
-    {"impression", "click", "like", "comment", "share", "hide", "report", "dwell"}
+    {"impression", "click", "like", "comment", "share", "hide", "report", "dwell", "not_interested"}
 )
+CONTROL_TYPES = frozenset({"see_less", "see_more", "not_interested", "hide", "mute"})
 
 
 @dataclass(slots=True)
@@ -107,6 +118,7 @@ class Event:
     group_id: str | None = None
     conversation_id: str | None = None
     notification_id: str | None = None
+    topic: str | None = None
     topics: tuple[str, ...] | None = None
     interests: tuple[str, ...] | None = None
     recipients: tuple[str, ...] | None = None

@@ -26,6 +26,11 @@ class Keyspace:
         return f"{self.prefix}:active"
 
     @property
+    def feed_trace(self) -> str:
+        """List of traced feed writes "user generated_at written_ms" (stream.freshness_sample)."""
+        return f"{self.prefix}:trace:feeds"
+
+    @property
     def base(self) -> str:
         return f"{self.prefix}:v{self.version}"
 
@@ -45,6 +50,15 @@ class Keyspace:
     def notif_model(self) -> str:
         """The global P(open) notification model's weights (orjson)."""
         return f"{self.base}:model:notif"
+
+    def experiment(self, experiment: str, arm: str) -> str:
+        """Counters of one experiment arm (operators/experiments/counts.py), orjson, replaced whole."""
+        return f"{self.base}:exp:{experiment}:{arm}"
+
+    @property
+    def experiments(self) -> str:
+        """Set of "experiment/arm" cells that have counters."""
+        return f"{self.base}:experiments"
 
     def item(self, post_id: str) -> str:
         """An item's features (ItemView wire list)."""
@@ -80,6 +94,16 @@ class Keyspace:
     def user_features(self, user_id: str) -> str:
         """The user's ranking features (operators.suggestions.snapshot), for search re-ranking."""
         return f"{self.base}:ufeat:{{{user_id}}}"
+
+    @property
+    def deleted_users(self) -> str:
+        """Set of deleted users: never suggested, whatever stale graph records still say."""
+        return f"{self.base}:deleted_users"
+
+    @property
+    def search_blend(self) -> str:
+        """The learned weight of personalisation in search re-ranking {"weight", "clicks"}."""
+        return f"{self.base}:model:search_blend"
 
     def group_members(self, group_id: str) -> str:
         """Set of a group's members."""

@@ -3,7 +3,7 @@ items of the recipient's Redis value `…:notifs:{user}`.
 
 A decision record (orjson object): `notification_id` (deterministic from the trigger; a delivery
 service deduplicates by it), `user_id` (recipient), `kind` (like, comment, share, follow, reply,
-new_post), `actor_id`, `post_id`? / `conversation_id`?, `ts` (event time of the trigger),
+new_post, trending), `actor_id`, `post_id`? / `conversation_id`?, `ts` (event time of the trigger),
 `decision` (send | delay | aggregate | suppress), `reason` (REASONS), `p_open` (predicted open
 probability, null when a hard rule decided), `send_at` (epoch ms to deliver; null when suppressed),
 `group`, `count`, `actors`, `text` ("u7 and 3 others liked your post"), `into` (aggregate: the
@@ -22,6 +22,7 @@ REASONS = {
     "best_hour": "delayed to the recipient's learned best hour",
     "aggregated": "merged into an earlier notification of the same post/conversation",
     "budget": "suppressed: the recipient's daily budget is spent",
+    "kind_budget": "suppressed: the daily budget of this kind (notifications.budget_<kind>) is spent",
     "low_value": "suppressed: predicted open probability below notifications.min_p_open",
     "blocked": "suppressed: the recipient blocked the actor",
     "muted": "suppressed: the recipient muted the actor",
@@ -30,6 +31,8 @@ REASONS = {
     "superseded": "suppressed: replaced by a newer one (most-recent baseline)",
     "send_all": "sent (send-everything baseline)",
     "next_slot": "delayed to the next budget slot (most-recent baseline)",
+    "random": "sent (random-subset baseline)",
+    "not_drawn": "suppressed: not in the random subset (random-subset baseline)",
 }
 
 

@@ -23,6 +23,10 @@ REASON_CODES = {
     "topic_affinity": "about a topic you engage with",
     "interest": "matches an interest you chose",
     "similar_features": "like posts you engaged with",
+    # User controls (operators/feed/controls.py): weight = the score multiplier applied.
+    "see_less": "shown less: you asked to see less of this",
+    "see_more": "shown more: you asked to see more of this",
+    "not_interested": "shown less: you were not interested in a post of this author",
 }
 
 
@@ -63,12 +67,16 @@ class Feed:
     generated_at: int  # event time (ms) of the newest event reflected in this feed
     items: tuple[FeedItem, ...] = field(default_factory=tuple)
     model: str = "persona-v1"  # ranking model/config identity, for debugging and experiments
+    # The user's arm in every enabled experiment ({experiment: arm}; {} when in none): the feed was
+    # ranked with those arms' settings (operators/experiments).
+    arms: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {
             "user_id": self.user_id,
             "generated_at": self.generated_at,
             "model": self.model,
+            "arms": dict(sorted(self.arms.items())),
             "items": [i.to_dict() for i in self.items],
         }
 

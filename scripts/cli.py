@@ -18,7 +18,9 @@ from config import ConfigError
 app = typer.Typer(help="persona — streaming personalization for social apps.", no_args_is_help=True)
 config_app = typer.Typer(help="Configuration.")
 schemas_app = typer.Typer(help="Wire formats.")
+experiments_app = typer.Typer(help="Online experiments (A/B arms declared in config).")
 app.add_typer(config_app, name="config")
+app.add_typer(experiments_app, name="experiments")
 app.add_typer(schemas_app, name="schemas")
 console = Console()
 err = Console(stderr=True)
@@ -92,10 +94,26 @@ def generate(out: Path = typer.Option(..., "--out", "-o", help="JSONL log to wri
              users: int = typer.Option(500, min=1), days: float = typer.Option(7.0, min=0.01),
              topics: int = typer.Option(20, min=1), seed: int = 7,
              produce: bool = typer.Option(False, help="also produce the log to Kafka"),
+             plant_arm: Optional[str] = typer.Option(
+                 None, help="EXPERIMENT/ARM of --config whose users engage more (a planted winner)"),
+             plant_lift: float = typer.Option(0.5, help="engagement logit lift of --plant-arm"),
              config: Optional[Path] = ConfigOpt):
     """Generate seeded synthetic social activity with planted preferences."""
     from scripts.generate import GeneratorConfig, generate_log
-    counts = generate_log(GeneratorConfig(users=users, days=days, topics=topics, seed=seed), out)
+    planted = None
+    if plant_arm:
+        exp_name, _, arm = plant_arm.partition("/")
+        experiment = next((e for e in _settings(config).experiments if e.name == exp_name), None)
+        if experiment is None or not arm:
+            _fail(ValueError(f"--plant-arm {plant_arm!r}: expected EXPERIMENT/ARM of an experiment "
+                             f"declared in --config"), 2)
+        planted = (experiment, arm, plant_lift)
+    try:
+        cfg = GeneratorConfig(users=users, days=days, topics=topics, seed=seed, planted_arm=planted)
+        cfg.validate()
+    except ValueError as exc:
+        _fail(exc, 2)
+    counts = generate_log(cfg, out)
     console.print(f"wrote {sum(counts.values()):,} events to {out} (truth: {out}.truth.json)")
     if produce:
         _produce_file(out, config)
@@ -167,9 +185,56 @@ def feed(user_id: str, limit: int = 10, prefix: Optional[str] = None,
 
 
 @app.command()
+def bench(config: Optional[Path] = ConfigOpt,
+          events: int = typer.Option(1_000_000, min=100, help="events in the workload"),
+          users: int = typer.Option(100_000, min=10, help="users in the generated world"),
+          seed: int = 7,
+          processes: int = typer.Option(1, "--processes", "-p", min=1, max=8,
+                                        help="worker processes (and I/O floor consumers)"),
+          partitions: int = typer.Option(4, min=1, max=64, help="partitions of the bench topics"),
+          scale: bool = typer.Option(False, help="also run the other of 1 / 2 processes on the "
+                                                 "same topic and print the ratio"),
+          freshness_s: float = typer.Option(30.0, min=0, help="paced freshness phase (0 = skip)"),
+          rate: Optional[float] = typer.Option(None, help="freshness phase events/s "
+                                                          "(default: half the steady rate)"),
+          rank_interval_s: Optional[float] = typer.Option(
+              None, help="override stream.rank_interval_s for this run"),
+          reader: bool = typer.Option(True, help="reader phase: HTTP vs raw Redis"),
+          reader_s: float = typer.Option(5.0, min=0.5), concurrency: int = typer.Option(8, min=1),
+          keep: bool = typer.Option(False, help="keep the bench topics and keys"),
+          json_out: Optional[Path] = typer.Option(None, "--json", help="write the report here")):
+    """Throughput, freshness, memory and reader latency of the full topology on a seeded
+    synthetic workload, next to the same run's I/O floor (private topics and keys, removed after)."""
+    from rich.table import Table
+
+    from scripts import bench as bench_mod
+    from scripts import runner, services
+    settings = _settings(config)
+    try:
+        runner.check_services(settings)
+        report = bench_mod.run(settings, bench_mod.BenchConfig(
+            events=events, users=users, seed=seed, processes=processes, partitions=partitions,
+            scale=scale, freshness_s=freshness_s, freshness_rate=rate,
+            rank_interval_s=rank_interval_s, reader=reader, reader_s=reader_s,
+            reader_concurrency=concurrency, keep=keep), log=console.print)
+    except services.ServiceError as exc:
+        _fail(exc)
+    out = Table(title=f"persona bench {report['run_id']} (indicative when the CPU is shared)")
+    out.add_column("measure")
+    out.add_column("value", justify="right")
+    for name, value in bench_mod.table(report):
+        out.add_row(name, value)
+    console.print(out)
+    if json_out:
+        json_out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+        console.print(f"wrote {json_out}")
+
+
+@app.command()
 def demo(users: int = 300, days: float = 3.0, seed: int = 7):
     """Start services, stream synthetic activity through the workers, print feeds with reasons."""
-    from scripts import demo as demo_mod, services
+    from scripts import demo as demo_mod
+    from scripts import services
     try:
         demo_mod.main(users=users, days=days, seed=seed, console=console)
     except services.ServiceError as exc:
@@ -233,6 +298,24 @@ def evaluate_notifications(
         _fail(exc, 2)
     except (ValueError, FileNotFoundError) as exc:
         _fail(exc)
+
+
+@experiments_app.command("report")
+def experiments_report(
+        source: str = typer.Argument(..., help="an event log (JSONL[.gz]) or `redis` (the workers' "
+                                               "counters)"),
+        config: Optional[Path] = ConfigOpt,
+        json_out: Optional[str] = typer.Option(None, "--json",
+                                               help="also write the report as JSON here (- = stdout only)")):
+    """Per-arm impressions, engagement, hide/report and notification open rates with 95% intervals,
+    and each arm's difference from the control arm."""
+    from scripts import experiments as experiments_mod
+    try:
+        experiments_mod.run(source, _settings(config), json_out, console)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(exc)
+    except Exception as exc:  # noqa: BLE001 - Redis unreachable etc.: say what to do
+        _fail(RuntimeError(f"{exc} (is Redis reachable at REDIS_URL?)"))
 
 
 @config_app.command("show")

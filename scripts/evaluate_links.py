@@ -40,8 +40,11 @@ def run(log: Path, *, k: int = 10, fraction: float = 0.2, seed: int = 7, undirec
         for col in ("order", "MRR", "hit@3"):
             t.add_column(col)
         t.add_row("base (as given)", f"{s.mrr_base:.4f}", f"{s.hit3_base:.4f}")
-        t.add_row("re-ranked (persona)", f"{s.mrr_personal:.4f}", f"{s.hit3_personal:.4f}")
+        t.add_row("re-ranked, fixed weight 0.5", f"{s.mrr_personal:.4f}", f"{s.hit3_personal:.4f}")
+        t.add_row("re-ranked, learned weight", f"{s.mrr_learned:.4f}", f"{s.hit3_learned:.4f}")
         console.print(t)
+        console.print(f"blend weight learned from {s.clicks} search clicks (prequential): "
+                      f"{s.learned_weight:.3f}")
     if json_path:
         json_path.write_bytes(orjson.dumps({**report.to_dict(), "source": str(log),
                                             "fraction": fraction, "seed": seed, **extra}))

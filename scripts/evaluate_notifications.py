@@ -1,6 +1,8 @@
 """`persona evaluate-notifications LOG`: the production notification policy against the "send
-everything until the budget" and "send the most recent" baselines, at the same daily budget, in one
-closed-loop run over a generated log (operators/notifications/evaluate.py)."""
+everything until the budget", "send the most recent" and "a random subset as large as the learned
+policy's sends" baselines, at the same daily budgets, in one closed-loop run over a generated log
+(operators/notifications/evaluate.py). Reports open rate and opens per user-day: a policy that sends
+less must not win on open rate alone."""
 
 from __future__ import annotations
 
@@ -33,7 +35,8 @@ def run(log: Path, config_path: Path | None = None, *, budget: int | None = None
         policy = Policy(**{**{f: getattr(policy, f) for f in policy.__slots__},
                            "daily_budget": budget})
     t0 = time.time()
-    results = [r.to_dict() for r in evaluate(events, truth, policy, seed=seed)]
+    results = [r.to_dict() for r in evaluate(events, truth, policy, seed=seed,
+                                             settings=settings)]
     table = Table(title=f"notifications · {log.name} · daily budget {policy.daily_budget} · "
                         f"{len(events):,} events")
     for col in ("policy", "delivered", "opened", "open rate", "sent/user/day", "opens/user/day"):
@@ -47,8 +50,12 @@ def run(log: Path, config_path: Path | None = None, *, budget: int | None = None
         console.print(f"  {name}: {what}")
     learned = results[0]
     for r in results[1:]:
+        ratio = learned["open_rate"] / max(r["open_rate"], 1e-9)
+        opens = learned["opens_per_user_day"] - r["opens_per_user_day"]
         console.print(f"learned vs {r['policy']}: open rate {learned['open_rate']:.4f} vs "
-                      f"{r['open_rate']:.4f} ({learned['open_rate'] / max(r['open_rate'], 1e-9):.2f}x)")
+                      f"{r['open_rate']:.4f} ({ratio:.2f}x); opens per user-day "
+                      f"{learned['opens_per_user_day']:.3f} vs {r['opens_per_user_day']:.3f} "
+                      f"({'more' if opens > 0 else 'FEWER' if opens < 0 else 'as many'})")
     console.print("learned policy decisions: " + ", ".join(
         f"{k} {v:,}" for k, v in learned["decisions"].items()))
     console.print(f"evaluated in {time.time() - t0:.1f}s")

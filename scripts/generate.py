@@ -34,8 +34,11 @@ Python `hash()`; the output is byte-identical for a given config):
 * also notifications, direct messages to followees, group joins/leaves, topic searches (with
   search-surface impressions and clicks), a few `post_deleted`, and a couple of `user_deleted` at the
   end (nothing is emitted for a deleted user or post afterwards).
-* notification behaviour is planted in the truth only (`plant_notification_behaviour`, its own RNG
-  stream): the kinds each user opens and their active local hours, for closed-loop evaluation.
+* `notification_opened`/`dismissed` name the newest notification candidate the decision code made
+  for the user (ids derived by `operators.notifications.candidates` itself, so the flow learns
+  from them; `n…` ids only before any). The planted notification behaviour is in the truth only
+  (`plant_notification_behaviour`, its own RNG stream): the kinds each user opens and their active
+  local hours, for closed-loop evaluation.
 
 `malformed_lines(n, seed)` returns invalid payloads (with their kind) for dead-letter tests;
 `write_log(..., malformed_fraction=f)` interleaves them into a log.
@@ -53,7 +56,8 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from schemas.events import SCHEMA_VERSION
+from operators.notifications.candidates import notification_messages
+from schemas.events import SCHEMA_VERSION, Event
 
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
@@ -108,6 +112,7 @@ K_IMP_FEED, K_IMP_SEARCH, K_CLICK, K_LIKE, K_COMMENT, K_SHARE, K_HIDE, K_REPORT,
     8, 17
 )
 K_MESSAGE, K_GROUP_JOINED, K_GROUP_LEFT, K_SEARCH, K_NOTIF_OPENED, K_NOTIF_DISMISSED = range(17, 23)
+_NOTIFYING_KINDS = frozenset({K_LIKE, K_COMMENT, K_SHARE, K_FOLLOW, K_MESSAGE})  # make candidates
 KIND_TYPES: tuple[str, ...] = (
     "user_created", "user_deleted", "post_created", "post_deleted",
     "follow", "unfollow", "block", "mute",
@@ -130,6 +135,10 @@ class GeneratorConfig:
     seed: int = 7
     start_ms: int = 1_767_225_600_000  # 2026-01-01T00:00:00Z
     malformed_fraction: float = 0.0  # fraction of extra raw lines that are invalid (for DLQ tests)
+    # Plant one experiment arm as better: (config.experiments.Experiment, arm name, logit lift).
+    # Users that `operators.experiments.assign` puts in that arm get `lift` added to their engagement
+    # logit, so `persona experiments report` must find the arm better. None: nothing planted.
+    planted_arm: tuple | None = None
 
     def validate(self) -> None:
         if self.users < 1:
@@ -146,6 +155,13 @@ class GeneratorConfig:
             raise ValueError(f"malformed_fraction must be in [0, 1), got {self.malformed_fraction}")
         if self.start_ms < 946_684_800_000:
             raise ValueError("start_ms must be epoch milliseconds after 2000-01-01")
+        if self.planted_arm is not None:
+            experiment, arm, lift = self.planted_arm
+            if arm not in [a.name for a in experiment.arms]:
+                raise ValueError(f"planted arm {arm!r} is not an arm of experiment "
+                                 f"{experiment.name!r} ({[a.name for a in experiment.arms]})")
+            if not -5.0 <= lift <= 5.0:
+                raise ValueError(f"planted lift must be in [-5, 5] (logit), got {lift}")
 
 
 @dataclass
@@ -255,6 +271,7 @@ class _World:
             TOPIC_NAMES[i] if i < len(TOPIC_NAMES) else f"topic {i}" for i in range(t_count)
         ]
         self._users(rng)
+        self._plant_arm()
         self._posts(rng)
         self._favourites(rng)
         self._graph(rng)
@@ -323,6 +340,16 @@ class _World:
         self.spec_bool[r[ok], spec.ravel()[ok]] = True
 
     # -- posts ----------------------------------------------------------------------------------------
+    def _plant_arm(self) -> None:
+        """Engagement logit lift of the users in the planted experiment arm (no extra random draws:
+        the world and the sessions are the same as without the plant; the reactions differ)."""
+        self.arm_lift = np.zeros(self.n)
+        if self.cfg.planted_arm is not None:
+            from operators.experiments import assign
+            experiment, arm, lift = self.cfg.planted_arm
+            members = [i for i, u in enumerate(self.user_ids) if assign(experiment, u) == arm]
+            self.arm_lift[members] = lift
+
     def _posts(self, rng: np.random.Generator) -> None:
         n, span, t_count = self.n, self.span, self.t_count
         total_rate = float(self.post_rate.sum()) * (span / DAY_MS)
@@ -633,6 +660,8 @@ class _Simulator:
         self.next_extra = 0
         self.next_notification = 0
         self.conversations: dict[tuple[int, ...], int] = {}
+        self.last_notification: dict[int, str] = {}  # user -> newest candidate id for them
+        self.user_index = {uid: i for i, uid in enumerate(world.user_ids)}
         # (post, user) keys of feed impressions of still-recent posts, sorted: feeds never repeat.
         self.seen = np.zeros(0, dtype=np.int64)
         self.n_emitted = 0
@@ -773,6 +802,7 @@ class _Simulator:
         logit = (
             BASE_LOGIT
             + engage_boost
+            + w.arm_lift[user]
             + TOPIC_BONUS * topic_match
             + AUTHOR_BONUS * fav
             + POPULARITY_BONUS * np.tanh(np.log1p(self.likes[post]) - 1.5)
@@ -907,6 +937,17 @@ class _Simulator:
             carry = tuple(c[rest] for c in cols)
             yield from self._emit(*(c[emit] for c in cols))
 
+    def _note_notification(self, head: dict, author: str | None) -> None:
+        """Remember, per recipient, the id of the newest notification candidate this event makes,
+        derived by the decision code itself (operators.notifications.candidates)."""
+        event = Event(head["event_id"], head["type"], head["ts"], head["user_id"],
+                      post_id=head.get("post_id"), target_id=head.get("target_id"),
+                      conversation_id=head.get("conversation_id"),
+                      recipients=tuple(head.get("recipients") or ()) or None)
+        for recipient, msg in notification_messages(event, author):
+            if msg[0] == "cand" and recipient in self.user_index:
+                self.last_notification[self.user_index[recipient]] = msg[1].notification_id
+
     def _emit(self, ts, kind, user, a, b) -> Iterator[dict]:
         w = self.w
         # Drop anything after its actor's deletion, post actions after the post is gone, and
@@ -969,10 +1010,14 @@ class _Simulator:
                 head["result_ids"] = extras.pop(y)
                 head["query"] = w.topic_names[x]
             elif k == K_NOTIF_OPENED or k == K_NOTIF_DISMISSED:
-                head["notification_id"] = f"n{x + 1:09d}"
+                # the newest notification the decision code made for this user (same ids)
+                head["notification_id"] = self.last_notification.get(u, f"n{x + 1:09d}")
             elif k == K_USER_CREATED:
                 head["interests"] = [tids[i] for i in np.nonzero(interests[u])[0].tolist()]
                 head["timezone"] = tz_names[w.tz[u]]
+            if k in _NOTIFYING_KINDS:
+                self._note_notification(head, uids[int(w.p_author[x])] if
+                                        K_CLICK <= k <= K_REPORT else None)
             yield head
         self.n_emitted = n
 
@@ -1012,8 +1057,9 @@ NOTIF_OFF_HOURS_FACTOR = 0.25  # P(open) multiplier outside a user's active noti
 def plant_notification_behaviour(
     cfg: GeneratorConfig, user_ids: list[str]
 ) -> tuple[dict[str, dict[str, float]], dict[str, list[int]]]:
-    """Per user: 2 notification kinds they usually open (P 0.5-0.8; the others 0.02-0.1) and a
-    6-hour local window when they read notifications (peak 08:00-21:00). Its own RNG stream, so the
+    """Per user: 2 notification kinds they usually open (P 0.5-0.8; the others 0.02-0.1; "trending"
+    0.05-0.3) and a 6-hour local window when they read notifications (peak 08:00-21:00). Its own
+    RNG stream, so the
     activity log is unchanged; deterministic for a seed. Evaluations draw opens from it."""
     rng = np.random.default_rng([cfg.seed, 0x4E07])
     n, k = len(user_ids), len(NOTIFICATION_KINDS)
@@ -1024,6 +1070,11 @@ def plant_notification_behaviour(
     peak = rng.integers(8, 22, size=n)
     opens = {u: {kind: round(float(p[i, j]), 3) for j, kind in enumerate(NOTIFICATION_KINDS)}
              for i, u in enumerate(user_ids)}
+    # "Trending in your interests": moderately liked by everyone (its own stream: the kinds
+    # above keep the values they had before it existed).
+    trending = np.random.default_rng([cfg.seed, 0x4E08]).uniform(0.05, 0.3, size=n)
+    for i, u in enumerate(user_ids):
+        opens[u]["trending"] = round(float(trending[i]), 3)
     hours = {u: [int(peak[i] - 3), int(peak[i] + 3)] for i, u in enumerate(user_ids)}
     return opens, hours
 

@@ -104,10 +104,12 @@ def init_recovery(recovery_dir: str, partitions: int) -> None:
 def run(settings: Settings, config_path: str | None, *, processes: int = 1, workers: int = 1,
         tail: bool = True, recovery_dir: str | None = None, snapshot_s: int = 10,
         log: Callable[[str], object] = print, env_extra: dict | None = None,
-        metrics_port: int | None = None) -> int:
+        metrics_port: int | None = None,
+        on_start: Callable[[list[subprocess.Popen]], object] | None = None) -> int:
     """Run the flow until it ends (tail=False: when the topic is drained) or is interrupted.
     `metrics_port`: serve Prometheus metrics of process i on metrics_port + i (0: off; None: as
-    BYTEWAX_DATAFLOW_API_* in the environment say)."""
+    BYTEWAX_DATAFLOW_API_* in the environment say). `on_start` receives the worker processes (the
+    benchmark samples their memory and stops a tailing run with `stop`)."""
     check_services(settings)
     if recovery_dir:
         init_recovery(recovery_dir, max(processes * workers, 1))
@@ -130,6 +132,8 @@ def run(settings: Settings, config_path: str | None, *, processes: int = 1, work
              for i, cmd in enumerate(worker_commands(processes, workers, recovery_dir, snapshot_s))]
     log(f"started {processes} worker process(es) × {workers} worker(s): "
         f"pids {[p.pid for p in procs]}")
+    if on_start is not None:
+        on_start(procs)
     if metrics_port:
         log(f"Prometheus metrics: http://127.0.0.1:{metrics_port}/metrics"
             + (f" … :{metrics_port + processes - 1}/metrics" if processes > 1 else ""))
@@ -141,16 +145,17 @@ def run(settings: Settings, config_path: str | None, *, processes: int = 1, work
             failed = [c for c in codes if c not in (None, 0)]
             if failed:
                 log(f"a worker process exited with {failed[0]}; stopping the cluster")
-                _stop(procs)
+                stop(procs)
                 return failed[0]
             time.sleep(0.2)
     except KeyboardInterrupt:
         log("interrupted; stopping workers")
-        _stop(procs)
+        stop(procs)
         return 130
 
 
-def _stop(procs: list[subprocess.Popen]) -> None:
+def stop(procs: list[subprocess.Popen]) -> None:
+    """Stop worker processes (SIGTERM to their process groups, SIGKILL after 10 s)."""
     for p in procs:
         if p.poll() is None:
             os.killpg(p.pid, signal.SIGTERM)

@@ -12,7 +12,7 @@ import numpy as np
 from operators.choice import ChoiceSet
 from operators.context import FEATURES, Context
 from operators.feature_store import FeatureReader
-from operators.feed import candidates, filters, hydrate, mixing, scoring
+from operators.feed import candidates, controls, filters, hydrate, mixing, scoring
 from operators.feed.neighbourhood import Neighbourhood
 from schemas import Feed, FeedItem, Reason
 
@@ -26,6 +26,7 @@ _IN_NETWORK = FEATURES.index("in_network")
 
 def rank(user: UserState, store: FeatureReader, ctx: Context, now: int,
          model_name: str = "persona-v1") -> Feed:
+    ctx, arms = ctx.for_user(user.user_id)  # the settings of the user's experiment arms, if any
     knn = Neighbourhood(user, store, ctx)  # the user's item-kNN view, shared by the stages below
     proposals = candidates.gather(user, store, ctx, now, knn)  # post -> [(source, detail)]
     found = store.items(list(proposals))
@@ -33,7 +34,9 @@ def rank(user: UserState, store: FeatureReader, ctx: Context, now: int,
     views = [found[p] for p in ids]
     X, _ = hydrate.hydrate(user, views, store, ctx, now, knn)
     scores, contributions = scoring.score(user, X, store.global_model(), ctx)
-    order = np.lexsort((np.array(ids, dtype=str), -scores)).tolist()  # score desc, then id
+    scores, shown, controlled = controls.apply(user, views, scores, now, ctx)  # see less / more
+    kept = np.flatnonzero(shown)
+    order = kept[np.lexsort((np.array(ids, dtype=str)[kept], -scores[kept]))].tolist()  # score desc, id
     chosen = mixing.diversify(order, scores, views, ctx)
     fresh_ids = {p for p, sources in proposals.items() if ("fresh", None) in sources}
     fresh = [k for k in order if ids[k] in fresh_ids]
@@ -44,12 +47,13 @@ def rank(user: UserState, store: FeatureReader, ctx: Context, now: int,
     items = tuple(
         FeedItem(ids[k], views[k].author_id, float(scores[k]),
                  _reasons(proposals[ids[k]], float(contributions[k, _IN_NETWORK]), why[n],
-                          because.get(ids[k]), k in explored, views[k].author_id))
+                          because.get(ids[k]), k in explored, views[k].author_id)
+                 + controlled.get(k, ()))
         for n, k in enumerate(chosen)
     ) if chosen else ()
     wg, bg = scoring.global_vector(store.global_model())
     user.remember_served([ids[k] for k in chosen], ChoiceSet.of(ids, X, wg, bg))
-    return Feed(user.user_id, now, items, model_name)
+    return Feed(user.user_id, now, items, model_name, dict(arms))
 
 
 def _explained(contributions: np.ndarray) -> list[list[tuple[str, float]]]:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from schemas import Event
 
-KINDS = ("like", "comment", "share", "follow", "reply", "new_post")
+KINDS = ("like", "comment", "share", "follow", "reply", "new_post", "trending")
 POST_KINDS = frozenset({"like", "comment", "share"})
 # The recipient's own events that their notification state learns from.
 SELF_TYPES = frozenset({"user_created", "user_deleted", "block", "mute", "follow", "unfollow",
@@ -28,7 +28,8 @@ SELF_TYPES = frozenset({"user_created", "user_deleted", "block", "mute", "follow
                         "notification_dismissed"})
 VERBS = {"like": "liked your post", "comment": "commented on your post",
          "share": "shared your post", "follow": "started following you",
-         "reply": "replied in your conversation", "new_post": "posted something new"}
+         "reply": "replied in your conversation", "new_post": "posted something new",
+         "trending": "posted something trending in your interests"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +44,8 @@ class Candidate:
     conversation_id: str | None = None
 
 
-def _nid(*parts: str) -> str:
+def candidate_id(*parts: str) -> str:
+    """A deterministic notification id from its parts (≤ 128 characters)."""
     return ".".join(parts)[:128]
 
 
@@ -56,17 +58,17 @@ def notification_messages(event: Event, author: str | None) -> list[tuple[str, t
         out.append((actor, ("self", event, author)))
     if kind in POST_KINDS and author and author != actor:
         out.append((author, ("cand", Candidate(
-            _nid(kind, author, event.post_id, actor), author, kind, actor, event.ts,
+            candidate_id(kind, author, event.post_id, actor), author, kind, actor, event.ts,
             f"{kind}.{event.post_id}", post_id=event.post_id))))
     elif kind == "follow" and event.target_id and event.target_id != actor:
         target = event.target_id
         out.append((target, ("cand", Candidate(
-            _nid("follow", target, actor), target, "follow", actor, event.ts, "follow"))))
+            candidate_id("follow", target, actor), target, "follow", actor, event.ts, "follow"))))
     elif kind == "message_sent" and event.conversation_id:
         for recipient in dict.fromkeys(event.recipients or ()):
             if recipient != actor:
                 out.append((recipient, ("cand", Candidate(
-                    _nid("reply", recipient, event.conversation_id, event.event_id), recipient,
+                    candidate_id("reply", recipient, event.conversation_id, event.event_id), recipient,
                     "reply", actor, event.ts, f"reply.{event.conversation_id}",
                     conversation_id=event.conversation_id))))
     return out
@@ -75,5 +77,5 @@ def notification_messages(event: Event, author: str | None) -> list[tuple[str, t
 def new_post_candidate(author: str, follower: str, post_id: str, ts: int) -> tuple[str, tuple]:
     """A followed author posted (from the followers step's fan-out); the recipient's state keeps it
     only when the recipient engages with that author a lot."""
-    return follower, ("cand", Candidate(_nid("new_post", follower, post_id), follower, "new_post",
+    return follower, ("cand", Candidate(candidate_id("new_post", follower, post_id), follower, "new_post",
                                         author, ts, f"new_post.{post_id}", post_id=post_id))

@@ -1,17 +1,22 @@
 """The notification topology in one process: the same routing, recipient states and global model as
 the streaming steps `notif_msgs` → `notifications` → `notif_model` (flows/feeds.py), for evaluation
-and replays. It keeps the two facts the flow gets from other partitions: a post's author (the item
-step's view) and an author's followers (the followers step's fan-out of new posts).
+and replays. It keeps the facts the flow gets from other partitions: each post's item view (the item
+step's `ItemStats`: author, topics, group, trending index), an author's followers (the followers
+step's fan-out of new posts) and the topic/group audiences of trending posts (step
+`notif_audience`).
 """
 
 from __future__ import annotations
 
+from operators.decay import Decay
 from operators.graph import Followers
+from operators.item_stats import ItemStats
 from operators.models import OnlineLogit
 from operators.notifications import model as M
 from operators.notifications.candidates import new_post_candidate, notification_messages
 from operators.notifications.policy import Policy
 from operators.notifications.state import Example, RecipientState
+from operators.notifications.trending import Audience, TrendingRule, audience_messages
 from schemas import Event
 
 MAX_FANOUT = 10_000
@@ -23,10 +28,14 @@ class GlobalModel:
     def __init__(self, policy: Policy):
         self.model: OnlineLogit = M.new_global(policy.learning_rate)
         self._exported: dict | None = None
+        self.ts = 0  # newest event time among the labels learned (the weights' "ts")
 
-    def learn(self, examples: list[Example]) -> None:
-        for x, y in examples:
-            self.model.learn_one(M.as_dict_list(x), y)
+    def learn(self, examples: list) -> None:
+        """Examples (x, y), or (x, y, event time of the label) from the flow."""
+        for ex in examples:
+            self.model.learn_one(M.as_dict_list(ex[0]), ex[1])
+            if len(ex) > 2:
+                self.ts = max(getattr(self, "ts", 0), ex[2])
         if examples:
             self._exported = None
 
@@ -34,8 +43,18 @@ class GlobalModel:
         if self.model.n == 0:
             return None
         if self._exported is None:
-            self._exported = self.model.export()
+            self._exported = {**self.model.export(), "ts": getattr(self, "ts", 0)}
         return self._exported
+
+
+def usable(exported: dict | None, ts: int) -> dict | None:
+    """Global weights may be used to decide at event time `ts` only when learned from labels no
+    newer than it: a replay (or a restart) then never decides with weights from its own future
+    left in Redis by the earlier run, and decides as that run did (the prior until weights of its
+    own past exist)."""
+    if exported is None or exported.get("ts", 0) <= ts:
+        return exported
+    return None
 
 
 def handle(state: RecipientState, value: tuple, exported: dict | None
@@ -49,12 +68,23 @@ def handle(state: RecipientState, value: tuple, exported: dict | None
 class NotificationDriver:
     """`learn_one(event)` → the decision records it causes (in order)."""
 
-    def __init__(self, policy: Policy):
+    def __init__(self, policy: Policy, trending: TrendingRule | None = None,
+                 popularity: Decay | None = None, affinity: Decay | None = None):
         self.policy = policy
         self.states: dict[str, RecipientState] = {}
         self.global_model = GlobalModel(policy)
-        self.authors: dict[str, str] = {}
+        self.items: dict[str, ItemStats] = {}
         self.followers: dict[str, Followers] = {}
+        self.trending = trending or TrendingRule()
+        self.popularity = popularity or Decay(24.0)
+        self.affinity = affinity or Decay(168.0)
+        self.audiences: dict[str, Audience] = {}
+
+    @classmethod
+    def from_settings(cls, settings, policy: Policy) -> NotificationDriver:
+        return cls(policy, TrendingRule.from_settings(settings),
+                   Decay(settings.features.popularity_half_life_h),
+                   Decay(settings.features.affinity_half_life_h))
 
     def state(self, user_id: str) -> RecipientState:
         s = self.states.get(user_id)
@@ -63,12 +93,18 @@ class NotificationDriver:
         return s
 
     def learn_one(self, event: Event) -> list[dict]:
-        author = None
+        before = None
         if event.post_id is not None:
-            if event.type == "post_created":
-                self.authors[event.post_id] = event.user_id
-            author = self.authors.get(event.post_id)
-        msgs = notification_messages(event, author)
+            stats = self.items.get(event.post_id)
+            if stats is None:
+                stats = self.items[event.post_id] = ItemStats(event.post_id)
+            before = stats.learn_one(event, self.popularity)
+        msgs = notification_messages(event, before.author_id if before is not None else None)
+        for key, msg in audience_messages(event, before, self.popularity, self.trending):
+            audience = self.audiences.get(key)
+            if audience is None:
+                audience = self.audiences[key] = Audience(self.trending, self.affinity)
+            msgs += audience.learn(msg)
         if event.type == "follow" and event.target_id:
             self.followers.setdefault(event.target_id, Followers()).learn_one("follow",
                                                                                 event.user_id)

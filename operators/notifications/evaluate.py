@@ -26,7 +26,9 @@ from schemas import Event
 OFF_HOURS_FACTOR = 0.25  # scripts.generate.NOTIF_OFF_HOURS_FACTOR
 POLICIES = {"learned": "learned policy (P(open) model, quiet/best hours, aggregation)",
             "send_all": "send everything until the budget",
-            "most_recent": "send the most recent (one per budget slot)"}
+            "most_recent": "send the most recent (one per budget slot)",
+            "random": "a random subset of the candidates, as many as the learned policy sends"}
+CALIBRATION_ROUNDS = 5  # runs of the random baseline to match the learned policy's deliveries
 
 
 @dataclass
@@ -60,8 +62,10 @@ def open_probability(truth, user: str, kind: str, hour: float) -> float:
     return p if lo <= hour < hi else p * OFF_HOURS_FACTOR
 
 
-def run_policy(events: list[Event], truth, policy: Policy, seed: int = 0) -> PolicyResult:
-    driver = NotificationDriver(policy)
+def run_policy(events: list[Event], truth, policy: Policy, seed: int = 0,
+               settings=None) -> PolicyResult:
+    driver = (NotificationDriver.from_settings(settings, policy) if settings is not None
+              else NotificationDriver(policy))
     result = PolicyResult(policy.mode)
     latest: dict[str, dict] = {}
     deliveries: list[tuple[int, str]] = []  # (send_at, id) heap
@@ -122,10 +126,41 @@ def run_policy(events: list[Event], truth, policy: Policy, seed: int = 0) -> Pol
 
 
 def evaluate(events: Iterable[Event], truth, base: Policy, seed: int = 0,
-             modes: Iterable[str] = tuple(POLICIES)) -> list[PolicyResult]:
+             modes: Iterable[str] = tuple(POLICIES), settings=None) -> list[PolicyResult]:
+    """One result per mode. "random" sends a seeded random share of the candidates, calibrated
+    (a few runs) to deliver as many as "learned" (which must then come first in `modes`)."""
     events = list(events)
-    out = []
+    out: list[PolicyResult] = []
     for mode in modes:
-        policy = Policy(**{**{f: getattr(base, f) for f in base.__slots__}, "mode": mode})
-        out.append(run_policy(events, truth, policy, seed))
+        policy = _with(base, mode=mode)
+        if mode != "random":
+            out.append(run_policy(events, truth, policy, seed, settings))
+            continue
+        target = out[0].delivered if out and out[0].name == "learned" else None
+        tried: list[tuple[float, PolicyResult]] = []  # (fraction, result)
+        fraction = 0.5
+        for _ in range(CALIBRATION_ROUNDS if target is not None else 1):
+            result = run_policy(events, truth, _with(policy, send_fraction=fraction), seed,
+                                settings)
+            tried.append((fraction, result))
+            if target is None or abs(result.delivered - target) <= 0.01 * target:
+                break
+            fraction = _next_fraction(tried, target)
+        out.append(min(tried, key=lambda fr: abs(fr[1].delivered - (target or 0)))[1])
     return out
+
+
+def _next_fraction(tried: list[tuple[float, PolicyResult]], target: int) -> float:
+    """Secant step on deliveries(fraction) (monotone, concave: the budget saturates), from the
+    proportional guess when only one point is known."""
+    f1, r1 = tried[-1]
+    if len(tried) == 1 or tried[-2][1].delivered == r1.delivered:
+        f = f1 * target / max(r1.delivered, 1)
+    else:
+        f0, r0 = tried[-2]
+        f = f1 + (target - r1.delivered) * (f1 - f0) / (r1.delivered - r0.delivered)
+    return float(min(max(f, 1e-4), 1.0))
+
+
+def _with(policy: Policy, **changes) -> Policy:
+    return Policy(**{**{f: getattr(policy, f) for f in policy.__slots__}, **changes})

@@ -6,9 +6,11 @@ allowed hour, never dropped; outside quiet hours it is sent now unless a later h
 `max_delay_h` is better by `delay_margin` (the recipient's learned best hour). Below `min_p_open` it
 is suppressed. The budget is checked by the state on the local day of delivery.
 
-Modes: "learned" (production), and two baselines for evaluation: "send_all" (everything, now, until
-the daily budget is spent) and "most_recent" (at most one per budget slot of the day: the newest
-candidate waiting when the slot opens).
+Modes: "learned" (production), and three baselines for evaluation: "send_all" (everything, now,
+until the daily budget is spent), "most_recent" (at most one per budget slot of the day: the newest
+candidate waiting when the slot opens) and "random" (a seeded random `send_fraction` of the
+candidates, now, until the budget: calibrated to send as many as the learned policy). Every mode
+also keeps the per-kind daily budgets (`kind_budgets`, each at most the global one).
 
 >>> p = Policy(daily_budget=5, quiet_start_h=22, quiet_end_h=8)
 >>> in_quiet(23.5, 22, 8), in_quiet(8.0, 22, 8), in_quiet(12.0, 22, 22)
@@ -17,6 +19,7 @@ candidate waiting when the slot opens).
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,7 +28,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
-MODES = ("learned", "send_all", "most_recent")
+MODES = ("learned", "send_all", "most_recent", "random")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +37,7 @@ class Policy:
     quiet_start_h: int = 22
     quiet_end_h: int = 8
     aggregate_window_ms: int = 3_600_000
-    min_p_open: float = 0.15
+    min_p_open: float = 0.08
     delay_margin: float = 0.03
     max_delay_h: int = 24
     feedback_timeout_ms: int = 4 * 3_600_000
@@ -43,6 +46,15 @@ class Policy:
     learning_rate: float = 0.05
     user_learning_rate: float = 0.3
     mode: str = "learned"
+    kind_budgets: tuple[tuple[str, int], ...] = ()  # (kind, daily budget) under the global one
+    send_fraction: float = 1.0  # "random" baseline: share of candidates it sends (seeded by id)
+
+    def kind_budget(self, kind: str) -> int:
+        """The daily budget of one candidate kind (the global budget when none is set)."""
+        for k, n in self.kind_budgets:
+            if k == kind:
+                return min(n, self.daily_budget)
+        return self.daily_budget
 
     @classmethod
     def from_settings(cls, settings, mode: str = "learned") -> Policy:
@@ -50,7 +62,19 @@ class Policy:
         return cls(n.daily_budget, n.quiet_start_h, n.quiet_end_h, n.aggregate_window_s * 1000,
                    n.min_p_open, n.delay_margin, n.max_delay_h, n.feedback_timeout_s * 1000,
                    n.min_author_engagements, n.history, n.learning_rate, n.user_learning_rate,
-                   mode)
+                   mode, kind_budgets_from(n))
+
+
+def kind_budgets_from(n) -> tuple[tuple[str, int], ...]:
+    """`notifications.budget_<kind>` settings as (kind, budget) pairs."""
+    from operators.notifications.candidates import KINDS
+    return tuple((k, getattr(n, f"budget_{k}")) for k in KINDS)
+
+
+def chosen_at_random(policy: Policy, notification_id: str) -> bool:
+    """The "random" baseline's seeded coin: the same id gets the same draw in every run."""
+    h = hashlib.blake2b(notification_id.encode(), digest_size=8).digest()
+    return int.from_bytes(h, "big") / 2.0**64 < policy.send_fraction
 
 
 @lru_cache(maxsize=1024)
@@ -97,6 +121,8 @@ def choose(policy: Policy, times: list[int], p: list[float], offset_ms: int
     state's check)."""
     if policy.mode == "send_all":
         return "send", "send_all", times[0], p[0]
+    if policy.mode == "random":  # the state drew the coin (chosen_at_random) before asking
+        return "send", "random", times[0], p[0]
     if policy.mode == "most_recent":
         slot_ms = DAY_MS // max(policy.daily_budget, 1)
         local = times[0] + offset_ms

@@ -2,8 +2,8 @@
 
 Hard rules first (recipient deleted, actor blocked or muted, duplicate id), then aggregation (a
 candidate of the same group within `aggregate_window_ms` of a live notification folds into it), then
-the policy (`policy.choose`: now / later / too low), then the daily budget on the local day of
-delivery. Every decision is a dict record (schemas/notifications.py) with a reason code and the
+the policy (`policy.choose`: now / later / too low), then the daily budget and the candidate kind's
+daily budget on the local day of delivery. Every decision is a dict record (schemas/notifications.py) with a reason code and the
 predicted open probability; the newest `history` are kept for Redis. Sent notifications wait for
 feedback (`notification_opened` / `notification_dismissed`); none within `feedback_timeout_ms` of
 event time is a negative. Each label trains the recipient's residual model and is returned as an
@@ -17,8 +17,15 @@ from collections import OrderedDict
 import numpy as np
 
 from operators.notifications import model as M
-from operators.notifications.candidates import POST_KINDS, VERBS, Candidate
-from operators.notifications.policy import Policy, choose, local_day, slots, utc_offset_ms
+from operators.notifications.candidates import KINDS, POST_KINDS, VERBS, Candidate
+from operators.notifications.policy import (
+    Policy,
+    choose,
+    chosen_at_random,
+    local_day,
+    slots,
+    utc_offset_ms,
+)
 from schemas import Event
 
 MAX_EDGES = 5000
@@ -45,6 +52,7 @@ class RecipientState:
         self.deleted = False
         self.decided: OrderedDict[str, str] = OrderedDict()  # id -> head id (itself unless merged)
         self.sent_per_day: dict[int, int] = {}  # local day -> notifications sent or scheduled
+        self.kind_sent: dict[tuple[int, str], int] = {}  # (local day, kind) -> the same, per kind
         self.groups: dict[str, str] = {}  # aggregation group -> head notification id
         self.records: OrderedDict[str, dict] = OrderedDict()  # id -> decision record, newest last
         self.pending: dict[str, tuple[int, list[float]]] = {}  # head id -> (deadline, x)
@@ -106,6 +114,8 @@ class RecipientState:
         pol = self.policy
         if c.kind == "new_post" and self.author_eng.get(c.actor, 0) < pol.min_author_engagements:
             return [], examples
+        if c.kind == "trending" and c.notification_id in self.decided:
+            return [], examples  # the same post reached the recipient via another topic/group
         if c.notification_id in self.decided:  # the same like / follow again: never twice
             dup = f"{c.notification_id}~{c.ts}"[:128]
             if dup in self.decided:
@@ -131,17 +141,22 @@ class RecipientState:
         hours = [((t + offset) % 86_400_000) / 3_600_000 for t in times]
         p = M.predict(self.model, M.at_hours(x0, hours), exported).tolist()
         decision, reason, send_at, value = choose(pol, times, p, offset)
+        if pol.mode == "random" and not chosen_at_random(pol, c.notification_id):
+            decision, reason = "suppress", "not_drawn"
         out: list[dict] = []
         if decision in LIVE:
             day = local_day(send_at, offset)
             if self.sent_per_day.get(day, 0) >= pol.daily_budget:
                 decision, reason = "suppress", "budget"
+            elif self.kind_sent.get((day, c.kind), 0) >= pol.kind_budget(c.kind):
+                decision, reason = "suppress", "kind_budget"
         if decision in LIVE and pol.mode == "most_recent":
             if self.slot is not None and self.slot[0] == send_at:  # newer candidate, same slot
                 old = self.records.get(self.slot[1])
                 if old is not None and old["decision"] == "delay":
                     out.append(self._supersede(old))
                     self.sent_per_day[day] -= 1
+                    self.kind_sent[(day, old["kind"])] -= 1
             self.slot = (send_at, c.notification_id)
         record = self._record(c, c.notification_id, decision, reason, value,
                               send_at if decision in LIVE else None)
@@ -150,6 +165,9 @@ class RecipientState:
             self.sent_per_day[day] = self.sent_per_day.get(day, 0) + 1
             if len(self.sent_per_day) > 8:
                 del self.sent_per_day[min(self.sent_per_day)]
+            self.kind_sent[(day, c.kind)] = self.kind_sent.get((day, c.kind), 0) + 1
+            if len(self.kind_sent) > 8 * len(KINDS):
+                del self.kind_sent[min(self.kind_sent)]
             self.groups[c.group] = c.notification_id
             if len(self.groups) > MAX_IDS:
                 del self.groups[next(iter(self.groups))]

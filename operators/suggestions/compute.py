@@ -188,11 +188,17 @@ def contacts(state: SocialState, now: int, n: int = SIZE) -> list[dict]:
 
 
 def suggest(state: SocialState, graph, features, now: int) -> dict:
-    return {"user_id": state.user_id, "generated_at": now,
-            "people": people(state, graph, features, now),
-            "groups": groups(state, graph, features),
-            "conversations": conversations(state, now),
-            "contacts": contacts(state, now)}
+    out = {"user_id": state.user_id, "generated_at": now,
+           "people": people(state, graph, features, now),
+           "groups": groups(state, graph, features),
+           "conversations": conversations(state, now),
+           "contacts": contacts(state, now)}
+    # Deleted users linger in others' states and graph records: never suggest them.
+    gone = graph.deleted([s["id"] for k in ("people", "contacts") for s in out[k]])
+    if gone:
+        for k in ("people", "contacts"):
+            out[k] = [s for s in out[k] if s["id"] not in gone]
+    return out
 
 
 def encode(suggestions: dict) -> bytes:

@@ -1,7 +1,9 @@
 """Search re-ranking with the feed's features and models (operators.feed.hydrate + scoring).
 
-final score = base relevance + PERSONAL_WEIGHT × (logit P(engage) − mean logit over the results), so
-the user's affinities reorder results of similar relevance without overriding relevance itself.
+final score = base relevance + weight × (logit P(engage) − mean logit over the results), so the
+user's affinities reorder results of similar relevance without overriding relevance itself. The
+weight is learned from search → click (`search_blend.SearchBlend`, published by the flow's
+`search_blend` step); PERSONAL_WEIGHT (0.5) is its prior.
 Results the feature store does not know keep their base relevance. The output is always a
 permutation of the input ids.
 """
@@ -15,14 +17,31 @@ import numpy as np
 from operators.context import FEATURES, Context
 from operators.feed.hydrate import hydrate
 from operators.feed.scoring import score
+from operators.suggestions.snapshot import decode_user
 from operators.user_state import UserState
 
 PERSONAL_WEIGHT = 0.5
 EXPLAINED = ("in_network", "author_affinity", "topic_affinity", "interest", "group", "similar")
 
 
+def base_relevance(result_ids) -> list[tuple[str, float]]:
+    """A search event's results in their given order as (id, base relevance): −position."""
+    return [(p, -float(k)) for k, p in enumerate(dict.fromkeys(result_ids))]
+
+
+def published_user(features, user_id: str, ctx: Context) -> UserState | None:
+    """The user's ranking features as the user step last published them (`…:ufeat:{user}`), or
+    None (unknown user, or an in-memory store, which keeps none): what the reader and the flow's
+    `search_sessions` step re-rank with."""
+    client = getattr(features, "client", None)
+    if client is None:
+        return None
+    raw = client.get(features.keyspace.user_features(user_id))
+    return decode_user(raw, ctx) if raw else None
+
+
 def rerank(user: UserState | None, results: list[tuple[str, float]], features, ctx: Context,
-           now: int) -> list[dict]:
+           now: int, weight: float = PERSONAL_WEIGHT) -> list[dict]:
     """results: [(id, base relevance)] → [{"id", "score", "base", "personal", "reasons"}], best first."""
     ids = [r[0] for r in results]
     personal: dict[str, float] = {}
@@ -45,7 +64,7 @@ def rerank(user: UserState | None, results: list[tuple[str, float]], features, c
     out = []
     for pos, (i, b) in enumerate(results):
         pers = personal.get(i, 0.0)
-        s = float(b) + PERSONAL_WEIGHT * pers
+        s = float(b) + weight * pers
         out.append({"id": i, "score": round(s if math.isfinite(s) else float(b), 6),
                     "base": b, "personal": round(pers, 6),
                     "reasons": reasons.get(i) or [{"code": "relevance"}], "_pos": pos})

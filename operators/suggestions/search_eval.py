@@ -2,7 +2,9 @@
 the production engine (operators.engine.Engine); at each `search` with result ids, re-rank the
 results for the searcher as the reader would (`search.rerank`, the feed's hydration and scoring);
 when the searcher then engages with one of the results (within 30 minutes of event time), score
-its position in the original order and in the re-ranked one (MRR, hit@3)."""
+its position in the original order, in the order re-ranked with the fixed prior weight (0.5) and in
+the order re-ranked with the blend weight learned so far from earlier clicks (`SearchBlend`,
+prequential: each click is scored before it is learned), as MRR and hit@3."""
 
 from __future__ import annotations
 
@@ -11,7 +13,8 @@ from dataclasses import dataclass
 
 from config import Settings
 from operators.engine import Engine
-from operators.suggestions.search import rerank
+from operators.suggestions.search import base_relevance, rerank
+from operators.suggestions.search_blend import SearchBlend
 from schemas import ENGAGEMENT_WEIGHT, Event
 
 WINDOW_MS = 30 * 60_000
@@ -23,8 +26,11 @@ class SearchReport:
     clicks: int = 0
     mrr_base: float = 0.0
     mrr_personal: float = 0.0
+    mrr_learned: float = 0.0
     hit3_base: float = 0.0
     hit3_personal: float = 0.0
+    hit3_learned: float = 0.0
+    learned_weight: float = 0.5
 
     def to_dict(self) -> dict:
         return {k: round(v, 4) if isinstance(v, float) else v for k, v in self.__dict__.items()}
@@ -33,27 +39,40 @@ class SearchReport:
 def evaluate_search(events: Iterable[Event], settings: Settings) -> SearchReport:
     engine = Engine(settings)
     report = SearchReport()
-    open_: dict[str, tuple[int, list[str], list[str]]] = {}  # user -> (ts, base, personal order)
+    blend = SearchBlend()
+    # user -> (ts, base order, fixed-weight order, learned-weight order, [(id, base, personal)])
+    open_: dict[str, tuple[int, list[str], list[str], list[str], list]] = {}
     for e in events:
         if e.type == "search" and e.result_ids:
             engine.publish()
-            ids = list(dict.fromkeys(e.result_ids))
+            base = base_relevance(e.result_ids)
+            ids = [p for p, _ in base]
             user = engine.users.get(e.user_id)
-            base = [(p, -float(k)) for k, p in enumerate(ids)]
-            ranked = [r["id"] for r in rerank(user, base, engine.store, engine.ctx, e.ts)]
-            open_[e.user_id] = (e.ts, ids, ranked)
+            scored = rerank(user, base, engine.store, engine.ctx, e.ts)
+            ranked = [r["id"] for r in scored]
+            learned = [r["id"] for r in rerank(user, base, engine.store, engine.ctx, e.ts,
+                                               blend.weight())]
+            personal = {r["id"]: r["personal"] for r in scored}
+            shown = [(p, b, personal[p]) for p, b in base]
+            open_[e.user_id] = (e.ts, ids, ranked, learned, shown)
             report.searches += 1
         elif e.type in ENGAGEMENT_WEIGHT and e.post_id and e.user_id in open_:
-            ts, ids, ranked = open_[e.user_id]
+            ts, ids, ranked, learned, shown = open_[e.user_id]
             if e.ts - ts <= WINDOW_MS and e.post_id in ids:
                 report.clicks += 1
                 b, p = ids.index(e.post_id) + 1, ranked.index(e.post_id) + 1
+                lp = learned.index(e.post_id) + 1
                 report.mrr_base += 1.0 / b
                 report.mrr_personal += 1.0 / p
+                report.mrr_learned += 1.0 / lp
                 report.hit3_base += b <= 3
                 report.hit3_personal += p <= 3
+                report.hit3_learned += lp <= 3
+                blend.learn_click(shown, e.post_id)
         engine.learn_one(e)
     n = max(report.clicks, 1)
-    for name in ("mrr_base", "mrr_personal", "hit3_base", "hit3_personal"):
+    report.learned_weight = blend.weight()
+    for name in ("mrr_base", "mrr_personal", "mrr_learned", "hit3_base", "hit3_personal",
+                 "hit3_learned"):
         setattr(report, name, getattr(report, name) / n)
     return report

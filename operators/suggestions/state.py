@@ -84,6 +84,7 @@ class SocialState:
             if kind != "event" or msg[1].type != "user_created":
                 return []
             self.deleted = False
+            return [("undeleted", self.user_id)] + self.learn(msg)  # suggestible again
         if kind == "followed_by":
             _, how, actor, ts = msg[:4]
             self.last_ts = max(self.last_ts, ts)

@@ -1,8 +1,9 @@
 """Reading other users' published graph records, group members and author likers.
 
 `RedisGraphStore` reads through the feature store's per-process TTL cache (pipelined, one Redis read
-per key per TTL); `MemoryGraphStore` mirrors it for in-process evaluation. Writers: the `graph`,
-`group_member` and `liker` write records (operators.redis_store.RedisWriter).
+per key per TTL, for graph records, group members and likers alike); `MemoryGraphStore` mirrors it
+for in-process evaluation. Writers: the `graph`, `group_member` and `liker` write records
+(operators.redis_store.RedisWriter).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Protocol
 
 import orjson
 
-from operators.redis_store import RedisFeatureStore, retrying
+from operators.redis_store import RedisFeatureStore
 
 MEMBERS_SAMPLE = 100  # members read per group
 LIKERS_KEPT = 200  # newest likers kept per author (the writer trims the sorted set)
@@ -22,6 +23,7 @@ class GraphReader(Protocol):
     def group_members(self, groups: list[str]) -> dict[str, list[str]]: ...
     def likers(self, authors: list[str]) -> dict[str, list[str]]: ...
     def popular(self, n: int) -> list[tuple[str, float]]: ...
+    def deleted(self, ids: list[str]) -> set[str]: ...
 
 
 class MemoryGraphStore:
@@ -30,6 +32,7 @@ class MemoryGraphStore:
         self._members: dict[str, dict[str, None]] = {}
         self._likers: dict[str, dict[str, int]] = {}
         self._popular: dict[str, int] = {}
+        self._deleted: set[str] = set()
 
     def apply(self, record: tuple) -> None:
         """Apply a write record as RedisWriter would."""
@@ -50,7 +53,10 @@ class MemoryGraphStore:
                 del likers[next(iter(likers))]
         elif kind == "popular_user":
             self._popular[record[1]] = record[2]
+        elif kind == "undeleted":
+            self._deleted.discard(record[1])
         elif kind == "forget_social":
+            self._deleted.add(record[1])
             self._graphs.pop(record[1], None)
             self._popular.pop(record[1], None)
             for g in record[2]:
@@ -64,6 +70,9 @@ class MemoryGraphStore:
 
     def likers(self, authors):
         return {a: list(self._likers[a])[::-1] for a in authors if a in self._likers}
+
+    def deleted(self, ids):
+        return self._deleted.intersection(ids)
 
     def popular(self, n):
         ranked = sorted(self._popular.items(), key=lambda kv: (-kv[1], kv[0]))
@@ -81,22 +90,11 @@ class RedisGraphStore:
         return self.features._cached_many("graph", ids, self.ks.graph,
                                           lambda i, raw: orjson.loads(raw))
 
-    def _sets(self, kind: str, ids: list[str], read) -> dict[str, list[str]]:
-        def fetch_all(i_list=ids):
-            pipe = self.features.client.pipeline(transaction=False)
-            for i in i_list:
-                read(pipe, i)
-            return pipe.execute()
-        out = {}
-        for i, members in zip(ids, retrying(fetch_all) if ids else [], strict=True):
-            if members:
-                out[i] = sorted(m.decode() for m in members) if kind == "members" else [
-                    m.decode() for m in members]
-        return out
-
     def group_members(self, groups):
-        return self._sets("members", groups,
-                          lambda p, g: p.srandmember(self.ks.group_members(g), MEMBERS_SAMPLE))
+        return self.features._cached_many(
+            "members", groups, self.ks.group_members,
+            lambda g, raw: sorted(m.decode() for m in raw),
+            read=lambda pipe, key: pipe.srandmember(key, MEMBERS_SAMPLE))
 
     def popular(self, n):
         key = self.ks.popular_users
@@ -104,6 +102,19 @@ class RedisGraphStore:
             (u.decode(), c) for u, c in self.features.client.zrange(
                 key, 0, n - 1, desc=True, withscores=True) if c > 0])
 
+    def deleted(self, ids):
+        ids = list(dict.fromkeys(ids))
+        if not ids:
+            return set()
+
+        def fetch():
+            pipe = self.features.client.pipeline(transaction=False)
+            for i in ids:
+                pipe.sismember(self.ks.deleted_users, i)
+            return pipe.execute()
+        return {i for i, gone in zip(ids, retrying(fetch), strict=True) if gone}
+
     def likers(self, authors):
-        return self._sets("likers", authors,
-                          lambda p, a: p.zrange(self.ks.likers(a), 0, LIKERS_KEPT - 1, desc=True))
+        return self.features._cached_many(
+            "likers", authors, self.ks.likers, lambda a, raw: [m.decode() for m in raw],
+            read=lambda pipe, key: pipe.zrange(key, 0, LIKERS_KEPT - 1, desc=True))

@@ -10,7 +10,7 @@ from schemas.keyspace import Keyspace
 LIKERS_KEPT = 200
 POPULAR_KEPT = 2000
 SOCIAL_WRITES = frozenset({"graph", "suggestions", "user_features", "group_member", "liker",
-                           "popular_user", "forget_social"})
+                           "popular_user", "forget_social", "search_blend", "undeleted"})
 
 
 def social_ops(ks: Keyspace, w: tuple) -> list[tuple]:
@@ -29,8 +29,12 @@ def social_ops(ks: Keyspace, w: tuple) -> list[tuple]:
     if kind == "popular_user":
         return [("zadd", ks.popular_users, {w[1]: w[2]}),
                 ("zremrangebyrank", ks.popular_users, 0, -(POPULAR_KEPT + 1))]
+    if kind == "undeleted":
+        return [("srem", ks.deleted_users, w[1])]
+    if kind == "search_blend":
+        return [("set", ks.search_blend, w[1])]
     if kind == "forget_social":
         return [("delete", ks.graph(w[1])), ("delete", ks.suggestions(w[1])),
-                ("zrem", ks.popular_users, w[1])] + [
+                ("zrem", ks.popular_users, w[1]), ("sadd", ks.deleted_users, w[1])] + [
             ("srem", ks.group_members(g), w[1]) for g in w[2]]
     raise ValueError(f"unknown write record {kind!r}")

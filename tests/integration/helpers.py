@@ -20,13 +20,15 @@ def isolated_env(live, unique: str) -> dict[str, str]:
     }
 
 
-def run_pipeline(env: dict[str, str], lines: list[bytes], processes: int = 1):
-    """Produce `lines` to a fresh topic and run the Bytewax workers until the topic is drained."""
-    settings = config.load(env=env)
+def run_pipeline(env: dict[str, str], lines: list[bytes], processes: int = 1,
+                 config_path: str | None = None):
+    """Produce `lines` to a fresh topic and run the Bytewax workers until the topic is drained
+    (with `config_path` layered over the defaults, e.g. an experiment)."""
+    settings = config.load(config_path, env=env)
     for topic in (settings.kafka.events_topic, settings.kafka.dead_letter_topic):
         kafka_io.recreate_topic(settings.kafka.bootstrap, topic, settings.kafka.partitions)
     kafka_io.produce(settings.kafka.bootstrap, settings.kafka.events_topic, lines)
-    code = runner.run(settings, None, processes=processes, tail=False, env_extra=env,
+    code = runner.run(settings, config_path, processes=processes, tail=False, env_extra=env,
                       log=lambda m: None)
     assert code == 0, f"workers exited with {code}"
     return settings

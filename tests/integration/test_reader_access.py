@@ -68,8 +68,8 @@ def test_no_token_configured_means_open(live, redis_client, unique):
         http = _app(live, prefix)
         assert http.get("/feed/user-42").status_code == 200
         assert http.get("/inspect/api/user/nobody").json() == {
-            "feed": {"user_id": "nobody", "version": "1", "generated_at": None, "items": [],
-                     "next_cursor": None}, "profile": None}
+            "feed": {"user_id": "nobody", "version": "1", "generated_at": None, "arms": {},
+                     "items": [], "next_cursor": None}, "profile": None}
     finally:
         _cleanup(redis_client, prefix)
 

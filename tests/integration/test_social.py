@@ -1,6 +1,7 @@
-"""Social discovery with the real flow and real Redis: suggestions exclude followed, blocked, muted
-and self; search re-ranking returns a permutation; a new user with interests gets a feed and
-suggestions within one micro-batch interval."""
+"""Social discovery with the real flow and real Redis: suggestions exclude followed, blocked, muted,
+deleted and self; search re-ranking returns a permutation with the blend weight the flow learned from
+search clicks; a new user with interests gets a feed and suggestions within one micro-batch
+interval."""
 
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ def _truth(events: list[dict]) -> dict[str, set[str]]:
             never[u].add(t)
         if e["type"] == "block":
             never.setdefault(t, {t}).add(u)
-    return {u: s | follows.get(u, set()) for u, s in never.items()}
+    deleted = {e["user_id"] for e in events if e["type"] == "user_deleted"}
+    return {u: s | follows.get(u, set()) | deleted for u, s in never.items()}
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +64,14 @@ def social_run(live):
         for j, (kind, target) in enumerate(zip(("block", "mute"), fof[:2])):
             events.append({"v": 1, "event_id": f"x-{i}-{j}", "type": kind, "ts": ts + 1 + i,
                            "user_id": u, "target_id": target})
+    # the most followed user leaves: stale graph records must never bring them back
+    followers: dict[str, int] = {}
+    for targets in follows.values():
+        for t in targets:
+            followers[t] = followers.get(t, 0) + 1
+    star = max(sorted(followers), key=followers.get)
+    events.append({"v": 1, "event_id": "x-deleted", "type": "user_deleted", "ts": ts + 100,
+                   "user_id": star})
     run_main(build_flow(settings, source=TestingSource([orjson.dumps(e) for e in events]),
                         dead_letters=TestingSink([])))
     ks = Keyspace(prefix, client.get(f"{prefix}:active").decode())
@@ -74,19 +84,22 @@ def test_suggestions_never_include_followed_blocked_muted_or_self(social_run):
     never = _truth(events)
     deleted = {e["user_id"] for e in events if e["type"] == "user_deleted"}
     assert deleted and not any(client.get(ks.suggestions(u)) for u in deleted)
-    checked = 0
+    checked, stale = 0, 0
+    http = TestClient(create_app(settings))  # what users get: served by the HTTP reader
     for user, excluded in never.items():
         raw = client.get(ks.suggestions(user))
         if raw is None:
             continue
-        value = orjson.loads(raw)
-        people = [p["id"] for p in value["people"]]
+        stale += bool(deleted & {p["id"] for p in orjson.loads(raw)["people"]})
+        served = http.get(f"/suggestions/{user}", params={"kind": "people", "limit": 100}).json()
+        people = [p["id"] for p in served["items"]]
         assert not set(people) & excluded, (user, set(people) & excluded)
-        assert all(p["reasons"] for p in value["people"])
+        assert all(p["reasons"] for p in served["items"])
+        contacts = http.get(f"/suggestions/{user}", params={"kind": "contacts"}).json()["items"]
+        assert not {c["id"] for c in contacts} & deleted
         checked += 1
     assert checked >= 50
-    # the HTTP reader serves them with explanations
-    http = TestClient(create_app(settings))
+    print(f"{stale} stored suggestion lists still named the deleted user; none served it")
     user = next(u for u in never if client.get(ks.suggestions(u)))
     page = http.get(f"/suggestions/{user}", params={"kind": "people", "limit": 5}).json()
     assert 0 < len(page["items"]) <= 5 and page["items"][0]["explanations"]
@@ -113,6 +126,21 @@ def test_search_rerank_returns_a_permutation(social_run):
     # an unknown user keeps the base order
     anon = http.post("/search/rerank", json={"user_id": "nobody", "results": results}).json()
     assert [r["id"] for r in anon["results"]] == [r["id"] for r in results]
+
+
+def test_search_blend_is_learned_from_clicks_in_the_stream_and_served(social_run):
+    settings, client, ks, events = social_run
+    searches = sum(e["type"] == "search" and bool(e.get("result_ids")) for e in events)
+    raw = client.get(ks.search_blend)
+    assert searches > 0 and raw is not None
+    blend = orjson.loads(raw)
+    assert 0 < blend["clicks"] <= searches and 0.0 <= blend["weight"] <= 5.0
+    http = TestClient(create_app(settings))
+    user = next(e["user_id"] for e in reversed(events) if e["type"] == "like")
+    posts = [e["post_id"] for e in events if e["type"] == "post_created"][:5]
+    body = http.post("/search/rerank", json={"user_id": user, "results": [
+        {"id": p, "score": 0.0} for p in posts]}).json()
+    assert body["personal_weight"] == blend["weight"]
 
 
 class _SlowPartition(StatefulSourcePartition):

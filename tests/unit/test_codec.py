@@ -7,7 +7,8 @@ import orjson
 from hypothesis import given, settings, strategies as st
 
 from schemas import EVENT_TYPES, Limits, decode_event, encode_event
-from schemas.events import FIELD_KINDS
+from schemas.events import ANY_OF, FIELD_KINDS
+from schemas.rejections import reason_kind
 
 TS = 1_767_225_600_000
 ids = st.text(st.characters(codec="utf-8", exclude_categories=["Cs", "Cc"]), min_size=1,
@@ -25,6 +26,9 @@ def valid_event(draw_type: str, data) -> dict:
             obj[name] = data.draw(st.integers(0, 10**6))
         else:
             obj[name] = data.draw(st.lists(ids, max_size=5))
+    one_of = ANY_OF.get(draw_type, ())
+    if one_of and not any(n in obj for n in one_of):
+        obj[data.draw(st.sampled_from(one_of))] = data.draw(ids)
     return obj
 
 
@@ -94,3 +98,46 @@ def test_limits_oversized_absurd_timestamps_and_long_lists():
     assert "unknown event type" in decode_event(orjson.dumps({**base, "type": "nope"}))[1]
     assert "schema version" in decode_event(orjson.dumps({**base, "v": 2}))[1]
     assert "must be a JSON object" in decode_event(b"[1,2]")[1]
+
+
+@settings(max_examples=200)
+@given(st.sampled_from(sorted(ANY_OF)), st.data())
+def test_an_event_without_any_of_its_alternative_fields_is_rejected(event_type, data):
+    obj = valid_event(event_type, data)
+    for name in ANY_OF[event_type]:
+        obj.pop(name, None)
+    event, reason = decode_event(orjson.dumps(obj))
+    assert event is None and reason_kind(reason) == "missing_field"
+    assert all(f"'{name}'" in reason for name in ANY_OF[event_type])
+
+
+def test_user_controls_decode():
+    base = {"event_id": "e", "ts": TS, "user_id": "u"}
+    less, _ = decode_event(orjson.dumps({**base, "type": "see_less", "target_id": "a1"}))
+    assert less.target_id == "a1" and less.topic is None
+    topic, _ = decode_event(orjson.dumps({**base, "type": "see_less", "topic": "t03"}))
+    assert topic.topic == "t03" and topic.target_id is None
+    more, _ = decode_event(orjson.dumps({**base, "type": "see_more", "topic": "t03"}))
+    assert more.topic == "t03"
+    assert "'post_id'" in decode_event(orjson.dumps({**base, "type": "not_interested"}))[1]
+
+
+def test_exported_json_schemas_are_current_and_match_the_wire(tmp_path):
+    from pathlib import Path
+
+    from schemas import Feed, FeedItem, Reason
+    from schemas.jsonschema import export
+
+    committed = Path(__file__).resolve().parents[2] / "schemas" / "jsonschema"
+    for path in export(tmp_path):
+        assert (committed / path.name).read_bytes() == path.read_bytes(), (
+            f"{path.name} is stale: run `persona schemas export`")
+    see_less = orjson.loads((tmp_path / "see_less.json").read_bytes())
+    assert see_less["anyOf"] == [{"required": ["target_id"]}, {"required": ["topic"]}]
+    feed = orjson.loads((tmp_path / "feed.json").read_bytes())
+    value = Feed("u1", TS, (FeedItem("p1", "a1", 0.5, (Reason("see_less", "a1", 0.6),)),),
+                 arms={"exp": "b"}).to_dict()
+    assert set(feed["required"]) == set(value) == set(feed["properties"])
+    assert set(feed["properties"]["items"]["items"]["required"]) == set(value["items"][0])
+    assert "see_less" in feed["properties"]["items"]["items"]["properties"]["reasons"]["items"][
+        "properties"]["code"]["enum"]

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from schemas import EVENT_TYPES, Limits, decode_event, encode_event
 from schemas.codec import MAX_ID_LEN, MAX_STR_LEN
-from schemas.events import FIELD_KINDS
+from schemas.events import ANY_OF, FIELD_KINDS
 from schemas.rejections import REASON_KINDS, reason_kind
 
 TS = 1_767_225_600_000
@@ -49,6 +49,9 @@ def valid_event(rng: random.Random) -> dict:
             obj[name] = rng.randrange(10**6)
         else:
             obj[name] = [f"t{rng.randrange(50)}" for _ in range(rng.randrange(6))]
+    one_of = ANY_OF.get(event_type, ())
+    if one_of and not any(n in obj for n in one_of):
+        obj[one_of[0]] = f"{one_of[0][0]}{rng.randrange(10**6)}"
     return obj
 
 

@@ -33,7 +33,7 @@ def test_config_show_prints_every_section_as_json():
     assert result.exit_code == 0, result.output
     data = orjson.loads(result.output)
     assert set(data) == {"kafka", "redis", "reader", "services", "stream", "features", "feed",
-                         "notifications"}
+                         "notifications", "controls", "experiments"}
     assert data["feed"]["size"] == 30
     assert data["kafka"]["security_protocol"] == "PLAINTEXT" and data["redis"]["tls"] is False
 

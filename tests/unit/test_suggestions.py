@@ -139,3 +139,41 @@ def test_search_evaluation_replays_the_engine():
     report = evaluate_search((decode_event(orjson.dumps(e))[0] for e in raw), config.load())
     assert report.searches > 0 and report.clicks > 0
     assert 0 < report.mrr_base <= 1 and 0 < report.mrr_personal <= 1
+
+
+def test_search_blend_learns_from_clicks_and_keeps_base_as_the_scale():
+    from operators.suggestions.search_blend import MIN_CLICKS, SearchBlend
+    shown = [("a", 0.0, 1.0), ("b", -1.0, 0.0), ("c", -2.0, -1.0)]
+    ignores = SearchBlend()
+    for _ in range(MIN_CLICKS * 3):  # clicks follow base relevance, against the personal score
+        ignores.learn_click(shown, "a")
+        ignores.learn_click([("x", 0.0, -1.0), ("y", -1.0, 1.0)], "x")
+    follows = SearchBlend()
+    for _ in range(MIN_CLICKS * 3):  # clicks go to the most personal result, wherever it is
+        follows.learn_click([("x", 0.0, -1.0), ("y", -1.0, 1.0)], "y")
+    assert ignores.weight() < 0.5 < follows.weight()
+    assert follows.model.vector()[0][0] == 1.0 and follows.model.vector()[1] == 0.0
+    assert SearchBlend().weight() == 0.5  # the prior before MIN_CLICKS clicks
+
+
+def test_flow_learns_the_search_blend_from_search_clicks():
+    from bytewax.testing import TestingSink, TestingSource, run_main
+
+    from flows.feeds import build_flow
+    from operators.suggestions.search_blend import WINDOW_MS
+    from schemas import Event, encode_event
+    t = 1_767_225_600_000
+    events = [Event("p1", "post_created", t, "au", post_id="p1"),
+              Event("p2", "post_created", t, "au", post_id="p2"),
+              Event("s1", "search", t + 10, "u1", query="q", result_ids=("p1", "p2")),
+              Event("c1", "click", t + 20, "u1", post_id="p2"),
+              Event("c2", "like", t + 30, "u1", post_id="p2"),  # the same search: one click
+              Event("s2", "search", t + 40, "u2", query="q", result_ids=("p1", "p2")),
+              Event("c3", "like", t + 40 + WINDOW_MS + 1, "u2", post_id="p1")]  # too late
+    writes: list = []
+    store = MemoryFeatureStore()
+    run_main(build_flow(config.load(env={}), source=TestingSource([encode_event(e) for e in events]),
+                        dead_letters=TestingSink([]), writes=TestingSink(writes),
+                        store_of=lambda: store, notifications=TestingSink([])))
+    blends = [orjson.loads(w[1]) for w in writes if w[0] == "search_blend"]
+    assert blends and blends[-1]["clicks"] == 1 and blends[-1]["weight"] == 0.5

@@ -1,0 +1,25 @@
+"""Online experiments: deterministic arm assignment, per-arm settings, per-arm online metrics.
+
+`assignment` maps a user to an arm of every enabled experiment (config/experiments.py) and derives
+the arm's settings once; `counts` turns the event stream into per-arm counters (a keyed step of the
+flow, or a log read by `persona experiments report`); `stats` gives Wilson intervals and Newcombe
+intervals of differences; `report` builds the per-arm table.
+"""
+
+from operators.experiments.assignment import ArmResolver, arms_of, assign, bucket, variant
+from operators.experiments.counts import METRICS, ArmCounts, arm_metrics, metric_of
+from operators.experiments.stats import newcombe_diff, wilson
+
+__all__ = [
+    "METRICS",
+    "ArmCounts",
+    "ArmResolver",
+    "arm_metrics",
+    "arms_of",
+    "assign",
+    "bucket",
+    "metric_of",
+    "newcombe_diff",
+    "variant",
+    "wilson",
+]

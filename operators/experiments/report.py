@@ -1,0 +1,162 @@
+"""The per-arm report of `persona experiments report`: counts, rates with 95% intervals, and each
+arm's difference from the control arm with its interval (a difference whose interval excludes zero
+is marked significant).
+
+Counts come from the flow's `experiment_counts` step through Redis (`from_redis`) or from an event
+log counted with the same code (`from_events`). Two intervals per rate and difference: Wilson /
+Newcombe, which treat every impression as independent, and user-clustered (delta method over users,
+the unit that is randomised), which is wider when users differ; significance uses the clustered one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import orjson
+
+from config import Settings
+from operators.experiments.counts import METRICS, ArmCounts, UserCounts, arm_metrics
+from operators.experiments.stats import (
+    clustered_diff,
+    clustered_ratio,
+    newcombe_diff,
+    ratio_variance,
+    wilson,
+)
+from schemas import Event
+from schemas.keyspace import Keyspace
+
+# rate -> (numerator counters, denominator counters)
+RATES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "engagement_rate": (("engagements",), ("impressions",)),
+    "negative_rate": (("negatives",), ("impressions",)),
+    "open_rate": (("opens",), ("opens", "dismissals")),
+}
+
+
+def from_events(events: Iterable[Event], settings: Settings) -> dict[str, dict[str, dict]]:
+    """{experiment: {arm: counts}} of every enabled experiment over `events` (deduplicated by id)."""
+    cells: dict[str, ArmCounts] = {}
+    users: dict[str, UserCounts] = {}
+    seen: set[str] = set()
+    for event in events:
+        if event.event_id in seen:
+            continue
+        seen.add(event.event_id)
+        pairs = arm_metrics(event, settings)
+        if pairs:
+            user = users.setdefault(event.user_id, UserCounts())
+            for cell, delta in user.learn_many(pairs).items():
+                cells.setdefault(cell, ArmCounts()).add(delta)
+    out: dict[str, dict[str, dict]] = {}
+    for exp in settings.experiments:
+        if exp.enabled:
+            out[exp.name] = {a.name: cells.get(f"{exp.name}/{a.name}", ArmCounts()).to_dict()
+                             for a in exp.arms}
+    return out
+
+
+def from_redis(client, keyspace: Keyspace) -> dict[str, dict[str, dict]]:
+    """{experiment: {arm: counts}} as the workers last wrote them (every experiment ever counted)."""
+    out: dict[str, dict[str, dict]] = {}
+    for cell in sorted(m.decode() for m in client.smembers(keyspace.experiments)):
+        exp, arm = cell.split("/", 1)
+        raw = client.get(keyspace.experiment(exp, arm))
+        if raw is not None:
+            out.setdefault(exp, {})[arm] = orjson.loads(raw)
+    return out
+
+
+def build(counts: dict[str, dict[str, dict]], settings: Settings) -> list[dict]:
+    """One entry per experiment: its control and, per arm, counts, rates and differences."""
+    declared = {e.name: e for e in settings.experiments}
+    report = []
+    for name, arms in sorted(counts.items()):
+        exp = declared.get(name)
+        control = exp.control if exp is not None and exp.control in arms else sorted(arms)[0]
+        base = arms[control]
+        rows = []
+        for arm, c in sorted(arms.items(), key=lambda kv: (kv[0] != control, kv[0])):
+            counts = {m: int(c.get(m, 0)) for m in METRICS}
+            row: dict = {"arm": arm, "control": arm == control, "users": int(c.get("users", 0)),
+                         "counts": counts}
+            for rate in RATES:
+                r, var, k, n = _rate(c, rate)
+                p, lo, hi = wilson(k, n)
+                _, clo, chi = clustered_ratio(k, n, var)
+                entry: dict = {"value": _num(p), "low": _num(lo), "high": _num(hi), "n": n,
+                               "clustered_low": _num(clo), "clustered_high": _num(chi)}
+                if arm != control:
+                    r0, var0, k0, n0 = _rate(base, rate)
+                    d, dlo, dhi = clustered_diff(r, var, r0, var0)
+                    _, nlo, nhi = newcombe_diff(k, n, k0, n0)
+                    entry["diff"] = {"value": _num(d), "low": _num(dlo), "high": _num(dhi),
+                                     "independent_low": _num(nlo), "independent_high": _num(nhi),
+                                     "significant": bool(n and n0 and (dlo > 0 or dhi < 0))}
+                row[rate] = entry
+            rows.append(row)
+        report.append({"experiment": name, "control": control,
+                       "enabled": bool(exp is not None and exp.enabled), "arms": rows})
+    return report
+
+
+def _moment(moments: dict, a: str, b: str) -> int:
+    return int(moments.get(f"{a}*{b}", moments.get(f"{b}*{a}", 0)))
+
+
+def _rate(c: dict, rate: str) -> tuple[float, float, int, int]:
+    """(ratio, its user-clustered variance, numerator, denominator) of one arm's counters."""
+    num, den = RATES[rate]
+    mom = c.get("moments", {})
+    k, n = sum(int(c.get(m, 0)) for m in num), sum(int(c.get(m, 0)) for m in den)
+    yy = sum(_moment(mom, a, b) for a in num for b in num)
+    nn = sum(_moment(mom, a, b) for a in den for b in den)
+    ny = sum(_moment(mom, a, b) for a in num for b in den)
+    var = ratio_variance(k, n, yy, nn, ny, int(c.get("users", 0)))
+    return (k / n if n else math.nan), var, k, n
+
+
+def _num(x: float) -> float | None:
+    return None if math.isnan(x) else round(x, 6)
+
+
+def render(report: list[dict], console=None) -> str:
+    """The report as tables (one per experiment), printed to `console` (default: captured only);
+    returns the text."""
+    import io
+
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console(file=io.StringIO(), width=240)
+    console.record = True
+    for exp in report:
+        state = "running" if exp["enabled"] else "stopped"
+        table = Table(title=f"experiment {exp['experiment']} ({state}; control: {exp['control']})")
+        for col in ("arm", "users", "impressions", "engaged/impr [95% CI]", "Δ [95% CI, by user]",
+                    "negative/impr", "Δ", "notif open rate", "Δ"):
+            table.add_column(col, justify="left" if col == "arm" else "right", no_wrap=True)
+        for row in exp["arms"]:
+            cells = [row["arm"] + (" (ctl)" if row["control"] else ""), f"{row['users']:,}",
+                     f"{row['counts']['impressions']:,}"]
+            for rate in RATES:
+                cells += [_interval(row[rate]), _diff(row[rate].get("diff"))]
+            table.add_row(*cells)
+        console.print(table)
+    return console.export_text()
+
+
+def _interval(e: dict) -> str:
+    if e["value"] is None:
+        return "n/a"
+    return f"{e['value']:.4f} [{e['low']:.4f}, {e['high']:.4f}]"
+
+
+def _diff(d: dict | None) -> str:
+    if d is None:
+        return "—"
+    if d["value"] is None:
+        return "n/a"
+    star = " *" if d["significant"] else ""
+    return f"{d['value']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]{star}"

@@ -1,0 +1,72 @@
+"""Confidence intervals for proportions and their differences (95% by default).
+
+Wilson's score interval for one proportion, Newcombe's hybrid score interval (his method 10) for the
+difference of two independent proportions: both stay inside [0, 1] / [-1, 1] and behave at small
+counts, where the normal approximation does not. Both treat every impression as independent.
+`clustered_ratio` treats the user as the unit (users are what is randomised): the delta-method
+variance of a ratio of sums, from per-user sums of squares and products.
+
+>>> p, lo, hi = wilson(10, 100)
+>>> round(p, 3), round(lo, 3), round(hi, 3)
+(0.1, 0.055, 0.174)
+>>> d, lo, hi = newcombe_diff(60, 100, 40, 100)
+>>> round(d, 3), round(lo, 3), round(hi, 3)
+(0.2, 0.061, 0.328)
+"""
+
+from __future__ import annotations
+
+import math
+
+Z95 = 1.959963984540054
+
+
+def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float, float]:
+    """(estimate, low, high) of a proportion k/n; (nan, 0, 1) when n = 0."""
+    if n <= 0:
+        return math.nan, 0.0, 1.0
+    k = min(max(k, 0), n)
+    p = k / n
+    denom = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return p, max(0.0, centre - half), min(1.0, centre + half)
+
+
+def newcombe_diff(k1: int, n1: int, k2: int, n2: int,
+                  z: float = Z95) -> tuple[float, float, float]:
+    """(p1 - p2, low, high): the difference of arm 1's proportion and arm 2's (e.g. vs control)."""
+    p1, l1, u1 = wilson(k1, n1, z)
+    p2, l2, u2 = wilson(k2, n2, z)
+    if math.isnan(p1) or math.isnan(p2):
+        return math.nan, -1.0, 1.0
+    d = p1 - p2
+    return (d, d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2),
+            d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2))
+
+
+def ratio_variance(y: float, n: float, yy: float, nn: float, ny: float, users: int) -> float:
+    """Variance of R = Σy/Σn over `users` independent users, from Σy², Σn², Σn·y (delta method:
+    Σ(y_i − R n_i)² / (Σn)² · m/(m − 1)); nan when undefined."""
+    if n <= 0 or users < 2:
+        return math.nan
+    r = y / n
+    resid = max(yy - 2 * r * ny + r * r * nn, 0.0)
+    return resid / (n * n) * users / (users - 1)
+
+
+def clustered_ratio(y: float, n: float, var: float, z: float = Z95) -> tuple[float, float, float]:
+    """(R, low, high) with a normal interval of variance `var` (clipped to [0, 1])."""
+    if n <= 0 or math.isnan(var):
+        return (y / n if n > 0 else math.nan), 0.0, 1.0
+    r, half = y / n, z * math.sqrt(var)
+    return r, max(0.0, r - half), min(1.0, r + half)
+
+
+def clustered_diff(r1: float, var1: float, r0: float, var0: float,
+                   z: float = Z95) -> tuple[float, float, float]:
+    """(r1 − r0, low, high) for two independent groups of users."""
+    if any(math.isnan(x) for x in (r1, var1, r0, var0)):
+        return (r1 - r0), -1.0, 1.0
+    d, half = r1 - r0, z * math.sqrt(var1 + var0)
+    return d, d - half, d + half

@@ -1,0 +1,752 @@
+"""`persona bench`: throughput, freshness and memory of the full topology, next to the I/O floor.
+
+One run, on a private topic and Redis prefix (both removed at the end):
+
+1. workload — the first `events` events of `scripts.generate` (seeded; power-law follow graph,
+   creators and activity, the generator's event mix), produced to a fresh topic keyed by user;
+2. I/O floor — the same messages consumed from Kafka by `processes` plain consumers, decoded with
+   orjson and written to Redis (one SET per event, one pipeline per batch), no logic;
+3. pipeline — the real workers (`scripts.runner`, `processes` Bytewax processes) drain the topic;
+   events/s in steady state comes from the workers' own counters (Prometheus), between 10% and 90%
+   of the events, so start-up and the final flush are excluded (both are reported too);
+   RSS of every worker process is sampled throughout;
+4. freshness — a new topic and tailing workers; events are produced at a fixed rate (default half
+   the steady rate just measured) with their event time set to the produce time, which is also
+   their Kafka timestamp; the Redis sink traces when the feed of 1 user in `trace_every` is written
+   (`stream.freshness_sample`); an event's freshness is the time from its Kafka timestamp to the
+   first write of its user's feed generated at or after it.
+
+Memory: peak RSS per process, RSS growth of the workers per user of the workload, Redis bytes per
+user (MEMORY USAGE of a sample of users' keys). Reader: see `reader_bench`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+import multiprocessing
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+
+import orjson
+import redis
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+import config
+from config import Settings
+from config.security import kafka_config, redis_connection
+from operators.redis_store import connect, traced_user
+from schemas.keyspace import Keyspace
+from scripts import kafka_io, runner
+
+Log = Callable[[str], object]
+
+
+# ------------------------------------------------------------------------------ pure helpers
+def percentile(values: Iterable[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in [0, 100]); None for no values.
+
+    >>> percentile([1, 2, 3, 4], 50), percentile([1, 2, 3, 4], 99), percentile([], 50)
+    (2, 4, None)
+    """
+    ordered = sorted(values)
+    if not ordered:
+        return None
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def ratio(numerator: float | None, denominator: float | None) -> float | None:
+    """numerator / denominator, None when either is missing or the denominator is 0."""
+    if numerator is None or not denominator:
+        return None
+    return numerator / denominator
+
+
+def steady_rate(samples: list[tuple[float, int]], total: int, lo: float = 0.1,
+                hi: float = 0.9, min_window_s: float = 3.0) -> float | None:
+    """Events/s between the moments the counter passed lo·total and hi·total (linear
+    interpolation between samples of (time, processed count)); excludes start-up and the tail.
+    None when that window is shorter than `min_window_s` (too few samples to mean anything: the
+    workers' counters move a Kafka batch at a time).
+
+    >>> round(steady_rate([(0, 0), (10, 0), (20, 50), (30, 100)], 100), 6)
+    5.0
+    """
+    def crossing(target: float) -> float | None:
+        for (t0, c0), (t1, c1) in itertools.pairwise(samples):
+            if c0 < target <= c1:
+                return t0 + (t1 - t0) * (target - c0) / (c1 - c0)
+        return None
+    t_lo, t_hi = crossing(lo * total), crossing(hi * total)
+    if t_lo is None or t_hi is None or t_hi - t_lo < min_window_s:
+        return None
+    return (hi - lo) * total / (t_hi - t_lo)
+
+
+def match_freshness(events: list[tuple[str, int]],
+                    writes: list[tuple[str, int, int]]) -> tuple[list[int], int]:
+    """Freshness (ms) of each traced event (user, kafka_ts): the first write (user, generated_at,
+    written_ms) of that user's feed with generated_at ≥ kafka_ts (the feed includes the event).
+    Returns (latencies, events never reflected by a write).
+
+    >>> match_freshness([("a", 10), ("a", 20), ("b", 5)], [("a", 15, 40), ("a", 20, 70)])
+    ([30, 50], 1)
+    """
+    by_user: dict[str, list[tuple[int, int]]] = {}
+    for user, generated, written in writes:
+        by_user.setdefault(user, []).append((generated, written))
+    for entries in by_user.values():
+        entries.sort(key=lambda e: e[1])
+    latencies, unmatched = [], 0
+    for user, ts in events:
+        hit = next((w for g, w in by_user.get(user, ()) if g >= ts and w >= ts), None)
+        if hit is None:
+            unmatched += 1
+        else:
+            latencies.append(hit - ts)
+    return latencies, unmatched
+
+
+def workload(events: int, users: int, seed: int) -> Iterator[dict]:
+    """The first `events` events of the seeded generator (deterministic for the arguments)."""
+    from scripts.generate import GeneratorConfig, generate_stream
+    # ~25 events per user-day: enough days that the stream does not run out before `events`
+    days = max(1.0, min(365.0, 2.0 * events / (25.0 * users)))
+    stream, _truth = generate_stream(GeneratorConfig(users=users, days=days, seed=seed))
+    return itertools.islice(stream, events)
+
+
+# ------------------------------------------------------------------------------ measurements
+def rss_kb(pid: int) -> tuple[int, int]:
+    """(current RSS, peak RSS) of a process in KiB, from /proc (0, 0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            fields = dict(line.split(":", 1) for line in f if ":" in line)
+        return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
+    except (OSError, KeyError, ValueError):
+        return 0, 0
+
+
+def scrape_counters(port: int) -> tuple[int, int, float] | None:
+    """(events processed, users ranked, seconds spent ranking) from a worker's /metrics:
+    persona_events_total summed over types, persona_rank_seconds count and sum (None if not up)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return None
+    events, ranks, rank_s = 0.0, 0.0, 0.0
+    for line in text.splitlines():
+        if line.startswith("persona_events_total{"):
+            events += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("persona_rank_seconds_count "):
+            ranks = float(line.rsplit(" ", 1)[1])
+        elif line.startswith("persona_rank_seconds_sum "):
+            rank_s = float(line.rsplit(" ", 1)[1])
+    return int(events), int(ranks), rank_s
+
+
+def free_port_range(n: int) -> int:
+    """A base port with base..base+n-1 free on this machine."""
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(20000, 60000 - n)
+        if not any(runner._port_busy(base + i) for i in range(n)):
+            return base
+    raise RuntimeError("no free port range for the workers' metrics")
+
+
+@dataclass
+class Bench:
+    """Names of one run's private topics and keys, and the settings the workers get."""
+
+    settings: Settings
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+
+    @property
+    def prefix(self) -> str:
+        return f"bench-{self.run_id}"
+
+    def topic(self, name: str) -> str:
+        return f"persona.bench.{self.run_id}.{name}"
+
+    def env(self, topic: str, prefix: str, **extra: str) -> dict[str, str]:
+        return {"KAFKA_BOOTSTRAP": self.settings.kafka.bootstrap,
+                "REDIS_URL": self.settings.redis.url,
+                "PERSONA_KAFKA__EVENTS_TOPIC": topic,
+                "PERSONA_KAFKA__DEAD_LETTER_TOPIC": self.topic("dead"),
+                "PERSONA_KAFKA__NOTIFICATIONS_TOPIC": self.topic("notifications"),
+                "PERSONA_REDIS__PREFIX": prefix, **extra}
+
+    def redis(self) -> redis.Redis:
+        url, options = redis_connection(self.settings.redis)
+        return connect(url, **options)
+
+    def cleanup(self, log: Log) -> None:
+        client = self.redis()
+        deleted = 0
+        for prefix in (self.prefix, f"{self.prefix}-"):
+            batch = []
+            for key in client.scan_iter(f"{prefix}*", count=5000):
+                batch.append(key)
+                if len(batch) >= 5000:
+                    deleted += client.unlink(*batch)
+                    batch = []
+            if batch:
+                deleted += client.unlink(*batch)
+        admin = AdminClient({"bootstrap.servers": self.settings.kafka.bootstrap,
+                             **kafka_config(self.settings.kafka)})
+        topics = [t for t in admin.list_topics(timeout=10).topics
+                  if t.startswith(f"persona.bench.{self.run_id}.")]
+        if topics:
+            for f in admin.delete_topics(topics, operation_timeout=30).values():
+                f.result()
+        log(f"cleaned up {deleted:,} keys and {len(topics)} topics")
+
+
+def produce_workload(bench: Bench, topic: str, partitions: int, lines: Iterable[bytes],
+                     total: int, log: Log) -> int:
+    s = bench.settings.kafka
+    kafka_io.recreate_topic(s.bootstrap, topic, partitions, extra=kafka_config(s))
+    t0 = time.monotonic()
+    n = kafka_io.produce(s.bootstrap, topic, lines, extra=kafka_config(s), progress=lambda k: (
+        k % 100_000 == 0 and log(f"  produced {k:,}/{total:,}")))
+    log(f"  produced {n:,} events in {time.monotonic() - t0:.1f}s")
+    return n
+
+
+# ------------------------------------------------------------------------------ I/O floor
+def _floor_worker(bootstrap: str, extra: dict, topic: str, parts: list[tuple[int, int, int]],
+                  redis_url: str, redis_options: dict, prefix: str, out) -> None:
+    """Consume `parts` [(partition, low, high)] to their end; orjson decode; one SET per event,
+    one pipeline per consumed batch. Sends (first message time, end time, count) to `out`."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{prefix}-floor",
+                         "enable.auto.commit": False, "fetch.min.bytes": 1, **extra})
+    client = connect(redis_url, **redis_options)
+    consumer.assign([TopicPartition(topic, p, low) for p, low, _ in parts])
+    remaining = {p: high for p, _, high in parts if high > 0}
+    done = {p for p, low, high in parts if high <= low}
+    n, first = 0, None
+    while len(done) < len(parts):
+        msgs = consumer.consume(1000, timeout=1.0)
+        if not msgs:
+            continue
+        first = first or time.monotonic()
+        pipe = client.pipeline(transaction=False)
+        for m in msgs:
+            if m.error() is not None:
+                continue
+            value = m.value()
+            event = orjson.loads(value)
+            pipe.set(f"{prefix}:floor:{{{event['user_id']}}}", value)
+            n += 1
+            if m.offset() + 1 >= remaining.get(m.partition(), 0):
+                done.add(m.partition())
+        pipe.execute()
+    end = time.monotonic()
+    consumer.close()
+    out.put((first or end, end, n))
+
+
+def io_floor(bench: Bench, topic: str, processes: int) -> dict:
+    """Kafka → orjson → pipelined Redis SET, no logic, in `processes` processes (partitions split
+    round-robin). Events/s from the first message of any process to the end of the last."""
+    s = bench.settings
+    consumer = Consumer({"bootstrap.servers": s.kafka.bootstrap, "group.id": f"{bench.prefix}-wm",
+                         **kafka_config(s.kafka)})
+    meta = consumer.list_topics(topic, timeout=10)
+    parts = []
+    for p in sorted(meta.topics[topic].partitions):
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+        parts.append((p, low, high))
+    consumer.close()
+    url, options = redis_connection(s.redis)
+    mp = multiprocessing.get_context("spawn")
+    out = mp.Queue()
+    procs = [mp.Process(target=_floor_worker, args=(
+        s.kafka.bootstrap, kafka_config(s.kafka), topic, parts[i::processes], url, options,
+        f"{bench.prefix}-io", out)) for i in range(processes)]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=3600) for _ in procs]
+    for p in procs:
+        p.join()
+    n = sum(r[2] for r in results)
+    # each process from its own first message (spawn times differ), rates added up
+    rate = sum(count / max(1e-9, end - first) for first, end, count in results)
+    return {"events": n, "seconds": round(max(r[1] for r in results) - min(r[0] for r in results), 3),
+            "events_per_s": rate}
+
+
+# ------------------------------------------------------------------------------ pipeline runs
+@dataclass
+class WorkerRun:
+    """Samples taken while a Bytewax cluster runs: (t, events counted), RSS per process."""
+
+    processes: int
+    counts: list[tuple[float, int]] = field(default_factory=list)
+    ranks: int = 0  # users ranked (feeds computed), all processes
+    rank_s: float = 0.0  # time spent ranking, all processes
+    ready_rss: list[int] = field(default_factory=list)  # KiB per process once serving metrics
+    rss: list[tuple[float, list[int]]] = field(default_factory=list)  # KiB per process
+    peak_kb: list[int] = field(default_factory=list)
+    pids: list[int] = field(default_factory=list)
+    started: float = 0.0
+    ended: float = 0.0
+    code: int | None = None
+
+
+def run_workers(bench: Bench, env: dict[str, str], processes: int, *, tail: bool, log: Log,
+                expected: int | None = None, stop_when: Callable[[], bool] | None = None,
+                on_running: Callable[[], object] | None = None,
+                interval_s: float = 0.5) -> WorkerRun:
+    """Run the real workers (`scripts.runner`) while sampling their counters and RSS. Without
+    tail the run ends when the topic is drained; with tail, once `stop_when()` is true."""
+    settings = config.load(env=dict(os.environ, **env))
+    base = free_port_range(processes)
+    result = WorkerRun(processes)
+    procs_box: list = []
+    finished = threading.Event()
+
+    def target():
+        result.started = time.monotonic()
+        result.code = runner.run(settings, None, processes=processes, tail=tail, env_extra=env,
+                                 log=lambda m: None, metrics_port=base,
+                                 on_start=procs_box.extend)
+        result.ended = time.monotonic()
+        finished.set()
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    last_log, announced = 0.0, False
+    while not finished.is_set():
+        time.sleep(interval_s)
+        now = time.monotonic()
+        pids = [p.pid for p in procs_box]
+        if not pids:
+            continue
+        result.pids = pids
+        mem = [rss_kb(pid) for pid in pids]
+        scraped = [scrape_counters(base + i) for i in range(processes)]
+        if all(c is not None for c in scraped):
+            if not announced:
+                announced = True
+                result.ready_rss = [m[0] for m in mem]
+                if on_running is not None:
+                    on_running()
+            result.counts.append((now, sum(c[0] for c in scraped)))
+            result.ranks = sum(c[1] for c in scraped)
+            result.rank_s = sum(c[2] for c in scraped)
+        if all(m[0] for m in mem):  # every process alive (an exited one reads 0)
+            result.rss.append((now, [m[0] for m in mem]))
+        peaks = result.peak_kb + [0] * (len(mem) - len(result.peak_kb))
+        result.peak_kb = [max(peak, m[1]) for peak, m in zip(peaks, mem, strict=True)]
+        if now - last_log >= 5:
+            last_log = now
+            done = result.counts[-1][1] if result.counts else 0
+            of = f"/{expected:,}" if expected else ""
+            log(f"  {processes} process(es): {done:,}{of} events, RSS "
+                f"{', '.join(f'{m[0] / 1024:.0f}' for m in mem)} MiB")
+        if stop_when is not None and announced and stop_when():
+            runner.stop(procs_box)
+    thread.join()
+    return result
+
+
+def summarise_run(run: WorkerRun, total: int, users: int) -> dict:
+    first = next((t for t, c in run.counts if c > 0), run.started)
+    steady = steady_rate(run.counts, total)
+    baseline = run.ready_rss or [0] * run.processes  # imports done, no events yet
+    last_rss = run.rss[-1][1] if run.rss else [0] * run.processes
+    growth = sum(max(0, b - a) for a, b in zip(baseline, last_rss, strict=False)) * 1024
+    return {
+        "processes": run.processes,
+        "events": total,
+        "events_per_s_steady": steady,
+        "events_per_s_including_startup": total / (run.ended - run.started),
+        "events_per_s_first_event_to_exit": total / max(1e-9, run.ended - first),
+        "startup_s": round(first - run.started, 2),
+        "wall_s": round(run.ended - run.started, 2),
+        "users_ranked": run.ranks,
+        "events_per_rank": ratio(total, run.ranks),
+        "mean_rank_ms": ratio(run.rank_s * 1000, run.ranks),
+        "rank_share_of_worker_time": ratio(run.rank_s, run.processes * (run.ended - first)),
+        "peak_rss_mib": [round(kb / 1024, 1) for kb in run.peak_kb],
+        "worker_rss_growth_bytes_per_user": round(growth / max(1, users)),
+        "rss_flatness_second_half": rss_flatness(run.rss),
+        "exit_code": run.code,
+    }
+
+
+def rss_flatness(samples: list[tuple[float, list[int]]]) -> float | None:
+    """(max − min) / mean of the total worker RSS over the second half of the run.
+
+    >>> round(rss_flatness([(0, [10]), (1, [50]), (2, [100]), (3, [110])]), 4)
+    0.0952
+    """
+    if len(samples) < 4:
+        return None
+    half = [sum(r) for _, r in samples[len(samples) // 2:]]
+    mean = sum(half) / len(half)
+    return (max(half) - min(half)) / mean if mean else None
+
+
+# ------------------------------------------------------------------------------ freshness
+def paced_produce(bench: Bench, topic: str, events: Iterable[dict], rate: float, seconds: float,
+                  trace_every: int, log: Log) -> list[tuple[str, int]]:
+    """Produce at `rate` events/s for `seconds`, each event's `ts` and Kafka timestamp = the wall
+    clock at produce time. Returns (user, ts) of the traced users' events."""
+    s = bench.settings.kafka
+    producer = Producer({"bootstrap.servers": s.bootstrap, "linger.ms": 2, "acks": 1,
+                         **kafka_config(s)})
+    traced: list[tuple[str, int]] = []
+    t0 = time.monotonic()
+    sent, last_log = 0, t0
+    it = iter(events)
+    while True:
+        now = time.monotonic()
+        if now - t0 >= seconds:
+            break
+        due = int((now - t0) * rate) - sent
+        for event in itertools.islice(it, max(0, due)):
+            ts = time.time_ns() // 1_000_000
+            event["ts"] = ts
+            user = event["user_id"]
+            producer.produce(topic, orjson.dumps(event), key=user.encode(), timestamp=ts)
+            if traced_user(user, trace_every):
+                traced.append((user, ts))
+            sent += 1
+        producer.poll(0)
+        if now - last_log >= 5:
+            last_log = now
+            log(f"  paced producer: {sent:,} events in {now - t0:.0f}s")
+        time.sleep(0.002)
+    producer.flush(30)
+    return traced
+
+
+def read_traces(client: redis.Redis, key: str) -> list[tuple[str, int, int]]:
+    out = []
+    for raw in client.lrange(key, 0, -1):
+        user, generated, written = raw.decode().split(" ")
+        out.append((user, int(generated), int(written)))
+    return out
+
+
+# ------------------------------------------------------------------------------ Redis memory
+USER_KEYS = ("feed", "profile", "user_features", "suggestions", "graph", "notifications")
+
+
+def redis_bytes_per_user(client: redis.Redis, keyspace: Keyspace, users: list[str]) -> dict:
+    """Mean MEMORY USAGE of the per-user keys over a sample of users."""
+    pipe = client.pipeline(transaction=False)
+    for user in users:
+        for kind in USER_KEYS:
+            pipe.memory_usage(getattr(keyspace, kind)(user), samples=0)
+    values = pipe.execute()
+    per_kind = {kind: 0 for kind in USER_KEYS}
+    for i, v in enumerate(values):
+        per_kind[USER_KEYS[i % len(USER_KEYS)]] += v or 0
+    n = max(1, len(users))
+    return {"sampled_users": len(users), "bytes_per_user": round(sum(per_kind.values()) / n),
+            "by_key": {k: round(v / n) for k, v in per_kind.items()}}
+
+
+# ------------------------------------------------------------------------------ reader
+async def _http_load(port: int, paths: list[bytes], concurrency: int, seconds: float) -> list[float]:
+    """Keep-alive HTTP/1.1 GETs from `concurrency` connections; latencies in ms (2xx only)."""
+    latencies: list[float] = []
+    deadline = time.monotonic() + seconds
+
+    async def connection(k: int):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        i = k
+        while time.monotonic() < deadline:
+            path = paths[i % len(paths)]
+            i += concurrency
+            t = time.perf_counter()
+            writer.write(b"GET " + path + b" HTTP/1.1\r\nHost: bench\r\n\r\n")
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length")))
+            await reader.readexactly(length)
+            if head.startswith(b"HTTP/1.1 2"):
+                latencies.append((time.perf_counter() - t) * 1000)
+        writer.close()
+
+    await asyncio.gather(*(connection(k) for k in range(concurrency)))
+    return latencies
+
+
+async def _redis_load(url: str, options: dict, keys: list[str], concurrency: int,
+                      seconds: float) -> list[float]:
+    import redis.asyncio as aredis
+    client = aredis.Redis.from_url(url, max_connections=concurrency, **options)
+    latencies: list[float] = []
+    deadline = time.monotonic() + seconds
+
+    async def loop(k: int):
+        i = k
+        while time.monotonic() < deadline:
+            t = time.perf_counter()
+            await client.get(keys[i % len(keys)])
+            latencies.append((time.perf_counter() - t) * 1000)
+            i += concurrency
+
+    await asyncio.gather(*(loop(k) for k in range(concurrency)))
+    await client.aclose()
+    return latencies
+
+
+def reader_bench(bench: Bench, prefix: str, users: list[str], concurrency: int, seconds: float,
+                 log: Log) -> dict:
+    """p50/p99 of GET /feed/{user} (the FastAPI reader under uvicorn in a subprocess) and of the
+    raw Redis GET of the same feed keys, same concurrency, one after the other."""
+    settings = bench.settings
+    port = runner.free_ports(1)[0]
+    env = dict(os.environ, **bench.env(settings.kafka.events_topic, prefix))
+    env.setdefault("PYTHONPATH", os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    server = subprocess.Popen([sys.executable, "-m", "scripts.cli", "serve", "--port", str(port)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                    break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the reader did not start (run `persona serve` to see why)") from None
+                time.sleep(0.2)
+        client = bench.redis()
+        version = (client.get(f"{prefix}:active") or b"1").decode()
+        keyspace = Keyspace(prefix, version)
+        paths = [f"/feed/{u}".encode() for u in users]
+        asyncio.run(_http_load(port, paths, concurrency, 1.0))  # warm-up
+        log(f"  reader: GET /feed/{{user}} × {concurrency} connections for {seconds:.0f}s")
+        http = asyncio.run(_http_load(port, paths, concurrency, seconds))
+        url, options = redis_connection(settings.redis)
+        log(f"  reader: raw Redis GET × {concurrency} for {seconds:.0f}s")
+        raw = asyncio.run(_redis_load(url, options, [keyspace.feed(u) for u in users],
+                                      concurrency, seconds))
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(10)
+    out = {"concurrency": concurrency, "users": len(users),
+           "http_requests": len(http), "http_rps": len(http) / seconds,
+           "http_p50_ms": percentile(http, 50), "http_p99_ms": percentile(http, 99),
+           "redis_gets": len(raw), "redis_p50_ms": percentile(raw, 50),
+           "redis_p99_ms": percentile(raw, 99)}
+    out["p99_ratio_http_to_redis"] = ratio(out["http_p99_ms"], out["redis_p99_ms"])
+    return out
+
+
+# ------------------------------------------------------------------------------ the command
+@dataclass(frozen=True)
+class BenchConfig:
+    events: int = 1_000_000
+    users: int = 100_000
+    seed: int = 7
+    processes: int = 1
+    partitions: int = 4
+    scale: bool = False  # also run the other of 1 / 2 processes on the same topic
+    freshness_s: float = 30.0  # 0 = skip
+    freshness_rate: float | None = None  # default: half the steady rate
+    trace_every: int = 20  # freshness: trace 1 user in N
+    rank_interval_s: float | None = None  # override stream.rank_interval_s for the run
+    reader: bool = True
+    reader_s: float = 5.0
+    reader_concurrency: int = 8
+    keep: bool = False  # leave topics and keys for inspection
+
+
+def run(settings: Settings, cfg: BenchConfig, log: Log = print) -> dict:
+    bench = Bench(settings)
+    report: dict = {"config": asdict(cfg), "run_id": bench.run_id,
+                    "note": "indicative when other processes share the CPU"}
+    log(f"bench {bench.run_id}: {cfg.events:,} events, {cfg.users:,} users, "
+        f"{cfg.processes} process(es), {cfg.partitions} partitions")
+    try:
+        _run(bench, cfg, report, log)
+    finally:
+        if not cfg.keep:
+            bench.cleanup(log)
+    return report
+
+
+def _run(bench: Bench, cfg: BenchConfig, report: dict, log: Log) -> None:
+    extra = {}
+    if cfg.rank_interval_s is not None:
+        extra["PERSONA_STREAM__RANK_INTERVAL_S"] = str(cfg.rank_interval_s)
+    topic = bench.topic("events")
+    log("1/5 workload → Kafka")
+    t = time.monotonic()
+    for name in ("dead", "notifications"):  # the workers' output topics
+        kafka_io.recreate_topic(bench.settings.kafka.bootstrap, bench.topic(name), cfg.partitions,
+                                extra=kafka_config(bench.settings.kafka))
+    users_seen: set[str] = set()
+
+    def lines() -> Iterator[bytes]:
+        for event in workload(cfg.events, cfg.users, cfg.seed):
+            users_seen.add(event["user_id"])
+            yield orjson.dumps(event)
+    total = produce_workload(bench, topic, cfg.partitions, lines(), cfg.events, log)
+    report["workload"] = {"events": total, "users": len(users_seen),
+                          "generate_and_produce_s": round(time.monotonic() - t, 1)}
+
+    log("2/5 I/O floor: Kafka → orjson → pipelined Redis SET, no logic")
+    floor = io_floor(bench, topic, cfg.processes)
+    report["io_floor"] = floor
+    log(f"  {floor['events_per_s']:,.0f} events/s")
+
+    log(f"3/5 full pipeline, {cfg.processes} process(es), until the topic is drained")
+    pipeline_prefix = bench.prefix
+    env = bench.env(topic, pipeline_prefix, **extra)
+    wrun = run_workers(bench, env, cfg.processes, tail=False, log=log, expected=total)
+    _check_exit(wrun)
+    main = summarise_run(wrun, total, len(users_seen))
+    report["pipeline"] = main
+    report["ratio_to_io_floor"] = ratio(_rate(main), floor["events_per_s"])
+    log(f"  steady {main['events_per_s_steady'] or 0:,.0f} events/s "
+        f"({report['ratio_to_io_floor'] or 0:.2f} of the floor); exit {wrun.code}")
+
+    client = bench.redis()
+    keyspace = Keyspace(pipeline_prefix, (client.get(f"{pipeline_prefix}:active") or b"1").decode())
+    sample = random.Random(cfg.seed).sample(sorted(users_seen), min(300, len(users_seen)))
+    report["redis_memory"] = redis_bytes_per_user(client, keyspace, sample)
+
+    if cfg.scale:
+        other = 2 if cfg.processes == 1 else 1
+        log(f"3b/5 scale-out: {other} process(es) on the same pre-filled topic")
+        srun = run_workers(bench, bench.env(topic, f"{bench.prefix}-scale", **extra), other,
+                           tail=False, log=log, expected=total)
+        _check_exit(srun)
+        scaled = summarise_run(srun, total, len(users_seen))
+        report["pipeline_scale"] = scaled
+        one, two = (main, scaled) if cfg.processes == 1 else (scaled, main)
+        report["scale_ratio_2_to_1"] = ratio(_rate(two), _rate(one))
+
+    if cfg.reader:
+        log("4/5 reader: HTTP vs raw Redis")
+        with_feed = [u for u in sample if client.exists(keyspace.feed(u))] or sample
+        report["reader"] = reader_bench(bench, pipeline_prefix, with_feed,
+                                        cfg.reader_concurrency, cfg.reader_s, log)
+
+    if cfg.freshness_s > 0:
+        rate = cfg.freshness_rate or 0.5 * _rate(main)
+        log(f"5/5 freshness: {rate:,.0f} events/s for {cfg.freshness_s:.0f}s into tailing workers")
+        report["freshness"] = freshness(bench, cfg, rate, extra, log)
+
+
+def _rate(summary: dict) -> float:
+    """Steady events/s, or first event → exit when the run was too short for a steady window."""
+    return summary["events_per_s_steady"] or summary["events_per_s_first_event_to_exit"]
+
+
+def _check_exit(run: WorkerRun) -> None:
+    if run.code != 0:
+        raise RuntimeError(f"the workers exited with {run.code} (their error is printed above); "
+                           "the numbers of this run would be meaningless")
+
+
+def freshness(bench: Bench, cfg: BenchConfig, rate: float, extra: dict, log: Log) -> dict:
+    topic = bench.topic("fresh")
+    prefix = f"{bench.prefix}-fresh"
+    kafka_io.recreate_topic(bench.settings.kafka.bootstrap, topic, cfg.partitions,
+                            extra=kafka_config(bench.settings.kafka))
+    env = bench.env(topic, prefix, PERSONA_STREAM__FRESHNESS_SAMPLE=str(cfg.trace_every), **extra)
+    needed = int(rate * cfg.freshness_s) + 1
+    # a world small enough that the phase gets past the generator's opening burst of user_created
+    # events into the ordinary mix (about 20 events per user)
+    users = max(10, min(cfg.users, needed // 20))
+    events = workload(needed, users, cfg.seed + 1)
+    traced: list[tuple[str, int]] = []
+    done = threading.Event()
+
+    def produce():
+        traced.extend(paced_produce(bench, topic, events, rate, cfg.freshness_s,
+                                    cfg.trace_every, log))
+        time.sleep(3 * max(1.0, cfg.rank_interval_s or bench.settings.stream.rank_interval_s))
+        done.set()
+
+    producer = threading.Thread(target=produce, daemon=True)
+    run = run_workers(bench, env, cfg.processes, tail=True, log=log,
+                      on_running=producer.start, stop_when=done.is_set)
+    producer.join()
+    writes = read_traces(bench.redis(), Keyspace(prefix, "").feed_trace)
+    latencies, unmatched = match_freshness(traced, writes)
+    return {"rate": rate, "seconds": cfg.freshness_s, "users": users, "traced_events": len(traced),
+            "reflected": len(latencies), "never_reflected": unmatched,
+            "p50_ms": percentile(latencies, 50), "p99_ms": percentile(latencies, 99),
+            "max_ms": max(latencies) if latencies else None,
+            "peak_rss_mib": [round(kb / 1024, 1) for kb in run.peak_kb]}
+
+
+def table(report: dict) -> list[tuple[str, str]]:
+    """The report as (measure, value) rows for printing."""
+    def num(v, fmt="{:,.0f}"):
+        return "—" if v is None else fmt.format(v)
+    rows = []
+    w = report.get("workload", {})
+    rows.append(("workload", f"{num(w.get('events'))} events, {num(w.get('users'))} users"))
+    f = report.get("io_floor")
+    if f:
+        rows.append(("I/O floor (Kafka → orjson → Redis)", f"{num(f['events_per_s'])} events/s"))
+    p = report.get("pipeline")
+    if p:
+        rows.append((f"pipeline, {p['processes']} process(es), steady",
+                     f"{num(p['events_per_s_steady'])} events/s"))
+        rows.append(("  per worker process", num(ratio(p["events_per_s_steady"],
+                                                         p["processes"])) + " events/s"))
+        rows.append(("  first event → exit (incl. final flush)",
+                     f"{num(p['events_per_s_first_event_to_exit'])} events/s"))
+        rows.append(("  start-up", f"{p['startup_s']} s"))
+        rows.append(("ratio to the I/O floor", num(report.get("ratio_to_io_floor"), "{:.3f}")))
+        rows.append(("  feeds ranked / events per rank", f"{num(p['users_ranked'])} / "
+                     f"{num(p['events_per_rank'], '{:.1f}')}"))
+        rows.append(("  mean rank time / share of worker time",
+                     f"{num(p['mean_rank_ms'], '{:.2f}')} ms / "
+                     f"{num(p['rank_share_of_worker_time'], '{:.0%}')}"))
+        rows.append(("peak RSS per worker process", ", ".join(f"{v} MiB" for v in p["peak_rss_mib"])))
+        rows.append(("worker RSS growth per user", f"{num(p['worker_rss_growth_bytes_per_user'])} B"))
+        rows.append(("RSS spread, second half", num(p["rss_flatness_second_half"], "{:.1%}")))
+    m = report.get("redis_memory")
+    if m:
+        rows.append(("Redis bytes per user", f"{num(m['bytes_per_user'])} B "
+                     f"({m['sampled_users']} users sampled)"))
+    s = report.get("pipeline_scale")
+    if s:
+        rows.append((f"pipeline, {s['processes']} process(es), steady",
+                     f"{num(s['events_per_s_steady'])} events/s"))
+        rows.append(("scale-out ratio 2 : 1 processes",
+                     num(report.get("scale_ratio_2_to_1"), "{:.2f}")))
+    r = report.get("reader")
+    if r:
+        rows.append((f"reader GET /feed p50 / p99 (×{r['concurrency']})",
+                     f"{num(r['http_p50_ms'], '{:.2f}')} / {num(r['http_p99_ms'], '{:.2f}')} ms "
+                     f"({num(r['http_rps'])} req/s)"))
+        rows.append(("raw Redis GET p50 / p99", f"{num(r['redis_p50_ms'], '{:.2f}')} / "
+                     f"{num(r['redis_p99_ms'], '{:.2f}')} ms"))
+        rows.append(("reader p99 ratio HTTP : Redis", num(r["p99_ratio_http_to_redis"], "{:.1f}")))
+    fr = report.get("freshness")
+    if fr:
+        rows.append((f"freshness at {num(fr['rate'])} events/s, p50 / p99",
+                     f"{num(fr['p50_ms'])} / {num(fr['p99_ms'])} ms "
+                     f"({fr['reflected']:,} traced events, {fr['never_reflected']} never reflected)"))
+    return rows
+
+
+__all__ = ["BenchConfig", "match_freshness", "percentile", "ratio", "run", "steady_rate",
+           "table", "workload"]

@@ -1,0 +1,39 @@
+"""`persona bench` end to end with tiny sizes on the real Kafka and Redis (seconds): every phase
+produces numbers, and the run leaves no topics or keys behind."""
+
+from __future__ import annotations
+
+import redis
+from confluent_kafka.admin import AdminClient
+
+import config
+from scripts import bench
+
+
+def test_bench_smoke(live):
+    bootstrap, url = live
+    settings = config.load(env={"KAFKA_BOOTSTRAP": bootstrap, "REDIS_URL": url})
+    report = bench.run(settings, bench.BenchConfig(
+        events=3000, users=300, seed=5, partitions=2, freshness_s=4, freshness_rate=200,
+        trace_every=5, reader_s=1, reader_concurrency=4), log=lambda m: None)
+
+    assert report["workload"] == {**report["workload"], "events": 3000, "users": 300}
+    assert report["io_floor"]["events"] == 3000 and report["io_floor"]["events_per_s"] > 0
+    p = report["pipeline"]
+    assert p["exit_code"] == 0
+    assert p["events_per_s_first_event_to_exit"] > 0  # (a tiny run may end before a scrape)
+    assert all(mib > 20 for mib in p["peak_rss_mib"])
+    assert report["ratio_to_io_floor"] > 0
+    assert report["redis_memory"]["bytes_per_user"] > 0
+    r = report["reader"]
+    assert r["http_requests"] > 0 and r["http_p99_ms"] >= r["http_p50_ms"] > 0
+    assert r["redis_p99_ms"] > 0 and r["p99_ratio_http_to_redis"] > 0
+    f = report["freshness"]
+    assert f["traced_events"] > 0 and f["reflected"] > 0.5 * f["traced_events"]
+    assert 0 < f["p50_ms"] <= f["p99_ms"]
+    assert any(name.startswith("freshness") for name, _ in bench.table(report))
+
+    run_id = report["run_id"]
+    topics = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10).topics
+    assert not [t for t in topics if run_id in t]
+    assert not list(redis.Redis.from_url(url).scan_iter(f"bench-{run_id}*", count=1000))

@@ -1,0 +1,99 @@
+"""The benchmark's pure parts: percentiles, ratios, steady rate, freshness matching, workload."""
+
+from __future__ import annotations
+
+import itertools
+
+import orjson
+from hypothesis import given
+from hypothesis import strategies as st
+
+from scripts.bench import (
+    match_freshness,
+    percentile,
+    ratio,
+    rss_flatness,
+    steady_rate,
+    table,
+    workload,
+)
+
+
+def test_percentile_nearest_rank():
+    values = list(range(1, 101))
+    assert percentile(values, 50) == 50
+    assert percentile(values, 99) == 99
+    assert percentile(values, 100) == 100
+    assert percentile(values, 0) == 1
+    assert percentile([], 50) is None
+    assert percentile([7.5], 99) == 7.5
+
+
+@given(st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=1),
+       st.floats(0, 100))
+def test_percentile_is_a_member_and_monotone(values, q):
+    p = percentile(values, q)
+    assert p in values
+    assert percentile(values, min(100, q + 1)) >= p
+
+
+def test_ratio():
+    assert ratio(3, 4) == 0.75
+    assert ratio(None, 4) is None
+    assert ratio(3, 0) is None
+    assert ratio(3, None) is None
+
+
+def test_steady_rate_excludes_startup_and_tail():
+    # 10 s of start-up at 0, then 100 events/s for 10 s, then a slow tail
+    samples = [(t, 0) for t in range(11)] + [(10 + t, 100 * t) for t in range(1, 11)]
+    samples += [(30, 1050), (40, 1100)]
+    # 10% of 1100 = 110 at t=11.1, 90% = 990 at t=20+ (1000 at 20 → 990 at 19.9)
+    assert abs(steady_rate(samples, 1100) - 880 / (19.9 - 11.1)) < 1e-6
+    assert steady_rate([(0, 0), (1, 5)], 100) is None  # never reached 90%
+    assert steady_rate([(0, 0), (1, 100)], 100) is None  # one batch: no steady window
+
+
+def test_match_freshness_uses_the_first_write_that_includes_the_event():
+    events = [("a", 100), ("a", 150), ("b", 100), ("c", 100)]
+    writes = [("a", 90, 120),   # generated before the event: does not reflect it
+              ("a", 100, 180),  # first write that includes a@100 → 80 ms
+              ("a", 160, 400),  # includes a@150 → 250 ms
+              ("b", 100, 99)]   # written before the event (clock skew guard): ignored
+    latencies, unmatched = match_freshness(events, writes)
+    assert latencies == [80, 250]
+    assert unmatched == 2
+
+
+def test_rss_flatness():
+    assert rss_flatness([(t, [100]) for t in range(10)]) == 0.0
+    assert rss_flatness([(0, [1])]) is None
+
+
+def test_workload_is_deterministic_and_sized():
+    a = [orjson.dumps(e) for e in workload(2000, 100, seed=3)]
+    b = [orjson.dumps(e) for e in workload(2000, 100, seed=3)]
+    c = [orjson.dumps(e) for e in itertools.islice(workload(2000, 100, seed=4), 2000)]
+    assert a == b
+    assert a != c
+    assert len(a) == 2000
+    events = [orjson.loads(x) for x in a]
+    types = {e["type"] for e in events}
+    assert {"user_created", "follow", "post_created", "impression", "like"} <= types
+    assert len({e["user_id"] for e in events}) == 100
+
+
+def test_table_rows_from_a_report():
+    report = {"workload": {"events": 10, "users": 2},
+              "io_floor": {"events_per_s": 1000.0},
+              "pipeline": {"processes": 2, "events_per_s_steady": 500.0,
+                           "events_per_s_first_event_to_exit": 400.0, "startup_s": 2.0,
+                           "users_ranked": 5, "events_per_rank": 2.0, "mean_rank_ms": 1.5,
+                           "rank_share_of_worker_time": 0.5, "peak_rss_mib": [100.0, 110.0],
+                           "worker_rss_growth_bytes_per_user": 1000,
+                           "rss_flatness_second_half": 0.05},
+              "ratio_to_io_floor": 0.5}
+    rows = dict(table(report))
+    assert rows["pipeline, 2 process(es), steady"] == "500 events/s"
+    assert rows["  per worker process"] == "250 events/s"
+    assert rows["ratio to the I/O floor"] == "0.500"
