@@ -12,7 +12,7 @@ from typing import Protocol
 
 import orjson
 
-from operators.redis_store import RedisFeatureStore
+from operators.redis_store import RedisFeatureStore, retrying
 
 MEMBERS_SAMPLE = 100  # members read per group
 LIKERS_KEPT = 200  # newest likers kept per author (the writer trims the sorted set)
