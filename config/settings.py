@@ -150,6 +150,7 @@ class FeedSettings:
     exploration_max_impressions: int
     learning_rate: float
     user_learning_rate: float
+    impression_negative_weight: float
 
     BOUNDS = {
         "size": bounded(1, 1000),
@@ -161,6 +162,7 @@ class FeedSettings:
         "exploration_max_impressions": bounded(0, None),
         "learning_rate": bounded(1e-6, 10.0),
         "user_learning_rate": bounded(0.0, 10.0),
+        "impression_negative_weight": bounded(0.0, 10.0),
     }
 
 

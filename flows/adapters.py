@@ -382,7 +382,7 @@ class GlobalModelLogic(_Logic):
     def on_batch(self, examples):
         for ex in examples:  # prequential: score each example before learning it
             metrics.MODEL_LOSS.observe(self.state.predict_proba_one(ex.x), ex.y, ex.w)
-            self.state.learn_one(ex.x, ex.y, ex.w)
+            ex.apply(self.state)
         return [("model", self.state.export())], RETAIN
 
 

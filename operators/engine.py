@@ -76,7 +76,7 @@ class Engine:
                 store.put_neighbours(a, sim.counts)
             sim.learn_one(b, w)
         for ex in out.examples:
-            self.global_model.learn_one(ex.x, ex.y, ex.w)
+            ex.apply(self.global_model)
             self._model_dirty = True
 
     def publish(self) -> None:
@@ -91,6 +91,6 @@ class Engine:
         self.publish()
         user = self.user(user_id)
         for ex in user.flush_pending(now, self.store):
-            self.global_model.learn_one(ex.x, ex.y, ex.w)
+            ex.apply(self.global_model)
             self._model_dirty = True
         return rank(user, self.store, self.ctx, now)

@@ -39,6 +39,21 @@ class OnlineLogit:
         self.model.learn_one(x, y, w=w)
         self.n += 1
 
+    def learn_choice(self, d: dict[str, float], w: float = 1.0) -> None:
+        """One SGD step of the conditional-logit likelihood of a choice among candidates.
+
+        With P(i) = softmax(w · x_i) over what could have been served, the gradient of log P(chosen)
+        is d = x_chosen − E_P[x]: the chosen item against the model-weighted average candidate
+        (`operators.choice`). It moves weights only (the intercept cancels in a softmax), and fades
+        as the chosen item comes to dominate. Unlike pointwise negatives taken from the top of one's
+        own ranking, it has no selection bias: every candidate competes, weighted by its rank."""
+        lr = self.model.optimizer.learning_rate * w
+        weights = self.model._weights
+        for name, value in d.items():
+            if value:
+                weights[name] = weights.get(name, 0.0) + lr * value
+        self.n += 1
+
     def predict_proba_one(self, x: dict[str, float]) -> float:
         return self.model.predict_proba_one(x)[True]
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -57,6 +57,10 @@ class TouchHistory:
     def __contains__(self, post: object) -> bool:
         return post in self._w
 
+    def keys(self):
+        """The posts, as a set-like view (fast membership)."""
+        return self._w.keys()
+
     def __len__(self) -> int:
         return len(self._w)
 
@@ -71,25 +75,43 @@ class TouchHistory:
         self._w = dict(items)
 
 
-_CACHE: dict[str, tuple[int, int]] = {}  # post id -> hashes: a pure-function memo, per process
+_CACHE: dict[str, int] = {}  # post id -> h1 << 32 | h2: a pure-function memo, per process
 _CACHE_SIZE = 500_000
+_LOW = (1 << 32) - 1
 
 
-def _hash_one(key: str) -> tuple[int, int]:
-    """Two stable 32-bit hashes (process-independent, unlike `hash`), memoised."""
+def post_hash(key: str) -> int:
+    """A stable 64-bit hash of a post id (two crc32; process-independent, unlike `hash`)."""
     h = _CACHE.get(key)
     if h is None:
         raw = key.encode()
-        h = (zlib.crc32(raw), zlib.crc32(raw, _SEED) | 1)
+        h = (zlib.crc32(raw) << 32) | zlib.crc32(raw, _SEED) | 1
         if len(_CACHE) >= _CACHE_SIZE:
             _CACHE.clear()
         _CACHE[key] = h
     return h
 
 
-def _hashes(keys: Iterable[str]) -> tuple[np.ndarray, np.ndarray]:
-    pairs = np.array([_hash_one(k) for k in keys], dtype=np.int64).reshape(-1, 2)
-    return pairs[:, 0], pairs[:, 1]
+def post_hashes(keys: list[str]) -> np.ndarray:
+    """`post_hash` of each key, as int64 (vectorised once the keys are memoised)."""
+    missing = [k for k in keys if k not in _CACHE]
+    if missing:
+        for k in missing:
+            post_hash(k)
+        if len(_CACHE) < len(keys):  # the memo was just cleared: compute directly
+            return np.array([post_hash(k) for k in keys], dtype=np.uint64).view(np.int64)
+    return np.fromiter(map(_CACHE.__getitem__, keys), dtype=np.uint64,
+                       count=len(keys)).view(np.int64)
+
+
+def _hash_one(key: str) -> tuple[int, int]:
+    h = post_hash(key)
+    return h >> 32, h & _LOW
+
+
+def _hashes(keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    h = post_hashes(keys).view(np.uint64)
+    return (h >> np.uint64(32)).astype(np.int64), (h & np.uint64(_LOW)).astype(np.int64)
 
 
 class _Bloom:

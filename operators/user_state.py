@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from operators.bounded import RecentSet, cap_top
+from operators.choice import ChoiceSet
 from operators.context import FEATURES, USER_FEATURES, Context
 from operators.feature_store import FeatureReader
 from operators.feed import controls
@@ -25,20 +26,29 @@ from schemas import ENGAGEMENT_WEIGHT, NEGATIVE_TYPES, Event
 
 MAX_EDGES = 5000  # follows / blocks / mutes / groups kept per user
 MAX_PENDING = 200  # impressions awaiting their label
-LABEL_WINDOW_MS = 30 * 60_000  # an impression not engaged within this event time is a negative
+LABEL_WINDOW_MS = 30 * 60_000  # an impression not engaged within this event time is a rejection
 MAX_AFFINITIES = 200  # authors and topics kept per user (strongest win)
-SKIP_ABOVE = 3  # served-but-skipped items learned as negatives per engagement
-CONTRAST = 0  # random candidates of the last feed learned as negatives per engagement
-IMPRESSION_NEGATIVE_WEIGHT = 1.0  # weight of an impression not engaged within the label window
+REJECTION_WEIGHT = 2.0  # weight of a hide / report (an explicit rejection)
 
 
 @dataclass(slots=True)
 class Example:
-    """A training example for the ranking models: feature row, label, weight."""
+    """A training example for the ranking models: feature row, label, weight.
+
+    The feed learns choice examples (`choice=True`): x holds d = x_engaged − E[x] over the
+    candidates of the last feed (`operators.choice`, `OnlineLogit.learn_choice`); a rejection is
+    stored as its reverse step. Pointwise examples (engaged or not) remain for other models."""
 
     x: dict[str, float]
     y: bool
     w: float = 1.0
+    choice: bool = False
+
+    def apply(self, model: OnlineLogit) -> None:
+        if self.choice:
+            model.learn_choice(self.x, self.w)
+        else:
+            model.learn_one(self.x, self.y, self.w)
 
 
 @dataclass(slots=True)
@@ -75,10 +85,9 @@ class UserState:
         arm = ctx.for_user(user_id)[0]  # an experiment arm may set the user's learning rate
         self.model = OnlineLogit(USER_FEATURES, prior={"global_logit": 1.0},
                                  learning_rate=arm.settings.feed.user_learning_rate)
-        self.pending: dict[str, tuple[int, dict]] = {}  # impression -> (ts, x) awaiting its label
-        self.served: list[str] = []  # top of the last served feed, in order
-        self.served_rows: dict[str, dict[str, float]] = {}
-        self.contrast: list[tuple[str, dict[str, float]]] = []  # sampled candidates of the last feed
+        self.pending: dict[str, tuple[int, np.ndarray, float]] = {}  # impression -> (ts, step, w)
+        self.served: list[str] = []  # the last served feed, in order
+        self.choice: ChoiceSet | None = None  # the candidates of the last feed (learning context)
         self.controls = controls.Controls()  # see less / more (operators/feed/controls.py)
         self.last_ts = 0  # event time of the newest event applied
         self.events = 0
@@ -95,9 +104,12 @@ class UserState:
         if kind in ENGAGEMENT_WEIGHT and event.post_id:
             self._engage(event, view, ctx, store, out)
         elif kind == "impression" and event.post_id:
-            if (event.post_id not in self.pending and event.post_id not in self.recent_likes
-                    and view is not None and view.author_id and len(self.pending) < MAX_PENDING):
-                self.pending[event.post_id] = (event.ts, self.features_one(view, ctx, store, event.ts))
+            if (ctx.settings.feed.impression_negative_weight > 0 and self.choice is not None
+                    and event.post_id in self.choice and event.post_id not in self.pending
+                    and event.post_id not in self.recent_likes and view is not None
+                    and view.author_id and len(self.pending) < MAX_PENDING):
+                self.pending[event.post_id] = (event.ts, self.choice.step(event.post_id),
+                                               ctx.settings.feed.impression_negative_weight)
             if event.post_id not in self.seen and view is not None:
                 self._expose(view, event.ts, ctx)
             self._touch(event.post_id, ctx.settings.features.impression_weight, ctx, out)
@@ -105,8 +117,10 @@ class UserState:
         elif kind in NEGATIVE_TYPES and event.post_id:
             self.seen.add(event.post_id)
             self.pending.pop(event.post_id, None)
-            if view is not None and view.author_id:
-                out.examples.append(Example(self.features_one(view, ctx, store, event.ts), False, 2.0))
+            if view is not None and view.author_id and self.choice is not None \
+                    and event.post_id in self.choice:
+                out.examples.append(self._choice_example(-self.choice.step(event.post_id),
+                                                         REJECTION_WEIGHT))
         elif kind == "dwell" and event.post_id:
             self.seen.add(event.post_id)
         elif kind == "follow":
@@ -141,37 +155,30 @@ class UserState:
 
     def _learn(self, examples: list[Example], store: FeatureReader) -> None:
         """Train the user's residual model; the global logit is an input with prior weight 1."""
-        if not examples:
+        if not examples or not self.model.model.optimizer.learning_rate:
             return
         wg, bg = global_vector(store.global_model())
         for ex in examples:
             x = dict(ex.x)
-            x["global_logit"] = float(sum(x[f] * w for f, w in zip(FEATURES, wg)) + bg)
-            self.model.learn_one(x, ex.y, ex.w)
+            x["global_logit"] = float(sum(x[f] * w for f, w in zip(FEATURES, wg, strict=True))
+                                      + (0.0 if ex.choice else bg))
+            Example(x, ex.y, ex.w, ex.choice).apply(self.model)
 
     def _expire_pending(self, now: int, out: UserOutputs) -> None:
+        """Impressions left alone for the label window are (weak) rejections of a candidate."""
         if self.pending:
-            expired = [p for p, (ts, _) in self.pending.items() if now - ts > LABEL_WINDOW_MS]
-            for post in expired:
-                out.examples.append(
-                    Example(self.pending.pop(post)[1], False, IMPRESSION_NEGATIVE_WEIGHT))
+            expired = [p for p, (ts, _, _) in self.pending.items() if now - ts > LABEL_WINDOW_MS]
+            for post in expired:  # the step was taken from the feed the impression came from
+                _, step, weight = self.pending.pop(post)
+                out.examples.append(self._choice_example(-step, weight))
 
     def _engage(self, event: Event, view: ItemView | None, ctx: Context, store: FeatureReader,
                 out: UserOutputs) -> None:
         post, weight = event.post_id, ENGAGEMENT_WEIGHT[event.type]
         self.pending.pop(post, None)
         if view is not None and view.author_id:
-            out.examples.append(Example(self.features_one(view, ctx, store, event.ts), True, weight))
-            # Skip-above: served items ranked above the engaged one were seen and passed over.
-            above = self.served[: self.served.index(post)] if post in self.served else self.served
-            for skipped in above[:SKIP_ABOVE]:
-                row = self.served_rows.get(skipped)
-                if row is not None and skipped not in self.recent_likes:
-                    out.examples.append(Example(row, False, 1.0))
-            for other, row in self.contrast:
-                if other != post and other not in self.recent_likes:
-                    out.examples.append(Example(row, False, 1.0))
-            self.contrast = []
+            if self.choice is not None and post in self.choice:  # a candidate was chosen
+                out.examples.append(self._choice_example(self.choice.step(post), weight))
             if post not in self.seen:
                 self._expose(view, event.ts, ctx)
             self.engaged_log = ctx.affinity.add(self.engaged_log, event.ts, weight)
@@ -185,6 +192,10 @@ class UserState:
             self.recent_likes.add(post)
         self._touch(post, min(1.0, weight), ctx, out)
         self.seen.add(post)
+
+    @staticmethod
+    def _choice_example(d: np.ndarray, weight: float) -> Example:
+        return Example(dict(zip(FEATURES, d.tolist(), strict=True)), True, weight, choice=True)
 
     def _touch(self, post: str, weight: float, ctx: Context, out: UserOutputs) -> None:
         """Add `post` to the history; pair it with the previous touches (item-kNN co-occurrence).
@@ -252,20 +263,22 @@ class UserState:
         total = sum(values.values())
         return {t: v / total for t, v in values.items()} if total > 0 else {}
 
-    def features_one(self, view: ItemView, ctx: Context, store: FeatureReader,
-                     now: int) -> dict[str, float]:
-        """Feature row of one item for this user, as a dict (for learning)."""
+    def row(self, view: ItemView, ctx: Context, store: FeatureReader, now: int) -> np.ndarray:
+        """Feature row of one item for this user (for learning), in FEATURES order."""
         from operators.feed.hydrate import hydrate  # one hydration code path for learn and serve
 
         X, _ = hydrate(self, [view], store, ctx, now)
-        return dict(zip(FEATURES, X[0].tolist(), strict=True))
+        return X[0]
 
-    def remember_served(self, ids: list[str], X: np.ndarray, keep: int = 20,
-                        contrast: list[tuple[str, np.ndarray]] = ()) -> None:
-        self.served = ids[:keep]
-        self.served_rows = {i: dict(zip(FEATURES, X[k].tolist(), strict=True))
-                            for k, i in enumerate(ids[:keep])}
-        self.contrast = [(i, dict(zip(FEATURES, x.tolist(), strict=True))) for i, x in contrast]
+    def features_one(self, view: ItemView, ctx: Context, store: FeatureReader,
+                     now: int) -> dict[str, float]:
+        """Feature row of one item for this user, as a dict."""
+        return dict(zip(FEATURES, self.row(view, ctx, store, now).tolist(), strict=True))
+
+    def remember_served(self, ids: list[str], choice: ChoiceSet | None) -> None:
+        """The served feed (in order) and the choice set it was ranked from."""
+        self.served = ids
+        self.choice = choice
 
     def affinities(self, ctx: Context, now: int, n: int = 10) -> dict[str, list]:
         """Top decayed affinities (for the inspector and explanations)."""

@@ -271,6 +271,8 @@ def evaluate(log: Path = typer.Argument(..., help="JSONL event log, MovieLens u.
              compare: Optional[tuple[Path, Path]] = typer.Option(
                  None, help="evaluate two config files side by side"),
              k: int = typer.Option(10, min=1), window: int = typer.Option(2000, min=10),
+             limit: Optional[int] = typer.Option(
+                 None, min=1, help="only the first N events (in time order): quick iterations"),
              json_out: Optional[Path] = typer.Option(None, "--json", help="write the report here"),
              plot_out: Optional[Path] = typer.Option(None, "--plot", help="PNG of metrics over time")):
     """Prequential replay through the production ranking, against popularity and item-kNN."""
@@ -280,7 +282,7 @@ def evaluate(log: Path = typer.Argument(..., help="JSONL event log, MovieLens u.
     configs = list(compare) if compare else [config]
     try:
         evaluate_mod.run(log, configs, k=k, window=window, json_path=json_out,
-                         plot_path=plot_out, console=console)
+                         plot_path=plot_out, limit=limit, console=console)
     except ConfigError as exc:
         _fail(exc, 2)
 

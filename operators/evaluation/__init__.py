@@ -29,7 +29,13 @@ from operators.evaluation.metrics import (
     tied_rank,
     top_k,
 )
-from operators.evaluation.prequential import TOUCH_TYPES, Recommender, evaluate, touched_post
+from operators.evaluation.prequential import (
+    TOUCH_TYPES,
+    Recommender,
+    evaluate,
+    fold_exposures,
+    touched_post,
+)
 from operators.evaluation.readers import ReadStats, detect_format, read_events
 from operators.evaluation.report import RecommenderResult, Report, plot, print_table
 
@@ -49,6 +55,7 @@ __all__ = [
     "catalog_coverage",
     "detect_format",
     "evaluate",
+    "fold_exposures",
     "gini",
     "hit_at_k",
     "ndcg_at_k",

@@ -11,6 +11,13 @@ For each event, in order:
 Items already touched by the user (any post action, or their own post) are never targets, and
 recommenders are expected to serve only untouched items. The ranking metrics use fair ties (see
 `operators.evaluation.metrics`).
+
+A log of served feeds (the project's JSONL) shows a post before the user engages with it: the
+impression (and a dwell) come first, so every engagement would be on a touched post and nothing
+would be a target. `fold_exposures` reads such a log the way MovieLens reads (a rating ≥ 4 is a like,
+with no separate impression): the exposures of a post that lead to the user's first engagement with
+it are part of that engagement, so the engagement asks "would the recommender have shown this
+post?". Exposures that lead to no engagement stay impressions.
 """
 
 from __future__ import annotations
@@ -53,6 +60,23 @@ def touched_post(event: Event) -> str | None:
 
 def is_positive(event: Event) -> bool:
     return event.type in POSITIVE_TYPES and event.post_id is not None
+
+
+EXPOSURE_TYPES = frozenset({"impression", "dwell"})
+
+
+def fold_exposures(events: Iterable[Event]) -> list[Event]:
+    """`events` without the impressions and dwells of a (user, post) that come before the user's
+    first engagement with that post (see the module docstring). Two passes over the list: which
+    pairs are engaged is only known at the engagement."""
+    events = list(events)
+    first_engaged: dict[tuple[str, str], int] = {}
+    for n, e in enumerate(events):
+        if is_positive(e):
+            first_engaged.setdefault((e.user_id, e.post_id), n)
+    return [e for n, e in enumerate(events)
+            if not (e.type in EXPOSURE_TYPES and e.post_id is not None
+                    and n < first_engaged.get((e.user_id, e.post_id), -1))]
 
 
 def evaluate(

@@ -32,8 +32,8 @@ def similar(user: UserState, store: FeatureReader, ctx: Context, now: int, n: in
     """Item-kNN: the posts the user's recent touches point at most (see `neighbourhood`).
 
     Asks for extra posts to make up for the ones the filters will drop (already touched)."""
-    best = knn.best(2 * n, exclude=user.history)
-    unseen = [i for i, seen in zip(best, filters.seen_mask(user, best)) if not seen]
+    best = knn.best(2 * n, exclude=user.history.keys())
+    unseen = [i for i, seen in zip(best, filters.seen_mask(user, best), strict=True) if not seen]
     return [(i, "similar", None) for i in unseen[:n]]
 
 

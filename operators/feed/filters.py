@@ -32,13 +32,23 @@ def keep(user, view: ItemView, sources: list, seen: bool | None = None) -> bool:
         return False
     if seen if seen is not None else view.post_id in user.seen:  # already impressed or engaged
         return False
-    if author not in user.following and all(code == "in_network" for code, _ in sources):
-        return False  # delivered before an unfollow
-    return True
+    # an in-network-only post of an author no longer followed was delivered before an unfollow
+    return author in user.following or any(code != "in_network" for code, _ in sources)
 
 
 def apply(user, proposals: dict[str, list], found: dict[str, ItemView]) -> list[str]:
-    """The proposed post ids that may be served, in proposal order."""
+    """The proposed post ids that may be served, in proposal order (`keep`, over many)."""
     ids = [p for p in proposals if p in found]
-    seen = seen_mask(user, ids)
-    return [p for p, s in zip(ids, seen.tolist()) if keep(user, found[p], proposals[p], s)]
+    seen = seen_mask(user, ids).tolist()
+    banned = {user.user_id, None} | user.blocked | user.muted
+    following = user.following
+    out = []
+    for p, s in zip(ids, seen, strict=True):
+        view = found[p]
+        author = view.author_id
+        if s or view.deleted or author in banned:
+            continue
+        if author not in following and all(code == "in_network" for code, _ in proposals[p]):
+            continue
+        out.append(p)
+    return out

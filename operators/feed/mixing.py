@@ -18,9 +18,13 @@ MMR_POOL = 4  # MMR considers the best size*MMR_POOL candidates
 def diversify(order: list[int], scores: np.ndarray, views: list[ItemView], ctx: Context) -> list[int]:
     """Greedy MMR over topics with a per-author cap, from candidates sorted by score.
 
-    value = λ · relevance − (1 − λ) · redundancy, where relevance is the score min-max scaled over
-    the pool (so λ means the same whatever the score range) and redundancy = o / (o + 2) for o the
-    number of already chosen items sharing the candidate's most repeated topic."""
+    value = λ · relevance − (1 − λ) · redundancy, where relevance is the candidate's standardised
+    logit over the pool (`relevance`) and redundancy = o / (o + 2) for o the number of already
+    chosen items sharing the candidate's most repeated topic (so 1 − λ buys at most (1 − λ)/λ
+    standard deviations of relevance).
+
+    Incremental: a candidate's value is recomputed only when one of its topics is shown again or its
+    author is capped; it picks exactly what the plain greedy would (the higher-scored among equals)."""
     cfg = ctx.settings.feed
     lam, size, cap = cfg.mmr_lambda, cfg.size, cfg.author_cap
     if lam >= 1.0:
@@ -28,9 +32,7 @@ def diversify(order: list[int], scores: np.ndarray, views: list[ItemView], ctx: 
     pool = order[: size * MMR_POOL]
     if not pool:
         return []
-    rel = scores[pool].astype(float)
-    spread = rel.max() - rel.min()
-    rel = (rel - rel.min()) / spread if spread > 0 else np.zeros(len(pool))
+    rel = relevance(scores[pool])
     # Incremental: a candidate's value changes only when one of its topics is shown again or its
     # author is capped, so only those entries are recomputed (same formula, same floats, same
     # argmax ties as recomputing every value each round; ~10x faster for a 50-item feed).
@@ -67,6 +69,17 @@ def diversify(order: list[int], scores: np.ndarray, views: list[ItemView], ctx: 
                     if not closed[row]:
                         value[row] = base[row] - redundancy
     return chosen
+
+
+def relevance(scores: np.ndarray) -> np.ndarray:
+    """MMR relevance: the candidates' logits standardised over the pool (z-scores).
+
+    Scale-free, so λ means the same for any model, and robust to a few outliers (a min-max scale
+    lets one far-ahead candidate squash every other gap below the topic penalty)."""
+    p = np.clip(scores.astype(float), 1e-12, 1 - 1e-12)
+    logit = np.log(p / (1 - p))
+    sd = float(logit.std())
+    return (logit - logit.mean()) / sd if sd > 0 else logit * 0.0
 
 
 def _author_capped(order: list[int], views: list[ItemView], size: int, cap: int) -> list[int]:

@@ -26,7 +26,7 @@ from operators.item_stats import ItemView
 if TYPE_CHECKING:
     from operators.user_state import UserState
 
-MIN_RECENCY = 0.01  # history items weighted below this are skipped (they cannot change a ranking)
+MIN_RECENCY = 0.05  # history items weighted below this are skipped (they barely change a ranking)
 
 
 def mass(view: ItemView | None, impression_weight: float) -> float:
@@ -68,7 +68,7 @@ class Neighbourhood:
         if self._all is None:
             totals: dict[str, float] = {}
             get = totals.get
-            for c, (_, row) in zip(self.weights, self.rows):
+            for c, (_, row) in zip(self.weights, self.rows, strict=True):
                 for i, co in row.items():
                     totals[i] = get(i, 0.0) + c * co
             self._all = totals
@@ -82,10 +82,9 @@ class Neighbourhood:
             return []
         views = self.store.items(ids)
         w = self.imp_w
-        get = views.get
-        masses = np.array([max(1.0, v.likes + w * v.impressions) if v is not None else 1.0
-                           for v in map(get, ids)])
-        score = np.fromiter((raw[i] for i in ids), dtype=float, count=len(ids)) / np.sqrt(masses)
+        score = np.fromiter(
+            (raw[i] / math.sqrt(max(1.0, v.likes + w * v.impressions)) if v is not None else raw[i]
+             for i, v in zip(ids, map(views.get, ids), strict=True)), dtype=float, count=len(ids))
         if len(ids) > n:
             top = np.argpartition(-score, n - 1)[:n]
             top = top[np.lexsort((top, -score[top]))]  # best first; ties in reachability order
@@ -102,18 +101,21 @@ class Neighbourhood:
             raw = self._all
             vals = [raw.get(v.post_id, 0.0) for v in views]
         else:
-            vals = [sum(c * row.get(v.post_id, 0.0) for c, (_, row) in zip(self.weights, self.rows))
+            vals = [sum(c * row.get(v.post_id, 0.0) for c, (_, row) in zip(self.weights, self.rows, strict=True))
                     for v in views]
         w = self.imp_w
         out[:] = vals
         out /= np.sqrt([mass(v, w) for v in views])
         return out
 
-    def origin(self, post: str) -> str | None:
-        """The history item contributing most to knn(post) (the "because you liked" reason)."""
-        best, best_val = None, 0.0
-        for c, (j, row) in zip(self.weights, self.rows):
-            val = c * row.get(post, 0.0)
-            if val > best_val:
-                best, best_val = j, val
-        return best
+    def origins(self, posts: list[str]) -> dict[str, str]:
+        """For each post with knn > 0, the history item contributing most (the "because you
+        engaged with" reason); the newest of equals."""
+        best: dict[str, float] = {}
+        out: dict[str, str] = {}
+        for c, (j, row) in zip(self.weights, self.rows, strict=True):
+            for p in posts:
+                co = row.get(p)
+                if co is not None and c * co > best.get(p, 0.0):
+                    best[p], out[p] = c * co, j
+        return out

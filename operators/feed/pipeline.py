@@ -5,11 +5,11 @@
 
 from __future__ import annotations
 
-import zlib
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from operators.choice import ChoiceSet
 from operators.context import FEATURES, Context
 from operators.feature_store import FeatureReader
 from operators.feed import candidates, controls, filters, hydrate, mixing, scoring
@@ -35,52 +35,49 @@ def rank(user: UserState, store: FeatureReader, ctx: Context, now: int,
     X, _ = hydrate.hydrate(user, views, store, ctx, now, knn)
     scores, contributions = scoring.score(user, X, store.global_model(), ctx)
     scores, shown, controlled = controls.apply(user, views, scores, now, ctx)  # see less / more
-    order = sorted((k for k in range(len(ids)) if shown[k]), key=lambda k: (-scores[k], ids[k]))
+    kept = np.flatnonzero(shown)
+    order = kept[np.lexsort((np.array(ids, dtype=str)[kept], -scores[kept]))].tolist()  # score desc, id
     chosen = mixing.diversify(order, scores, views, ctx)
-    fresh = [k for k in order if any(code == "fresh" for code, _ in proposals[ids[k]])]
+    fresh_ids = {p for p, sources in proposals.items() if ("fresh", None) in sources}
+    fresh = [k for k in order if ids[k] in fresh_ids]
     chosen, explored = mixing.explore(chosen, fresh, views, user.user_id, now, ctx)
+    because = knn.origins([ids[k] for k in chosen
+                           if any(code == "similar" for code, _ in proposals[ids[k]])])
+    why = _explained(contributions[chosen]) if chosen else []
     items = tuple(
         FeedItem(ids[k], views[k].author_id, float(scores[k]),
-                 _reasons(proposals[ids[k]], contributions[k], knn, ids[k], k in explored,
-                          views[k].author_id) + controlled.get(k, ()))
-        for k in chosen
-    )
-    user.remember_served([ids[k] for k in chosen], X[chosen] if chosen else X[:0],
-                         contrast=_contrast(ids, X, user.user_id, now))
+                 _reasons(proposals[ids[k]], float(contributions[k, _IN_NETWORK]), why[n],
+                          because.get(ids[k]), k in explored, views[k].author_id)
+                 + controlled.get(k, ()))
+        for n, k in enumerate(chosen)
+    ) if chosen else ()
+    wg, bg = scoring.global_vector(store.global_model())
+    user.remember_served([ids[k] for k in chosen], ChoiceSet.of(ids, X, wg, bg))
     return Feed(user.user_id, now, items, model_name, dict(arms))
 
 
-def _contrast(ids: list[str], X: np.ndarray, user_id: str, now: int) -> list:
-    """A uniform sample of the candidates (seeded: deterministic), the negatives an engagement
-    is learned against: P(engage) among what the ranker could have served."""
-    from operators import user_state
-
-    n = min(user_state.CONTRAST, len(ids))
-    if n == 0:
-        return []
-    rng = np.random.default_rng(zlib.crc32(f"{user_id}:{now}:contrast".encode()))
-    return [(ids[k], X[k]) for k in sorted(rng.choice(len(ids), n, replace=False).tolist())]
+def _explained(contributions: np.ndarray) -> list[list[tuple[str, float]]]:
+    """Per row, the two strongest explained features contributing more than 0.05."""
+    part = contributions[:, _EXPLAINED]
+    top = np.argsort(-part, axis=1, kind="stable")[:, :2]
+    vals = np.take_along_axis(part, top, axis=1)
+    return [[(EXPLAINED_FEATURES[k], v) for k, v in zip(ks, vs, strict=True) if v > 0.05]
+            for ks, vs in zip(top.tolist(), vals.tolist(), strict=True)]
 
 
-def _reasons(sources: list, contrib: np.ndarray, knn: Neighbourhood, post: str,
-             explored: bool, author: str | None) -> tuple[Reason, ...]:
+def _reasons(sources: list, in_network: float, explained: list[tuple[str, float]],
+             similar_to: str | None, explored: bool, author: str | None) -> tuple[Reason, ...]:
+    """Why an item is in the feed: its sources, then its two strongest explained features."""
     out: list[Reason] = []
+    if in_network > 0:
+        out.append(Reason("in_network", author, in_network))
     if explored:
         out.append(Reason("fresh"))
     for code, detail in sources:
-        if code == "fresh" and not explored:
-            continue
-        if code == "similar":
-            detail = knn.origin(post) or detail
-        if code == "in_network":
-            continue  # stated below with the author, once
-        out.append(Reason(code, detail))
-    if contrib[_IN_NETWORK] > 0:
-        out.insert(0, Reason("in_network", author, float(contrib[_IN_NETWORK])))
-    explained = contrib[_EXPLAINED].tolist()
-    for k in sorted(range(len(EXPLAINED_FEATURES)), key=lambda k: -explained[k])[:2]:
-        if explained[k] > 0.05:
-            out.append(Reason(EXPLAINED_FEATURES[k], weight=explained[k]))
+        if code == "in_network" or (code == "fresh" and not explored):
+            continue  # in-network is stated above with the author, once
+        out.append(Reason(code, similar_to or detail if code == "similar" else detail))
+    out.extend(Reason(name, weight=weight) for name, weight in explained)
     if not out:  # every served item says why: at least where it came from
         out = [Reason(code, detail) for code, detail in sources]
     seen: set[tuple] = set()

@@ -22,6 +22,7 @@ from operators.evaluation import (
     catalog_coverage,
     detect_format,
     evaluate,
+    fold_exposures,
     gini,
     hit_at_k,
     ndcg_at_k,
@@ -357,6 +358,25 @@ def test_targets_and_skips():
         assert [v for _, _, v in r.series["hr"]] == pytest.approx(
             [2 / 3, (2 / 3 + 1 / 2) / 2, 0.75]
         )
+
+
+def test_fold_exposures_turns_a_served_post_into_a_target():
+    served = TINY + log(
+        ("impression", "u3", "c"),  # led to the like below: folded into it
+        ("dwell", "u3", "c"),  # also before the first engagement: folded
+        ("impression", "u3", "d"),  # never engaged: stays an impression
+        ("like", "u3", "c"),  # now a target
+        ("impression", "u3", "c"),  # after the engagement: stays
+        ("comment", "u3", "c"),  # a repeat, not a target
+    )
+    folded = fold_exposures(served)
+    kept = [(e.type, e.post_id) for e in folded[len(TINY):]]
+    assert kept == [("impression", "d"), ("like", "c"), ("impression", "c"), ("comment", "c")]
+    assert fold_exposures(TINY) == TINY  # a ratings log (no impression before a like) is unchanged
+    before = evaluate(served, [GlobalPopularity()], k=2)
+    after = evaluate(folded, [GlobalPopularity()], k=2)
+    assert after.n_targets == before.n_targets + 1
+    assert after.skipped_touched == before.skipped_touched - 1  # the comment stays a repeat
 
 
 def test_report_json_table_and_plot(tmp_path: Path):

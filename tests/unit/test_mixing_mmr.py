@@ -9,7 +9,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from operators.feed.mixing import MMR_POOL, diversify
+from operators.feed.mixing import MMR_POOL, diversify, relevance
 from operators.item_stats import ItemView
 
 
@@ -17,9 +17,7 @@ def reference_diversify(order, scores, views, lam, size, cap):
     pool = order[: size * MMR_POOL]
     if not pool:
         return []
-    rel = scores[pool].astype(float)
-    spread = rel.max() - rel.min()
-    rel = (rel - rel.min()) / spread if spread > 0 else np.zeros(len(pool))
+    rel = relevance(scores[pool])  # the candidates' standardised logits (shared definition)
     vocab: dict[str, int] = {}
     cells = [(row, vocab.setdefault(t, len(vocab))) for row, k in enumerate(pool)
              for t in views[k].topics]
