@@ -32,9 +32,8 @@ from operators.notifications.driver import usable
 from operators.notifications.policy import Policy
 from operators.notifications.state import RecipientState
 from operators.notifications.trending import Audience, TrendingRule
-from operators.reorder import AwaitingPost
-from operators.user_state import UserState
 from operators.redis_store import RedisFeatureStore
+from operators.reorder import AwaitingPost
 from operators.suggestions.compute import encode as encode_suggestions
 from operators.suggestions.compute import suggest
 from operators.suggestions.search import base_relevance, published_user, rerank
@@ -42,6 +41,7 @@ from operators.suggestions.search_blend import SearchBlend, SearchSession
 from operators.suggestions.snapshot import encode_user
 from operators.suggestions.state import SocialState
 from operators.suggestions.store import MemoryGraphStore, RedisGraphStore
+from operators.user_state import UserState
 from schemas import DeadLetter, encode_event
 from schemas.notifications import encode_decision, encode_inbox
 from schemas.outputs import encode_profile

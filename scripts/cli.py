@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+import orjson
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn

@@ -4,7 +4,8 @@ nothing ever raises (property tests with hypothesis)."""
 from __future__ import annotations
 
 import orjson
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from schemas import EVENT_TYPES, Limits, decode_event, encode_event
 from schemas.events import ANY_OF, FIELD_KINDS

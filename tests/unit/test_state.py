@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pickle
 
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from operators.decay import Decay
 from operators.dedup import Dedup, shard_of
