@@ -184,7 +184,49 @@ class FollowersLogic(_Logic):
         return out, RETAIN
 
 
-class UserLogic(_Logic):
+class _Debounced(_Logic):
+    """A keyed step that runs `_run` on a wall-clock timer, at most once per `_interval_s()`, and
+    only while dirty (`_schedule` after a batch that changed the key; `due = None` cancels)."""
+
+    def __init__(self, state):
+        super().__init__(state)
+        self.due: datetime | None = None
+        self.last_run: datetime | None = None
+
+    def _interval_s(self) -> float:
+        raise NotImplementedError
+
+    def _run(self) -> list:
+        raise NotImplementedError
+
+    def _schedule(self) -> None:
+        if self.due is None:
+            now = datetime.now(timezone.utc)
+            earliest = self.last_run + timedelta(seconds=self._interval_s()) if self.last_run else now
+            self.due = max(now, earliest)
+
+    def notify_at(self):
+        return self.due
+
+    def resume_timer(self):
+        self.due = datetime.now(timezone.utc)
+
+    def on_notify(self):
+        # Bytewax may still fire a timer that was due when this activation began, after an
+        # on_batch that cancelled it (user_deleted): a tombstone must not be written again
+        return self._fire(), RETAIN
+
+    def on_eof(self):
+        return self._fire(), RETAIN
+
+    def _fire(self) -> list:
+        if self.due is None:
+            return []
+        self.due, self.last_run = None, datetime.now(timezone.utc)
+        return self._run()
+
+
+class UserLogic(_Debounced):
     """key = user id. Values ("event", Event, ItemView | None) | ("deliver", user_id, post_id, ts).
 
     Marks the user dirty and ranks at most once per `rank_interval_s` (wall clock) on a timer; emits
@@ -197,8 +239,6 @@ class UserLogic(_Logic):
         super().__init__(state)
         self.ctx = ctx
         self.store_of = store_of or (lambda: resources.feature_store(ctx.settings))
-        self.due: datetime | None = None
-        self.last_rank: datetime | None = None
 
     def on_batch(self, values):
         out: list = []
@@ -223,30 +263,13 @@ class UserLogic(_Logic):
             result = state.learn_one(event, view, ctx, store)
             out.extend(("co", a, (b, w)) for a, b, w in result.co_pairs)
             out.extend(("ex", ex) for ex in result.examples)
-        if self.due is None:
-            now = datetime.now(timezone.utc)
-            interval = timedelta(seconds=ctx.settings.stream.rank_interval_s)
-            earliest = self.last_rank + interval if self.last_rank else now
-            self.due = max(now, earliest)
+        self._schedule()
         return out, RETAIN
 
-    def notify_at(self):
-        return self.due
+    def _interval_s(self) -> float:
+        return self.ctx.settings.stream.rank_interval_s
 
-    def resume_timer(self):
-        self.due = datetime.now(timezone.utc)
-
-    def on_notify(self):
-        # Bytewax may still fire a timer that was due when this activation began, after an
-        # on_batch that cancelled it (user_deleted): a tombstone must not get a feed again
-        return (self._rank() if self.due is not None else []), RETAIN
-
-    def on_eof(self):
-        return (self._rank() if self.due is not None else []), RETAIN
-
-    def _rank(self) -> list:
-        self.due = None
-        self.last_rank = datetime.now(timezone.utc)
+    def _run(self) -> list:  # rank
         state = self.state
         store = self.store_of()
         out: list = [("ex", ex) for ex in state.flush_pending(state.last_ts, store)]
@@ -259,7 +282,7 @@ class UserLogic(_Logic):
         return out
 
 
-class SuggestionsLogic(_Logic):
+class SuggestionsLogic(_Debounced):
     """key = user id. Values from operators.suggestions.routing.social_messages. Emits side records
     (group members, author likers) at once; on a timer (at most once per `suggest_interval_s`, dirty
     users only) what changed (("graph", …), ("popular_user", …)) and ("suggestions", user, bytes).
@@ -269,8 +292,6 @@ class SuggestionsLogic(_Logic):
         super().__init__(state)
         self.ctx = ctx
         self.store_of = store_of or (lambda: resources.feature_store(ctx.settings))
-        self.due: datetime | None = None
-        self.last_run: datetime | None = None
 
     def on_batch(self, values):
         if self.state is None:
@@ -286,26 +307,13 @@ class SuggestionsLogic(_Logic):
             out.extend(self.state.learn(value))
         if self.state.deleted:
             return out, RETAIN
-        if self.due is None:
-            now = datetime.now(timezone.utc)
-            interval = timedelta(seconds=self.ctx.settings.stream.suggest_interval_s)
-            self.due = max(now, self.last_run + interval) if self.last_run else now
+        self._schedule()
         return out, RETAIN
 
-    def notify_at(self):
-        return self.due
+    def _interval_s(self) -> float:
+        return self.ctx.settings.stream.suggest_interval_s
 
-    def resume_timer(self):
-        self.due = datetime.now(timezone.utc)
-
-    def on_notify(self):  # see UserLogic.on_notify: a cancelled timer may still fire once
-        return (self._suggest() if self.due is not None else []), RETAIN
-
-    def on_eof(self):
-        return (self._suggest() if self.due is not None else []), RETAIN
-
-    def _suggest(self) -> list:
-        self.due, self.last_run = None, datetime.now(timezone.utc)
+    def _run(self) -> list:  # suggest
         state = self.state
         out = state.publish()  # graph record, follower count (when changed)
         features = self.store_of()

@@ -25,7 +25,7 @@ from flows.feeds import build_flow
 from operators.experiments import assign
 from operators.experiments import report as report_mod
 from reader.client import PersonaClient
-from schemas import Event, encode_event
+from schemas import Event, decode_event, encode_event
 from schemas.keyspace import Keyspace
 from scripts import kafka_io
 from scripts.generate import GeneratorConfig, generate
@@ -44,8 +44,11 @@ notifications.min_p_open = 1.0
 """
 
 
-def as_event(e: dict) -> Event:
-    return Event(**{k: tuple(v) if isinstance(v, list) else v for k, v in e.items() if k != "v"})
+def decode(e: dict) -> Event:
+    """A generated event through the production decoder (schemas.codec)."""
+    return decode_event(orjson.dumps(e))[0]
+
+
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +100,7 @@ def test_arm_counters_in_redis_are_exact_and_the_report_finds_the_planted_arm(ex
     settings, client, events = experiment_run
     ks = Keyspace(settings.redis.prefix, client.get(f"{settings.redis.prefix}:active").decode())
     in_redis = report_mod.from_redis(client, ks)
-    from_log = report_mod.from_events((as_event(e) for e in events), settings)
+    from_log = report_mod.from_events((decode(e) for e in events), settings)
     assert in_redis == from_log
     report = report_mod.build(in_redis, settings)
     small = next(r for r in report[0]["arms"] if r["arm"] == "small")

@@ -21,7 +21,7 @@ from operators.experiments import assign, bucket, newcombe_diff, wilson
 from operators.experiments import report as report_mod
 from operators.feed.controls import effect
 from reader.explain import explain
-from schemas import Event
+from schemas import Event, decode_event
 from scripts.generate import GeneratorConfig, generate
 
 T = 1_767_225_600_000
@@ -37,6 +37,11 @@ fraction = 0.5
 feed.size = 3
 notifications.min_p_open = 0.5
 """
+
+
+def decode(e: dict) -> Event:
+    """A generated event through the production decoder (schemas.codec)."""
+    return decode_event(orjson.dumps(e))[0]
 
 
 def load(tmp_path, text: str, env: dict | None = None):
@@ -113,8 +118,7 @@ def test_feeds_in_process_use_the_arm_config_and_record_the_arm(tmp_path):
     events, _ = generate(GeneratorConfig(users=60, days=1, seed=3))
     engine = Engine(s)
     for e in events:
-        engine.learn_one(Event(**{k: tuple(v) if isinstance(v, list) else v
-                                  for k, v in e.items() if k != "v"}))
+        engine.learn_one(decode(e))
     now = events[-1]["ts"]
     sizes: dict[str, list[int]] = {"control": [], "small": []}
     for user in sorted({e["user_id"] for e in events if e["type"] == "impression"}):
@@ -135,8 +139,7 @@ def test_report_finds_the_planted_arm_and_not_an_unplanted_one(tmp_path):
 
     def run(planted):
         events, _ = generate(GeneratorConfig(users=200, days=2, seed=9, planted_arm=planted))
-        decoded = (Event(**{k: tuple(v) if isinstance(v, list) else v
-                            for k, v in e.items() if k != "v"}) for e in events)
+        decoded = (decode(e) for e in events)
         rep = report_mod.build(report_mod.from_events(decoded, s), s)
         (small,) = [r for r in rep[0]["arms"] if r["arm"] == "small"]
         return small["engagement_rate"]["diff"], rep
@@ -236,7 +239,7 @@ def test_flow_counts_per_arm_exactly_and_sets_the_gauges(tmp_path):
                         dead_letters=TestingSink([]), writes=TestingSink(writes),
                         store_of=lambda: store, notifications=TestingSink([])))
     last = {(w[1], w[2]): w[3] for w in writes if w[0] == "arm_counts"}  # the newest per arm
-    decoded = (Event(**{k: tuple(v) if isinstance(v, list) else v for k, v in e.items() if k != "v"})
+    decoded = (decode(e)
                for e in events)
     expected = report_mod.from_events(decoded, s)["flowtest"]
     assert {arm: c for (_, arm), c in last.items()} == expected
