@@ -327,7 +327,8 @@ class SuggestionsLogic(_Debounced):
 class SearchSessionLogic(_Logic):
     """key = user. Values: the user's `search` and engagement events. At a search, scores its
     results with the user's published features (`search.published_user` + `rerank`, the reader's
-    code); emits (shown, clicked) for the first click on a result within the window."""
+    code); emits (shown, clicked) for the first click on a result within the window (whichever of
+    the search and the click arrives first)."""
 
     def __init__(self, state: SearchSession | None, ctx: Context, store_of=None):
         super().__init__(state if state is not None else SearchSession())
@@ -336,18 +337,17 @@ class SearchSessionLogic(_Logic):
 
     def on_batch(self, events):
         out: list = []
-        for e in events:
+        for e in sorted(events, key=lambda e: (e.ts, e.event_id)):  # arrival order varies
             if e.type == "search":
                 features = self.store_of()
                 base = base_relevance(e.result_ids)
                 user = published_user(features, e.user_id, self.ctx)
                 personal = {r["id"]: r["personal"]
                             for r in rerank(user, base, features, self.ctx, e.ts)}
-                self.state.searched(e.ts, [(p, b, personal[p]) for p, b in base])
+                clicks = self.state.searched(e.ts, [(p, b, personal[p]) for p, b in base])
             else:
-                click = self.state.engaged(e)
-                if click is not None:
-                    out.append(click)
+                clicks = self.state.engaged(e.ts, e.post_id)
+            out.extend((shown, clicked) for _, shown, clicked in clicks)
         return out, RETAIN
 
 
