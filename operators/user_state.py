@@ -252,6 +252,26 @@ class UserState:
         if len(self.pool) > pool_size:
             cap_top(self.pool, pool_size)  # type: ignore[arg-type]
 
+    def forget(self, user_id: str, posts: tuple[str, ...]) -> None:
+        """Erasure (operators.erasure): drop a deleted user and their posts from everything this
+        state publishes or ranks from (edges, affinities, candidate pool, history, controls)."""
+        gone = set(posts)
+        for edges in (self.following, self.blocked, self.muted):
+            edges.discard(user_id)
+        self.author_aff.pop(user_id, None)
+        for post in gone:
+            self.pool.pop(post, None)
+            self.pending.pop(post, None)
+            self.recent_likes.discard(post)
+            self.history.discard(post)
+        self.served = [p for p in self.served if p not in gone]
+        controls_ = getattr(self, "controls", None)
+        if controls_ is not None:
+            controls_.entries.pop(("author", user_id), None)
+        reported = getattr(self, "reported", None)
+        if reported is not None:
+            reported.forget(user_id)
+
     @staticmethod
     def _add_edge(edges: set[str], target: str | None) -> None:
         if target is not None and len(edges) < MAX_EDGES:

@@ -113,7 +113,7 @@ class RedisGraphStore:
         def fetch():
             pipe = self.features.client.pipeline(transaction=False)
             for i in ids:
-                pipe.sismember(self.ks.deleted_users, i)
+                pipe.sismember(self.ks.deleted_users, self.ks.deleted_tag(i))
             return pipe.execute()
         return {i for i, gone in zip(ids, retrying(fetch), strict=True) if gone}
 
