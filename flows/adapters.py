@@ -316,8 +316,9 @@ class UserLogic(_Debounced):
         with metrics.RANK_SECONDS.time():
             feed = rank(state, store, self.ctx, state.last_ts)
         out.append(("feed", state.user_id, feed.encode()))
+        at = state.profile_ts()
         out.append(("profile", state.user_id, encode_profile(  # for the inspector (reader)
-            state.user_id, state.last_ts, state.affinities(self.ctx, state.last_ts))))
+            state.user_id, at, state.affinities(self.ctx, at))))
         out.append(("user_features", state.user_id, encode_user(state)))  # search re-ranking
         out.extend(_mentions(state, state.user_id, (item.author_id for item in feed.items)))
         return out

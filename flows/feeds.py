@@ -71,8 +71,11 @@ def build_flow(settings: Settings, *, source: Source | None = None,
     """The topology. Tests and replays swap I/O: `source` (raw payloads or Kafka messages),
     `dead_letters`, `writes`, `notifications` and `erasures` sinks, and `store_of` (the feature
     store rankers read; when given, the notification model's weights are shared in-process too).
-    With a `source` and no `erasures` sink the erasure commands go nowhere: only the Kafka input
-    reads them back (see operators/erasure.py)."""
+    With a `source` and no `erasures` sink the erasure commands go nowhere: only a tailing Kafka
+    input reads them back (see operators/erasure.py). A run that stops at the end of its input
+    (`tail=False`) produces its commands without reading any: whether a partition had already
+    ended when they arrived would otherwise decide what it wrote; the next tailing run applies
+    them."""
     ctx = Context.from_settings(settings)
     limits = limits_from(settings)
     skew = settings.stream.max_future_skew_ms
@@ -82,7 +85,8 @@ def build_flow(settings: Settings, *, source: Source | None = None,
 
     if source is None:
         kafka = kop.input("kafka_in", flow, brokers=settings.kafka.bootstrap.split(","),
-                          topics=[settings.kafka.events_topic, settings.kafka.erasures], tail=tail,
+                          topics=[settings.kafka.events_topic] + (
+                              [settings.kafka.erasures] if tail else []), tail=tail,
                           starting_offset=OFFSET_BEGINNING,
                           add_config={**kafka_config(settings.kafka),
                                       "error_cb": _log_kafka_client_error},
@@ -99,9 +103,11 @@ def build_flow(settings: Settings, *, source: Source | None = None,
     commands = is_command.trues
     valid = op.branch("is_valid", is_command.falses, lambda x: isinstance(x, Event))
 
-    # Event, once per event_id (bounded memory); repeats are dead letters too
+    # Event, once per event_id (bounded memory); repeats are dead letters too. Sharded by the
+    # actor, not the id: a repeat has the same actor, and one actor's events then stay in order
+    # on one worker (a follow never overtakes the unfollow before it on another process)
     by_id = op.key_on("key_event_id", valid.trues,
-                      lambda e: shard_of(e.event_id, settings.stream.dedup_shards))
+                      lambda e: shard_of(e.user_id, settings.stream.dedup_shards))
     deduped = op.key_rm("deduped", op.stateful_batch(
         "dedup", by_id, DedupLogic.builder(dedup_per_shard)))
     unique = op.branch("is_unique", deduped, lambda x: isinstance(x, Event))

@@ -90,6 +90,7 @@ class UserState:
         self.choice: ChoiceSet | None = None  # the candidates of the last feed (learning context)
         self.controls = controls.Controls()  # see less / more (operators/feed/controls.py)
         self.last_ts = 0  # event time of the newest event applied
+        self.own_ts = 0  # … of the user's own newest event (deliveries excluded; see profile_ts)
         self.events = 0
         self.deleted = False
 
@@ -99,6 +100,7 @@ class UserState:
         out = UserOutputs()
         self.events += 1
         self.last_ts = max(self.last_ts, event.ts)
+        self.own_ts = max(getattr(self, "own_ts", 0), event.ts)
         self._expire_pending(event.ts, out)
         kind = event.type
         if kind in ENGAGEMENT_WEIGHT and event.post_id:
@@ -299,6 +301,13 @@ class UserState:
         """The served feed (in order) and the choice set it was ranked from."""
         self.served = ids
         self.choice = choice
+
+    def profile_ts(self) -> int:
+        """The event time the profile is read at: the user's own newest event. Affinities change
+        only with the user's own events; a followed author's post delivered from another
+        partition (whether before or after the user's last event depends on how partitions
+        interleave) must not change the profile's bytes."""
+        return getattr(self, "own_ts", 0) or self.last_ts
 
     def affinities(self, ctx: Context, now: int, n: int = 10) -> dict[str, list]:
         """Top decayed affinities (for the inspector and explanations)."""
