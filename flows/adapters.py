@@ -112,7 +112,8 @@ class _PendingTimer:
 
 
 class DedupLogic(_Logic):
-    """key = event-id shard. Emits each event once; repeats become dead letters (never silent)."""
+    """key = shard of the actor (a repeat has the same actor). Emits each event once; repeats
+    become dead letters (never silent)."""
 
     def __init__(self, state: Dedup | None, capacity: int):
         super().__init__(state if state is not None else Dedup(capacity))
