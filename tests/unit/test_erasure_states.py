@@ -112,3 +112,15 @@ def test_user_deleted_sends_commands_that_the_flow_applies():
     assert "u3" not in second.profiles["u1"].decode()
     feed = orjson.dumps(second.feeds["u1"]).decode()
     assert "u3" not in feed and "p2" not in feed
+
+
+def test_recipient_drops_records_aggregated_into_an_evicted_head_of_the_user():
+    settings = config.load(env={})
+    r = RecipientState("u1", Policy.from_settings(settings))
+    r.offer(Candidate("follow.u1.u3", "u1", "follow", "u3", T, "follow"), None)
+    r.offer(Candidate("follow.u1.u9", "u1", "follow", "u9", T + 1000, "follow"), None)
+    assert any(i.get("into") == "follow.u1.u3" for i in r.inbox())
+    del r.records["follow.u1.u3"]  # the head left the newest `history` records
+    r.forget("u3", ())
+    assert "u3" not in orjson.dumps(r.inbox()).decode()
+    assert "follow" not in r.groups  # a later follow starts a new notification
