@@ -69,20 +69,26 @@ def run_to_end(settings, env, recovery_dir, processes: int = 1) -> int:
 
 
 def committed_offset(recovery_dir, topic: str) -> int:
-    """The sum over the events topic's partitions of the newest snapshotted Kafka offset."""
-    total = 0
+    """The sum over the events topic's partitions of the newest Kafka offset in a *committed*
+    snapshot: one of an epoch every worker's frontier has passed (a restart resumes from there;
+    see test_crash_recovery.wait_snapshot_offset)."""
+    rows, frontiers = [], []
     for part in Path(recovery_dir).glob("part-*.sqlite3"):
         try:
             with sqlite3.connect(f"file:{part}?mode=ro", uri=True, timeout=1) as db:
-                rows = db.execute(
-                    "SELECT state_key, ser_change FROM snaps WHERE step_id LIKE '%kafka_in%' "
-                    "ORDER BY snap_epoch").fetchall()
+                frontiers += [f for (f,) in db.execute(
+                    "SELECT MIN(worker_frontier) FROM fronts WHERE ex_num = "
+                    "(SELECT MAX(ex_num) FROM fronts)").fetchall() if f is not None]
+                rows += db.execute("SELECT state_key, snap_epoch, ser_change FROM snaps WHERE "
+                                   "step_id LIKE '%kafka_in%' ORDER BY snap_epoch").fetchall()
         except sqlite3.Error:
             continue
-        newest = {key: change for key, change in rows if change is not None}
-        total += sum(max(pickle.loads(c), 0) for key, c in newest.items()
-                     if key.endswith(f"-{topic}"))
-    return total
+    if not frontiers:
+        return 0
+    committed = min(frontiers)
+    newest = {key: change for key, epoch, change in rows
+              if change is not None and epoch < committed}
+    return sum(max(pickle.loads(c), 0) for key, c in newest.items() if key.endswith(f"-{topic}"))
 
 
 @pytest.fixture(scope="module")
