@@ -124,3 +124,28 @@ def test_recipient_drops_records_aggregated_into_an_evicted_head_of_the_user():
     r.forget("u3", ())
     assert "u3" not in orjson.dumps(r.inbox()).decode()
     assert "follow" not in r.groups  # a later follow starts a new notification
+
+
+def test_a_replay_erases_a_deleted_user_from_everything_it_writes():
+    """`persona replay` (the in-process Engine) applies the erasure the flow fans out: no record a
+    backfill writes names a deleted user or their posts, though others followed and engaged."""
+    from operators.backfill import final_writes
+    from operators.engine import Engine
+    from schemas.codec import decode_event
+    from scripts.generate import GeneratorConfig, generate
+
+    log, _ = generate(GeneratorConfig(users=60, days=2, seed=7))  # the deleted have 12 posts
+    decoded = [decode_event(orjson.dumps(e))[0] for e in log]
+    engine = Engine(config.load(env={}))
+    deleted = {e.user_id for e in decoded if e.type == "user_deleted"}
+    posts = {e.post_id for e in decoded if e.type == "post_created" and e.user_id in deleted}
+    mentioned_before = set()
+    for e in decoded:
+        if e.type == "user_deleted":  # who followed or served them just before
+            mentioned_before |= {u for u, s in engine.users.items()
+                                 if e.user_id in s.following or e.user_id in s.author_aff}
+        engine.learn_one(e)
+    assert deleted and posts and mentioned_before, "the log must exercise the erasure"
+    for record in final_writes(engine):
+        text = repr(record)
+        assert not any(u in text for u in deleted | posts), record[:2]
