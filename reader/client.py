@@ -22,6 +22,23 @@ class InvalidCursor(ValueError):
     pass
 
 
+class ActivePointer:
+    """The active keyspace version as last read, trusted for POINTER_TTL_S: a switch reaches every
+    reader within that, and a request reads it only when it is due (old versions outlive it)."""
+
+    def __init__(self, ttl_s: float = POINTER_TTL_S):
+        self.ttl_s = ttl_s
+        self.version: str | None = None
+        self._read_at = 0.0
+
+    def due(self) -> bool:
+        return self.version is None or time.monotonic() - self._read_at > self.ttl_s
+
+    def update(self, raw: bytes | None) -> str:
+        self.version, self._read_at = (raw.decode() if raw else "1"), time.monotonic()
+        return self.version
+
+
 @dataclass(frozen=True)
 class FeedPage:
     user_id: str
@@ -35,6 +52,28 @@ class FeedPage:
         return {"user_id": self.user_id, "version": self.version,
                 "generated_at": self.generated_at, "arms": self.arms, "items": self.items,
                 "next_cursor": self.next_cursor}
+
+    def to_json(self) -> bytes:
+        """The HTTP body of GET /feed/{user_id}."""
+        return orjson.dumps(self.to_dict())
+
+
+def feed_page(user_id: str, version: str, raw: bytes | None, limit: int,
+              cursor: str | None) -> FeedPage:
+    """A page of the stored feed value `raw` (None: no feed yet) with an explanation per reason:
+    the one renderer behind the Python client and the HTTP reader."""
+    if raw is None:
+        return FeedPage(user_id, version, None, [], None)
+    offset = decode_cursor(cursor)[1] if cursor else 0
+    value = orjson.loads(raw)
+    items = value["items"][offset: offset + limit]
+    for item in items:
+        item["explanations"] = [explain(r) for r in item["reasons"]]
+    end = offset + len(items)
+    more = end < len(value["items"])
+    return FeedPage(user_id, version, value["generated_at"], items,
+                    encode_cursor(value["generated_at"], end) if more else None,
+                    value.get("arms", {}))  # feeds written before experiments have none
 
 
 def encode_cursor(generated_at: int, offset: int) -> str:
@@ -56,7 +95,7 @@ class PersonaClient:
     def __init__(self, client: redis.Redis, prefix: str = "persona"):
         self.redis = client
         self.prefix = prefix
-        self._pointer: tuple[float, str] | None = None
+        self._pointer = ActivePointer()
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "persona", **options) -> PersonaClient:
@@ -72,11 +111,9 @@ class PersonaClient:
         return cls.from_url(url, prefix or settings.redis.prefix, **options)
 
     def version(self) -> str:
-        now = time.monotonic()
-        if self._pointer is None or now - self._pointer[0] > POINTER_TTL_S:
-            raw = self.redis.get(Keyspace(self.prefix, "").active)
-            self._pointer = (now, raw.decode() if raw else "1")
-        return self._pointer[1]
+        if self._pointer.due():
+            return self._pointer.update(self.redis.get(Keyspace(self.prefix, "").active))
+        return self._pointer.version
 
     def keyspace(self) -> Keyspace:
         return Keyspace(self.prefix, self.version())
@@ -103,16 +140,4 @@ class PersonaClient:
     def feed(self, user_id: str, limit: int = 20, cursor: str | None = None) -> FeedPage:
         """A page of the user's precomputed feed; `cursor` continues from a previous page."""
         ks = self.keyspace()
-        raw = self.redis.get(ks.feed(user_id))
-        if raw is None:
-            return FeedPage(user_id, ks.version, None, [], None)
-        value = orjson.loads(raw)
-        offset = decode_cursor(cursor)[1] if cursor else 0
-        items = value["items"][offset: offset + limit]
-        for item in items:
-            item["explanations"] = [explain(r) for r in item["reasons"]]
-        end = offset + len(items)
-        more = end < len(value["items"])
-        return FeedPage(user_id, ks.version, value["generated_at"], items,
-                        encode_cursor(value["generated_at"], end) if more else None,
-                        value.get("arms", {}))  # feeds written before experiments have none
+        return feed_page(user_id, ks.version, self.redis.get(ks.feed(user_id)), limit, cursor)

@@ -2,25 +2,47 @@
 
 from __future__ import annotations
 
-import redis
-from fastapi import FastAPI, HTTPException, Query
-from fastapi.responses import ORJSONResponse, Response
+import os
+from urllib.parse import urlencode
 
+import redis
+from fastapi import FastAPI, HTTPException, Path, Query
+from fastapi.responses import Response
+
+import config
 from config import Settings
+from config.security import redis_connection
 from reader import inspector, middleware, social
-from reader.client import InvalidCursor, PersonaClient
+from reader.client import PersonaClient
+from reader.feed_endpoint import (
+    LIMIT_DEFAULT,
+    LIMIT_MAX,
+    LIMIT_MIN,
+    MAX_CURSOR,
+    MAX_USER_ID,
+    FeedEndpoint,
+)
 from reader.metrics import ReaderMetrics
+
+CONFIG_ENV = "PERSONA_CONFIG_FILE"  # `persona serve --workers N -c F`: each worker loads F
+
+
+def app_from_env() -> FastAPI:
+    """The app of one `persona serve --workers N` worker process (uvicorn imports it by name)."""
+    return create_app(config.load(os.environ.get(CONFIG_ENV) or None))
 
 
 def create_app(settings: Settings) -> FastAPI:
     client = PersonaClient.from_settings(settings)
     metrics = ReaderMetrics()
+    url, options = redis_connection(settings.redis)
+    feed_endpoint = FeedEndpoint(url, options, settings.redis.prefix, metrics)
     app = FastAPI(title="persona reader", version="1",
                   description="Precomputed personalized feeds, served from Redis. With "
-                              "`reader.token` set, send `Authorization: Bearer <token>`.",
-                  default_response_class=ORJSONResponse)
+                              "`reader.token` set, send `Authorization: Bearer <token>`.")
     app.state.metrics = metrics
-    middleware.install(app, metrics, settings.reader.token)  # bearer token, metrics, access log
+    # bearer token, metrics, access log; GET /feed/{user_id} is answered there by feed_endpoint
+    middleware.install(app, metrics, settings.reader.token, feed_endpoint)
     inspector.install(app, client, metrics)  # /inspect page and its JSON
     social.install(app, client, settings)  # /suggestions/{user_id}, /search/rerank
 
@@ -36,20 +58,17 @@ def create_app(settings: Settings) -> FastAPI:
             raise HTTPException(503, f"Redis unreachable: {exc}") from exc
         return {"status": "ok", "version": client.version()}
 
-    @app.get("/feed/{user_id}")
-    def feed(user_id: str, limit: int = Query(20, ge=1, le=200),
-             cursor: str | None = Query(None, max_length=200)) -> dict:
-        """The user's ranked feed: items with scores, machine-readable reasons and explanations."""
-        if not user_id or len(user_id) > 128:
-            raise HTTPException(422, "user_id must be 1..128 characters")
-        try:
-            page = client.feed(user_id, limit, cursor)
-            metrics.feed_lookup(page.generated_at is not None)
-            return page.to_dict()
-        except InvalidCursor as exc:
-            raise HTTPException(400, str(exc)) from exc
-        except redis.RedisError as exc:
-            raise HTTPException(503, f"feed store unavailable: {exc}") from exc
+    @app.get("/feed/{user_id}", responses={400: {"description": "invalid cursor"},
+                                           503: {"description": "feed store unavailable"}})
+    async def feed(user_id: str = Path(min_length=1, max_length=MAX_USER_ID),
+                   limit: int = Query(LIMIT_DEFAULT, ge=LIMIT_MIN, le=LIMIT_MAX),
+                   cursor: str | None = Query(None, max_length=MAX_CURSOR)) -> Response:
+        """The user's ranked feed: items with scores, machine-readable reasons and explanations.
+        (The declaration documents the route; requests are answered before routing by
+        reader.feed_endpoint, with the same bounds.)"""
+        query = urlencode({"limit": limit, **({"cursor": cursor} if cursor else {})})
+        status, body = await feed_endpoint.respond(user_id, query.encode())
+        return Response(body, status, media_type="application/json")
 
     @app.get("/notifications/{user_id}")
     def notifications(user_id: str, limit: int = Query(20, ge=1, le=1000),

@@ -1,5 +1,6 @@
 """One HTTP middleware for the reader: bearer-token check, metrics, and an access log without
-personal data (the route template is logged, never the path: `/feed/{user_id}`, not a user id)."""
+personal data (the route template is logged, never the path: `/feed/{user_id}`, not a user id).
+It answers feed reads itself with reader.feed_endpoint (the hot path skips FastAPI's routing)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from fastapi.responses import JSONResponse
 from starlette.routing import Match
 
 from reader.auth import PUBLIC_PATHS, authorized
+from reader.feed_endpoint import ROUTE as FEED_ROUTE
+from reader.feed_endpoint import FeedEndpoint
 from reader.metrics import ReaderMetrics
 
 log = logging.getLogger("persona.reader")
@@ -32,15 +35,18 @@ class _Guard:
     """Pure ASGI middleware (Starlette's `@app.middleware("http")` wraps every response in a task
     group and a memory stream: most of a feed request's latency under load)."""
 
-    def __init__(self, app, router_app: FastAPI, metrics: ReaderMetrics, token: str):
+    def __init__(self, app, router_app: FastAPI, metrics: ReaderMetrics, token: str,
+                 feed: FeedEndpoint):
         self.app, self.router_app, self.metrics, self.token = app, router_app, metrics, token
+        self.feed = feed
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        route = route_template(self.router_app, scope)
+        fast = self.feed.handles(scope)
+        route = FEED_ROUTE if fast else route_template(self.router_app, scope)
         status = 500
 
         async def send_status(message):
@@ -53,7 +59,7 @@ class _Guard:
             header = next((v.decode("latin-1") for k, v in scope["headers"]
                            if k == b"authorization"), None)
             if scope["path"] in PUBLIC_PATHS or authorized(header, self.token):
-                await self.app(scope, receive, send_status)
+                await (self.feed if fast else self.app)(scope, receive, send_status)
             else:
                 await JSONResponse({"detail": "missing or invalid bearer token"}, status_code=401,
                                    headers={"WWW-Authenticate": "Bearer"})(
@@ -65,6 +71,6 @@ class _Guard:
             log.info("%s %s %d %.1fms", method, route, status, elapsed * 1000)
 
 
-def install(app: FastAPI, metrics: ReaderMetrics, token: str) -> None:
-    """Bearer token, metrics and access log around every route of `app`."""
-    app.add_middleware(_Guard, router_app=app, metrics=metrics, token=token)
+def install(app: FastAPI, metrics: ReaderMetrics, token: str, feed: FeedEndpoint) -> None:
+    """Bearer token, metrics and access log around every route of `app`; feed reads by `feed`."""
+    app.add_middleware(_Guard, router_app=app, metrics=metrics, token=token, feed=feed)

@@ -187,16 +187,28 @@ def replay(logs: list[Path] = typer.Argument(..., help="JSONL logs (.gz ok) or d
 
 
 @app.command()
-def serve(host: str = "127.0.0.1", port: int = 8080, config: Optional[Path] = ConfigOpt):
+def serve(host: str = "127.0.0.1", port: int = 8080, config: Optional[Path] = ConfigOpt,
+          workers: int = typer.Option(1, min=1, max=64, help="uvicorn worker processes (each with "
+                                                              "its own metrics: see README)")):
     """Serve the reader HTTP API (GET /feed/{user_id}, /metrics, /inspect; OpenAPI at /docs)."""
+    import os
+
     import uvicorn
 
-    from reader.http import create_app
+    from reader.http import CONFIG_ENV, create_app
+    settings = _settings(config)  # fail fast on a bad config, before any worker starts
     # no uvicorn access log: it would print user ids from paths; the app logs route templates
     logging.basicConfig(format="%(levelname)s:     %(name)s %(message)s", level=logging.WARNING)
     logging.getLogger("persona").setLevel(logging.INFO)
-    uvicorn.run(create_app(_settings(config)), host=host, port=port, log_level="info",
-                access_log=False)
+    # uvloop and httptools when installed (they are dependencies), else asyncio and h11
+    options = dict(host=host, port=port, log_level="info", access_log=False, loop="auto",
+                   http="auto")
+    if workers == 1:
+        uvicorn.run(create_app(settings), **options)
+    else:  # worker processes import the app themselves: pass the config file by environment
+        if config is not None:
+            os.environ[CONFIG_ENV] = str(config.resolve())
+        uvicorn.run("reader.http:app_from_env", factory=True, workers=workers, **options)
 
 
 @app.command()
@@ -245,6 +257,46 @@ def bench(config: Optional[Path] = ConfigOpt,
     except services.ServiceError as exc:
         _fail(exc)
     out = Table(title=f"persona bench {report['run_id']} (indicative when the CPU is shared)")
+    out.add_column("measure")
+    out.add_column("value", justify="right")
+    for name, value in bench_mod.table(report):
+        out.add_row(name, value)
+    console.print(out)
+    if json_out:
+        json_out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+        console.print(f"wrote {json_out}")
+
+
+@app.command("bench-reader")
+def bench_reader(config: Optional[Path] = ConfigOpt,
+                 rate: float = typer.Option(500.0, min=0, help="open-loop req/s (0: closed loop only)"),
+                 connections: int = typer.Option(4, min=1, max=256, help="keep-alive connections"),
+                 seconds: float = typer.Option(10.0, min=0.5, max=600),
+                 closed: bool = typer.Option(False, help="also a closed loop at --connections"),
+                 workers: int = typer.Option(1, min=1, max=64, help="`persona serve --workers`"),
+                 load_processes: int = typer.Option(1, min=1, max=16,
+                                                    help="load generator processes"),
+                 users: int = typer.Option(2000, min=1, help="feeds to read (seeded, or sampled "
+                                                             "from --prefix)"),
+                 prefix: Optional[str] = typer.Option(None, help="read this keyspace's feeds "
+                                                                 "instead of seeding some"),
+                 seed: int = 7,
+                 json_out: Optional[Path] = typer.Option(None, "--json", help="write the report here")):
+    """Reader latency alone: GET /feed/{user} vs raw Redis GET of the same keys, same load
+    (open loop at --rate from separate processes; see README "Performance")."""
+    from rich.table import Table
+
+    from scripts import bench_reader as bench_mod
+    settings = _settings(config)
+    load = bench_mod.ReaderLoad(rate=rate or None, connections=connections, seconds=seconds,
+                                closed=closed, server_workers=workers,
+                                load_processes=load_processes)
+    try:
+        report = bench_mod.run(settings, load, users, prefix, seed, log=console.print)
+    except RuntimeError as exc:
+        _fail(exc)
+    out = Table(title=f"persona bench-reader: {report['users']:,} feeds ({report['feeds']}); "
+                      "indicative when the CPU is shared")
     out.add_column("measure")
     out.add_column("value", justify="right")
     for name, value in bench_mod.table(report):

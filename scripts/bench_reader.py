@@ -1,0 +1,291 @@
+"""Reader latency: `GET /feed/{user}` through `persona serve` against the raw Redis `GET` of the
+same feed keys, under the same load, one after the other in the same run; the ratio is printed.
+
+The load comes from separate processes (scripts/loadgen.py). The headline is an **open loop** at a
+fixed rate (`ReaderLoad.rate`, default 500 req/s over 4 keep-alive connections: the "moderate
+load" of issue #7, about a quarter of what one server process sustains); `closed` adds a closed loop
+at the same number of connections for the maximum throughput. The machine's load average and the
+server's CPU time per request are reported with the numbers: on a shared 2-core machine they say
+how far to trust them.
+
+`persona bench` runs this as its phase 4 on the feeds its workers wrote; `persona bench-reader`
+runs it alone, on an existing keyspace (`--prefix`) or on seeded feeds of the production shape
+(schemas.Feed with `feed.size` items, written under a private prefix and removed at the end).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import redis
+
+from config import Settings
+from config.security import redis_connection
+from operators.redis_store import connect
+from schemas import Feed, FeedItem, Reason
+from schemas.keyspace import Keyspace
+from scripts import loadgen, runner
+from scripts.bench import percentile, ratio
+
+Log = Callable[[str], object]
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@dataclass(frozen=True)
+class ReaderLoad:
+    rate: float | None = 500.0  # open-loop req/s; None: closed loop only
+    connections: int = 4
+    seconds: float = 10.0
+    closed: bool = False  # also a closed loop at `connections` (maximum throughput)
+    server_workers: int = 1  # `persona serve --workers`
+    load_processes: int = 1  # load generator processes
+
+
+def latency_summary(result: loadgen.Result) -> dict:
+    """Counts and quantiles (ms) of one load run."""
+    lat = result.latencies_ms
+    seconds = max(result.seconds, 1e-9)
+    return {"requests": len(lat), "errors": result.errors, "rps": round(len(lat) / seconds, 1),
+            "late_starts": result.late_starts,
+            **{f"p{q}_ms".replace(".", "_"): _round(percentile(lat, q))
+               for q in (50, 90, 99, 99.9)},
+            "max_ms": _round(max(lat) if lat else None)}
+
+
+def _round(v: float | None) -> float | None:
+    return None if v is None else round(v, 3)
+
+
+def group_cpu_s(pgid: int) -> float:
+    """User + system CPU seconds of every live process in process group `pgid` (the server and
+    its uvicorn workers), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # fields after the name: state, ppid, pgrp, ...
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
+
+
+def loadavg() -> float:
+    with open("/proc/loadavg") as f:
+        return float(f.read().split()[0])
+
+
+def start_server(settings: Settings, prefix: str, workers: int, log: Log) -> tuple[subprocess.Popen, int]:
+    """`persona serve` on a free port, in its own process group; waits for /healthz."""
+    port = runner.free_ports(1)[0]
+    env = dict(os.environ, REDIS_URL=settings.redis.url, PERSONA_REDIS__PREFIX=prefix)
+    env.setdefault("PYTHONPATH", ROOT)
+    # its log (an access line per request) goes to a file: a pipe nobody reads would fill and
+    # stall the server
+    errors = tempfile.TemporaryFile()  # noqa: SIM115 - the server writes to it until it stops
+    server = subprocess.Popen([sys.executable, "-m", "scripts.cli", "serve", "--port", str(port),
+                               "--workers", str(workers)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=errors,
+                              start_new_session=True)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                return server, port
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                stop_server(server)
+                errors.seek(0)
+                tail = errors.read().decode(errors="replace")[-2000:]
+                raise RuntimeError("the reader did not start (run `persona serve` to see why):\n"
+                                   + tail) from None
+            time.sleep(0.2)
+
+
+def stop_server(server: subprocess.Popen) -> None:
+    if server.poll() is None:
+        os.killpg(server.pid, 15)
+    server.wait(15)
+
+
+def reader_bench(settings: Settings, prefix: str, users: list[str], load: ReaderLoad,
+                 log: Log) -> dict:
+    """HTTP vs raw Redis under `load` on the feeds of `users` in keyspace `prefix` (active version)."""
+    client = _redis(settings)
+    version = (client.get(f"{prefix}:active") or b"1").decode()
+    keyspace = Keyspace(prefix, version)
+    token = settings.reader.token
+    http = loadgen.Target("http", "127.0.0.1", 0, tuple(f"/feed/{u}".encode() for u in users),
+                          f"Authorization: Bearer {token}\r\n".encode() if token else b"")
+    host, port = _redis_address(client)
+    raw = loadgen.Target("redis", host, port, tuple(keyspace.feed(u).encode() for u in users))
+    out: dict = {"users": len(users), "load": asdict(load), "cpus": os.cpu_count(),
+                 "loadavg_1m_before": loadavg()}
+    server, http_port = start_server(settings, prefix, load.server_workers, log)
+    http = loadgen.Target(http.kind, http.host, http_port, http.requests, http.headers)
+    try:
+        loadgen.run(http, loadgen.Load(1.0, load.connections, None))  # warm-up (imports, caches)
+        modes = ([("open", load.rate)] if load.rate else []) + (
+            [("closed", None)] if load.closed or not load.rate else [])
+        for mode, rate in modes:
+            shape = loadgen.Load(load.seconds, load.connections, rate, load.load_processes)
+            what = f"{rate:,.0f} req/s open loop" if rate else "closed loop"
+            log(f"  reader: GET /feed/{{user}}, {what}, {load.connections} connections, "
+                f"{load.seconds:.0f}s")
+            cpu0 = group_cpu_s(server.pid)
+            h = latency_summary(loadgen.run(http, shape))
+            h["server_cpu_ms_per_request"] = _round(
+                (group_cpu_s(server.pid) - cpu0) * 1000 / max(1, h["requests"]))
+            log("  reader: raw Redis GET, same load")
+            r = latency_summary(loadgen.run(raw, shape))
+            out[mode] = {"http": h, "redis": r, "p50_ratio": _ratio(h["p50_ms"], r["p50_ms"]),
+                         "p99_ratio": _ratio(h["p99_ms"], r["p99_ms"])}
+    finally:
+        stop_server(server)
+    out["loadavg_1m_after"] = loadavg()
+    # the headline (what `persona bench` has always reported): the first mode run
+    head = out["open" if load.rate else "closed"]
+    out.update({"mode": "open" if load.rate else "closed", "concurrency": load.connections,
+                "http_requests": head["http"]["requests"], "http_rps": head["http"]["rps"],
+                "http_p50_ms": head["http"]["p50_ms"], "http_p99_ms": head["http"]["p99_ms"],
+                "redis_gets": head["redis"]["requests"], "redis_p50_ms": head["redis"]["p50_ms"],
+                "redis_p99_ms": head["redis"]["p99_ms"],
+                "p99_ratio_http_to_redis": head["p99_ratio"]})
+    return out
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    r = ratio(a, b)
+    return None if r is None else round(r, 2)
+
+
+def _redis(settings: Settings):
+    url, options = redis_connection(settings.redis)
+    client = connect(url, **options)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        raise RuntimeError(f"Redis not reachable at {settings.redis.url} ({exc}): start it with "
+                           "`persona up` or set REDIS_URL") from None
+    return client
+
+
+def _redis_address(client) -> tuple[str, int]:
+    kwargs = client.connection_pool.connection_kwargs
+    if "path" in kwargs or kwargs.get("password") or "ssl_context" in str(client.connection_pool):
+        raise RuntimeError("the raw Redis phase speaks plain RESP over TCP: run it against a "
+                           "Redis without TLS, password or unix socket")
+    return kwargs.get("host", "127.0.0.1"), int(kwargs.get("port", 6379))
+
+
+def table(report: dict) -> list[tuple[str, str]]:
+    """(measure, value) rows for `persona bench-reader` and `persona bench`'s reader phase."""
+    rows = []
+    lo = report["load"]
+    for mode in ("open", "closed"):
+        m = report.get(mode)
+        if not m:
+            continue
+        shape = (f"{lo['rate']:,.0f} req/s open loop" if mode == "open" else "closed loop") + \
+            f", {lo['connections']} conn"
+        for name, key in (("reader GET /feed", "http"), ("raw Redis GET", "redis")):
+            s = m[key]
+            rows.append((f"{name} ({shape})",
+                         f"p50 {_ms(s['p50_ms'])} / p99 {_ms(s['p99_ms'])} / "
+                         f"p99.9 {_ms(s['p99_9_ms'])} ms, {s['rps']:,.0f} req/s"
+                         + (f", {s['errors']} errors" if s["errors"] else "")))
+        rows.append(("  HTTP : Redis, p50 / p99", f"{m['p50_ratio']} / {m['p99_ratio']}"))
+        cpu = m["http"].get("server_cpu_ms_per_request")
+        if cpu is not None:
+            rows.append(("  server CPU per request", f"{cpu:.3f} ms"))
+    rows.append(("server workers / load processes",
+                 f"{lo['server_workers']} / {lo['load_processes']}"))
+    rows.append(("load average (1 min) before / after",
+                 f"{report['loadavg_1m_before']:.2f} / {report['loadavg_1m_after']:.2f} "
+                 f"on {report['cpus']} CPUs"))
+    return rows
+
+
+def _ms(v: float | None) -> str:
+    return "—" if v is None else f"{v:.2f}"
+
+
+# ------------------------------------------------------------------------------ standalone
+def seed_feeds(settings: Settings, prefix: str, users: int, seed: int) -> list[str]:
+    """`users` feeds of `feed.size` items in the production shape (schemas.Feed: in-network,
+    similar, topic, trending and fresh reasons with details and weights), version 1 active."""
+    rng = random.Random(seed)
+    keyspace = Keyspace(prefix, "1")
+    codes = ("in_network", "similar", "topic", "trending", "fresh")
+    client = _redis(settings)
+    pipe = client.pipeline(transaction=False)
+    ids = [f"u{n:06d}" for n in range(users)]
+    for user in ids:
+        items = []
+        for rank in range(settings.feed.size):
+            author = f"u{rng.randrange(users):06d}"
+            reasons = tuple(Reason(code, {"in_network": author, "similar": f"p{rng.randrange(10**6)}",
+                                          "topic": f"t{rng.randrange(20):02d}"}.get(code),
+                                   round(rng.random(), 6))
+                            for code in rng.sample(codes, rng.choice((1, 2, 2, 3))))
+            items.append(FeedItem(f"p{rng.randrange(10**7)}", author, 1.0 - rank / 100, reasons))
+        pipe.set(keyspace.feed(user), Feed(user, 1_700_000_000_000 + rng.randrange(10**8),
+                                           tuple(items), arms={"ranking": "control"}).encode())
+    pipe.set(keyspace.active, "1")
+    pipe.execute()
+    return ids
+
+
+def existing_users(settings: Settings, prefix: str, limit: int) -> list[str]:
+    """Up to `limit` users with a feed in the active version of keyspace `prefix`."""
+    client = _redis(settings)
+    version = (client.get(f"{prefix}:active") or b"1").decode()
+    pattern = Keyspace(prefix, version).feed("*")
+    users = []
+    for key in client.scan_iter(pattern, count=5000):
+        users.append(key.decode().rsplit("{", 1)[1].rstrip("}"))
+        if len(users) >= limit:
+            break
+    return users
+
+
+def run(settings: Settings, load: ReaderLoad, users: int, prefix: str | None, seed: int,
+        log: Log = print) -> dict:
+    """`persona bench-reader`: on `prefix`'s feeds, or on `users` seeded feeds (removed after)."""
+    own = prefix is None
+    prefix = prefix or f"bench-reader-{uuid.uuid4().hex[:8]}"
+    try:
+        if own:
+            log(f"seeding {users:,} feeds of {settings.feed.size} items under {prefix}")
+            ids = seed_feeds(settings, prefix, users, seed)
+        else:
+            ids = existing_users(settings, prefix, users)
+            if not ids:
+                raise RuntimeError(f"no feeds under {prefix!r} (active version): run the workers "
+                                   "or `persona demo` first, or leave out --prefix to seed some")
+        random.Random(seed).shuffle(ids)
+        report = reader_bench(settings, prefix, ids, load, log)
+        report["feeds"] = "seeded" if own else f"existing under {prefix}"
+        return report
+    finally:
+        if own:
+            client = _redis(settings)
+            keys = list(client.scan_iter(f"{prefix}:*", count=5000))
+            for i in range(0, len(keys), 5000):
+                client.unlink(*keys[i:i + 5000])
+
+
+__all__ = ["ReaderLoad", "latency_summary", "reader_bench", "run", "seed_feeds", "table"]

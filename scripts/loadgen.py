@@ -1,0 +1,192 @@
+"""A small load generator for the reader bench: HTTP/1.1 GETs or Redis GETs over plain sockets.
+
+It runs in its own process(es) (`run`), never in the server's or the bench's interpreter, so the
+client does not share a GIL with what it measures. Both targets use the same minimal client code (one
+keep-alive connection per lane, a request written whole, the reply read by its length), so the HTTP : Redis
+ratio compares the servers, not two client libraries.
+
+Two modes:
+
+- **open loop** (`rate` req/s, the default of the reader bench): request i is due at t0 + i/rate
+  and goes to lane i mod `connections`. A request due while its lane still waits for the previous reply
+  is charged from its due time (the queueing the server caused is counted: no coordinated
+  omission); a request whose lane is idle is charged from when it is sent (the client's own timer
+  jitter is not charged to the server).
+- **closed loop** (`rate` None): each lane sends its next request as soon as the previous reply is
+  in; the throughput it reaches is the server's maximum at that concurrency, and its latencies
+  include no queueing in front of the client.
+
+>>> resp_get(b"persona:v1:feed:{u1}")
+b'*2\\r\\n$3\\r\\nGET\\r\\n$20\\r\\npersona:v1:feed:{u1}\\r\\n'
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import time
+from dataclasses import dataclass
+from queue import Empty
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where to send and what: HTTP GET `requests` (paths) or Redis GET `requests` (keys)."""
+
+    kind: str  # "http" | "redis"
+    host: str
+    port: int
+    requests: tuple[bytes, ...]
+    headers: bytes = b""  # extra HTTP header lines, each ending in \r\n (e.g. Authorization)
+
+
+@dataclass(frozen=True)
+class Load:
+    seconds: float
+    connections: int
+    rate: float | None = None  # req/s in total over all processes; None = closed loop
+    processes: int = 1
+
+
+@dataclass
+class Result:
+    latencies_ms: list[float]
+    errors: int
+    sent: int
+    late_starts: int  # open loop: requests charged from their due time (their lane was busy)
+    seconds: float
+
+
+def resp_get(key: bytes) -> bytes:
+    """The RESP encoding of GET key."""
+    return b"*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n" % (len(key), key)
+
+
+def _wire(target: Target) -> list[bytes]:
+    if target.kind == "redis":
+        return [resp_get(k) for k in target.requests]
+    return [b"GET %s HTTP/1.1\r\nHost: bench\r\n%s\r\n" % (p, target.headers)
+            for p in target.requests]
+
+
+async def _read_http(reader: asyncio.StreamReader) -> bool:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line[:15].lower() == b"content-length:":
+            length = int(line[15:])
+    if length:
+        await reader.readexactly(length)
+    return head[9:10] == b"2"  # "HTTP/1.1 2xx"
+
+
+async def _read_redis(reader: asyncio.StreamReader) -> bool:
+    line = await reader.readuntil(b"\r\n")
+    if line[:1] == b"$":
+        n = int(line[1:-2])
+        if n >= 0:
+            await reader.readexactly(n + 2)
+        return True
+    return line[:1] != b"-"
+
+
+async def _drive(target: Target, load: Load, rate: float | None, offset: int) -> Result:
+    wire = _wire(target)
+    read = _read_http if target.kind == "http" else _read_redis
+    lanes = load.connections
+    latencies: list[float] = []
+    counts = {"errors": 0, "sent": 0, "late": 0}
+    clock = time.perf_counter
+    t0 = clock() + 0.05
+    deadline = t0 + load.seconds
+
+    async def lane(k: int) -> None:
+        reader, writer = await asyncio.open_connection(target.host, target.port)
+        i = k
+        try:
+            while True:
+                if rate is None:
+                    start = clock()
+                    if start >= deadline:
+                        break
+                else:
+                    due = t0 + i / rate
+                    if due >= deadline:
+                        break
+                    now = clock()
+                    if now < due:
+                        await asyncio.sleep(due - now)
+                        start = clock()  # lane idle at its due time: charge from the send
+                    else:
+                        start = due  # lane busy past the due time: charge the queueing too
+                        counts["late"] += 1
+                writer.write(wire[(i + offset) % len(wire)])
+                counts["sent"] += 1
+                ok = await read(reader)
+                if ok:
+                    latencies.append((clock() - start) * 1000)
+                else:
+                    counts["errors"] += 1
+                i += lanes
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(lane(k) for k in range(lanes)))
+    return Result(latencies, counts["errors"], counts["sent"], counts["late"], clock() - t0)
+
+
+def _process(target: Target, load: Load, index: int, out) -> None:
+    try:
+        import uvloop  # the client's own overhead is part of every latency: keep it small
+        uvloop.install()
+    except ImportError:
+        pass
+    rate = load.rate / load.processes if load.rate else None
+    try:
+        result = asyncio.run(_drive(target, load, rate, offset=index * 7919))
+        out.put(("ok", result))
+    except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises
+        out.put(("error", f"{type(exc).__name__}: {exc}"))
+
+
+def _next_result(queue, procs, deadline: float):
+    """The next (status, value) a generator process reports; fails fast when one died silently."""
+    while True:
+        try:
+            return queue.get(timeout=0.5)
+        except Empty:
+            dead = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
+            if dead or time.monotonic() > deadline:
+                return "error", (f"a generator process exited with {dead[0]}" if dead
+                                 else "no result in time")
+
+
+def run(target: Target, load: Load) -> Result:
+    """Drive `target` with `load` from `load.processes` fresh processes; their results merged."""
+    ctx = multiprocessing.get_context("spawn")  # no inherited threads, sockets or GIL state
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_process, args=(target, load, i, queue), daemon=True)
+             for i in range(load.processes)]
+    for p in procs:
+        p.start()
+    merged = Result([], 0, 0, 0, 0.0)
+    try:
+        deadline = time.monotonic() + load.seconds + 60
+        for _ in procs:
+            status, value = _next_result(queue, procs, deadline)
+            if status != "ok":
+                raise RuntimeError(f"load generator failed: {value}")
+            merged.latencies_ms.extend(value.latencies_ms)
+            merged.errors += value.errors
+            merged.sent += value.sent
+            merged.late_starts += value.late_starts
+            merged.seconds = max(merged.seconds, value.seconds)
+    finally:
+        for p in procs:
+            p.join(5)
+            if p.is_alive():
+                p.kill()
+    return merged
+
+
+__all__ = ["Load", "Result", "Target", "resp_get", "run"]
