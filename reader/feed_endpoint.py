@@ -51,6 +51,11 @@ class FeedEndpoint:
                 self.url, socket_timeout=5, socket_connect_timeout=2, **self.options))
         return self._client[1]
 
+    async def aclose(self) -> None:
+        if self._client is not None and self._client[0] is asyncio.get_running_loop():
+            await self._client[1].aclose()
+        self._client = None
+
     async def read(self, user_id: str) -> tuple[str, bytes | None]:
         """(active version, the user's stored feed or None), in one round trip but on a switch."""
         client = self.redis()

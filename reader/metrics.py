@@ -38,10 +38,17 @@ class ReaderMetrics:
         self._recent: deque[tuple[float, str, int, float]] = deque(maxlen=max_window)
         self._lock = threading.Lock()
         self._totals: Tally = Tally()
+        self._children: dict[tuple[str, str, int], tuple] = {}  # bounded: routes x statuses
+        self._lookups = {True: self.feeds.labels("hit"), False: self.feeds.labels("miss")}
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.requests.labels(route, method, str(status)).inc()
-        self.latency.labels(route).observe(seconds)
+        key = (route, method, status)
+        children = self._children.get(key)
+        if children is None:  # labels() locks and hashes on every call: resolve each set once
+            children = self._children[key] = (self.requests.labels(route, method, str(status)),
+                                              self.latency.labels(route))
+        children[0].inc()
+        children[1].observe(seconds)
         if route in HOUSEKEEPING:
             return
         with self._lock:
@@ -51,7 +58,7 @@ class ReaderMetrics:
             self._totals["client_errors"] += 400 <= status < 500
 
     def feed_lookup(self, hit: bool) -> None:
-        self.feeds.labels("hit" if hit else "miss").inc()
+        self._lookups[hit].inc()
         with self._lock:
             self._totals["hit" if hit else "miss"] += 1
 

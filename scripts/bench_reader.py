@@ -55,7 +55,7 @@ def latency_summary(result: loadgen.Result) -> dict:
     lat = result.latencies_ms
     seconds = max(result.seconds, 1e-9)
     return {"requests": len(lat), "errors": result.errors, "rps": round(len(lat) / seconds, 1),
-            "late_starts": result.late_starts,
+            "late_starts": result.late_starts, "client_lag": result.client_lag,
             **{f"p{q}_ms".replace(".", "_"): _round(percentile(lat, q))
                for q in (50, 90, 99, 99.9)},
             "max_ms": _round(max(lat) if lat else None)}
@@ -279,6 +279,7 @@ def run(settings: Settings, load: ReaderLoad, users: int, prefix: str | None, se
         random.Random(seed).shuffle(ids)
         report = reader_bench(settings, prefix, ids, load, log)
         report["feeds"] = "seeded" if own else f"existing under {prefix}"
+        report["prefix"] = prefix
         return report
     finally:
         if own:

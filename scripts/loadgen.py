@@ -10,8 +10,9 @@ Two modes:
 - **open loop** (`rate` req/s, the default of the reader bench): request i is due at t0 + i/rate
   and goes to lane i mod `connections`. A request due while its lane still waits for the previous reply
   is charged from its due time (the queueing the server caused is counted: no coordinated
-  omission); a request whose lane is idle is charged from when it is sent (the client's own timer
-  jitter is not charged to the server).
+  omission); a request whose lane was idle at its due time is charged from when it is sent (the
+  generator's own timer jitter and scheduling delays are not charged to the server; they are
+  counted, `client_lag`, so a run whose generator could not keep up shows it).
 - **closed loop** (`rate` None): each lane sends its next request as soon as the previous reply is
   in; the throughput it reaches is the server's maximum at that concurrency, and its latencies
   include no queueing in front of the client.
@@ -54,6 +55,7 @@ class Result:
     errors: int
     sent: int
     late_starts: int  # open loop: requests charged from their due time (their lane was busy)
+    client_lag: int  # open loop: sent late with an idle lane (the generator itself ran late)
     seconds: float
 
 
@@ -95,7 +97,7 @@ async def _drive(target: Target, load: Load, rate: float | None, offset: int) ->
     read = _read_http if target.kind == "http" else _read_redis
     lanes = load.connections
     latencies: list[float] = []
-    counts = {"errors": 0, "sent": 0, "late": 0}
+    counts = {"errors": 0, "sent": 0, "late": 0, "client_lag": 0}
     clock = time.perf_counter
     t0 = clock() + 0.05
     deadline = t0 + load.seconds
@@ -103,6 +105,7 @@ async def _drive(target: Target, load: Load, rate: float | None, offset: int) ->
     async def lane(k: int) -> None:
         reader, writer = await asyncio.open_connection(target.host, target.port)
         i = k
+        done_at = 0.0  # when this lane's previous reply was in
         try:
             while True:
                 if rate is None:
@@ -117,12 +120,16 @@ async def _drive(target: Target, load: Load, rate: float | None, offset: int) ->
                     if now < due:
                         await asyncio.sleep(due - now)
                         start = clock()  # lane idle at its due time: charge from the send
-                    else:
-                        start = due  # lane busy past the due time: charge the queueing too
+                    elif done_at > due:
+                        start = due  # the server kept the lane busy past the due time
                         counts["late"] += 1
+                    else:  # the reply was in before the due time, but the client ran late
+                        start = now
+                        counts["client_lag"] += 1
                 writer.write(wire[(i + offset) % len(wire)])
                 counts["sent"] += 1
                 ok = await read(reader)
+                done_at = clock()
                 if ok:
                     latencies.append((clock() - start) * 1000)
                 else:
@@ -132,7 +139,8 @@ async def _drive(target: Target, load: Load, rate: float | None, offset: int) ->
             writer.close()
 
     await asyncio.gather(*(lane(k) for k in range(lanes)))
-    return Result(latencies, counts["errors"], counts["sent"], counts["late"], clock() - t0)
+    return Result(latencies, counts["errors"], counts["sent"], counts["late"],
+                  counts["client_lag"], clock() - t0)
 
 
 def _process(target: Target, load: Load, index: int, out) -> None:
@@ -169,7 +177,7 @@ def run(target: Target, load: Load) -> Result:
              for i in range(load.processes)]
     for p in procs:
         p.start()
-    merged = Result([], 0, 0, 0, 0.0)
+    merged = Result([], 0, 0, 0, 0, 0.0)
     try:
         deadline = time.monotonic() + load.seconds + 60
         for _ in procs:
@@ -180,6 +188,7 @@ def run(target: Target, load: Load) -> Result:
             merged.errors += value.errors
             merged.sent += value.sent
             merged.late_starts += value.late_starts
+            merged.client_lag += value.client_lag
             merged.seconds = max(merged.seconds, value.seconds)
     finally:
         for p in procs:

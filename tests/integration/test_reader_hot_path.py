@@ -1,0 +1,119 @@
+"""GET /feed/{user_id} through the reader's hot path (reader/feed_endpoint.py) on real Redis: the
+same bounds and errors as the declared route, versions switched without mixed reads, 503 while Redis
+is down; and `persona bench-reader` end to end with `persona serve --workers 2`."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+import config
+from reader.http import create_app
+from schemas import Feed, FeedItem, Reason
+from schemas.keyspace import Keyspace
+from scripts import bench_reader
+from tests.integration.helpers import free_port, redis_server_binary, start_redis
+
+
+def _feed(user: str, posts: list[str]) -> bytes:
+    return Feed(user, 1, tuple(FeedItem(p, "a1", 0.5, (Reason("topic", "t1"),))
+                               for p in posts)).encode()
+
+
+def _cleanup(client, prefix):
+    for key in client.scan_iter(f"{prefix}:*"):
+        client.delete(key)
+
+
+def test_bounds_errors_and_the_documented_route(live, redis_client, unique):
+    prefix = f"test-{unique}"
+    redis_client.set(Keyspace(prefix, "1").feed("u1"), _feed("u1", ["p1", "p2"]))
+    try:
+        http = TestClient(create_app(config.load(env={"REDIS_URL": live[1],
+                                                      "PERSONA_REDIS__PREFIX": prefix})))
+        page = http.get("/feed/u1", params={"limit": 1})
+        assert page.status_code == 200 and page.headers["content-type"] == "application/json"
+        assert [i["post_id"] for i in page.json()["items"]] == ["p1"]
+        assert page.json()["items"][0]["explanations"] == ["Popular in t1, which you like"]
+        rest = http.get("/feed/u1", params={"limit": 1, "cursor": page.json()["next_cursor"]})
+        assert [i["post_id"] for i in rest.json()["items"]] == ["p2"]
+        for params in ({"limit": 0}, {"limit": 201}, {"limit": "x"}, {"cursor": "c" * 201}):
+            response = http.get("/feed/u1", params=params)
+            assert response.status_code == 422, params
+            assert response.json()["detail"][0]["loc"][0] == "query"
+        assert http.get("/feed/" + "u" * 129).status_code == 422
+        assert http.get("/feed/u1", params={"cursor": "garbage"}).status_code == 400
+        assert http.get("/feed/u1/more").status_code == 404  # not a feed path: FastAPI's 404
+        spec = http.get("/openapi.json").json()["paths"]["/feed/{user_id}"]["get"]
+        assert {p["name"] for p in spec["parameters"]} == {"user_id", "limit", "cursor"}
+    finally:
+        _cleanup(redis_client, prefix)
+
+
+def test_http_readers_follow_a_switch_without_mixing(live, redis_client, unique):
+    prefix = f"test-{unique}"
+    v1, v2 = Keyspace(prefix, "1"), Keyspace(prefix, "2")
+    redis_client.set(v1.feed("u1"), _feed("u1", ["a", "b"]))
+    redis_client.set(v2.feed("u1"), _feed("u1", ["c", "d", "e"]))
+    redis_client.set(v1.active, "1")
+    expected = {"1": ["a", "b"], "2": ["c", "d", "e"]}
+    try:
+        http = TestClient(create_app(config.load(env={"REDIS_URL": live[1],
+                                                      "PERSONA_REDIS__PREFIX": prefix})))
+        seen = []
+        t_switch = None
+        t_end = time.monotonic() + 2.0
+        while time.monotonic() < t_end:
+            if t_switch is None and time.monotonic() > t_end - 1.5:
+                redis_client.set(v1.active, "2")
+                t_switch = time.monotonic()
+            page = http.get("/feed/u1").json()
+            seen.append((time.monotonic(), page["version"], [i["post_id"] for i in page["items"]]))
+        assert all(items == expected[version] for _, version, items in seen)  # never mixed
+        assert {version for _, version, _ in seen} == {"1", "2"}
+        # every response later than the pointer cache's TTL after the switch names version 2
+        assert all(version == "2" for t, version, _ in seen if t > t_switch + 0.6)
+    finally:
+        _cleanup(redis_client, prefix)
+
+
+@pytest.mark.skipif(redis_server_binary() is None, reason="redis-server not installed")
+def test_feed_reads_answer_503_while_redis_is_down_and_recover(tmp_path, live):
+    port = free_port()
+    proc = start_redis(port, tmp_path)
+    url = f"redis://127.0.0.1:{port}/0"
+    redis.Redis(port=port).set(Keyspace("hot", "1").feed("u1"), _feed("u1", ["p1"]))
+    http = TestClient(create_app(config.load(env={"REDIS_URL": url, "PERSONA_REDIS__PREFIX": "hot"})))
+    restarted = None
+    try:
+        assert http.get("/feed/u1").json()["items"][0]["post_id"] == "p1"
+        proc.kill()
+        proc.wait()
+        down = http.get("/feed/u1")
+        assert down.status_code == 503 and "feed store unavailable" in down.json()["detail"]
+        restarted = start_redis(port, tmp_path)
+        redis.Redis(port=port).set(Keyspace("hot", "1").feed("u1"), _feed("u1", ["p9"]))
+        assert http.get("/feed/u1").json()["items"][0]["post_id"] == "p9"
+    finally:
+        for p in (proc, restarted):
+            if p is not None and p.poll() is None:
+                p.kill()
+
+
+def test_bench_reader_with_two_server_workers(live, redis_client):
+    settings = config.load(env={"REDIS_URL": live[1]})
+    load = bench_reader.ReaderLoad(rate=200, connections=2, seconds=1, closed=True,
+                                   server_workers=2)
+    report = bench_reader.run(settings, load, users=50, prefix=None, seed=3, log=lambda m: None)
+    for mode in ("open", "closed"):
+        http, raw = report[mode]["http"], report[mode]["redis"]
+        assert http["errors"] == 0 and raw["errors"] == 0
+        assert http["requests"] > 50 and raw["requests"] > 50
+        assert 0 < http["p50_ms"] <= http["p99_ms"] and report[mode]["p99_ratio"] > 0
+    assert 150 <= report["open"]["http"]["rps"] <= 210  # the open loop kept its rate
+    assert report["http_p99_ms"] == report["open"]["http"]["p99_ms"]
+    assert any(name.startswith("reader GET /feed") for name, _ in bench_reader.table(report))
+    assert not list(redis_client.scan_iter(f"{report['prefix']}:*", count=1000))  # seeded: removed
