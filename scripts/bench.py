@@ -22,14 +22,11 @@ user (MEMORY USAGE of a sample of users' keys). Reader: see `reader_bench`.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import math
 import multiprocessing
 import os
 import random
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -464,93 +461,12 @@ def redis_bytes_per_user(client: redis.Redis, keyspace: Keyspace, users: list[st
 
 
 # ------------------------------------------------------------------------------ reader
-async def _http_load(port: int, paths: list[bytes], concurrency: int, seconds: float) -> list[float]:
-    """Keep-alive HTTP/1.1 GETs from `concurrency` connections; latencies in ms (2xx only)."""
-    latencies: list[float] = []
-    deadline = time.monotonic() + seconds
-
-    async def connection(k: int):
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        i = k
-        while time.monotonic() < deadline:
-            path = paths[i % len(paths)]
-            i += concurrency
-            t = time.perf_counter()
-            writer.write(b"GET " + path + b" HTTP/1.1\r\nHost: bench\r\n\r\n")
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
-                              if line.lower().startswith(b"content-length")))
-            await reader.readexactly(length)
-            if head.startswith(b"HTTP/1.1 2"):
-                latencies.append((time.perf_counter() - t) * 1000)
-        writer.close()
-
-    await asyncio.gather(*(connection(k) for k in range(concurrency)))
-    return latencies
-
-
-async def _redis_load(url: str, options: dict, keys: list[str], concurrency: int,
-                      seconds: float) -> list[float]:
-    import redis.asyncio as aredis
-    client = aredis.Redis.from_url(url, max_connections=concurrency, **options)
-    latencies: list[float] = []
-    deadline = time.monotonic() + seconds
-
-    async def loop(k: int):
-        i = k
-        while time.monotonic() < deadline:
-            t = time.perf_counter()
-            await client.get(keys[i % len(keys)])
-            latencies.append((time.perf_counter() - t) * 1000)
-            i += concurrency
-
-    await asyncio.gather(*(loop(k) for k in range(concurrency)))
-    await client.aclose()
-    return latencies
-
-
-def reader_bench(bench: Bench, prefix: str, users: list[str], concurrency: int, seconds: float,
-                 log: Log) -> dict:
-    """p50/p99 of GET /feed/{user} (the FastAPI reader under uvicorn in a subprocess) and of the
-    raw Redis GET of the same feed keys, same concurrency, one after the other."""
-    settings = bench.settings
-    port = runner.free_ports(1)[0]
-    env = dict(os.environ, **bench.env(settings.kafka.events_topic, prefix))
-    env.setdefault("PYTHONPATH", os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    server = subprocess.Popen([sys.executable, "-m", "scripts.cli", "serve", "--port", str(port)],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
-                    break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the reader did not start (run `persona serve` to see why)") from None
-                time.sleep(0.2)
-        client = bench.redis()
-        version = (client.get(f"{prefix}:active") or b"1").decode()
-        keyspace = Keyspace(prefix, version)
-        paths = [f"/feed/{u}".encode() for u in users]
-        asyncio.run(_http_load(port, paths, concurrency, 1.0))  # warm-up
-        log(f"  reader: GET /feed/{{user}} × {concurrency} connections for {seconds:.0f}s")
-        http = asyncio.run(_http_load(port, paths, concurrency, seconds))
-        url, options = redis_connection(settings.redis)
-        log(f"  reader: raw Redis GET × {concurrency} for {seconds:.0f}s")
-        raw = asyncio.run(_redis_load(url, options, [keyspace.feed(u) for u in users],
-                                      concurrency, seconds))
-    finally:
-        os.killpg(server.pid, 15)
-        server.wait(10)
-    out = {"concurrency": concurrency, "users": len(users),
-           "http_requests": len(http), "http_rps": len(http) / seconds,
-           "http_p50_ms": percentile(http, 50), "http_p99_ms": percentile(http, 99),
-           "redis_gets": len(raw), "redis_p50_ms": percentile(raw, 50),
-           "redis_p99_ms": percentile(raw, 99)}
-    out["p99_ratio_http_to_redis"] = ratio(out["http_p99_ms"], out["redis_p99_ms"])
-    return out
+def reader_bench(bench: Bench, prefix: str, users: list[str], cfg: BenchConfig, log: Log) -> dict:
+    """Phase 4: scripts/bench_reader.py on the feeds the workers just wrote."""
+    from scripts import bench_reader
+    load = bench_reader.ReaderLoad(rate=cfg.reader_rate, connections=cfg.reader_concurrency,
+                                   seconds=cfg.reader_s)
+    return bench_reader.reader_bench(bench.settings, prefix, users, load, log)
 
 
 # ------------------------------------------------------------------------------ the command
@@ -568,7 +484,8 @@ class BenchConfig:
     rank_interval_s: float | None = None  # override stream.rank_interval_s for the run
     reader: bool = True
     reader_s: float = 5.0
-    reader_concurrency: int = 8
+    reader_concurrency: int = 4  # keep-alive connections
+    reader_rate: float | None = 500.0  # open-loop req/s (None: closed loop)
     keep: bool = False  # leave topics and keys for inspection
 
 
@@ -641,8 +558,7 @@ def _run(bench: Bench, cfg: BenchConfig, report: dict, log: Log) -> None:
     if cfg.reader:
         log("4/5 reader: HTTP vs raw Redis")
         with_feed = [u for u in sample if client.exists(keyspace.feed(u))] or sample
-        report["reader"] = reader_bench(bench, pipeline_prefix, with_feed,
-                                        cfg.reader_concurrency, cfg.reader_s, log)
+        report["reader"] = reader_bench(bench, pipeline_prefix, with_feed, cfg, log)
 
     if cfg.freshness_s > 0:
         rate = cfg.freshness_rate or 0.5 * _rate(main)
@@ -732,14 +648,9 @@ def table(report: dict) -> list[tuple[str, str]]:
                      f"{num(s['events_per_s_steady'])} events/s"))
         rows.append(("scale-out ratio 2 : 1 processes",
                      num(report.get("scale_ratio_2_to_1"), "{:.2f}")))
-    r = report.get("reader")
-    if r:
-        rows.append((f"reader GET /feed p50 / p99 (×{r['concurrency']})",
-                     f"{num(r['http_p50_ms'], '{:.2f}')} / {num(r['http_p99_ms'], '{:.2f}')} ms "
-                     f"({num(r['http_rps'])} req/s)"))
-        rows.append(("raw Redis GET p50 / p99", f"{num(r['redis_p50_ms'], '{:.2f}')} / "
-                     f"{num(r['redis_p99_ms'], '{:.2f}')} ms"))
-        rows.append(("reader p99 ratio HTTP : Redis", num(r["p99_ratio_http_to_redis"], "{:.1f}")))
+    if report.get("reader"):
+        from scripts import bench_reader
+        rows += bench_reader.table(report["reader"])
     fr = report.get("freshness")
     if fr:
         rows.append((f"freshness at {num(fr['rate'])} events/s, p50 / p99",

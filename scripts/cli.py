@@ -237,7 +237,10 @@ def bench(config: Optional[Path] = ConfigOpt,
           rank_interval_s: Optional[float] = typer.Option(
               None, help="override stream.rank_interval_s for this run"),
           reader: bool = typer.Option(True, help="reader phase: HTTP vs raw Redis"),
-          reader_s: float = typer.Option(5.0, min=0.5), concurrency: int = typer.Option(8, min=1),
+          reader_s: float = typer.Option(5.0, min=0.5),
+          concurrency: int = typer.Option(4, min=1, help="reader phase: keep-alive connections"),
+          reader_rate: float = typer.Option(500.0, min=0, help="reader phase: open-loop req/s "
+                                                               "(0: closed loop)"),
           keep: bool = typer.Option(False, help="keep the bench topics and keys"),
           json_out: Optional[Path] = typer.Option(None, "--json", help="write the report here")):
     """Throughput, freshness, memory and reader latency of the full topology on a seeded
@@ -253,7 +256,8 @@ def bench(config: Optional[Path] = ConfigOpt,
             events=events, users=users, seed=seed, processes=processes, partitions=partitions,
             scale=scale, freshness_s=freshness_s, freshness_rate=rate,
             rank_interval_s=rank_interval_s, reader=reader, reader_s=reader_s,
-            reader_concurrency=concurrency, keep=keep), log=console.print)
+            reader_concurrency=concurrency, reader_rate=reader_rate or None, keep=keep),
+            log=console.print)
     except services.ServiceError as exc:
         _fail(exc)
     out = Table(title=f"persona bench {report['run_id']} (indicative when the CPU is shared)")
