@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 import os
 from contextlib import asynccontextmanager
 from urllib.parse import urlencode
@@ -31,7 +32,18 @@ CONFIG_ENV = "PERSONA_CONFIG_FILE"  # `persona serve --workers N -c F`: each wor
 
 def app_from_env() -> FastAPI:
     """The app of one `persona serve --workers N` worker process (uvicorn imports it by name)."""
+    configure_logging()
     return create_app(config.load(os.environ.get(CONFIG_ENV) or None))
+
+
+def configure_logging() -> None:
+    """The access log (a line per request, reader.middleware) at INFO, the rest at WARNING. A
+    record skips what the format never prints: the caller's frame, thread and process names (the
+    Logging HOWTO's optimisations; the frame walk alone is ~15 us of a ~300 us feed read)."""
+    logging.basicConfig(format="%(levelname)s:     %(name)s %(message)s", level=logging.WARNING)
+    logging.getLogger("persona").setLevel(logging.INFO)
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    logging._srcfile = None
 
 
 def create_app(settings: Settings) -> FastAPI:

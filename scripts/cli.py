@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 from typing import Optional
@@ -195,11 +194,10 @@ def serve(host: str = "127.0.0.1", port: int = 8080, config: Optional[Path] = Co
 
     import uvicorn
 
-    from reader.http import CONFIG_ENV, create_app
+    from reader.http import CONFIG_ENV, configure_logging, create_app
     settings = _settings(config)  # fail fast on a bad config, before any worker starts
     # no uvicorn access log: it would print user ids from paths; the app logs route templates
-    logging.basicConfig(format="%(levelname)s:     %(name)s %(message)s", level=logging.WARNING)
-    logging.getLogger("persona").setLevel(logging.INFO)
+    configure_logging()
     # uvloop and httptools when installed (they are dependencies), else asyncio and h11
     options = dict(host=host, port=port, log_level="info", access_log=False, loop="auto",
                    http="auto")
