@@ -71,7 +71,7 @@ class _Guard:
             elapsed = time.perf_counter() - started
             method = scope["method"]
             self.metrics.observe(route, method, status, elapsed)
-            log.info("%s %s %d %.1fms", method, route, status, elapsed * 1000)
+            log.info("%s %s %d %.2fms", method, route, status, elapsed * 1000)
 
 
 class ReaderAPI(FastAPI):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import subprocess
 import sys
 import tempfile
@@ -88,37 +89,60 @@ def loadavg() -> float:
         return float(f.read().split()[0])
 
 
-def start_server(settings: Settings, prefix: str, workers: int, log: Log) -> tuple[subprocess.Popen, int]:
-    """`persona serve` on a free port, in its own process group; waits for /healthz."""
+@dataclass
+class Server:
+    """A `persona serve` subprocess (its own process group) and its log: the access log has the
+    app's own time per request, which tells the app's cost from the machine's queueing."""
+
+    process: subprocess.Popen
+    port: int
+    log_path: str
+
+    def log_offset(self) -> int:
+        return os.path.getsize(self.log_path)
+
+    def feed_times_ms(self, since: int) -> list[float]:
+        """The app's own time of each GET /feed logged after offset `since` (reader.middleware)."""
+        with open(self.log_path, "rb") as f:
+            f.seek(since)
+            return [float(m.group(1)) for m in FEED_LOG_LINE.finditer(f.read())]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, 15)
+        self.process.wait(15)
+        os.unlink(self.log_path)
+
+
+FEED_LOG_LINE = re.compile(rb"GET /feed/\{user_id\} 200 ([0-9.]+)ms")
+
+
+def start_server(settings: Settings, prefix: str, workers: int) -> Server:
+    """`persona serve` on a free port, logging to a file (a pipe nobody reads would fill and stall
+    it); waits for /healthz."""
     port = runner.free_ports(1)[0]
     env = dict(os.environ, REDIS_URL=settings.redis.url, PERSONA_REDIS__PREFIX=prefix)
     env.setdefault("PYTHONPATH", ROOT)
-    # its log (an access line per request) goes to a file: a pipe nobody reads would fill and
-    # stall the server
-    errors = tempfile.TemporaryFile()  # noqa: SIM115 - the server writes to it until it stops
-    server = subprocess.Popen([sys.executable, "-m", "scripts.cli", "serve", "--port", str(port),
-                               "--workers", str(workers)],
-                              env=env, stdout=subprocess.DEVNULL, stderr=errors,
-                              start_new_session=True)
-    deadline = time.monotonic() + 30
+    fd, log_path = tempfile.mkstemp(prefix="persona-serve-", suffix=".log")
+    with os.fdopen(fd, "wb") as log_file:
+        process = subprocess.Popen([sys.executable, "-m", "scripts.cli", "serve", "--port",
+                                    str(port), "--workers", str(workers)],
+                                   env=env, stdout=subprocess.DEVNULL, stderr=log_file,
+                                   start_new_session=True)
+    server = Server(process, port, log_path)
+    deadline = time.monotonic() + 60
     while True:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
-                return server, port
+                return server
         except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                stop_server(server)
-                errors.seek(0)
-                tail = errors.read().decode(errors="replace")[-2000:]
+            if process.poll() is not None or time.monotonic() > deadline:
+                with open(log_path, "rb") as f:
+                    tail = f.read().decode(errors="replace")[-2000:]
+                server.stop()
                 raise RuntimeError("the reader did not start (run `persona serve` to see why):\n"
                                    + tail) from None
             time.sleep(0.2)
-
-
-def stop_server(server: subprocess.Popen) -> None:
-    if server.poll() is None:
-        os.killpg(server.pid, 15)
-    server.wait(15)
 
 
 def reader_bench(settings: Settings, prefix: str, users: list[str], load: ReaderLoad,
@@ -134,8 +158,8 @@ def reader_bench(settings: Settings, prefix: str, users: list[str], load: Reader
     raw = loadgen.Target("redis", host, port, tuple(keyspace.feed(u).encode() for u in users))
     out: dict = {"users": len(users), "load": asdict(load), "cpus": os.cpu_count(),
                  "loadavg_1m_before": loadavg()}
-    server, http_port = start_server(settings, prefix, load.server_workers, log)
-    http = loadgen.Target(http.kind, http.host, http_port, http.requests, http.headers)
+    server = start_server(settings, prefix, load.server_workers)
+    http = loadgen.Target(http.kind, http.host, server.port, http.requests, http.headers)
     try:
         loadgen.run(http, loadgen.Load(1.0, load.connections, None))  # warm-up (imports, caches)
         modes = ([("open", load.rate)] if load.rate else []) + (
@@ -145,16 +169,19 @@ def reader_bench(settings: Settings, prefix: str, users: list[str], load: Reader
             what = f"{rate:,.0f} req/s open loop" if rate else "closed loop"
             log(f"  reader: GET /feed/{{user}}, {what}, {load.connections} connections, "
                 f"{load.seconds:.0f}s")
-            cpu0 = group_cpu_s(server.pid)
+            cpu0, offset = group_cpu_s(server.process.pid), server.log_offset()
             h = latency_summary(loadgen.run(http, shape))
             h["server_cpu_ms_per_request"] = _round(
-                (group_cpu_s(server.pid) - cpu0) * 1000 / max(1, h["requests"]))
+                (group_cpu_s(server.process.pid) - cpu0) * 1000 / max(1, h["requests"]))
+            time.sleep(0.2)  # the last access lines
+            app = server.feed_times_ms(offset)
+            h["app_p50_ms"], h["app_p99_ms"] = (_round(percentile(app, q)) for q in (50, 99))
             log("  reader: raw Redis GET, same load")
             r = latency_summary(loadgen.run(raw, shape))
             out[mode] = {"http": h, "redis": r, "p50_ratio": _ratio(h["p50_ms"], r["p50_ms"]),
                          "p99_ratio": _ratio(h["p99_ms"], r["p99_ms"])}
     finally:
-        stop_server(server)
+        server.stop()
     out["loadavg_1m_after"] = loadavg()
     # the headline (what `persona bench` has always reported): the first mode run
     head = out["open" if load.rate else "closed"]
@@ -208,9 +235,10 @@ def table(report: dict) -> list[tuple[str, str]]:
                          f"p99.9 {_ms(s['p99_9_ms'])} ms, {s['rps']:,.0f} req/s"
                          + (f", {s['errors']} errors" if s["errors"] else "")))
         rows.append(("  HTTP : Redis, p50 / p99", f"{m['p50_ratio']} / {m['p99_ratio']}"))
-        cpu = m["http"].get("server_cpu_ms_per_request")
-        if cpu is not None:
-            rows.append(("  server CPU per request", f"{cpu:.3f} ms"))
+        h = m["http"]
+        rows.append(("  the app's own time p50 / p99 (access log)",
+                     f"{_ms(h['app_p50_ms'])} / {_ms(h['app_p99_ms'])} ms"))
+        rows.append(("  server CPU per request", f"{h['server_cpu_ms_per_request']:.3f} ms"))
     rows.append(("server workers / load processes",
                  f"{lo['server_workers']} / {lo['load_processes']}"))
     rows.append(("load average (1 min) before / after",
@@ -289,4 +317,5 @@ def run(settings: Settings, load: ReaderLoad, users: int, prefix: str | None, se
                 client.unlink(*keys[i:i + 5000])
 
 
-__all__ = ["ReaderLoad", "latency_summary", "reader_bench", "run", "seed_feeds", "table"]
+__all__ = ["ReaderLoad", "Server", "latency_summary", "reader_bench", "run", "seed_feeds",
+           "start_server", "table"]
