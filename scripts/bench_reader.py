@@ -89,6 +89,16 @@ def loadavg() -> float:
         return float(f.read().split()[0])
 
 
+def cpu_pressure() -> float | None:
+    """Share of the last 10 s (%) in which some runnable task waited for a CPU (Linux PSI), or
+    None where the kernel does not report it: how much the machine's other work delayed ours."""
+    try:
+        with open("/proc/pressure/cpu") as f:
+            return float(f.readline().split()[1].split("=")[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 @dataclass
 class Server:
     """A `persona serve` subprocess (its own process group) and its log: the access log has the
@@ -157,7 +167,7 @@ def reader_bench(settings: Settings, prefix: str, users: list[str], load: Reader
     host, port = _redis_address(client)
     raw = loadgen.Target("redis", host, port, tuple(keyspace.feed(u).encode() for u in users))
     out: dict = {"users": len(users), "load": asdict(load), "cpus": os.cpu_count(),
-                 "loadavg_1m_before": loadavg()}
+                 "loadavg_1m_before": loadavg(), "cpu_pressure_before": cpu_pressure()}
     server = start_server(settings, prefix, load.server_workers)
     http = loadgen.Target(http.kind, http.host, server.port, http.requests, http.headers)
     try:
@@ -182,7 +192,7 @@ def reader_bench(settings: Settings, prefix: str, users: list[str], load: Reader
                          "p99_ratio": _ratio(h["p99_ms"], r["p99_ms"])}
     finally:
         server.stop()
-    out["loadavg_1m_after"] = loadavg()
+    out["loadavg_1m_after"], out["cpu_pressure_after"] = loadavg(), cpu_pressure()
     # the headline (what `persona bench` has always reported): the first mode run
     head = out["open" if load.rate else "closed"]
     out.update({"mode": "open" if load.rate else "closed", "concurrency": load.connections,
@@ -244,6 +254,9 @@ def table(report: dict) -> list[tuple[str, str]]:
     rows.append(("load average (1 min) before / after",
                  f"{report['loadavg_1m_before']:.2f} / {report['loadavg_1m_after']:.2f} "
                  f"on {report['cpus']} CPUs"))
+    if report.get("cpu_pressure_before") is not None:
+        rows.append(("CPU pressure (some tasks waiting, 10 s) before / after",
+                     f"{report['cpu_pressure_before']:.0f}% / {report['cpu_pressure_after']:.0f}%"))
     return rows
 
 
