@@ -57,6 +57,7 @@ def latency_summary(result: loadgen.Result) -> dict:
     seconds = max(result.seconds, 1e-9)
     return {"requests": len(lat), "errors": result.errors, "rps": round(len(lat) / seconds, 1),
             "late_starts": result.late_starts, "client_lag": result.client_lag,
+            "empty_replies": result.empty,
             **{f"p{q}_ms".replace(".", "_"): _round(percentile(lat, q))
                for q in (50, 90, 99, 99.9)},
             "max_ms": _round(max(lat) if lat else None)}
@@ -131,7 +132,11 @@ def start_server(settings: Settings, prefix: str, workers: int) -> Server:
     """`persona serve` on a free port, logging to a file (a pipe nobody reads would fill and stall
     it); waits for /healthz."""
     port = runner.free_ports(1)[0]
-    env = dict(os.environ, REDIS_URL=settings.redis.url, PERSONA_REDIS__PREFIX=prefix)
+    rs = settings.redis  # the server gets the bench's Redis and access settings, however given
+    env = dict(os.environ, REDIS_URL=rs.url, PERSONA_REDIS__PREFIX=prefix,
+               PERSONA_REDIS__USERNAME=rs.username, PERSONA_REDIS__PASSWORD=rs.password,
+               PERSONA_REDIS__TLS=str(rs.tls).lower(), PERSONA_REDIS__CA_FILE=rs.ca_file,
+               PERSONA_READER__TOKEN=settings.reader.token)
     env.setdefault("PYTHONPATH", ROOT)
     fd, log_path = tempfile.mkstemp(prefix="persona-serve-", suffix=".log")
     with os.fdopen(fd, "wb") as log_file:
@@ -164,8 +169,7 @@ def reader_bench(settings: Settings, prefix: str, users: list[str], load: Reader
     token = settings.reader.token
     http = loadgen.Target("http", "127.0.0.1", 0, tuple(f"/feed/{u}".encode() for u in users),
                           f"Authorization: Bearer {token}\r\n".encode() if token else b"")
-    host, port = _redis_address(client)
-    raw = loadgen.Target("redis", host, port, tuple(keyspace.feed(u).encode() for u in users))
+    raw = _raw_redis_target(client, tuple(keyspace.feed(u).encode() for u in users))
     out: dict = {"users": len(users), "load": asdict(load), "cpus": os.cpu_count(),
                  "loadavg_1m_before": loadavg(), "cpu_pressure_before": cpu_pressure()}
     server = start_server(settings, prefix, load.server_workers)
@@ -220,12 +224,20 @@ def _redis(settings: Settings):
     return client
 
 
-def _redis_address(client) -> tuple[str, int]:
+def _raw_redis_target(client, keys: tuple[bytes, ...]) -> loadgen.Target:
+    """Raw GETs of `keys` on the server, database and credentials of `client` (plain TCP)."""
     kwargs = client.connection_pool.connection_kwargs
-    if "path" in kwargs or kwargs.get("password") or "ssl_context" in str(client.connection_pool):
-        raise RuntimeError("the raw Redis phase speaks plain RESP over TCP: run it against a "
-                           "Redis without TLS, password or unix socket")
-    return kwargs.get("host", "127.0.0.1"), int(kwargs.get("port", 6379))
+    if "path" in kwargs or client.connection_pool.connection_class.__name__ == "SSLConnection":
+        raise RuntimeError("the raw Redis phase speaks RESP over plain TCP: run the reader bench "
+                           "against a Redis without TLS or a unix socket")
+    setup = []
+    if kwargs.get("password"):
+        setup.append((b"AUTH", *((kwargs["username"].encode(),) if kwargs.get("username") else ()),
+                      kwargs["password"].encode()))
+    if kwargs.get("db"):
+        setup.append((b"SELECT", str(kwargs["db"]).encode()))
+    return loadgen.Target("redis", kwargs.get("host", "127.0.0.1"), int(kwargs.get("port", 6379)),
+                          keys, setup=tuple(setup))
 
 
 def table(report: dict) -> list[tuple[str, str]]:

@@ -39,6 +39,7 @@ class Target:
     port: int
     requests: tuple[bytes, ...]
     headers: bytes = b""  # extra HTTP header lines, each ending in \r\n (e.g. Authorization)
+    setup: tuple[tuple[bytes, ...], ...] = ()  # Redis commands sent once per connection (AUTH, SELECT)
 
 
 @dataclass(frozen=True)
@@ -57,11 +58,17 @@ class Result:
     late_starts: int  # open loop: requests charged from their due time (their lane was busy)
     client_lag: int  # open loop: sent late with an idle lane (the generator itself ran late)
     seconds: float
+    empty: int = 0  # replies without a body (Redis nil: the key was not there)
 
 
 def resp_get(key: bytes) -> bytes:
     """The RESP encoding of GET key."""
-    return b"*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n" % (len(key), key)
+    return resp(b"GET", key)
+
+
+def resp(*args: bytes) -> bytes:
+    """The RESP encoding of a command."""
+    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
 
 
 def _wire(target: Target) -> list[bytes]:
@@ -71,7 +78,8 @@ def _wire(target: Target) -> list[bytes]:
             for p in target.requests]
 
 
-async def _read_http(reader: asyncio.StreamReader) -> bool:
+async def _read_http(reader: asyncio.StreamReader) -> int:
+    """One reply: its body length, or -1 for a status other than 2xx."""
     head = await reader.readuntil(b"\r\n\r\n")
     length = 0
     for line in head.split(b"\r\n"):
@@ -79,17 +87,18 @@ async def _read_http(reader: asyncio.StreamReader) -> bool:
             length = int(line[15:])
     if length:
         await reader.readexactly(length)
-    return head[9:10] == b"2"  # "HTTP/1.1 2xx"
+    return length if head[9:10] == b"2" else -1  # "HTTP/1.1 2xx"
 
 
-async def _read_redis(reader: asyncio.StreamReader) -> bool:
+async def _read_redis(reader: asyncio.StreamReader) -> int:
+    """One reply: the bulk string's length (0 for nil or a status), or -1 for an error."""
     line = await reader.readuntil(b"\r\n")
     if line[:1] == b"$":
         n = int(line[1:-2])
         if n >= 0:
             await reader.readexactly(n + 2)
-        return True
-    return line[:1] != b"-"
+        return max(n, 0)
+    return -1 if line[:1] == b"-" else 0
 
 
 async def _drive(target: Target, load: Load, rate: float | None, offset: int) -> Result:
@@ -97,13 +106,17 @@ async def _drive(target: Target, load: Load, rate: float | None, offset: int) ->
     read = _read_http if target.kind == "http" else _read_redis
     lanes = load.connections
     latencies: list[float] = []
-    counts = {"errors": 0, "sent": 0, "late": 0, "client_lag": 0}
+    counts = {"errors": 0, "sent": 0, "late": 0, "client_lag": 0, "empty": 0}
     clock = time.perf_counter
     t0 = clock() + 0.05
     deadline = t0 + load.seconds
 
     async def lane(k: int) -> None:
         reader, writer = await asyncio.open_connection(target.host, target.port)
+        for command in target.setup:
+            writer.write(resp(*command))
+            if await _read_redis(reader) < 0:
+                raise RuntimeError(f"Redis refused {command[0].decode()} (check the credentials)")
         i = k
         done_at = 0.0  # when this lane's previous reply was in
         try:
@@ -128,9 +141,10 @@ async def _drive(target: Target, load: Load, rate: float | None, offset: int) ->
                         counts["client_lag"] += 1
                 writer.write(wire[(i + offset) % len(wire)])
                 counts["sent"] += 1
-                ok = await read(reader)
+                size = await read(reader)
                 done_at = clock()
-                if ok:
+                counts["empty"] += size == 0
+                if size >= 0:
                     latencies.append((clock() - start) * 1000)
                 else:
                     counts["errors"] += 1
@@ -140,7 +154,7 @@ async def _drive(target: Target, load: Load, rate: float | None, offset: int) ->
 
     await asyncio.gather(*(lane(k) for k in range(lanes)))
     return Result(latencies, counts["errors"], counts["sent"], counts["late"],
-                  counts["client_lag"], clock() - t0)
+                  counts["client_lag"], clock() - t0, counts["empty"])
 
 
 def _process(target: Target, load: Load, index: int, out) -> None:
@@ -189,6 +203,7 @@ def run(target: Target, load: Load) -> Result:
             merged.sent += value.sent
             merged.late_starts += value.late_starts
             merged.client_lag += value.client_lag
+            merged.empty += value.empty
             merged.seconds = max(merged.seconds, value.seconds)
     finally:
         for p in procs:
@@ -198,4 +213,4 @@ def run(target: Target, load: Load) -> Result:
     return merged
 
 
-__all__ = ["Load", "Result", "Target", "resp_get", "run"]
+__all__ = ["Load", "Result", "Target", "resp", "resp_get", "run"]

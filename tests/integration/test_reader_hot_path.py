@@ -4,6 +4,7 @@ is down; and `persona bench-reader` end to end with `persona serve --workers 2`.
 
 from __future__ import annotations
 
+import subprocess
 import time
 
 import pytest
@@ -111,9 +112,36 @@ def test_bench_reader_with_two_server_workers(live, redis_client):
     for mode in ("open", "closed"):
         http, raw = report[mode]["http"], report[mode]["redis"]
         assert http["errors"] == 0 and raw["errors"] == 0
+        assert raw["empty_replies"] == 0  # every GET found its feed: same keys, same bytes
         assert http["requests"] > 50 and raw["requests"] > 50
         assert 0 < http["p50_ms"] <= http["p99_ms"] and report[mode]["p99_ratio"] > 0
     assert 150 <= report["open"]["http"]["rps"] <= 210  # the open loop kept its rate
     assert report["http_p99_ms"] == report["open"]["http"]["p99_ms"]
     assert any(name.startswith("reader GET /feed") for name, _ in bench_reader.table(report))
     assert not list(redis_client.scan_iter(f"{report['prefix']}:*", count=1000))  # seeded: removed
+
+
+@pytest.mark.skipif(redis_server_binary() is None, reason="redis-server not installed")
+def test_bench_reader_on_a_redis_with_a_password_and_another_database(tmp_path, live):
+    port = free_port()
+    proc = subprocess.Popen([redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
+                             "--save", "", "--appendonly", "no", "--dir", str(tmp_path),
+                             "--requirepass", "pw-for-tests"], stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                redis.Redis(port=port, password="pw-for-tests").ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        settings = config.load(env={"REDIS_URL": f"redis://127.0.0.1:{port}/3",
+                                    "PERSONA_REDIS__PASSWORD": "pw-for-tests"})
+        report = bench_reader.run(settings, bench_reader.ReaderLoad(rate=100, connections=1,
+                                                                    seconds=1),
+                                  users=10, prefix=None, seed=1, log=lambda m: None)
+        http, raw = report["open"]["http"], report["open"]["redis"]
+        assert http["errors"] == raw["errors"] == 0 and raw["requests"] > 50
+        assert raw["empty_replies"] == 0  # authenticated, and in database 3 where the feeds are
+    finally:
+        proc.kill()
+        proc.wait()
