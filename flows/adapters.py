@@ -34,6 +34,7 @@ from operators.notifications.state import RecipientState
 from operators.notifications.trending import Audience, TrendingRule
 from operators.redis_store import RedisFeatureStore
 from operators.reorder import AwaitingPost
+from operators.routing import reranks_now
 from operators.suggestions.compute import encode as encode_suggestions
 from operators.suggestions.compute import suggest
 from operators.suggestions.search import base_relevance, published_user, rerank
@@ -67,8 +68,12 @@ class _Logic(StatefulBatchLogic):
             return None
         # Timers are not part of Bytewax's snapshot: remember that one was pending, or a key
         # dirty at the snapshot would never be ranked / published / released after a restart.
-        pending = self.notify_at() is not None
-        return pickle.dumps(_PendingTimer(self.state) if pending else self.state, protocol=5)
+        return pickle.dumps(_PendingTimer(self.state) if self._timer_pending() else self.state,
+                            protocol=5)
+
+    def _timer_pending(self) -> bool:
+        """Work is waiting on a timer (re-armed by `resume_timer` after a restore)."""
+        return self.notify_at() is not None
 
     def resume_timer(self) -> None:
         """Re-arm the timer of a key restored with one pending (logics with timers)."""
@@ -186,35 +191,66 @@ class FollowersLogic(_Logic):
 
 class _Debounced(_Logic):
     """A keyed step that runs `_run` on a wall-clock timer, at most once per `_interval_s()`, and
-    only while dirty (`_schedule` after a batch that changed the key; `due = None` cancels)."""
+    only while dirty (`_schedule` after a batch that changed the key; `due = None` cancels).
+
+    A key idle for `_idle_s()` (no input, nothing due) is evicted: its state is parked in Redis
+    (`_park`, a ("park", kind, user, bytes) write with a TTL) and dropped from the worker, and the
+    key's next input restores it (`_restore`). The idle deadline is the key's only timer between
+    runs, so the keys Bytewax scans for due timers are the resident ones, which eviction bounds.
+    """
+
+    park_kind = ""  # the parked-state key kind ("user", "social"); "" = never evicted
 
     def __init__(self, state):
         super().__init__(state)
         self.due: datetime | None = None
         self.last_run: datetime | None = None
+        self.idle_at: datetime | None = None  # evicted at this wall clock unless input comes
 
     def _interval_s(self) -> float:
         raise NotImplementedError
 
+    def _idle_s(self) -> float:
+        return 0.0
+
     def _run(self) -> list:
         raise NotImplementedError
 
-    def _schedule(self) -> None:
-        if self.due is None:
-            now = datetime.now(timezone.utc)
-            earliest = self.last_run + timedelta(seconds=self._interval_s()) if self.last_run else now
-            self.due = max(now, earliest)
+    def _schedule(self, delay_s: float = 0.0) -> None:
+        """Run at the next interval boundary, or `delay_s` from now if later; an earlier pending
+        run stays."""
+        now = datetime.now(timezone.utc)
+        earliest = self.last_run + timedelta(seconds=self._interval_s()) if self.last_run else now
+        due = max(now + timedelta(seconds=delay_s), earliest) if delay_s > 0 else max(now, earliest)
+        if self.due is None or due < self.due:
+            self.due = due
+
+    def _touched(self) -> None:
+        """Input arrived (or a state was restored): push the idle deadline back."""
+        idle = self._idle_s()
+        self.idle_at = (datetime.now(timezone.utc) + timedelta(seconds=idle)
+                        if idle > 0 and self.park_kind and self.state is not None else None)
 
     def notify_at(self):
-        return self.due
+        return self.due if self.due is not None else self.idle_at  # a dirty key is never evicted
+
+    def _timer_pending(self) -> bool:
+        return self.due is not None  # the idle deadline is re-armed by `_touched` on restore
 
     def resume_timer(self):
         self.due = datetime.now(timezone.utc)
 
     def on_notify(self):
+        now = datetime.now(timezone.utc)
         # Bytewax may still fire a timer that was due when this activation began, after an
         # on_batch that cancelled it (user_deleted): a tombstone must not be written again
-        return self._fire(), RETAIN
+        out = self._fire() if self.due is not None and self.due <= now else []
+        if self.due is None and self.idle_at is not None and self.idle_at <= now:
+            out.append(("park", self.park_kind, self._user_id(),
+                        pickle.dumps(self.state, protocol=5)))
+            metrics.EVICTED.labels(self.park_kind).inc()
+            return out, StatefulBatchLogic.DISCARD
+        return out, RETAIN
 
     def on_eof(self):
         return self._fire(), RETAIN
@@ -225,35 +261,60 @@ class _Debounced(_Logic):
         self.due, self.last_run = None, datetime.now(timezone.utc)
         return self._run()
 
+    def _user_id(self) -> str:
+        return self.state.user_id
+
+    def _restore(self, user_id: str, store):
+        """The parked state of a returning user, or None (new, never parked, or expired)."""
+        if not self.park_kind:
+            return None
+        raw = store.parked(self.park_kind, user_id)
+        if raw is None:
+            return None
+        metrics.RESTORED.labels(self.park_kind).inc()
+        return pickle.loads(raw)
+
 
 class UserLogic(_Debounced):
     """key = user id. Values ("event", Event, ItemView | None) | ("deliver", user_id, post_id, ts).
 
-    Marks the user dirty and ranks at most once per `rank_interval_s` (wall clock) on a timer; emits
-    ("co", a, (b, weight)), ("ex", Example), ("feed", user_id, bytes), ("forget_user", user_id).
+    Marks the user dirty and ranks at most once per `rank_interval_s` (wall clock) on a timer;
+    events that only record what the user saw (`operators.routing.reranks_now`) wait up to
+    `seen_rerank_s`. Emits ("co", a, (b, weight)), ("ex", Example), ("feed", user_id, bytes),
+    ("forget_user", user_id), ("park", "user", user_id, bytes) when idle (see `_Debounced`).
     A deleted user leaves an empty tombstone state that ignores everything after (deliveries from
     the followers step would otherwise create a new state and a new feed).
     """
+
+    park_kind = "user"
 
     def __init__(self, state: UserState | None, ctx: Context, store_of=None):
         super().__init__(state)
         self.ctx = ctx
         self.store_of = store_of or (lambda: resources.feature_store(ctx.settings))
+        self._touched()
+
+    def _idle_s(self) -> float:
+        return self.ctx.settings.stream.user_idle_evict_s
 
     def on_batch(self, values):
         out: list = []
         ctx = self.ctx
+        store = self.store_of()
         if self.state is None:
             first = values[0]
-            self.state = UserState(first[1] if first[0] == "deliver" else first[1].user_id, ctx)
+            user_id = first[1] if first[0] == "deliver" else first[1].user_id
+            self.state = self._restore(user_id, store) or UserState(user_id, ctx)
+        self._touched()
         state = self.state
         if state.deleted:  # a tombstone: later deliveries and events must not revive the user
             return [], RETAIN
-        store = self.store_of()
+        now = False
         for value in values:
             if value[0] == "deliver":
                 state.deliver(value[2], value[3], ctx.settings.features.pool_size)
                 state.last_ts = max(state.last_ts, value[3])
+                now = True
                 continue
             event, view = value[1], value[2]
             if event.type == "user_deleted":  # keep a small tombstone, not the user's data
@@ -263,7 +324,8 @@ class UserLogic(_Debounced):
             result = state.learn_one(event, view, ctx, store)
             out.extend(("co", a, (b, w)) for a, b, w in result.co_pairs)
             out.extend(("ex", ex) for ex in result.examples)
-        self._schedule()
+            now = now or reranks_now(event)
+        self._schedule(0.0 if now else ctx.settings.stream.seen_rerank_s)
         return out, RETAIN
 
     def _interval_s(self) -> float:
@@ -286,17 +348,26 @@ class SuggestionsLogic(_Debounced):
     """key = user id. Values from operators.suggestions.routing.social_messages. Emits side records
     (group members, author likers) at once; on a timer (at most once per `suggest_interval_s`, dirty
     users only) what changed (("graph", …), ("popular_user", …)) and ("suggestions", user, bytes).
-    A deleted user leaves a tombstone state (("forget_social", …) emitted once)."""
+    A deleted user leaves a tombstone state (("forget_social", …) emitted once). Idle users are
+    parked like the users step's (`stream.user_idle_evict_s`)."""
+
+    park_kind = "social"
 
     def __init__(self, state: SocialState | None, ctx: Context, store_of=None):
         super().__init__(state)
         self.ctx = ctx
         self.store_of = store_of or (lambda: resources.feature_store(ctx.settings))
+        self._touched()
+
+    def _idle_s(self) -> float:
+        return self.ctx.settings.stream.user_idle_evict_s
 
     def on_batch(self, values):
         if self.state is None:
             first = values[0]
-            self.state = SocialState(first[1].user_id if first[0] == "event" else first[-1])
+            user_id = first[1].user_id if first[0] == "event" else first[-1]
+            self.state = self._restore(user_id, self.store_of()) or SocialState(user_id)
+        self._touched()
         out: list = []
         for value in values:
             if value[0] == "event" and value[1].type == "user_deleted":  # keep a tombstone: others'

@@ -29,6 +29,7 @@ log = logging.getLogger("persona.redis")
 #   social discovery (operators.suggestions.writes): ("graph"|"suggestions"|"user_features", user,
 #   bytes) | ("group_member", group, user, joined) | ("liker", author, user, ts)
 #   | ("forget_social", user, groups, engaged authors)
+#   ("park", "user"|"social", user_id, pickled state): an idle user's worker state (with a TTL)
 Write = tuple
 
 
@@ -115,6 +116,10 @@ class RedisFeatureStore:
         return self._cached_one(("fresh", n), lambda: [
             m.decode() for m in self.client.zrange(self.keyspace.fresh, 0, n - 1, desc=True)])
 
+    def parked(self, kind: str, user_id: str) -> bytes | None:
+        """The parked worker state of an evicted user (not cached: read once, at its return)."""
+        return retrying(lambda: self.client.get(self.keyspace.parked(kind, user_id)))
+
     def global_model(self) -> dict | None:
         def load():
             raw = self.client.get(self.keyspace.global_model)
@@ -126,7 +131,8 @@ class RedisWriter:
     """Applies write records to Redis in one pipeline per batch, with retries."""
 
     def __init__(self, client: redis.Redis, keyspace: Keyspace, index_size: int = 2000,
-                 retries: int = 8, trace_every: int = 0):
+                 retries: int = 8, trace_every: int = 0, parked_ttl_s: int = 30 * 86400):
+        self.parked_ttl_s = parked_ttl_s
         self.client = client
         self.keyspace = keyspace
         self.index_size = index_size
@@ -168,6 +174,9 @@ class RedisWriter:
                 ops.append(("delete", ks.feed(w[1])))
                 ops.append(("delete", ks.profile(w[1])))
                 ops.append(("delete", ks.user_features(w[1])))  # search re-ranking features
+                ops.append(("delete", ks.parked("user", w[1])))
+            elif kind == "park":  # ("park", step kind, user, pickled state)
+                ops.append(("set", ks.parked(w[1], w[2]), w[3], self.parked_ttl_s))
             elif kind == "notifs":
                 ops.append(("set", ks.notifications(w[1]), w[2]))
             elif kind == "notif_model":
