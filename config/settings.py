@@ -92,6 +92,7 @@ class StreamSettings:
     rank_interval_s: float
     reorder_wait_s: float
     suggest_interval_s: float
+    backlog_rank_interval_s: float
     seen_rerank_s: float
     user_idle_evict_s: float
     parked_ttl_s: int
@@ -107,6 +108,7 @@ class StreamSettings:
         "rank_interval_s": bounded(0.01, 3600),
         "reorder_wait_s": bounded(0.0, 3600),
         "suggest_interval_s": bounded(0.01, 86400),
+        "backlog_rank_interval_s": bounded(0.0, 3600),
         "seen_rerank_s": bounded(0.01, 86400),
         "user_idle_evict_s": bounded(0.0, 365 * 86400),
         "parked_ttl_s": bounded(60, 10 * 365 * 86400),

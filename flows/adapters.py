@@ -278,7 +278,8 @@ class _Debounced(_Logic):
 class UserLogic(_Debounced):
     """key = user id. Values ("event", Event, ItemView | None) | ("deliver", user_id, post_id, ts).
 
-    Marks the user dirty and ranks at most once per `rank_interval_s` (wall clock) on a timer;
+    Marks the user dirty and ranks at most once per `rank_interval_s` (wall clock; longer while
+    the worker catches up a backlog: `backlog_rank_interval_s`) on a timer;
     events that only record what the user saw (`operators.routing.reranks_now`) wait up to
     `seen_rerank_s`. Emits ("co", a, (b, weight)), ("ex", Example), ("feed", user_id, bytes),
     ("forget_user", user_id), ("park", "user", user_id, bytes) when idle (see `_Debounced`).
@@ -329,7 +330,11 @@ class UserLogic(_Debounced):
         return out, RETAIN
 
     def _interval_s(self) -> float:
-        return self.ctx.settings.stream.rank_interval_s
+        # Catching up a backlog (input L seconds old), a feed re-ranked every second is L seconds
+        # stale anyway: re-rank each user at most once per L (capped), not once per event, and
+        # spend the time catching up. Caught up, L ~ 0 and rank_interval_s applies.
+        s = self.ctx.settings.stream
+        return max(s.rank_interval_s, min(metrics.InputAge.seconds(), s.backlog_rank_interval_s))
 
     def _run(self) -> list:  # rank
         state = self.state

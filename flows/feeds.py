@@ -85,7 +85,8 @@ def build_flow(settings: Settings, *, source: Source | None = None,
         messages = kafka.oks  # KafkaSourceMessage
     else:
         messages = op.input("input", flow, source)
-    decoded = op.map("decode", messages, lambda m: decode_message(m, limits, skew))
+    decoded = op.map("decode", messages,  # notes the input's age (adaptive rank interval)
+                     lambda m: metrics.InputAge.note(m) or decode_message(m, limits, skew))
     valid = op.branch("is_valid", decoded, lambda x: isinstance(x, Event))
 
     # Event, once per event_id (bounded memory); repeats are dead letters too

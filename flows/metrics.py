@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections import Counter as Tally
 from collections import deque
 
@@ -40,6 +41,26 @@ MODEL_EXAMPLES = Counter("persona_global_model_examples",
                          "Training examples learned by the global model, by label", ["label"])
 MODEL_POSITIVE_RATE = Gauge("persona_global_model_positive_rate",
                             "Weighted share of positive examples over the same window")
+
+
+class InputAge:
+    """How far behind its input this process is: wall clock − Kafka timestamp of the message it
+    decoded last (0 without Kafka timestamps: tests, replays from files). Process-wide: every
+    worker of the process notes and reads it; plain attribute writes, no lock (a torn read only
+    misjudges one schedule)."""
+
+    kafka_ms = 0  # Kafka timestamp of the newest-noted message
+    noted_at = 0.0  # wall clock (s) when it was decoded
+
+    @classmethod
+    def note(cls, message) -> None:
+        ts = getattr(message, "timestamp", None)
+        if ts is not None and ts[1] > 0:
+            cls.kafka_ms, cls.noted_at = ts[1], time.time()
+
+    @classmethod
+    def seconds(cls) -> float:
+        return max(0.0, cls.noted_at - cls.kafka_ms / 1000.0) if cls.kafka_ms else 0.0
 
 
 def count_event(_step_id: str, event: Event) -> None:
