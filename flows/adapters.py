@@ -189,29 +189,68 @@ class FollowersLogic(_Logic):
         return out, RETAIN
 
 
-class _Debounced(_Logic):
+class _Evictable(_Logic):
+    """A per-user step whose idle keys are evicted: after `_idle_s()` without input (and nothing
+    pending) the state is parked in Redis (a ("park", kind, user, bytes) write, with the TTL
+    `stream.parked_ttl_s`) and dropped from the worker; the key's next input restores it
+    (`_restore`). The idle deadline is the key's only timer, so the keys Bytewax scans for due
+    timers are the resident ones, which eviction bounds. Subclasses call `_touched()` on input."""
+
+    park_kind = ""  # the parked-state key kind ("user", "social", "notif"); "" = never evicted
+
+    def __init__(self, state):
+        super().__init__(state)
+        self.idle_at: datetime | None = None  # evicted at this wall clock unless input comes
+
+    def _idle_s(self) -> float:
+        return 0.0
+
+    def _touched(self) -> None:
+        """Input arrived (or a state was restored): push the idle deadline back."""
+        idle = self._idle_s()
+        self.idle_at = (datetime.now(timezone.utc) + timedelta(seconds=idle)
+                        if idle > 0 and self.park_kind and self.state is not None else None)
+
+    def notify_at(self):
+        return self.idle_at
+
+    def _timer_pending(self) -> bool:
+        return False  # the idle deadline is re-armed by `_touched` when a state is restored
+
+    def on_notify(self):
+        return self._evict_if_idle([])
+
+    def _evict_if_idle(self, out: list):
+        if self.idle_at is not None and self.idle_at <= datetime.now(timezone.utc):
+            out.append(("park", self.park_kind, self.state.user_id,
+                        pickle.dumps(self.state, protocol=5)))
+            metrics.EVICTED.labels(self.park_kind).inc()
+            return out, StatefulBatchLogic.DISCARD
+        return out, RETAIN
+
+    def _restore(self, user_id: str, store):
+        """The parked state of a returning user, or None (new, never parked, or expired)."""
+        if not self.park_kind or self._idle_s() <= 0:
+            return None
+        raw = store.parked(self.park_kind, user_id)
+        if raw is None:
+            return None
+        metrics.RESTORED.labels(self.park_kind).inc()
+        return pickle.loads(raw)
+
+
+class _Debounced(_Evictable):
     """A keyed step that runs `_run` on a wall-clock timer, at most once per `_interval_s()`, and
     only while dirty (`_schedule` after a batch that changed the key; `due = None` cancels).
-
-    A key idle for `_idle_s()` (no input, nothing due) is evicted: its state is parked in Redis
-    (`_park`, a ("park", kind, user, bytes) write with a TTL) and dropped from the worker, and the
-    key's next input restores it (`_restore`). The idle deadline is the key's only timer between
-    runs, so the keys Bytewax scans for due timers are the resident ones, which eviction bounds.
-    """
-
-    park_kind = ""  # the parked-state key kind ("user", "social"); "" = never evicted
+    Idle keys are evicted (`_Evictable`) once nothing is due."""
 
     def __init__(self, state):
         super().__init__(state)
         self.due: datetime | None = None
         self.last_run: datetime | None = None
-        self.idle_at: datetime | None = None  # evicted at this wall clock unless input comes
 
     def _interval_s(self) -> float:
         raise NotImplementedError
-
-    def _idle_s(self) -> float:
-        return 0.0
 
     def _run(self) -> list:
         raise NotImplementedError
@@ -221,36 +260,25 @@ class _Debounced(_Logic):
         run stays."""
         now = datetime.now(timezone.utc)
         earliest = self.last_run + timedelta(seconds=self._interval_s()) if self.last_run else now
-        due = max(now + timedelta(seconds=delay_s), earliest) if delay_s > 0 else max(now, earliest)
+        due = max(now + timedelta(seconds=delay_s), earliest)
         if self.due is None or due < self.due:
             self.due = due
-
-    def _touched(self) -> None:
-        """Input arrived (or a state was restored): push the idle deadline back."""
-        idle = self._idle_s()
-        self.idle_at = (datetime.now(timezone.utc) + timedelta(seconds=idle)
-                        if idle > 0 and self.park_kind and self.state is not None else None)
 
     def notify_at(self):
         return self.due if self.due is not None else self.idle_at  # a dirty key is never evicted
 
     def _timer_pending(self) -> bool:
-        return self.due is not None  # the idle deadline is re-armed by `_touched` on restore
+        return self.due is not None
 
     def resume_timer(self):
         self.due = datetime.now(timezone.utc)
 
     def on_notify(self):
-        now = datetime.now(timezone.utc)
         # Bytewax may still fire a timer that was due when this activation began, after an
         # on_batch that cancelled it (user_deleted): a tombstone must not be written again
-        out = self._fire() if self.due is not None and self.due <= now else []
-        if self.due is None and self.idle_at is not None and self.idle_at <= now:
-            out.append(("park", self.park_kind, self._user_id(),
-                        pickle.dumps(self.state, protocol=5)))
-            metrics.EVICTED.labels(self.park_kind).inc()
-            return out, StatefulBatchLogic.DISCARD
-        return out, RETAIN
+        due = self.due is not None and self.due <= datetime.now(timezone.utc)
+        out = self._fire() if due else []
+        return self._evict_if_idle(out) if self.due is None else (out, RETAIN)
 
     def on_eof(self):
         return self._fire(), RETAIN
@@ -260,19 +288,6 @@ class _Debounced(_Logic):
             return []
         self.due, self.last_run = None, datetime.now(timezone.utc)
         return self._run()
-
-    def _user_id(self) -> str:
-        return self.state.user_id
-
-    def _restore(self, user_id: str, store):
-        """The parked state of a returning user, or None (new, never parked, or expired)."""
-        if not self.park_kind:
-            return None
-        raw = store.parked(self.park_kind, user_id)
-        if raw is None:
-            return None
-        metrics.RESTORED.labels(self.park_kind).inc()
-        return pickle.loads(raw)
 
 
 class UserLogic(_Debounced):
@@ -497,7 +512,7 @@ class ArmCountsLogic(_Logic):
         return [("arm_counts", experiment, arm, totals)], RETAIN
 
 
-class NotificationLogic(_Logic):
+class NotificationLogic(_Evictable):
     """key = recipient. Values ("self", Event, author) | ("cand", Candidate) (operators.notifications).
 
     Emits ("decision", record) per decision, ("notif_ex", (x, y)) per feedback label for the global
@@ -506,16 +521,26 @@ class NotificationLogic(_Logic):
     are suppressed with reason recipient_deleted).
     """
 
-    def __init__(self, state: RecipientState | None, policy: Policy, weights, policy_of=None):
+    park_kind = "notif"
+
+    def __init__(self, state: RecipientState | None, policy: Policy, weights, policy_of=None,
+                 idle_s: float = 0.0, store_of=None):
         super().__init__(state)
         self.policy, self.weights = policy, weights
         self.policy_of = policy_of or (lambda _user: policy)  # the recipient's experiment arm's
+        self.idle_s, self.store_of = idle_s, store_of
+        self._touched()
+
+    def _idle_s(self) -> float:
+        return self.idle_s if self.store_of is not None else 0.0
 
     def on_batch(self, values):
         if self.state is None:
             v = values[0]
             user = v[1].user_id if v[0] == "self" else v[1].recipient
-            self.state = RecipientState(user, self.policy_of(user))
+            self.state = (self._restore(user, self.store_of()) if self.store_of else None) \
+                or RecipientState(user, self.policy_of(user))
+        self._touched()
         state, exported = self.state, self.weights.get()
         # A resumed state follows the current [notifications] config (of the recipient's arm).
         state.policy = self.policy_of(state.user_id)

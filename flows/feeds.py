@@ -20,7 +20,7 @@ from confluent_kafka import OFFSET_BEGINNING
 import config
 from config import Settings
 from config.security import kafka_config
-from flows import metrics
+from flows import metrics, resources
 from flows.adapters import (
     ArmCountsLogic,
     AudienceLogic,
@@ -168,7 +168,9 @@ def build_flow(settings: Settings, *, source: Source | None = None,
     weights = LocalNotifWeights() if store_of is not None else RedisNotifWeights(settings)
     notif_out = op.key_rm("notif_out", op.stateful_batch(
         "notifications", notif_in, NotificationLogic.builder(
-            policy, weights, lambda user: policies.for_user(user)[0])))
+            policy, weights, lambda user: policies.for_user(user)[0],
+            settings.stream.user_idle_evict_s,  # idle recipients are parked (see UserLogic)
+            store_of or (lambda: resources.feature_store(settings)))))
     notif_model = op.stateful_batch("notif_model", op.filter_map(
         "notif_examples", notif_out, lambda m: ("global", m[1]) if m[0] == "notif_ex" else None),
         NotifModelLogic.builder(policy, weights))

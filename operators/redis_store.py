@@ -61,6 +61,7 @@ class RedisFeatureStore:
         self.keyspace = keyspace
         self.ttl_s = ttl_s
         self._cache: dict[tuple, tuple[float, object]] = {}
+        self._swept = time.monotonic()
 
     def _cached_many(self, kind: str, ids: list[str], key_of, decode, read=None) -> dict:
         """Values of `ids` from the cache, the misses read in one pipeline (`read(pipe, key)`,
@@ -86,9 +87,15 @@ class RedisFeatureStore:
                 cache[(kind, i)] = (now, value)
                 if value is not None:
                     out[i] = value
-        if len(cache) > 200_000:  # bound memory: drop everything stale
-            self._cache = {k: v for k, v in cache.items() if now - v[0] < self.ttl_s}
+        self._sweep(now)
         return out
+
+    def _sweep(self, now: float) -> None:
+        """Drop expired entries every few TTLs (and at once past 200k entries): with ever-new
+        users and items the cache would otherwise only grow."""
+        if now - self._swept > max(5.0, 10 * self.ttl_s) or len(self._cache) > 200_000:
+            self._swept = now
+            self._cache = {k: v for k, v in self._cache.items() if now - v[0] < self.ttl_s}
 
     def items(self, ids: list[str]) -> dict[str, ItemView]:
         return self._cached_many("item", ids, self.keyspace.item,
@@ -105,6 +112,7 @@ class RedisFeatureStore:
             return hit[1]
         value = retrying(load)
         self._cache[key] = (now, value)
+        self._sweep(now)
         return value
 
     def trending(self, topic: str, n: int) -> list[str]:
@@ -186,8 +194,11 @@ class RedisWriter:
                 ops.append(("sadd", ks.experiments, f"{w[1]}/{w[2]}"))
             elif kind == "forget_notifs":
                 ops.append(("delete", ks.notifications(w[1])))
+                ops.append(("delete", ks.parked("notif", w[1])))
             elif kind in SOCIAL_WRITES:  # operators/suggestions
                 ops.extend(social_ops(ks, w))
+                if kind == "forget_social":
+                    ops.append(("delete", ks.parked("social", w[1])))
             else:
                 raise ValueError(f"unknown write record {kind!r}")
         ops.extend(("zremrangebyrank", key, 0, -(self.index_size + 1)) for key in sorted(trimmed))

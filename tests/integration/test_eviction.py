@@ -59,3 +59,31 @@ def test_idle_states_park_in_redis_and_come_back(live):
         assert client.exists(keyspace.parked("user", "u1")) == 0
     finally:
         cleanup(client, prefix)
+
+
+def test_idle_notification_recipients_park_and_come_back(live):
+    from flows.adapters import LocalNotifWeights, NotificationLogic
+    from operators.notifications.policy import Policy
+
+    prefix = f"test-evict-{uuid.uuid4().hex[:8]}"
+    settings = settings_for(live, prefix)
+    client = redis.Redis.from_url(live[1])
+    keyspace = Keyspace(prefix, "1")
+    store = RedisFeatureStore(client, keyspace)
+    writer = RedisWriter(client, keyspace)
+    policy = Policy.from_settings(settings)
+    try:
+        logic = NotificationLogic(None, policy, LocalNotifWeights(), None, 60.0, lambda: store)
+        logic.on_batch([("self", Event("e1", "user_created", T, "u1"), None)])
+        assert logic.notify_at() == logic.idle_at is not None
+        _idle(logic)
+        out, keep = logic.on_notify()
+        assert keep == StatefulBatchLogic.DISCARD and out[0][:3] == ("park", "notif", "u1")
+        writer.write_batch(out)
+        back = NotificationLogic(None, policy, LocalNotifWeights(), None, 60.0, lambda: store)
+        back.on_batch([("self", Event("e2", "follow", T + 1, "u1", target_id="u2"), None)])
+        assert back.state.user_id == "u1" and back.state.last_ts == T + 1
+        writer.write_batch([("forget_notifs", "u1")])
+        assert client.exists(keyspace.parked("notif", "u1")) == 0
+    finally:
+        cleanup(client, prefix)
