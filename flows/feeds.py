@@ -179,7 +179,7 @@ def build_flow(settings: Settings, *, source: Source | None = None,
     op.output("notifications_out", decisions, notifications or NotificationSink(
         settings.kafka.bootstrap, settings.kafka.notifications_topic, kafka_config(settings.kafka)))
     inboxes = op.merge("inboxes", op.filter(
-        "notif_writes", notif_out, lambda m: m[0] in ("notifs", "forget_notifs")),
+        "notif_writes", notif_out, lambda m: m[0] in ("notifs", "forget_notifs", "park")),
         op.key_rm("notif_weights", notif_model))
 
     # per-arm online metrics of the enabled experiments (operators/experiments/counts.py): per-user
@@ -194,7 +194,7 @@ def build_flow(settings: Settings, *, source: Source | None = None,
 
     # whole-value, idempotent writes to Redis: feeds, profiles, item features, neighbours, model
     feeds = op.filter("feeds", user_out,
-                      lambda m: m[0] in ("feed", "profile", "forget_user", "user_features"))
+                      lambda m: m[0] in ("feed", "profile", "forget_user", "user_features", "park"))
     writes_stream = op.merge("writes", feeds, item_writes, op.key_rm("nbrs", neighbours),
                              op.key_rm("model", model), social, inboxes, arm_counts,
                              op.key_rm("blend_weight", blend))

@@ -32,6 +32,8 @@ class _Apply(StatelessSinkPartition):
                 self.feeds[w[1]] = orjson.loads(w[2])
             elif w[0] == "forget_user":
                 self.feeds.pop(w[1], None)
+            elif w[0] == "park":
+                self.store.put_parked(w[1], w[2], w[3])
 
 
 class MemoryWrites(DynamicSink):
@@ -181,3 +183,22 @@ def test_seen_only_events_defer_the_rerank():
     assert logic.due > datetime.now(timezone.utc) + timedelta(seconds=25)
     logic.on_batch([("event", Event("e2", "like", T + 1, "u1", post_id="p1"), None)])
     assert logic.due <= datetime.now(timezone.utc), "an engagement re-ranks at the next batch"
+
+
+def test_the_flow_parks_idle_users_of_every_evicting_step():
+    # the park records of the users, suggestions and notifications steps all reach the Redis sink
+    from datetime import timedelta
+
+    writes = MemoryWrites()
+    settings = config.load(env={"PERSONA_STREAM__USER_IDLE_EVICT_S": "0.2",
+                                "PERSONA_STREAM__RANK_INTERVAL_S": "0.05",
+                                "PERSONA_STREAM__SUGGEST_INTERVAL_S": "0.05"})  # dirty: not evicted
+    payloads = [encode_event(e) for e in events()[:3]]
+    flow = build_flow(settings, source=TestingSource(
+        payloads + [TestingSource.PAUSE(timedelta(seconds=1.5)),
+                    encode_event(Event("e9", "like", T + 9, "u9", post_id="p1"))]),
+        dead_letters=TestingSink([]), writes=writes, store_of=lambda: writes.store,
+        notifications=TestingSink([]))
+    run_main(flow)
+    for kind in ("user", "social", "notif"):
+        assert writes.store.parked(kind, "u1") is not None, kind
