@@ -573,6 +573,7 @@ class BenchConfig:
     freshness_rate: float | None = None  # default: half the steady rate
     trace_every: int = 20  # freshness: trace 1 user in N
     rank_interval_s: float | None = None  # override stream.rank_interval_s for the run
+    backlog_rank_interval_s: float | None = None  # override stream.backlog_rank_interval_s
     reader: bool = True
     reader_s: float = 5.0
     reader_concurrency: int = 8
@@ -600,6 +601,8 @@ def _run(bench: Bench, cfg: BenchConfig, report: dict, log: Log) -> None:
     extra = {}
     if cfg.rank_interval_s is not None:
         extra["PERSONA_STREAM__RANK_INTERVAL_S"] = str(cfg.rank_interval_s)
+    if cfg.backlog_rank_interval_s is not None:
+        extra["PERSONA_STREAM__BACKLOG_RANK_INTERVAL_S"] = str(cfg.backlog_rank_interval_s)
     topic = bench.topic("events")
     log("1/5 workload → Kafka")
     t = time.monotonic()
