@@ -4,14 +4,16 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.persona-installed
 
-.PHONY: install up down test demo lint
+.PHONY: install up down test demo lint constraints
 
 install: $(STAMP)
 
-# Re-installs only when pyproject.toml changes (or the venv is missing).
-$(STAMP): pyproject.toml
+# Re-installs only when pyproject.toml or constraints.txt change (or the venv is missing).
+# constraints.txt pins every dependency to the versions the tests last passed with, so a fresh
+# machine installs what was tested (refresh: `make constraints` after a deliberate upgrade).
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	@touch $@
 
 up: install
@@ -30,3 +32,7 @@ demo: install up
 
 lint: install
 	$(VENV)/bin/ruff check .
+
+constraints: install
+	$(PY) -m pip install -q --upgrade -e '.[dev]'
+	$(PY) -m pip freeze --exclude-editable | grep -v '^persona' > constraints.txt

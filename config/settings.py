@@ -32,6 +32,7 @@ class KafkaSettings:
     events_topic: str
     dead_letter_topic: str
     notifications_topic: str
+    erasure_topic: str
     partitions: int
     connect_timeout_s: float
     security_protocol: str
@@ -41,6 +42,12 @@ class KafkaSettings:
     ca_file: str
 
     BOUNDS = {"partitions": bounded(1, 1024), "connect_timeout_s": bounded(0.5, 600)}
+
+    @property
+    def erasures(self) -> str:
+        """The flow's own erasure command topic (schemas.erasure): `erasure_topic`, or by default
+        the events topic's name + ".erasures", so every events topic has its own."""
+        return self.erasure_topic or f"{self.events_topic}.erasures"
     CHOICES = {"security_protocol": ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
                "sasl_mechanism": ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")}
 

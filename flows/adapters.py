@@ -20,6 +20,7 @@ from confluent_kafka import Producer
 from flows import metrics, resources
 from operators.context import FEATURES, PRIOR, Context
 from operators.dedup import Dedup
+from operators.erasure import MentionIndex, Reported
 from operators.experiments.counts import ArmCounts, UserCounts
 from operators.feed import rank
 from operators.graph import Followers
@@ -36,7 +37,7 @@ from operators.redis_store import RedisFeatureStore
 from operators.reorder import AwaitingPost
 from operators.routing import reranks_now
 from operators.suggestions.compute import encode as encode_suggestions
-from operators.suggestions.compute import suggest
+from operators.suggestions.compute import mentioned_users, suggest
 from operators.suggestions.search import base_relevance, published_user, rerank
 from operators.suggestions.search_blend import SearchBlend, SearchSession
 from operators.suggestions.snapshot import encode_user
@@ -44,11 +45,27 @@ from operators.suggestions.state import SocialState
 from operators.suggestions.store import MemoryGraphStore, RedisGraphStore
 from operators.user_state import UserState
 from schemas import DeadLetter, encode_event
+from schemas.erasure import Command, encode_command
 from schemas.notifications import encode_decision, encode_inbox
 from schemas.outputs import encode_profile
 
 log = logging.getLogger("persona.flow")
 RETAIN = StatefulBatchLogic.RETAIN
+ERASED = "erased"  # the state of a post whose author was deleted: it ignores everything after
+
+
+def _reported(state) -> Reported:
+    """The state's record of mentions already reported to the erasure step (added to states
+    resumed from before erasure existed)."""
+    reported = getattr(state, "reported", None)
+    if reported is None:
+        reported = state.reported = Reported()
+    return reported
+
+
+def _mentions(state, owner: str, ids) -> list[tuple]:
+    """("mention", mentioned user, owner) for each user `owner` starts to mention (operators.erasure)."""
+    return [("mention", i, owner) for i in _reported(state).new(ids) if i != owner]
 
 
 class _Logic(StatefulBatchLogic):
@@ -100,7 +117,8 @@ class _PendingTimer:
 
 
 class DedupLogic(_Logic):
-    """key = event-id shard. Emits each event once; repeats become dead letters (never silent)."""
+    """key = shard of the actor (a repeat has the same actor). Emits each event once; repeats
+    become dead letters (never silent)."""
 
     def __init__(self, state: Dedup | None, capacity: int):
         super().__init__(state if state is not None else Dedup(capacity))
@@ -112,6 +130,8 @@ class DedupLogic(_Logic):
 
 class ItemLogic(_Logic):
     """key = post id. Emits ("user", event, view before) per event, then ("item", view after).
+    An `erase_post` command (its author was deleted) emits ("forget_item", post, topics) and
+    leaves a tombstone that drops every later event about the post.
 
     Events about a post not created yet wait (operators.reorder) until `post_created` arrives or
     `stream.reorder_wait_s` of wall clock pass, so a like that overtook its post still teaches
@@ -124,6 +144,13 @@ class ItemLogic(_Logic):
         self.deadline: datetime | None = None
 
     def on_batch(self, events):
+        if self.state == ERASED:  # the author was deleted: nothing about the post is published again
+            return [], RETAIN
+        erase = next((e for e in events if isinstance(e, Command)), None)
+        if erase is not None:  # erasure (operators.erasure): drop the item and its index entries
+            topics = self.state[0].view.topics if self.state is not None else ()
+            self.state, self.deadline = ERASED, None
+            return [("forget_item", erase.key, tuple(topics))], RETAIN
         if self.state is None:
             self.state = (ItemStats(events[0].post_id), AwaitingPost())
         stats, waiting = self.state
@@ -152,10 +179,12 @@ class ItemLogic(_Logic):
 
     def on_notify(self):
         self.deadline = None
+        if self.state is None or self.state == ERASED:
+            return [], RETAIN
         return self._apply(self.state[1].release()), RETAIN
 
     def on_eof(self):
-        if self.state is None or not self.state[1]:
+        if self.state is None or self.state == ERASED or not self.state[1]:
             return [], RETAIN
         self.deadline = None
         return self._apply(self.state[1].release()), RETAIN
@@ -172,7 +201,7 @@ class ItemLogic(_Logic):
 
 
 class FollowersLogic(_Logic):
-    """key = followed user. Values ("edge", kind, follower) | ("post", post_id, ts)."""
+    """key = followed user. Values ("edge", kind, follower) | ("post", post_id, ts) | ("erase",)."""
 
     def __init__(self, state: Followers | None, max_fanout: int):
         super().__init__(state if state is not None else Followers())
@@ -183,6 +212,8 @@ class FollowersLogic(_Logic):
         for value in values:
             if value[0] == "edge":
                 self.state.learn_one(value[1], value[2])
+            elif value[0] == "erase":  # the followed user was deleted
+                self.state = Followers()
             else:
                 out.extend(("deliver", f, value[1], value[2])
                            for f in self.state.fan_out(self.max_fanout))
@@ -222,8 +253,9 @@ class _Evictable(_Logic):
 
     def _evict_if_idle(self, out: list):
         if self.idle_at is not None and self.idle_at <= datetime.now(timezone.utc):
-            out.append(("park", self.park_kind, self.state.user_id,
-                        pickle.dumps(self.state, protocol=5)))
+            if not getattr(self.state, "deleted", False):  # a tombstone is dropped, never parked:
+                out.append(("park", self.park_kind, self.state.user_id,  # no key names the user
+                            pickle.dumps(self.state, protocol=5)))
             metrics.EVICTED.labels(self.park_kind).inc()
             return out, StatefulBatchLogic.DISCARD
         return out, RETAIN
@@ -294,10 +326,12 @@ class UserLogic(_Debounced):
     """key = user id. Values ("event", Event, ItemView | None) | ("deliver", user_id, post_id, ts).
 
     Marks the user dirty and ranks at most once per `rank_interval_s` (wall clock; longer while
-    the worker catches up a backlog: `backlog_rank_interval_s`) on a timer;
-    events that only record what the user saw (`operators.routing.reranks_now`) wait up to
-    `seen_rerank_s`. Emits ("co", a, (b, weight)), ("ex", Example), ("feed", user_id, bytes),
-    ("forget_user", user_id), ("park", "user", user_id, bytes) when idle (see `_Debounced`).
+    the worker catches up a backlog: `backlog_rank_interval_s`) on a timer; events that only record
+    what the user saw (`operators.routing.reranks_now`) wait up to `seen_rerank_s`. Emits ("co", a,
+    (b, weight)), ("ex", Example), ("feed", user_id, bytes), ("forget_user", user_id),
+    ("mention", other user, user_id) for each user it starts to mention (operators.erasure), and
+    ("park", "user", user_id, bytes) when idle (see `_Evictable`).
+    ("forget", Command) drops a deleted user and their posts (in a parked state too), then re-ranks.
     A deleted user leaves an empty tombstone state that ignores everything after (deliveries from
     the followers step would otherwise create a new state and a new feed).
     """
@@ -318,15 +352,24 @@ class UserLogic(_Debounced):
         ctx = self.ctx
         store = self.store_of()
         if self.state is None:
-            first = values[0]
-            user_id = first[1] if first[0] == "deliver" else first[1].user_id
-            self.state = self._restore(user_id, store) or UserState(user_id, ctx)
+            first = next((v for v in values if v[0] != "forget"), None)
+            if first is None:  # erasure commands only: forget in the parked state, if any
+                self.state = self._restore(values[0][1].key, store)
+                if self.state is None:
+                    return [], RETAIN
+            else:
+                user_id = first[1] if first[0] == "deliver" else first[1].user_id
+                self.state = self._restore(user_id, store) or UserState(user_id, ctx)
         self._touched()
         state = self.state
         if state.deleted:  # a tombstone: later deliveries and events must not revive the user
             return [], RETAIN
         now = False
         for value in values:
+            if value[0] == "forget":  # erasure: a user this one mentions was deleted
+                state.forget(value[1].user, value[1].posts)
+                now = True  # their posts leave the feed at the next batch
+                continue
             if value[0] == "deliver":
                 state.deliver(value[2], value[3], ctx.settings.features.pool_size)
                 state.last_ts = max(state.last_ts, value[3])
@@ -340,6 +383,9 @@ class UserLogic(_Debounced):
             result = state.learn_one(event, view, ctx, store)
             out.extend(("co", a, (b, w)) for a, b, w in result.co_pairs)
             out.extend(("ex", ex) for ex in result.examples)
+            out.extend(_mentions(state, state.user_id, (
+                view.author_id if view is not None else None, event.target_id,
+                *(event.recipients or ()))))
             now = now or reranks_now(event)
         self._schedule(0.0 if now else ctx.settings.stream.seen_rerank_s)
         return out, RETAIN
@@ -358,9 +404,11 @@ class UserLogic(_Debounced):
         with metrics.RANK_SECONDS.time():
             feed = rank(state, store, self.ctx, state.last_ts)
         out.append(("feed", state.user_id, feed.encode()))
+        at = state.profile_ts()
         out.append(("profile", state.user_id, encode_profile(  # for the inspector (reader)
-            state.user_id, state.last_ts, state.affinities(self.ctx, state.last_ts))))
+            state.user_id, at, state.affinities(self.ctx, at))))
         out.append(("user_features", state.user_id, encode_user(state)))  # search re-ranking
+        out.extend(_mentions(state, state.user_id, (item.author_id for item in feed.items)))
         return out
 
 
@@ -384,12 +432,21 @@ class SuggestionsLogic(_Debounced):
 
     def on_batch(self, values):
         if self.state is None:
-            first = values[0]
-            user_id = first[1].user_id if first[0] == "event" else first[-1]
-            self.state = self._restore(user_id, self.store_of()) or SocialState(user_id)
+            first = next((v for v in values if v[0] != "forget"), None)
+            if first is None:  # erasure commands only: forget in the parked state, if any
+                self.state = self._restore(values[0][1].key, self.store_of())
+                if self.state is None:
+                    return [], RETAIN
+            else:
+                user_id = first[1].user_id if first[0] == "event" else first[-1]
+                self.state = self._restore(user_id, self.store_of()) or SocialState(user_id)
         self._touched()
         out: list = []
         for value in values:
+            if value[0] == "forget":  # erasure: a user this one mentions was deleted
+                if not self.state.deleted:
+                    self.state.forget(value[1].user)
+                continue
             if value[0] == "event" and value[1].type == "user_deleted":  # keep a tombstone: others'
                 out.append(("forget_social", self.state.user_id, list(self.state.groups),
                             sorted(self.state.authors)))
@@ -410,15 +467,17 @@ class SuggestionsLogic(_Debounced):
         features = self.store_of()
         graph = (RedisGraphStore(features) if isinstance(features, RedisFeatureStore)
                  else MemoryGraphStore())
-        out.append(("suggestions", state.user_id,
-                    encode_suggestions(suggest(state, graph, features, state.last_ts))))
+        suggestions = suggest(state, graph, features, state.last_ts)
+        out.append(("suggestions", state.user_id, encode_suggestions(suggestions)))
+        out.extend(_mentions(state, state.user_id, mentioned_users(state, suggestions)))
         return out
 
 
 class SearchSessionLogic(_Logic):
     """key = user. Values: the user's `search` and engagement events. At a search, scores its
     results with the user's published features (`search.published_user` + `rerank`, the reader's
-    code); emits (shown, clicked) for the first click on a result within the window."""
+    code); emits (shown, clicked) for the first click on a result within the window (whichever of
+    the search and the click arrives first)."""
 
     def __init__(self, state: SearchSession | None, ctx: Context, store_of=None):
         super().__init__(state if state is not None else SearchSession())
@@ -427,18 +486,17 @@ class SearchSessionLogic(_Logic):
 
     def on_batch(self, events):
         out: list = []
-        for e in events:
+        for e in sorted(events, key=lambda e: (e.ts, e.event_id)):  # arrival order varies
             if e.type == "search":
                 features = self.store_of()
                 base = base_relevance(e.result_ids)
                 user = published_user(features, e.user_id, self.ctx)
                 personal = {r["id"]: r["personal"]
                             for r in rerank(user, base, features, self.ctx, e.ts)}
-                self.state.searched(e.ts, [(p, b, personal[p]) for p, b in base])
+                clicks = self.state.searched(e.ts, [(p, b, personal[p]) for p, b in base])
             else:
-                click = self.state.engaged(e)
-                if click is not None:
-                    out.append(click)
+                clicks = self.state.engaged(e.ts, e.post_id)
+            out.extend((shown, clicked) for _, shown, clicked in clicks)
         return out, RETAIN
 
 
@@ -455,19 +513,32 @@ class SearchBlendLogic(_Logic):
 
 
 class SimilarityLogic(_Logic):
-    """key = post id. Values (post_id, (co-touched post id, weight)). Emits ("nbrs", post_id,
-    neighbours)."""
+    """key = post id. Values (post_id, (co-touched post id, weight) | Command). Emits ("nbrs",
+    post_id, neighbours); on `erase_post` a `forget_nbr` command to each neighbour and
+    ("forget_nbrs", post_id), leaving a tombstone."""
 
     def __init__(self, state: tuple[str, ItemSimilarity] | None, capacity: int):
         super().__init__(state)
         self.capacity = capacity
 
     def on_batch(self, pairs):
+        if self.state == ERASED:  # an erased post: later pairs (from stale histories) are dropped
+            return [], RETAIN
         if self.state is None:
+            if all(isinstance(v, Command) for _, v in pairs):
+                return [], RETAIN  # erasure commands for a post without neighbours
             self.state = (pairs[0][0], ItemSimilarity(self.capacity))
         post_id, similarity = self.state
-        for _, (other, weight) in pairs:
-            similarity.learn_one(other, weight)
+        for _, value in pairs:
+            if not isinstance(value, Command):
+                similarity.learn_one(*value)
+            elif value.kind == "erase_post":  # tell the neighbours (they name it), then go
+                out = [("cmd", Command("forget_nbr", q, value.user, (post_id,)))
+                       for q in sorted(similarity.counts)]
+                self.state = ERASED
+                return out + [("forget_nbrs", post_id)], RETAIN
+            else:  # forget_nbr: an erased neighbour
+                similarity.forget(value.posts[0])
         return [("nbrs", post_id, similarity.top())], RETAIN
 
 
@@ -512,6 +583,30 @@ class ArmCountsLogic(_Logic):
         return [("arm_counts", experiment, arm, totals)], RETAIN
 
 
+class ErasureLogic(_Logic):
+    """key = user id. Values ("post", post_id, key) | ("mention", owner, key) | ("deleted", key) |
+    ("created", key) (operators.erasure.MentionIndex; the key last: builders do not get it).
+    Emits erasure Commands for the flow's command topic."""
+
+    def on_batch(self, values):
+        out: list = []
+        for value in values:
+            kind = value[0]
+            if self.state is None:
+                if kind == "created":
+                    continue  # nothing to undelete
+                self.state = MentionIndex(value[-1])
+            if kind == "post":
+                out.extend(self.state.learn_post(value[1]))
+            elif kind == "mention":
+                out.extend(self.state.learn_mention(value[1]))
+            elif kind == "deleted":
+                out.extend(self.state.delete())
+            else:
+                self.state.undelete()
+        return out, RETAIN
+
+
 class NotificationLogic(_Evictable):
     """key = recipient. Values ("self", Event, author) | ("cand", Candidate) (operators.notifications).
 
@@ -536,16 +631,26 @@ class NotificationLogic(_Evictable):
 
     def on_batch(self, values):
         if self.state is None:
-            v = values[0]
-            user = v[1].user_id if v[0] == "self" else v[1].recipient
-            self.state = (self._restore(user, self.store_of()) if self.store_of else None) \
-                or RecipientState(user, self.policy_of(user))
+            v = next((v for v in values if v[0] != "forget"), None)
+            user = values[0][1].key if v is None else (
+                v[1].user_id if v[0] == "self" else v[1].recipient)
+            self.state = self._restore(user, self.store_of()) if self.store_of else None
+            if self.state is None:
+                if v is None:  # erasure commands for a user with no state: nothing to forget
+                    return [], RETAIN
+                self.state = RecipientState(user, self.policy_of(user))
         self._touched()
         state, exported = self.state, self.weights.get()
         # A resumed state follows the current [notifications] config (of the recipient's arm).
         state.policy = self.policy_of(state.user_id)
         was_deleted, out, changed = state.deleted, [], False
         for value in values:
+            if value[0] == "forget":  # erasure: an actor this recipient mentions was deleted
+                if not state.deleted:
+                    changed = state.forget(value[1].user, value[1].posts) or changed
+                continue
+            if value[0] == "cand":
+                out.extend(_mentions(state, state.user_id, (value[1].actor,)))
             records, examples = notif_handle(state, value, usable(exported, value[1].ts))
             out.extend(("decision", r) for r in records)
             out.extend(("notif_ex", (x, y, state.last_ts)) for x, y in examples)
@@ -681,31 +786,70 @@ class DeadLetterSink(DynamicSink):
         return _DeadLetterPartition(self.bootstrap, self.topic, self.extra)
 
 
-class _NotificationPartition(StatelessSinkPartition):
+class _ConfirmedPartition(StatelessSinkPartition):
+    """Produces keyed records and waits for every delivery report; fails the worker loudly."""
+
+    what = "records"
+
     def __init__(self, bootstrap: str, topic: str, extra: dict):
         self.topic = topic
         self.producer = Producer({"bootstrap.servers": bootstrap, "acks": "all",
                                   "enable.idempotence": True, "linger.ms": 5, **extra})
 
-    def write_batch(self, items: list[dict]):
+    def encode(self, item) -> tuple[bytes, bytes]:
+        """(key, value) of one item."""
+        raise NotImplementedError
+
+    def write_batch(self, items):
         failures: list[str] = []
 
         def on_delivery(err, _msg):
             if err is not None:
                 failures.append(str(err))
 
-        for record in items:
-            self.producer.produce(self.topic, encode_decision(record),
-                                  key=record["user_id"].encode(), on_delivery=on_delivery)
+        for item in items:
+            key, value = self.encode(item)
+            self.producer.produce(self.topic, value, key=key, on_delivery=on_delivery)
             self.producer.poll(0)
         remaining = self.producer.flush(30)
         if remaining or failures:
-            raise RuntimeError(f"notification delivery to {self.topic} failed ({remaining} "
+            raise RuntimeError(f"{self.what} delivery to {self.topic} failed ({remaining} "
                                f"undelivered, errors: {failures[:3]})")
-        metrics.count_decisions(items)
+        self.delivered(items)
+
+    def delivered(self, items) -> None:
+        pass
 
     def close(self):
         self.producer.flush(30)
+
+
+class _NotificationPartition(_ConfirmedPartition):
+    what = "notification"
+
+    def encode(self, record: dict) -> tuple[bytes, bytes]:
+        return record["user_id"].encode(), encode_decision(record)
+
+    def delivered(self, items) -> None:
+        metrics.count_decisions(items)
+
+
+class _CommandPartition(_ConfirmedPartition):
+    what = "erasure command"
+
+    def encode(self, command: Command) -> tuple[bytes, bytes]:
+        return command.key.encode(), encode_command(command)
+
+
+class ErasureCommandSink(DynamicSink):
+    """Erasure commands (schemas.erasure) to the flow's own command topic, keyed by the receiving
+    state's key, delivery confirmed; the same flow reads them back (at least once: idempotent)."""
+
+    def __init__(self, bootstrap: str, topic: str, extra: dict | None = None):
+        self.bootstrap, self.topic, self.extra = bootstrap, topic, extra or {}
+
+    def build(self, step_id, worker_index, worker_count):
+        return _CommandPartition(self.bootstrap, self.topic, self.extra)
 
 
 class NotificationSink(DynamicSink):

@@ -26,6 +26,8 @@ from flows.adapters import (
     AudienceLogic,
     DeadLetterSink,
     DedupLogic,
+    ErasureCommandSink,
+    ErasureLogic,
     ExperimentUserLogic,
     FollowersLogic,
     GlobalModelLogic,
@@ -45,6 +47,7 @@ from flows.adapters import (
 )
 from operators import Context
 from operators.dedup import shard_of
+from operators.erasure import index_messages
 from operators.experiments import ArmResolver, arm_metrics
 from operators.feature_store import FeatureReader
 from operators.ingest import decode_message, limits_from
@@ -54,7 +57,8 @@ from operators.notifications.trending import TrendingRule, audience_messages
 from operators.routing import follower_updates, is_fan_out, item_key
 from operators.suggestions.routing import social_messages
 from operators.suggestions.search_blend import search_message
-from schemas import Event
+from schemas import DeadLetter, Event
+from schemas.erasure import Command, decode_command
 
 log = logging.getLogger("persona.flow")
 
@@ -63,10 +67,15 @@ def build_flow(settings: Settings, *, source: Source | None = None,
                dead_letters: Sink | None = None, writes: Sink | None = None,
                store_of: Callable[[], FeatureReader] | None = None,
                tail: bool = True, recovery: bool = False,
-               notifications: Sink | None = None) -> Dataflow:
+               notifications: Sink | None = None, erasures: Sink | None = None) -> Dataflow:
     """The topology. Tests and replays swap I/O: `source` (raw payloads or Kafka messages),
-    `dead_letters`, `writes` and `notifications` sinks, and `store_of` (the feature store rankers
-    read; when given, the notification model's weights are shared in-process too)."""
+    `dead_letters`, `writes`, `notifications` and `erasures` sinks, and `store_of` (the feature
+    store rankers read; when given, the notification model's weights are shared in-process too).
+    With a `source` and no `erasures` sink the erasure commands go nowhere: only a tailing Kafka
+    input reads them back (see operators/erasure.py). A run that stops at the end of its input
+    (`tail=False`) produces its commands without reading any: whether a partition had already
+    ended when they arrived would otherwise decide what it wrote; the next tailing run applies
+    them."""
     ctx = Context.from_settings(settings)
     limits = limits_from(settings)
     skew = settings.stream.max_future_skew_ms
@@ -76,7 +85,8 @@ def build_flow(settings: Settings, *, source: Source | None = None,
 
     if source is None:
         kafka = kop.input("kafka_in", flow, brokers=settings.kafka.bootstrap.split(","),
-                          topics=[settings.kafka.events_topic], tail=tail,
+                          topics=[settings.kafka.events_topic] + (
+                              [settings.kafka.erasures] if tail else []), tail=tail,
                           starting_offset=OFFSET_BEGINNING,
                           add_config={**kafka_config(settings.kafka),
                                       "error_cb": _log_kafka_client_error},
@@ -85,13 +95,20 @@ def build_flow(settings: Settings, *, source: Source | None = None,
         messages = kafka.oks  # KafkaSourceMessage
     else:
         messages = op.input("input", flow, source)
+    erasure_topic = settings.kafka.erasures
     decoded = op.map("decode", messages,  # notes the input's age (adaptive rank interval)
-                     lambda m: metrics.InputAge.note(m) or decode_message(m, limits, skew))
-    valid = op.branch("is_valid", decoded, lambda x: isinstance(x, Event))
+                     lambda m: _decode_command(m) if getattr(m, "topic", None) == erasure_topic
+                     else metrics.InputAge.note(m) or decode_message(m, limits, skew))
+    # erasure commands (schemas.erasure) read back from the flow's own command topic
+    is_command = op.branch("is_command", decoded, lambda x: isinstance(x, Command))
+    commands = is_command.trues
+    valid = op.branch("is_valid", is_command.falses, lambda x: isinstance(x, Event))
 
-    # Event, once per event_id (bounded memory); repeats are dead letters too
+    # Event, once per event_id (bounded memory); repeats are dead letters too. Sharded by the
+    # actor, not the id: a repeat has the same actor, and one actor's events then stay in order
+    # on one worker (a follow never overtakes the unfollow before it on another process)
     by_id = op.key_on("key_event_id", valid.trues,
-                      lambda e: shard_of(e.event_id, settings.stream.dedup_shards))
+                      lambda e: shard_of(e.user_id, settings.stream.dedup_shards))
     deduped = op.key_rm("deduped", op.stateful_batch(
         "dedup", by_id, DedupLogic.builder(dedup_per_shard)))
     unique = op.branch("is_unique", deduped, lambda x: isinstance(x, Event))
@@ -103,9 +120,11 @@ def build_flow(settings: Settings, *, source: Source | None = None,
 
     # item statistics, keyed by post: ("user", Event, view before) | ("item", view after)
     about_post = op.branch("about_post", events, lambda e: item_key(e) is not None)
-    item_msgs = op.key_rm("item_msgs", op.stateful_batch(
-        "items", op.key_on("key_post", about_post.trues, item_key), ItemLogic.builder(ctx)))
-    item_writes = op.filter("item_writes", item_msgs, lambda m: m[0] == "item")
+    post_erasures = op.filter("post_erasures", commands, lambda c: c.kind == "erase_post")
+    item_in = op.merge("item_in", op.key_on("key_post", about_post.trues, item_key),
+                       op.key_on("key_erase_post", post_erasures, lambda c: c.key))
+    item_msgs = op.key_rm("item_msgs", op.stateful_batch("items", item_in, ItemLogic.builder(ctx)))
+    item_writes = op.filter("item_writes", item_msgs, lambda m: m[0] in ("item", "forget_item"))
     user_events = op.merge(
         "user_events",
         op.filter("item_to_user", item_msgs, lambda m: m[0] == "user"),
@@ -118,10 +137,12 @@ def build_flow(settings: Settings, *, source: Source | None = None,
         settings.features.max_followers_fanout))
 
     # users, keyed by user: features, online model, micro-batched ranking
+    forgets = op.filter("forgets", commands, lambda c: c.kind == "forget")
     user_in = op.merge(
         "user_in",
         op.map("key_user", user_events, lambda m: (m[1].user_id, ("event", m[1], m[2]))),
         op.map("key_delivery", op.key_rm("deliveries", deliveries), lambda d: (d[1], d)),
+        op.map("key_user_forget", forgets, lambda c: (c.key, ("forget", c))),
     )
     user_out = op.key_rm("user_msgs", op.stateful_batch(
         "users", user_in, UserLogic.builder(ctx, store_of)))
@@ -129,16 +150,24 @@ def build_flow(settings: Settings, *, source: Source | None = None,
     # item-kNN keyed by item; the global model under one key
     co_pairs = op.filter_map("co_pairs", user_out,
                              lambda m: (m[1], (m[1], m[2])) if m[0] == "co" else None)
-    neighbours = op.stateful_batch("similarity", co_pairs,
-                                   SimilarityLogic.builder(settings.features.neighbours))
+    nbr_erasures = op.filter_map("nbr_erasures", commands, lambda c: (c.key, (c.key, c))
+                                 if c.kind in ("erase_post", "forget_nbr") else None)
+    neighbours = op.key_rm("nbrs", op.stateful_batch(
+        "similarity", op.merge("similarity_in", co_pairs, nbr_erasures),
+        SimilarityLogic.builder(settings.features.neighbours)))
     examples = op.filter_map("examples", user_out,
                              lambda m: ("global", m[1]) if m[0] == "ex" else None)
     model = op.stateful_batch("global_model", examples, GlobalModelLogic.builder(ctx))
 
     # social discovery, keyed by user: graph records, suggestions (operators/suggestions)
-    social_in = op.flat_map("social_msgs", user_events, lambda m: social_messages(m[1], m[2]))
-    social = op.key_rm("social_out", op.stateful_batch(
+    social_in = op.merge(
+        "social_in",
+        op.flat_map("social_msgs", user_events, lambda m: social_messages(m[1], m[2])),
+        op.map("key_social_forget", forgets, lambda c: (c.key, ("forget", c))),
+    )
+    social_out = op.key_rm("social_out", op.stateful_batch(
         "suggestions", social_in, SuggestionsLogic.builder(ctx, store_of)))
+    social = op.filter("social_writes", social_out, lambda m: m[0] != "mention")
 
     # search → click, keyed by searcher; the learned re-ranking blend weight under one key
     search_in = op.filter_map("search_msgs", user_events, lambda m: search_message(m[1]))
@@ -162,6 +191,7 @@ def build_flow(settings: Settings, *, source: Source | None = None,
         op.map("notif_new_posts", deliveries,
                lambda d: new_post_candidate(d[0], d[1][1], d[1][2], d[1][3])),
         trending_cands,  # (recipient, ("cand", Candidate))
+        op.map("key_notif_forget", forgets, lambda c: (c.key, ("forget", c))),
     )
     policies = ArmResolver(settings, Policy.from_settings)  # the recipient's experiment arm's
     policy = policies.default
@@ -192,10 +222,27 @@ def build_flow(settings: Settings, *, source: Source | None = None,
         "experiment_counts", op.map("key_arm", arm_deltas, lambda d: (d[0], d)),
         ArmCountsLogic.builder()))
 
+    # erasure (operators/erasure.py), keyed by the mentioned user: who mentions them, their posts;
+    # at user_deleted, commands to every owner and post, read back from the command topic
+    erasure_in = op.merge(
+        "erasure_in",
+        op.flat_map("erasure_events", events, index_messages),
+        op.filter_map("mentions", op.merge("mentioned", user_out, social_out, notif_out),
+                      lambda m: (m[1], ("mention", m[2], m[1])) if m[0] == "mention" else None),
+    )
+    erasure_cmds = op.merge(
+        "erasure_cmds", op.key_rm("erasure_out", op.stateful_batch(
+            "erasure", erasure_in, ErasureLogic.builder())),
+        op.filter_map("nbr_cmds", neighbours, lambda m: m[1] if m[0] == "cmd" else None))
+    if source is None or erasures is not None:
+        op.output("erasure_commands", erasure_cmds, erasures or ErasureCommandSink(
+            settings.kafka.bootstrap, erasure_topic, kafka_config(settings.kafka)))
+
     # whole-value, idempotent writes to Redis: feeds, profiles, item features, neighbours, model
     feeds = op.filter("feeds", user_out,
                       lambda m: m[0] in ("feed", "profile", "forget_user", "user_features", "park"))
-    writes_stream = op.merge("writes", feeds, item_writes, op.key_rm("nbrs", neighbours),
+    writes_stream = op.merge("writes", feeds, item_writes,
+                             op.filter("nbr_writes", neighbours, lambda m: m[0] != "cmd"),
                              op.key_rm("model", model), social, inboxes, arm_counts,
                              op.key_rm("blend_weight", blend))
     op.output("redis", writes_stream, writes or RedisSink(settings))
@@ -203,13 +250,21 @@ def build_flow(settings: Settings, *, source: Source | None = None,
 
 
 def _follower_messages(msg) -> list:
-    """(followed user, ("edge", kind, follower) | ("post", post_id, ts))"""
+    """(followed user, ("edge", kind, follower) | ("post", post_id, ts) | ("erase",))"""
     event: Event = msg[1]
     out = [(followed, ("edge", kind, follower))
            for followed, kind, follower in follower_updates(event)]
     if is_fan_out(event):
         out.append((event.user_id, ("post", event.post_id, event.ts)))
+    elif event.type == "user_deleted":  # their followers list goes (operators/erasure.py)
+        out.append((event.user_id, ("erase",)))
     return out
+
+
+def _decode_command(msg) -> Command | DeadLetter:
+    command = decode_command(msg.value or b"")
+    return command if command is not None else DeadLetter(
+        "malformed erasure command", msg.value or b"", msg.topic, msg.partition, msg.offset)
 
 
 def _log_kafka_error(_step, err) -> None:

@@ -30,5 +30,5 @@ def final_writes(engine: Engine) -> Iterator[tuple]:
             yield ("forget_user", user_id)
             continue
         yield ("feed", user_id, engine.feed(user_id, state.last_ts).encode())
-        yield ("profile", user_id, encode_profile(
-            user_id, state.last_ts, state.affinities(engine.ctx, state.last_ts)))
+        at = state.profile_ts()
+        yield ("profile", user_id, encode_profile(user_id, at, state.affinities(engine.ctx, at)))

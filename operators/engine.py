@@ -35,6 +35,8 @@ class Engine:
         self.global_model = OnlineLogit(FEATURES, prior=PRIOR,
                                         learning_rate=settings.feed.learning_rate)
         self._model_dirty = False
+        self.deleted_users: set[str] = set()
+        self.erased_posts: set[str] = set()  # posts of deleted users: later events about them drop
 
     def user(self, user_id: str) -> UserState:
         state = self.users.get(user_id)
@@ -48,6 +50,8 @@ class Engine:
         ctx, store = self.ctx, self.store
         view = None
         post = item_key(event)
+        if post in self.erased_posts:  # as the flow's item tombstone: nothing reaches anyone
+            return
         if post is not None:
             stats = self.items.get(post)
             if stats is None:
@@ -59,10 +63,15 @@ class Engine:
         if is_fan_out(event) and event.user_id in self.followers:
             for follower in self.followers[event.user_id].fan_out(
                     ctx.settings.features.max_followers_fanout):
-                self.user(follower).deliver(event.post_id, event.ts, ctx.settings.features.pool_size)
+                if follower not in self.deleted_users:
+                    self.user(follower).deliver(event.post_id, event.ts,
+                                                ctx.settings.features.pool_size)
         if event.type == "user_deleted":
-            self.users.pop(event.user_id, None)
-            self.followers.pop(event.user_id, None)
+            self.erase(event.user_id)
+            return
+        if event.type == "user_created":
+            self.deleted_users.discard(event.user_id)  # a new account under the same id
+        if event.user_id in self.deleted_users:  # as the flow's tombstones: ignored
             return
         if self._model_dirty and event.post_id is not None:
             self.publish()  # what a user learns from must reflect everything before it
@@ -78,6 +87,26 @@ class Engine:
         for ex in out.examples:
             ex.apply(self.global_model)
             self._model_dirty = True
+
+    def erase(self, user_id: str) -> None:
+        """`user_deleted` in-process: what the flow's erasure step fans out through its command
+        topic (operators/erasure.py), applied to every state at once — the user's state goes, their
+        posts leave the items, indices and item-kNN, and every other user forgets them and their
+        posts (so a backfill does not bring back what the live workers erased)."""
+        self.users.pop(user_id, None)
+        self.followers.pop(user_id, None)
+        self.deleted_users.add(user_id)
+        posts = tuple(sorted(p for p, s in self.items.items() if s.view.author_id == user_id))
+        for post in posts:
+            del self.items[post]
+            self.similar.pop(post, None)
+            self.store.delete_item(post)
+        self.erased_posts.update(posts)
+        for similarity in self.similar.values():
+            for post in posts:
+                similarity.forget(post)
+        for state in self.users.values():
+            state.forget(user_id, posts)
 
     def publish(self) -> None:
         """Push a pending global-model update to the feature store (a micro-batch). Item-kNN

@@ -25,6 +25,7 @@ log = logging.getLogger("persona.redis")
 # Write records (produced by the flow's steps, applied by RedisWriter):
 #   ("feed", user_id, feed_bytes) | ("item", ItemView) | ("nbrs", post_id, {post: count})
 #   ("model", exported_weights) | ("forget_user", user_id) | ("profile", user_id, profile_bytes)
+#   ("forget_item", post_id, topics) | ("forget_nbrs", post_id)   (erasure of a deleted author's post)
 #   ("notifs", user_id, inbox_bytes) | ("notif_model", exported_weights)   (notifications)
 #   social discovery (operators.suggestions.writes): ("graph"|"suggestions"|"user_features", user,
 #   bytes) | ("group_member", group, user, joined) | ("liker", author, user, ts)
@@ -172,6 +173,13 @@ class RedisWriter:
                         trimmed.update(indexes)
                     ops.append(("zadd", ks.fresh, {view.post_id: view.created_ts}))
                     trimmed.add(ks.fresh)
+            elif kind == "forget_item":  # ("forget_item", post, topics): its author was deleted
+                ops.append(("delete", ks.item(w[1])))
+                ops.append(("delete", ks.neighbours(w[1])))
+                ops.extend(("zrem", key, w[1]) for key in
+                           [ks.trending(None), ks.fresh] + [ks.trending(t) for t in w[2]])
+            elif kind == "forget_nbrs":
+                ops.append(("delete", ks.neighbours(w[1])))
             elif kind == "nbrs":
                 ops.append(("set", ks.neighbours(w[1]), orjson.dumps(w[2])))
             elif kind == "model":

@@ -54,6 +54,9 @@ class TouchHistory:
     def get(self, post: str) -> float:
         return self._w.get(post, 0.0)
 
+    def discard(self, post: str) -> None:
+        self._w.pop(post, None)
+
     def __contains__(self, post: object) -> bool:
         return post in self._w
 

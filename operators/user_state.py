@@ -90,6 +90,7 @@ class UserState:
         self.choice: ChoiceSet | None = None  # the candidates of the last feed (learning context)
         self.controls = controls.Controls()  # see less / more (operators/feed/controls.py)
         self.last_ts = 0  # event time of the newest event applied
+        self.own_ts = 0  # … of the user's own newest event (deliveries excluded; see profile_ts)
         self.events = 0
         self.deleted = False
 
@@ -99,6 +100,7 @@ class UserState:
         out = UserOutputs()
         self.events += 1
         self.last_ts = max(self.last_ts, event.ts)
+        self.own_ts = max(getattr(self, "own_ts", 0), event.ts)
         self._expire_pending(event.ts, out)
         kind = event.type
         if kind in ENGAGEMENT_WEIGHT and event.post_id:
@@ -252,6 +254,26 @@ class UserState:
         if len(self.pool) > pool_size:
             cap_top(self.pool, pool_size)  # type: ignore[arg-type]
 
+    def forget(self, user_id: str, posts: tuple[str, ...]) -> None:
+        """Erasure (operators.erasure): drop a deleted user and their posts from everything this
+        state publishes or ranks from (edges, affinities, candidate pool, history, controls)."""
+        gone = set(posts)
+        for edges in (self.following, self.blocked, self.muted):
+            edges.discard(user_id)
+        self.author_aff.pop(user_id, None)
+        for post in gone:
+            self.pool.pop(post, None)
+            self.pending.pop(post, None)
+            self.recent_likes.discard(post)
+            self.history.discard(post)
+        self.served = [p for p in self.served if p not in gone]
+        controls_ = getattr(self, "controls", None)
+        if controls_ is not None:
+            controls_.entries.pop(("author", user_id), None)
+        reported = getattr(self, "reported", None)
+        if reported is not None:
+            reported.forget(user_id)
+
     @staticmethod
     def _add_edge(edges: set[str], target: str | None) -> None:
         if target is not None and len(edges) < MAX_EDGES:
@@ -279,6 +301,13 @@ class UserState:
         """The served feed (in order) and the choice set it was ranked from."""
         self.served = ids
         self.choice = choice
+
+    def profile_ts(self) -> int:
+        """The event time the profile is read at: the user's own newest event. Affinities change
+        only with the user's own events; a followed author's post delivered from another
+        partition (whether before or after the user's last event depends on how partitions
+        interleave) must not change the profile's bytes."""
+        return getattr(self, "own_ts", 0) or self.last_ts
 
     def affinities(self, ctx: Context, now: int, n: int = 10) -> dict[str, list]:
         """Top decayed affinities (for the inspector and explanations)."""

@@ -60,9 +60,9 @@ def install(app: FastAPI, client: PersonaClient, settings: Settings) -> None:
             value = orjson.loads(raw) if raw else {"generated_at": None, kind: []}
             items = value.get(kind, [])
             if items and kind in ("people", "contacts"):  # stored before a suggested user left
-                pipe = client.redis.pipeline(transaction=False)
+                pipe, ks = client.redis.pipeline(transaction=False), client.keyspace()
                 for item in items:
-                    pipe.sismember(client.keyspace().deleted_users, item["id"])
+                    pipe.sismember(ks.deleted_users, ks.deleted_tag(item["id"]))
                 items = [i for i, gone in zip(items, pipe.execute(), strict=True) if not gone]
         except redis.RedisError as exc:
             raise HTTPException(503, f"suggestion store unavailable: {exc}") from exc

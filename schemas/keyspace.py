@@ -10,6 +10,7 @@ per-item keys put the id in a hash tag (`{...}`) so one user's reads hit one Red
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 ALL_TOPICS = "_all"
@@ -102,8 +103,15 @@ class Keyspace:
 
     @property
     def deleted_users(self) -> str:
-        """Set of deleted users: never suggested, whatever stale graph records still say."""
+        """Set of deleted users' `deleted_tag`s: never suggested, whatever a stale stored value
+        still says (the ids themselves are not stored: see operators/erasure.py)."""
         return f"{self.base}:deleted_users"
+
+    def deleted_tag(self, user_id: str) -> str:
+        """A deleted user's entry in `deleted_users`: a keyed hash of the id (keyed by the
+        keyspace, so no two keyspaces share tags) — a scan of Redis does not show the id."""
+        return hashlib.blake2b(user_id.encode(), digest_size=16,
+                               key=self.base.encode()[:64]).hexdigest()
 
     @property
     def search_blend(self) -> str:

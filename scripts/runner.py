@@ -124,6 +124,10 @@ def start(settings: Settings, config_path: str | None, *, processes: int = 1, wo
           metrics_port: int | None = None) -> list[subprocess.Popen]:
     """Start the worker processes (each in its own session) and return them; see `run`."""
     check_services(settings)
+    # the flow reads its own erasure commands back (flows/feeds.py): the topic must exist
+    services.ensure_topics(settings.kafka.bootstrap,
+                           {settings.kafka.erasures: settings.kafka.partitions}, log=lambda m: None,
+                           extra=kafka_config(settings.kafka))
     if recovery_dir:
         init_recovery(recovery_dir, max(processes * workers, 1))
     env = dict(os.environ, PERSONA_TAIL="1" if tail else "0", **(env_extra or {}))

@@ -517,12 +517,14 @@ def ensure_kafka(settings: Settings, log: Log = print) -> str:
     return bootstrap
 
 
-def ensure_topics(bootstrap: str, topics: dict[str, int], log: Log = print) -> None:
-    """Create the missing topics with the given partition count (replication 1); leave existing ones."""
+def ensure_topics(bootstrap: str, topics: dict[str, int], log: Log = print,
+                  extra: dict | None = None) -> None:
+    """Create the missing topics with the given partition count (replication 1); leave existing ones.
+    `extra`: the client's access settings (config.security.kafka_config)."""
     from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import NewTopic
 
-    admin = _admin(bootstrap, 10.0)
+    admin = _admin(bootstrap, 10.0, extra)
     try:
         existing = admin.list_topics(timeout=10).topics
     except KafkaException as exc:
@@ -698,7 +700,7 @@ def up(settings: Settings, log: Log = print, extra_topics: Iterable[str] = ()) -
     """Kafka (with the events, dead-letter and `extra_topics` topics) and Redis, started if needed."""
     bootstrap = ensure_kafka(settings, log)
     names = [settings.kafka.events_topic, settings.kafka.dead_letter_topic,
-             settings.kafka.notifications_topic, *extra_topics]
+             settings.kafka.notifications_topic, settings.kafka.erasures, *extra_topics]
     ensure_topics(bootstrap, dict.fromkeys(names, settings.kafka.partitions), log)
     redis_url = ensure_redis(settings, log)
     return bootstrap, redis_url

@@ -214,6 +214,44 @@ class RecipientState:
                 self.records.popitem(last=False)
         return dict(rec, actors=list(rec["actors"]))
 
+    def forget(self, user_id: str, posts: tuple[str, ...]) -> bool:
+        """Erasure (operators.erasure): drop a deleted user (as actor, edge, engaged author) and
+        every record about them or their posts; True when the inbox changed."""
+        gone = set(posts)
+        names = gone | {user_id}
+        for edges in (self.blocked, self.muted, self.following):
+            edges.discard(user_id)
+        self.author_eng.pop(user_id, None)
+
+        def named(nid: str | None) -> bool:  # ids are "kind.recipient.post.actor" (~ts for repeats)
+            return nid is not None and not names.isdisjoint(nid.replace("~", ".").split("."))
+
+        dropped = {nid for nid, r in self.records.items()
+                   if r["actor_id"] == user_id or r.get("post_id") in gone or named(nid)
+                   or named(r.get("into"))}
+        changed = False
+        for r in self.records.values():  # an aggregated notification keeps its other actors
+            if r["notification_id"] not in dropped and user_id in r["actors"]:
+                changed = True
+                r["actors"].remove(user_id)
+                r["count"] -= 1
+                r["text"] = text(r["kind"], r["actors"][0], r["count"])
+        dropped |= {nid for nid, r in self.records.items() if r.get("into") in dropped}
+        for nid in dropped:
+            del self.records[nid]
+            self.pending.pop(nid, None)
+        for nid in [n for n, head in self.decided.items()
+                    if n in dropped or head in dropped or named(n) or named(head)]:
+            del self.decided[nid]
+        for group in [g for g, head in self.groups.items() if head in dropped or named(head)]:
+            del self.groups[group]
+        if self.slot is not None and self.slot[1] in dropped:
+            self.slot = None
+        reported = getattr(self, "reported", None)
+        if reported is not None:
+            reported.forget(user_id)
+        return changed or bool(dropped)
+
     def inbox(self) -> list[dict]:
         """The newest `history` decision records, newest first (the Redis value's items)."""
         return [dict(r, actors=list(r["actors"])) for r in reversed(self.records.values())]

@@ -201,5 +201,24 @@ def suggest(state: SocialState, graph, features, now: int) -> dict:
     return out
 
 
+USER_DETAILS = frozenset({"fof", "co_engaged", "followees_engage", "followees_in_group",
+                          "co_membership"})  # reason codes whose detail is a user id
+
+
+def mentioned_users(state: SocialState, suggestions: dict) -> list[str]:
+    """Every user this user's published values (graph record, suggestions) may name, for erasure
+    (operators.erasure): the state's edges and contacts, suggested people and contacts,
+    conversation peers and the users named in reasons."""
+    out = [*state.following, *state.followers, *state.authors, *state.contacts, *state.blocked,
+           *state.muted, *state.blocked_by]
+    for kind in ("people", "contacts"):
+        out.extend(s["id"] for s in suggestions[kind])
+    for kind in ("people", "groups"):
+        out.extend(r["detail"] for s in suggestions[kind] for r in s["reasons"]
+                   if r["code"] in USER_DETAILS and "detail" in r)
+    out.extend(p for c in suggestions["conversations"] for p in c["peers"])
+    return out
+
+
 def encode(suggestions: dict) -> bytes:
     return orjson.dumps(suggestions)

@@ -72,23 +72,55 @@ def search_message(event: Event) -> tuple[str, Event] | None:
 
 
 class SearchSession:
-    """A user's last search with its results as shown: [(id, base, personal)]; its first click
-    within WINDOW_MS becomes a training click (shown, clicked id)."""
+    """A user's recent searches (results as shown: [(id, base, personal)]) and engagements. A click
+    is the first engagement with one of a search's results within WINDOW_MS of event time and before
+    the user's next search; it is returned once, as (search ts, shown, clicked id).
+
+    Both sides are kept (the latest KEPT of each) because they reach the step by different paths
+    (engagements through the item step), so a click can arrive before its search.
+
+    >>> s = SearchSession()
+    >>> s.engaged(10_000, "p2")  # overtook its search
+    []
+    >>> s.searched(9_000, [("p1", 0.0, 0.0), ("p2", -1.0, 0.3)])
+    [(9000, [('p1', 0.0, 0.0), ('p2', -1.0, 0.3)], 'p2')]
+    >>> s.engaged(11_000, "p1")  # that search was already clicked
+    []
+    """
+
+    KEPT = 16  # per side: enough for a batch of a backlog to arrive in any order
 
     def __init__(self):
-        self.last: tuple[int, list[tuple[str, float, float]]] | None = None
+        self.searches: list[tuple[int, list[tuple[str, float, float]]]] = []  # unclicked, by ts
+        self.engagements: list[tuple[int, str]] = []  # unmatched, by ts
 
-    def searched(self, ts: int, shown: list[tuple[str, float, float]]) -> None:
-        self.last = (ts, shown)
+    def searched(self, ts: int, shown: list[tuple[str, float, float]]) -> list[tuple[int, list, str]]:
+        self.searches.append((ts, shown))
+        self.searches.sort(key=lambda s: s[0])
+        return self._match()
 
-    def engaged(self, event: Event) -> tuple[list, str] | None:
-        if self.last is None:
-            return None
-        ts, shown = self.last
-        if event.ts - ts > WINDOW_MS:
-            self.last = None
-            return None
-        if event.post_id not in {s[0] for s in shown}:
-            return None
-        self.last = None
-        return shown, event.post_id
+    def engaged(self, ts: int, post_id: str) -> list[tuple[int, list, str]]:
+        self.engagements.append((ts, post_id))
+        self.engagements.sort()
+        return self._match()
+
+    def _match(self) -> list[tuple[int, list, str]]:
+        clicks = []
+        for i, (ts, shown) in enumerate(self.searches):
+            until = ts + WINDOW_MS
+            if i + 1 < len(self.searches):  # a later search ends this one's window
+                until = min(until, self.searches[i + 1][0] - 1)
+            ids = {s[0] for s in shown}
+            hit = next((e for e in self.engagements if ts <= e[0] <= until and e[1] in ids), None)
+            if hit is not None:
+                clicks.append((i, ts, shown, hit))
+        for i, *_ in reversed(clicks):  # each engagement clicks at most one search
+            del self.searches[i]
+        used = {c[3] for c in clicks}
+        self.engagements = [e for e in self.engagements if e not in used]
+        self._prune()
+        return [(ts, shown, hit[1]) for _, ts, shown, hit in clicks]
+
+    def _prune(self) -> None:  # by count, not by event time: a backlog can arrive hours apart
+        self.searches = self.searches[-self.KEPT:]
+        self.engagements = self.engagements[-self.KEPT:]

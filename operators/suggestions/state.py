@@ -177,6 +177,21 @@ class SocialState:
         self.contacts[other] = self.contacts.get(other, 0.0) + w
         cap_top(self.contacts, MAX_CONTACTS)
 
+    def forget(self, user_id: str) -> None:
+        """Erasure (operators.erasure): drop a deleted user from every edge, count and peer list,
+        and republish the graph record (it may name them) at the next micro-batch."""
+        for d in (self.following, self.followers, self.authors, self.contacts):
+            d.pop(user_id, None)
+        for edges in (self.blocked, self.muted, self.blocked_by):
+            edges.discard(user_id)
+        for c in self.conversations.values():
+            if user_id in c.peers:
+                c.peers = tuple(p for p in c.peers if p != user_id)
+        self.graph_changed = self.followers_changed = True
+        reported = getattr(self, "reported", None)
+        if reported is not None:
+            reported.forget(user_id)
+
     # ---------------------------------------------------------------------------------- publish
     def graph_record(self) -> dict:
         """What other users' suggestions may read about this user."""

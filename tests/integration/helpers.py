@@ -146,6 +146,7 @@ def run_env(live, unique: str, run: str) -> dict[str, str]:
     env = isolated_env(live, f"{unique}-{run}")
     env["PERSONA_KAFKA__EVENTS_TOPIC"] = f"persona.test.{unique}.events"
     env["PERSONA_KAFKA__NOTIFICATIONS_TOPIC"] = f"persona.test.{unique}-{run}.notifs"
+    env["PERSONA_KAFKA__ERASURE_TOPIC"] = f"persona.test.{unique}-{run}.erasures"
     env["PERSONA_KAFKA__PARTITIONS"] = "1"
     return env
 

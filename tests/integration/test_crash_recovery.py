@@ -45,8 +45,10 @@ def run_to_end(settings, env, recovery_dir) -> int:
 
 
 def wait_snapshot_offset(recovery_dir, proc, n: float, timeout_s: float = 180.0) -> int:
-    """Wait until the worker's recovery partition holds a snapshot of the Kafka input at an
-    offset ≥ `n` (or the worker exits); return that offset."""
+    """Wait until the worker's recovery partition holds a *committed* snapshot of the Kafka input
+    at an offset ≥ `n` (or the worker exits); return that offset. A snapshot row is written before
+    the worker's frontier passes its epoch (`fronts`, from which a restart resumes): on a loaded
+    machine a kill between the two resumes from the previous epoch, maybe from the beginning."""
     import pickle
     import sqlite3
 
@@ -56,8 +58,11 @@ def wait_snapshot_offset(recovery_dir, proc, n: float, timeout_s: float = 180.0)
         for part in Path(recovery_dir).glob("part-*.sqlite3"):
             try:
                 with sqlite3.connect(f"file:{part}?mode=ro", uri=True, timeout=1) as db:
-                    rows = db.execute("SELECT ser_change FROM snaps WHERE step_id LIKE "
-                                      "'%kafka_in%' ORDER BY snap_epoch DESC LIMIT 1").fetchall()
+                    rows = db.execute(
+                        "SELECT ser_change FROM snaps WHERE step_id LIKE '%kafka_in%' AND "
+                        "snap_epoch < (SELECT MIN(worker_frontier) FROM fronts WHERE "
+                        "ex_num = (SELECT MAX(ex_num) FROM fronts)) "
+                        "ORDER BY snap_epoch DESC LIMIT 1").fetchall()
             except sqlite3.Error:
                 continue
             if rows and rows[0][0] is not None:

@@ -4,6 +4,8 @@ search re-ranking (in-memory stores)."""
 from __future__ import annotations
 
 import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import config
 from operators.context import Context
@@ -191,3 +193,33 @@ def test_flow_learns_the_search_blend_from_search_clicks():
                         store_of=lambda: store, notifications=TestingSink([])))
     blends = [orjson.loads(w[1]) for w in writes if w[0] == "search_blend"]
     assert blends and blends[-1]["clicks"] == 1 and blends[-1]["weight"] == 0.5
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 5), st.booleans(), st.integers(0, 2_000_000)),
+                min_size=1, max_size=7),
+       st.randoms(use_true_random=False))
+def test_search_clicks_do_not_depend_on_arrival_order(specs, rnd):
+    """Searches and engagements reach the `search_sessions` step by different paths, so within one
+    activation a click can arrive before its search: any arrival order gives the same clicks (here
+    each search has its own results and at most one engagement with them)."""
+    from operators.suggestions.search_blend import SearchSession
+    arrivals = []
+    for i, (offset, engaged, after) in enumerate(specs):
+        ts = 1_000_000 + 10_000_000 * i + offset
+        arrivals.append(("search", ts, [(f"r{i}a", 0.0, 0.0), (f"r{i}b", -1.0, 0.0)]))
+        if engaged:
+            arrivals.append(("engaged", ts + after, f"r{i}b"))
+
+    def clicks(order):
+        session, out = SearchSession(), []
+        for kind, ts, what in order:
+            got = session.searched(ts, what) if kind == "search" else session.engaged(ts, what)
+            out.extend((t, c) for t, _, c in got)
+        return sorted(out)
+
+    in_order = clicks(sorted(arrivals, key=lambda a: a[1]))
+    shuffled = list(arrivals)
+    rnd.shuffle(shuffled)
+    assert clicks(shuffled) == in_order
+    assert len(in_order) == sum(1 for _, engaged, after in specs if engaged and after <= 1_800_000)

@@ -1,0 +1,154 @@
+"""kill -9 mid-stream with a 4-partition topic, restarted on its recovery directory: every key of
+the uninterrupted run exists, and what 4 partitions reproduce exactly is byte-identical
+(helpers.EXACT_KINDS; profiles too once `stream.reorder_wait_s` exceeds the partitions' skew, see
+README "What is reproduced exactly").
+
+Same machinery as test_crash_recovery.py (one partition), on a smaller log to keep the suite's
+budget: 120 users × 1 day, one seed, one worker process and two (the reference ran in one: the
+exact kinds do not depend on how the work is spread). The kill point is read from the snapshots of
+all four partitions (the sum of their committed offsets); with two processes one is killed and the
+other stopped, as a supervisor does.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import signal
+import sqlite3
+import time
+import uuid
+from pathlib import Path
+
+import orjson
+import pytest
+import redis
+
+from scripts import kafka_io, runner
+from scripts.generate import GeneratorConfig, generate
+from tests.integration.helpers import (
+    cleanup,
+    compare_runs,
+    create_run_topics,
+    explain,
+    key_digests,
+    key_kind,
+    run_env,
+)
+from tests.integration.test_crash_recovery import (
+    FIRST_LINE,
+    SNAPSHOT_S,
+    dead_letters_of_first_line,
+)
+
+PARTITIONS = 4
+SEED = 4
+# longer than the partitions' event-time skew in a replayed backlog: a like waits for its post
+# from another partition instead of being released unannotated at a wall-clock moment
+REORDER_WAIT_S = "60"
+
+
+def env_for(live, unique: str, run: str) -> dict[str, str]:
+    env = run_env(live, unique, run)
+    env["PERSONA_KAFKA__PARTITIONS"] = str(PARTITIONS)
+    env["PERSONA_STREAM__REORDER_WAIT_S"] = REORDER_WAIT_S
+    # 4 partitions × 1000 messages per poll would read this log before the first snapshot
+    env["PERSONA_STREAM__KAFKA_BATCH_SIZE"] = "100"
+    return env
+
+
+def start(settings, env, recovery_dir, processes: int):
+    return runner.start(settings, None, processes=processes, tail=False,
+                        recovery_dir=str(recovery_dir), snapshot_s=SNAPSHOT_S, env_extra=env,
+                        log=lambda m: None, metrics_port=0)
+
+
+def run_to_end(settings, env, recovery_dir, processes: int = 1) -> int:
+    return runner.supervise(start(settings, env, recovery_dir, processes), log=lambda m: None)
+
+
+def committed_offset(recovery_dir, topic: str) -> int:
+    """The sum over the events topic's partitions of the newest Kafka offset in a *committed*
+    snapshot: one of an epoch every worker's frontier has passed (a restart resumes from there;
+    see test_crash_recovery.wait_snapshot_offset)."""
+    rows, frontiers = [], []
+    for part in Path(recovery_dir).glob("part-*.sqlite3"):
+        try:
+            with sqlite3.connect(f"file:{part}?mode=ro", uri=True, timeout=1) as db:
+                frontiers += [f for (f,) in db.execute(
+                    "SELECT MIN(worker_frontier) FROM fronts WHERE ex_num = "
+                    "(SELECT MAX(ex_num) FROM fronts)").fetchall() if f is not None]
+                rows += db.execute("SELECT state_key, snap_epoch, ser_change FROM snaps WHERE "
+                                   "step_id LIKE '%kafka_in%' ORDER BY snap_epoch").fetchall()
+        except sqlite3.Error:
+            continue
+    if not frontiers:
+        return 0
+    committed = min(frontiers)
+    newest = {key: change for key, epoch, change in rows
+              if change is not None and epoch < committed}
+    return sum(max(pickle.loads(c), 0) for key, c in newest.items() if key.endswith(f"-{topic}"))
+
+
+@pytest.fixture(scope="module")
+def reference4(live, tmp_path_factory):
+    unique = uuid.uuid4().hex[:10]
+    env = env_for(live, unique, "ref")
+    settings = create_run_topics(env)
+    events, _ = generate(GeneratorConfig(users=120, days=1, seed=23))
+    kafka_io.recreate_topic(settings.kafka.bootstrap, settings.kafka.events_topic, PARTITIONS)
+    kafka_io.produce(settings.kafka.bootstrap, settings.kafka.events_topic,
+                     [FIRST_LINE] + [orjson.dumps(e) for e in events])
+    started = time.monotonic()
+    assert run_to_end(settings, env, tmp_path_factory.mktemp("ref4")) == 0
+    client = redis.Redis.from_url(live[1])
+    digests = key_digests(client, settings.redis.prefix)
+    yield unique, digests, len(events), time.monotonic() - started
+    cleanup(settings, client)
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_kill_9_with_four_partitions_gives_the_uninterrupted_contents(live, reference4, tmp_path,
+                                                                      processes):
+    unique, expected, n_events, ref_s = reference4
+    env = env_for(live, unique, f"kill{SEED}-{processes}")
+    settings = create_run_topics(env)
+    client = redis.Redis.from_url(live[1])
+    topic = settings.kafka.events_topic
+    try:
+        procs = start(settings, env, tmp_path, processes)
+        rng = random.Random(SEED + processes)
+        fraction = rng.uniform(0.2, 0.6)
+        deadline, offset = time.time() + 180, 0
+        while time.time() < deadline and procs[0].poll() is None:
+            offset = committed_offset(tmp_path, topic)
+            if offset >= fraction * n_events:
+                break
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 0.5) * SNAPSHOT_S)
+        assert procs[0].poll() is None, (
+            f"the worker finished before its snapshots passed {fraction:.0%} of the topic")
+        os.kill(procs[0].pid, signal.SIGKILL)  # one process; a supervisor stops the others
+        assert procs[0].wait() == -signal.SIGKILL
+        for p in procs[1:]:
+            p.kill()
+            p.wait()
+        assert key_digests(client, settings.redis.prefix), "the kill came before any write"
+
+        assert run_to_end(settings, env, tmp_path, processes) == 0
+        got = key_digests(client, settings.redis.prefix)
+        diff = compare_runs(expected, got)
+        assert diff == {"missing": [], "extra": [], "different": []}, (
+            f"killed after snapshots at offset {offset} of {n_events}: "
+            f"{ {k: (len(v), v[:5]) for k, v in diff.items()} }\n"
+            + explain(client, (f"test-{unique}-ref", settings.redis.prefix), diff))
+        exact = sorted({key_kind(k) for k in expected} & {"item", "trending", "fresh", "graph",
+                                                           "gmembers", "likers", "popular_users",
+                                                           "profile"})
+        print(f"4 partitions, {processes} process(es): {len(expected)} keys, exact kinds {exact}; reference run "
+              f"{ref_s:.0f} s; killed at offset {offset}/{n_events}")
+        assert dead_letters_of_first_line(settings) == 1, (
+            "the restarted worker re-read the topic from the beginning instead of resuming")
+    finally:
+        cleanup(settings, client)

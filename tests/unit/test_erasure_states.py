@@ -1,0 +1,151 @@
+"""Erasure without services: the states forget a deleted user, and the flow's command loop
+(list-in/list-out: the commands of a first run are fed back as messages of the command topic)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import orjson
+from bytewax.testing import TestingSink, TestingSource, run_main
+
+import config
+from flows.feeds import build_flow
+from operators.context import Context
+from operators.notifications.candidates import Candidate
+from operators.notifications.policy import Policy
+from operators.notifications.state import RecipientState
+from operators.suggestions.state import SocialState
+from operators.user_state import UserState
+from schemas import Event, encode_event
+from schemas.erasure import Command, encode_command
+from tests.unit.test_flow import MemoryWrites, _Apply, events
+
+T = 1_767_225_600_000
+
+
+def test_user_state_forgets_the_user_and_their_posts():
+    settings = config.load(env={})
+    ctx = Context.from_settings(settings)
+    s = UserState("u1", ctx)
+    s.following |= {"u3", "u4"}
+    s.author_aff = {"u3": 1.0, "u4": 2.0}
+    s.deliver("p2", T, 10)
+    s.deliver("p9", T, 10)
+    s.recent_likes.add("p2")
+    s.history.add("p2", 1.0)
+    s.served = ["p2", "p9"]
+    s.forget("u3", ("p2",))
+    assert s.following == {"u4"} and s.author_aff == {"u4": 2.0}
+    assert list(s.pool) == ["p9"] and "p2" not in s.recent_likes and "p2" not in s.history
+    assert s.served == ["p9"]
+
+
+def test_social_state_forgets_edges_and_peers():
+    s = SocialState("u1")
+    s.following, s.followers, s.authors = {"u3": 1, "u4": 2}, {"u3": 1}, {"u3": 2.0}
+    s.contacts = {"u3": 1.0}
+    s.blocked = {"u3"}
+    s.learn(("received", "c1", "u3", T, "u1"))
+    s.forget("u3")
+    assert "u3" not in orjson.dumps(s.graph_record()).decode()
+    assert (s.following, s.followers, s.authors, s.contacts, s.blocked) == ({"u4": 2}, {}, {}, {},
+                                                                            set())
+    assert s.conversations["c1"].peers == () and s.graph_changed
+
+
+def test_recipient_drops_records_of_the_user_and_keeps_other_actors():
+    settings = config.load(env={})
+    r = RecipientState("u1", Policy.from_settings(settings))
+    like = lambda actor, ts: Candidate(f"like.u1.p1.{actor}", "u1", "like", actor, ts, "like.p1",  # noqa: E731
+                                       post_id="p1")
+    r.offer(like("u7", T), None)
+    r.offer(like("u3", T + 1000), None)  # aggregated into u7's notification
+    r.offer(Candidate("follow.u1.u3", "u1", "follow", "u3", T + 2000, "follow"), None)
+    assert "u3" in orjson.dumps(r.inbox()).decode()
+    assert r.forget("u3", ("p5",))
+    inbox = r.inbox()
+    assert "u3" not in orjson.dumps(inbox).decode()
+    head = next(i for i in inbox if i["notification_id"] == "like.u1.p1.u7")
+    assert head["actors"] == ["u7"] and head["count"] == 1 and head["text"] == "u7 liked your post"
+
+
+def _run(payloads, erasures: list) -> MemoryWrites:
+    writes = MemoryWrites()
+    profiles: dict[str, bytes] = {}
+
+    class Apply(_Apply):  # the flow's erasure records too
+        def write_batch(self, items):
+            super().write_batch(items)
+            for w in items:
+                if w[0] == "forget_item":
+                    self.store.delete_item(w[1])
+                elif w[0] == "profile":
+                    profiles[w[1]] = w[2]
+
+    writes.build = lambda *a: Apply(writes.store, writes.feeds)
+    writes.profiles = profiles
+    run_main(build_flow(config.load(env={}), source=TestingSource(payloads),
+                        dead_letters=TestingSink([]), writes=writes, store_of=lambda: writes.store,
+                        notifications=TestingSink([]), erasures=TestingSink(erasures)))
+    return writes
+
+
+def test_user_deleted_sends_commands_that_the_flow_applies():
+    settings = config.load(env={})
+    payloads = [encode_event(e) for e in events()] + [
+        encode_event(Event("e9", "like", T + 8, "u1", post_id="p2")),
+        encode_event(Event("e10", "user_deleted", T + 9, "u3"))]
+    commands: list[Command] = []
+    first = _run(payloads, commands)
+    assert "u3" in first.profiles["u1"].decode()  # u1 liked u3's post
+    assert {(c.kind, c.key) for c in commands} >= {("erase_post", "p2"), ("forget", "u1")}
+    assert all(c.posts == ("p2",) for c in commands if c.kind == "forget")
+
+    # the same input, then the commands as the flow reads them back from its command topic
+    topic = settings.kafka.erasures
+    looped = [SimpleNamespace(topic=topic, value=encode_command(c), partition=0, offset=i)
+              for i, c in enumerate(commands)]
+    again: list[Command] = []
+    second = _run(payloads + looped + [SimpleNamespace(
+        topic=topic, value=b"{nope", partition=0, offset=len(looped))], again)
+    assert "p2" not in second.store.items(["p2"])
+    assert "u3" not in second.profiles["u1"].decode()
+    feed = orjson.dumps(second.feeds["u1"]).decode()
+    assert "u3" not in feed and "p2" not in feed
+
+
+def test_recipient_drops_records_aggregated_into_an_evicted_head_of_the_user():
+    settings = config.load(env={})
+    r = RecipientState("u1", Policy.from_settings(settings))
+    r.offer(Candidate("follow.u1.u3", "u1", "follow", "u3", T, "follow"), None)
+    r.offer(Candidate("follow.u1.u9", "u1", "follow", "u9", T + 1000, "follow"), None)
+    assert any(i.get("into") == "follow.u1.u3" for i in r.inbox())
+    del r.records["follow.u1.u3"]  # the head left the newest `history` records
+    r.forget("u3", ())
+    assert "u3" not in orjson.dumps(r.inbox()).decode()
+    assert "follow" not in r.groups  # a later follow starts a new notification
+
+
+def test_a_replay_erases_a_deleted_user_from_everything_it_writes():
+    """`persona replay` (the in-process Engine) applies the erasure the flow fans out: no record a
+    backfill writes names a deleted user or their posts, though others followed and engaged."""
+    from operators.backfill import final_writes
+    from operators.engine import Engine
+    from schemas.codec import decode_event
+    from scripts.generate import GeneratorConfig, generate
+
+    log, _ = generate(GeneratorConfig(users=60, days=2, seed=7))  # the deleted have 12 posts
+    decoded = [decode_event(orjson.dumps(e))[0] for e in log]
+    engine = Engine(config.load(env={}))
+    deleted = {e.user_id for e in decoded if e.type == "user_deleted"}
+    posts = {e.post_id for e in decoded if e.type == "post_created" and e.user_id in deleted}
+    mentioned_before = set()
+    for e in decoded:
+        if e.type == "user_deleted":  # who followed or served them just before
+            mentioned_before |= {u for u, s in engine.users.items()
+                                 if e.user_id in s.following or e.user_id in s.author_aff}
+        engine.learn_one(e)
+    assert deleted and posts and mentioned_before, "the log must exercise the erasure"
+    for record in final_writes(engine):
+        text = repr(record)
+        assert not any(u in text for u in deleted | posts), record[:2]
