@@ -20,6 +20,11 @@ from tests.integration.inproc import cleanup, settings_for
 T = 1_767_225_600_000
 
 
+def _writes(out: list) -> list:
+    """The records of a step's output that go to the Redis sink (the flow routes the others)."""
+    return [w for w in out if w[0] not in ("co", "ex", "mention")]
+
+
 def _idle(logic) -> None:
     logic.idle_at = datetime.now(timezone.utc) - timedelta(seconds=1)
 
@@ -37,15 +42,15 @@ def test_idle_states_park_in_redis_and_come_back(live):
         users = UserLogic(None, ctx, lambda: store)
         users.on_batch([("event", Event("e1", "follow", T, "u1", target_id="u2"), None),
                         ("event", Event("e2", "impression", T + 1, "u1", post_id="p1"), None)])
-        writer.write_batch(users.on_notify()[0])  # the rank: feed, profile, user features
+        writer.write_batch(_writes(users.on_notify()[0]))  # the rank: feed, profile, user features
         social = SuggestionsLogic(None, ctx, lambda: store)
         social.on_batch([("event", Event("e1", "follow", T, "u1", target_id="u2"), None, (), None)])
-        writer.write_batch(social.on_notify()[0])
+        writer.write_batch(_writes(social.on_notify()[0]))
         for logic in (users, social):
             _idle(logic)
             out, keep = logic.on_notify()
             assert keep == StatefulBatchLogic.DISCARD
-            writer.write_batch(out)
+            writer.write_batch(_writes(out))
         assert 3500 < client.ttl(keyspace.parked("user", "u1")) <= 3600
 
         back = UserLogic(None, ctx, lambda: store)

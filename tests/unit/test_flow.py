@@ -202,3 +202,24 @@ def test_the_flow_parks_idle_users_of_every_evicting_step():
     run_main(flow)
     for kind in ("user", "social", "notif"):
         assert writes.store.parked(kind, "u1") is not None, kind
+
+
+def test_erasure_reaches_a_parked_user_state():
+    # a user evicted before another user's deletion still forgets them: the command restores it
+    from datetime import datetime, timedelta, timezone
+
+    from schemas.erasure import Command
+
+    store = MemoryFeatureStore()
+    logic = _user_logic(store, user_idle_evict_s=600)
+    logic.on_batch([("event", Event("e1", "follow", T, "u1", target_id="u2"), None)])
+    logic.on_notify()
+    logic.idle_at = datetime.now(timezone.utc) - timedelta(seconds=1)
+    park = logic.on_notify()[0][-1]
+    store.put_parked("user", "u1", park[3])
+    back = _user_logic(store, user_idle_evict_s=600)
+    back.on_batch([("forget", Command("forget", "u1", "u2", ()))])
+    assert back.state is not None and "u2" not in back.state.following
+    assert back.due is not None, "re-ranked without the deleted user's posts"
+    assert _user_logic(MemoryFeatureStore()).on_batch(
+        [("forget", Command("forget", "u9", "u2", ()))])[0] == []
