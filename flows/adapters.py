@@ -35,6 +35,7 @@ from operators.notifications.state import RecipientState
 from operators.notifications.trending import Audience, TrendingRule
 from operators.redis_store import RedisFeatureStore
 from operators.reorder import AwaitingPost
+from operators.routing import reranks_now
 from operators.suggestions.compute import encode as encode_suggestions
 from operators.suggestions.compute import mentioned_users, suggest
 from operators.suggestions.search import base_relevance, published_user, rerank
@@ -84,8 +85,12 @@ class _Logic(StatefulBatchLogic):
             return None
         # Timers are not part of Bytewax's snapshot: remember that one was pending, or a key
         # dirty at the snapshot would never be ranked / published / released after a restart.
-        pending = self.notify_at() is not None
-        return pickle.dumps(_PendingTimer(self.state) if pending else self.state, protocol=5)
+        return pickle.dumps(_PendingTimer(self.state) if self._timer_pending() else self.state,
+                            protocol=5)
+
+    def _timer_pending(self) -> bool:
+        """Work is waiting on a timer (re-armed by `resume_timer` after a restore)."""
+        return self.notify_at() is not None
 
     def resume_timer(self) -> None:
         """Re-arm the timer of a key restored with one pending (logics with timers)."""
@@ -215,9 +220,61 @@ class FollowersLogic(_Logic):
         return out, RETAIN
 
 
-class _Debounced(_Logic):
+class _Evictable(_Logic):
+    """A per-user step whose idle keys are evicted: after `_idle_s()` without input (and nothing
+    pending) the state is parked in Redis (a ("park", kind, user, bytes) write, with the TTL
+    `stream.parked_ttl_s`) and dropped from the worker; the key's next input restores it
+    (`_restore`). The idle deadline is the key's only timer, so the keys Bytewax scans for due
+    timers are the resident ones, which eviction bounds. Subclasses call `_touched()` on input."""
+
+    park_kind = ""  # the parked-state key kind ("user", "social", "notif"); "" = never evicted
+
+    def __init__(self, state):
+        super().__init__(state)
+        self.idle_at: datetime | None = None  # evicted at this wall clock unless input comes
+
+    def _idle_s(self) -> float:
+        return 0.0
+
+    def _touched(self) -> None:
+        """Input arrived (or a state was restored): push the idle deadline back."""
+        idle = self._idle_s()
+        self.idle_at = (datetime.now(timezone.utc) + timedelta(seconds=idle)
+                        if idle > 0 and self.park_kind and self.state is not None else None)
+
+    def notify_at(self):
+        return self.idle_at
+
+    def _timer_pending(self) -> bool:
+        return False  # the idle deadline is re-armed by `_touched` when a state is restored
+
+    def on_notify(self):
+        return self._evict_if_idle([])
+
+    def _evict_if_idle(self, out: list):
+        if self.idle_at is not None and self.idle_at <= datetime.now(timezone.utc):
+            if not getattr(self.state, "deleted", False):  # a tombstone is dropped, never parked:
+                out.append(("park", self.park_kind, self.state.user_id,  # no key names the user
+                            pickle.dumps(self.state, protocol=5)))
+            metrics.EVICTED.labels(self.park_kind).inc()
+            return out, StatefulBatchLogic.DISCARD
+        return out, RETAIN
+
+    def _restore(self, user_id: str, store):
+        """The parked state of a returning user, or None (new, never parked, or expired)."""
+        if not self.park_kind or self._idle_s() <= 0:
+            return None
+        raw = store.parked(self.park_kind, user_id)
+        if raw is None:
+            return None
+        metrics.RESTORED.labels(self.park_kind).inc()
+        return pickle.loads(raw)
+
+
+class _Debounced(_Evictable):
     """A keyed step that runs `_run` on a wall-clock timer, at most once per `_interval_s()`, and
-    only while dirty (`_schedule` after a batch that changed the key; `due = None` cancels)."""
+    only while dirty (`_schedule` after a batch that changed the key; `due = None` cancels).
+    Idle keys are evicted (`_Evictable`) once nothing is due."""
 
     def __init__(self, state):
         super().__init__(state)
@@ -230,14 +287,20 @@ class _Debounced(_Logic):
     def _run(self) -> list:
         raise NotImplementedError
 
-    def _schedule(self) -> None:
-        if self.due is None:
-            now = datetime.now(timezone.utc)
-            earliest = self.last_run + timedelta(seconds=self._interval_s()) if self.last_run else now
-            self.due = max(now, earliest)
+    def _schedule(self, delay_s: float = 0.0) -> None:
+        """Run at the next interval boundary, or `delay_s` from now if later; an earlier pending
+        run stays."""
+        now = datetime.now(timezone.utc)
+        earliest = self.last_run + timedelta(seconds=self._interval_s()) if self.last_run else now
+        due = max(now + timedelta(seconds=delay_s), earliest)
+        if self.due is None or due < self.due:
+            self.due = due
 
     def notify_at(self):
-        return self.due
+        return self.due if self.due is not None else self.idle_at  # a dirty key is never evicted
+
+    def _timer_pending(self) -> bool:
+        return self.due is not None
 
     def resume_timer(self):
         self.due = datetime.now(timezone.utc)
@@ -245,7 +308,9 @@ class _Debounced(_Logic):
     def on_notify(self):
         # Bytewax may still fire a timer that was due when this activation began, after an
         # on_batch that cancelled it (user_deleted): a tombstone must not be written again
-        return self._fire(), RETAIN
+        due = self.due is not None and self.due <= datetime.now(timezone.utc)
+        out = self._fire() if due else []
+        return self._evict_if_idle(out) if self.due is None else (out, RETAIN)
 
     def on_eof(self):
         return self._fire(), RETAIN
@@ -260,38 +325,55 @@ class _Debounced(_Logic):
 class UserLogic(_Debounced):
     """key = user id. Values ("event", Event, ItemView | None) | ("deliver", user_id, post_id, ts).
 
-    Marks the user dirty and ranks at most once per `rank_interval_s` (wall clock) on a timer; emits
-    ("co", a, (b, weight)), ("ex", Example), ("feed", user_id, bytes), ("forget_user", user_id),
-    and ("mention", other user, user_id) for each user it starts to mention (operators.erasure).
-    ("forget", Command) drops a deleted user and their posts, then re-ranks.
+    Marks the user dirty and ranks at most once per `rank_interval_s` (wall clock; longer while
+    the worker catches up a backlog: `backlog_rank_interval_s`) on a timer; events that only record
+    what the user saw (`operators.routing.reranks_now`) wait up to `seen_rerank_s`. Emits ("co", a,
+    (b, weight)), ("ex", Example), ("feed", user_id, bytes), ("forget_user", user_id),
+    ("mention", other user, user_id) for each user it starts to mention (operators.erasure), and
+    ("park", "user", user_id, bytes) when idle (see `_Evictable`).
+    ("forget", Command) drops a deleted user and their posts (in a parked state too), then re-ranks.
     A deleted user leaves an empty tombstone state that ignores everything after (deliveries from
     the followers step would otherwise create a new state and a new feed).
     """
+
+    park_kind = "user"
 
     def __init__(self, state: UserState | None, ctx: Context, store_of=None):
         super().__init__(state)
         self.ctx = ctx
         self.store_of = store_of or (lambda: resources.feature_store(ctx.settings))
+        self._touched()
+
+    def _idle_s(self) -> float:
+        return self.ctx.settings.stream.user_idle_evict_s
 
     def on_batch(self, values):
         out: list = []
         ctx = self.ctx
+        store = self.store_of()
         if self.state is None:
             first = next((v for v in values if v[0] != "forget"), None)
-            if first is None:  # erasure commands for a user with no state: nothing to forget
-                return [], RETAIN
-            self.state = UserState(first[1] if first[0] == "deliver" else first[1].user_id, ctx)
+            if first is None:  # erasure commands only: forget in the parked state, if any
+                self.state = self._restore(values[0][1].key, store)
+                if self.state is None:
+                    return [], RETAIN
+            else:
+                user_id = first[1] if first[0] == "deliver" else first[1].user_id
+                self.state = self._restore(user_id, store) or UserState(user_id, ctx)
+        self._touched()
         state = self.state
         if state.deleted:  # a tombstone: later deliveries and events must not revive the user
             return [], RETAIN
-        store = self.store_of()
+        now = False
         for value in values:
             if value[0] == "forget":  # erasure: a user this one mentions was deleted
                 state.forget(value[1].user, value[1].posts)
+                now = True  # their posts leave the feed at the next batch
                 continue
             if value[0] == "deliver":
                 state.deliver(value[2], value[3], ctx.settings.features.pool_size)
                 state.last_ts = max(state.last_ts, value[3])
+                now = True
                 continue
             event, view = value[1], value[2]
             if event.type == "user_deleted":  # keep a small tombstone, not the user's data
@@ -304,11 +386,16 @@ class UserLogic(_Debounced):
             out.extend(_mentions(state, state.user_id, (
                 view.author_id if view is not None else None, event.target_id,
                 *(event.recipients or ()))))
-        self._schedule()
+            now = now or reranks_now(event)
+        self._schedule(0.0 if now else ctx.settings.stream.seen_rerank_s)
         return out, RETAIN
 
     def _interval_s(self) -> float:
-        return self.ctx.settings.stream.rank_interval_s
+        # Catching up a backlog (input L seconds old), a feed re-ranked every second is L seconds
+        # stale anyway: re-rank each user at most once per L (capped), not once per event, and
+        # spend the time catching up. Caught up, L ~ 0 and rank_interval_s applies.
+        s = self.ctx.settings.stream
+        return max(s.rank_interval_s, min(metrics.InputAge.seconds(), s.backlog_rank_interval_s))
 
     def _run(self) -> list:  # rank
         state = self.state
@@ -329,19 +416,31 @@ class SuggestionsLogic(_Debounced):
     """key = user id. Values from operators.suggestions.routing.social_messages. Emits side records
     (group members, author likers) at once; on a timer (at most once per `suggest_interval_s`, dirty
     users only) what changed (("graph", …), ("popular_user", …)) and ("suggestions", user, bytes).
-    A deleted user leaves a tombstone state (("forget_social", …) emitted once)."""
+    A deleted user leaves a tombstone state (("forget_social", …) emitted once). Idle users are
+    parked like the users step's (`stream.user_idle_evict_s`)."""
+
+    park_kind = "social"
 
     def __init__(self, state: SocialState | None, ctx: Context, store_of=None):
         super().__init__(state)
         self.ctx = ctx
         self.store_of = store_of or (lambda: resources.feature_store(ctx.settings))
+        self._touched()
+
+    def _idle_s(self) -> float:
+        return self.ctx.settings.stream.user_idle_evict_s
 
     def on_batch(self, values):
         if self.state is None:
             first = next((v for v in values if v[0] != "forget"), None)
-            if first is None:  # erasure commands for a user with no state: nothing to forget
-                return [], RETAIN
-            self.state = SocialState(first[1].user_id if first[0] == "event" else first[-1])
+            if first is None:  # erasure commands only: forget in the parked state, if any
+                self.state = self._restore(values[0][1].key, self.store_of())
+                if self.state is None:
+                    return [], RETAIN
+            else:
+                user_id = first[1].user_id if first[0] == "event" else first[-1]
+                self.state = self._restore(user_id, self.store_of()) or SocialState(user_id)
+        self._touched()
         out: list = []
         for value in values:
             if value[0] == "forget":  # erasure: a user this one mentions was deleted
@@ -508,7 +607,7 @@ class ErasureLogic(_Logic):
         return out, RETAIN
 
 
-class NotificationLogic(_Logic):
+class NotificationLogic(_Evictable):
     """key = recipient. Values ("self", Event, author) | ("cand", Candidate) (operators.notifications).
 
     Emits ("decision", record) per decision, ("notif_ex", (x, y)) per feedback label for the global
@@ -517,18 +616,30 @@ class NotificationLogic(_Logic):
     are suppressed with reason recipient_deleted).
     """
 
-    def __init__(self, state: RecipientState | None, policy: Policy, weights, policy_of=None):
+    park_kind = "notif"
+
+    def __init__(self, state: RecipientState | None, policy: Policy, weights, policy_of=None,
+                 idle_s: float = 0.0, store_of=None):
         super().__init__(state)
         self.policy, self.weights = policy, weights
         self.policy_of = policy_of or (lambda _user: policy)  # the recipient's experiment arm's
+        self.idle_s, self.store_of = idle_s, store_of
+        self._touched()
+
+    def _idle_s(self) -> float:
+        return self.idle_s if self.store_of is not None else 0.0
 
     def on_batch(self, values):
         if self.state is None:
             v = next((v for v in values if v[0] != "forget"), None)
-            if v is None:  # erasure commands for a user with no state: nothing to forget
-                return [], RETAIN
-            user = v[1].user_id if v[0] == "self" else v[1].recipient
-            self.state = RecipientState(user, self.policy_of(user))
+            user = values[0][1].key if v is None else (
+                v[1].user_id if v[0] == "self" else v[1].recipient)
+            self.state = self._restore(user, self.store_of()) if self.store_of else None
+            if self.state is None:
+                if v is None:  # erasure commands for a user with no state: nothing to forget
+                    return [], RETAIN
+                self.state = RecipientState(user, self.policy_of(user))
+        self._touched()
         state, exported = self.state, self.weights.get()
         # A resumed state follows the current [notifications] config (of the recipient's arm).
         state.policy = self.policy_of(state.user_id)

@@ -20,7 +20,7 @@ from confluent_kafka import OFFSET_BEGINNING
 import config
 from config import Settings
 from config.security import kafka_config
-from flows import metrics
+from flows import metrics, resources
 from flows.adapters import (
     ArmCountsLogic,
     AudienceLogic,
@@ -96,8 +96,9 @@ def build_flow(settings: Settings, *, source: Source | None = None,
     else:
         messages = op.input("input", flow, source)
     erasure_topic = settings.kafka.erasures
-    decoded = op.map("decode", messages, lambda m: _decode_command(m) if getattr(
-        m, "topic", None) == erasure_topic else decode_message(m, limits, skew))
+    decoded = op.map("decode", messages,  # notes the input's age (adaptive rank interval)
+                     lambda m: _decode_command(m) if getattr(m, "topic", None) == erasure_topic
+                     else metrics.InputAge.note(m) or decode_message(m, limits, skew))
     # erasure commands (schemas.erasure) read back from the flow's own command topic
     is_command = op.branch("is_command", decoded, lambda x: isinstance(x, Command))
     commands = is_command.trues
@@ -197,7 +198,9 @@ def build_flow(settings: Settings, *, source: Source | None = None,
     weights = LocalNotifWeights() if store_of is not None else RedisNotifWeights(settings)
     notif_out = op.key_rm("notif_out", op.stateful_batch(
         "notifications", notif_in, NotificationLogic.builder(
-            policy, weights, lambda user: policies.for_user(user)[0])))
+            policy, weights, lambda user: policies.for_user(user)[0],
+            settings.stream.user_idle_evict_s,  # idle recipients are parked (see UserLogic)
+            store_of or (lambda: resources.feature_store(settings)))))
     notif_model = op.stateful_batch("notif_model", op.filter_map(
         "notif_examples", notif_out, lambda m: ("global", m[1]) if m[0] == "notif_ex" else None),
         NotifModelLogic.builder(policy, weights))
@@ -206,7 +209,7 @@ def build_flow(settings: Settings, *, source: Source | None = None,
     op.output("notifications_out", decisions, notifications or NotificationSink(
         settings.kafka.bootstrap, settings.kafka.notifications_topic, kafka_config(settings.kafka)))
     inboxes = op.merge("inboxes", op.filter(
-        "notif_writes", notif_out, lambda m: m[0] in ("notifs", "forget_notifs")),
+        "notif_writes", notif_out, lambda m: m[0] in ("notifs", "forget_notifs", "park")),
         op.key_rm("notif_weights", notif_model))
 
     # per-arm online metrics of the enabled experiments (operators/experiments/counts.py): per-user
@@ -237,7 +240,7 @@ def build_flow(settings: Settings, *, source: Source | None = None,
 
     # whole-value, idempotent writes to Redis: feeds, profiles, item features, neighbours, model
     feeds = op.filter("feeds", user_out,
-                      lambda m: m[0] in ("feed", "profile", "forget_user", "user_features"))
+                      lambda m: m[0] in ("feed", "profile", "forget_user", "user_features", "park"))
     writes_stream = op.merge("writes", feeds, item_writes,
                              op.filter("nbr_writes", neighbours, lambda m: m[0] != "cmd"),
                              op.key_rm("model", model), social, inboxes, arm_counts,

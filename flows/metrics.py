@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections import Counter as Tally
 from collections import deque
 
@@ -27,6 +28,11 @@ REDIS_WRITES = Counter("persona_redis_writes", "Write records applied to Redis, 
 RANK_SECONDS = Histogram(
     "persona_rank_seconds", "Time to rank one user's feed (candidates, filters, scoring, mixing)",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5))
+EVICTED = Counter(
+    "persona_states_evicted_total", "Idle users' worker states parked in Redis and dropped",
+    ["step"])
+RESTORED = Counter(
+    "persona_states_restored_total", "Parked user states restored at the user's return", ["step"])
 MODEL_LOGLOSS = Gauge(
     "persona_global_model_logloss",
     "Prequential log loss of the global model: each training example scored before it is learned, "
@@ -35,6 +41,26 @@ MODEL_EXAMPLES = Counter("persona_global_model_examples",
                          "Training examples learned by the global model, by label", ["label"])
 MODEL_POSITIVE_RATE = Gauge("persona_global_model_positive_rate",
                             "Weighted share of positive examples over the same window")
+
+
+class InputAge:
+    """How far behind its input this process is: wall clock − Kafka timestamp of the message it
+    decoded last (0 without Kafka timestamps: tests, replays from files). Process-wide: every
+    worker of the process notes and reads it; plain attribute writes, no lock (a torn read only
+    misjudges one schedule)."""
+
+    kafka_ms = 0  # Kafka timestamp of the newest-noted message
+    noted_at = 0.0  # wall clock (s) when it was decoded
+
+    @classmethod
+    def note(cls, message) -> None:
+        ts = getattr(message, "timestamp", None)
+        if ts is not None and ts[1] > 0:
+            cls.kafka_ms, cls.noted_at = ts[1], time.time()
+
+    @classmethod
+    def seconds(cls) -> float:
+        return max(0.0, cls.noted_at - cls.kafka_ms / 1000.0) if cls.kafka_ms else 0.0
 
 
 def count_event(_step_id: str, event: Event) -> None:

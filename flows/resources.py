@@ -53,4 +53,5 @@ def feature_store(settings: Settings) -> RedisFeatureStore:
 def redis_writer(settings: Settings) -> RedisWriter:
     return RedisWriter(client(settings.redis), keyspace(settings),
                        index_size=2000, retries=settings.redis.write_retries,
-                       trace_every=settings.stream.freshness_sample)
+                       trace_every=settings.stream.freshness_sample,
+                       parked_ttl_s=settings.stream.parked_ttl_s)

@@ -23,6 +23,7 @@ class FeatureReader(Protocol):
     def trending(self, topic: str, n: int) -> list[str]: ...
     def fresh(self, n: int) -> list[str]: ...
     def global_model(self) -> dict | None: ...
+    def parked(self, kind: str, user_id: str) -> bytes | None: ...
 
 
 class _TopIndex:
@@ -71,6 +72,7 @@ class MemoryFeatureStore:
         self._trending: dict[str, _TopIndex] = {}
         self._fresh = _TopIndex(index_size)
         self._model: dict | None = None
+        self._parked: dict[tuple[str, str], bytes] = {}
 
     # writes -------------------------------------------------------------------------------------
     def put_item(self, view: ItemView) -> None:
@@ -94,6 +96,13 @@ class MemoryFeatureStore:
 
     def put_global_model(self, exported: dict) -> None:
         self._model = exported
+
+    def put_parked(self, kind: str, user_id: str, state: bytes | None) -> None:
+        """Park an evicted user's state (None forgets it, as an erasure does)."""
+        if state is None:
+            self._parked.pop((kind, user_id), None)
+        else:
+            self._parked[(kind, user_id)] = state
 
     def delete_item(self, post_id: str) -> None:
         self._items.pop(post_id, None)
@@ -120,3 +129,6 @@ class MemoryFeatureStore:
 
     def global_model(self) -> dict | None:
         return self._model
+
+    def parked(self, kind: str, user_id: str) -> bytes | None:
+        return self._parked.get((kind, user_id))

@@ -30,6 +30,7 @@ log = logging.getLogger("persona.redis")
 #   social discovery (operators.suggestions.writes): ("graph"|"suggestions"|"user_features", user,
 #   bytes) | ("group_member", group, user, joined) | ("liker", author, user, ts)
 #   | ("forget_social", user, groups, engaged authors)
+#   ("park", "user"|"social", user_id, pickled state): an idle user's worker state (with a TTL)
 Write = tuple
 
 
@@ -61,6 +62,7 @@ class RedisFeatureStore:
         self.keyspace = keyspace
         self.ttl_s = ttl_s
         self._cache: dict[tuple, tuple[float, object]] = {}
+        self._swept = time.monotonic()
 
     def _cached_many(self, kind: str, ids: list[str], key_of, decode, read=None) -> dict:
         """Values of `ids` from the cache, the misses read in one pipeline (`read(pipe, key)`,
@@ -86,9 +88,15 @@ class RedisFeatureStore:
                 cache[(kind, i)] = (now, value)
                 if value is not None:
                     out[i] = value
-        if len(cache) > 200_000:  # bound memory: drop everything stale
-            self._cache = {k: v for k, v in cache.items() if now - v[0] < self.ttl_s}
+        self._sweep(now)
         return out
+
+    def _sweep(self, now: float) -> None:
+        """Drop expired entries every few TTLs (and at once past 200k entries): with ever-new
+        users and items the cache would otherwise only grow."""
+        if now - self._swept > max(5.0, 10 * self.ttl_s) or len(self._cache) > 200_000:
+            self._swept = now
+            self._cache = {k: v for k, v in self._cache.items() if now - v[0] < self.ttl_s}
 
     def items(self, ids: list[str]) -> dict[str, ItemView]:
         return self._cached_many("item", ids, self.keyspace.item,
@@ -105,6 +113,7 @@ class RedisFeatureStore:
             return hit[1]
         value = retrying(load)
         self._cache[key] = (now, value)
+        self._sweep(now)
         return value
 
     def trending(self, topic: str, n: int) -> list[str]:
@@ -115,6 +124,10 @@ class RedisFeatureStore:
     def fresh(self, n: int) -> list[str]:
         return self._cached_one(("fresh", n), lambda: [
             m.decode() for m in self.client.zrange(self.keyspace.fresh, 0, n - 1, desc=True)])
+
+    def parked(self, kind: str, user_id: str) -> bytes | None:
+        """The parked worker state of an evicted user (not cached: read once, at its return)."""
+        return retrying(lambda: self.client.get(self.keyspace.parked(kind, user_id)))
 
     def global_model(self) -> dict | None:
         def load():
@@ -127,7 +140,8 @@ class RedisWriter:
     """Applies write records to Redis in one pipeline per batch, with retries."""
 
     def __init__(self, client: redis.Redis, keyspace: Keyspace, index_size: int = 2000,
-                 retries: int = 8, trace_every: int = 0):
+                 retries: int = 8, trace_every: int = 0, parked_ttl_s: int = 30 * 86400):
+        self.parked_ttl_s = parked_ttl_s
         self.client = client
         self.keyspace = keyspace
         self.index_size = index_size
@@ -176,6 +190,9 @@ class RedisWriter:
                 ops.append(("delete", ks.feed(w[1])))
                 ops.append(("delete", ks.profile(w[1])))
                 ops.append(("delete", ks.user_features(w[1])))  # search re-ranking features
+                ops.append(("delete", ks.parked("user", w[1])))
+            elif kind == "park":  # ("park", step kind, user, pickled state)
+                ops.append(("set", ks.parked(w[1], w[2]), w[3], self.parked_ttl_s))
             elif kind == "notifs":
                 ops.append(("set", ks.notifications(w[1]), w[2]))
             elif kind == "notif_model":
@@ -185,8 +202,11 @@ class RedisWriter:
                 ops.append(("sadd", ks.experiments, f"{w[1]}/{w[2]}"))
             elif kind == "forget_notifs":
                 ops.append(("delete", ks.notifications(w[1])))
+                ops.append(("delete", ks.parked("notif", w[1])))
             elif kind in SOCIAL_WRITES:  # operators/suggestions
                 ops.extend(social_ops(ks, w))
+                if kind == "forget_social":
+                    ops.append(("delete", ks.parked("social", w[1])))
             else:
                 raise ValueError(f"unknown write record {kind!r}")
         ops.extend(("zremrangebyrank", key, 0, -(self.index_size + 1)) for key in sorted(trimmed))

@@ -32,6 +32,14 @@ def is_fan_out(event: Event) -> bool:
     return event.type == "post_created" and event.post_id is not None
 
 
-def touches_feed(event: Event) -> bool:
-    """Whether the actor's feed may change (the user is marked dirty for the next micro-batch)."""
-    return not event.type.startswith("notification_")
+# Events that only record what the user already saw or did elsewhere: the served feed stays right
+# for what the user is looking at (it is being scrolled), and the seen filter drops those posts at
+# the next rank; re-ranking on each of them was most of the worker's ranks (a rank per ~1.6 events).
+SEEN_ONLY_TYPES = frozenset({"impression", "dwell", "search", "notification_opened",
+                             "notification_dismissed"})
+
+
+def reranks_now(event: Event) -> bool:
+    """Whether the actor's feed is re-ranked at the next micro-batch (`stream.rank_interval_s`);
+    other events wait `stream.seen_rerank_s` (their state changes are applied at once)."""
+    return event.type not in SEEN_ONLY_TYPES

@@ -96,6 +96,11 @@ class Keyspace:
         """The user's ranking features (operators.suggestions.snapshot), for search re-ranking."""
         return f"{self.base}:ufeat:{{{user_id}}}"
 
+    def parked(self, kind: str, user_id: str) -> str:
+        """An idle user's worker state ("user" | "social" step), pickled, with a TTL: the worker
+        dropped it (`stream.user_idle_evict_s`) and restores it at the user's next event."""
+        return f"{self.base}:parked:{kind}:{{{user_id}}}"
+
     @property
     def deleted_users(self) -> str:
         """Set of deleted users' `deleted_tag`s: never suggested, whatever a stale stored value

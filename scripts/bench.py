@@ -43,6 +43,7 @@ import config
 from config import Settings
 from config.security import kafka_config, redis_connection
 from operators.redis_store import connect, traced_user
+from operators.routing import SEEN_ONLY_TYPES
 from schemas.keyspace import Keyspace
 from scripts import kafka_io, runner
 
@@ -135,23 +136,26 @@ def rss_kb(pid: int) -> tuple[int, int]:
         return 0, 0
 
 
-def scrape_counters(port: int) -> tuple[int, int, float] | None:
-    """(events processed, users ranked, seconds spent ranking) from a worker's /metrics:
-    persona_events_total summed over types, persona_rank_seconds count and sum (None if not up)."""
+def scrape_counters(port: int) -> tuple[int, int, float, int] | None:
+    """(events processed, users ranked, seconds spent ranking, states evicted) from a worker's
+    /metrics: persona_events_total summed over types, persona_rank_seconds count and sum,
+    persona_states_evicted_total summed over steps (None if not up)."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
             text = resp.read().decode()
     except OSError:
         return None
-    events, ranks, rank_s = 0.0, 0.0, 0.0
+    events, ranks, rank_s, evicted = 0.0, 0.0, 0.0, 0.0
     for line in text.splitlines():
         if line.startswith("persona_events_total{"):
             events += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("persona_states_evicted_total{"):
+            evicted += float(line.rsplit(" ", 1)[1])
         elif line.startswith("persona_rank_seconds_count "):
             ranks = float(line.rsplit(" ", 1)[1])
         elif line.startswith("persona_rank_seconds_sum "):
             rank_s = float(line.rsplit(" ", 1)[1])
-    return int(events), int(ranks), rank_s
+    return int(events), int(ranks), rank_s, int(evicted)
 
 
 def free_port_range(n: int) -> int:
@@ -295,6 +299,7 @@ class WorkerRun:
     counts: list[tuple[float, int]] = field(default_factory=list)
     ranks: int = 0  # users ranked (feeds computed), all processes
     rank_s: float = 0.0  # time spent ranking, all processes
+    evicted: int = 0  # idle user states parked and dropped (users + suggestions steps)
     ready_rss: list[int] = field(default_factory=list)  # KiB per process once serving metrics
     rss: list[tuple[float, list[int]]] = field(default_factory=list)  # KiB per process
     peak_kb: list[int] = field(default_factory=list)
@@ -345,6 +350,7 @@ def run_workers(bench: Bench, env: dict[str, str], processes: int, *, tail: bool
             result.counts.append((now, sum(c[0] for c in scraped)))
             result.ranks = sum(c[1] for c in scraped)
             result.rank_s = sum(c[2] for c in scraped)
+            result.evicted = sum(c[3] for c in scraped)
         if all(m[0] for m in mem):  # every process alive (an exited one reads 0)
             result.rss.append((now, [m[0] for m in mem]))
         peaks = result.peak_kb + [0] * (len(mem) - len(result.peak_kb))
@@ -403,7 +409,8 @@ def rss_flatness(samples: list[tuple[float, list[int]]]) -> float | None:
 def paced_produce(bench: Bench, topic: str, events: Iterable[dict], rate: float, seconds: float,
                   trace_every: int, log: Log) -> list[tuple[str, int]]:
     """Produce at `rate` events/s for `seconds`, each event's `ts` and Kafka timestamp = the wall
-    clock at produce time. Returns (user, ts) of the traced users' events."""
+    clock at produce time. Returns (user, ts) of the traced users' feed-changing events
+    (`operators.routing.reranks_now`; the others are reflected within `stream.seen_rerank_s`)."""
     s = bench.settings.kafka
     producer = Producer({"bootstrap.servers": s.bootstrap, "linger.ms": 2, "acks": 1,
                          **kafka_config(s)})
@@ -421,8 +428,8 @@ def paced_produce(bench: Bench, topic: str, events: Iterable[dict], rate: float,
             event["ts"] = ts
             user = event["user_id"]
             producer.produce(topic, orjson.dumps(event), key=user.encode(), timestamp=ts)
-            if traced_user(user, trace_every):
-                traced.append((user, ts))
+            if trace_every and traced_user(user, trace_every) and event["type"] not in SEEN_ONLY_TYPES:
+                traced.append((user, ts))  # seen-only events re-rank later (stream.seen_rerank_s)
             sent += 1
         producer.poll(0)
         if now - last_log >= 5:
@@ -482,11 +489,15 @@ class BenchConfig:
     freshness_rate: float | None = None  # default: half the steady rate
     trace_every: int = 20  # freshness: trace 1 user in N
     rank_interval_s: float | None = None  # override stream.rank_interval_s for the run
+    backlog_rank_interval_s: float | None = None  # override stream.backlog_rank_interval_s
     reader: bool = True
     reader_s: float = 5.0
     reader_concurrency: int = 4  # keep-alive connections
     reader_rate: float | None = 500.0  # open-loop req/s (None: closed loop)
     keep: bool = False  # leave topics and keys for inspection
+    churn_s: float = 0.0  # bounded-state phase: ever-new users for this long (0 = skip)
+    churn_rate: float = 300.0  # its events/s
+    churn_idle_s: float = 10.0  # its stream.user_idle_evict_s (0 = no eviction, for comparison)
 
 
 def run(settings: Settings, cfg: BenchConfig, log: Log = print) -> dict:
@@ -507,6 +518,8 @@ def _run(bench: Bench, cfg: BenchConfig, report: dict, log: Log) -> None:
     extra = {}
     if cfg.rank_interval_s is not None:
         extra["PERSONA_STREAM__RANK_INTERVAL_S"] = str(cfg.rank_interval_s)
+    if cfg.backlog_rank_interval_s is not None:
+        extra["PERSONA_STREAM__BACKLOG_RANK_INTERVAL_S"] = str(cfg.backlog_rank_interval_s)
     topic = bench.topic("events")
     log("1/5 workload → Kafka")
     t = time.monotonic()
@@ -560,6 +573,11 @@ def _run(bench: Bench, cfg: BenchConfig, report: dict, log: Log) -> None:
         with_feed = [u for u in sample if client.exists(keyspace.feed(u))] or sample
         report["reader"] = reader_bench(bench, pipeline_prefix, with_feed, cfg, log)
 
+    if cfg.churn_s > 0:
+        log(f"bounded state: ever-new users at {cfg.churn_rate:,.0f} events/s for "
+            f"{cfg.churn_s:.0f}s, idle users evicted after {cfg.churn_idle_s:g}s")
+        report["churn"] = churn(bench, cfg, extra, log)
+
     if cfg.freshness_s > 0:
         rate = cfg.freshness_rate or 0.5 * _rate(main)
         log(f"5/5 freshness: {rate:,.0f} events/s for {cfg.freshness_s:.0f}s into tailing workers")
@@ -610,6 +628,120 @@ def freshness(bench: Bench, cfg: BenchConfig, rate: float, extra: dict, log: Log
             "peak_rss_mib": [round(kb / 1024, 1) for kb in run.peak_kb]}
 
 
+# ------------------------------------------------------------------------------ bounded state
+def churn_workload(seed: int, creators: int = 100, posts_per_creator: int = 3,
+                   concurrent: int = 40) -> Iterator[dict]:
+    """Ever-new users (endless): creators sign up and post first; then users arrive one after
+    another, each plays one short session (sign-up, 3 follows, 8 impressions, 2 likes, a click)
+    interleaved with `concurrent` others, and never comes back. `ts` is set by the producer.
+
+    >>> events = list(itertools.islice(churn_workload(1, creators=2, posts_per_creator=1), 40))
+    >>> [e["type"] for e in events[:4]], len({e["user_id"] for e in events}) > 3
+    (['user_created', 'post_created', 'user_created', 'post_created'], True)
+    """
+    rng = random.Random(seed)
+    ids = itertools.count(1)
+    topics = [f"t{i}" for i in range(10)]
+
+    def event(kind: str, user: str, **fields) -> dict:
+        return {"v": 1, "event_id": f"x{next(ids):010d}", "type": kind, "ts": 0,
+                "user_id": user, **fields}
+
+    posts: list[str] = []
+    for c in range(creators):
+        yield event("user_created", f"c{c:04d}", interests=[rng.choice(topics)])
+        for j in range(posts_per_creator):
+            posts.append(f"cp{c:04d}_{j}")
+            yield event("post_created", f"c{c:04d}", post_id=posts[-1], topics=[rng.choice(topics)])
+
+    def session(user: str) -> Iterator[dict]:
+        yield event("user_created", user, interests=[rng.choice(topics)])
+        for c in rng.sample(range(creators), min(3, creators)):
+            yield event("follow", user, target_id=f"c{c:04d}")
+        shown = rng.sample(posts, min(8, len(posts)))
+        for position, post in enumerate(shown):
+            yield event("impression", user, post_id=post, surface="feed", position=position)
+        for post in shown[:2]:
+            yield event("like", user, post_id=post)
+        yield event("click", user, post_id=shown[-1])
+
+    sessions: dict[str, Iterator[dict]] = {}
+    arrived = 0
+    while True:
+        while len(sessions) < concurrent:
+            arrived += 1
+            user = f"n{arrived:08d}"
+            sessions[user] = session(user)
+        user = rng.choice(list(sessions))
+        e = next(sessions[user], None)
+        if e is None:
+            del sessions[user]
+        else:
+            yield e
+
+
+CHURN_DEDUP_CAPACITY = 10_000
+
+
+def churn(bench: Bench, cfg: BenchConfig, extra: dict, log: Log) -> dict:
+    """Tailing workers fed ever-new users at a fixed rate: worker RSS over time (flat ±10% over
+    the second half when idle users are evicted), evictions, and what an inactive user still
+    costs: worker bytes (RSS growth per user over the second half) and Redis bytes (its parked
+    states and published keys)."""
+    topic = bench.topic("churn")
+    prefix = f"{bench.prefix}-churn"
+    kafka_io.recreate_topic(bench.settings.kafka.bootstrap, topic, cfg.partitions,
+                            extra=kafka_config(bench.settings.kafka))
+    # the dedup window (a bounded FIFO of event ids, 200k by default) is shrunk so that it is full
+    # before the second half, where flatness is measured; at its default it plateaus at ~20 MB
+    env = bench.env(topic, prefix, PERSONA_STREAM__USER_IDLE_EVICT_S=str(cfg.churn_idle_s),
+                    PERSONA_STREAM__DEDUP_CAPACITY=str(CHURN_DEDUP_CAPACITY), **extra)
+    users: list[str] = []
+    done = threading.Event()
+
+    def counted(events: Iterator[dict]) -> Iterator[dict]:
+        for e in events:
+            if e["type"] == "user_created" and e["user_id"].startswith("n"):
+                users.append(e["user_id"])
+            yield e
+
+    def produce():
+        paced_produce(bench, topic, counted(churn_workload(cfg.seed)), cfg.churn_rate, cfg.churn_s,
+                      0, log)
+        time.sleep(2.0)
+        done.set()
+
+    producer = threading.Thread(target=produce, daemon=True)
+    run = run_workers(bench, env, cfg.processes, tail=True, log=log,
+                      on_running=producer.start, stop_when=done.is_set)
+    producer.join()
+    rss = [(t, sum(r)) for t, r in run.rss]
+    t0 = rss[0][0] if rss else 0.0
+    half = rss[len(rss) // 2:]
+    # users that arrived during the second half of the samples (arrivals are uniform in time)
+    late_users = len(users) * (half[-1][0] - half[0][0]) / max(1e-9, rss[-1][0] - t0) if half else 0
+    growth = (half[-1][1] - half[0][1]) * 1024 if half else 0
+    client = bench.redis()
+    keyspace = Keyspace(prefix, (client.get(f"{prefix}:active") or b"1").decode())
+    sample = random.Random(cfg.seed).sample(users[:-100], min(300, max(0, len(users) - 100)))
+    pipe = client.pipeline(transaction=False)
+    for user in sample:
+        pipe.memory_usage(keyspace.parked("user", user), samples=0)
+        pipe.memory_usage(keyspace.parked("social", user), samples=0)
+    parked = pipe.execute()
+    published = redis_bytes_per_user(client, keyspace, sample)
+    step = max(1, len(rss) // 20)
+    return {"rate": cfg.churn_rate, "seconds": cfg.churn_s, "idle_evict_s": cfg.churn_idle_s,
+            "dedup_capacity": CHURN_DEDUP_CAPACITY,
+            "users": len(users), "evicted_states": run.evicted,
+            "rss_mib_over_time": [[round(t - t0, 1), round(kb / 1024, 1)] for t, kb in rss[::step]],
+            "rss_flatness_second_half": rss_flatness(run.rss),
+            "worker_bytes_per_inactive_user": round(growth / max(1.0, late_users)),
+            "redis_parked_bytes_per_user": round(sum(v or 0 for v in parked) / max(1, len(sample))),
+            "redis_published_bytes_per_user": published["bytes_per_user"],
+            "peak_rss_mib": [round(kb / 1024, 1) for kb in run.peak_kb]}
+
+
 def table(report: dict) -> list[tuple[str, str]]:
     """The report as (measure, value) rows for printing."""
     def num(v, fmt="{:,.0f}"):
@@ -651,9 +783,20 @@ def table(report: dict) -> list[tuple[str, str]]:
     if report.get("reader"):
         from scripts import bench_reader
         rows += bench_reader.table(report["reader"])
+    c = report.get("churn")
+    if c:
+        rows.append((f"ever-new users: {num(c['users'])} at {num(c['rate'])} events/s, "
+                     f"evict after {c['idle_evict_s']:g} s", f"{num(c['evicted_states'])} states "
+                     "evicted"))
+        rows.append(("  worker RSS spread, second half",
+                     f"{num(c['rss_flatness_second_half'], '{:.1%}')} (peak "
+                     f"{', '.join(f'{v} MiB' for v in c['peak_rss_mib'])})"))
+        rows.append(("  worker bytes per inactive user", f"{num(c['worker_bytes_per_inactive_user'])} B"))
+        rows.append(("  Redis bytes per inactive user", f"{num(c['redis_parked_bytes_per_user'])} B "
+                     f"parked + {num(c['redis_published_bytes_per_user'])} B published"))
     fr = report.get("freshness")
     if fr:
-        rows.append((f"freshness at {num(fr['rate'])} events/s, p50 / p99",
+        rows.append((f"freshness at {num(fr['rate'])} events/s, p50 / p99 (feed-changing events)",
                      f"{num(fr['p50_ms'])} / {num(fr['p99_ms'])} ms "
                      f"({fr['reflected']:,} traced events, {fr['never_reflected']} never reflected)"))
     return rows

@@ -234,12 +234,19 @@ def bench(config: Optional[Path] = ConfigOpt,
                                                           "(default: half the steady rate)"),
           rank_interval_s: Optional[float] = typer.Option(
               None, help="override stream.rank_interval_s for this run"),
+          backlog_rank_interval_s: Optional[float] = typer.Option(
+              None, help="override stream.backlog_rank_interval_s (catch-up mode) for this run"),
           reader: bool = typer.Option(True, help="reader phase: HTTP vs raw Redis"),
           reader_s: float = typer.Option(5.0, min=0.5),
           concurrency: int = typer.Option(4, min=1, help="reader phase: keep-alive connections"),
           reader_rate: float = typer.Option(500.0, min=0, help="reader phase: open-loop req/s "
                                                                "(0: closed loop)"),
           keep: bool = typer.Option(False, help="keep the bench topics and keys"),
+          churn_s: float = typer.Option(0.0, min=0, help="bounded-state phase: ever-new users "
+                                                         "for this long, RSS over time (0 = skip)"),
+          churn_rate: float = typer.Option(300.0, min=1, help="bounded-state phase events/s"),
+          churn_idle_s: float = typer.Option(10.0, min=0, help="bounded-state phase "
+                                             "stream.user_idle_evict_s (0 = never evict)"),
           json_out: Optional[Path] = typer.Option(None, "--json", help="write the report here")):
     """Throughput, freshness, memory and reader latency of the full topology on a seeded
     synthetic workload, next to the same run's I/O floor (private topics and keys, removed after)."""
@@ -253,9 +260,10 @@ def bench(config: Optional[Path] = ConfigOpt,
         report = bench_mod.run(settings, bench_mod.BenchConfig(
             events=events, users=users, seed=seed, processes=processes, partitions=partitions,
             scale=scale, freshness_s=freshness_s, freshness_rate=rate,
-            rank_interval_s=rank_interval_s, reader=reader, reader_s=reader_s,
-            reader_concurrency=concurrency, reader_rate=reader_rate or None, keep=keep),
-            log=console.print)
+            rank_interval_s=rank_interval_s, backlog_rank_interval_s=backlog_rank_interval_s,
+            reader=reader, reader_s=reader_s, reader_concurrency=concurrency,
+            reader_rate=reader_rate or None, keep=keep, churn_s=churn_s, churn_rate=churn_rate,
+            churn_idle_s=churn_idle_s), log=console.print)
     except services.ServiceError as exc:
         _fail(exc)
     out = Table(title=f"persona bench {report['run_id']} (indicative when the CPU is shared)")

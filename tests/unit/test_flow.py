@@ -32,6 +32,8 @@ class _Apply(StatelessSinkPartition):
                 self.feeds[w[1]] = orjson.loads(w[2])
             elif w[0] == "forget_user":
                 self.feeds.pop(w[1], None)
+            elif w[0] == "park":
+                self.store.put_parked(w[1], w[2], w[3])
 
 
 class MemoryWrites(DynamicSink):
@@ -133,5 +135,91 @@ def test_a_pending_rank_survives_a_restart(monkeypatch):
     assert resumed.notify_at() is not None and resumed.state.user_id == "u1"
     out, _ = resumed.on_notify()
     assert [o[0] for o in out if o[0] == "feed"] == ["feed"]
-    logic.on_notify()  # ranked: nothing pending any more
-    assert UserLogic.builder(ctx, lambda: store)(logic.snapshot()).notify_at() is None
+    logic.on_notify()  # ranked: no rank pending any more, only the idle-eviction deadline
+    again = UserLogic.builder(ctx, lambda: store)(logic.snapshot())
+    assert again.due is None and again.notify_at() == again.idle_at is not None
+
+
+def _user_logic(store, **env):
+    from flows.adapters import UserLogic
+    from operators import Context
+
+    ctx = Context.from_settings(config.load(env={f"PERSONA_STREAM__{k.upper()}": str(v)
+                                                 for k, v in env.items()}))
+    return UserLogic(None, ctx, lambda: store)
+
+
+def test_an_idle_user_is_parked_dropped_and_restored_at_its_next_event():
+    from datetime import datetime, timedelta, timezone
+
+    from bytewax.operators import StatefulBatchLogic
+
+    store = MemoryFeatureStore()
+    logic = _user_logic(store, user_idle_evict_s=600)
+    logic.on_batch([("event", Event("e1", "follow", T, "u1", target_id="u2"), None),
+                    ("event", Event("e2", "impression", T + 1, "u1", post_id="p9"), None)])
+    assert logic.notify_at() == logic.due, "a dirty user is ranked first, never evicted"
+    out, keep = logic.on_notify()
+    assert "feed" in [o[0] for o in out] and keep == StatefulBatchLogic.RETAIN
+    assert logic.notify_at() == logic.idle_at > datetime.now(timezone.utc) + timedelta(seconds=590)
+    logic.idle_at = datetime.now(timezone.utc) - timedelta(seconds=1)  # 10 idle minutes later
+    out, keep = logic.on_notify()
+    assert keep == StatefulBatchLogic.DISCARD and [o[:3] for o in out] == [("park", "user", "u1")]
+    store.put_parked("user", "u1", out[0][3])
+
+    back = _user_logic(store, user_idle_evict_s=600)  # Bytewax builds a new logic for the key
+    back.on_batch([("event", Event("e3", "like", T + 2, "u1", post_id="p8"), None)])
+    assert back.state.following == {"u2"} and back.state.events == 3
+    assert back.state.seen.contains_many(["p9"]).tolist() == [True], "seen posts stay out of the feed"
+    assert _user_logic(MemoryFeatureStore(), user_idle_evict_s=0).notify_at() is None
+
+
+def test_seen_only_events_defer_the_rerank():
+    from datetime import datetime, timedelta, timezone
+
+    store = MemoryFeatureStore()
+    logic = _user_logic(store, seen_rerank_s=30)
+    logic.on_batch([("event", Event("e1", "impression", T, "u1", post_id="p1"), None)])
+    assert logic.due > datetime.now(timezone.utc) + timedelta(seconds=25)
+    logic.on_batch([("event", Event("e2", "like", T + 1, "u1", post_id="p1"), None)])
+    assert logic.due <= datetime.now(timezone.utc), "an engagement re-ranks at the next batch"
+
+
+def test_the_flow_parks_idle_users_of_every_evicting_step():
+    # the park records of the users, suggestions and notifications steps all reach the Redis sink
+    from datetime import timedelta
+
+    writes = MemoryWrites()
+    settings = config.load(env={"PERSONA_STREAM__USER_IDLE_EVICT_S": "0.2",
+                                "PERSONA_STREAM__RANK_INTERVAL_S": "0.05",
+                                "PERSONA_STREAM__SUGGEST_INTERVAL_S": "0.05"})  # dirty: not evicted
+    payloads = [encode_event(e) for e in events()[:3]]
+    flow = build_flow(settings, source=TestingSource(
+        payloads + [TestingSource.PAUSE(timedelta(seconds=1.5)),
+                    encode_event(Event("e9", "like", T + 9, "u9", post_id="p1"))]),
+        dead_letters=TestingSink([]), writes=writes, store_of=lambda: writes.store,
+        notifications=TestingSink([]))
+    run_main(flow)
+    for kind in ("user", "social", "notif"):
+        assert writes.store.parked(kind, "u1") is not None, kind
+
+
+def test_erasure_reaches_a_parked_user_state():
+    # a user evicted before another user's deletion still forgets them: the command restores it
+    from datetime import datetime, timedelta, timezone
+
+    from schemas.erasure import Command
+
+    store = MemoryFeatureStore()
+    logic = _user_logic(store, user_idle_evict_s=600)
+    logic.on_batch([("event", Event("e1", "follow", T, "u1", target_id="u2"), None)])
+    logic.on_notify()
+    logic.idle_at = datetime.now(timezone.utc) - timedelta(seconds=1)
+    park = logic.on_notify()[0][-1]
+    store.put_parked("user", "u1", park[3])
+    back = _user_logic(store, user_idle_evict_s=600)
+    back.on_batch([("forget", Command("forget", "u1", "u2", ()))])
+    assert back.state is not None and "u2" not in back.state.following
+    assert back.due is not None, "re-ranked without the deleted user's posts"
+    assert _user_logic(MemoryFeatureStore()).on_batch(
+        [("forget", Command("forget", "u9", "u2", ()))])[0] == []

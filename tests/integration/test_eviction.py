@@ -1,0 +1,94 @@
+"""Bounded worker state on the real Redis: an idle user's state is parked (with a TTL) through the
+production writer, dropped, restored by the feature store at the user's next event, and erased
+with the user."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import redis
+from bytewax.operators import StatefulBatchLogic
+
+from flows.adapters import SuggestionsLogic, UserLogic
+from operators import Context
+from operators.redis_store import RedisFeatureStore, RedisWriter
+from schemas import Event
+from schemas.keyspace import Keyspace
+from tests.integration.inproc import cleanup, settings_for
+
+T = 1_767_225_600_000
+
+
+def _writes(out: list) -> list:
+    """The records of a step's output that go to the Redis sink (the flow routes the others)."""
+    return [w for w in out if w[0] not in ("co", "ex", "mention")]
+
+
+def _idle(logic) -> None:
+    logic.idle_at = datetime.now(timezone.utc) - timedelta(seconds=1)
+
+
+def test_idle_states_park_in_redis_and_come_back(live):
+    prefix = f"test-evict-{uuid.uuid4().hex[:8]}"
+    settings = settings_for(live, prefix, PERSONA_STREAM__USER_IDLE_EVICT_S="60",
+                            PERSONA_STREAM__PARKED_TTL_S="3600")
+    client = redis.Redis.from_url(live[1])
+    keyspace = Keyspace(prefix, "1")
+    store = RedisFeatureStore(client, keyspace)
+    writer = RedisWriter(client, keyspace, parked_ttl_s=settings.stream.parked_ttl_s)
+    ctx = Context.from_settings(settings)
+    try:
+        users = UserLogic(None, ctx, lambda: store)
+        users.on_batch([("event", Event("e1", "follow", T, "u1", target_id="u2"), None),
+                        ("event", Event("e2", "impression", T + 1, "u1", post_id="p1"), None)])
+        writer.write_batch(_writes(users.on_notify()[0]))  # the rank: feed, profile, user features
+        social = SuggestionsLogic(None, ctx, lambda: store)
+        social.on_batch([("event", Event("e1", "follow", T, "u1", target_id="u2"), None, (), None)])
+        writer.write_batch(_writes(social.on_notify()[0]))
+        for logic in (users, social):
+            _idle(logic)
+            out, keep = logic.on_notify()
+            assert keep == StatefulBatchLogic.DISCARD
+            writer.write_batch(_writes(out))
+        assert 3500 < client.ttl(keyspace.parked("user", "u1")) <= 3600
+
+        back = UserLogic(None, ctx, lambda: store)
+        back.on_batch([("event", Event("e3", "like", T + 2, "u1", post_id="p2"), None)])
+        assert back.state.following == {"u2"} and back.state.seen.contains_many(["p1"]).tolist() == [True]
+        social_back = SuggestionsLogic(None, ctx, lambda: store)
+        social_back.on_batch([("followed_by", "follow", "u3", T + 3, "u1")])
+        assert social_back.state.user_id == "u1" and "u2" in social_back.state.following
+
+        writer.write_batch([("forget_user", "u1")])  # erasure removes the parked copy too
+        assert client.exists(keyspace.parked("user", "u1")) == 0
+    finally:
+        cleanup(client, prefix)
+
+
+def test_idle_notification_recipients_park_and_come_back(live):
+    from flows.adapters import LocalNotifWeights, NotificationLogic
+    from operators.notifications.policy import Policy
+
+    prefix = f"test-evict-{uuid.uuid4().hex[:8]}"
+    settings = settings_for(live, prefix)
+    client = redis.Redis.from_url(live[1])
+    keyspace = Keyspace(prefix, "1")
+    store = RedisFeatureStore(client, keyspace)
+    writer = RedisWriter(client, keyspace)
+    policy = Policy.from_settings(settings)
+    try:
+        logic = NotificationLogic(None, policy, LocalNotifWeights(), None, 60.0, lambda: store)
+        logic.on_batch([("self", Event("e1", "user_created", T, "u1"), None)])
+        assert logic.notify_at() == logic.idle_at is not None
+        _idle(logic)
+        out, keep = logic.on_notify()
+        assert keep == StatefulBatchLogic.DISCARD and out[0][:3] == ("park", "notif", "u1")
+        writer.write_batch(out)
+        back = NotificationLogic(None, policy, LocalNotifWeights(), None, 60.0, lambda: store)
+        back.on_batch([("self", Event("e2", "follow", T + 1, "u1", target_id="u2"), None)])
+        assert back.state.user_id == "u1" and back.state.last_ts == T + 1
+        writer.write_batch([("forget_notifs", "u1")])
+        assert client.exists(keyspace.parked("notif", "u1")) == 0
+    finally:
+        cleanup(client, prefix)
