@@ -497,6 +497,8 @@ class SearchSessionLogic(_Logic):
             else:
                 clicks = self.state.engaged(e.ts, e.post_id)
             out.extend((shown, clicked) for _, shown, clicked in clicks)
+        if not self.state.searches:  # nothing to click: no state for the many who never search
+            return out, StatefulBatchLogic.DISCARD
         return out, RETAIN
 
 

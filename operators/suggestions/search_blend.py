@@ -121,6 +121,11 @@ class SearchSession:
         self._prune()
         return [(ts, shown, hit[1]) for _, ts, shown, hit in clicks]
 
-    def _prune(self) -> None:  # by count, not by event time: a backlog can arrive hours apart
-        self.searches = self.searches[-self.KEPT:]
+    def _prune(self) -> None:
+        # by count, and searches whose window closed a window before the newest event seen: the
+        # two paths reorder a user's events by at most a batch, not by hours of event time
+        newest = max([s[0] for s in self.searches[-1:]] + [e[0] for e in self.engagements[-1:]],
+                     default=0)
+        self.searches = [s for s in self.searches[-self.KEPT:]
+                         if s[0] + 2 * WINDOW_MS >= newest]
         self.engagements = self.engagements[-self.KEPT:]
