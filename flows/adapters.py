@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import pickle
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import orjson
 from bytewax.operators import StatefulBatchLogic
@@ -164,7 +164,7 @@ class ItemLogic(_Logic):
             else:
                 ready.append(e)
         if waiting and self.deadline is None:
-            self.deadline = datetime.now(timezone.utc) + timedelta(
+            self.deadline = datetime.now(UTC) + timedelta(
                 seconds=self.ctx.settings.stream.reorder_wait_s)
         elif not waiting:
             self.deadline = None
@@ -174,7 +174,7 @@ class ItemLogic(_Logic):
         return self.deadline
 
     def resume_timer(self):
-        self.deadline = datetime.now(timezone.utc) + timedelta(
+        self.deadline = datetime.now(UTC) + timedelta(
             seconds=self.ctx.settings.stream.reorder_wait_s)
 
     def on_notify(self):
@@ -239,7 +239,7 @@ class _Evictable(_Logic):
     def _touched(self) -> None:
         """Input arrived (or a state was restored): push the idle deadline back."""
         idle = self._idle_s()
-        self.idle_at = (datetime.now(timezone.utc) + timedelta(seconds=idle)
+        self.idle_at = (datetime.now(UTC) + timedelta(seconds=idle)
                         if idle > 0 and self.park_kind and self.state is not None else None)
 
     def notify_at(self):
@@ -252,7 +252,7 @@ class _Evictable(_Logic):
         return self._evict_if_idle([])
 
     def _evict_if_idle(self, out: list):
-        if self.idle_at is not None and self.idle_at <= datetime.now(timezone.utc):
+        if self.idle_at is not None and self.idle_at <= datetime.now(UTC):
             if not getattr(self.state, "deleted", False):  # a tombstone is dropped, never parked:
                 out.append(("park", self.park_kind, self.state.user_id,  # no key names the user
                             pickle.dumps(self.state, protocol=5)))
@@ -290,7 +290,7 @@ class _Debounced(_Evictable):
     def _schedule(self, delay_s: float = 0.0) -> None:
         """Run at the next interval boundary, or `delay_s` from now if later; an earlier pending
         run stays."""
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         earliest = self.last_run + timedelta(seconds=self._interval_s()) if self.last_run else now
         due = max(now + timedelta(seconds=delay_s), earliest)
         if self.due is None or due < self.due:
@@ -303,12 +303,12 @@ class _Debounced(_Evictable):
         return self.due is not None
 
     def resume_timer(self):
-        self.due = datetime.now(timezone.utc)
+        self.due = datetime.now(UTC)
 
     def on_notify(self):
         # Bytewax may still fire a timer that was due when this activation began, after an
         # on_batch that cancelled it (user_deleted): a tombstone must not be written again
-        due = self.due is not None and self.due <= datetime.now(timezone.utc)
+        due = self.due is not None and self.due <= datetime.now(UTC)
         out = self._fire() if due else []
         return self._evict_if_idle(out) if self.due is None else (out, RETAIN)
 
@@ -318,7 +318,7 @@ class _Debounced(_Evictable):
     def _fire(self) -> list:
         if self.due is None:
             return []
-        self.due, self.last_run = None, datetime.now(timezone.utc)
+        self.due, self.last_run = None, datetime.now(UTC)
         return self._run()
 
 

@@ -91,7 +91,7 @@ def validate(obj: object, limits: Limits = Limits()) -> Event:
     version = obj.get("v", SCHEMA_VERSION)
     if type(version) is not int or version != SCHEMA_VERSION:  # not True, not 1.0
         raise Rejected(f"unsupported schema version {repr(version)[:40]}; this worker reads v1")
-    for name, kind in ENVELOPE.items():
+    for name in ENVELOPE:
         if name not in obj:
             raise Rejected(f"missing envelope field '{name}'")
     event_type = obj["type"]

@@ -1004,12 +1004,12 @@ class _Simulator:
             elif k == K_MESSAGE:
                 head["conversation_id"] = f"c{x + 1:08d}"
                 head["recipients"] = extras.pop(y)
-            elif k == K_GROUP_JOINED or k == K_GROUP_LEFT:
+            elif k in (K_GROUP_JOINED, K_GROUP_LEFT):
                 head["group_id"] = gids[x]
             elif k == K_SEARCH:
                 head["result_ids"] = extras.pop(y)
                 head["query"] = w.topic_names[x]
-            elif k == K_NOTIF_OPENED or k == K_NOTIF_DISMISSED:
+            elif k in (K_NOTIF_OPENED, K_NOTIF_DISMISSED):
                 # the newest notification the decision code made for this user (same ids)
                 head["notification_id"] = self.last_notification.get(u, f"n{x + 1:09d}")
             elif k == K_USER_CREATED:

@@ -64,14 +64,12 @@ def replay(settings: Settings, paths: list[Path], *, switch: bool = True, grace_
     with Progress(TextColumn("replaying"), BarColumn(), TextColumn("{task.fields[rate]}"),
                   TimeElapsedColumn(), TimeRemainingColumn(), console=console) as bar:
         task = bar.add_task("replay", total=len(files) or 1, rate="")
-        done_files = 0
-        for path in files:
+        for done_files, path in enumerate(files, 1):
             for event in read_events(path, stats):
                 engine.learn_one(event)
                 n += 1
                 if n % 5000 == 0:
                     bar.update(task, rate=f"{n:,} events · {n / (time.time() - t0):,.0f}/s")
-            done_files += 1
             bar.update(task, completed=done_files)
     learn_s = time.time() - t0
     writer = RedisWriter(client, Keyspace(settings.redis.prefix, version),

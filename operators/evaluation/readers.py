@@ -220,7 +220,7 @@ def read_udata_genres(directory: Path) -> dict[str, tuple[str, ...]]:
             if len(parts) < len(names) + 1:
                 continue
             flags = parts[-len(names) :]
-            out[parts[0]] = tuple(n for n, f in zip(names, flags) if f.strip() == "1")
+            out[parts[0]] = tuple(n for n, f in zip(names, flags, strict=True) if f.strip() == "1")
     return out
 
 

@@ -161,7 +161,7 @@ def plot(report: Report, path: str | Path) -> Path:
     fig = Figure(figsize=(10, 2.3 * len(METRICS)), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(METRICS), 1, sharex=True)
-    for ax, (metric, (label, _)) in zip(axes, METRICS.items()):
+    for ax, (metric, (label, _)) in zip(axes, METRICS.items(), strict=True):
         for r in report.results:
             pts = r.series.get(metric) or []
             if not pts:

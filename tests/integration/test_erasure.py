@@ -12,6 +12,7 @@ generator's own two deleted users are checked the same way.
 from __future__ import annotations
 
 import collections
+import contextlib
 import re
 import uuid
 
@@ -64,10 +65,8 @@ def _decoded(client: redis.Redis, key: bytes) -> list[str]:
     if kind == "string":
         raw = client.get(key) or b""
         texts = [raw.decode(errors="replace")]
-        try:
+        with contextlib.suppress(orjson.JSONDecodeError):
             texts += _all_strings(orjson.loads(raw))
-        except orjson.JSONDecodeError:
-            pass
     elif kind == "zset":
         texts = [m.decode() for m in client.zrange(key, 0, -1)]
     elif kind == "set":

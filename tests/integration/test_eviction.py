@@ -5,7 +5,7 @@ with the user."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import redis
 from bytewax.operators import StatefulBatchLogic
@@ -26,7 +26,7 @@ def _writes(out: list) -> list:
 
 
 def _idle(logic) -> None:
-    logic.idle_at = datetime.now(timezone.utc) - timedelta(seconds=1)
+    logic.idle_at = datetime.now(UTC) - timedelta(seconds=1)
 
 
 def test_idle_states_park_in_redis_and_come_back(live):

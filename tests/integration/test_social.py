@@ -61,7 +61,7 @@ def social_run(live):
     ts = events[-1]["ts"]
     for i, u in enumerate(sorted(follows)[:20]):
         fof = sorted({c for f in follows[u] for c in follows.get(f, [])} - {u})
-        for j, (kind, target) in enumerate(zip(("block", "mute"), fof[:2])):
+        for j, (kind, target) in enumerate(zip(("block", "mute"), fof[:2], strict=False)):
             events.append({"v": 1, "event_id": f"x-{i}-{j}", "type": kind, "ts": ts + 1 + i,
                            "user_id": u, "target_id": target})
     # the most followed user leaves: stale graph records must never bring them back

@@ -3,6 +3,8 @@ store is an in-memory one fed by the flow's own write records."""
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import orjson
 import pytest
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
@@ -150,7 +152,7 @@ def _user_logic(store, **env):
 
 
 def test_an_idle_user_is_parked_dropped_and_restored_at_its_next_event():
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from bytewax.operators import StatefulBatchLogic
 
@@ -161,8 +163,8 @@ def test_an_idle_user_is_parked_dropped_and_restored_at_its_next_event():
     assert logic.notify_at() == logic.due, "a dirty user is ranked first, never evicted"
     out, keep = logic.on_notify()
     assert "feed" in [o[0] for o in out] and keep == StatefulBatchLogic.RETAIN
-    assert logic.notify_at() == logic.idle_at > datetime.now(timezone.utc) + timedelta(seconds=590)
-    logic.idle_at = datetime.now(timezone.utc) - timedelta(seconds=1)  # 10 idle minutes later
+    assert logic.notify_at() == logic.idle_at > datetime.now(UTC) + timedelta(seconds=590)
+    logic.idle_at = datetime.now(UTC) - timedelta(seconds=1)  # 10 idle minutes later
     out, keep = logic.on_notify()
     assert keep == StatefulBatchLogic.DISCARD and [o[:3] for o in out] == [("park", "user", "u1")]
     store.put_parked("user", "u1", out[0][3])
@@ -175,14 +177,14 @@ def test_an_idle_user_is_parked_dropped_and_restored_at_its_next_event():
 
 
 def test_seen_only_events_defer_the_rerank():
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     store = MemoryFeatureStore()
     logic = _user_logic(store, seen_rerank_s=30)
     logic.on_batch([("event", Event("e1", "impression", T, "u1", post_id="p1"), None)])
-    assert logic.due > datetime.now(timezone.utc) + timedelta(seconds=25)
+    assert logic.due > datetime.now(UTC) + timedelta(seconds=25)
     logic.on_batch([("event", Event("e2", "like", T + 1, "u1", post_id="p1"), None)])
-    assert logic.due <= datetime.now(timezone.utc), "an engagement re-ranks at the next batch"
+    assert logic.due <= datetime.now(UTC), "an engagement re-ranks at the next batch"
 
 
 def test_the_flow_parks_idle_users_of_every_evicting_step():
@@ -206,7 +208,7 @@ def test_the_flow_parks_idle_users_of_every_evicting_step():
 
 def test_erasure_reaches_a_parked_user_state():
     # a user evicted before another user's deletion still forgets them: the command restores it
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from schemas.erasure import Command
 
@@ -214,7 +216,7 @@ def test_erasure_reaches_a_parked_user_state():
     logic = _user_logic(store, user_idle_evict_s=600)
     logic.on_batch([("event", Event("e1", "follow", T, "u1", target_id="u2"), None)])
     logic.on_notify()
-    logic.idle_at = datetime.now(timezone.utc) - timedelta(seconds=1)
+    logic.idle_at = datetime.now(UTC) - timedelta(seconds=1)
     park = logic.on_notify()[0][-1]
     store.put_parked("user", "u1", park[3])
     back = _user_logic(store, user_idle_evict_s=600)
