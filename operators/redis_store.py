@@ -64,7 +64,7 @@ class RedisFeatureStore:
         self._cache: dict[tuple, tuple[float, object]] = {}
         self._swept = time.monotonic()
 
-    def _cached_many(self, kind: str, ids: list[str], key_of, decode, read=None) -> dict:
+    def cached_many(self, kind: str, ids: list[str], key_of, decode, read=None) -> dict:
         """Values of `ids` from the cache, the misses read in one pipeline (`read(pipe, key)`,
         default GET); `decode(id, raw)` runs once per read, a missing key is cached as absent."""
         now = time.monotonic()
@@ -99,14 +99,17 @@ class RedisFeatureStore:
             self._cache = {k: v for k, v in self._cache.items() if now - v[0] < self.ttl_s}
 
     def items(self, ids: list[str]) -> dict[str, ItemView]:
-        return self._cached_many("item", ids, self.keyspace.item,
+        return self.cached_many("item", ids, self.keyspace.item,
                                  lambda i, raw: ItemView.from_wire(i, orjson.loads(raw)))
 
     def neighbours(self, ids: list[str]) -> dict[str, dict[str, float]]:
-        return self._cached_many("nbrs", ids, self.keyspace.neighbours,
+        return self.cached_many("nbrs", ids, self.keyspace.neighbours,
                                  lambda i, raw: orjson.loads(raw))
 
-    def _cached_one(self, key: tuple, load):
+    def cached_one(self, key: tuple, load):
+        """`load()` at most once per TTL for `key` (an index, a model): other readers of this
+        worker's Redis state (the social graph store) share the cache through this and
+        `cached_many`."""
         now = time.monotonic()
         hit = self._cache.get(key)
         if hit is not None and now - hit[0] < self.ttl_s:
@@ -118,11 +121,11 @@ class RedisFeatureStore:
 
     def trending(self, topic: str, n: int) -> list[str]:
         key = self.keyspace.trending(topic)
-        return self._cached_one(("trending", topic, n), lambda: [
+        return self.cached_one(("trending", topic, n), lambda: [
             m.decode() for m in self.client.zrange(key, 0, n - 1, desc=True)])
 
     def fresh(self, n: int) -> list[str]:
-        return self._cached_one(("fresh", n), lambda: [
+        return self.cached_one(("fresh", n), lambda: [
             m.decode() for m in self.client.zrange(self.keyspace.fresh, 0, n - 1, desc=True)])
 
     def parked(self, kind: str, user_id: str) -> bytes | None:
@@ -133,7 +136,7 @@ class RedisFeatureStore:
         def load():
             raw = self.client.get(self.keyspace.global_model)
             return orjson.loads(raw) if raw else None
-        return self._cached_one(("model",), load)
+        return self.cached_one(("model",), load)
 
 
 class RedisWriter:

@@ -90,31 +90,31 @@ class RedisGraphStore:
         self.ks = features.keyspace
 
     def graphs(self, ids):
-        return self.features._cached_many("graph", ids, self.ks.graph,
+        return self.features.cached_many("graph", ids, self.ks.graph,
                                           lambda i, raw: orjson.loads(raw))
 
     def group_members(self, groups):
-        return self.features._cached_many(
+        return self.features.cached_many(
             "members", groups, self.ks.group_members,
             lambda g, raw: sorted(m.decode() for m in raw),
             read=lambda pipe, key: pipe.srandmember(key, MEMBERS_SAMPLE))
 
     def popular(self, n):
         key = self.ks.popular_users
-        return self.features._cached_one(("popular_users", n), lambda: [
+        return self.features.cached_one(("popular_users", n), lambda: [
             (u.decode(), c) for u, c in self.features.client.zrange(
                 key, 0, n - 1, desc=True, withscores=True) if c > 0])
 
     def deleted(self, ids):
         # through the TTL cache: the same popular people are checked for most users' suggestions
         # (this uncached pipeline was 12% of a worker's time); staleness ≤ the cache TTL
-        found = self.features._cached_many(
+        found = self.features.cached_many(
             "deleted", list(dict.fromkeys(ids)), lambda i: i, lambda i, gone: True,
             read=lambda pipe, member: pipe.sismember(self.ks.deleted_users,
                                                      self.ks.deleted_tag(member)))
         return set(found)
 
     def likers(self, authors):
-        return self.features._cached_many(
+        return self.features.cached_many(
             "likers", authors, self.ks.likers, lambda a, raw: [m.decode() for m in raw],
             read=lambda pipe, key: pipe.zrange(key, 0, LIKERS_KEPT - 1, desc=True))
