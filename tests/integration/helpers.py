@@ -72,8 +72,12 @@ def key_kind(key: str) -> str:
     return ":".join(parts[1:3]) if parts[1] == "model" else parts[1]
 
 
-def value_bytes(client: redis.Redis, key: bytes) -> bytes:
+def value_bytes(client: redis.Redis, key: bytes) -> bytes | None:
+    """The value as comparable bytes; None when the key went since it was listed (a live worker
+    deletes keys, e.g. an erasure, while a scan runs)."""
     kind = client.type(key).decode()
+    if kind == "none":
+        return None
     if kind == "string":
         return client.get(key)
     if kind == "zset":
@@ -92,7 +96,9 @@ def key_digests(client: redis.Redis, prefix: str, version: str | None = None) ->
         name = key.decode()[len(base):]
         if version is None and name.startswith("v"):
             name = "v*:" + name.split(":", 1)[1] if ":" in name else name
-        out[name] = hashlib.sha256(value_bytes(client, key)).hexdigest()
+        value = value_bytes(client, key)
+        if value is not None:
+            out[name] = hashlib.sha256(value).hexdigest()
     return out
 
 
@@ -238,6 +244,6 @@ def explain(client: redis.Redis, prefixes: tuple[str, str], diff: dict[str, list
         for prefix in prefixes:
             keys = list(client.scan_iter(f"{prefix}:{name.replace('v*:', 'v*:', 1)}"))
             lines.append(f"{prefix} {name}: "
-                         + (value_bytes(client, keys[0])[:600].decode(errors="replace")
+                         + ((value_bytes(client, keys[0]) or b"")[:600].decode(errors="replace")
                             if keys else "(absent)"))
     return "\n".join(lines)

@@ -62,6 +62,8 @@ def _decoded(client: redis.Redis, key: bytes) -> list[str]:
     """Every string a key holds: its name, a JSON value's keys and strings (decoded), the raw
     text, sorted-set and set members."""
     kind = client.type(key).decode()
+    if kind == "none":  # deleted since the scan listed it (the worker is live during the first scan)
+        return []
     if kind == "string":
         raw = client.get(key) or b""
         texts = [raw.decode(errors="replace")]
