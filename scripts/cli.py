@@ -35,6 +35,22 @@ def _settings(path: Optional[Path]):
         raise typer.Exit(2) from None
 
 
+def _print_bench(title: str, rows: list[tuple[str, str]], report: dict,
+                 json_out: Optional[Path]) -> None:
+    """A bench's (measure, value) rows as a table, and its report as JSON when asked."""
+    from rich.table import Table
+
+    out = Table(title=title)
+    out.add_column("measure")
+    out.add_column("value", justify="right")
+    for name, value in rows:
+        out.add_row(name, value)
+    console.print(out)
+    if json_out:
+        json_out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+        console.print(f"wrote {json_out}")
+
+
 def _fail(exc: Exception, code: int = 1):
     err.print(f"[red]error:[/] {exc}")
     raise typer.Exit(code)
@@ -250,7 +266,6 @@ def bench(config: Optional[Path] = ConfigOpt,
           json_out: Optional[Path] = typer.Option(None, "--json", help="write the report here")):
     """Throughput, freshness, memory and reader latency of the full topology on a seeded
     synthetic workload, next to the same run's I/O floor (private topics and keys, removed after)."""
-    from rich.table import Table
 
     from scripts import bench as bench_mod
     from scripts import runner, services
@@ -266,15 +281,8 @@ def bench(config: Optional[Path] = ConfigOpt,
             churn_idle_s=churn_idle_s), log=console.print)
     except services.ServiceError as exc:
         _fail(exc)
-    out = Table(title=f"persona bench {report['run_id']} (indicative when the CPU is shared)")
-    out.add_column("measure")
-    out.add_column("value", justify="right")
-    for name, value in bench_mod.table(report):
-        out.add_row(name, value)
-    console.print(out)
-    if json_out:
-        json_out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
-        console.print(f"wrote {json_out}")
+    _print_bench(f"persona bench {report['run_id']} (indicative when the CPU is shared)",
+                 bench_mod.table(report), report, json_out)
 
 
 @app.command("bench-reader")
@@ -294,7 +302,6 @@ def bench_reader(config: Optional[Path] = ConfigOpt,
                  json_out: Optional[Path] = typer.Option(None, "--json", help="write the report here")):
     """Reader latency alone: GET /feed/{user} vs raw Redis GET of the same keys, same load
     (open loop at --rate from separate processes; see README "Performance")."""
-    from rich.table import Table
 
     from scripts import bench_reader as bench_mod
     settings = _settings(config)
@@ -305,16 +312,8 @@ def bench_reader(config: Optional[Path] = ConfigOpt,
         report = bench_mod.run(settings, load, users, prefix, seed, log=console.print)
     except RuntimeError as exc:
         _fail(exc)
-    out = Table(title=f"persona bench-reader: {report['users']:,} feeds ({report['feeds']}); "
-                      "indicative when the CPU is shared")
-    out.add_column("measure")
-    out.add_column("value", justify="right")
-    for name, value in bench_mod.table(report):
-        out.add_row(name, value)
-    console.print(out)
-    if json_out:
-        json_out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
-        console.print(f"wrote {json_out}")
+    _print_bench(f"persona bench-reader: {report['users']:,} feeds ({report['feeds']}); "
+                 "indicative when the CPU is shared", bench_mod.table(report), report, json_out)
 
 
 @app.command()

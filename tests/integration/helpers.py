@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 import shutil
 import socket
+import sqlite3
 import subprocess
 import time
+from pathlib import Path
 
 import orjson
 import redis
@@ -247,3 +250,37 @@ def explain(client: redis.Redis, prefixes: tuple[str, str], diff: dict[str, list
                          + ((value_bytes(client, keys[0]) or b"")[:600].decode(errors="replace")
                             if keys else "(absent)"))
     return "\n".join(lines)
+
+
+# A malformed first line of a topic: dead-lettered once per run, so a second dead letter shows a
+# restart that re-read the topic from the beginning instead of resuming.
+FIRST_LINE = b"not json: the first line of the topic"
+
+
+def dead_letters_of_first_line(settings) -> int:
+    letters = kafka_io.read_topic(settings.kafka.bootstrap, settings.kafka.dead_letter_topic)
+    return sum(orjson.loads(m)["raw"] == FIRST_LINE.decode() for m in letters)
+
+
+def committed_offset(recovery_dir, topic: str) -> int:
+    """The sum over `topic`'s partitions of the newest Kafka offset in a *committed* snapshot of
+    the recovery directory: one of an epoch every worker's frontier (`fronts`) has passed. A
+    snapshot row is written before the frontier passes its epoch, and a restart resumes from the
+    frontier: a kill in between resumes from the previous epoch, maybe from the beginning."""
+    rows, frontiers = [], []
+    for part in Path(recovery_dir).glob("part-*.sqlite3"):
+        try:
+            with sqlite3.connect(f"file:{part}?mode=ro", uri=True, timeout=1) as db:
+                frontiers += [f for (f,) in db.execute(
+                    "SELECT MIN(worker_frontier) FROM fronts WHERE ex_num = "
+                    "(SELECT MAX(ex_num) FROM fronts)").fetchall() if f is not None]
+                rows += db.execute("SELECT state_key, snap_epoch, ser_change FROM snaps WHERE "
+                                   "step_id LIKE '%kafka_in%' ORDER BY snap_epoch").fetchall()
+        except sqlite3.Error:
+            continue
+    if not frontiers:
+        return 0
+    committed = min(frontiers)
+    newest = {key: change for key, epoch, change in rows
+              if change is not None and epoch < committed}
+    return sum(max(pickle.loads(c), 0) for key, c in newest.items() if key.endswith(f"-{topic}"))

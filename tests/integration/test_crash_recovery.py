@@ -18,7 +18,6 @@ import os
 import random
 import signal
 import time
-from pathlib import Path
 
 import orjson
 import pytest
@@ -26,16 +25,18 @@ import pytest
 from scripts import kafka_io, runner
 from scripts.generate import GeneratorConfig, generate
 from tests.integration.helpers import (
+    FIRST_LINE,
     cleanup,
+    committed_offset,
     compare_runs,
     create_run_topics,
+    dead_letters_of_first_line,
     key_digests,
     run_env,
 )
 
 SEEDS = (1, 2, 3)
 SNAPSHOT_S = 1
-FIRST_LINE = b"not json: the first line of the topic"
 
 
 def run_to_end(settings, env, recovery_dir) -> int:
@@ -44,38 +45,18 @@ def run_to_end(settings, env, recovery_dir) -> int:
     return runner.supervise(procs, log=lambda m: None)
 
 
-def wait_snapshot_offset(recovery_dir, proc, n: float, timeout_s: float = 180.0) -> int:
-    """Wait until the worker's recovery partition holds a *committed* snapshot of the Kafka input
-    at an offset ≥ `n` (or the worker exits); return that offset. A snapshot row is written before
-    the worker's frontier passes its epoch (`fronts`, from which a restart resumes): on a loaded
-    machine a kill between the two resumes from the previous epoch, maybe from the beginning."""
-    import pickle
-    import sqlite3
-
+def wait_snapshot_offset(recovery_dir, proc, topic: str, n: float,
+                         timeout_s: float = 180.0) -> int:
+    """Wait until the worker's committed snapshots hold the Kafka input at an offset ≥ `n` (or the
+    worker exits); return that offset (`helpers.committed_offset`)."""
     deadline = time.time() + timeout_s
-    offset = -1
+    offset = 0
     while time.time() < deadline and proc.poll() is None:
-        for part in Path(recovery_dir).glob("part-*.sqlite3"):
-            try:
-                with sqlite3.connect(f"file:{part}?mode=ro", uri=True, timeout=1) as db:
-                    rows = db.execute(
-                        "SELECT ser_change FROM snaps WHERE step_id LIKE '%kafka_in%' AND "
-                        "snap_epoch < (SELECT MIN(worker_frontier) FROM fronts WHERE "
-                        "ex_num = (SELECT MAX(ex_num) FROM fronts)) "
-                        "ORDER BY snap_epoch DESC LIMIT 1").fetchall()
-            except sqlite3.Error:
-                continue
-            if rows and rows[0][0] is not None:
-                offset = pickle.loads(rows[0][0])
+        offset = committed_offset(recovery_dir, topic)
         if offset >= n:
             return offset
         time.sleep(0.05)
     return offset
-
-
-def dead_letters_of_first_line(settings) -> int:
-    letters = kafka_io.read_topic(settings.kafka.bootstrap, settings.kafka.dead_letter_topic)
-    return sum(orjson.loads(m)["raw"] == FIRST_LINE.decode() for m in letters)
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +95,8 @@ def test_kill_9_and_restart_gives_the_uninterrupted_contents(live, reference, se
         # fraction of the topic, plus a random part of an epoch (not on a snapshot boundary)
         rng = random.Random(seed)
         fraction = rng.uniform(0.1, 0.5)
-        offset = wait_snapshot_offset(tmp_path, procs[0], fraction * n_events)
+        offset = wait_snapshot_offset(tmp_path, procs[0], settings.kafka.events_topic,
+                                      fraction * n_events)
         time.sleep(rng.uniform(0.0, 0.5) * SNAPSHOT_S)
         assert procs[0].poll() is None, (
             f"the worker finished before its snapshots passed {fraction:.0%} of the topic")

@@ -13,13 +13,10 @@ other stopped, as a supervisor does.
 from __future__ import annotations
 
 import os
-import pickle
 import random
 import signal
-import sqlite3
 import time
 import uuid
-from pathlib import Path
 
 import orjson
 import pytest
@@ -28,19 +25,18 @@ import redis
 from scripts import kafka_io, runner
 from scripts.generate import GeneratorConfig, generate
 from tests.integration.helpers import (
+    FIRST_LINE,
     cleanup,
+    committed_offset,
     compare_runs,
     create_run_topics,
+    dead_letters_of_first_line,
     explain,
     key_digests,
     key_kind,
     run_env,
 )
-from tests.integration.test_crash_recovery import (
-    FIRST_LINE,
-    SNAPSHOT_S,
-    dead_letters_of_first_line,
-)
+from tests.integration.test_crash_recovery import SNAPSHOT_S
 
 PARTITIONS = 4
 SEED = 4
@@ -66,29 +62,6 @@ def start(settings, env, recovery_dir, processes: int):
 
 def run_to_end(settings, env, recovery_dir, processes: int = 1) -> int:
     return runner.supervise(start(settings, env, recovery_dir, processes), log=lambda m: None)
-
-
-def committed_offset(recovery_dir, topic: str) -> int:
-    """The sum over the events topic's partitions of the newest Kafka offset in a *committed*
-    snapshot: one of an epoch every worker's frontier has passed (a restart resumes from there;
-    see test_crash_recovery.wait_snapshot_offset)."""
-    rows, frontiers = [], []
-    for part in Path(recovery_dir).glob("part-*.sqlite3"):
-        try:
-            with sqlite3.connect(f"file:{part}?mode=ro", uri=True, timeout=1) as db:
-                frontiers += [f for (f,) in db.execute(
-                    "SELECT MIN(worker_frontier) FROM fronts WHERE ex_num = "
-                    "(SELECT MAX(ex_num) FROM fronts)").fetchall() if f is not None]
-                rows += db.execute("SELECT state_key, snap_epoch, ser_change FROM snaps WHERE "
-                                   "step_id LIKE '%kafka_in%' ORDER BY snap_epoch").fetchall()
-        except sqlite3.Error:
-            continue
-    if not frontiers:
-        return 0
-    committed = min(frontiers)
-    newest = {key: change for key, epoch, change in rows
-              if change is not None and epoch < committed}
-    return sum(max(pickle.loads(c), 0) for key, c in newest.items() if key.endswith(f"-{topic}"))
 
 
 @pytest.fixture(scope="module")

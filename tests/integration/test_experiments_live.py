@@ -25,12 +25,13 @@ from flows.feeds import build_flow
 from operators.experiments import assign
 from operators.experiments import report as report_mod
 from reader.client import PersonaClient
-from schemas import Event, decode_event, encode_event
+from schemas import Event, encode_event
 from schemas.keyspace import Keyspace
 from scripts import kafka_io
 from scripts.generate import GeneratorConfig, generate
 from tests.integration.helpers import cleanup, feeds, isolated_env, run_pipeline
 from tests.integration.inproc import settings_for
+from tests.unit.test_experiments import decode
 
 EXPERIMENT = """
 [experiments.size]
@@ -43,10 +44,6 @@ feed.size = 7
 notifications.min_p_open = 1.0
 """
 
-
-def decode(e: dict) -> Event:
-    """A generated event through the production decoder (schemas.codec)."""
-    return decode_event(orjson.dumps(e))[0]
 
 
 

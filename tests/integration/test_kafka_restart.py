@@ -16,23 +16,18 @@ import redis
 from scripts import kafka_io, runner
 from scripts.generate import GeneratorConfig, generate
 from tests.integration.helpers import (
+    FIRST_LINE,
     PrivateKafka,
     cleanup,
     compare_runs,
     create_run_topics,
+    dead_letters_of_first_line,
     explain,
     key_digests,
     run_env,
     wait_first_write,
     wait_quiet,
 )
-
-FIRST_LINE = b"not json: the first line of the topic"
-
-
-def dead_letters_of_first_line(settings) -> int:
-    letters = kafka_io.read_topic(settings.kafka.bootstrap, settings.kafka.dead_letter_topic)
-    return sum(orjson.loads(m)["raw"] == FIRST_LINE.decode() for m in letters)
 
 
 def test_consumption_resumes_after_a_broker_restart(live, tmp_path, capfd):
