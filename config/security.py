@@ -19,7 +19,7 @@ from config.settings import KafkaSettings, RedisSettings
 
 
 def redis_connection(rs: RedisSettings) -> tuple[str, dict]:
-    """(url, keyword options) for `redis.Redis.from_url`. `tls` upgrades redis:// to rediss://;
+    """(url, keyword options) for `operators.redis_store.connect`. `tls` upgrades redis:// to rediss://;
     credentials written in the URL itself take precedence over username/password (redis-py rule)."""
     url = rs.url
     options: dict = {}
@@ -33,6 +33,8 @@ def redis_connection(rs: RedisSettings) -> tuple[str, dict]:
         options["ssl_cert_reqs"] = "required"
         if rs.ca_file:
             options["ssl_ca_certs"] = rs.ca_file
+    if rs.cluster:
+        options["cluster"] = True  # read by operators.redis_store.connect / connect_async
     return url, options
 
 

@@ -61,6 +61,7 @@ class RedisSettings:
     password: str = field(repr=False)
     tls: bool
     ca_file: str
+    cluster: bool
     write_version: str
 
     BOUNDS = {"write_retries": bounded(0, 100)}

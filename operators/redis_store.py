@@ -246,7 +246,22 @@ def traced_user(user_id: str, every: int) -> bool:
     return zlib.crc32(user_id.encode()) % every == 0
 
 
-def connect(url: str, **options) -> redis.Redis:
-    """`options`: access settings (username, password, ssl_*; see config.security)."""
-    return redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5,
-                                health_check_interval=30, **options)
+def connect(url: str, *, cluster: bool = False, timeout_s: float = 10.0,
+            **options) -> redis.Redis:
+    """A client of one Redis, or with `cluster` of a Redis Cluster whose node `url` names (the
+    keyspace keeps each user's and each post's keys in one slot: schemas/keyspace.py; pipelines
+    are split by node). `options`: access settings (username, password, ssl_*; config.security)."""
+    timeouts = {"socket_timeout": timeout_s, "socket_connect_timeout": min(5.0, timeout_s)}
+    if cluster:
+        return redis.RedisCluster.from_url(url, **timeouts, **options)
+    return redis.Redis.from_url(url, health_check_interval=30, **timeouts, **options)
+
+
+def connect_async(url: str, *, cluster: bool = False, timeout_s: float = 5.0, **options):
+    """The asyncio twin of `connect` (the HTTP reader's hot path)."""
+    from redis import asyncio as aredis
+
+    timeouts = {"socket_timeout": timeout_s, "socket_connect_timeout": min(2.0, timeout_s)}
+    if cluster:
+        return aredis.RedisCluster.from_url(url, **timeouts, **options)
+    return aredis.Redis.from_url(url, **timeouts, **options)

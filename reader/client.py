@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import orjson
 import redis
 
+from operators.redis_store import connect
 from reader.explain import explain
 from schemas.keyspace import Keyspace
 
@@ -99,9 +100,8 @@ class PersonaClient:
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "persona", **options) -> PersonaClient:
-        """`options`: access settings for redis-py (username, password, ssl_*)."""
-        return cls(redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2, **options),
-                   prefix)
+        """`options`: access settings for redis-py (username, password, ssl_*; cluster)."""
+        return cls(connect(url, timeout_s=5.0, **options), prefix)
 
     @classmethod
     def from_settings(cls, settings, prefix: str | None = None) -> PersonaClient:

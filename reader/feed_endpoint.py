@@ -17,6 +17,7 @@ import orjson
 import redis
 import redis.asyncio as aredis
 
+from operators.redis_store import connect_async
 from reader.client import ActivePointer, InvalidCursor, feed_page
 from reader.metrics import ReaderMetrics
 from schemas.keyspace import Keyspace
@@ -47,8 +48,7 @@ class FeedEndpoint:
         test client may run each request on a new loop, which a client must not outlive)."""
         loop = asyncio.get_running_loop()
         if self._client is None or self._client[0] is not loop:
-            self._client = (loop, aredis.Redis.from_url(
-                self.url, socket_timeout=5, socket_connect_timeout=2, **self.options))
+            self._client = (loop, connect_async(self.url, **self.options))
         return self._client[1]
 
     async def aclose(self) -> None:

@@ -20,6 +20,7 @@ import redis
 
 from config import Settings
 from config.security import kafka_config, redis_connection
+from operators.redis_store import connect
 from scripts import services
 
 FLOW = "flows.feeds:get_flow()"
@@ -34,7 +35,7 @@ def check_services(settings: Settings) -> None:
             "or set KAFKA_BOOTSTRAP")
     try:
         url, options = redis_connection(settings.redis)
-        redis.Redis.from_url(url, socket_connect_timeout=3, **options).ping()
+        connect(url, timeout_s=3.0, **options).ping()
     except redis.RedisError as exc:
         raise services.ServiceError(
             f"Redis not reachable at {settings.redis.url} ({exc}): start it with `persona up` "

@@ -569,9 +569,10 @@ def ensure_topics(bootstrap: str, topics: dict[str, int], log: Log = print,
 def _redis_ping(url: str, options: dict | None = None, timeout: float = PROBE_TIMEOUT_S) -> bool:
     import redis
 
+    from operators.redis_store import connect
+
     try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout,
-                                      **(options or {}))  # access settings (config.security)
+        client = connect(url, timeout_s=timeout, **(options or {}))  # config.security's options
         try:
             return bool(client.ping())
         finally:

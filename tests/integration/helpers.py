@@ -128,7 +128,8 @@ def redis_server_binary() -> str | None:
     return found if os.path.exists(found) else None
 
 
-def start_redis(port: int, data_dir, durable: bool = False) -> subprocess.Popen:
+def start_redis(port: int, data_dir, durable: bool = False,
+                extra: tuple[str, ...] = ()) -> subprocess.Popen:
     """A private redis-server on loopback (never the shared one). `durable`: every write is in
     the append-only file before it is acknowledged, so a stop and restart on the same `data_dir`
     keeps everything, as a production Redis with persistence would."""
@@ -136,7 +137,7 @@ def start_redis(port: int, data_dir, durable: bool = False) -> subprocess.Popen:
                    else ["--appendonly", "no"])
     proc = subprocess.Popen([redis_server_binary() or "redis-server", "--port", str(port),
                              "--bind", "127.0.0.1", "--save", "", *persistence,
-                             "--dir", str(data_dir)], stdout=subprocess.DEVNULL)
+                             "--dir", str(data_dir), *extra], stdout=subprocess.DEVNULL)
     client = redis.Redis(port=port)
     for _ in range(200):
         try:
@@ -147,6 +148,44 @@ def start_redis(port: int, data_dir, durable: bool = False) -> subprocess.Popen:
                 break
             time.sleep(0.05)
     raise RuntimeError(f"redis-server did not start on port {port}")
+
+
+def cluster_ports(n: int) -> list[int]:
+    """`n` free ports for Redis Cluster nodes: each node also listens on its port + 10000 (the
+    cluster bus), so both must be free and the port at most 55535."""
+    ports: list[int] = []
+    while len(ports) < n:
+        port = free_port()
+        if port > 55535 or port in ports:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        ports.append(port)
+    return ports
+
+
+def start_redis_cluster(ports: list[int], data_dir: Path) -> list[subprocess.Popen]:
+    """A private Redis Cluster of `len(ports)` primaries (no replicas) on loopback (`cluster_ports`),
+    every slot assigned and the cluster state ok on every node."""
+    procs = []
+    for port in ports:
+        node_dir = data_dir / f"node-{port}"
+        node_dir.mkdir(parents=True)
+        procs.append(start_redis(port, node_dir, extra=(
+            "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf")))
+    subprocess.run([shutil.which("redis-cli") or "redis-cli", "--cluster", "create",
+                    *(f"127.0.0.1:{p}" for p in ports), "--cluster-replicas", "0",
+                    "--cluster-yes"], check=True, stdout=subprocess.DEVNULL, timeout=60)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        states = [redis.Redis(port=p).cluster("info")["cluster_state"] for p in ports]
+        if all(state == "ok" for state in states):
+            return procs
+        time.sleep(0.1)
+    raise RuntimeError(f"Redis Cluster on ports {ports} did not reach cluster_state ok")
 
 
 def run_env(live, unique: str, run: str) -> dict[str, str]:
