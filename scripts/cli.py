@@ -187,16 +187,41 @@ def versions(config: Optional[Path] = ConfigOpt,
 
 
 @app.command()
-def replay(logs: list[Path] = typer.Argument(..., help="JSONL logs (.gz ok) or directories of them"),
+def replay(logs: list[Path] = typer.Argument(None, help="JSONL logs (.gz ok) or directories of them"),
            config: Optional[Path] = ConfigOpt,
+           topic: Optional[str] = typer.Option(
+               None, help="read this Kafka topic instead of logs (e.g. the events topic), up to "
+                          "its end at the start of the replay"),
+           from_timestamp: Optional[str] = typer.Option(
+               None, help="with --topic: from this Kafka message time (epoch ms or ISO 8601)"),
+           from_offsets: Optional[str] = typer.Option(
+               None, help="with --topic: from these offsets, e.g. 0:120,1:98 (other partitions: "
+                          "from their beginning)"),
            no_switch: bool = typer.Option(False, help="build the version without activating it"),
            grace_s: float = typer.Option(60.0, help="keep retired versions this long")):
-    """Rebuild Redis from event logs into a new keyspace version, then switch readers to it."""
+    """Rebuild Redis from event logs or a Kafka topic into a new keyspace version, then switch
+    readers to it."""
+    from config.security import kafka_config
+    from scripts import kafka_io
     from scripts import replay as replay_mod
+    settings = _settings(config)
+    if bool(logs) == bool(topic):
+        _fail("give either log files or --topic (e.g. --topic " + settings.kafka.events_topic + ")")
+    if (from_timestamp or from_offsets) and not topic:
+        _fail("--from-timestamp / --from-offsets need --topic")
+    if from_timestamp and from_offsets:
+        _fail("give --from-timestamp or --from-offsets, not both")
     try:
-        summary = replay_mod.replay(_settings(config), list(logs), switch=not no_switch,
+        rng = None
+        if topic:
+            rng = kafka_io.topic_range(
+                settings.kafka.bootstrap, topic,
+                from_ts_ms=replay_mod.parse_timestamp_ms(from_timestamp) if from_timestamp else None,
+                from_offsets=replay_mod.parse_offsets(from_offsets) if from_offsets else None,
+                timeout_s=settings.kafka.connect_timeout_s, extra=kafka_config(settings.kafka))
+        summary = replay_mod.replay(settings, list(logs or []), topic=rng, switch=not no_switch,
                                     grace_s=grace_s, console=console)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
         _fail(exc)
     console.print_json(data=summary)
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 
 import orjson
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -87,7 +89,6 @@ def recreate_topic(bootstrap: str, topic: str, partitions: int, timeout_s: float
     if topic in admin.list_topics(timeout=timeout_s).topics:
         for f in admin.delete_topics([topic], operation_timeout=timeout_s).values():
             f.result()
-    import time
     deadline = time.time() + timeout_s
     while True:
         try:
@@ -98,3 +99,82 @@ def recreate_topic(bootstrap: str, topic: str, partitions: int, timeout_s: float
             if time.time() > deadline:
                 raise RuntimeError(f"could not recreate topic {topic}: {exc}") from exc
             time.sleep(0.5)
+
+
+@dataclass(frozen=True)
+class TopicRange:
+    """The offsets [start, end) of every partition of `topic` that a replay reads."""
+
+    topic: str
+    start: dict[int, int]
+    end: dict[int, int]
+
+    @property
+    def messages(self) -> int:
+        return sum(self.end[p] - self.start[p] for p in self.end)
+
+
+def topic_range(bootstrap: str, topic: str, *, from_ts_ms: int | None = None,
+                from_offsets: dict[int, int] | None = None, timeout_s: float = 10.0,
+                extra: dict | None = None) -> TopicRange:
+    """From the first message at or after `from_ts_ms` (Kafka message timestamps: when the event
+    entered Kafka), or from `from_offsets` (partitions not named: from their beginning), or from
+    the beginning; to the end of every partition *now* (what arrives later is the live workers')."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "persona-replay",
+                         "enable.auto.commit": False, **(extra or {})})
+    try:
+        meta = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
+        if meta is None or meta.error is not None or not meta.partitions:
+            raise ValueError(f"topic {topic!r} not found at {bootstrap}: check the name "
+                             "(`persona up` creates the events topic) or KAFKA_BOOTSTRAP")
+        unknown = set(from_offsets or {}) - set(meta.partitions)
+        if unknown:
+            raise ValueError(f"topic {topic!r} has no partition {sorted(unknown)} "
+                             f"(it has 0..{len(meta.partitions) - 1})")
+        start, end = {}, {}
+        for p in sorted(meta.partitions):
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)
+            first = low
+            if from_offsets is not None and p in from_offsets:
+                first = from_offsets[p]
+            elif from_ts_ms is not None:
+                found = consumer.offsets_for_times([TopicPartition(topic, p, from_ts_ms)],
+                                                   timeout=timeout_s)[0].offset
+                first = high if found < 0 else found  # -1: no message that late
+            start[p], end[p] = min(max(first, low), high), high
+        return TopicRange(topic, start, end)
+    finally:
+        consumer.close()
+
+
+def read_partition(bootstrap: str, rng: TopicRange, partition: int, timeout_s: float = 30.0,
+                   extra: dict | None = None) -> Iterator[bytes]:
+    """The values of one partition's range, in offset order (a consumer of its own: a replay
+    merges partitions in event time, so it pulls each at its own pace)."""
+    first, end = rng.start[partition], rng.end[partition]
+    if first >= end:
+        return
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "persona-replay",
+                         "enable.auto.commit": False, "queued.max.messages.kbytes": 16384,
+                         **(extra or {})})
+    try:
+        consumer.assign([TopicPartition(rng.topic, partition, first)])
+        offset, last_progress = first, time.monotonic()
+        while offset < end:
+            # a short wait: consume() holds a partial batch for its whole timeout
+            batch = consumer.consume(num_messages=min(1000, end - offset), timeout=0.2)
+            if batch:
+                last_progress = time.monotonic()
+            elif time.monotonic() - last_progress > timeout_s:
+                raise RuntimeError(f"Kafka at {bootstrap} sent nothing for {timeout_s:.0f}s: "
+                                   f"{rng.topic}[{partition}] stalled at offset {offset} of "
+                                   f"{end}; check the broker (`persona status`)")
+            for msg in batch:
+                if msg.error() is not None:
+                    raise RuntimeError(f"reading {rng.topic}[{partition}]: {msg.error()}")
+                if msg.offset() >= end:
+                    return
+                offset = msg.offset() + 1
+                yield msg.value() or b""
+    finally:
+        consumer.close()
