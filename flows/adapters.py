@@ -34,7 +34,7 @@ from operators.notifications.policy import Policy
 from operators.notifications.state import RecipientState
 from operators.notifications.trending import Audience, TrendingRule
 from operators.redis_store import RedisFeatureStore
-from operators.reorder import AwaitingPost
+from operators.reorder import AwaitingPost, InOrder
 from operators.routing import reranks_now
 from operators.suggestions.compute import encode as encode_suggestions
 from operators.suggestions.compute import mentioned_users, suggest
@@ -61,6 +61,14 @@ def _reported(state) -> Reported:
     if reported is None:
         reported = state.reported = Reported()
     return reported
+
+
+def _in_order(state) -> InOrder:
+    """The user's event-time order buffer (added to states resumed from before it existed)."""
+    buffer = getattr(state, "in_order", None)
+    if buffer is None:
+        buffer = state.in_order = InOrder()
+    return buffer
 
 
 def _mentions(state, owner: str, ids) -> list[tuple]:
@@ -128,10 +136,16 @@ class DedupLogic(_Logic):
                 DeadLetter(f"duplicate event_id '{e.event_id}'", encode_event(e)) for e in events], RETAIN
 
 
+def _cancel(events) -> list:
+    """("cancel", event) for each event about a post the items step drops (not Commands)."""
+    return [("cancel", e) for e in events if not isinstance(e, Command)]
+
+
 class ItemLogic(_Logic):
     """key = post id. Emits ("user", event, view before) per event, then ("item", view after).
     An `erase_post` command (its author was deleted) emits ("forget_item", post, topics) and
-    leaves a tombstone that drops every later event about the post.
+    leaves a tombstone that drops every later event about the post, with ("cancel", event) for
+    each event dropped (its user waits for it: `operators.reorder.InOrder`).
 
     Events about a post not created yet wait (operators.reorder) until `post_created` arrives or
     `stream.reorder_wait_s` of wall clock pass, so a like that overtook its post still teaches
@@ -145,12 +159,13 @@ class ItemLogic(_Logic):
 
     def on_batch(self, events):
         if self.state == ERASED:  # the author was deleted: nothing about the post is published again
-            return [], RETAIN
+            return _cancel(events), RETAIN
         erase = next((e for e in events if isinstance(e, Command)), None)
         if erase is not None:  # erasure (operators.erasure): drop the item and its index entries
             topics = self.state[0].view.topics if self.state is not None else ()
+            held = self.state[1].release() if self.state is not None else []
             self.state, self.deadline = ERASED, None
-            return [("forget_item", erase.key, tuple(topics))], RETAIN
+            return [("forget_item", erase.key, tuple(topics))] + _cancel(held + events), RETAIN
         if self.state is None:
             self.state = (ItemStats(events[0].post_id), AwaitingPost())
         stats, waiting = self.state
@@ -323,7 +338,11 @@ class _Debounced(_Evictable):
 
 
 class UserLogic(_Debounced):
-    """key = user id. Values ("event", Event, ItemView | None) | ("deliver", user_id, post_id, ts).
+    """key = user id. Values ("event", Event, None) and ("await", Event) (the user's own events
+    in their order, a post's as a placeholder), ("annotated", Event, ItemView | None) | ("cancel",
+    Event) (a post's event from the items step fills its placeholder: `operators.reorder.InOrder`,
+    so the user learns in the same order however steps and processes interleave) | ("deliver",
+    user_id, post_id, ts) | ("forget", Command).
 
     Marks the user dirty and ranks at most once per `rank_interval_s` (wall clock; longer while
     the worker catches up a backlog: `backlog_rank_interval_s`) on a timer; events that only record
@@ -365,7 +384,7 @@ class UserLogic(_Debounced):
         if state.deleted:  # a tombstone: later deliveries and events must not revive the user
             return [], RETAIN
         now = False
-        for value in values:
+        for value in _in_order(state).admit(values):  # the user's own order, annotated
             if value[0] == "forget":  # erasure: a user this one mentions was deleted
                 state.forget(value[1].user, value[1].posts)
                 now = True  # their posts leave the feed at the next batch
@@ -379,7 +398,7 @@ class UserLogic(_Debounced):
             if event.type == "user_deleted":  # keep a small tombstone, not the user's data
                 self.state, self.due = UserState(state.user_id, ctx), None
                 self.state.deleted = True
-                return [("forget_user", state.user_id)], RETAIN
+                return out + [("forget_user", state.user_id)], RETAIN  # (earlier events' too)
             result = state.learn_one(event, view, ctx, store)
             out.extend(("co", a, (b, w)) for a, b, w in result.co_pairs)
             out.extend(("ex", ex) for ex in result.examples)

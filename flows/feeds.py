@@ -125,9 +125,10 @@ def build_flow(settings: Settings, *, source: Source | None = None,
                        op.key_on("key_erase_post", post_erasures, lambda c: c.key))
     item_msgs = op.key_rm("item_msgs", op.stateful_batch("items", item_in, ItemLogic.builder(ctx)))
     item_writes = op.filter("item_writes", item_msgs, lambda m: m[0] in ("item", "forget_item"))
+    annotated = op.filter("item_to_user", item_msgs, lambda m: m[0] == "user")
     user_events = op.merge(
         "user_events",
-        op.filter("item_to_user", item_msgs, lambda m: m[0] == "user"),
+        annotated,
         op.map("as_user_msg", about_post.falses, lambda e: ("user", e, None)),
     )
 
@@ -140,7 +141,13 @@ def build_flow(settings: Settings, *, source: Source | None = None,
     forgets = op.filter("forgets", commands, lambda c: c.kind == "forget")
     user_in = op.merge(
         "user_in",
-        op.map("key_user", user_events, lambda m: (m[1].user_id, ("event", m[1], m[2]))),
+        # each user's events in their own (partition) order, a post's as a placeholder that its
+        # annotated copy from the items step fills in (operators.reorder.InOrder)
+        op.map("key_user_seq", events, lambda e: (e.user_id, ("event", e, None)
+                                                  if item_key(e) is None else ("await", e))),
+        op.map("key_user", annotated, lambda m: (m[1].user_id, ("annotated", m[1], m[2]))),
+        op.filter_map("key_user_cancel", item_msgs,  # dropped by an erased item: fill nothing
+                      lambda m: (m[1].user_id, m) if m[0] == "cancel" else None),
         op.map("key_delivery", op.key_rm("deliveries", deliveries), lambda d: (d[1], d)),
         op.map("key_user_forget", forgets, lambda c: (c.key, ("forget", c))),
     )

@@ -55,7 +55,8 @@ class RecentSet:
 
 
 def cap_top(scores: dict[str, float], capacity: int) -> None:
-    """Drop the lowest-scored keys of `scores` in place until it holds `capacity` keys."""
+    """Drop the lowest-scored keys of `scores` in place until it holds `capacity` keys; among
+    equal scores the smallest keys go (not the first inserted: arrival order must not decide)."""
     if len(scores) > capacity:
-        for key in sorted(scores, key=scores.__getitem__)[: len(scores) - capacity]:
+        for key in sorted(scores, key=lambda k: (scores[k], k))[: len(scores) - capacity]:
             del scores[key]

@@ -6,6 +6,13 @@ impression) and by how far apart they are in the user's history. Each item keeps
 co-occurring items: when it holds 2·`capacity`, the weaker half is dropped (amortised O(1) updates).
 Similarity is normalised at read time (`operators.feed.neighbourhood`).
 
+Order-independent: each weight is rounded to a multiple of 2^-24 before it is added, so every count
+is a sum of dyadic numbers that float64 holds exactly (up to 2^29): the same pairs give the same
+bits in any order (a restart, another batching). Published neighbours are sorted by id, and pruning
+breaks ties by id. What still depends on order is *which* neighbours pruning drops (the weaker half
+at the moment a post holds 2·`capacity`): exact while a post has at most 2·`capacity` distinct
+co-touched posts.
+
 >>> s = ItemSimilarity(capacity=1)
 >>> for j in ["a", "b", "a"]: s.learn_one(j)
 >>> s.top()
@@ -18,6 +25,13 @@ from __future__ import annotations
 
 from operators.bounded import cap_top
 
+QUANTUM = 2.0 ** 24  # weights are rounded to multiples of 1/QUANTUM (sums stay exact below 2^29)
+
+
+def quantize(weight: float) -> float:
+    """`weight` rounded to the nearest multiple of 1/QUANTUM (every step is exact in float64)."""
+    return round(weight * QUANTUM) / QUANTUM
+
 
 class ItemSimilarity:
     __slots__ = ("capacity", "counts")
@@ -28,15 +42,14 @@ class ItemSimilarity:
 
     def learn_one(self, other: str, weight: float = 1.0) -> None:
         counts = self.counts
-        counts[other] = counts.get(other, 0.0) + weight
+        counts[other] = counts.get(other, 0.0) + quantize(weight)
         if len(counts) > 2 * self.capacity:  # amortised pruning keeps updates O(1)
             cap_top(counts, self.capacity)
 
     def top(self) -> dict[str, float]:
-        """The kept neighbours (between `capacity` and 2·`capacity` once warm), as published.
-
-        Not sorted: readers only look neighbours up, and skipping the sort keeps publishing cheap."""
-        return dict(self.counts)
+        """The kept neighbours (between `capacity` and 2·`capacity` once warm), as published:
+        sorted by id, so the bytes do not depend on the order neighbours were first seen."""
+        return dict(sorted(self.counts.items()))
 
     def forget(self, other: str) -> None:
         self.counts.pop(other, None)

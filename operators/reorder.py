@@ -14,6 +14,8 @@ full, or a deadline passes (the caller releases them then, unannotated).
 
 from __future__ import annotations
 
+from operators.bounded import RecentSet
+
 
 class AwaitingPost:
     __slots__ = ("capacity", "events")
@@ -42,3 +44,97 @@ class AwaitingPost:
 
     def __setstate__(self, state):
         self.capacity, self.events = state
+
+
+
+class InOrder:
+    """A user's input applied in the user's own order, although the items step (keyed by post)
+    annotates each post's event and sends it back in whatever order its keys, workers and the
+    hold above (`AwaitingPost`) produce.
+
+    The users step receives each user's events straight from the dedup step, in the order of the
+    user's partition, with a post's event as an ("await", event) placeholder; the annotated copy
+    (("annotated", event, view) from the items step, or ("cancel", event) when an erased post
+    dropped it) fills it in. `admit` returns the values ready to apply: the user's events up to
+    the first unfilled placeholder, in their order; deliveries and erasure commands at once (they
+    commute with the user's events). So what a user learns (history, co-occurrence pairs, labels)
+    does not depend on batching, on which process holds which post, or on how partitions
+    interleave. An annotated copy that comes before its placeholder waits for it. Past `capacity`
+    queued values the first placeholder is given up (its event applied when it comes), so memory
+    stays bounded.
+
+    >>> from types import SimpleNamespace as E
+    >>> a, b, c = (E(event_id=i) for i in "abc")
+    >>> q = InOrder()
+    >>> ids = lambda values: [v[1].event_id for v in values]
+    >>> ids(q.admit([("await", a), ("event", b, None), ("annotated", c, "view")]))
+    []
+    >>> ids(q.admit([("await", c), ("annotated", a, "view")]))
+    ['a', 'b', 'c']
+    >>> q.admit([("await", a), ("cancel", a)]), bool(q)
+    ([], False)
+    """
+
+    __slots__ = ("capacity", "queue", "waiting", "filled", "early", "given_up")
+
+    def __init__(self, capacity: int = 2_000):
+        self.capacity = capacity
+        self.queue: list = []  # the user's values not applied yet, in order (placeholders too)
+        self.waiting: set[str] = set()  # ids of the placeholders in the queue
+        self.filled: dict[str, tuple | None] = {}  # placeholder id -> its value (None: cancelled)
+        self.early: dict[str, tuple | None] = {}  # annotated before its placeholder came
+        self.given_up = RecentSet(64)  # placeholders given up: their events apply on arrival
+
+    def admit(self, values) -> list:
+        ready: list = []
+        for value in values:
+            kind = value[0]
+            if kind == "await":
+                event_id = value[1].event_id
+                if event_id in self.early:
+                    filled = self.early.pop(event_id)
+                    if filled is not None:
+                        self.queue.append(filled)
+                else:
+                    self.queue.append(value)
+                    self.waiting.add(event_id)
+            elif kind in ("annotated", "cancel"):
+                event_id = value[1].event_id
+                filled = ("event", value[1], value[2]) if kind == "annotated" else None
+                if event_id in self.given_up:
+                    if filled is not None:
+                        ready.append(filled)
+                elif event_id in self.waiting:
+                    self.filled[event_id] = filled
+                else:
+                    self.early[event_id] = filled
+            elif kind == "event":
+                self.queue.append(value)
+            else:  # deliveries, erasure commands
+                ready.append(value)
+        while self.queue:
+            head = self.queue[0]
+            if head[0] == "await":
+                event_id = head[1].event_id
+                if event_id in self.filled:
+                    head = self.filled.pop(event_id)
+                elif len(self.queue) > self.capacity:
+                    self.given_up.add(event_id)
+                    head = None
+                else:
+                    break
+                self.waiting.discard(event_id)
+            self.queue.pop(0)
+            if head is not None:
+                ready.append(head)
+        return ready
+
+    def __bool__(self) -> bool:
+        return bool(self.queue or self.early)
+
+    def __getstate__(self):
+        return (self.capacity, self.queue, self.filled, self.early, self.given_up)
+
+    def __setstate__(self, state):
+        self.capacity, self.queue, self.filled, self.early, self.given_up = state
+        self.waiting = {v[1].event_id for v in self.queue if v[0] == "await"}

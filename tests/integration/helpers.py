@@ -60,11 +60,11 @@ def cleanup(settings, client: redis.Redis) -> None:
 
 
 # Kinds of keys (the segment after the version) whose bytes the streaming flow reproduces exactly
-# for a given input however it is batched, restarted or delayed. The others depend on the order in
-# which Bytewax delivers events across keys and on wall-clock timers (README, "Operating and
-# recovery": feeds, ufeat, suggestions, notifs, nbrs, model:global, model:notif).
+# for a given input however it is batched, restarted or delayed. The others depend on wall-clock
+# rank timers and on reading other partitions' outputs from Redis at wall-clock moments (README,
+# "Operating and recovery": feeds, ufeat, suggestions, notifs, model:global, model:notif).
 EXACT_KINDS = frozenset({"item", "trending", "fresh", "graph", "gmembers", "likers",
-                         "popular_users", "profile"})
+                         "popular_users", "profile", "nbrs"})
 
 
 def key_kind(key: str) -> str:

@@ -3,10 +3,10 @@ contents equal an uninterrupted run's (real Kafka and Redis, one partition, one 
 
 What is compared (helpers.EXACT_KINDS, README "Operating and recovery"): every key must exist in
 both runs; item features, trending and fresh indices, graph records, group members, likers, popular
-users and profiles must be byte-identical. Feeds, suggestions, notification inboxes, user features,
-item neighbours and the global models are not compared byte for byte: they depend on the order in
-which Bytewax delivers events across keys and on wall-clock rank timers, and differ between two
-uninterrupted runs as well.
+users, profiles and item neighbours must be byte-identical. Feeds, suggestions, notification
+inboxes, user features and the global models are not compared byte for byte: they depend on
+wall-clock rank timers and on reading other partitions' outputs from Redis at wall-clock moments,
+and differ between two uninterrupted runs as well.
 
 No doubling: the topic starts with a malformed line. Its dead letter is produced once by the killed
 run; a restart that re-read the topic from the beginning would produce it again.

@@ -25,6 +25,7 @@ import redis
 from scripts import kafka_io, runner
 from scripts.generate import GeneratorConfig, generate
 from tests.integration.helpers import (
+    EXACT_KINDS,
     FIRST_LINE,
     cleanup,
     committed_offset,
@@ -116,9 +117,7 @@ def test_kill_9_with_four_partitions_gives_the_uninterrupted_contents(live, refe
             f"killed after snapshots at offset {offset} of {n_events}: "
             f"{ {k: (len(v), v[:5]) for k, v in diff.items()} }\n"
             + explain(client, (f"test-{unique}-ref", settings.redis.prefix), diff))
-        exact = sorted({key_kind(k) for k in expected} & {"item", "trending", "fresh", "graph",
-                                                           "gmembers", "likers", "popular_users",
-                                                           "profile"})
+        exact = sorted({key_kind(k) for k in expected} & EXACT_KINDS)
         print(f"4 partitions, {processes} process(es): {len(expected)} keys, exact kinds {exact}; reference run "
               f"{ref_s:.0f} s; killed at offset {offset}/{n_events}")
         assert dead_letters_of_first_line(settings) == 1, (

@@ -1,0 +1,97 @@
+"""Which Redis kinds two uninterrupted streaming runs of one log reproduce byte for byte.
+
+`python -m scripts.exactness [--users 120 --days 1 --seed 23 --partitions 4 --processes 1
+--runs 2]` produces one generated log to a fresh topic (shared Kafka), runs the workers `--runs`
+times to the end of it (own prefix, recovery on, as the crash-recovery tests), then prints per key
+kind how many keys differ from the first run and, with `--show N`, N differing values of each kind.
+Removes its keys and topics at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import tempfile
+import time
+import uuid
+
+import orjson
+import redis
+
+from scripts import kafka_io, runner
+from scripts.generate import GeneratorConfig, generate
+
+
+def main(argv=None) -> int:
+    from tests.integration.helpers import (cleanup, create_run_topics, key_digests, key_kind,
+                                           run_env, value_bytes)
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--users", type=int, default=120)
+    p.add_argument("--days", type=float, default=1)
+    p.add_argument("--seed", type=int, default=23)
+    p.add_argument("--partitions", type=int, default=4)
+    p.add_argument("--processes", type=int, default=1)
+    p.add_argument("--runs", type=int, default=2)
+    p.add_argument("--show", type=int, default=0)
+    p.add_argument("--keep", action="store_true", help="keep the runs' keys (prefixes printed)")
+    a = p.parse_args(argv)
+    import os
+    live = (os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
+            os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    unique = "exact-" + uuid.uuid4().hex[:8]
+    events, _ = generate(GeneratorConfig(users=a.users, days=a.days, seed=a.seed))
+    client = redis.Redis.from_url(live[1])
+    runs = []
+    try:
+        for i in range(a.runs):
+            env = run_env(live, unique, f"r{i}")
+            env["PERSONA_KAFKA__PARTITIONS"] = str(a.partitions)
+            env["PERSONA_STREAM__REORDER_WAIT_S"] = "60"
+            env["PERSONA_STREAM__KAFKA_BATCH_SIZE"] = "100"
+            settings = create_run_topics(env)
+            if i == 0:
+                kafka_io.recreate_topic(settings.kafka.bootstrap, settings.kafka.events_topic,
+                                        a.partitions)
+                kafka_io.produce(settings.kafka.bootstrap, settings.kafka.events_topic,
+                                 [orjson.dumps(e) for e in events])
+            started = time.monotonic()
+            with tempfile.TemporaryDirectory() as rec:
+                procs = runner.start(settings, None, processes=a.processes, tail=False,
+                                     recovery_dir=rec, snapshot_s=1, env_extra=env,
+                                     log=lambda m: None, metrics_port=0)
+                code = runner.supervise(procs, log=lambda m: None)
+            if code:
+                raise SystemExit(f"run {i} failed with exit code {code}")
+            runs.append((settings, key_digests(client, settings.redis.prefix)))
+            print(f"run {i}: {len(events)} events, {len(runs[-1][1])} keys, "
+                  f"{time.monotonic() - started:.0f} s", flush=True)
+        ref_settings, ref = runs[0]
+        for i, (settings, got) in enumerate(runs[1:], 1):
+            total, differ = collections.Counter(), collections.defaultdict(list)
+            for key in set(ref) | set(got):
+                kind = key_kind(key)
+                total[kind] += 1
+                if ref.get(key) != got.get(key):
+                    differ[kind].append(key)
+            print(f"run {i} vs run 0: differing keys per kind")
+            for kind in sorted(total):
+                print(f"  {kind:16} {len(differ[kind]):5} / {total[kind]}")
+            for kind in sorted(differ):
+                for key in sorted(differ[kind])[:a.show]:
+                    for s in (ref_settings, settings):
+                        full = next(client.scan_iter(
+                            f"{s.redis.prefix}:{key.replace('v*:', 'v*:', 1)}"), None)
+                        value = value_bytes(client, full) if full else None
+                        print(f"  {s.redis.prefix} {key}: {(value or b'(absent)').decode(errors='replace')}")
+        if a.keep:
+            print("kept prefixes:", [s.redis.prefix for s, _ in runs])
+    finally:
+        if not a.keep:
+            for settings, _ in runs:
+                cleanup(settings, client)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

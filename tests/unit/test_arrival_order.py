@@ -1,0 +1,99 @@
+"""What a state learns does not depend on the order its inputs arrive in (README "What is
+reproduced exactly"): the users step's event order (operators.reorder.InOrder) and item-kNN sums
+(operators.item_similarity). Property tests: any interleaving and batching of the same inputs."""
+
+from __future__ import annotations
+
+import pickle
+from types import SimpleNamespace
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from operators.bounded import cap_top
+from operators.item_similarity import ItemSimilarity
+from operators.reorder import InOrder
+
+
+def _events(n: int) -> list:
+    return [SimpleNamespace(event_id=f"e{i}") for i in range(n)]
+
+
+@st.composite
+def deliveries(draw):
+    """A user's values as the users step may receive them: the sequence (("event", …) for events
+    not about a post, ("await", …) for the others) in order, and each post event's annotated copy
+    (or its cancel) anywhere, before or after its placeholder; cut into batches at random."""
+    n = draw(st.integers(1, 25))
+    events = _events(n)
+    about_post = draw(st.lists(st.booleans(), min_size=n, max_size=n))
+    cancelled = draw(st.lists(st.booleans(), min_size=n, max_size=n))
+    sequence = [("await", e) if post else ("event", e, None)
+                for e, post in zip(events, about_post, strict=True)]
+    copies = [("cancel", e) if cancel else ("annotated", e, f"view-{e.event_id}")
+              for e, post, cancel in zip(events, about_post, cancelled, strict=True) if post]
+    # merge the copies into the sequence at random positions, keeping the sequence's order
+    merged = list(sequence)
+    for copy in copies:
+        merged.insert(draw(st.integers(0, len(merged))), copy)
+    cuts = sorted(draw(st.lists(st.integers(0, len(merged)), max_size=8)))
+    batches = [merged[a:b] for a, b in zip([0, *cuts], [*cuts, len(merged)], strict=True)]
+    expected = [e.event_id for e, post, cancel in zip(events, about_post, cancelled, strict=True)
+                if not (post and cancel)]
+    return batches, expected, about_post
+
+
+@given(deliveries(), st.booleans())
+@settings(max_examples=300, deadline=None)
+def test_in_order_applies_the_users_sequence_however_copies_and_batches_arrive(case, restart):
+    batches, expected, about_post = case
+    buffer, applied = InOrder(), []
+    for i, batch in enumerate(batches):
+        if restart and i == len(batches) // 2:  # a snapshot and a restore in between
+            buffer = pickle.loads(pickle.dumps(buffer))
+        applied += buffer.admit(batch)
+    assert [v[1].event_id for v in applied] == expected
+    # a post's event is applied with its annotation, never as the bare placeholder
+    views = {v[1].event_id: v[2] for v in applied}
+    assert all(views[f"e{i}"] == f"view-e{i}" for i, post in enumerate(about_post)
+               if post and f"e{i}" in views)
+    assert not buffer
+
+
+def test_in_order_gives_up_a_placeholder_past_its_capacity():
+    a, *rest = _events(5)
+    buffer = InOrder(capacity=3)
+    applied = buffer.admit([("await", a)] + [("event", e, None) for e in rest])
+    assert [v[1].event_id for v in applied] == ["e1", "e2", "e3", "e4"]
+    assert [v[1].event_id for v in buffer.admit([("annotated", a, "view")])] == ["e0"]
+
+
+def test_deliveries_and_commands_do_not_wait():
+    (a,) = _events(1)
+    buffer = InOrder()
+    assert buffer.admit([("await", a), ("deliver", "u1", "p1", 5)]) == [("deliver", "u1", "p1", 5)]
+
+
+pairs = st.lists(st.tuples(st.sampled_from("abcdefgh"),
+                           st.floats(0.0001, 1.0, allow_nan=False)), max_size=60)
+
+
+@given(pairs, st.randoms(use_true_random=False))
+@settings(max_examples=200, deadline=None)
+def test_item_similarity_bytes_do_not_depend_on_pair_order(values, rng):
+    shuffled = list(values)
+    rng.shuffle(shuffled)
+    a, b = ItemSimilarity(capacity=100), ItemSimilarity(capacity=100)
+    for other, w in values:
+        a.learn_one(other, w)
+    for other, w in shuffled:
+        b.learn_one(other, w)
+    assert pickle.dumps(a.top()) == pickle.dumps(b.top())
+    assert list(a.top()) == sorted(a.top())
+
+
+def test_cap_top_breaks_ties_by_key_not_insertion():
+    x, y = {"b": 1.0, "a": 1.0, "c": 2.0}, {"a": 1.0, "c": 2.0, "b": 1.0}
+    cap_top(x, 2)
+    cap_top(y, 2)
+    assert set(x) == set(y) == {"b", "c"}
