@@ -4,13 +4,14 @@
 --runs 2]` produces one generated log to a fresh topic (shared Kafka), runs the workers `--runs`
 times to the end of it (own prefix, recovery on, as the crash-recovery tests), then prints per key
 kind how many keys differ from the first run and, with `--show N`, N differing values of each kind.
-Removes its keys and topics at the end.
+Removes its Redis keys at the end (its persona.test.exact-* topics stay, as the tests' do).
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import os
 import tempfile
 import time
 import uuid
@@ -23,8 +24,15 @@ from scripts.generate import GeneratorConfig, generate
 
 
 def main(argv=None) -> int:
-    from tests.integration.helpers import (cleanup, create_run_topics, key_digests, key_kind,
-                                           run_env, value_bytes)
+    # the integration tests' run and digest helpers: one definition of "a run" and "same bytes"
+    from tests.integration.helpers import (
+        cleanup,
+        create_run_topics,
+        key_digests,
+        key_kind,
+        run_env,
+        value_bytes,
+    )
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--users", type=int, default=120)
@@ -36,7 +44,6 @@ def main(argv=None) -> int:
     p.add_argument("--show", type=int, default=0)
     p.add_argument("--keep", action="store_true", help="keep the runs' keys (prefixes printed)")
     a = p.parse_args(argv)
-    import os
     live = (os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
             os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
     unique = "exact-" + uuid.uuid4().hex[:8]
@@ -83,7 +90,8 @@ def main(argv=None) -> int:
                         full = next(client.scan_iter(
                             f"{s.redis.prefix}:{key.replace('v*:', 'v*:', 1)}"), None)
                         value = value_bytes(client, full) if full else None
-                        print(f"  {s.redis.prefix} {key}: {(value or b'(absent)').decode(errors='replace')}")
+                        shown = (value or b"(absent)").decode(errors="replace")
+                        print(f"  {s.redis.prefix} {key}: {shown}")
         if a.keep:
             print("kept prefixes:", [s.redis.prefix for s, _ in runs])
     finally:
