@@ -60,8 +60,8 @@ class InOrder:
     commute with the user's events). So what a user learns (history, co-occurrence pairs, labels)
     does not depend on batching, on which process holds which post, or on how partitions
     interleave. An annotated copy that comes before its placeholder waits for it. Past `capacity`
-    queued values the first placeholder is given up (its event applied when it comes), so memory
-    stays bounded.
+    queued values the first placeholder is given up (its event applied when it comes), and past
+    `capacity` early copies the oldest is applied at once, so memory stays bounded.
 
     >>> from types import SimpleNamespace as E
     >>> a, b, c = (E(event_id=i) for i in "abc")
@@ -112,6 +112,10 @@ class InOrder:
                 self.queue.append(value)
             else:  # deliveries, erasure commands
                 ready.append(value)
+        while len(self.early) > self.capacity:  # a placeholder that never came: apply at once
+            filled = self.early.pop(next(iter(self.early)))
+            if filled is not None:
+                ready.append(filled)
         while self.queue:
             head = self.queue[0]
             if head[0] == "await":

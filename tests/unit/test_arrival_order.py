@@ -68,6 +68,14 @@ def test_in_order_gives_up_a_placeholder_past_its_capacity():
     assert [v[1].event_id for v in buffer.admit([("annotated", a, "view")])] == ["e0"]
 
 
+def test_in_order_applies_early_copies_past_its_capacity():
+    events = _events(4)
+    buffer = InOrder(capacity=2)
+    applied = buffer.admit([("annotated", e, "view") for e in events])
+    assert [v[1].event_id for v in applied] == ["e0", "e1"]
+    assert len(buffer.early) == 2
+
+
 def test_deliveries_and_commands_do_not_wait():
     (a,) = _events(1)
     buffer = InOrder()
