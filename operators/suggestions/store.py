@@ -33,6 +33,7 @@ class MemoryGraphStore:
         self._likers: dict[str, dict[str, int]] = {}
         self._popular: dict[str, int] = {}
         self._deleted: set[str] = set()
+        self._ranked: list[tuple[str, int]] | None = None  # popular users, until one changes
 
     def apply(self, record: tuple) -> None:
         """Apply a write record as RedisWriter would."""
@@ -53,12 +54,14 @@ class MemoryGraphStore:
                 del likers[next(iter(likers))]
         elif kind == "popular_user":
             self._popular[record[1]] = record[2]
+            self._ranked = None
         elif kind == "undeleted":
             self._deleted.discard(record[1])
         elif kind == "forget_social":
             self._deleted.add(record[1])
             self._graphs.pop(record[1], None)
             self._popular.pop(record[1], None)
+            self._ranked = None
             for g in record[2]:
                 self._members.get(g, {}).pop(record[1], None)
             self._likers.pop(record[1], None)  # the user as an author
@@ -78,7 +81,9 @@ class MemoryGraphStore:
         return self._deleted.intersection(ids)
 
     def popular(self, n):
-        ranked = sorted(self._popular.items(), key=lambda kv: (-kv[1], kv[0]))
+        if self._ranked is None:  # read by every suggestion, changed by few records
+            self._ranked = sorted(self._popular.items(), key=lambda kv: (-kv[1], kv[0]))
+        ranked = self._ranked
         return [(u, c) for u, c in ranked[:n] if c > 0]
 
 
