@@ -67,29 +67,38 @@ class RedisFeatureStore:
     def cached_many(self, kind: str, ids: list[str], key_of, decode, read=None) -> dict:
         """Values of `ids` from the cache, the misses read in one pipeline (`read(pipe, key)`,
         default GET); `decode(id, raw)` runs once per read, a missing key is cached as absent."""
+        return self.cached_many_of([(kind, ids, key_of, decode, read)])[0]
+
+    def cached_many_of(self, requests: list[tuple]) -> list[dict]:
+        """`cached_many` for several requests (kind, ids, key_of, decode, read) at once: the
+        misses of all of them are read in one pipeline (one round trip)."""
         now = time.monotonic()
-        out, missing = {}, []
-        cache = self._cache
-        for i in ids:
-            hit = cache.get((kind, i))
-            if hit is not None and now - hit[0] < self.ttl_s:
-                if hit[1] is not None:
-                    out[i] = hit[1]
-            else:
-                missing.append(i)
+        cache, ttl = self._cache, self.ttl_s
+        outs: list[dict] = []
+        missing: list[tuple] = []  # (out, kind, id, key_of, decode, read)
+        for kind, ids, key_of, decode, read in requests:
+            out: dict = {}
+            outs.append(out)
+            for i in ids:
+                hit = cache.get((kind, i))
+                if hit is not None and now - hit[0] < ttl:
+                    if hit[1] is not None:
+                        out[i] = hit[1]
+                else:
+                    missing.append((out, kind, i, key_of, decode, read))
         if missing:
             def fetch():
                 pipe = self.client.pipeline(transaction=False)
-                for i in missing:
+                for _, _, i, key_of, _, read in missing:
                     (read or _get)(pipe, key_of(i))
                 return pipe.execute()
-            for i, raw in zip(missing, retrying(fetch), strict=True):
+            for (out, kind, i, _, decode, _), raw in zip(missing, retrying(fetch), strict=True):
                 value = decode(i, raw) if raw else None
                 cache[(kind, i)] = (now, value)
                 if value is not None:
                     out[i] = value
         self._sweep(now)
-        return out
+        return outs
 
     def _sweep(self, now: float) -> None:
         """Drop expired entries every few TTLs (and at once past 200k entries): with ever-new

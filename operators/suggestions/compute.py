@@ -169,6 +169,13 @@ def _reasons(signal: dict[str, float], detail: dict[str, list]) -> list[dict]:
     return out
 
 
+def _co_members(state: SocialState, graph) -> list[str]:
+    """Members of the user's groups (a sample per group), whose groups are suggested."""
+    mine = list(state.groups)[-GROUPS_READ:]
+    members = graph.group_members(mine) if mine else {}
+    return sorted({m for ms in members.values() for m in ms} - {state.user_id})[:100]
+
+
 def groups(state: SocialState, graph, features, n: int = SIZE) -> list[dict]:
     """Groups the user's followees and group co-members are in, and groups posting in their topics."""
     score: dict[str, float] = defaultdict(float)
@@ -178,9 +185,7 @@ def groups(state: SocialState, graph, features, n: int = SIZE) -> list[dict]:
         for g in rec["g"]:
             score[g] += 1.0 / math.log(2.0 + len(rec["g"]))
             why[g]["followees_in_group"].append(f)
-    mine = list(state.groups)[-GROUPS_READ:]
-    members = graph.group_members(mine) if mine else {}
-    co_members = sorted({m for ms in members.values() for m in ms} - {state.user_id})[:100]
+    co_members = _co_members(state, graph)
     for m, rec in (graph.graphs(co_members) if co_members else {}).items():
         for g in rec["g"]:
             score[g] += 0.5 / math.log(2.0 + len(rec["g"]))
@@ -244,13 +249,22 @@ def contacts(state: SocialState, now: int, n: int = SIZE) -> list[dict]:
 
 
 def suggest(state: SocialState, graph, features, now: int) -> dict:
+    """All four kinds. The graph reads go in two round trips (`graph.prefetch`): the followees'
+    records, engaged authors' likers and groups' members first; then the group co-members'
+    records with the deleted-user check of the people and contacts chosen."""
+    graph.prefetch(graph=list(state.following)[-FOLLOWEES_READ:],
+                   likers=_top(state.authors, AUTHORS_READ),
+                   members=list(state.groups)[-GROUPS_READ:])
     out = {"user_id": state.user_id, "generated_at": now,
            "people": people(state, graph, features, now),
-           "groups": groups(state, graph, features),
+           "groups": [],
            "conversations": conversations(state, now),
            "contacts": contacts(state, now)}
+    named = [s["id"] for k in ("people", "contacts") for s in out[k]]
+    graph.prefetch(graph=_co_members(state, graph), deleted=named)
+    out["groups"] = groups(state, graph, features)
     # Deleted users linger in others' states and graph records: never suggest them.
-    gone = graph.deleted([s["id"] for k in ("people", "contacts") for s in out[k]])
+    gone = graph.deleted(named)
     if gone:
         for k in ("people", "contacts"):
             out[k] = [s for s in out[k] if s["id"] not in gone]

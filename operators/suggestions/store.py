@@ -8,6 +8,7 @@ for in-process evaluation. Writers: the `graph`, `group_member` and `liker` writ
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Protocol
 
 import orjson
@@ -24,6 +25,7 @@ class GraphReader(Protocol):
     def likers(self, authors: list[str]) -> dict[str, list[str]]: ...
     def popular(self, n: int) -> list[tuple[str, float]]: ...
     def deleted(self, ids: list[str]) -> set[str]: ...
+    def prefetch(self, **ids_by_kind) -> None: ...
 
 
 class MemoryGraphStore:
@@ -68,6 +70,9 @@ class MemoryGraphStore:
             for a in record[3] if len(record) > 3 else ():  # the user as a liker
                 self._likers.get(a, {}).pop(record[1], None)
 
+    def prefetch(self, **ids_by_kind) -> None:
+        pass  # all in memory
+
     def graphs(self, ids):
         return {i: self._graphs[i] for i in ids if i in self._graphs}
 
@@ -88,21 +93,37 @@ class MemoryGraphStore:
 
 
 class RedisGraphStore:
-    """GraphReader over Redis, sharing the feature store's client, keyspace and TTL cache."""
+    """GraphReader over Redis, sharing the feature store's client, keyspace and TTL cache.
+    `prefetch` reads what several of the calls below will want in one round trip."""
 
     def __init__(self, features: RedisFeatureStore):
         self.features = features
         self.ks = features.keyspace
 
+    def _request(self, kind: str, ids) -> tuple:
+        """The feature store's cached_many request (kind, ids, key_of, decode, read) of a kind."""
+        ks = self.ks
+        if kind == "graph":
+            return kind, ids, ks.graph, _decode_graph, None
+        if kind == "members":
+            return kind, ids, ks.group_members, _decode_members, _read_members
+        if kind == "likers":
+            return kind, ids, ks.likers, _decode_likers, _read_likers
+        if kind == "deleted":  # the member tag; True when in the deleted users' set
+            return kind, ids, ks.deleted_tag, _deleted, partial(_read_deleted, ks.deleted_users)
+        raise ValueError(f"unknown graph read {kind!r}")
+
+    def prefetch(self, **ids_by_kind) -> None:
+        """Fill the cache for graphs=, members=, likers=, deleted= ids in one pipeline: the
+        suggestions of one user read all of them (one round trip instead of one per kind)."""
+        self.features.cached_many_of([self._request(kind, list(dict.fromkeys(ids)))
+                                      for kind, ids in ids_by_kind.items() if ids])
+
     def graphs(self, ids):
-        return self.features.cached_many("graph", ids, self.ks.graph,
-                                          lambda i, raw: orjson.loads(raw))
+        return self.features.cached_many(*self._request("graph", ids))
 
     def group_members(self, groups):
-        return self.features.cached_many(
-            "members", groups, self.ks.group_members,
-            lambda g, raw: sorted(m.decode() for m in raw),
-            read=lambda pipe, key: pipe.srandmember(key, MEMBERS_SAMPLE))
+        return self.features.cached_many(*self._request("members", groups))
 
     def popular(self, n):
         key = self.ks.popular_users
@@ -113,13 +134,35 @@ class RedisGraphStore:
     def deleted(self, ids):
         # through the TTL cache: the same popular people are checked for most users' suggestions
         # (this uncached pipeline was 12% of a worker's time); staleness ≤ the cache TTL
-        found = self.features.cached_many(
-            "deleted", list(dict.fromkeys(ids)), lambda i: i, lambda i, gone: True,
-            read=lambda pipe, member: pipe.sismember(self.ks.deleted_users,
-                                                     self.ks.deleted_tag(member)))
-        return set(found)
+        return set(self.features.cached_many(*self._request("deleted", list(dict.fromkeys(ids)))))
 
     def likers(self, authors):
-        return self.features.cached_many(
-            "likers", authors, self.ks.likers, lambda a, raw: [m.decode() for m in raw],
-            read=lambda pipe, key: pipe.zrange(key, 0, LIKERS_KEPT - 1, desc=True))
+        return self.features.cached_many(*self._request("likers", authors))
+
+
+def _decode_graph(_user: str, raw: bytes) -> dict:
+    return orjson.loads(raw)
+
+
+def _decode_members(_group: str, raw) -> list[str]:
+    return sorted(m.decode() for m in raw)
+
+
+def _read_members(pipe, key: str) -> None:
+    pipe.srandmember(key, MEMBERS_SAMPLE)
+
+
+def _decode_likers(_author: str, raw) -> list[str]:
+    return [m.decode() for m in raw]
+
+
+def _read_likers(pipe, key: str) -> None:
+    pipe.zrange(key, 0, LIKERS_KEPT - 1, desc=True)
+
+
+def _deleted(_user: str, _is_member) -> bool:
+    return True  # called for a true SISMEMBER only (a false one is cached as absent)
+
+
+def _read_deleted(deleted_users: str, pipe, tag: str) -> None:
+    pipe.sismember(deleted_users, tag)
