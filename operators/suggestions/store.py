@@ -17,6 +17,8 @@ from operators.redis_store import RedisFeatureStore
 
 MEMBERS_SAMPLE = 100  # members read per group
 LIKERS_KEPT = 200  # newest likers kept per author (the writer trims the sorted set)
+GRAPH_KINDS = ("graph", "likers", "members")  # cached `stream.graph_cache_ttl_s` (not "deleted")
+DELETED_CACHE_S = 3600.0  # an answer about a deleted user: until the version moves (or a sweep)
 
 
 class GraphReader(Protocol):
@@ -26,6 +28,7 @@ class GraphReader(Protocol):
     def popular(self, n: int) -> list[tuple[str, float]]: ...
     def deleted(self, ids: list[str]) -> set[str]: ...
     def prefetch(self, **ids_by_kind) -> None: ...
+    def remember(self, records: list[tuple]) -> None: ...
 
 
 class MemoryGraphStore:
@@ -73,6 +76,9 @@ class MemoryGraphStore:
     def prefetch(self, **ids_by_kind) -> None:
         pass  # all in memory
 
+    def remember(self, records: list[tuple]) -> None:
+        pass  # `apply` is the writer
+
     def graphs(self, ids):
         return {i: self._graphs[i] for i in ids if i in self._graphs}
 
@@ -110,14 +116,36 @@ class RedisGraphStore:
         if kind == "likers":
             return kind, ids, ks.likers, _decode_likers, _read_likers
         if kind == "deleted":  # the member tag; True when in the deleted users' set
-            return kind, ids, ks.deleted_tag, _deleted, partial(_read_deleted, ks.deleted_users)
+            # answers are kept while the set's version does not move (read at the short TTL):
+            # as fresh as a check per suggestion, without one round trip per suggestion
+            return (self._deleted_kind(), ids, ks.deleted_tag, _deleted,
+                    partial(_read_deleted, ks.deleted_users), DELETED_CACHE_S)
         raise ValueError(f"unknown graph read {kind!r}")
+
+    def _deleted_kind(self) -> str:
+        """The cache kind of deleted-user answers: one per version of the deleted users' set."""
+        version = self.features.cached_one(
+            ("deleted_version",), lambda: self.features.client.get(self.ks.deleted_version))
+        return f"deleted@{version.decode() if version else 0}"
 
     def prefetch(self, **ids_by_kind) -> None:
         """Fill the cache for graphs=, members=, likers=, deleted= ids in one pipeline: the
         suggestions of one user read all of them (one round trip instead of one per kind)."""
         self.features.cached_many_of([self._request(kind, list(dict.fromkeys(ids)))
                                       for kind, ids in ids_by_kind.items() if ids])
+
+    def remember(self, records: list[tuple]) -> None:
+        """This worker's own writes of graph records and deletions, into its cache at once (the
+        graph kinds are cached `stream.graph_cache_ttl_s`; only this worker writes these keys)."""
+        for record in records:
+            kind = record[0]
+            if kind == "graph":
+                self.features.remember("graph", {record[1]: orjson.loads(record[2])})
+            elif kind == "forget_social":
+                self.features.remember("graph", {record[1]: None})
+                self.features.remember(self._deleted_kind(), {record[1]: True})
+            elif kind == "undeleted":
+                self.features.remember(self._deleted_kind(), {record[1]: None})
 
     def graphs(self, ids):
         return self.features.cached_many(*self._request("graph", ids))
