@@ -1,7 +1,8 @@
 """The social graph reads of the suggestions step against the real Redis: several kinds in one
 pipeline (`RedisGraphStore.prefetch`), the longer-cached graph kinds with the worker's own writes
 seen at once (`remember`), and the deleted-user answers kept while the deleted users' version does
-not move — and dropped within the short TTL when another worker deletes or restores a user."""
+not move (or the whole set, while small) — and dropped within the short TTL when another worker
+deletes or restores a user."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import orjson
 import pytest
 
 from operators.redis_store import RedisFeatureStore, RedisWriter, connect
+from operators.suggestions import store as graph_store
 from operators.suggestions.store import GRAPH_KINDS, RedisGraphStore
 from schemas.keyspace import Keyspace
 from tests.integration.inproc import cleanup
@@ -59,7 +61,7 @@ def test_prefetch_reads_every_kind_in_one_round_trip(stores, monkeypatch):
     executed = _pipelines(client, monkeypatch)
     graph.prefetch(graph=["f1", "f2", "nobody"], likers=["author"], members=["g1", "g0"],
                    deleted=["f1"])
-    assert executed == [3 + 1 + 2 + 1]  # one pipeline (and a GET of the deleted users' version)
+    assert executed == [3 + 1 + 2]  # one pipeline (and one read of the small deleted users' set)
     assert graph.graphs(["f1", "f2", "nobody"]) == {
         "f1": {"f": ["x"], "g": ["g1"], "a": []}, "f2": {"f": ["y", "z"], "g": [], "a": ["w"]}}
     assert graph.likers(["author"]) == {"author": ["l2", "l1"]}
@@ -83,7 +85,9 @@ def test_graph_kinds_keep_their_ttl_and_the_workers_own_writes_are_seen_at_once(
     assert other.graphs(["u"])["u"]["f"] == ["a", "b"]
 
 
-def test_deleted_answers_follow_the_version_of_the_deleted_users(stores):
+@pytest.mark.parametrize("whole_set_max", [10_000, 0])  # the set read whole | checks per user
+def test_deleted_answers_follow_the_deleted_users_set(stores, monkeypatch, whole_set_max):
+    monkeypatch.setattr(graph_store, "DELETED_SET_MAX", whole_set_max)
     writer, store, _ = stores
     graph = store()
     assert graph.deleted(["d", "e"]) == set()
