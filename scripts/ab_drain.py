@@ -21,7 +21,7 @@ import orjson
 from confluent_kafka.admin import AdminClient
 
 import config
-from config.security import kafka_config
+from config.security import kafka_config, redis_connection
 from operators.redis_store import connect
 from scripts import kafka_io
 from scripts.bench import workload
@@ -44,7 +44,8 @@ def main() -> None:
     n = kafka_io.produce(boot, topics[0], (orjson.dumps(e) for e in workload(
         args.events, args.users, args.seed)), extra=extra)
     print(f"{n:,} events on {topics[0]}; {args.rounds} round(s) of {len(args.checkouts)}", flush=True)
-    client = connect(url)
+    redis_url, options = redis_connection(settings.redis)
+    client = connect(redis_url, **options)
     cpu: dict[str, list[float]] = {c: [] for c in args.checkouts}
     try:
         for round_ in range(args.rounds):
