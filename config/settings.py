@@ -100,6 +100,7 @@ class StreamSettings:
     rank_interval_s: float
     reorder_wait_s: float
     suggest_interval_s: float
+    graph_cache_ttl_s: float
     backlog_rank_interval_s: float
     seen_rerank_s: float
     user_idle_evict_s: float
@@ -116,6 +117,7 @@ class StreamSettings:
         "rank_interval_s": bounded(0.01, 3600),
         "reorder_wait_s": bounded(0.0, 3600),
         "suggest_interval_s": bounded(0.01, 86400),
+        "graph_cache_ttl_s": bounded(0.0, 3600),
         "backlog_rank_interval_s": bounded(0.0, 3600),
         "seen_rerank_s": bounded(0.01, 86400),
         "user_idle_evict_s": bounded(0.0, 365 * 86400),

@@ -472,10 +472,17 @@ class SuggestionsLogic(_Debounced):
                 self.state, self.due = SocialState(self.state.user_id, deleted=True), None
                 continue  # follows / messages must not revive the deleted user's suggestions
             out.extend(self.state.learn(value))
+        if any(r[0] in ("forget_social", "undeleted") for r in out):
+            self._graph().remember(out)
         if self.state.deleted:
             return out, RETAIN
         self._schedule()
         return out, RETAIN
+
+    def _graph(self):
+        features = self.store_of()
+        return (RedisGraphStore(features) if isinstance(features, RedisFeatureStore)
+                else MemoryGraphStore())
 
     def _interval_s(self) -> float:
         return self.ctx.settings.stream.suggest_interval_s
@@ -483,10 +490,9 @@ class SuggestionsLogic(_Debounced):
     def _run(self) -> list:  # suggest
         state = self.state
         out = state.publish()  # graph record, follower count (when changed)
-        features = self.store_of()
-        graph = (RedisGraphStore(features) if isinstance(features, RedisFeatureStore)
-                 else MemoryGraphStore())
-        suggestions = suggest(state, graph, features, state.last_ts)
+        graph = self._graph()
+        graph.remember(out)
+        suggestions = suggest(state, graph, self.store_of(), state.last_ts)
         out.append(("suggestions", state.user_id, encode_suggestions(suggestions)))
         out.extend(_mentions(state, state.user_id, mentioned_users(state, suggestions)))
         return out

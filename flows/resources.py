@@ -10,6 +10,7 @@ from config import Settings
 from config.security import redis_connection
 from config.settings import RedisSettings
 from operators.redis_store import RedisFeatureStore, RedisWriter, connect
+from operators.suggestions.store import GRAPH_KINDS
 from schemas.keyspace import Keyspace
 
 DEFAULT_VERSION = "1"
@@ -45,8 +46,10 @@ def keyspace(settings: Settings) -> Keyspace:
 
 @cache
 def feature_store(settings: Settings) -> RedisFeatureStore:
+    graph_ttl_s = settings.stream.graph_cache_ttl_s  # operators.suggestions.store
     return RedisFeatureStore(client(settings.redis), keyspace(settings),
-                             ttl_s=min(1.0, settings.stream.rank_interval_s))
+                             ttl_s=min(1.0, settings.stream.rank_interval_s),
+                             kind_ttl_s={kind: graph_ttl_s for kind in GRAPH_KINDS})
 
 
 @cache

@@ -57,46 +57,71 @@ def retrying(call, retries: int = 8, what: str = "read"):
 class RedisFeatureStore:
     """FeatureReader over Redis with a TTL cache (staleness ≤ ttl_s, per process)."""
 
-    def __init__(self, client: redis.Redis, keyspace: Keyspace, ttl_s: float = 1.0):
+    def __init__(self, client: redis.Redis, keyspace: Keyspace, ttl_s: float = 1.0,
+                 kind_ttl_s: dict[str, float] | None = None):
         self.client = client
         self.keyspace = keyspace
         self.ttl_s = ttl_s
+        self.kind_ttl_s = kind_ttl_s or {}  # cached_many kinds cached longer (or shorter)
         self._cache: dict[tuple, tuple[float, object]] = {}
         self._swept = time.monotonic()
 
-    def cached_many(self, kind: str, ids: list[str], key_of, decode, read=None) -> dict:
+    def cached_many(self, kind: str, ids: list[str], key_of, decode, read=None,
+                    *ttl_s: float) -> dict:
         """Values of `ids` from the cache, the misses read in one pipeline (`read(pipe, key)`,
-        default GET); `decode(id, raw)` runs once per read, a missing key is cached as absent."""
+        default GET); `decode(id, raw)` runs once per read, a missing key is cached as absent.
+        `ttl_s`: this request's TTL (see cached_many_of)."""
+        return self.cached_many_of([(kind, ids, key_of, decode, read, *ttl_s)])[0]
+
+    def cached_many_of(self, requests: list[tuple]) -> list[dict]:
+        """`cached_many` for several requests (kind, ids, key_of, decode, read[, ttl_s]) at once:
+        the misses of all of them are read in one pipeline (one round trip). The TTL is the
+        request's, else the kind's (`kind_ttl_s`), else `ttl_s`."""
         now = time.monotonic()
-        out, missing = {}, []
         cache = self._cache
-        for i in ids:
-            hit = cache.get((kind, i))
-            if hit is not None and now - hit[0] < self.ttl_s:
-                if hit[1] is not None:
-                    out[i] = hit[1]
-            else:
-                missing.append(i)
+        outs: list[dict] = []
+        missing: list[tuple] = []  # (out, kind, id, key_of, decode, read)
+        for kind, ids, key_of, decode, read, *ttl_s in requests:
+            ttl = ttl_s[0] if ttl_s else self.kind_ttl_s.get(kind, self.ttl_s)
+            out: dict = {}
+            outs.append(out)
+            for i in ids:
+                hit = cache.get((kind, i))
+                if hit is not None and now - hit[0] < ttl:
+                    if hit[1] is not None:
+                        out[i] = hit[1]
+                else:
+                    missing.append((out, kind, i, key_of, decode, read))
         if missing:
             def fetch():
                 pipe = self.client.pipeline(transaction=False)
-                for i in missing:
+                for _, _, i, key_of, _, read in missing:
                     (read or _get)(pipe, key_of(i))
                 return pipe.execute()
-            for i, raw in zip(missing, retrying(fetch), strict=True):
+            for (out, kind, i, _, decode, _), raw in zip(missing, retrying(fetch), strict=True):
                 value = decode(i, raw) if raw else None
                 cache[(kind, i)] = (now, value)
                 if value is not None:
                     out[i] = value
         self._sweep(now)
-        return out
+        return outs
+
+    def remember(self, kind: str, ids_values: dict) -> None:
+        """Cache values this worker just wrote (None = absent) as fresh `cached_many` entries of
+        `kind`: its own reads then see them at once, whatever the kind's TTL."""
+        now = time.monotonic()
+        for i, value in ids_values.items():
+            self._cache[(kind, i)] = (now, value)
 
     def _sweep(self, now: float) -> None:
         """Drop expired entries every few TTLs (and at once past 200k entries): with ever-new
         users and items the cache would otherwise only grow."""
-        if now - self._swept > max(5.0, 10 * self.ttl_s) or len(self._cache) > 200_000:
+        full = len(self._cache) > 200_000
+        if now - self._swept > max(5.0, 10 * self.ttl_s) or full:
+            # full, the kinds cached longer fall back to the short TTL
+            keep = self.ttl_s if full else max([self.ttl_s, *self.kind_ttl_s.values()])
             self._swept = now
-            self._cache = {k: v for k, v in self._cache.items() if now - v[0] < self.ttl_s}
+            self._cache = {k: v for k, v in self._cache.items() if now - v[0] < keep}
 
     def items(self, ids: list[str]) -> dict[str, ItemView]:
         return self.cached_many("item", ids, self.keyspace.item,

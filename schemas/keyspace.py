@@ -107,6 +107,12 @@ class Keyspace:
         still says (the ids themselves are not stored: see operators/erasure.py)."""
         return f"{self.base}:deleted_users"
 
+    @property
+    def deleted_version(self) -> str:
+        """A counter incremented at every change of `deleted_users`: a worker's cached answers
+        about who is deleted stay valid while it does not move."""
+        return f"{self.base}:deleted_users:version"
+
     def deleted_tag(self, user_id: str) -> str:
         """A deleted user's entry in `deleted_users`: a keyed hash of the id (keyed by the
         keyspace, so no two keyspaces share tags) — a scan of Redis does not show the id."""

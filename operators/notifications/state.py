@@ -253,8 +253,10 @@ class RecipientState:
         return changed or bool(dropped)
 
     def inbox(self) -> list[dict]:
-        """The newest `history` decision records, newest first (the Redis value's items)."""
-        return [dict(r, actors=list(r["actors"])) for r in reversed(self.records.values())]
+        """The newest `history` decision records, newest first (the Redis value's items). The
+        records themselves, not copies (encoded at once after every changed batch: copying them
+        was a fifth of the step's time): read them, do not change them."""
+        return list(reversed(self.records.values()))
 
 
 def text(kind: str, actor: str, count: int) -> str:

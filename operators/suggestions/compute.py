@@ -7,6 +7,7 @@ step for dirty users in micro-batches and by `linkpred` offline — one code pat
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import defaultdict
 
@@ -27,61 +28,116 @@ PEOPLE_WEIGHTS = {"fof": 1.0, "follows_you": 3.0, "engaged": 1.5, "co_engaged": 
                   "shared_groups": 0.5, "followees_engage": 0.3, "topic_creator": 0.3,
                   "popular": 0.5}
 POPULAR_READ = 100
+FOLLOWEE_SIGNALS = frozenset({"fof", "followees_engage"})
 
 
 def _top(scores: dict[str, float], n: int) -> list[str]:
-    return sorted(scores, key=lambda k: (-scores[k], k))[:n]
+    """The n best keys by (-score, key), without sorting them all: the n-th best score is found
+    first (a heap over plain floats), then only the keys at or above it are sorted."""
+    if len(scores) <= n:
+        return sorted(scores, key=lambda k: (-scores[k], k))
+    floor = heapq.nlargest(n, scores.values())[-1]
+    best = [k for k, v in scores.items() if v >= floor]
+    return sorted(best, key=lambda k: (-scores[k], k))[:n]
 
 
 def people(state: SocialState, graph, features, now: int, n: int = SIZE) -> list[dict]:
-    excluded = state.excluded()
-    signal: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    detail: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    """Score every candidate with one float per candidate (Σ weight × signal over the signals
+    in `PEOPLE_WEIGHTS`); the per-signal values and details behind the reasons are worked out for
+    the n chosen only (`_people_reasons`). The candidate pool is large (a followee's record
+    names up to 300 users), so the per-candidate work is one dict update per edge."""
     followees = list(state.following)[-FOLLOWEES_READ:]
     records = graph.graphs(followees) if followees else {}
-    for f in followees:  # friends-of-friends, Adamic-Adar over the followees' out-degree
+    authors = _top(state.authors, AUTHORS_READ)
+    likers = graph.likers(authors) if authors else {}
+    groups_read = list(state.groups)[-GROUPS_READ:]
+    members = graph.group_members(groups_read) if groups_read else {}
+    additive = _additive_sources(followees, records, likers, members)
+    assigned = _assigned_signals(state, graph, features)  # kind -> {candidate: (value, detail)}
+    score: dict[str, float] = {}
+    get = score.get
+    for kind, weight, _source, candidates in additive:
+        w = PEOPLE_WEIGHTS[kind] * weight
+        for c in candidates:
+            score[c] = get(c, 0.0) + w
+    for kind, values in assigned.items():
+        w = PEOPLE_WEIGHTS[kind]
+        for c, (value, _detail) in values.items():
+            score[c] = get(c, 0.0) + w * value
+    for c in state.excluded():
+        score.pop(c, None)
+    chosen = _top(score, n)
+    reasons = _people_reasons(chosen, additive, assigned)
+    return [{"id": c, "score": round(score[c], 6), "reasons": reasons[c]} for c in chosen]
+
+
+def _additive_sources(followees, records, likers, members) -> list[tuple]:
+    """(kind, weight, source, candidates) for the signals that add up over sources: friends of
+    friends and what followees engage with (Adamic-Adar over the followee's out-degree),
+    co-engagement (an engaged author's likers), shared groups (a group's members)."""
+    out: list[tuple] = []
+    for f in followees:
         rec = records.get(f)
         if not rec:
             continue
-        w = 1.0 / math.log(2.0 + len(rec["f"]))
-        for c in rec["f"]:
-            signal[c]["fof"] += w
-            detail[c]["fof"].append(f)
-        wa = 1.0 / math.log(2.0 + len(rec["a"]))
-        for c in rec["a"]:
-            signal[c]["followees_engage"] += wa
-            detail[c]["followees_engage"].append(f)
-    for c in state.followers:
-        signal[c]["follows_you"] = 1.0
-    for c, count in state.authors.items():
-        signal[c]["engaged"] = math.log1p(count)
-        detail[c]["engaged"].append(round(count))
-    authors = _top(state.authors, AUTHORS_READ)
-    for a, likers in (graph.likers(authors) if authors else {}).items():
-        w = 1.0 / math.log(2.0 + len(likers))
-        for c in likers:
-            signal[c]["co_engaged"] += w
-            detail[c]["co_engaged"].append(a)
-    groups = list(state.groups)[-GROUPS_READ:]
-    for g, members in (graph.group_members(groups) if groups else {}).items():
-        w = 1.0 / math.log(2.0 + len(members))
-        for c in members:
-            signal[c]["shared_groups"] += w
-            detail[c]["shared_groups"].append(g)
+        if rec["f"]:
+            out.append(("fof", 1.0 / math.log(2.0 + len(rec["f"])), f, rec["f"]))
+        if rec["a"]:
+            out.append(("followees_engage", 1.0 / math.log(2.0 + len(rec["a"])), f, rec["a"]))
+    for a, users in likers.items():
+        out.append(("co_engaged", 1.0 / math.log(2.0 + len(users)), a, users))
+    for g, users in members.items():
+        out.append(("shared_groups", 1.0 / math.log(2.0 + len(users)), g, users))
+    return out
+
+
+def _assigned_signals(state: SocialState, graph, features) -> dict[str, dict]:
+    """kind -> {candidate: (value, details)} for the signals set once per candidate."""
+    out: dict[str, dict] = {"follows_you": {c: (1.0, ()) for c in state.followers},
+                            "engaged": {c: (math.log1p(count), (round(count),))
+                                        for c, count in state.authors.items()}}
+    creators: dict[str, tuple[float, list]] = {}
     for topic, post_authors in _topic_authors(state, features).items():
         for rank, c in enumerate(post_authors):
-            signal[c]["topic_creator"] = max(signal[c]["topic_creator"], 1.0 / (1.0 + 0.1 * rank))
-            detail[c]["topic_creator"].append(topic)
+            value = 1.0 / (1.0 + 0.1 * rank)
+            best, topics = creators.get(c, (0.0, []))
+            topics.append(topic)
+            creators[c] = (max(best, value), topics)
+    out["topic_creator"] = creators
     top = graph.popular(POPULAR_READ)
     if top:  # most-followed prior: log-scaled to [0, 1]
         scale = math.log1p(top[0][1])
-        for c, count in top:
-            signal[c]["popular"] = math.log1p(count) / scale
-            detail[c]["popular"].append(int(count))
-    scores = {c: sum(PEOPLE_WEIGHTS[k] * v for k, v in s.items())
-              for c, s in signal.items() if c not in excluded}
-    return [{"id": c, "score": round(scores[c], 6), "reasons": _reasons(signal[c], detail[c])}
-            for c in _top(scores, n)]
+        out["popular"] = {c: (math.log1p(count) / scale, (int(count),)) for c, count in top}
+    return out
+
+
+def _people_reasons(chosen: list[str], additive: list[tuple], assigned: dict) -> dict[str, list]:
+    """The reasons of the chosen candidates: each signal's value and details (which followees,
+    authors, groups, topics), recomputed for them alone."""
+    signal: dict[str, dict[str, float]] = {c: {} for c in chosen}
+    detail: dict[str, dict[str, list]] = {c: {} for c in chosen}
+    wanted = set(chosen)
+
+    def add(sources) -> None:
+        for kind, weight, source, candidates in sources:
+            for c in wanted.intersection(candidates):
+                signal[c][kind] = signal[c].get(kind, 0.0) + weight
+                detail[c].setdefault(kind, []).append(source)
+
+    def assign(kinds) -> None:
+        for kind in kinds:
+            values = assigned.get(kind, {})
+            for c in wanted.intersection(values):
+                signal[c][kind], details = values[c]
+                detail[c][kind] = list(details)
+
+    # the order the signals were first met in (reasons of equal weight keep it): followee
+    # signals, follows you, engaged, co-engaged, groups, topics, popular
+    add(s for s in additive if s[0] in FOLLOWEE_SIGNALS)
+    assign(("follows_you", "engaged"))
+    add(s for s in additive if s[0] not in FOLLOWEE_SIGNALS)
+    assign(("topic_creator", "popular"))
+    return {c: _reasons(signal[c], detail[c]) for c in chosen}
 
 
 def _topic_authors(state: SocialState, features) -> dict[str, list[str]]:
@@ -113,6 +169,13 @@ def _reasons(signal: dict[str, float], detail: dict[str, list]) -> list[dict]:
     return out
 
 
+def _co_members(state: SocialState, graph) -> list[str]:
+    """Members of the user's groups (a sample per group), whose groups are suggested."""
+    mine = list(state.groups)[-GROUPS_READ:]
+    members = graph.group_members(mine) if mine else {}
+    return sorted({m for ms in members.values() for m in ms} - {state.user_id})[:100]
+
+
 def groups(state: SocialState, graph, features, n: int = SIZE) -> list[dict]:
     """Groups the user's followees and group co-members are in, and groups posting in their topics."""
     score: dict[str, float] = defaultdict(float)
@@ -122,9 +185,7 @@ def groups(state: SocialState, graph, features, n: int = SIZE) -> list[dict]:
         for g in rec["g"]:
             score[g] += 1.0 / math.log(2.0 + len(rec["g"]))
             why[g]["followees_in_group"].append(f)
-    mine = list(state.groups)[-GROUPS_READ:]
-    members = graph.group_members(mine) if mine else {}
-    co_members = sorted({m for ms in members.values() for m in ms} - {state.user_id})[:100]
+    co_members = _co_members(state, graph)
     for m, rec in (graph.graphs(co_members) if co_members else {}).items():
         for g in rec["g"]:
             score[g] += 0.5 / math.log(2.0 + len(rec["g"]))
@@ -188,13 +249,22 @@ def contacts(state: SocialState, now: int, n: int = SIZE) -> list[dict]:
 
 
 def suggest(state: SocialState, graph, features, now: int) -> dict:
+    """All four kinds. The graph reads go in two round trips (`graph.prefetch`): the followees'
+    records, engaged authors' likers and groups' members first; then the group co-members'
+    records with the deleted-user check of the people and contacts chosen."""
+    graph.prefetch(graph=list(state.following)[-FOLLOWEES_READ:],
+                   likers=_top(state.authors, AUTHORS_READ),
+                   members=list(state.groups)[-GROUPS_READ:])
     out = {"user_id": state.user_id, "generated_at": now,
            "people": people(state, graph, features, now),
-           "groups": groups(state, graph, features),
+           "groups": [],
            "conversations": conversations(state, now),
            "contacts": contacts(state, now)}
+    named = [s["id"] for k in ("people", "contacts") for s in out[k]]
+    graph.prefetch(graph=_co_members(state, graph), deleted=named)
+    out["groups"] = groups(state, graph, features)
     # Deleted users linger in others' states and graph records: never suggest them.
-    gone = graph.deleted([s["id"] for k in ("people", "contacts") for s in out[k]])
+    gone = graph.deleted(named)
     if gone:
         for k in ("people", "contacts"):
             out[k] = [s for s in out[k] if s["id"] not in gone]

@@ -8,6 +8,7 @@ for in-process evaluation. Writers: the `graph`, `group_member` and `liker` writ
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Protocol
 
 import orjson
@@ -16,6 +17,9 @@ from operators.redis_store import RedisFeatureStore
 
 MEMBERS_SAMPLE = 100  # members read per group
 LIKERS_KEPT = 200  # newest likers kept per author (the writer trims the sorted set)
+GRAPH_KINDS = ("graph", "likers", "members")  # cached `stream.graph_cache_ttl_s` (not "deleted")
+DELETED_CACHE_S = 3600.0  # an answer about a deleted user: until the version moves (or a sweep)
+DELETED_SET_MAX = 10_000  # a deleted users' set this small is read whole (per worker, per TTL)
 
 
 class GraphReader(Protocol):
@@ -24,6 +28,8 @@ class GraphReader(Protocol):
     def likers(self, authors: list[str]) -> dict[str, list[str]]: ...
     def popular(self, n: int) -> list[tuple[str, float]]: ...
     def deleted(self, ids: list[str]) -> set[str]: ...
+    def prefetch(self, **ids_by_kind) -> None: ...
+    def remember(self, records: list[tuple]) -> None: ...
 
 
 class MemoryGraphStore:
@@ -33,6 +39,7 @@ class MemoryGraphStore:
         self._likers: dict[str, dict[str, int]] = {}
         self._popular: dict[str, int] = {}
         self._deleted: set[str] = set()
+        self._ranked: list[tuple[str, int]] | None = None  # popular users, until one changes
 
     def apply(self, record: tuple) -> None:
         """Apply a write record as RedisWriter would."""
@@ -53,17 +60,25 @@ class MemoryGraphStore:
                 del likers[next(iter(likers))]
         elif kind == "popular_user":
             self._popular[record[1]] = record[2]
+            self._ranked = None
         elif kind == "undeleted":
             self._deleted.discard(record[1])
         elif kind == "forget_social":
             self._deleted.add(record[1])
             self._graphs.pop(record[1], None)
             self._popular.pop(record[1], None)
+            self._ranked = None
             for g in record[2]:
                 self._members.get(g, {}).pop(record[1], None)
             self._likers.pop(record[1], None)  # the user as an author
             for a in record[3] if len(record) > 3 else ():  # the user as a liker
                 self._likers.get(a, {}).pop(record[1], None)
+
+    def prefetch(self, **ids_by_kind) -> None:
+        pass  # all in memory
+
+    def remember(self, records: list[tuple]) -> None:
+        pass  # `apply` is the writer
 
     def graphs(self, ids):
         return {i: self._graphs[i] for i in ids if i in self._graphs}
@@ -78,26 +93,80 @@ class MemoryGraphStore:
         return self._deleted.intersection(ids)
 
     def popular(self, n):
-        ranked = sorted(self._popular.items(), key=lambda kv: (-kv[1], kv[0]))
+        if self._ranked is None:  # read by every suggestion, changed by few records
+            self._ranked = sorted(self._popular.items(), key=lambda kv: (-kv[1], kv[0]))
+        ranked = self._ranked
         return [(u, c) for u, c in ranked[:n] if c > 0]
 
 
 class RedisGraphStore:
-    """GraphReader over Redis, sharing the feature store's client, keyspace and TTL cache."""
+    """GraphReader over Redis, sharing the feature store's client, keyspace and TTL cache.
+    `prefetch` reads what several of the calls below will want in one round trip."""
 
     def __init__(self, features: RedisFeatureStore):
         self.features = features
         self.ks = features.keyspace
 
+    def _request(self, kind: str, ids) -> tuple:
+        """The feature store's cached_many request (kind, ids, key_of, decode, read) of a kind."""
+        ks = self.ks
+        if kind == "graph":
+            return kind, ids, ks.graph, _decode_graph, None
+        if kind == "members":
+            return kind, ids, ks.group_members, _decode_members, _read_members
+        if kind == "likers":
+            return kind, ids, ks.likers, _decode_likers, _read_likers
+        if kind == "deleted":  # the member tag; True when in the deleted users' set
+            # answers are kept while the set's version does not move (read at the short TTL):
+            # as fresh as a check per suggestion, without one round trip per suggestion
+            return (self._deleted_kind(), ids, ks.deleted_tag, _deleted,
+                    partial(_read_deleted, ks.deleted_users), DELETED_CACHE_S)
+        raise ValueError(f"unknown graph read {kind!r}")
+
+    def _deleted_tags(self) -> set[str] | None:
+        """Every deleted user's tag, read whole at the short TTL (one bounded read per second per
+        worker instead of checks per suggestion) while the set has at most DELETED_SET_MAX; None
+        when it is larger (then each user is checked, `_request("deleted")`)."""
+        def load():
+            tags = self.features.client.srandmember(self.ks.deleted_users, DELETED_SET_MAX + 1)
+            return {t.decode() for t in tags} if len(tags) <= DELETED_SET_MAX else None
+        return self.features.cached_one(("deleted_tags",), load)
+
+    def _deleted_kind(self) -> str:
+        """The cache kind of deleted-user answers: one per version of the deleted users' set."""
+        version = self.features.cached_one(
+            ("deleted_version",), lambda: self.features.client.get(self.ks.deleted_version))
+        return f"deleted@{version.decode() if version else 0}"
+
+    def prefetch(self, **ids_by_kind) -> None:
+        """Fill the cache for graphs=, members=, likers=, deleted= ids in one pipeline: the
+        suggestions of one user read all of them (one round trip instead of one per kind)."""
+        if ids_by_kind.get("deleted") and self._deleted_tags() is not None:
+            ids_by_kind = dict(ids_by_kind, deleted=None)  # known without a read
+        self.features.cached_many_of([self._request(kind, list(dict.fromkeys(ids)))
+                                      for kind, ids in ids_by_kind.items() if ids])
+
+    def remember(self, records: list[tuple]) -> None:
+        """This worker's own writes of graph records and deletions, into its cache at once (the
+        graph kinds are cached `stream.graph_cache_ttl_s`; only this worker writes these keys)."""
+        for record in records:
+            kind = record[0]
+            if kind == "graph":
+                self.features.remember("graph", {record[1]: orjson.loads(record[2])})
+            elif kind in ("forget_social", "undeleted"):
+                gone = kind == "forget_social"
+                if gone:
+                    self.features.remember("graph", {record[1]: None})
+                self.features.remember(self._deleted_kind(), {record[1]: True if gone else None})
+                tags = self._deleted_tags()
+                if tags is not None:
+                    (tags.add if gone else tags.discard)(self.ks.deleted_tag(record[1]))
+
     def graphs(self, ids):
-        return self.features.cached_many("graph", ids, self.ks.graph,
-                                          lambda i, raw: orjson.loads(raw))
+        return self.features.cached_many(*self._request("graph", ids))
 
     def group_members(self, groups):
-        return self.features.cached_many(
-            "members", groups, self.ks.group_members,
-            lambda g, raw: sorted(m.decode() for m in raw),
-            read=lambda pipe, key: pipe.srandmember(key, MEMBERS_SAMPLE))
+        return self.features.cached_many(*self._request("members", groups))
 
     def popular(self, n):
         key = self.ks.popular_users
@@ -106,15 +175,42 @@ class RedisGraphStore:
                 key, 0, n - 1, desc=True, withscores=True) if c > 0])
 
     def deleted(self, ids):
-        # through the TTL cache: the same popular people are checked for most users' suggestions
-        # (this uncached pipeline was 12% of a worker's time); staleness ≤ the cache TTL
-        found = self.features.cached_many(
-            "deleted", list(dict.fromkeys(ids)), lambda i: i, lambda i, gone: True,
-            read=lambda pipe, member: pipe.sismember(self.ks.deleted_users,
-                                                     self.ks.deleted_tag(member)))
-        return set(found)
+        # staleness ≤ the short TTL either way: the whole (small) set, or each user's answer
+        # kept while the set's version does not move (an uncached pipeline per suggestion was
+        # 12% of a worker's time, and then a cached check per user still ~8%)
+        tags = self._deleted_tags()
+        if tags is not None:
+            tag = self.ks.deleted_tag
+            return {i for i in ids if tag(i) in tags}
+        return set(self.features.cached_many(*self._request("deleted", list(dict.fromkeys(ids)))))
 
     def likers(self, authors):
-        return self.features.cached_many(
-            "likers", authors, self.ks.likers, lambda a, raw: [m.decode() for m in raw],
-            read=lambda pipe, key: pipe.zrange(key, 0, LIKERS_KEPT - 1, desc=True))
+        return self.features.cached_many(*self._request("likers", authors))
+
+
+def _decode_graph(_user: str, raw: bytes) -> dict:
+    return orjson.loads(raw)
+
+
+def _decode_members(_group: str, raw) -> list[str]:
+    return sorted(m.decode() for m in raw)
+
+
+def _read_members(pipe, key: str) -> None:
+    pipe.srandmember(key, MEMBERS_SAMPLE)
+
+
+def _decode_likers(_author: str, raw) -> list[str]:
+    return [m.decode() for m in raw]
+
+
+def _read_likers(pipe, key: str) -> None:
+    pipe.zrange(key, 0, LIKERS_KEPT - 1, desc=True)
+
+
+def _deleted(_user: str, _is_member) -> bool:
+    return True  # called for a true SISMEMBER only (a false one is cached as absent)
+
+
+def _read_deleted(deleted_users: str, pipe, tag: str) -> None:
+    pipe.sismember(deleted_users, tag)

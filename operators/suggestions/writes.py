@@ -1,6 +1,7 @@
 """Redis operations for the social write records (applied by operators.redis_store.RedisWriter).
 
-All idempotent: whole-value SET, SADD/SREM, ZADD of exact event-time scores (trimmed to the newest).
+All idempotent: whole-value SET, SADD/SREM, ZADD of exact event-time scores (trimmed to the newest);
+the deleted users' version counter only moves (a repeat makes readers check again, nothing more).
 """
 
 from __future__ import annotations
@@ -32,13 +33,14 @@ def social_ops(ks: Keyspace, w: tuple) -> list[tuple]:
         return [("zadd", ks.popular_users, {w[1]: w[2]}),
                 ("zremrangebyrank", ks.popular_users, 0, -(POPULAR_KEPT + 1))]
     if kind == "undeleted":
-        return [("srem", ks.deleted_users, ks.deleted_tag(w[1]))]
+        return [("srem", ks.deleted_users, ks.deleted_tag(w[1])), ("incr", ks.deleted_version)]
     if kind == "search_blend":
         return [("set", ks.search_blend, w[1])]
     if kind == "forget_social":  # ("forget_social", user, groups[, engaged authors])
         return [("delete", ks.graph(w[1])), ("delete", ks.suggestions(w[1])),
                 ("delete", ks.likers(w[1])), ("zrem", ks.popular_users, w[1]),
-                ("sadd", ks.deleted_users, ks.deleted_tag(w[1]))] + [
+                ("sadd", ks.deleted_users, ks.deleted_tag(w[1])),
+                ("incr", ks.deleted_version)] + [  # after the SADD: a reader sees both
             ("srem", ks.group_members(g), w[1]) for g in w[2]] + [
             ("zrem", ks.likers(a), w[1]) for a in (w[3] if len(w) > 3 else ())]
     raise ValueError(f"unknown write record {kind!r}")

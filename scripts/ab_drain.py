@@ -1,0 +1,81 @@
+"""A/B of worker checkouts on one pre-filled topic: the bench workload is produced once to private
+topics, then each checkout's real worker (`PERSONA_TAIL=0 python -m bytewax.run`, its own venv and
+a fresh Redis prefix per run) drains it in turn, round after round; prints wall time and the
+worker's CPU-seconds per run (CPU time moves less than wall time when others share the machine).
+
+    python -m scripts.ab_drain --events 30000 --users 5000 --rounds 3 /work/main /work/wt-x
+
+Topics and keys are removed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import time
+import uuid
+
+import orjson
+from confluent_kafka.admin import AdminClient
+
+import config
+from config.security import kafka_config, redis_connection
+from operators.redis_store import connect
+from scripts import kafka_io
+from scripts.bench import workload
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkouts", nargs="+", help="worktrees with a .venv (e.g. /work/main)")
+    parser.add_argument("--events", type=int, default=30_000)
+    parser.add_argument("--users", type=int, default=5_000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    settings = config.load()
+    boot, url, extra = settings.kafka.bootstrap, settings.redis.url, kafka_config(settings.kafka)
+    tag = f"ab-{uuid.uuid4().hex[:6]}"
+    topics = [f"{tag}-{name}" for name in ("events", "dead", "notifications", "erasures")]
+    for topic in topics:
+        kafka_io.recreate_topic(boot, topic, 4, extra=extra)
+    n = kafka_io.produce(boot, topics[0], (orjson.dumps(e) for e in workload(
+        args.events, args.users, args.seed)), extra=extra)
+    print(f"{n:,} events on {topics[0]}; {args.rounds} round(s) of {len(args.checkouts)}", flush=True)
+    redis_url, options = redis_connection(settings.redis)
+    client = connect(redis_url, **options)
+    cpu: dict[str, list[float]] = {c: [] for c in args.checkouts}
+    try:
+        for round_ in range(args.rounds):
+            for checkout in args.checkouts:
+                prefix = f"{tag}-{round_}-{os.path.basename(checkout.rstrip('/'))}"
+                env = dict(os.environ, KAFKA_BOOTSTRAP=boot, REDIS_URL=url, PERSONA_TAIL="0",
+                           PERSONA_KAFKA__EVENTS_TOPIC=topics[0],
+                           PERSONA_KAFKA__DEAD_LETTER_TOPIC=topics[1],
+                           PERSONA_KAFKA__NOTIFICATIONS_TOPIC=topics[2],
+                           PERSONA_KAFKA__ERASURE_TOPIC=topics[3], PERSONA_REDIS__PREFIX=prefix)
+                load = os.getloadavg()[0]
+                before, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
+                subprocess.run([f"{checkout}/.venv/bin/python", "-m", "bytewax.run",
+                                "flows.feeds:get_flow()"], cwd=checkout, env=env, check=True,
+                               stdout=subprocess.DEVNULL)
+                wall = time.monotonic() - t0
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                used = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+                cpu[checkout].append(used)
+                print(f"round {round_} {checkout}: wall {wall:.1f} s ({n / wall:,.0f} events/s), "
+                      f"worker CPU {used:.1f} s ({n / used:,.0f} events per CPU-second); "
+                      f"load {load:.1f} at start", flush=True)
+                for key in client.scan_iter(f"{prefix}*", count=5000):
+                    client.unlink(key)
+    finally:
+        AdminClient({"bootstrap.servers": boot, **extra}).delete_topics(topics)
+    for checkout, used in cpu.items():
+        if used:
+            print(f"{checkout}: mean worker CPU {sum(used) / len(used):.1f} s over {len(used)} run(s)")
+
+
+if __name__ == "__main__":
+    main()
