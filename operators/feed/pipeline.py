@@ -27,6 +27,7 @@ _IN_NETWORK = FEATURES.index("in_network")
 def rank(user: UserState, store: FeatureReader, ctx: Context, now: int,
          model_name: str = "persona-v1") -> Feed:
     ctx, arms = ctx.for_user(user.user_id)  # the settings of the user's experiment arms, if any
+    candidates.prefetch(user, store, ctx, now)  # one Redis round trip for the reads below
     knn = Neighbourhood(user, store, ctx)  # the user's item-kNN view, shared by the stages below
     proposals = candidates.gather(user, store, ctx, now, knn)  # post -> [(source, detail)]
     found = store.items(list(proposals))
