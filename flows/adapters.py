@@ -451,7 +451,8 @@ class SuggestionsLogic(_Debounced):
                     return [], RETAIN
             else:
                 user_id = first[1].user_id if first[0] == "event" else first[-1]
-                self.state = self._restore(user_id, self.store_of()) or SocialState(user_id)
+                self.state = self._restore(user_id, self.store_of(), signup=_signs_up(
+                    first)) or SocialState(user_id)
         self._touched()
         out: list = []
         for value in values:
@@ -648,7 +649,8 @@ class NotificationLogic(_Evictable):
             v = next((v for v in values if v[0] != "forget"), None)
             user = values[0][1].key if v is None else (
                 v[1].user_id if v[0] == "self" else v[1].recipient)
-            self.state = self._restore(user, self.store_of()) if self.store_of else None
+            self.state = self._restore(user, self.store_of(), signup=v is not None and _signs_up(
+                v)) if self.store_of else None
             if self.state is None:
                 if v is None:  # erasure commands for a user with no state: nothing to forget
                     return [], RETAIN

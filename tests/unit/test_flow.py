@@ -195,6 +195,22 @@ def test_a_signup_reads_no_parked_state_and_other_new_keys_do():
     back.on_batch([("deliver", "u3", "p1", T)])
     assert CountingStore.reads == 1 and back.state.pool == {"p1": T}
 
+    from flows.adapters import LocalNotifWeights, NotificationLogic, SuggestionsLogic
+    from operators import Context
+    from operators.notifications.policy import Policy
+
+    settings = config.load(env={"PERSONA_STREAM__USER_IDLE_EVICT_S": "600"})
+    signup = Event("e1", "user_created", T, "u4")
+    SuggestionsLogic(None, Context.from_settings(settings), lambda: store).on_batch(
+        [("event", signup, None, (), None)])
+    NotificationLogic(None, Policy.from_settings(settings), LocalNotifWeights(), None, 600.0,
+                      lambda: store).on_batch([("self", signup, None)])
+    assert CountingStore.reads == 1, "the other evicting steps skip the read for a sign-up too"
+    NotificationLogic(None, Policy.from_settings(settings), LocalNotifWeights(), None, 600.0,
+                      lambda: store).on_batch([("self", Event("e2", "follow", T, "u5",
+                                                                target_id="u4"), None)])
+    assert CountingStore.reads == 2
+
 
 def test_seen_only_events_defer_the_rerank():
     from datetime import datetime, timedelta
