@@ -107,6 +107,7 @@ class StreamSettings:
     parked_ttl_s: int
     kafka_batch_size: int
     freshness_sample: int
+    gc_threshold: int
 
     BOUNDS = {
         "max_event_bytes": bounded(256, 16 * 1024 * 1024),
@@ -124,6 +125,7 @@ class StreamSettings:
         "parked_ttl_s": bounded(60, 10 * 365 * 86400),
         "kafka_batch_size": bounded(1, 100_000),
         "freshness_sample": bounded(0, 1_000_000),
+        "gc_threshold": bounded(0, 10_000_000),
     }
 
 

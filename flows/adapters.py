@@ -44,7 +44,7 @@ from operators.suggestions.snapshot import encode_user
 from operators.suggestions.state import SocialState
 from operators.suggestions.store import MemoryGraphStore, RedisGraphStore
 from operators.user_state import UserState
-from schemas import DeadLetter, encode_event
+from schemas import DeadLetter, Event, encode_event
 from schemas.erasure import Command, encode_command
 from schemas.notifications import encode_decision, encode_inbox
 from schemas.outputs import encode_profile
@@ -275,15 +275,26 @@ class _Evictable(_Logic):
             return out, StatefulBatchLogic.DISCARD
         return out, RETAIN
 
-    def _restore(self, user_id: str, store):
-        """The parked state of a returning user, or None (new, never parked, or expired)."""
-        if not self.park_kind or self._idle_s() <= 0:
+    def _restore(self, user_id: str, store, signup: bool = False):
+        """The parked state of a returning user, or None (new, never parked, or expired).
+
+        `signup`: the key's first input is the user's own `user_created`: a new account has no
+        parked state, so the Redis read is skipped (a new user otherwise costs one GET per step).
+        A replay from the start of the topic also begins each user with it, and rebuilds the
+        state from every event instead of applying them again over a parked copy."""
+        if not self.park_kind or self._idle_s() <= 0 or signup:
             return None
         raw = store.parked(self.park_kind, user_id)
         if raw is None:
             return None
         metrics.RESTORED.labels(self.park_kind).inc()
         return pickle.loads(raw)
+
+
+def _signs_up(value) -> bool:
+    """`value` (a per-user step's input) is its user's own `user_created` event."""
+    event = value[1] if len(value) > 1 else None
+    return isinstance(event, Event) and event.type == "user_created"
 
 
 class _Debounced(_Evictable):
@@ -378,7 +389,8 @@ class UserLogic(_Debounced):
                     return [], RETAIN
             else:
                 user_id = first[1] if first[0] == "deliver" else first[1].user_id
-                self.state = self._restore(user_id, store) or UserState(user_id, ctx)
+                self.state = self._restore(user_id, store, signup=_signs_up(first)) or UserState(
+                    user_id, ctx)
         self._touched()
         state = self.state
         if state.deleted:  # a tombstone: later deliveries and events must not revive the user
@@ -458,7 +470,8 @@ class SuggestionsLogic(_Debounced):
                     return [], RETAIN
             else:
                 user_id = first[1].user_id if first[0] == "event" else first[-1]
-                self.state = self._restore(user_id, self.store_of()) or SocialState(user_id)
+                self.state = self._restore(user_id, self.store_of(), signup=_signs_up(
+                    first)) or SocialState(user_id)
         self._touched()
         out: list = []
         for value in values:
@@ -661,7 +674,8 @@ class NotificationLogic(_Evictable):
             v = next((v for v in values if v[0] != "forget"), None)
             user = values[0][1].key if v is None else (
                 v[1].user_id if v[0] == "self" else v[1].recipient)
-            self.state = self._restore(user, self.store_of()) if self.store_of else None
+            self.state = self._restore(user, self.store_of(), signup=v is not None and _signs_up(
+                v)) if self.store_of else None
             if self.state is None:
                 if v is None:  # erasure commands for a user with no state: nothing to forget
                     return [], RETAIN

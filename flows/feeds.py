@@ -6,6 +6,7 @@ recovery contract: never rename them in a deployment.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from collections.abc import Callable
@@ -289,6 +290,8 @@ def get_flow(config_path: str | None = None) -> Dataflow:
     settings = config.load(config_path or os.environ.get("PERSONA_CONFIG"))
     tail = os.environ.get("PERSONA_TAIL", "1") != "0"
     recovery = bool(os.environ.get("PERSONA_RECOVERY"))
+    if settings.stream.gc_threshold:  # a worker process (see [stream] gc_threshold)
+        gc.set_threshold(settings.stream.gc_threshold, *gc.get_threshold()[1:])
     return build_flow(settings, tail=tail, recovery=recovery)
 
 

@@ -65,6 +65,7 @@ class RedisFeatureStore:
         self.kind_ttl_s = kind_ttl_s or {}  # cached_many kinds cached longer (or shorter)
         self._cache: dict[tuple, tuple[float, object]] = {}
         self._swept = time.monotonic()
+        self._index_depth = 0  # the deepest read of a sorted-set index so far (see `_indexes`)
 
     def cached_many(self, kind: str, ids: list[str], key_of, decode, read=None,
                     *ttl_s: float) -> dict:
@@ -145,13 +146,83 @@ class RedisFeatureStore:
         return value
 
     def trending(self, topic: str, n: int) -> list[str]:
-        key = self.keyspace.trending(topic)
-        return self.cached_one(("trending", topic, n), lambda: [
-            m.decode() for m in self.client.zrange(key, 0, n - 1, desc=True)])
+        return self._indexes([self.keyspace.trending(topic)], n)[0]
 
     def fresh(self, n: int) -> list[str]:
-        return self.cached_one(("fresh", n), lambda: [
-            m.decode() for m in self.client.zrange(self.keyspace.fresh, 0, n - 1, desc=True)])
+        return self._indexes([self.keyspace.fresh], n)[0]
+
+    def _indexes(self, keys: list[str], n: int) -> list[list[str]]:
+        """The best `n` members of sorted-set indexes (trending, fresh), best first; the stale
+        ones read in one pipeline (see `_stale_indexes`)."""
+        now = time.monotonic()
+        stale, depth = self._stale_indexes(keys, n, now)
+        if stale:
+            def fetch():
+                pipe = self.client.pipeline(transaction=False)
+                for key in stale:
+                    pipe.zrange(key, 0, depth - 1, desc=True)
+                return pipe.execute()
+            self._store_indexes(stale, retrying(fetch), depth, now)
+            self._sweep(now)
+        return [self._cache[("index", key)][1][0][:n] for key in keys]
+
+    def _stale_indexes(self, keys: list[str], n: int, now: float) -> tuple[list[str], int]:
+        """(keys to read, depth): an index is cached once, at the deepest `n` asked so far, so
+        every smaller `n` (the topic source asks n / its number of topics) is a prefix of the
+        same read."""
+        stale = []
+        for key in keys:
+            hit = self._cache.get(("index", key))
+            if hit is None or now - hit[0] >= self.ttl_s or (
+                    len(hit[1][0]) < n and not hit[1][1]):  # too shallow, and not all of it
+                stale.append(key)
+        self._index_depth = max(n, self._index_depth)
+        return stale, self._index_depth
+
+    def _store_indexes(self, keys: list[str], results: list, depth: int, now: float) -> None:
+        """Cache (members, whether that is the whole index) per key, read `depth` deep."""
+        for key, members in zip(keys, results, strict=True):
+            self._cache[("index", key)] = (now, ([m.decode() for m in members],
+                                                 len(members) < depth))
+
+    def prefetch(self, *, posts: list[str] = (), topics: list[str] = (), n: int = 0) -> None:
+        """Read what one rank will ask for in one pipeline (whatever is not cached): the items
+        and neighbour rows of `posts` (the user's history), the trending indexes of `topics`
+        and the fresh index `n` deep, and the global model. The rank's reads then hit the cache
+        (they were 2-6 round trips)."""
+        now = time.monotonic()
+        cache, ks = self._cache, self.keyspace
+        misses = [(kind, i) for kind in ("item", "nbrs") for i in posts
+                  if (hit := cache.get((kind, i))) is None or now - hit[0] >= self.ttl_s]
+        model = cache.get(("model",))
+        model_stale = model is None or now - model[0] >= self.ttl_s
+        stale, depth = self._stale_indexes(
+            [ks.trending(t) for t in topics] + [ks.fresh], n, now) if n else ([], 0)
+        if not (misses or model_stale or stale):
+            return
+
+        def fetch():
+            pipe = self.client.pipeline(transaction=False)
+            for kind, i in misses:
+                pipe.get(ks.item(i) if kind == "item" else ks.neighbours(i))
+            if model_stale:
+                pipe.get(ks.global_model)
+            for key in stale:
+                pipe.zrange(key, 0, depth - 1, desc=True)
+            return pipe.execute()
+        results = retrying(fetch)
+        for (kind, i), raw in zip(misses, results, strict=False):
+            value = None
+            if raw:  # decoded as `items` / `neighbours` do
+                value = (ItemView.from_wire(i, orjson.loads(raw)) if kind == "item"
+                         else orjson.loads(raw))
+            cache[(kind, i)] = (now, value)
+        at = len(misses)
+        if model_stale:
+            cache[("model",)] = (now, orjson.loads(results[at]) if results[at] else None)
+            at += 1
+        self._store_indexes(stale, results[at:], depth, now)
+        self._sweep(now)
 
     def parked(self, kind: str, user_id: str) -> bytes | None:
         """The parked worker state of an evicted user (not cached: read once, at its return)."""

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from operators.context import Context
 from operators.feature_store import GLOBAL, FeatureReader
 from operators.feed import filters
-from operators.feed.neighbourhood import Neighbourhood
+from operators.feed.neighbourhood import Neighbourhood, weighted_history
 
 if TYPE_CHECKING:
     from operators.user_state import UserState
@@ -40,13 +40,18 @@ def similar(user: UserState, store: FeatureReader, ctx: Context, now: int, n: in
 def topic(user: UserState, store: FeatureReader, ctx: Context, now: int, n: int,
           knn: Neighbourhood):
     """Trending posts in the user's strongest topics (declared interests for a new user)."""
-    shares = user.topic_shares(ctx, now)
-    topics = sorted(shares, key=lambda t: (-shares[t], t))[:3] or sorted(user.interests)[:3]
+    topics = strongest_topics(user, ctx, now)
     out: list[Proposal] = []
     per_topic = max(1, n // max(1, len(topics)))
     for t in topics:
         out.extend((i, "topic", t) for i in store.trending(t, per_topic))
     return out
+
+
+def strongest_topics(user: UserState, ctx: Context, now: int) -> list[str]:
+    """The (up to 3) topics the `topic` source reads."""
+    shares = user.topic_shares(ctx, now)
+    return sorted(shares, key=lambda t: (-shares[t], t))[:3] or sorted(user.interests)[:3]
 
 
 def trending(user: UserState, store: FeatureReader, ctx: Context, now: int, n: int,
@@ -69,6 +74,19 @@ SOURCES: dict[str, Callable[..., list[Proposal]]] = {
     "trending": trending,
     "fresh": fresh,
 }
+
+
+def prefetch(user: UserState, store: FeatureReader, ctx: Context, now: int) -> None:
+    """With a store that batches reads (RedisFeatureStore.prefetch): one round trip for what
+    the neighbourhood and the configured sources will read (history rows and items, indexes)."""
+    read = getattr(store, "prefetch", None)
+    if read is None:
+        return
+    names = {name.strip() for name in ctx.settings.feed.sources.split(",")}
+    topics = strongest_topics(user, ctx, now) if "topic" in names else []
+    read(posts=[p for p, _ in weighted_history(user, ctx)],
+         topics=topics + ([GLOBAL] if "trending" in names else []),
+         n=ctx.settings.feed.candidates_per_source)
 
 
 def gather(user: UserState, store: FeatureReader, ctx: Context, now: int,

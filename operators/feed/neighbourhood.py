@@ -36,6 +36,14 @@ def mass(view: ItemView | None, impression_weight: float) -> float:
     return max(1.0, view.likes + impression_weight * view.impressions)
 
 
+def weighted_history(user: UserState, ctx: Context) -> list[tuple[str, float]]:
+    """The user's newest touches whose recency weight is at least MIN_RECENCY, newest first."""
+    recency = ctx.settings.features.knn_recency
+    depth = len(user.history) if recency <= 0 else min(
+        len(user.history), 1 + int(math.log(MIN_RECENCY) / math.log(min(recency, 0.999))))
+    return user.history.newest(depth)
+
+
 class Neighbourhood:
     """The user's weighted history and its neighbour rows, read once per request."""
 
@@ -46,9 +54,7 @@ class Neighbourhood:
         self.imp_w = f.impression_weight
         self.store = store
         recency = f.knn_recency
-        depth = len(user.history) if recency <= 0 else min(
-            len(user.history), 1 + int(math.log(MIN_RECENCY) / math.log(min(recency, 0.999))))
-        history = user.history.newest(depth)
+        history = weighted_history(user, ctx)
         ids = [p for p, _ in history]
         rows = store.neighbours(ids)
         views = store.items(ids)

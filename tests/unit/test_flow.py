@@ -176,6 +176,42 @@ def test_an_idle_user_is_parked_dropped_and_restored_at_its_next_event():
     assert _user_logic(MemoryFeatureStore(), user_idle_evict_s=0).notify_at() is None
 
 
+def test_a_signup_reads_no_parked_state_and_other_new_keys_do():
+    # a new account (its first input its own user_created) costs no Redis read; any other first
+    # input of a key not in memory (a returning user, a delivery) still looks for a parked state
+    class CountingStore(MemoryFeatureStore):
+        reads = 0
+
+        def parked(self, kind, user_id):
+            CountingStore.reads += 1
+            return super().parked(kind, user_id)
+
+    store = CountingStore()
+    new = _user_logic(store, user_idle_evict_s=600)
+    new.on_batch([("event", Event("e1", "user_created", T, "u1", interests=("t1",)), None),
+                  ("event", Event("e2", "follow", T + 1, "u1", target_id="u2"), None)])
+    assert CountingStore.reads == 0 and new.state.interests == ("t1",)
+    back = _user_logic(store, user_idle_evict_s=600)
+    back.on_batch([("deliver", "u3", "p1", T)])
+    assert CountingStore.reads == 1 and back.state.pool == {"p1": T}
+
+    from flows.adapters import LocalNotifWeights, NotificationLogic, SuggestionsLogic
+    from operators import Context
+    from operators.notifications.policy import Policy
+
+    settings = config.load(env={"PERSONA_STREAM__USER_IDLE_EVICT_S": "600"})
+    signup = Event("e1", "user_created", T, "u4")
+    SuggestionsLogic(None, Context.from_settings(settings), lambda: store).on_batch(
+        [("event", signup, None, (), None)])
+    NotificationLogic(None, Policy.from_settings(settings), LocalNotifWeights(), None, 600.0,
+                      lambda: store).on_batch([("self", signup, None)])
+    assert CountingStore.reads == 1, "the other evicting steps skip the read for a sign-up too"
+    NotificationLogic(None, Policy.from_settings(settings), LocalNotifWeights(), None, 600.0,
+                      lambda: store).on_batch([("self", Event("e2", "follow", T, "u5",
+                                                                target_id="u4"), None)])
+    assert CountingStore.reads == 2
+
+
 def test_seen_only_events_defer_the_rerank():
     from datetime import datetime, timedelta
 

@@ -1,0 +1,133 @@
+"""The feature store's batched reads on the real Redis: a rank's reads are prefetched in one round
+trip (RedisFeatureStore.prefetch), sorted-set indexes are cached once at the deepest size asked,
+and a feed ranked with the prefetch is the feed ranked without it."""
+
+from __future__ import annotations
+
+import pickle
+import uuid
+
+import redis
+
+from operators import Context
+from operators.feature_store import GLOBAL
+from operators.feed import rank
+from operators.item_stats import ItemView
+from operators.redis_store import RedisFeatureStore, RedisWriter
+from operators.user_state import UserState
+from schemas import Event
+from schemas.keyspace import Keyspace
+from tests.integration.inproc import cleanup, settings_for
+
+T = 1_767_225_600_000
+TOPICS = ("t0", "t1", "t2", "t3")
+
+
+class CountingClient:
+    """The redis client, counting round trips (a pipeline execute or a single command)."""
+
+    def __init__(self, client: redis.Redis):
+        self.client, self.trips = client, 0
+
+    def pipeline(self, **kw):
+        pipe, outer = self.client.pipeline(**kw), self
+
+        class Counted:
+            def __getattr__(self, name):
+                return getattr(pipe, name)
+
+            def execute(self):
+                outer.trips += 1
+                return pipe.execute()
+        return Counted()
+
+    def __getattr__(self, name):
+        self.trips += 1
+        return getattr(self.client, name)
+
+
+def _world(writer: RedisWriter) -> None:
+    items = [ItemView(f"p{i}", f"a{i % 7}", (TOPICS[i % 4], TOPICS[(i * 3) % 4]), None,
+                      T - 60_000 * i, float(i % 13) - 3.0, float(i % 5), 10 + i) for i in range(120)]
+    writer.write_batch([("item", v) for v in items])
+    writer.write_batch([("nbrs", f"p{i}", {f"p{(i + k) % 120}": 1.0 + k for k in range(1, 9)})
+                        for i in range(120)])
+
+
+def _user(ctx: Context, store) -> UserState:
+    user = UserState("u1", ctx)
+    events = [Event("e0", "user_created", T, "u1", interests=("t1", "t2"))]
+    events += [Event(f"e{i}", "like", T + i, "u1", post_id=f"p{i}") for i in range(1, 12)]
+    events += [Event("f1", "follow", T + 20, "u1", target_id="a3")]
+    for e in events:
+        view = store.items([e.post_id]).get(e.post_id) if e.post_id else None
+        user.learn_one(e, view, ctx, store)
+    for i in range(100, 110):
+        user.deliver(f"p{i}", T - 60_000 * i, ctx.settings.features.pool_size)
+    return user
+
+
+def test_a_prefetched_rank_reads_redis_once_and_ranks_the_same(live):
+    prefix = f"test-reads-{uuid.uuid4().hex[:8]}"
+    settings = settings_for(live, prefix)
+    client = redis.Redis.from_url(live[1])
+    keyspace = Keyspace(prefix, "1")
+    ctx = Context.from_settings(settings)
+    try:
+        _world(RedisWriter(client, keyspace))
+        user = _user(ctx, RedisFeatureStore(client, keyspace, ttl_s=60))
+        frozen = pickle.dumps(user)
+
+        plain = RedisFeatureStore(CountingClient(client), keyspace, ttl_s=60)
+        without = rank(pickle.loads(frozen), _Unbatched(plain), ctx, T + 30)
+
+        counting = CountingClient(client)
+        batched = RedisFeatureStore(counting, keyspace, ttl_s=60)
+        with_prefetch = rank(pickle.loads(frozen), batched, ctx, T + 30)
+        assert with_prefetch.encode() == without.encode() and len(with_prefetch.items) > 10
+        # the prefetch, then the items of the posts item-kNN reaches and of the candidates
+        assert counting.trips <= 3 < plain.client.trips
+        trips = counting.trips
+        rank(pickle.loads(frozen), batched, ctx, T + 30)  # everything cached: no round trip
+        assert counting.trips == trips
+    finally:
+        cleanup(client, prefix)
+
+
+class _Unbatched:
+    """A store without `prefetch`: every stage reads for itself (the behaviour before it)."""
+
+    def __init__(self, store: RedisFeatureStore):
+        self.store = store
+
+    def __getattr__(self, name):
+        if name == "prefetch":
+            raise AttributeError(name)
+        return getattr(self.store, name)
+
+
+def test_indexes_are_read_once_at_the_deepest_size_and_serve_every_prefix(live):
+    prefix = f"test-reads-{uuid.uuid4().hex[:8]}"
+    client = redis.Redis.from_url(live[1])
+    keyspace = Keyspace(prefix, "1")
+    try:
+        _world(RedisWriter(client, keyspace))
+        counting = CountingClient(client)
+        store = RedisFeatureStore(counting, keyspace, ttl_s=60)
+
+        def truth(topic: str, n: int) -> list[str]:
+            return [m.decode() for m in client.zrange(keyspace.trending(topic), 0, n - 1, desc=True)]
+        assert store.trending("t1", 10) == truth("t1", 10) and counting.trips == 1
+        assert store.trending("t1", 40) == truth("t1", 40) and counting.trips == 2  # deeper
+        assert store.trending("t1", 16) == truth("t1", 16) and counting.trips == 2  # a prefix
+        assert store.trending("t1", 500) == truth("t1", 500) and counting.trips == 3
+        assert store.trending("t1", 1000) == truth("t1", 1000) and counting.trips == 3  # all of it
+        assert store.trending("nope", 5) == [] and counting.trips == 4
+        assert store.fresh(7) == [m.decode() for m in client.zrange(keyspace.fresh, 0, 6, desc=True)]
+        store.prefetch(topics=["t2", "t3", GLOBAL], n=50)
+        trips = counting.trips
+        assert store.trending("t3", 25) == truth("t3", 25)
+        assert store.trending(GLOBAL, 50) == truth(GLOBAL, 50)
+        assert counting.trips == trips
+    finally:
+        cleanup(client, prefix)
