@@ -296,6 +296,43 @@ def explain(client: redis.Redis, prefixes: tuple[str, str], diff: dict[str, list
 FIRST_LINE = b"not json: the first line of the topic"
 
 
+SNAPSHOT_S = 1  # the recovery tests' snapshot interval (and epoch), seconds
+
+
+def start_recovering(settings, env, recovery_dir, processes: int = 1):
+    """Drain the topic with `processes` workers snapshotting into `recovery_dir` every
+    SNAPSHOT_S; returns the processes (`runner.supervise` waits for them)."""
+    return runner.start(settings, None, processes=processes, tail=False,
+                        recovery_dir=str(recovery_dir), snapshot_s=SNAPSHOT_S, env_extra=env,
+                        log=lambda m: None, metrics_port=0)
+
+
+def run_to_end(settings, env, recovery_dir, processes: int = 1) -> int:
+    return runner.supervise(start_recovering(settings, env, recovery_dir, processes),
+                            log=lambda m: None)
+
+
+def produce_log(settings, events, partitions: int) -> None:
+    """A fresh events topic holding FIRST_LINE, then `events`."""
+    kafka_io.recreate_topic(settings.kafka.bootstrap, settings.kafka.events_topic, partitions)
+    kafka_io.produce(settings.kafka.bootstrap, settings.kafka.events_topic,
+                     [FIRST_LINE] + [orjson.dumps(e) for e in events])
+
+
+def wait_snapshot_offset(recovery_dir, proc, topic: str, n: float,
+                         timeout_s: float = 180.0) -> int:
+    """Wait until the workers' committed snapshots hold the Kafka input at an offset ≥ `n` (or
+    `proc` exits); return that offset (`committed_offset`)."""
+    deadline = time.time() + timeout_s
+    offset = 0
+    while time.time() < deadline and proc.poll() is None:
+        offset = committed_offset(recovery_dir, topic)
+        if offset >= n:
+            return offset
+        time.sleep(0.05)
+    return offset
+
+
 def dead_letters_of_first_line(settings) -> int:
     letters = kafka_io.read_topic(settings.kafka.bootstrap, settings.kafka.dead_letter_topic)
     return sum(orjson.loads(m)["raw"] == FIRST_LINE.decode() for m in letters)

@@ -19,44 +19,24 @@ import random
 import signal
 import time
 
-import orjson
 import pytest
 
-from scripts import kafka_io, runner
 from scripts.generate import GeneratorConfig, generate
 from tests.integration.helpers import (
-    FIRST_LINE,
+    SNAPSHOT_S,
     cleanup,
-    committed_offset,
     compare_runs,
     create_run_topics,
     dead_letters_of_first_line,
     key_digests,
+    produce_log,
     run_env,
+    run_to_end,
+    start_recovering,
+    wait_snapshot_offset,
 )
 
 SEEDS = (1, 2, 3)
-SNAPSHOT_S = 1
-
-
-def run_to_end(settings, env, recovery_dir) -> int:
-    procs = runner.start(settings, None, tail=False, recovery_dir=str(recovery_dir),
-                         snapshot_s=SNAPSHOT_S, env_extra=env, log=lambda m: None, metrics_port=0)
-    return runner.supervise(procs, log=lambda m: None)
-
-
-def wait_snapshot_offset(recovery_dir, proc, topic: str, n: float,
-                         timeout_s: float = 180.0) -> int:
-    """Wait until the worker's committed snapshots hold the Kafka input at an offset ≥ `n` (or the
-    worker exits); return that offset (`helpers.committed_offset`)."""
-    deadline = time.time() + timeout_s
-    offset = 0
-    while time.time() < deadline and proc.poll() is None:
-        offset = committed_offset(recovery_dir, topic)
-        if offset >= n:
-            return offset
-        time.sleep(0.05)
-    return offset
 
 
 @pytest.fixture(scope="module")
@@ -69,9 +49,7 @@ def reference(live, tmp_path_factory):
     env = run_env(live, unique, "ref")
     settings = create_run_topics(env)
     events, _ = generate(GeneratorConfig(users=200, days=1, seed=17))
-    kafka_io.recreate_topic(settings.kafka.bootstrap, settings.kafka.events_topic, 1)
-    kafka_io.produce(settings.kafka.bootstrap, settings.kafka.events_topic,
-                     [FIRST_LINE] + [orjson.dumps(e) for e in events])
+    produce_log(settings, events, 1)
     assert run_to_end(settings, env, tmp_path_factory.mktemp("ref")) == 0
     client = redis.Redis.from_url(live[1])
     digests = key_digests(client, settings.redis.prefix)
@@ -88,9 +66,7 @@ def test_kill_9_and_restart_gives_the_uninterrupted_contents(live, reference, se
     settings = create_run_topics(env)
     client = redis.Redis.from_url(live[1])
     try:
-        procs = runner.start(settings, None, tail=False, recovery_dir=str(tmp_path),
-                             snapshot_s=SNAPSHOT_S, env_extra=env, log=lambda m: None,
-                             metrics_port=0)
+        procs = start_recovering(settings, env, tmp_path)
         # a seeded random point: once the Kafka offset in a committed snapshot has passed that
         # fraction of the topic, plus a random part of an epoch (not on a snapshot boundary)
         rng = random.Random(seed)

@@ -18,26 +18,26 @@ import signal
 import time
 import uuid
 
-import orjson
 import pytest
 import redis
 
-from scripts import kafka_io, runner
 from scripts.generate import GeneratorConfig, generate
 from tests.integration.helpers import (
     EXACT_KINDS,
-    FIRST_LINE,
+    SNAPSHOT_S,
     cleanup,
-    committed_offset,
     compare_runs,
     create_run_topics,
     dead_letters_of_first_line,
     explain,
     key_digests,
     key_kind,
+    produce_log,
     run_env,
+    run_to_end,
+    start_recovering,
+    wait_snapshot_offset,
 )
-from tests.integration.test_crash_recovery import SNAPSHOT_S
 
 PARTITIONS = 4
 SEED = 4
@@ -55,25 +55,13 @@ def env_for(live, unique: str, run: str) -> dict[str, str]:
     return env
 
 
-def start(settings, env, recovery_dir, processes: int):
-    return runner.start(settings, None, processes=processes, tail=False,
-                        recovery_dir=str(recovery_dir), snapshot_s=SNAPSHOT_S, env_extra=env,
-                        log=lambda m: None, metrics_port=0)
-
-
-def run_to_end(settings, env, recovery_dir, processes: int = 1) -> int:
-    return runner.supervise(start(settings, env, recovery_dir, processes), log=lambda m: None)
-
-
 @pytest.fixture(scope="module")
 def reference4(live, tmp_path_factory):
     unique = uuid.uuid4().hex[:10]
     env = env_for(live, unique, "ref")
     settings = create_run_topics(env)
     events, _ = generate(GeneratorConfig(users=120, days=1, seed=23))
-    kafka_io.recreate_topic(settings.kafka.bootstrap, settings.kafka.events_topic, PARTITIONS)
-    kafka_io.produce(settings.kafka.bootstrap, settings.kafka.events_topic,
-                     [FIRST_LINE] + [orjson.dumps(e) for e in events])
+    produce_log(settings, events, PARTITIONS)
     started = time.monotonic()
     assert run_to_end(settings, env, tmp_path_factory.mktemp("ref4")) == 0
     client = redis.Redis.from_url(live[1])
@@ -91,15 +79,10 @@ def test_kill_9_with_four_partitions_gives_the_uninterrupted_contents(live, refe
     client = redis.Redis.from_url(live[1])
     topic = settings.kafka.events_topic
     try:
-        procs = start(settings, env, tmp_path, processes)
+        procs = start_recovering(settings, env, tmp_path, processes)
         rng = random.Random(SEED + processes)
         fraction = rng.uniform(0.2, 0.6)
-        deadline, offset = time.time() + 180, 0
-        while time.time() < deadline and procs[0].poll() is None:
-            offset = committed_offset(tmp_path, topic)
-            if offset >= fraction * n_events:
-                break
-            time.sleep(0.05)
+        offset = wait_snapshot_offset(tmp_path, procs[0], topic, fraction * n_events)
         time.sleep(rng.uniform(0.0, 0.5) * SNAPSHOT_S)
         assert procs[0].poll() is None, (
             f"the worker finished before its snapshots passed {fraction:.0%} of the topic")
