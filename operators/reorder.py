@@ -14,6 +14,8 @@ full, or a deadline passes (the caller releases them then, unannotated).
 
 from __future__ import annotations
 
+from collections import deque
+
 from operators.bounded import RecentSet
 
 
@@ -79,7 +81,7 @@ class InOrder:
 
     def __init__(self, capacity: int = 2_000):
         self.capacity = capacity
-        self.queue: list = []  # the user's values not applied yet, in order (placeholders too)
+        self.queue: deque = deque()  # the user's values not applied yet, in order (placeholders too)
         self.waiting: set[str] = set()  # ids of the placeholders in the queue
         self.filled: dict[str, tuple | None] = {}  # placeholder id -> its value (None: cancelled)
         self.early: dict[str, tuple | None] = {}  # annotated before its placeholder came
@@ -128,7 +130,7 @@ class InOrder:
                 else:
                     break
                 self.waiting.discard(event_id)
-            self.queue.pop(0)
+            self.queue.popleft()
             if head is not None:
                 ready.append(head)
         return ready
@@ -140,5 +142,6 @@ class InOrder:
         return (self.capacity, self.queue, self.filled, self.early, self.given_up)
 
     def __setstate__(self, state):
-        self.capacity, self.queue, self.filled, self.early, self.given_up = state
+        self.capacity, queue, self.filled, self.early, self.given_up = state
+        self.queue = deque(queue)  # snapshots before it was a deque hold a list
         self.waiting = {v[1].event_id for v in self.queue if v[0] == "await"}
