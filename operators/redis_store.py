@@ -54,6 +54,11 @@ def retrying(call, retries: int = 8, what: str = "read"):
             delay = min(delay * 2, 5.0)
 
 
+# cached_many decoders, shared by the per-kind reads and `prefetch`
+_DECODE = {"item": lambda i, raw: ItemView.from_wire(i, orjson.loads(raw)),
+           "nbrs": lambda _i, raw: orjson.loads(raw)}
+
+
 class RedisFeatureStore:
     """FeatureReader over Redis with a TTL cache (staleness ≤ ttl_s, per process)."""
 
@@ -125,12 +130,10 @@ class RedisFeatureStore:
             self._cache = {k: v for k, v in self._cache.items() if now - v[0] < keep}
 
     def items(self, ids: list[str]) -> dict[str, ItemView]:
-        return self.cached_many("item", ids, self.keyspace.item,
-                                 lambda i, raw: ItemView.from_wire(i, orjson.loads(raw)))
+        return self.cached_many("item", ids, self.keyspace.item, _DECODE["item"])
 
     def neighbours(self, ids: list[str]) -> dict[str, dict[str, float]]:
-        return self.cached_many("nbrs", ids, self.keyspace.neighbours,
-                                 lambda i, raw: orjson.loads(raw))
+        return self.cached_many("nbrs", ids, self.keyspace.neighbours, _DECODE["nbrs"])
 
     def cached_one(self, key: tuple, load):
         """`load()` at most once per TTL for `key` (an index, a model): other readers of this
@@ -212,11 +215,7 @@ class RedisFeatureStore:
             return pipe.execute()
         results = retrying(fetch)
         for (kind, i), raw in zip(misses, results, strict=False):
-            value = None
-            if raw:  # decoded as `items` / `neighbours` do
-                value = (ItemView.from_wire(i, orjson.loads(raw)) if kind == "item"
-                         else orjson.loads(raw))
-            cache[(kind, i)] = (now, value)
+            cache[(kind, i)] = (now, _DECODE[kind](i, raw) if raw else None)
         at = len(misses)
         if model_stale:
             cache[("model",)] = (now, orjson.loads(results[at]) if results[at] else None)
