@@ -127,9 +127,11 @@ class RedisGraphStore:
         """Every deleted user's tag, read whole at the short TTL (one bounded read per second per
         worker instead of checks per suggestion) while the set has at most DELETED_SET_MAX; None
         when it is larger (then each user is checked, `_request("deleted")`)."""
-        def load():
-            tags = self.features.client.srandmember(self.ks.deleted_users, DELETED_SET_MAX + 1)
-            return {t.decode() for t in tags} if len(tags) <= DELETED_SET_MAX else None
+        def load():  # the size first: a set past the limit is not read at all
+            client, key = self.features.client, self.ks.deleted_users
+            if client.scard(key) > DELETED_SET_MAX:
+                return None
+            return {t.decode() for t in client.smembers(key)}
         return self.features.cached_one(("deleted_tags",), load)
 
     def _deleted_kind(self) -> str:
