@@ -1,7 +1,8 @@
 """Candidate sources: each proposes post ids with why (source code + detail). Named, switchable.
 
 Every source is cheap and fails open (an empty list), so one missing index never empties a feed.
-A source is `source(user, store, ctx, now, n, knn)`; `knn` is the request's `Neighbourhood`.
+A source is `source(user, store, ctx, now, n, knn)`; `knn` is the request's `Neighbourhood`. It
+returns its proposals grouped by reason: [((code, detail), [post_id, ...]), ...].
 """
 
 from __future__ import annotations
@@ -17,14 +18,15 @@ from operators.feed.neighbourhood import Neighbourhood, weighted_history
 if TYPE_CHECKING:
     from operators.user_state import UserState
 
-Proposal = tuple[str, str, str | None]  # (post_id, source, detail)
+Why = tuple[str, str | None]  # (source code, detail), shared by the posts a source proposes with it
+Proposals = list[tuple[Why, list[str]]]
 
 
 def in_network(user: UserState, store: FeatureReader, ctx: Context, now: int, n: int,
                knn: Neighbourhood):
     """Newest posts delivered by followed authors (fan-out on write)."""
     newest = sorted(user.pool.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
-    return [(post, "in_network", None) for post, _ in newest]
+    return [(("in_network", None), [post for post, _ in newest])]
 
 
 def similar(user: UserState, store: FeatureReader, ctx: Context, now: int, n: int,
@@ -34,18 +36,15 @@ def similar(user: UserState, store: FeatureReader, ctx: Context, now: int, n: in
     Asks for extra posts to make up for the ones the filters will drop (already touched)."""
     best = knn.best(2 * n, exclude=user.history.keys())
     unseen = [i for i, seen in zip(best, filters.seen_mask(user, best), strict=True) if not seen]
-    return [(i, "similar", None) for i in unseen[:n]]
+    return [(("similar", None), unseen[:n])]
 
 
 def topic(user: UserState, store: FeatureReader, ctx: Context, now: int, n: int,
           knn: Neighbourhood):
     """Trending posts in the user's strongest topics (declared interests for a new user)."""
     topics = strongest_topics(user, ctx, now)
-    out: list[Proposal] = []
     per_topic = max(1, n // max(1, len(topics)))
-    for t in topics:
-        out.extend((i, "topic", t) for i in store.trending(t, per_topic))
-    return out
+    return [(("topic", t), store.trending(t, per_topic)) for t in topics]
 
 
 def strongest_topics(user: UserState, ctx: Context, now: int) -> list[str]:
@@ -58,16 +57,16 @@ def trending(user: UserState, store: FeatureReader, ctx: Context, now: int, n: i
              knn: Neighbourhood):
     """Globally trending posts (time-decayed engagement)."""
     code = "trending" if user.recent_likes or user.following else "popular"
-    return [(i, code, None) for i in store.trending(GLOBAL, n)]
+    return [((code, None), store.trending(GLOBAL, n))]
 
 
 def fresh(user: UserState, store: FeatureReader, ctx: Context, now: int, n: int,
           knn: Neighbourhood):
     """The newest posts: exploration candidates, so new items get a bounded first exposure."""
-    return [(i, "fresh", None) for i in store.fresh(n)]
+    return [(("fresh", None), store.fresh(n))]
 
 
-SOURCES: dict[str, Callable[..., list[Proposal]]] = {
+SOURCES: dict[str, Callable[..., Proposals]] = {
     "in_network": in_network,
     "similar": similar,
     "topic": topic,
@@ -96,10 +95,16 @@ def gather(user: UserState, store: FeatureReader, ctx: Context, now: int,
     if knn is None:
         knn = Neighbourhood(user, store, ctx)
     found: dict[str, list] = {}
+    get = found.get
     for name in ctx.settings.feed.sources.split(","):
         source = SOURCES.get(name.strip())
         if source is None:
             continue
-        for post, code, detail in source(user, store, ctx, now, n, knn):
-            found.setdefault(post, []).append((code, detail))
+        for why, posts in source(user, store, ctx, now, n, knn):
+            for post in posts:
+                whys = get(post)
+                if whys is None:
+                    found[post] = [why]
+                else:
+                    whys.append(why)
     return found

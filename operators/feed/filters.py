@@ -48,7 +48,10 @@ def apply(user, proposals: dict[str, list], found: dict[str, ItemView]) -> list[
         author = view.author_id
         if s or view.deleted or author in banned:
             continue
-        if author not in following and all(code == "in_network" for code, _ in proposals[p]):
-            continue
+        if author not in following:
+            whys = proposals[p]  # in-network only? (the in_network source proposes a post once)
+            if whys[0][0] == "in_network" and (len(whys) == 1 or all(
+                    code == "in_network" for code, _ in whys)):
+                continue
         out.append(p)
     return out

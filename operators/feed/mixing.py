@@ -5,6 +5,7 @@ Deterministic for a given user and event time (seeded), so replays write identic
 
 from __future__ import annotations
 
+import math
 import zlib
 
 import numpy as np
@@ -75,11 +76,15 @@ def relevance(scores: np.ndarray) -> np.ndarray:
     """MMR relevance: the candidates' logits standardised over the pool (z-scores).
 
     Scale-free, so λ means the same for any model, and robust to a few outliers (a min-max scale
-    lets one far-ahead candidate squash every other gap below the topic penalty)."""
-    p = np.clip(scores.astype(float), 1e-12, 1 - 1e-12)
-    logit = np.log(p / (1 - p))
-    sd = float(logit.std())
-    return (logit - logit.mean()) / sd if sd > 0 else logit * 0.0
+    lets one far-ahead candidate squash every other gap below the topic penalty). The mean and
+    standard deviation are numpy's own (`ndarray.mean`/`std`: the same pairwise sums and
+    divisions), without their Python wrappers."""
+    p = np.minimum(np.maximum(scores, 1e-12), 1 - 1e-12)
+    logit = np.log(p / (1.0 - p))
+    n = logit.size
+    centred = logit - np.add.reduce(logit) / n
+    sd = math.sqrt(np.add.reduce(centred * centred) / n)
+    return centred / sd if sd > 0 else logit * 0.0
 
 
 def _author_capped(order: list[int], views: list[ItemView], size: int, cap: int) -> list[int]:

@@ -39,18 +39,18 @@ def rank(user: UserState, store: FeatureReader, ctx: Context, now: int,
     kept = np.flatnonzero(shown)
     order = kept[np.lexsort((np.array(ids, dtype=str)[kept], -scores[kept]))].tolist()  # score desc, id
     chosen = mixing.diversify(order, scores, views, ctx)
-    fresh_ids = {p for p, sources in proposals.items() if ("fresh", None) in sources}
-    fresh = [k for k in order if ids[k] in fresh_ids]
+    fresh = [k for k in order if ("fresh", None) in proposals[ids[k]]]
     chosen, explored = mixing.explore(chosen, fresh, views, user.user_id, now, ctx)
-    because = knn.origins([ids[k] for k in chosen
-                           if any(code == "similar" for code, _ in proposals[ids[k]])])
+    sources = [proposals[ids[k]] for k in chosen]
+    because = knn.origins([ids[k] for k, s in zip(chosen, sources, strict=True)
+                           if any(code == "similar" for code, _ in s)])
     why = _explained(contributions[chosen]) if chosen else []
     chosen_scores = scores[chosen].tolist()  # the same doubles as float(scores[k])
     in_network = contributions[chosen, _IN_NETWORK].tolist()
     items = []
     for n, k in enumerate(chosen):
         post, author = ids[k], views[k].author_id
-        reasons = _reasons(proposals[post], in_network[n], why[n], because.get(post),
+        reasons = _reasons(sources[n], in_network[n], why[n], because.get(post),
                            k in explored, author)
         control = controlled.get(k)
         items.append(FeedItem(post, author, chosen_scores[n],
@@ -61,18 +61,37 @@ def rank(user: UserState, store: FeatureReader, ctx: Context, now: int,
 
 
 def _explained(contributions: np.ndarray) -> list[list[tuple[str, float]]]:
-    """Per row, the two strongest explained features contributing more than 0.05."""
+    """Per row, the two strongest explained features contributing more than 0.05 (the first of
+    equals first: the order of a stable descending sort, by two argmax passes)."""
     part = contributions[:, _EXPLAINED]
-    top = np.argsort(-part, axis=1, kind="stable")[:, :2]
-    vals = np.take_along_axis(part, top, axis=1)
+    rows = np.arange(len(part))
+    k0 = part.argmax(axis=1)
+    v0 = part[rows, k0]
+    part[rows, k0] = -np.inf  # (a copy: fancy indexing above)
+    k1 = part.argmax(axis=1)
+    v1 = part[rows, k1]
     names = EXPLAINED_FEATURES
     out = []
-    for (k0, k1), (v0, v1) in zip(top.tolist(), vals.tolist(), strict=True):  # unrolled: hot
-        if v1 > 0.05:  # v0 >= v1
-            out.append([(names[k0], v0), (names[k1], v1)])
+    for a, b, x, y in zip(k0.tolist(), k1.tolist(), v0.tolist(), v1.tolist(), strict=True):
+        if y > 0.05:  # x >= y
+            out.append([(names[a], x), (names[b], y)])
         else:
-            out.append([(names[k0], v0)] if v0 > 0.05 else [])
+            out.append([(names[a], x)] if x > 0.05 else [])
     return out
+
+
+_PLAIN: dict[tuple[str, str | None], Reason] = {}  # (code, detail) -> its weightless Reason
+_PLAIN_SIZE = 100_000
+
+
+def _plain(code: str, detail: str | None) -> Reason:
+    """The one weightless Reason of (code, detail) (immutable, so shared by every feed)."""
+    reason = _PLAIN.get((code, detail))
+    if reason is None:
+        if len(_PLAIN) >= _PLAIN_SIZE:
+            _PLAIN.clear()
+        reason = _PLAIN[(code, detail)] = Reason(code, detail)
+    return reason
 
 
 def _reasons(sources: list, in_network: float, explained: list[tuple[str, float]],
@@ -85,23 +104,24 @@ def _reasons(sources: list, in_network: float, explained: list[tuple[str, float]
         out.append(Reason("in_network", author, in_network))
         keys.add(("in_network", author))
     if explored:
-        out.append(Reason("fresh"))
+        out.append(_plain("fresh", None))
         keys.add(("fresh", None))
     for code, detail in sources:
         if code == "in_network" or (code == "fresh" and not explored):
             continue  # in-network is stated above with the author, once
         if code == "similar":
             detail = similar_to or detail
-        if (code, detail) not in keys:
-            keys.add((code, detail))
-            out.append(Reason(code, detail))
+        key = (code, detail)
+        if key not in keys:
+            keys.add(key)
+            out.append(_plain(code, detail))
     for name, weight in explained:
         if (name, None) not in keys:
             keys.add((name, None))
             out.append(Reason(name, None, weight))
     if not out:  # every served item says why: at least where it came from
-        for code, detail in sources:
-            if (code, detail) not in keys:
-                keys.add((code, detail))
-                out.append(Reason(code, detail))
+        for key in sources:
+            if key not in keys:
+                keys.add(key)
+                out.append(_plain(*key))
     return tuple(out)
