@@ -88,19 +88,35 @@ def prefetch(user: UserState, store: FeatureReader, ctx: Context, now: int) -> N
          n=ctx.settings.feed.candidates_per_source)
 
 
+class Candidates(dict):
+    """post_id -> [(source, detail), ...], plus the sources' groups as proposed (`groups`)."""
+
+    __slots__ = ("groups",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.groups: Proposals = []
+
+    def posts_of(self, code: str) -> set[str]:
+        """The posts a source proposed with reason `code`."""
+        return {p for why, posts in self.groups if why[0] == code for p in posts}
+
+
 def gather(user: UserState, store: FeatureReader, ctx: Context, now: int,
-           knn: Neighbourhood | None = None) -> dict[str, list]:
+           knn: Neighbourhood | None = None) -> Candidates:
     """post_id -> [(source, detail), ...] over the configured sources, in config order."""
     n = ctx.settings.feed.candidates_per_source
     if knn is None:
         knn = Neighbourhood(user, store, ctx)
-    found: dict[str, list] = {}
+    found = Candidates()
     get = found.get
     for name in ctx.settings.feed.sources.split(","):
         source = SOURCES.get(name.strip())
         if source is None:
             continue
-        for why, posts in source(user, store, ctx, now, n, knn):
+        groups = source(user, store, ctx, now, n, knn)
+        found.groups.extend(groups)
+        for why, posts in groups:
             for post in posts:
                 whys = get(post)
                 if whys is None:

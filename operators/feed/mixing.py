@@ -37,12 +37,21 @@ def diversify(order: list[int], scores: np.ndarray, views: list[ItemView], ctx: 
     # Incremental: a candidate's value changes only when one of its topics is shown again or its
     # author is capped, so only those entries are recomputed (same formula, same floats, same
     # argmax ties as recomputing every value each round; ~10x faster for a 50-item feed).
+    pooled = [views[k] for k in pool]
+    with_topics: dict[tuple[str, ...], list[int]] = {}  # grouped by topic tuple first: ~2 per post
+    for row, view in enumerate(pooled):
+        rows = with_topics.get(view.topics)
+        if rows is None:
+            with_topics[view.topics] = [row]
+        else:
+            rows.append(row)
     with_topic: dict[str, list[int]] = {}
-    of_author: dict[str | None, list[int]] = {}
-    for row, k in enumerate(pool):
-        for t in views[k].topics:
-            with_topic.setdefault(t, []).append(row)
-        of_author.setdefault(views[k].author_id, []).append(row)
+    for topics, rows in with_topics.items():
+        for t in topics:
+            if t in with_topic:
+                with_topic[t] = with_topic[t] + rows  # (update order is irrelevant: one row each)
+            else:
+                with_topic[t] = rows
     value = lam * rel  # overlap 0 everywhere: redundancy 0
     base = value.tolist()  # the same doubles as Python floats: cheap per-entry updates
     overlap = [0.0] * len(pool)
@@ -56,11 +65,13 @@ def diversify(order: list[int], scores: np.ndarray, views: list[ItemView], ctx: 
             break
         chosen.append(pool[best])
         closed[best], value[best] = True, -np.inf
-        view = views[pool[best]]
-        n = per_author[view.author_id] = per_author.get(view.author_id, 0) + 1
-        if n >= cap:
-            for row in of_author[view.author_id]:
-                closed[row], value[row] = True, -np.inf
+        view = pooled[best]
+        author = view.author_id
+        n = per_author[author] = per_author.get(author, 0) + 1
+        if n >= cap:  # rare: the author's rows are found when needed
+            for row, other in enumerate(pooled):
+                if other.author_id == author:
+                    closed[row], value[row] = True, -np.inf
         for t in dict.fromkeys(view.topics):
             s = shown[t] = shown.get(t, 0.0) + 1.0
             redundancy = (1.0 - lam) * s / (s + 2.0)

@@ -36,10 +36,10 @@ def rank(user: UserState, store: FeatureReader, ctx: Context, now: int,
     X, _ = hydrate.hydrate(user, views, store, ctx, now, knn)
     scores, contributions = scoring.score(user, X, store.global_model(), ctx)
     scores, shown, controlled = controls.apply(user, views, scores, now, ctx)  # see less / more
-    kept = np.flatnonzero(shown)
-    order = kept[np.lexsort((np.array(ids, dtype=str)[kept], -scores[kept]))].tolist()  # score desc, id
+    order = _by_score(np.flatnonzero(shown), scores, ids)
     chosen = mixing.diversify(order, scores, views, ctx)
-    fresh = [k for k in order if ("fresh", None) in proposals[ids[k]]]
+    fresh_ids = proposals.posts_of("fresh")
+    fresh = [k for k in order if ids[k] in fresh_ids]
     chosen, explored = mixing.explore(chosen, fresh, views, user.user_id, now, ctx)
     sources = [proposals[ids[k]] for k in chosen]
     because = knn.origins([ids[k] for k, s in zip(chosen, sources, strict=True)
@@ -58,6 +58,21 @@ def rank(user: UserState, store: FeatureReader, ctx: Context, now: int,
     wg, bg = scoring.global_vector(store.global_model())
     user.remember_served([ids[k] for k in chosen], ChoiceSet.of(ids, X, wg, bg))
     return Feed(user.user_id, now, tuple(items), model_name, dict(arms))
+
+
+def _by_score(kept: np.ndarray, scores: np.ndarray, ids: list[str]) -> list[int]:
+    """`kept` by score descending, equal scores by id: a stable numeric sort, then only runs of
+    equal scores (NaNs sort last and count as equal, as in `np.lexsort`) ordered by id."""
+    neg = -scores[kept]
+    by = np.argsort(neg, kind="stable")
+    order = kept[by].tolist()
+    s = neg[by]
+    tied = (s[1:] == s[:-1]) | (np.isnan(s[1:]) & np.isnan(s[:-1]))
+    if tied.any():
+        ends = np.flatnonzero(np.diff(np.concatenate(([False], tied, [False])).astype(np.int8)))
+        for start, stop in zip(ends[::2].tolist(), ends[1::2].tolist(), strict=True):
+            order[start:stop + 1] = sorted(order[start:stop + 1], key=ids.__getitem__)
+    return order
 
 
 def _explained(contributions: np.ndarray) -> list[list[tuple[str, float]]]:
