@@ -43,10 +43,10 @@ class ChoiceSet:
         if len(ids) == 0:
             return None
         logits = X @ w + b
-        p = np.exp(logits - logits.max())
-        p /= p.sum()
-        hashes = post_hashes(list(ids))
-        order = np.argsort(hashes, kind="stable")
+        p = np.exp(logits - np.maximum.reduce(logits))  # = logits.max(), p.sum(): numpy's own
+        p /= np.add.reduce(p)  # reductions without their Python wrappers
+        hashes = post_hashes(ids)
+        order = hashes.argsort(kind="stable")
         return cls(p @ X, hashes[order], X[order].astype(np.float32))
 
     def _index(self, post: object) -> int:

@@ -149,7 +149,10 @@ class _Bloom:
         return True
 
     def contains(self, h1: np.ndarray, h2: np.ndarray) -> np.ndarray:
-        p = self._probes(h1, h2)
+        return self.has_probes(self._probes(h1, h2))
+
+    def has_probes(self, p: np.ndarray) -> np.ndarray:
+        """Whether every bit of each row of probes `p` (from `_probes`) is set."""
         bits = np.frombuffer(self.bits, dtype=np.uint8)
         bit = (bits[p >> 3] >> (p & 7).astype(np.uint8)) & 1
         return bit.all(axis=1)
@@ -182,9 +185,11 @@ class SeenFilter:
         if not posts:
             return np.zeros(0, dtype=bool)
         h1, h2 = _hashes(posts)
-        out = self._cur.contains(h1, h2)
-        if self._prev is not None:
-            out |= self._prev.contains(h1, h2)
+        cur, prev = self._cur, self._prev
+        p = cur._probes(h1, h2)
+        out = cur.has_probes(p)
+        if prev is not None:  # the same probes when both generations have the same shape
+            out |= prev.has_probes(p) if (prev.m, prev.k) == (cur.m, cur.k) else prev.contains(h1, h2)
         return out
 
     def __contains__(self, post: object) -> bool:

@@ -7,6 +7,7 @@ never disagree on what a feature means. Columns are computed over all candidates
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -25,7 +26,7 @@ SIMILAR_SCALE = 10.0  # similar = log1p(SIMILAR_SCALE · knn): ~linear for weak,
 _COL = {name: i for i, name in enumerate(FEATURES)}
 
 
-def _decayed(logs: list[float | None], tau_ms: float, now: int) -> np.ndarray:
+def _decayed(logs: Sequence[float | None], tau_ms: float, now: int) -> np.ndarray:
     """Vectorised `Decay.value` over log-domain sums (None = 0)."""
     L = np.array([-np.inf if x is None else x for x in logs], dtype=float)
     return np.exp(np.minimum(L - (now - T0_MS) / tau_ms, 700.0))
@@ -44,29 +45,38 @@ def hydrate(user: UserState, views: list[ItemView], store: FeatureReader, ctx: C
     if n == 0:
         return X, knn
     aff, pop = ctx.affinity, ctx.popularity
-    authors = [v.author_id for v in views]
+    # one pass over the views; every column below is computed over these tuples
+    authors, topics, groups, pop_logs, likes_, impressions_, created = zip(*[
+        (v.author_id, v.topics, v.group_id, v.pop_log, v.likes, v.impressions, v.created_ts)
+        for v in views])
     following = user.following
     if following:
         X[:, _COL["in_network"]] = [a in following for a in authors]
     author_aff = user.author_aff
-    if author_aff:
-        X[:, _COL["author_affinity"]] = [
-            math.log1p(aff.value(author_aff[a], now)) if a in author_aff else 0.0 for a in authors]
+    if author_aff:  # each author's decayed affinity once (the same float for each of its posts)
+        value = {a: math.log1p(aff.value(author_aff[a], now))
+                 for a in author_aff.keys() & set(authors)}
+        if value:
+            X[:, _COL["author_affinity"]] = [value.get(a, 0.0) for a in authors]
     lift = user.topic_lift(ctx, now)
     if lift:
+        get = lift.get
         X[:, _COL["topic_affinity"]] = [
-            max([lift.get(t, 0.0) for t in v.topics]) if v.topics else 0.0 for v in views]
+            (get(ts[0], 0.0) if len(ts) == 1 else max([get(t, 0.0) for t in ts])) if ts else 0.0
+            for ts in topics]
     interests = set(user.interests)
     if interests:
-        X[:, _COL["interest"]] = [not interests.isdisjoint(v.topics) for v in views]
+        X[:, _COL["interest"]] = [not interests.isdisjoint(ts) for ts in topics]
     if user.groups:
-        X[:, _COL["group"]] = [v.group_id is not None and v.group_id in user.groups for v in views]
-    X[:, _COL["similar"]] = np.log1p(knn.scores(views) * SIMILAR_SCALE)
-    X[:, _COL["trending"]] = np.log1p(_decayed([v.pop_log for v in views], pop.tau_ms, now))
-    likes = np.array([v.likes for v in views], dtype=float)
-    impressions = np.array([v.impressions for v in views], dtype=float)
+        mine = user.groups
+        X[:, _COL["group"]] = [g is not None and g in mine for g in groups]
+    likes = np.array(likes_, dtype=float)
+    impressions = np.array(impressions_, dtype=float)
+    masses = np.maximum(1.0, likes + knn.imp_w * impressions)  # `neighbourhood.mass`, vectorised
+    X[:, _COL["similar"]] = np.log1p(knn.scores(views, masses) * SIMILAR_SCALE)
+    X[:, _COL["trending"]] = np.log1p(_decayed(pop_logs, pop.tau_ms, now))
     X[:, _COL["popularity"]] = np.log1p(likes) / 3.0
     X[:, _COL["engagement_rate"]] = (likes + 1.0) / (impressions + likes + 10.0)
-    age = np.maximum(0, now - np.array([v.created_ts for v in views], dtype=float))
+    age = np.maximum(0, now - np.array(created, dtype=float))
     X[:, _COL["freshness"]] = 0.5 ** (age / FRESH_HALF_LIFE_MS)
     return X, knn

@@ -98,8 +98,8 @@ class Neighbourhood:
             top = np.lexsort((np.arange(len(ids)), -score))
         return [ids[k] for k in top.tolist()]
 
-    def scores(self, views: list[ItemView]) -> np.ndarray:
-        """knn(i) for each of `views`."""
+    def scores(self, views: list[ItemView], masses: np.ndarray | None = None) -> np.ndarray:
+        """knn(i) for each of `views` (`masses`: their `mass`es, when the caller has them)."""
         out = np.zeros(len(views))
         if not self.rows or not views:
             return out
@@ -109,9 +109,8 @@ class Neighbourhood:
         else:
             vals = [sum(c * row.get(v.post_id, 0.0) for c, (_, row) in zip(self.weights, self.rows, strict=True))
                     for v in views]
-        w = self.imp_w
         out[:] = vals
-        out /= np.sqrt([mass(v, w) for v in views])
+        out /= np.sqrt([mass(v, self.imp_w) for v in views] if masses is None else masses)
         return out
 
     def origins(self, posts: list[str]) -> dict[str, str]:
