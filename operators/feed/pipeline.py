@@ -109,34 +109,39 @@ def _plain(code: str, detail: str | None) -> Reason:
     return reason
 
 
+_FRESH = _plain("fresh", None)
+
+
 def _reasons(sources: list, in_network: float, explained: list[tuple[str, float]],
              similar_to: str | None, explored: bool, author: str | None) -> tuple[Reason, ...]:
     """Why an item is in the feed: its sources, then its two strongest explained features
     (each (code, detail) once, the first kept)."""
     out: list[Reason] = []
-    keys: set[tuple] = set()
     if in_network > 0:
         out.append(Reason("in_network", author, in_network))
-        keys.add(("in_network", author))
     if explored:
-        out.append(_plain("fresh", None))
-        keys.add(("fresh", None))
-    for code, detail in sources:
-        if code == "in_network" or (code == "fresh" and not explored):
-            continue  # in-network is stated above with the author, once
-        if code == "similar":
-            detail = similar_to or detail
-        key = (code, detail)
-        if key not in keys:
-            keys.add(key)
-            out.append(_plain(code, detail))
+        out.append(_FRESH)
+    if len(sources) == 1:  # most posts: one source, no duplicate to drop among the sources
+        code, detail = sources[0]
+        if code != "in_network" and code != "fresh":  # fresh: stated above when explored
+            out.append(_plain(code, similar_to or detail if code == "similar" else detail))
+        trending = code == "trending" and detail is None
+    else:
+        keys: set[tuple] = {("fresh", None)} if explored else set()
+        for code, detail in sources:
+            if code == "in_network" or code == "fresh":
+                continue  # in-network is stated above with the author, once
+            if code == "similar":
+                detail = similar_to or detail
+            if (code, detail) not in keys:
+                keys.add((code, detail))
+                out.append(_plain(code, detail))
+        trending = ("trending", None) in keys
+    # An explained feature's key (name, None) can only meet a source's as ("trending", None).
     for name, weight in explained:
-        if (name, None) not in keys:
-            keys.add((name, None))
+        if not (trending and name == "trending"):
             out.append(Reason(name, None, weight))
     if not out:  # every served item says why: at least where it came from
-        for key in sources:
-            if key not in keys:
-                keys.add(key)
-                out.append(_plain(*key))
+        for key in dict.fromkeys(sources):
+            out.append(_plain(*key))
     return tuple(out)
