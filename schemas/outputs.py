@@ -72,16 +72,24 @@ class Feed:
     arms: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
+        items = []
+        for i in self.items:  # FeedItem.to_dict and Reason.to_dict inlined: ~50 items per feed
+            reasons = []
+            for r in i.reasons:
+                d = {"code": r.code}
+                if r.detail is not None:
+                    d["detail"] = r.detail
+                if r.weight is not None:
+                    d["weight"] = round(r.weight, 6)
+                reasons.append(d)
+            items.append({"post_id": i.post_id, "author_id": i.author_id,
+                          "score": round(i.score, 6), "reasons": reasons})
         return {
             "user_id": self.user_id,
             "generated_at": self.generated_at,
             "model": self.model,
             "arms": dict(sorted(self.arms.items())),
-            "items": [{  # FeedItem.to_dict and Reason.to_dict inlined: ~50 items per feed
-                "post_id": i.post_id, "author_id": i.author_id, "score": round(i.score, 6),
-                "reasons": [{"code": r.code} if r.detail is None and r.weight is None
-                            else r.to_dict() for r in i.reasons]}
-                for i in self.items],
+            "items": items,
         }
 
     def encode(self) -> bytes:

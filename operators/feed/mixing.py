@@ -46,7 +46,9 @@ def diversify(order: list[int], scores: np.ndarray, views: list[ItemView], ctx: 
         else:
             rows.append(row)
     with_topic: dict[str, list[int]] = {}
+    distinct: dict[tuple[str, ...], tuple[str, ...]] = {}  # a topic tuple without repeats
     for topics, rows in with_topics.items():
+        distinct[topics] = topics = tuple(dict.fromkeys(topics))
         for t in topics:
             if t in with_topic:
                 with_topic[t] = with_topic[t] + rows  # (update order is irrelevant: one row each)
@@ -72,7 +74,7 @@ def diversify(order: list[int], scores: np.ndarray, views: list[ItemView], ctx: 
             for row, other in enumerate(pooled):
                 if other.author_id == author:
                     closed[row], value[row] = True, -np.inf
-        for t in dict.fromkeys(view.topics):
+        for t in distinct[view.topics]:
             s = shown[t] = shown.get(t, 0.0) + 1.0
             redundancy = (1.0 - lam) * s / (s + 2.0)
             for row in with_topic[t]:
