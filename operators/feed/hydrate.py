@@ -48,7 +48,7 @@ def hydrate(user: UserState, views: list[ItemView], store: FeatureReader, ctx: C
     # one pass over the views; every column below is computed over these tuples
     authors, topics, groups, pop_logs, likes_, impressions_, created = zip(*[
         (v.author_id, v.topics, v.group_id, v.pop_log, v.likes, v.impressions, v.created_ts)
-        for v in views])
+        for v in views], strict=True)
     following = user.following
     if following:
         X[:, _COL["in_network"]] = [a in following for a in authors]

@@ -123,13 +123,13 @@ def _reasons(sources: list, in_network: float, explained: list[tuple[str, float]
         out.append(_FRESH)
     if len(sources) == 1:  # most posts: one source, no duplicate to drop among the sources
         code, detail = sources[0]
-        if code != "in_network" and code != "fresh":  # fresh: stated above when explored
+        if code != "in_network" and (code != "fresh" or explored and detail is not None):
             out.append(_plain(code, similar_to or detail if code == "similar" else detail))
         trending = code == "trending" and detail is None
     else:
         keys: set[tuple] = {("fresh", None)} if explored else set()
         for code, detail in sources:
-            if code == "in_network" or code == "fresh":
+            if code == "in_network" or (code == "fresh" and not explored):
                 continue  # in-network is stated above with the author, once
             if code == "similar":
                 detail = similar_to or detail
