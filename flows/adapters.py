@@ -72,8 +72,11 @@ def _in_order(state) -> InOrder:
 
 
 def _mentions(state, owner: str, ids) -> list[tuple]:
-    """("mention", mentioned user, owner) for each user `owner` starts to mention (operators.erasure)."""
-    return [("mention", i, owner) for i in _reported(state).new(ids) if i != owner]
+    """[("mentions", owner, (user, …))] with the users `owner` starts to mention
+    (operators.erasure), or []: one record for all of them, split per mentioned user only in front
+    of the erasure step (`flows.feeds`), so the step's other consumers see one item, not dozens."""
+    new = tuple(i for i in _reported(state).new(ids) if i != owner)
+    return [("mentions", owner, new)] if new else []
 
 
 class _Logic(StatefulBatchLogic):
@@ -359,7 +362,7 @@ class UserLogic(_Debounced):
     the worker catches up a backlog: `backlog_rank_interval_s`) on a timer; events that only record
     what the user saw (`operators.routing.reranks_now`) wait up to `seen_rerank_s`. Emits ("co", a,
     (b, weight)), ("ex", Example), ("feed", user_id, bytes), ("forget_user", user_id),
-    ("mention", other user, user_id) for each user it starts to mention (operators.erasure), and
+    ("mentions", user_id, users) with the users it starts to mention (operators.erasure), and
     ("park", "user", user_id, bytes) when idle (see `_Evictable`).
     ("forget", Command) drops a deleted user and their posts (in a parked state too), then re-ranks.
     A deleted user leaves an empty tombstone state that ignores everything after (deliveries from

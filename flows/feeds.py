@@ -175,7 +175,7 @@ def build_flow(settings: Settings, *, source: Source | None = None,
     )
     social_out = op.key_rm("social_out", op.stateful_batch(
         "suggestions", social_in, SuggestionsLogic.builder(ctx, store_of)))
-    social = op.filter("social_writes", social_out, lambda m: m[0] != "mention")
+    social = op.filter("social_writes", social_out, lambda m: m[0] != "mentions")
 
     # search → click, keyed by searcher; the learned re-ranking blend weight under one key
     search_in = op.filter_map("search_msgs", user_events, lambda m: search_message(m[1]))
@@ -235,8 +235,8 @@ def build_flow(settings: Settings, *, source: Source | None = None,
     erasure_in = op.merge(
         "erasure_in",
         op.flat_map("erasure_events", events, index_messages),
-        op.filter_map("mentions", op.merge("mentioned", user_out, social_out, notif_out),
-                      lambda m: (m[1], ("mention", m[2], m[1])) if m[0] == "mention" else None),
+        op.flat_map("mentions", op.merge("mentioned", user_out, social_out, notif_out),
+                    _mention_messages),
     )
     erasure_cmds = op.merge(
         "erasure_cmds", op.key_rm("erasure_out", op.stateful_batch(
@@ -267,6 +267,15 @@ def _follower_messages(msg) -> list:
     elif event.type == "user_deleted":  # their followers list goes (operators/erasure.py)
         out.append((event.user_id, ("erase",)))
     return out
+
+
+def _mention_messages(msg) -> list:
+    """(mentioned user, ("mention", owner, mentioned user)) for each user in a ("mentions", owner,
+    users) record (flows.adapters._mentions); nothing for other records."""
+    if msg[0] != "mentions":
+        return []
+    owner = msg[1]
+    return [(user, ("mention", owner, user)) for user in msg[2]]
 
 
 def _decode_command(msg) -> Command | DeadLetter:

@@ -22,7 +22,7 @@ T = 1_767_225_600_000
 
 def _writes(out: list) -> list:
     """The records of a step's output that go to the Redis sink (the flow routes the others)."""
-    return [w for w in out if w[0] not in ("co", "ex", "mention")]
+    return [w for w in out if w[0] not in ("co", "ex", "mentions")]
 
 
 def _idle(logic) -> None:
