@@ -294,6 +294,13 @@ class _Evictable(_Logic):
         return pickle.loads(raw)
 
 
+def _co(pairs: list[tuple[str, str, float]]) -> list[tuple]:
+    """[("co", [(item, co-touched item, weight), …])] for a batch's pairs, or []: one record per
+    user batch instead of one per pair (up to 2·cooccurrence_window per touch); the flow splits
+    it per item in front of the similarity step (`flows.feeds`)."""
+    return [("co", pairs)] if pairs else []
+
+
 def _signs_up(value) -> bool:
     """`value` (a per-user step's input) is its user's own `user_created` event."""
     event = value[1] if len(value) > 1 else None
@@ -360,8 +367,8 @@ class UserLogic(_Debounced):
 
     Marks the user dirty and ranks at most once per `rank_interval_s` (wall clock; longer while
     the worker catches up a backlog: `backlog_rank_interval_s`) on a timer; events that only record
-    what the user saw (`operators.routing.reranks_now`) wait up to `seen_rerank_s`. Emits ("co", a,
-    (b, weight)), ("ex", Example), ("feed", user_id, bytes), ("forget_user", user_id),
+    what the user saw (`operators.routing.reranks_now`) wait up to `seen_rerank_s`. Emits ("co",
+    [(a, b, weight), …]) per batch, ("ex", Example), ("feed", user_id, bytes), ("forget_user", user_id),
     ("mentions", user_id, users) with the users it starts to mention (operators.erasure), and
     ("park", "user", user_id, bytes) when idle (see `_Evictable`).
     ("forget", Command) drops a deleted user and their posts (in a parked state too), then re-ranks.
@@ -398,7 +405,7 @@ class UserLogic(_Debounced):
         state = self.state
         if state.deleted:  # a tombstone: later deliveries and events must not revive the user
             return [], RETAIN
-        now = False
+        now, pairs = False, []  # the batch's co-occurrence pairs leave as one ("co", pairs)
         for value in _in_order(state).admit(values):  # the user's own order, annotated
             if value[0] == "forget":  # erasure: a user this one mentions was deleted
                 state.forget(value[1].user, value[1].posts)
@@ -413,16 +420,17 @@ class UserLogic(_Debounced):
             if event.type == "user_deleted":  # keep a small tombstone, not the user's data
                 self.state, self.due = UserState(state.user_id, ctx), None
                 self.state.deleted = True
-                return out + [("forget_user", state.user_id)], RETAIN  # (earlier events' too)
+                # (earlier events' outputs too)
+                return out + _co(pairs) + [("forget_user", state.user_id)], RETAIN
             result = state.learn_one(event, view, ctx, store)
-            out.extend(("co", a, (b, w)) for a, b, w in result.co_pairs)
+            pairs.extend(result.co_pairs)
             out.extend(("ex", ex) for ex in result.examples)
             out.extend(_mentions(state, state.user_id, (
                 view.author_id if view is not None else None, event.target_id,
                 *(event.recipients or ()))))
             now = now or reranks_now(event)
         self._schedule(0.0 if now else ctx.settings.stream.seen_rerank_s)
-        return out, RETAIN
+        return out + _co(pairs), RETAIN
 
     def _interval_s(self) -> float:
         # Catching up a backlog (input L seconds old), a feed re-ranked every second is L seconds
@@ -556,7 +564,7 @@ class SearchBlendLogic(_Logic):
 
 
 class SimilarityLogic(_Logic):
-    """key = post id. Values (post_id, (co-touched post id, weight) | Command). Emits ("nbrs",
+    """key = post id. Values (post_id, [(co-touched post id, weight), …] | Command). Emits ("nbrs",
     post_id, neighbours); on `erase_post` a `forget_nbr` command to each neighbour and
     ("forget_nbrs", post_id), leaving a tombstone."""
 
@@ -574,7 +582,8 @@ class SimilarityLogic(_Logic):
         post_id, similarity = self.state
         for _, value in pairs:
             if not isinstance(value, Command):
-                similarity.learn_one(*value)
+                for other, weight in value:
+                    similarity.learn_one(other, weight)
             elif value.kind == "erase_post":  # tell the neighbours (they name it), then go
                 out = [("cmd", Command("forget_nbr", q, value.user, (post_id,)))
                        for q in sorted(similarity.counts)]

@@ -156,8 +156,7 @@ def build_flow(settings: Settings, *, source: Source | None = None,
         "users", user_in, UserLogic.builder(ctx, store_of)))
 
     # item-kNN keyed by item; the global model under one key
-    co_pairs = op.filter_map("co_pairs", user_out,
-                             lambda m: (m[1], (m[1], m[2])) if m[0] == "co" else None)
+    co_pairs = op.flat_map("co_pairs", user_out, _pair_messages)
     nbr_erasures = op.filter_map("nbr_erasures", commands, lambda c: (c.key, (c.key, c))
                                  if c.kind in ("erase_post", "forget_nbr") else None)
     neighbours = op.key_rm("nbrs", op.stateful_batch(
@@ -267,6 +266,18 @@ def _follower_messages(msg) -> list:
     elif event.type == "user_deleted":  # their followers list goes (operators/erasure.py)
         out.append((event.user_id, ("erase",)))
     return out
+
+
+def _pair_messages(msg) -> list:
+    """(item, (item, [(co-touched item, weight), …])) per item of a user batch's ("co", pairs)
+    record (flows.adapters._co), each item's pairs in the order they were made; nothing for
+    other records."""
+    if msg[0] != "co":
+        return []
+    by_item: dict[str, list] = {}
+    for item, other, weight in msg[1]:
+        by_item.setdefault(item, []).append((other, weight))
+    return [(item, (item, pairs)) for item, pairs in by_item.items()]
 
 
 def _mention_messages(msg) -> list:
