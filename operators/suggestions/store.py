@@ -182,6 +182,8 @@ class RedisGraphStore:
         # 12% of a worker's time, and then a cached check per user still ~8%)
         tags = self._deleted_tags()
         if tags is not None:
+            if not tags:  # nobody deleted (the usual case): nothing to tag and look up
+                return set()
             tag = self.ks.deleted_tag
             return {i for i in ids if tag(i) in tags}
         return set(self.features.cached_many(*self._request("deleted", list(dict.fromkeys(ids)))))
