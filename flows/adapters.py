@@ -381,7 +381,7 @@ class UserLogic(_Debounced):
     def __init__(self, state: UserState | None, ctx: Context, store_of=None):
         super().__init__(state)
         self.ctx = ctx
-        self.store_of = store_of or (lambda: resources.feature_store(ctx.settings))
+        self.store_of = store_of or resources.feature_store_of(ctx.settings)
         self._touched()
 
     def _idle_s(self) -> float:
@@ -466,7 +466,7 @@ class SuggestionsLogic(_Debounced):
     def __init__(self, state: SocialState | None, ctx: Context, store_of=None):
         super().__init__(state)
         self.ctx = ctx
-        self.store_of = store_of or (lambda: resources.feature_store(ctx.settings))
+        self.store_of = store_of or resources.feature_store_of(ctx.settings)
         self._touched()
 
     def _idle_s(self) -> float:
@@ -531,7 +531,7 @@ class SearchSessionLogic(_Logic):
     def __init__(self, state: SearchSession | None, ctx: Context, store_of=None):
         super().__init__(state if state is not None else SearchSession())
         self.ctx = ctx
-        self.store_of = store_of or (lambda: resources.feature_store(ctx.settings))
+        self.store_of = store_of or resources.feature_store_of(ctx.settings)
 
     def on_batch(self, events):
         out: list = []

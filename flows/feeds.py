@@ -207,7 +207,7 @@ def build_flow(settings: Settings, *, source: Source | None = None,
         "notifications", notif_in, NotificationLogic.builder(
             policy, weights, lambda user: policies.for_user(user)[0],
             settings.stream.user_idle_evict_s,  # idle recipients are parked (see UserLogic)
-            store_of or (lambda: resources.feature_store(settings)))))
+            store_of or resources.feature_store_of(settings))))
     notif_model = op.stateful_batch("notif_model", op.filter_map(
         "notif_examples", notif_out, lambda m: ("global", m[1]) if m[0] == "notif_ex" else None),
         NotifModelLogic.builder(policy, weights))
