@@ -39,17 +39,22 @@ def row(kind: str, local_hour: float, actor_aff: float, follows: bool, count: in
     return x
 
 
+def hour_bucket(local_hour: float) -> int:
+    return min(int(local_hour * BUCKETS / 24.0), BUCKETS - 1)
+
+
 def hour_features(local_hour: float) -> np.ndarray:
     out = np.zeros(BUCKETS)
-    out[min(int(local_hour * BUCKETS / 24.0), BUCKETS - 1)] = 1.0
+    out[hour_bucket(local_hour)] = 1.0
     return out
 
 
 def at_hours(x: np.ndarray, hours: list[float]) -> np.ndarray:
-    """Rows of `x` moved to each local hour in `hours` (for the best-hour search)."""
+    """Rows of `x` moved to each local hour in `hours` (for the best-hour search): the hour
+    block of each row set to its one-hot at once (not one small array per hour)."""
     X = np.repeat(x[None, :], len(hours), axis=0)
-    for i, h in enumerate(hours):
-        X[i, _HOUR:_HOUR + BUCKETS] = hour_features(h)
+    X[:, _HOUR:_HOUR + BUCKETS] = 0.0
+    X[np.arange(len(hours)), [_HOUR + hour_bucket(h) for h in hours]] = 1.0
     return X
 
 
