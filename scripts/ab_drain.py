@@ -4,6 +4,7 @@ a fresh Redis prefix per run) drains it in turn, round after round; prints wall 
 worker's CPU-seconds per run (CPU time moves less than wall time when others share the machine).
 
     python -m scripts.ab_drain --events 30000 --users 5000 --rounds 3 /work/main /work/wt-x
+    python -m scripts.ab_drain --rounds 1 --py-spy /tmp/prof /work/main   # then scripts.profile_steps
 
 Topics and keys are removed at the end.
 """
@@ -34,6 +35,9 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=5_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--py-spy", metavar="DIR", help="record each run with py-spy (100 Hz, raw) "
+                        "into DIR/<checkout>-<round>.raw for `python -m scripts.profile_steps`; "
+                        "its own CPU then counts in the run's")
     args = parser.parse_args()
     settings = config.load()
     boot, url, extra = settings.kafka.bootstrap, settings.redis.url, kafka_config(settings.kafka)
@@ -58,9 +62,17 @@ def main() -> None:
                            PERSONA_KAFKA__ERASURE_TOPIC=topics[3], PERSONA_REDIS__PREFIX=prefix)
                 load = os.getloadavg()[0]
                 before, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
-                subprocess.run([f"{checkout}/.venv/bin/python", "-m", "bytewax.run",
-                                "flows.feeds:get_flow()"], cwd=checkout, env=env, check=True,
-                               stdout=subprocess.DEVNULL)
+                worker = [f"{checkout}/.venv/bin/python", "-m", "bytewax.run",
+                          "flows.feeds:get_flow()"]
+                if args.py_spy:
+                    os.makedirs(args.py_spy, exist_ok=True)
+                    raw = os.path.join(args.py_spy, f"{os.path.basename(checkout.rstrip('/'))}-"
+                                                    f"{round_}.raw")
+                    worker = [f"{checkout}/.venv/bin/py-spy", "record", "-r", "100", "--format",
+                              "raw", "-o", raw, "--", *worker]
+                subprocess.run(worker, cwd=checkout, env=env, check=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+                               if args.py_spy else None)
                 wall = time.monotonic() - t0
                 after = resource.getrusage(resource.RUSAGE_CHILDREN)
                 used = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
