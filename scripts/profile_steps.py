@@ -81,8 +81,8 @@ def classify(frames, feeds_steps) -> str:
     owner, timer = None, False
     for func, file, line in below:
         if file.endswith("flows/feeds.py"):
-            if owner is None:
-                owner = feeds_steps.get(line, "?")
+            if owner is None:  # a lambda by its step, a helper function by its name
+                owner = feeds_steps.get(line, "?") if "<lambda>" in func else func
             continue
         if file.endswith("flows/adapters.py") and "." in func:
             cls, _, method = func.partition(".")
