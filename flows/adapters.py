@@ -242,8 +242,9 @@ class _Evictable(_Logic):
     """A per-user step whose idle keys are evicted: after `_idle_s()` without input (and nothing
     pending) the state is parked in Redis (a ("park", kind, user, bytes) write, with the TTL
     `stream.parked_ttl_s`) and dropped from the worker; the key's next input restores it
-    (`_restore`). The idle deadline is the key's only timer, so the keys Bytewax scans for due
-    timers are the resident ones, which eviction bounds. Subclasses call `_touched()` on input."""
+    (`_restore`; also within the batch that parks it: `RecentParks`). The idle deadline is the key's
+    only timer, so the keys Bytewax scans for due timers are the resident ones, which eviction
+    bounds. Subclasses call `_touched()` on input and have `store_of`."""
 
     park_kind = ""  # the parked-state key kind ("user", "social", "notif"); "" = never evicted
 
@@ -272,8 +273,10 @@ class _Evictable(_Logic):
     def _evict_if_idle(self, out: list):
         if self.idle_at is not None and self.idle_at <= datetime.now(UTC):
             if not getattr(self.state, "deleted", False):  # a tombstone is dropped, never parked:
-                out.append(("park", self.park_kind, self.state.user_id,  # no key names the user
-                            pickle.dumps(self.state, protocol=5)))
+                user_id = self.state.user_id  # no key names the user
+                raw = pickle.dumps(self.state, protocol=5)
+                out.append(("park", self.park_kind, user_id, raw))
+                self.store_of().parking(self.park_kind, user_id, raw)  # until the write lands
             metrics.EVICTED.labels(self.park_kind).inc()
             return out, StatefulBatchLogic.DISCARD
         return out, RETAIN

@@ -9,6 +9,8 @@ implement the same protocol, so ranking code is identical in evaluation and prod
 from __future__ import annotations
 
 import bisect
+import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Protocol
 
@@ -24,6 +26,35 @@ class FeatureReader(Protocol):
     def fresh(self, n: int) -> list[str]: ...
     def global_model(self) -> dict | None: ...
     def parked(self, kind: str, user_id: str) -> bytes | None: ...
+    def parking(self, kind: str, user_id: str, state: bytes) -> None: ...
+
+
+class RecentParks:
+    """States this process parked in the last `window_s`, until their park write lands.
+
+    An evicted state travels to Redis through the sink, later in the same activation, so the key's
+    next input within that batch would find nothing parked and start the user cold; `parked` looks
+    here first. The newest park of a key is always this process's own (a key lives on one
+    worker), so an entry is preferred to the stored copy, which may be an older park. Taken once."""
+
+    __slots__ = ("window_s", "capacity", "states")
+
+    def __init__(self, window_s: float = 60.0, capacity: int = 1024):
+        self.window_s, self.capacity = window_s, capacity
+        self.states: OrderedDict[tuple[str, str], tuple[float, bytes]] = OrderedDict()
+
+    def add(self, kind: str, user_id: str, state: bytes) -> None:
+        states = self.states
+        states.pop((kind, user_id), None)
+        states[(kind, user_id)] = (time.monotonic(), state)
+        while len(states) > self.capacity:  # parked states are ~15 KB: keep this small
+            states.popitem(last=False)
+
+    def take(self, kind: str, user_id: str) -> bytes | None:
+        entry = self.states.pop((kind, user_id), None)
+        if entry is None or time.monotonic() - entry[0] > self.window_s:
+            return None
+        return entry[1]
 
 
 class _TopIndex:
@@ -73,6 +104,7 @@ class MemoryFeatureStore:
         self._fresh = _TopIndex(index_size)
         self._model: dict | None = None
         self._parked: dict[tuple[str, str], bytes] = {}
+        self.recent_parks = RecentParks()
 
     # writes -------------------------------------------------------------------------------------
     def put_item(self, view: ItemView) -> None:
@@ -131,4 +163,8 @@ class MemoryFeatureStore:
         return self._model
 
     def parked(self, kind: str, user_id: str) -> bytes | None:
-        return self._parked.get((kind, user_id))
+        recent = self.recent_parks.take(kind, user_id)
+        return recent if recent is not None else self._parked.get((kind, user_id))
+
+    def parking(self, kind: str, user_id: str, state: bytes) -> None:
+        self.recent_parks.add(kind, user_id, state)

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 import orjson
 import redis
 
+from operators.feature_store import RecentParks
 from operators.item_stats import ItemView
 from operators.suggestions.writes import SOCIAL_WRITES, social_ops
 from schemas.keyspace import Keyspace
@@ -71,6 +72,7 @@ class RedisFeatureStore:
         self._cache: dict[tuple, tuple[float, object]] = {}
         self._swept = time.monotonic()
         self._index_depth = 0  # the deepest read of a sorted-set index so far (see `_indexes`)
+        self.recent_parks = RecentParks()
 
     def cached_many(self, kind: str, ids: list[str], key_of, decode, read=None,
                     *ttl_s: float) -> dict:
@@ -224,8 +226,16 @@ class RedisFeatureStore:
         self._sweep(now)
 
     def parked(self, kind: str, user_id: str) -> bytes | None:
-        """The parked worker state of an evicted user (not cached: read once, at its return)."""
+        """The parked worker state of an evicted user (not cached: read once, at its return);
+        this process's own park of the last minute first (`RecentParks`)."""
+        recent = self.recent_parks.take(kind, user_id)
+        if recent is not None:
+            return recent
         return retrying(lambda: self.client.get(self.keyspace.parked(kind, user_id)))
+
+    def parking(self, kind: str, user_id: str, state: bytes) -> None:
+        """`state` is on its way to Redis (a park write): serve it until it lands."""
+        self.recent_parks.add(kind, user_id, state)
 
     def global_model(self) -> dict | None:
         def load():

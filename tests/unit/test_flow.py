@@ -176,6 +176,41 @@ def test_an_idle_user_is_parked_dropped_and_restored_at_its_next_event():
     assert _user_logic(MemoryFeatureStore(), user_idle_evict_s=0).notify_at() is None
 
 
+def test_a_user_back_before_the_park_write_lands_gets_the_parked_state():
+    # the park record reaches Redis through the sink, later in the same activation: the key's
+    # next input in that batch must not start the user cold
+    from datetime import datetime, timedelta
+
+    store = MemoryFeatureStore()
+    logic = _user_logic(store, user_idle_evict_s=600)
+    logic.on_batch([("event", Event("e1", "follow", T, "u1", target_id="u2"), None)])
+    logic.on_notify()
+    logic.idle_at = datetime.now(UTC) - timedelta(seconds=1)
+    out, _ = logic.on_notify()
+    assert [o[:3] for o in out] == [("park", "user", "u1")]  # not applied to the store
+    back = _user_logic(store, user_idle_evict_s=600)
+    back.on_batch([("event", Event("e2", "like", T + 2, "u1", post_id="p8"), None)])
+    assert back.state.following == {"u2"} and back.state.events == 2
+    cold = _user_logic(store, user_idle_evict_s=600)  # taken once: the store's copy after that
+    cold.on_batch([("event", Event("e3", "like", T + 3, "u1", post_id="p7"), None)])
+    assert cold.state.events == 1
+
+
+def test_recent_parks_are_taken_once_within_their_window_and_capped():
+    from operators.feature_store import RecentParks
+
+    parks = RecentParks(window_s=60.0, capacity=2)
+    parks.add("user", "a", b"1")
+    parks.add("user", "a", b"2")  # a newer park of the same key replaces it
+    assert parks.take("user", "a") == b"2" and parks.take("user", "a") is None
+    for user in "bcd":
+        parks.add("user", user, user.encode())
+    assert parks.take("user", "b") is None and parks.take("user", "d") == b"d"  # oldest dropped
+    stale = RecentParks(window_s=-1.0)
+    stale.add("notif", "a", b"1")
+    assert stale.take("notif", "a") is None  # landed long ago: the stored copy is the truth
+
+
 def test_a_signup_reads_no_parked_state_and_other_new_keys_do():
     # a new account (its first input its own user_created) costs no Redis read; any other first
     # input of a key not in memory (a returning user, a delivery) still looks for a parked state
