@@ -372,6 +372,7 @@ class UserLogic(_Debounced):
         super().__init__(state)
         self.ctx = ctx
         self.store_of = store_of or (lambda: resources.feature_store(ctx.settings))
+        self.deferred_at: datetime | None = None  # when a due rank began to wait for the order
         self._touched()
 
     def _idle_s(self) -> float:
@@ -396,7 +397,8 @@ class UserLogic(_Debounced):
         if state.deleted:  # a tombstone: later deliveries and events must not revive the user
             return [], RETAIN
         now = False
-        for value in _in_order(state).admit(values):  # the user's own order, annotated
+        lag_ms = int(ctx.settings.stream.reorder_lag_s * 1000)
+        for value in _in_order(state).admit(values, lag_ms):  # the user's own order, annotated
             if value[0] == "forget":  # erasure: a user this one mentions was deleted
                 state.forget(value[1].user, value[1].posts)
                 now = True  # their posts leave the feed at the next batch
@@ -418,8 +420,39 @@ class UserLogic(_Debounced):
                 view.author_id if view is not None else None, event.target_id,
                 *(event.recipients or ()))))
             now = now or reranks_now(event)
+        if self.deferred_at is not None and not _in_order(state).blocked:
+            now = True  # the rank that waited for the user's held event: at once
         self._schedule(0.0 if now else ctx.settings.stream.seen_rerank_s)
         return out, RETAIN
+
+    def _fire(self) -> list:
+        if self.due is not None and self._waits_for_order():
+            return []
+        self.deferred_at = None
+        return super()._fire()
+
+    def on_eof(self):
+        self.deferred_at = None  # nothing else will come: rank what the user's state holds
+        return super()._fire(), RETAIN
+
+    def _waits_for_order(self) -> bool:
+        """Whether a due rank waits: some of the user's events queue behind one whose post the
+        items step holds (`InOrder.blocked`), so a rank now would use a state that lacks them
+        and serve and learn from a stale feed. It runs once the queue drains (`on_batch`), and
+        at the latest `stream.reorder_wait_s` after it was first due (the items step releases a
+        held event by then, so a queue blocked longer is a chain of holds: rank anyway)."""
+        in_order = getattr(self.state, "in_order", None)
+        if in_order is None or not in_order.blocked or self.state.deleted:
+            return False
+        now = datetime.now(UTC)
+        if self.deferred_at is None:
+            self.deferred_at = now
+        latest = self.deferred_at + timedelta(seconds=self.ctx.settings.stream.reorder_wait_s)
+        if now >= latest:
+            return False
+        self.due = latest  # or sooner: on_batch when the held event's annotated copy comes
+        metrics.RANKS_DEFERRED.inc()
+        return True
 
     def _interval_s(self) -> float:
         # Catching up a backlog (input L seconds old), a feed re-ranked every second is L seconds

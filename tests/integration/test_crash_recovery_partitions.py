@@ -41,15 +41,18 @@ from tests.integration.helpers import (
 
 PARTITIONS = 4
 SEED = 4
-# longer than the partitions' event-time skew in a replayed backlog: a like waits for its post
-# from another partition instead of being released unannotated at a wall-clock moment
+# longer than the partitions' skew in a replayed backlog: a like waits for its post from another
+# partition instead of being applied unannotated at a wall-clock moment or once its user's later
+# events are `reorder_lag_s` of event time past it (0: no event-time bound)
 REORDER_WAIT_S = "60"
+REORDER_LAG_S = "0"
 
 
 def env_for(live, unique: str, run: str) -> dict[str, str]:
     env = run_env(live, unique, run)
     env["PERSONA_KAFKA__PARTITIONS"] = str(PARTITIONS)
     env["PERSONA_STREAM__REORDER_WAIT_S"] = REORDER_WAIT_S
+    env["PERSONA_STREAM__REORDER_LAG_S"] = REORDER_LAG_S
     # 4 partitions × 1000 messages per poll would read this log before the first snapshot
     env["PERSONA_STREAM__KAFKA_BATCH_SIZE"] = "100"
     return env

@@ -16,7 +16,7 @@ from operators.reorder import InOrder
 
 
 def _events(n: int) -> list:
-    return [SimpleNamespace(event_id=f"e{i}") for i in range(n)]
+    return [SimpleNamespace(event_id=f"e{i}", ts=0) for i in range(n)]
 
 
 @st.composite
@@ -64,8 +64,40 @@ def test_in_order_gives_up_a_placeholder_past_its_capacity():
     a, *rest = _events(5)
     buffer = InOrder(capacity=3)
     applied = buffer.admit([("await", a)] + [("event", e, None) for e in rest])
-    assert [v[1].event_id for v in applied] == ["e1", "e2", "e3", "e4"]
-    assert [v[1].event_id for v in buffer.admit([("annotated", a, "view")])] == ["e0"]
+    # in its place, unannotated; its copy, when it comes, is not applied twice
+    assert [(v[1].event_id, v[2]) for v in applied] == [
+        ("e0", None), ("e1", None), ("e2", None), ("e3", None), ("e4", None)]
+    assert buffer.admit([("annotated", a, "view")]) == []
+    assert not buffer
+
+
+def test_in_order_gives_up_a_placeholder_its_user_has_moved_past_in_event_time():
+    a, b, c = (SimpleNamespace(event_id=i, ts=ts) for i, ts in (("a", 0), ("b", 20), ("c", 31)))
+    buffer = InOrder()
+    assert buffer.admit([("await", a), ("event", b, None)], max_lag_ms=30) == []
+    assert buffer.blocked  # b is only 20 ms past a: still waits
+    applied = buffer.admit([("event", c, None)], max_lag_ms=30)
+    assert [(v[1].event_id, v[2]) for v in applied] == [("a", None), ("b", None), ("c", None)]
+    assert buffer.admit([("annotated", a, "view")], max_lag_ms=30) == []
+    assert not buffer.blocked and not buffer
+
+
+@given(deliveries(), st.integers(0, 30))
+@settings(max_examples=300, deadline=None)
+def test_in_order_keeps_the_users_sequence_when_it_gives_placeholders_up(case, lag):
+    """Giving up on event time changes annotations, never the order or the count."""
+    batches, expected, _ = case
+    for batch in batches:  # event i at ts i
+        for v in batch:
+            v[1].ts = int(v[1].event_id[1:])
+    buffer, applied = InOrder(), []
+    for batch in batches:
+        applied += buffer.admit(batch, max_lag_ms=lag)
+    got = [v[1].event_id for v in applied]
+    # a cancelled post's event given up before its cancel came is applied (unannotated)
+    assert [e for e in got if e in expected] == expected
+    assert len(got) == len(set(got)), "no event applied twice"
+    assert got == sorted(got, key=lambda e: int(e[1:])), "in the user's order"
 
 
 def test_in_order_applies_early_copies_past_its_capacity():

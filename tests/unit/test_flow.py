@@ -223,6 +223,35 @@ def test_seen_only_events_defer_the_rerank():
     assert logic.due <= datetime.now(UTC), "an engagement re-ranks at the next batch"
 
 
+def test_a_user_waiting_for_a_held_event_is_ranked_once_it_comes_not_before():
+    # ranking while the user's later events queue behind a like held for its post would serve
+    # (and learn from) a feed of a state that lacks them
+    from datetime import datetime, timedelta
+
+    from operators.item_stats import ItemView
+
+    store = MemoryFeatureStore()
+    logic = _user_logic(store, reorder_wait_s=5)
+    like = Event("e2", "like", T + 1, "u1", post_id="p1")
+    logic.on_batch([("event", Event("e1", "follow", T, "u1", target_id="u2"), None),
+                    ("await", like), ("event", Event("e3", "follow", T + 2, "u1",
+                                                     target_id="u3"), None)])
+    assert logic.state.following == {"u2"} and logic.state.in_order.blocked
+    out, _ = logic.on_notify()
+    assert out == [], "no rank while blocked"
+    assert datetime.now(UTC) + timedelta(seconds=4) < logic.due, "at the latest after the wait"
+    logic.on_batch([("annotated", like, ItemView("p1", "u9", ("t1",), None, T, 0.0, 0, 0,
+                                                 False))])
+    assert logic.state.following == {"u2", "u3"} and logic.due <= datetime.now(UTC)
+    out, _ = logic.on_notify()
+    assert "feed" in [o[0] for o in out]
+    # blocked past the bound: ranked anyway (a chain of holds must not starve the feed)
+    logic.on_batch([("await", Event("e4", "like", T + 3, "u1", post_id="p2"))])
+    logic.deferred_at = datetime.now(UTC) - timedelta(seconds=6)
+    logic.due = datetime.now(UTC)
+    assert "feed" in [o[0] for o in logic.on_notify()[0]]
+
+
 def test_the_flow_parks_idle_users_of_every_evicting_step():
     # the park records of the users, suggestions and notifications steps all reach the Redis sink
     from datetime import timedelta
