@@ -38,6 +38,7 @@ from operators.reorder import AwaitingPost, InOrder
 from operators.routing import reranks_now
 from operators.suggestions.compute import encode as encode_suggestions
 from operators.suggestions.compute import mentioned_users, suggest
+from operators.suggestions.likers import LikersOf
 from operators.suggestions.search import base_relevance, published_user, rerank
 from operators.suggestions.search_blend import SearchBlend, SearchSession
 from operators.suggestions.snapshot import encode_user
@@ -542,6 +543,19 @@ class SuggestionsLogic(_Debounced):
         out.append(("suggestions", state.user_id, encode_suggestions(suggestions)))
         out.extend(_mentions(state, state.user_id, mentioned_users(state, suggestions)))
         return out
+
+
+class LikersLogic(_Logic):
+    """key = author. Values from `operators.suggestions.likers.likers_messages`; emits the likers
+    write records of that author's key. A deleted author keeps a tombstone that drops later likes;
+    any other author's state is discarded after each batch (it holds nothing)."""
+
+    def __init__(self, state: LikersOf | None):
+        super().__init__(state if state is not None else LikersOf())
+
+    def on_batch(self, values):
+        out = self.state.apply(values)
+        return out, RETAIN if self.state.deleted else StatefulBatchLogic.DISCARD
 
 
 class SearchSessionLogic(_Logic):

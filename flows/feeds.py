@@ -33,6 +33,7 @@ from flows.adapters import (
     FollowersLogic,
     GlobalModelLogic,
     ItemLogic,
+    LikersLogic,
     LocalNotifWeights,
     NotificationLogic,
     NotificationSink,
@@ -56,6 +57,7 @@ from operators.notifications.candidates import new_post_candidate, notification_
 from operators.notifications.policy import Policy
 from operators.notifications.trending import TrendingRule, audience_messages
 from operators.routing import follower_updates, is_fan_out, item_key
+from operators.suggestions.likers import likers_messages
 from operators.suggestions.routing import social_messages
 from operators.suggestions.search_blend import search_message
 from schemas import DeadLetter, Event
@@ -175,7 +177,11 @@ def build_flow(settings: Settings, *, source: Source | None = None,
     )
     social_out = op.key_rm("social_out", op.stateful_batch(
         "suggestions", social_in, SuggestionsLogic.builder(ctx, store_of)))
-    social = op.filter("social_writes", social_out, lambda m: m[0] != "mention")
+    social = op.filter("social_writes", social_out, lambda m: m[0] not in ("mention", "liker"))
+    # an author's likers set is written by one state keyed by the author, tombstoned at their
+    # deletion: a like processed after it cannot recreate the set (operators/suggestions/likers.py)
+    likers = op.key_rm("likers_out", op.stateful_batch(
+        "likers", op.flat_map("likers_msgs", social_out, likers_messages), LikersLogic.builder()))
 
     # search → click, keyed by searcher; the learned re-ranking blend weight under one key
     search_in = op.filter_map("search_msgs", user_events, lambda m: search_message(m[1]))
@@ -251,7 +257,7 @@ def build_flow(settings: Settings, *, source: Source | None = None,
                       lambda m: m[0] in ("feed", "profile", "forget_user", "user_features", "park"))
     writes_stream = op.merge("writes", feeds, item_writes,
                              op.filter("nbr_writes", neighbours, lambda m: m[0] != "cmd"),
-                             op.key_rm("model", model), social, inboxes, arm_counts,
+                             op.key_rm("model", model), social, likers, inboxes, arm_counts,
                              op.key_rm("blend_weight", blend))
     op.output("redis", writes_stream, writes or RedisSink(settings))
     return flow
