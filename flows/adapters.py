@@ -143,7 +143,8 @@ def _cancel(events) -> list:
 
 
 class ItemLogic(_Logic):
-    """key = post id. Emits ("user", event, view before) per event, then ("item", view after).
+    """key = post id. Emits ("user", event, view before) per event, then ("item", view after);
+    ("held", event) once for each event it holds past the batch that brought it (below).
     An `erase_post` command (its author was deleted) emits ("forget_item", post, topics) and
     leaves a tombstone that drops every later event about the post, with ("cancel", event) for
     each event dropped (its user waits for it: `operators.reorder.InOrder`).
@@ -179,12 +180,16 @@ class ItemLogic(_Logic):
                 ready.extend(waiting.hold(e))
             else:
                 ready.append(e)
+        # tell the users of this batch's events still held (their post was not in the batch)
+        # that they may stop waiting for them (InOrder)
+        new = {e.event_id for e in events} if waiting else ()
+        held = [("held", e) for e in waiting.events if e.event_id in new]
         if waiting and self.deadline is None:
             self.deadline = datetime.now(UTC) + timedelta(
                 seconds=self.ctx.settings.stream.reorder_wait_s)
         elif not waiting:
             self.deadline = None
-        return self._apply(ready), RETAIN
+        return held + self._apply(ready), RETAIN
 
     def notify_at(self):
         return self.deadline

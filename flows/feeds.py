@@ -149,8 +149,9 @@ def build_flow(settings: Settings, *, source: Source | None = None,
         op.map("key_user_seq", events, lambda e: (e.user_id, ("event", e, None)
                                                   if item_key(e) is None else ("await", e))),
         op.map("key_user", annotated, lambda m: (m[1].user_id, ("annotated", m[1], m[2]))),
-        op.filter_map("key_user_cancel", item_msgs,  # dropped by an erased item: fill nothing
-                      lambda m: (m[1].user_id, m) if m[0] == "cancel" else None),
+        op.filter_map("key_user_cancel", item_msgs,  # dropped by an erased item: fill nothing;
+                      lambda m: (m[1].user_id, m)  # or held for its post (InOrder may give up)
+                      if m[0] in ("cancel", "held") else None),
         op.map("key_delivery", op.key_rm("deliveries", deliveries), lambda d: (d[1], d)),
         op.map("key_user_forget", forgets, lambda c: (c.key, ("forget", c))),
     )

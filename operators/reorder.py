@@ -64,12 +64,16 @@ class InOrder:
     interleave. An annotated copy that comes before its placeholder waits for it.
 
     A placeholder is given up — its event applied *in its place* without annotation (view None),
-    its copy dropped when it comes — once the user's own queued events run `max_lag_ms` of event
-    time past it (`admit`'s argument: the user has moved on; waiting longer would hold the
+    its copy dropped when it comes — once the items step said it holds the event for a post it
+    does not know yet (("held", event)) and the user's own queued events run `max_lag_ms` of
+    event time past it (`admit`'s argument: the user has moved on; waiting longer would hold the
     whole user behind one like, however long the items step holds its post), or past `capacity`
-    queued values. The order stays the user's either way; only the annotation of an event whose
-    post came that late depends on timing. Past `capacity` early copies the oldest is applied at
-    once, so memory stays bounded.
+    queued values. A copy that is only in transit through the items step is waited for: the
+    user's later events, on the direct path, overtake it within a batch. The order stays the
+    user's either way; only the annotation of an event whose post came that late depends on
+    timing. Past `capacity` early copies the oldest is applied at once, and only the newest 256
+    "held" notices that came before their placeholder (or after its copy) are remembered, so
+    memory stays bounded.
 
     >>> from types import SimpleNamespace as E
     >>> a, b, c = (E(event_id=i, ts=0) for i in "abc")
@@ -82,14 +86,16 @@ class InOrder:
     >>> q.admit([("await", a), ("cancel", a)]), bool(q)
     ([], False)
     >>> late, later = E(event_id="d", ts=1_000), E(event_id="e", ts=70_000)
-    >>> [(v[1].event_id, v[2]) for v in q.admit([("await", late), ("event", later, None)],
-    ...                                          max_lag_ms=60_000)]
+    >>> q.admit([("await", late), ("event", later, None)], max_lag_ms=60_000)  # in transit
+    []
+    >>> [(v[1].event_id, v[2]) for v in q.admit([("held", late)], max_lag_ms=60_000)]
     [('d', None), ('e', None)]
     >>> q.admit([("annotated", late, "view")])  # its copy, too late: dropped
     []
     """
 
-    __slots__ = ("capacity", "queue", "waiting", "filled", "early", "given_up", "newest_ts")
+    __slots__ = ("capacity", "queue", "waiting", "filled", "early", "given_up", "held",
+                 "held_unqueued", "newest_ts")
 
     def __init__(self, capacity: int = 2_000):
         self.capacity = capacity
@@ -98,6 +104,9 @@ class InOrder:
         self.filled: dict[str, tuple | None] = {}  # placeholder id -> its value (None: cancelled)
         self.early: dict[str, tuple | None] = {}  # annotated before its placeholder came
         self.given_up = RecentSet(256)  # placeholders applied unannotated: drop their copies
+        self.held: set[str] = set()  # queued placeholders whose event the items step holds
+        # "held" notices with no placeholder queued: it has not come yet (or its copy came first)
+        self.held_unqueued = RecentSet(256)
         self.newest_ts = 0  # event time of the newest value queued
 
     def admit(self, values, max_lag_ms: int = 0) -> list:
@@ -116,6 +125,9 @@ class InOrder:
                 else:
                     self.queue.append(value)
                     self.waiting.add(event_id)
+                    if event_id in self.held_unqueued:
+                        self.held_unqueued.discard(event_id)
+                        self.held.add(event_id)
             elif kind in ("annotated", "cancel"):
                 event_id = value[1].event_id
                 filled = ("event", value[1], value[2]) if kind == "annotated" else None
@@ -125,6 +137,12 @@ class InOrder:
                     self.filled[event_id] = filled
                 else:
                     self.early[event_id] = filled
+            elif kind == "held":
+                event_id = value[1].event_id
+                if event_id in self.waiting:
+                    self.held.add(event_id)
+                elif event_id not in self.given_up and event_id not in self.early:
+                    self.held_unqueued.add(event_id)
             elif kind == "event":
                 self.newest_ts = max(self.newest_ts, value[1].ts)
                 self.queue.append(value)
@@ -141,12 +159,14 @@ class InOrder:
                 if event_id in self.filled:
                     head = self.filled.pop(event_id)
                 elif len(self.queue) > self.capacity or (
-                        max_lag_ms > 0 and self.newest_ts - head[1].ts > max_lag_ms):
+                        max_lag_ms > 0 and self.newest_ts - head[1].ts > max_lag_ms
+                        and event_id in self.held):
                     self.given_up.add(event_id)
                     head = ("event", head[1], None)
                 else:
                     break
                 self.waiting.discard(event_id)
+                self.held.discard(event_id)
             self.queue.popleft()
             if head is not None:
                 ready.append(head)
@@ -162,10 +182,15 @@ class InOrder:
         return bool(self.queue)
 
     def __getstate__(self):
-        return (self.capacity, self.queue, self.filled, self.early, self.given_up)
+        return (self.capacity, self.queue, self.filled, self.early, self.given_up, self.held,
+                self.held_unqueued, self.newest_ts)
 
     def __setstate__(self, state):
-        self.capacity, queue, self.filled, self.early, self.given_up = state
+        self.capacity, queue, self.filled, self.early, self.given_up = state[:5]
         self.queue = deque(queue)  # snapshots before it was a deque hold a list
         self.waiting = {v[1].event_id for v in self.queue if v[0] == "await"}
-        self.newest_ts = max((v[1].ts for v in self.queue), default=0)
+        if len(state) > 5:
+            self.held, self.held_unqueued, self.newest_ts = state[5:]
+        else:  # a snapshot from before "held" notices: its placeholders wait for their copies
+            self.held, self.held_unqueued = set(), RecentSet(256)
+            self.newest_ts = max((v[1].ts for v in self.queue), default=0)

@@ -290,3 +290,22 @@ def test_erasure_reaches_a_parked_user_state():
     assert back.due is not None, "re-ranked without the deleted user's posts"
     assert _user_logic(MemoryFeatureStore()).on_batch(
         [("forget", Command("forget", "u9", "u2", ()))])[0] == []
+
+
+def test_the_items_step_says_which_events_it_holds_past_their_batch():
+    # the user gives up waiting only for those (operators.reorder.InOrder); an event whose post
+    # came in the same batch is in transit, not held
+    from flows.adapters import ItemLogic
+    from operators import Context
+
+    logic = ItemLogic(None, Context.from_settings(config.load(env={})))
+    like = Event("e2", "like", T + 1, "u1", post_id="p1")
+    created = Event("e1", "post_created", T, "u9", post_id="p1", topics=("t1",))
+    out, _ = logic.on_batch([like, created])
+    assert "held" not in [o[0] for o in out]
+    logic = ItemLogic(None, Context.from_settings(config.load(env={})))
+    out, _ = logic.on_batch([like])
+    assert out == [("held", like)]
+    out, _ = logic.on_batch([created])
+    assert [(o[0], o[1].event_id) for o in out if o[0] == "user"] == [("user", "e1"), ("user", "e2")]
+    assert "held" not in [o[0] for o in out], "told once"
