@@ -172,11 +172,14 @@ class ItemLogic(_Logic):
             self.state = (ItemStats(events[0].post_id), AwaitingPost())
         stats, waiting = self.state
         ready: list = []
+        # known from the post_created in this batch too: `stats` learns it only in `_apply` below
+        known = stats.view.author_id is not None or stats.view.deleted
         for e in events:
             if e.type == "post_created":
+                known = True
                 ready.append(e)
                 ready.extend(waiting.release())
-            elif stats.view.author_id is None and not stats.view.deleted:
+            elif not known:
                 ready.extend(waiting.hold(e))
             else:
                 ready.append(e)

@@ -309,3 +309,19 @@ def test_the_items_step_says_which_events_it_holds_past_their_batch():
     out, _ = logic.on_batch([created])
     assert [(o[0], o[1].event_id) for o in out if o[0] == "user"] == [("user", "e1"), ("user", "e2")]
     assert "held" not in [o[0] for o in out], "told once"
+
+
+def test_the_items_step_holds_nothing_after_the_posts_creation_in_the_same_batch():
+    # a batch may bring a post's events before and after its post_created (the dedup step is
+    # sharded by actor): those after it were held until the wall-clock deadline
+    from flows.adapters import ItemLogic
+    from operators import Context
+
+    logic = ItemLogic(None, Context.from_settings(config.load(env={})))
+    before = Event("e2", "impression", T + 1, "u1", post_id="p1")
+    created = Event("e1", "post_created", T, "u9", post_id="p1", topics=("t1",))
+    after = Event("e3", "like", T + 2, "u2", post_id="p1")
+    out, _ = logic.on_batch([before, created, after])
+    assert [o[1].event_id for o in out if o[0] == "user"] == ["e1", "e2", "e3"]
+    assert [o[2].author_id for o in out if o[0] == "user"][1:] == ["u9", "u9"]
+    assert not logic.state[1] and logic.notify_at() is None, "nothing held"
