@@ -99,6 +99,7 @@ class StreamSettings:
     dedup_shards: int
     rank_interval_s: float
     reorder_wait_s: float
+    reorder_lag_s: float
     suggest_interval_s: float
     graph_cache_ttl_s: float
     backlog_rank_interval_s: float
@@ -117,6 +118,7 @@ class StreamSettings:
         "dedup_shards": bounded(1, 65536),
         "rank_interval_s": bounded(0.01, 3600),
         "reorder_wait_s": bounded(0.0, 3600),
+        "reorder_lag_s": bounded(0.0, 365 * 86400),
         "suggest_interval_s": bounded(0.01, 86400),
         "graph_cache_ttl_s": bounded(0.0, 3600),
         "backlog_rank_interval_s": bounded(0.0, 3600),

@@ -38,6 +38,7 @@ from operators.reorder import AwaitingPost, InOrder
 from operators.routing import reranks_now
 from operators.suggestions.compute import encode as encode_suggestions
 from operators.suggestions.compute import mentioned_users, suggest
+from operators.suggestions.likers import LikersOf
 from operators.suggestions.search import base_relevance, published_user, rerank
 from operators.suggestions.search_blend import SearchBlend, SearchSession
 from operators.suggestions.snapshot import encode_user
@@ -145,7 +146,8 @@ def _cancel(events) -> list:
 
 
 class ItemLogic(_Logic):
-    """key = post id. Emits ("user", event, view before) per event, then ("item", view after).
+    """key = post id. Emits ("user", event, view before) per event, then ("item", view after);
+    ("held", event) once for each event it holds past the batch that brought it (below).
     An `erase_post` command (its author was deleted) emits ("forget_item", post, topics) and
     leaves a tombstone that drops every later event about the post, with ("cancel", event) for
     each event dropped (its user waits for it: `operators.reorder.InOrder`).
@@ -173,20 +175,27 @@ class ItemLogic(_Logic):
             self.state = (ItemStats(events[0].post_id), AwaitingPost())
         stats, waiting = self.state
         ready: list = []
+        # known from the post_created in this batch too: `stats` learns it only in `_apply` below
+        known = stats.view.author_id is not None or stats.view.deleted
         for e in events:
             if e.type == "post_created":
+                known = True
                 ready.append(e)
                 ready.extend(waiting.release())
-            elif stats.view.author_id is None and not stats.view.deleted:
+            elif not known:
                 ready.extend(waiting.hold(e))
             else:
                 ready.append(e)
+        # tell the users of this batch's events still held (their post was not in the batch)
+        # that they may stop waiting for them (InOrder)
+        new = {e.event_id for e in events} if waiting else ()
+        held = [("held", e) for e in waiting.events if e.event_id in new]
         if waiting and self.deadline is None:
             self.deadline = datetime.now(UTC) + timedelta(
                 seconds=self.ctx.settings.stream.reorder_wait_s)
         elif not waiting:
             self.deadline = None
-        return self._apply(ready), RETAIN
+        return held + self._apply(ready), RETAIN
 
     def notify_at(self):
         return self.deadline
@@ -385,6 +394,7 @@ class UserLogic(_Debounced):
         super().__init__(state)
         self.ctx = ctx
         self.store_of = store_of or resources.feature_store_of(ctx.settings)
+        self.deferred_at: datetime | None = None  # when a due rank began to wait for the order
         self._touched()
 
     def _idle_s(self) -> float:
@@ -409,7 +419,8 @@ class UserLogic(_Debounced):
         if state.deleted:  # a tombstone: later deliveries and events must not revive the user
             return [], RETAIN
         now, pairs = False, []  # the batch's co-occurrence pairs leave as one ("co", pairs)
-        for value in _in_order(state).admit(values):  # the user's own order, annotated
+        lag_ms = int(ctx.settings.stream.reorder_lag_s * 1000)
+        for value in _in_order(state).admit(values, lag_ms):  # the user's own order, annotated
             if value[0] == "forget":  # erasure: a user this one mentions was deleted
                 state.forget(value[1].user, value[1].posts)
                 now = True  # their posts leave the feed at the next batch
@@ -432,8 +443,39 @@ class UserLogic(_Debounced):
                 view.author_id if view is not None else None, event.target_id,
                 *(event.recipients or ()))))
             now = now or reranks_now(event)
+        if self.deferred_at is not None and not _in_order(state).blocked:
+            now = True  # the rank that waited for the user's held event: at once
         self._schedule(0.0 if now else ctx.settings.stream.seen_rerank_s)
         return out + _co(pairs), RETAIN
+
+    def _fire(self) -> list:
+        if self.due is not None and self._waits_for_order():
+            return []
+        self.deferred_at = None
+        return super()._fire()
+
+    def on_eof(self):
+        self.deferred_at = None  # nothing else will come: rank what the user's state holds
+        return super()._fire(), RETAIN
+
+    def _waits_for_order(self) -> bool:
+        """Whether a due rank waits: some of the user's events queue behind one whose post the
+        items step holds (`InOrder.blocked`), so a rank now would use a state that lacks them
+        and serve and learn from a stale feed. It runs once the queue drains (`on_batch`), and
+        at the latest `stream.reorder_wait_s` after it was first due (the items step releases a
+        held event by then, so a queue blocked longer is a chain of holds: rank anyway)."""
+        in_order = getattr(self.state, "in_order", None)
+        if in_order is None or not in_order.blocked or self.state.deleted:
+            return False
+        now = datetime.now(UTC)
+        if self.deferred_at is None:
+            self.deferred_at = now
+        latest = self.deferred_at + timedelta(seconds=self.ctx.settings.stream.reorder_wait_s)
+        if now >= latest:
+            return False
+        self.due = latest  # or sooner: on_batch when the held event's annotated copy comes
+        metrics.RANKS_DEFERRED.inc()
+        return True
 
     def _interval_s(self) -> float:
         # Catching up a backlog (input L seconds old), a feed re-ranked every second is L seconds
@@ -523,6 +565,19 @@ class SuggestionsLogic(_Debounced):
         out.append(("suggestions", state.user_id, encode_suggestions(suggestions)))
         out.extend(_mentions(state, state.user_id, mentioned_users(state, suggestions)))
         return out
+
+
+class LikersLogic(_Logic):
+    """key = author. Values from `operators.suggestions.likers.likers_messages`; emits the likers
+    write records of that author's key. A deleted author keeps a tombstone that drops later likes;
+    any other author's state is discarded after each batch (it holds nothing)."""
+
+    def __init__(self, state: LikersOf | None):
+        super().__init__(state if state is not None else LikersOf())
+
+    def on_batch(self, values):
+        out = self.state.apply(values)
+        return out, RETAIN if self.state.deleted else StatefulBatchLogic.DISCARD
 
 
 class SearchSessionLogic(_Logic):

@@ -33,6 +33,7 @@ from flows.adapters import (
     FollowersLogic,
     GlobalModelLogic,
     ItemLogic,
+    LikersLogic,
     LocalNotifWeights,
     NotificationLogic,
     NotificationSink,
@@ -56,6 +57,7 @@ from operators.notifications.candidates import new_post_candidate, notification_
 from operators.notifications.policy import Policy
 from operators.notifications.trending import TrendingRule, audience_messages
 from operators.routing import follower_updates, is_fan_out, item_key
+from operators.suggestions.likers import likers_messages
 from operators.suggestions.routing import social_messages
 from operators.suggestions.search_blend import search_message
 from schemas import DeadLetter, Event
@@ -147,8 +149,9 @@ def build_flow(settings: Settings, *, source: Source | None = None,
         op.map("key_user_seq", events, lambda e: (e.user_id, ("event", e, None)
                                                   if item_key(e) is None else ("await", e))),
         op.map("key_user", annotated, lambda m: (m[1].user_id, ("annotated", m[1], m[2]))),
-        op.filter_map("key_user_cancel", item_msgs,  # dropped by an erased item: fill nothing
-                      lambda m: (m[1].user_id, m) if m[0] == "cancel" else None),
+        op.filter_map("key_user_cancel", item_msgs,  # dropped by an erased item: fill nothing;
+                      lambda m: (m[1].user_id, m)  # or held for its post (InOrder may give up)
+                      if m[0] in ("cancel", "held") else None),
         op.map("key_delivery", op.key_rm("deliveries", deliveries), lambda d: (d[1], d)),
         op.map("key_user_forget", forgets, lambda c: (c.key, ("forget", c))),
     )
@@ -174,7 +177,11 @@ def build_flow(settings: Settings, *, source: Source | None = None,
     )
     social_out = op.key_rm("social_out", op.stateful_batch(
         "suggestions", social_in, SuggestionsLogic.builder(ctx, store_of)))
-    social = op.filter("social_writes", social_out, lambda m: m[0] != "mentions")
+    social = op.filter("social_writes", social_out, lambda m: m[0] not in ("mentions", "liker"))
+    # an author's likers set is written by one state keyed by the author, tombstoned at their
+    # deletion: a like processed after it cannot recreate the set (operators/suggestions/likers.py)
+    likers = op.key_rm("likers_out", op.stateful_batch(
+        "likers", op.flat_map("likers_msgs", social_out, likers_messages), LikersLogic.builder()))
 
     # search → click, keyed by searcher; the learned re-ranking blend weight under one key
     search_in = op.filter_map("search_msgs", user_events, lambda m: search_message(m[1]))
@@ -250,7 +257,7 @@ def build_flow(settings: Settings, *, source: Source | None = None,
                       lambda m: m[0] in ("feed", "profile", "forget_user", "user_features", "park"))
     writes_stream = op.merge("writes", feeds, item_writes,
                              op.filter("nbr_writes", neighbours, lambda m: m[0] != "cmd"),
-                             op.key_rm("model", model), social, inboxes, arm_counts,
+                             op.key_rm("model", model), social, likers, inboxes, arm_counts,
                              op.key_rm("blend_weight", blend))
     op.output("redis", writes_stream, writes or RedisSink(settings))
     return flow

@@ -28,6 +28,8 @@ REDIS_WRITES = Counter("persona_redis_writes", "Write records applied to Redis, 
 RANK_SECONDS = Histogram(
     "persona_rank_seconds", "Time to rank one user's feed (candidates, filters, scoring, mixing)",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5))
+RANKS_DEFERRED = Counter(
+    "persona_ranks_deferred", "Due ranks that waited for a user's event held for its post")
 EVICTED = Counter(
     "persona_states_evicted_total", "Idle users' worker states parked in Redis and dropped",
     ["step"])

@@ -30,7 +30,8 @@ log = logging.getLogger("persona.redis")
 #   ("notifs", user_id, inbox_bytes) | ("notif_model", exported_weights)   (notifications)
 #   social discovery (operators.suggestions.writes): ("graph"|"suggestions"|"user_features", user,
 #   bytes) | ("group_member", group, user, joined) | ("liker", author, user, ts)
-#   | ("forget_social", user, groups, engaged authors)
+#   | ("forget_social", user, groups, engaged authors) | ("forget_likers", author)
+#   | ("unliker", author, user)   (the likers writes come through step `likers`)
 #   ("park", "user"|"social", user_id, pickled state): an idle user's worker state (with a TTL)
 Write = tuple
 

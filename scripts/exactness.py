@@ -54,7 +54,8 @@ def main(argv=None) -> int:
         for i in range(a.runs):
             env = run_env(live, unique, f"r{i}")
             env["PERSONA_KAFKA__PARTITIONS"] = str(a.partitions)
-            env["PERSONA_STREAM__REORDER_WAIT_S"] = "60"
+            env["PERSONA_STREAM__REORDER_WAIT_S"] = "60"  # every like waits for its post
+            env["PERSONA_STREAM__REORDER_LAG_S"] = "0"
             env["PERSONA_STREAM__KAFKA_BATCH_SIZE"] = "100"
             settings = create_run_topics(env)
             if i == 0:

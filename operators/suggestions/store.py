@@ -58,6 +58,10 @@ class MemoryGraphStore:
             likers[record[2]] = record[3]
             while len(likers) > LIKERS_KEPT:
                 del likers[next(iter(likers))]
+        elif kind == "forget_likers":
+            self._likers.pop(record[1], None)
+        elif kind == "unliker":
+            self._likers.get(record[1], {}).pop(record[2], None)
         elif kind == "popular_user":
             self._popular[record[1]] = record[2]
             self._ranked = None

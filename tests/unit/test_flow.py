@@ -258,6 +258,35 @@ def test_seen_only_events_defer_the_rerank():
     assert logic.due <= datetime.now(UTC), "an engagement re-ranks at the next batch"
 
 
+def test_a_user_waiting_for_a_held_event_is_ranked_once_it_comes_not_before():
+    # ranking while the user's later events queue behind a like held for its post would serve
+    # (and learn from) a feed of a state that lacks them
+    from datetime import datetime, timedelta
+
+    from operators.item_stats import ItemView
+
+    store = MemoryFeatureStore()
+    logic = _user_logic(store, reorder_wait_s=5)
+    like = Event("e2", "like", T + 1, "u1", post_id="p1")
+    logic.on_batch([("event", Event("e1", "follow", T, "u1", target_id="u2"), None),
+                    ("await", like), ("event", Event("e3", "follow", T + 2, "u1",
+                                                     target_id="u3"), None)])
+    assert logic.state.following == {"u2"} and logic.state.in_order.blocked
+    out, _ = logic.on_notify()
+    assert out == [], "no rank while blocked"
+    assert datetime.now(UTC) + timedelta(seconds=4) < logic.due, "at the latest after the wait"
+    logic.on_batch([("annotated", like, ItemView("p1", "u9", ("t1",), None, T, 0.0, 0, 0,
+                                                 False))])
+    assert logic.state.following == {"u2", "u3"} and logic.due <= datetime.now(UTC)
+    out, _ = logic.on_notify()
+    assert "feed" in [o[0] for o in out]
+    # blocked past the bound: ranked anyway (a chain of holds must not starve the feed)
+    logic.on_batch([("await", Event("e4", "like", T + 3, "u1", post_id="p2"))])
+    logic.deferred_at = datetime.now(UTC) - timedelta(seconds=6)
+    logic.due = datetime.now(UTC)
+    assert "feed" in [o[0] for o in logic.on_notify()[0]]
+
+
 def test_the_flow_parks_idle_users_of_every_evicting_step():
     # the park records of the users, suggestions and notifications steps all reach the Redis sink
     from datetime import timedelta
@@ -296,3 +325,38 @@ def test_erasure_reaches_a_parked_user_state():
     assert back.due is not None, "re-ranked without the deleted user's posts"
     assert _user_logic(MemoryFeatureStore()).on_batch(
         [("forget", Command("forget", "u9", "u2", ()))])[0] == []
+
+
+def test_the_items_step_says_which_events_it_holds_past_their_batch():
+    # the user gives up waiting only for those (operators.reorder.InOrder); an event whose post
+    # came in the same batch is in transit, not held
+    from flows.adapters import ItemLogic
+    from operators import Context
+
+    logic = ItemLogic(None, Context.from_settings(config.load(env={})))
+    like = Event("e2", "like", T + 1, "u1", post_id="p1")
+    created = Event("e1", "post_created", T, "u9", post_id="p1", topics=("t1",))
+    out, _ = logic.on_batch([like, created])
+    assert "held" not in [o[0] for o in out]
+    logic = ItemLogic(None, Context.from_settings(config.load(env={})))
+    out, _ = logic.on_batch([like])
+    assert out == [("held", like)]
+    out, _ = logic.on_batch([created])
+    assert [(o[0], o[1].event_id) for o in out if o[0] == "user"] == [("user", "e1"), ("user", "e2")]
+    assert "held" not in [o[0] for o in out], "told once"
+
+
+def test_the_items_step_holds_nothing_after_the_posts_creation_in_the_same_batch():
+    # a batch may bring a post's events before and after its post_created (the dedup step is
+    # sharded by actor): those after it were held until the wall-clock deadline
+    from flows.adapters import ItemLogic
+    from operators import Context
+
+    logic = ItemLogic(None, Context.from_settings(config.load(env={})))
+    before = Event("e2", "impression", T + 1, "u1", post_id="p1")
+    created = Event("e1", "post_created", T, "u9", post_id="p1", topics=("t1",))
+    after = Event("e3", "like", T + 2, "u2", post_id="p1")
+    out, _ = logic.on_batch([before, created, after])
+    assert [o[1].event_id for o in out if o[0] == "user"] == ["e1", "e2", "e3"]
+    assert [o[2].author_id for o in out if o[0] == "user"][1:] == ["u9", "u9"]
+    assert not logic.state[1] and logic.notify_at() is None, "nothing held"
