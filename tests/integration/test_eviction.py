@@ -29,6 +29,11 @@ def _idle(logic) -> None:
     logic.idle_at = datetime.now(UTC) - timedelta(seconds=1)
 
 
+def _other_process(client, keyspace) -> RedisFeatureStore:
+    """A feature store without this process's recent parks: reads what reached Redis."""
+    return RedisFeatureStore(client, keyspace)
+
+
 def test_idle_states_park_in_redis_and_come_back(live):
     prefix = f"test-evict-{uuid.uuid4().hex[:8]}"
     settings = settings_for(live, prefix, PERSONA_STREAM__USER_IDLE_EVICT_S="60",
@@ -52,11 +57,12 @@ def test_idle_states_park_in_redis_and_come_back(live):
             assert keep == StatefulBatchLogic.DISCARD
             writer.write_batch(_writes(out))
         assert 3500 < client.ttl(keyspace.parked("user", "u1")) <= 3600
+        restarted = _other_process(client, keyspace)
 
-        back = UserLogic(None, ctx, lambda: store)
+        back = UserLogic(None, ctx, lambda: restarted)
         back.on_batch([("event", Event("e3", "like", T + 2, "u1", post_id="p2"), None)])
         assert back.state.following == {"u2"} and back.state.seen.contains_many(["p1"]).tolist() == [True]
-        social_back = SuggestionsLogic(None, ctx, lambda: store)
+        social_back = SuggestionsLogic(None, ctx, lambda: restarted)
         social_back.on_batch([("followed_by", "follow", "u3", T + 3, "u1")])
         assert social_back.state.user_id == "u1" and "u2" in social_back.state.following
 
@@ -85,7 +91,8 @@ def test_idle_notification_recipients_park_and_come_back(live):
         out, keep = logic.on_notify()
         assert keep == StatefulBatchLogic.DISCARD and out[0][:3] == ("park", "notif", "u1")
         writer.write_batch(out)
-        back = NotificationLogic(None, policy, LocalNotifWeights(), None, 60.0, lambda: store)
+        restarted = _other_process(client, keyspace)
+        back = NotificationLogic(None, policy, LocalNotifWeights(), None, 60.0, lambda: restarted)
         back.on_batch([("self", Event("e2", "follow", T + 1, "u1", target_id="u2"), None)])
         assert back.state.user_id == "u1" and back.state.last_ts == T + 1
         writer.write_batch([("forget_notifs", "u1")])
