@@ -9,7 +9,9 @@ users step's timer, `UserLogic.learn` for its batches), a sink by its class, a `
 lambda by the step id on its line, Bytewax's own Python shims around a step's function to
 "bytewax shims", and a sample with no Python frame below Bytewax's entry point (`run.py`) to
 "bytewax runtime" — the Rust side: routing, exchange, timer scans, Kafka reads, waiting for the
-GIL. Start-up (imports, building the flow) is reported apart. Inclusive = every sample under the
+GIL. A process of a cluster (`-i/-a`) runs its worker on a thread of its own, without `run.py`:
+stacks that start in `flows/` or Bytewax's operators count as the worker's, and the main
+thread's native samples as "bytewax runtime". Start-up (imports, building the flow) is reported apart. Inclusive = every sample under the
 step; the table also splits each step's samples by the package of the innermost frame (self).
 """
 
@@ -70,9 +72,12 @@ def parse(path: str):
 def classify(frames, feeds_steps) -> str:
     """The step a sample is charged to (see the module doc)."""
     entry = next((i for i, f in enumerate(frames) if f[1] == "run.py"), None)
-    if entry is None:
+    if entry is not None:
+        below = frames[entry + 1:]
+    elif frames and frames[0][1].startswith(("flows/", "operators/__init__")):
+        below = frames  # a cluster worker (`-i/-a`) runs the dataflow on a thread of its own
+    else:
         return "other threads"
-    below = frames[entry + 1:]
     if not below:
         return "bytewax runtime"
     if any(f[0] in ("build_flow", "get_flow", "_find_and_load") for f in below[:3]) or \
