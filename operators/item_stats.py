@@ -11,8 +11,10 @@ from dataclasses import dataclass
 
 from operators.decay import Decay, ExactDecayedSum
 from schemas import ENGAGEMENT_WEIGHT, Event
+from schemas.exchange import pickled_by_fields
 
 
+@pickled_by_fields
 @dataclass(slots=True)
 class ItemView:
     """The features of one item, as stored in the feature store and read by rankers."""

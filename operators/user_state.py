@@ -23,6 +23,7 @@ from operators.item_stats import ItemView
 from operators.models import OnlineLogit
 from operators.touches import SeenFilter, TouchHistory
 from schemas import ENGAGEMENT_WEIGHT, NEGATIVE_TYPES, Event
+from schemas.exchange import pickled_by_fields
 
 MAX_EDGES = 5000  # follows / blocks / mutes / groups kept per user
 MAX_PENDING = 200  # impressions awaiting their label
@@ -31,6 +32,7 @@ MAX_AFFINITIES = 200  # authors and topics kept per user (strongest win)
 REJECTION_WEIGHT = 2.0  # weight of a hide / report (an explicit rejection)
 
 
+@pickled_by_fields
 @dataclass(slots=True)
 class Example:
     """A training example for the ranking models: feature row, label, weight.

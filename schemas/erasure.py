@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import orjson
 
+from schemas.exchange import pickled_by_fields
+
 # erase_post: key = a post of the deleted user (items, similarity: forget it entirely)
 # forget: key = a user whose state or stored values mention the deleted user (users, suggestions,
 #         notifications: drop the user and their posts, then rewrite what they publish)
@@ -23,6 +25,7 @@ KINDS = ("erase_post", "forget", "forget_nbr")
 MAX_IDS = 10_000  # posts per command (the erasure index keeps fewer)
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class Command:
     kind: str

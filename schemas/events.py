@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from schemas.exchange import pickled_by_fields
+
 SCHEMA_VERSION = 1
 
 # Field kinds: "id" (non-empty str ≤ 128 chars), "str" (≤ 1024 chars), "int" (non-negative),
@@ -105,6 +107,7 @@ POST_ACTIONS = frozenset(
 CONTROL_TYPES = frozenset({"see_less", "see_more", "not_interested", "hide", "mute"})
 
 
+@pickled_by_fields
 @dataclass(slots=True)
 class Event:
     """A decoded, validated event. Optional fields are None when absent."""

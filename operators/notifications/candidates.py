@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from schemas import Event
+from schemas.exchange import pickled_by_fields
 
 KINDS = ("like", "comment", "share", "follow", "reply", "new_post", "trending")
 POST_KINDS = frozenset({"like", "comment", "share"})
@@ -32,6 +33,7 @@ VERBS = {"like": "liked your post", "comment": "commented on your post",
          "trending": "posted something trending in your interests"}
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class Candidate:
     notification_id: str
