@@ -176,17 +176,22 @@ def test_an_idle_user_is_parked_dropped_and_restored_at_its_next_event():
     assert _user_logic(MemoryFeatureStore(), user_idle_evict_s=0).notify_at() is None
 
 
-def test_a_user_back_before_the_park_write_lands_gets_the_parked_state():
-    # the park record reaches Redis through the sink, later in the same activation: the key's
-    # next input in that batch must not start the user cold
+def _evicted_user(store):
+    """u1 (following u2) ranked, then idle past `user_idle_evict_s`: the logic's eviction output."""
     from datetime import datetime, timedelta
 
-    store = MemoryFeatureStore()
     logic = _user_logic(store, user_idle_evict_s=600)
     logic.on_batch([("event", Event("e1", "follow", T, "u1", target_id="u2"), None)])
     logic.on_notify()
     logic.idle_at = datetime.now(UTC) - timedelta(seconds=1)
-    out, _ = logic.on_notify()
+    return logic.on_notify()
+
+
+def test_a_user_back_before_the_park_write_lands_gets_the_parked_state():
+    # the park record reaches Redis through the sink, later in the same activation: the key's
+    # next input in that batch must not start the user cold
+    store = MemoryFeatureStore()
+    out, _ = _evicted_user(store)
     assert [o[:3] for o in out] == [("park", "user", "u1")]  # not applied to the store
     back = _user_logic(store, user_idle_evict_s=600)
     back.on_batch([("event", Event("e2", "like", T + 2, "u1", post_id="p8"), None)])
@@ -308,16 +313,10 @@ def test_the_flow_parks_idle_users_of_every_evicting_step():
 
 def test_erasure_reaches_a_parked_user_state():
     # a user evicted before another user's deletion still forgets them: the command restores it
-    from datetime import datetime, timedelta
-
     from schemas.erasure import Command
 
     store = MemoryFeatureStore()
-    logic = _user_logic(store, user_idle_evict_s=600)
-    logic.on_batch([("event", Event("e1", "follow", T, "u1", target_id="u2"), None)])
-    logic.on_notify()
-    logic.idle_at = datetime.now(UTC) - timedelta(seconds=1)
-    park = logic.on_notify()[0][-1]
+    park = _evicted_user(store)[0][-1]
     store.put_parked("user", "u1", park[3])
     back = _user_logic(store, user_idle_evict_s=600)
     back.on_batch([("forget", Command("forget", "u1", "u2", ()))])
