@@ -45,7 +45,8 @@ def test_consumption_resumes_after_a_broker_restart(live, tmp_path, capfd):
         settings = {run: create_run_topics(env) for run, env in envs.items()}
         topic = settings["ref"].kafka.events_topic
         kafka_io.recreate_topic(kafka.bootstrap, topic, 1)
-        events, _ = generate(GeneratorConfig(users=120, days=1, seed=29))
+        # enough work to outlast the outage (120 users could be drained within it)
+        events, _ = generate(GeneratorConfig(users=200, days=1, seed=29))
         # without the generator's two deletions: the tailing worker reads its erasure commands
         # back and applies them, the drained reference does not (README "Erasure")
         events = [e for e in events if e["type"] != "user_deleted"]

@@ -75,7 +75,9 @@ def test_the_flow_survives_redis_stopped_mid_stream(tmp_path, live, capfd):
     try:
         envs = {run: dict(run_env(live, unique, run), REDIS_URL=url) for run in ("ref", "outage")}
         settings = {run: create_run_topics(env) for run, env in envs.items()}
-        events, _ = generate(GeneratorConfig(users=120, days=1, seed=23))
+        # enough work to outlast the outage (120 users were drained within it once ranks got
+        # cheaper)
+        events, _ = generate(GeneratorConfig(users=200, days=1, seed=23))
         topic = settings["ref"].kafka.events_topic
         kafka_io.recreate_topic(settings["ref"].kafka.bootstrap, topic, 1)
         kafka_io.produce(settings["ref"].kafka.bootstrap, topic, [orjson.dumps(e) for e in events])
