@@ -105,6 +105,7 @@ class StreamSettings:
     backlog_rank_interval_s: float
     seen_rerank_s: float
     user_idle_evict_s: float
+    item_idle_evict_s: float
     parked_ttl_s: int
     kafka_batch_size: int
     freshness_sample: int
@@ -124,6 +125,7 @@ class StreamSettings:
         "backlog_rank_interval_s": bounded(0.0, 3600),
         "seen_rerank_s": bounded(0.01, 86400),
         "user_idle_evict_s": bounded(0.0, 365 * 86400),
+        "item_idle_evict_s": bounded(0.0, 365 * 86400),
         "parked_ttl_s": bounded(60, 10 * 365 * 86400),
         "kafka_batch_size": bounded(1, 100_000),
         "freshness_sample": bounded(0, 1_000_000),

@@ -140,12 +140,79 @@ class DedupLogic(_Logic):
                 DeadLetter(f"duplicate event_id '{e.event_id}'", encode_event(e)) for e in events], RETAIN
 
 
+class _Evictable(_Logic):
+    """A keyed step whose idle keys are evicted: after `_idle_s()` without input (and nothing
+    pending) the state is parked in Redis (a ("park", kind, key, bytes) write, with the TTL
+    `stream.parked_ttl_s`) and dropped from the worker; the key's next input restores it
+    (`_restore`; also within the batch that parks it: `RecentParks`). The idle deadline is the key's
+    only timer, so the keys Bytewax scans for due timers are the resident ones, which eviction
+    bounds. Subclasses call `_touched()` on input and have `store_of`."""
+
+    park_kind = ""  # the parked-state key kind ("user", "social", "notif", "item"); "" = never
+
+    def _park_key(self) -> str | None:
+        """The key the state is parked under (None: it cannot be, so it stays)."""
+        return self.state.user_id
+
+    def __init__(self, state):
+        super().__init__(state)
+        self.idle_at: datetime | None = None  # evicted at this wall clock unless input comes
+
+    def _idle_s(self) -> float:
+        return 0.0
+
+    def _touched(self) -> None:
+        """Input arrived (or a state was restored): push the idle deadline back."""
+        idle = self._idle_s()
+        self.idle_at = (datetime.now(UTC) + timedelta(seconds=idle)
+                        if idle > 0 and self.park_kind and self.state is not None else None)
+
+    def notify_at(self):
+        return self.idle_at
+
+    def _timer_pending(self) -> bool:
+        return False  # the idle deadline is re-armed by `_touched` when a state is restored
+
+    def on_notify(self):
+        return self._evict_if_idle([])
+
+    def _evict_if_idle(self, out: list):
+        if self.idle_at is not None and self.idle_at <= datetime.now(UTC):
+            if not getattr(self.state, "deleted", False):  # a user's tombstone is dropped, never
+                key = self._park_key()  # parked: no key names the user
+                if key is None:
+                    self.idle_at = None
+                    return out, RETAIN
+                raw = pickle.dumps(self.state, protocol=5)
+                out.append(("park", self.park_kind, key, raw))
+                self.store_of().parking(self.park_kind, key, raw)  # until the write lands
+            metrics.EVICTED.labels(self.park_kind).inc()
+            return out, StatefulBatchLogic.DISCARD
+        return out, RETAIN
+
+    def _restore(self, key: str, store, signup: bool = False):
+        """The parked state of a returning key, or None (new, never parked, or expired).
+
+        `signup`: the key's first input creates it (a user's own `user_created`, a post's
+        `post_created`): nothing can be parked, so the Redis read is skipped (a new user otherwise
+        costs one GET per step). A replay from the start of the topic also begins each key with
+        it, and rebuilds the state from every event instead of applying them again over a
+        parked copy."""
+        if not self.park_kind or self._idle_s() <= 0 or signup:
+            return None
+        raw = store.parked(self.park_kind, key)
+        if raw is None:
+            return None
+        metrics.RESTORED.labels(self.park_kind).inc()
+        return pickle.loads(raw)
+
+
 def _cancel(events) -> list:
     """("cancel", event) for each event about a post the items step drops (not Commands)."""
     return [("cancel", e) for e in events if not isinstance(e, Command)]
 
 
-class ItemLogic(_Logic):
+class ItemLogic(_Evictable):
     """key = post id. Emits ("user", event, view before) per event, then ("item", view after);
     ("held", event) once for each event it holds past the batch that brought it (below).
     An `erase_post` command (its author was deleted) emits ("forget_item", post, topics) and
@@ -154,15 +221,36 @@ class ItemLogic(_Logic):
 
     Events about a post not created yet wait (operators.reorder) until `post_created` arrives or
     `stream.reorder_wait_s` of wall clock pass, so a like that overtook its post still teaches
-    author and topics.
+    author and topics. A post idle for `stream.item_idle_evict_s` is parked like an idle user
+    (`_Evictable`, tombstones too: an erased post must stay erased), so a worker's memory does
+    not grow with every post ever made.
     """
 
-    def __init__(self, state: tuple[ItemStats, AwaitingPost] | None, ctx: Context):
+    park_kind = "item"
+
+    def __init__(self, state: tuple[ItemStats, AwaitingPost] | str | None, ctx: Context,
+                 store_of=None):
         super().__init__(state)
         self.ctx = ctx
-        self.deadline: datetime | None = None
+        self.store_of = store_of
+        self.deadline: datetime | None = None  # held events are released at this wall clock
+        self.post_id: str | None = None  # (a tombstone does not hold its post id)
+        self._touched()
+
+    def _idle_s(self) -> float:
+        return self.ctx.settings.stream.item_idle_evict_s if self.store_of is not None else 0.0
+
+    def _park_key(self) -> str | None:
+        return self.post_id if self.state == ERASED else self.state[0].view.post_id
 
     def on_batch(self, events):
+        first = events[0]
+        self.post_id = first.key if isinstance(first, Command) else first.post_id
+        if self.state is None:  # a post's first batch, or a parked post back
+            self.state = self._restore(self.post_id, self.store_of() if self.store_of else None,
+                                       signup=any(isinstance(e, Event) and e.type == "post_created"
+                                                  for e in events))
+        self._touched()
         if self.state == ERASED:  # the author was deleted: nothing about the post is published again
             return _cancel(events), RETAIN
         erase = next((e for e in events if isinstance(e, Command)), None)
@@ -198,13 +286,18 @@ class ItemLogic(_Logic):
         return held + self._apply(ready), RETAIN
 
     def notify_at(self):
-        return self.deadline
+        return self.deadline if self.deadline is not None else self.idle_at  # held: never evicted
+
+    def _timer_pending(self) -> bool:
+        return self.deadline is not None
 
     def resume_timer(self):
         self.deadline = datetime.now(UTC) + timedelta(
             seconds=self.ctx.settings.stream.reorder_wait_s)
 
     def on_notify(self):
+        if self.deadline is None or self.deadline > datetime.now(UTC):
+            return self._evict_if_idle([]) if self.deadline is None else ([], RETAIN)
         self.deadline = None
         if self.state is None or self.state == ERASED:
             return [], RETAIN
@@ -245,65 +338,6 @@ class FollowersLogic(_Logic):
                 out.extend(("deliver", f, value[1], value[2])
                            for f in self.state.fan_out(self.max_fanout))
         return out, RETAIN
-
-
-class _Evictable(_Logic):
-    """A per-user step whose idle keys are evicted: after `_idle_s()` without input (and nothing
-    pending) the state is parked in Redis (a ("park", kind, user, bytes) write, with the TTL
-    `stream.parked_ttl_s`) and dropped from the worker; the key's next input restores it
-    (`_restore`; also within the batch that parks it: `RecentParks`). The idle deadline is the key's
-    only timer, so the keys Bytewax scans for due timers are the resident ones, which eviction
-    bounds. Subclasses call `_touched()` on input and have `store_of`."""
-
-    park_kind = ""  # the parked-state key kind ("user", "social", "notif"); "" = never evicted
-
-    def __init__(self, state):
-        super().__init__(state)
-        self.idle_at: datetime | None = None  # evicted at this wall clock unless input comes
-
-    def _idle_s(self) -> float:
-        return 0.0
-
-    def _touched(self) -> None:
-        """Input arrived (or a state was restored): push the idle deadline back."""
-        idle = self._idle_s()
-        self.idle_at = (datetime.now(UTC) + timedelta(seconds=idle)
-                        if idle > 0 and self.park_kind and self.state is not None else None)
-
-    def notify_at(self):
-        return self.idle_at
-
-    def _timer_pending(self) -> bool:
-        return False  # the idle deadline is re-armed by `_touched` when a state is restored
-
-    def on_notify(self):
-        return self._evict_if_idle([])
-
-    def _evict_if_idle(self, out: list):
-        if self.idle_at is not None and self.idle_at <= datetime.now(UTC):
-            if not getattr(self.state, "deleted", False):  # a tombstone is dropped, never parked:
-                user_id = self.state.user_id  # no key names the user
-                raw = pickle.dumps(self.state, protocol=5)
-                out.append(("park", self.park_kind, user_id, raw))
-                self.store_of().parking(self.park_kind, user_id, raw)  # until the write lands
-            metrics.EVICTED.labels(self.park_kind).inc()
-            return out, StatefulBatchLogic.DISCARD
-        return out, RETAIN
-
-    def _restore(self, user_id: str, store, signup: bool = False):
-        """The parked state of a returning user, or None (new, never parked, or expired).
-
-        `signup`: the key's first input is the user's own `user_created`: a new account has no
-        parked state, so the Redis read is skipped (a new user otherwise costs one GET per step).
-        A replay from the start of the topic also begins each user with it, and rebuilds the
-        state from every event instead of applying them again over a parked copy."""
-        if not self.park_kind or self._idle_s() <= 0 or signup:
-            return None
-        raw = store.parked(self.park_kind, user_id)
-        if raw is None:
-            return None
-        metrics.RESTORED.labels(self.park_kind).inc()
-        return pickle.loads(raw)
 
 
 def _co(pairs: list[tuple[str, str, float]]) -> list[tuple]:

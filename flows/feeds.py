@@ -126,8 +126,10 @@ def build_flow(settings: Settings, *, source: Source | None = None,
     post_erasures = op.filter("post_erasures", commands, lambda c: c.kind == "erase_post")
     item_in = op.merge("item_in", op.key_on("key_post", about_post.trues, item_key),
                        op.key_on("key_erase_post", post_erasures, lambda c: c.key))
-    item_msgs = op.key_rm("item_msgs", op.stateful_batch("items", item_in, ItemLogic.builder(ctx)))
-    item_writes = op.filter("item_writes", item_msgs, lambda m: m[0] in ("item", "forget_item"))
+    item_msgs = op.key_rm("item_msgs", op.stateful_batch("items", item_in, ItemLogic.builder(
+        ctx, store_of or resources.feature_store_of(settings))))  # (idle posts are parked)
+    item_writes = op.filter("item_writes", item_msgs,
+                            lambda m: m[0] in ("item", "forget_item", "park"))
     annotated = op.filter("item_to_user", item_msgs, lambda m: m[0] == "user")
     user_events = op.merge(
         "user_events",

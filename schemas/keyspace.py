@@ -97,10 +97,11 @@ class Keyspace:
         """The user's ranking features (operators.suggestions.snapshot), for search re-ranking."""
         return f"{self.base}:ufeat:{{{user_id}}}"
 
-    def parked(self, kind: str, user_id: str) -> str:
-        """An idle user's worker state ("user" | "social" step), pickled, with a TTL: the worker
-        dropped it (`stream.user_idle_evict_s`) and restores it at the user's next event."""
-        return f"{self.base}:parked:{kind}:{{{user_id}}}"
+    def parked(self, kind: str, key: str) -> str:
+        """An idle key's worker state, pickled, with a TTL: a user's ("user" | "social" | "notif"
+        step; `stream.user_idle_evict_s`) or a post's ("item"; `stream.item_idle_evict_s`). The
+        worker dropped it and restores it at the key's next input."""
+        return f"{self.base}:parked:{kind}:{{{key}}}"
 
     @property
     def deleted_users(self) -> str:

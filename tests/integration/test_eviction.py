@@ -72,6 +72,34 @@ def test_idle_states_park_in_redis_and_come_back(live):
         cleanup(client, prefix)
 
 
+def test_idle_posts_park_in_redis_and_come_back(live):
+    from flows.adapters import ItemLogic
+
+    prefix = f"test-evict-{uuid.uuid4().hex[:8]}"
+    settings = settings_for(live, prefix, PERSONA_STREAM__ITEM_IDLE_EVICT_S="60",
+                            PERSONA_STREAM__PARKED_TTL_S="3600")
+    client = redis.Redis.from_url(live[1])
+    keyspace = Keyspace(prefix, "1")
+    store = RedisFeatureStore(client, keyspace)
+    writer = RedisWriter(client, keyspace, parked_ttl_s=settings.stream.parked_ttl_s)
+    ctx = Context.from_settings(settings)
+    try:
+        items = ItemLogic(None, ctx, lambda: store)
+        writer.write_batch(items.on_batch([
+            Event("e1", "post_created", T, "u9", post_id="p1", topics=("t1",)),
+            Event("e2", "like", T + 1, "u1", post_id="p1")])[0][-1:])  # the item's view
+        _idle(items)
+        out, keep = items.on_notify()
+        assert keep == StatefulBatchLogic.DISCARD
+        writer.write_batch(out)
+        assert 3500 < client.ttl(keyspace.parked("item", "p1")) <= 3600
+        back = ItemLogic(None, ctx, lambda: _other_process(client, keyspace))
+        view = back.on_batch([Event("e3", "like", T + 2, "u2", post_id="p1")])[0][-1][1]
+        assert (view.author_id, view.likes) == ("u9", 2)
+    finally:
+        cleanup(client, prefix)
+
+
 def test_idle_notification_recipients_park_and_come_back(live):
     from flows.adapters import LocalNotifWeights, NotificationLogic
     from operators.notifications.policy import Policy

@@ -359,3 +359,56 @@ def test_the_items_step_holds_nothing_after_the_posts_creation_in_the_same_batch
     assert [o[1].event_id for o in out if o[0] == "user"] == ["e1", "e2", "e3"]
     assert [o[2].author_id for o in out if o[0] == "user"][1:] == ["u9", "u9"]
     assert not logic.state[1] and logic.notify_at() is None, "nothing held"
+
+
+def _item_logic(store):
+    from flows.adapters import ItemLogic
+    from operators import Context
+
+    ctx = Context.from_settings(config.load(env={"PERSONA_STREAM__ITEM_IDLE_EVICT_S": "600"}))
+    return ItemLogic(None, ctx, lambda: store)
+
+
+def _evict_item(logic):
+    from datetime import datetime, timedelta
+
+    logic.idle_at = datetime.now(UTC) - timedelta(seconds=1)
+    return logic.on_notify()
+
+
+def test_an_idle_post_is_parked_and_its_next_event_restores_it():
+    from bytewax.operators import StatefulBatchLogic
+
+    from schemas.erasure import Command
+
+    class CountingStore(MemoryFeatureStore):
+        reads = 0
+
+        def parked(self, kind, key):
+            CountingStore.reads += 1
+            return super().parked(kind, key)
+
+    store = CountingStore()
+    logic = _item_logic(store)
+    logic.on_batch([Event("e1", "post_created", T, "u9", post_id="p1", topics=("t1",)),
+                    Event("e2", "like", T + 1, "u1", post_id="p1")])
+    assert CountingStore.reads == 0, "a new post has nothing parked"
+    out, keep = _evict_item(logic)
+    assert keep == StatefulBatchLogic.DISCARD and [o[:3] for o in out] == [("park", "item", "p1")]
+    store.put_parked("item", "p1", out[0][3])
+    back = _item_logic(store)
+    out, _ = back.on_batch([Event("e3", "like", T + 2, "u2", post_id="p1")])
+    view = out[-1][1]
+    assert CountingStore.reads == 1 and (view.author_id, view.topics, view.likes) == ("u9", ("t1",), 2)
+
+    held = _item_logic(store)  # a like waiting for its post: never evicted before it is released
+    held.on_batch([Event("e4", "like", T + 3, "u1", post_id="p2")])
+    assert held.notify_at() == held.deadline and _evict_item(held)[1] == StatefulBatchLogic.RETAIN
+
+    erased = _item_logic(store)  # an erased post stays erased after its tombstone was parked
+    erased.on_batch([Command("erase_post", "p3", "u9")])
+    out, _ = _evict_item(erased)
+    store.put_parked("item", "p3", out[0][3])
+    again = _item_logic(store)
+    like = Event("e5", "like", T + 4, "u1", post_id="p3")
+    assert again.on_batch([like])[0] == [("cancel", like)]
