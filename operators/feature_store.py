@@ -39,7 +39,7 @@ class RecentParks:
 
     __slots__ = ("window_s", "capacity", "states")
 
-    def __init__(self, window_s: float = 60.0, capacity: int = 1024):
+    def __init__(self, window_s: float = 10.0, capacity: int = 256):
         self.window_s, self.capacity = window_s, capacity
         self.states: OrderedDict[tuple[str, str], tuple[float, bytes]] = OrderedDict()
 

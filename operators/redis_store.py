@@ -228,7 +228,7 @@ class RedisFeatureStore:
 
     def parked(self, kind: str, user_id: str) -> bytes | None:
         """The parked worker state of an evicted user (not cached: read once, at its return);
-        this process's own park of the last minute first (`RecentParks`)."""
+        this process's own parks of the last seconds first (`RecentParks`)."""
         recent = self.recent_parks.take(kind, user_id)
         if recent is not None:
             return recent
