@@ -103,7 +103,10 @@ class InOrder:
         self.waiting: set[str] = set()  # ids of the placeholders in the queue
         self.filled: dict[str, tuple | None] = {}  # placeholder id -> its value (None: cancelled)
         self.early: dict[str, tuple | None] = {}  # annotated before its placeholder came
-        self.given_up = RecentSet(256)  # placeholders applied unannotated: drop their copies
+        # placeholders applied unannotated: their copies are dropped when they come. Sized like
+        # the queue: a replay can give hundreds up before any copy comes, and a copy whose id
+        # was forgotten would wait as "early" and, past capacity, be applied a second time
+        self.given_up = RecentSet(capacity)
         self.held: set[str] = set()  # queued placeholders whose event the items step holds
         # "held" notices with no placeholder queued: it has not come yet (or its copy came first)
         self.held_unqueued = RecentSet(256)

@@ -135,6 +135,19 @@ def test_in_order_drops_a_cancel_for_a_placeholder_it_gave_up():
     assert not buffer and not buffer.held_unqueued
 
 
+def test_in_order_applies_nothing_twice_when_many_placeholders_are_given_up_at_once():
+    # a replay can give hundreds of a user's held events up before any copy comes: every copy
+    # must still be recognised (a forgotten one would wait as "early" and be applied again)
+    held = [SimpleNamespace(event_id=f"a{i}", ts=0) for i in range(300)]
+    buffer = InOrder()
+    assert buffer.admit([v for e in held for v in (("await", e), ("held", e))], max_lag_ms=30) == []
+    later = SimpleNamespace(event_id="z", ts=10_000)
+    applied = buffer.admit([("event", later, None)], max_lag_ms=30)
+    assert [v[1].event_id for v in applied] == [e.event_id for e in held] + ["z"]
+    assert buffer.admit([("annotated", e, "view") for e in held], max_lag_ms=30) == []
+    assert not buffer, "each copy dropped, none left waiting to be applied again"
+
+
 def test_in_order_remembers_a_bounded_number_of_unqueued_held_notices():
     buffer = InOrder()
     buffer.admit([("held", e) for e in _events(1_000)])
