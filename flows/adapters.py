@@ -655,24 +655,50 @@ class SearchBlendLogic(_Logic):
         return [("search_blend", orjson.dumps(self.state.export()))], RETAIN
 
 
-class SimilarityLogic(_Logic):
-    """key = post id. Values (post_id, [(co-touched post id, weight), …] | Command). Emits ("nbrs",
-    post_id, neighbours); on `erase_post` a `forget_nbr` command to each neighbour and
-    ("forget_nbrs", post_id), leaving a tombstone."""
+POST_CREATED = "post_created"  # the similarity step's marker of a new post: nothing to restore
 
-    def __init__(self, state: tuple[str, ItemSimilarity] | None, capacity: int):
+
+class SimilarityLogic(_Evictable):
+    """key = post id. Values (post_id, [(co-touched post id, weight), …] | Command |
+    `POST_CREATED`). Emits ("nbrs", post_id, neighbours); on `erase_post` a `forget_nbr` command
+    to each neighbour and ("forget_nbrs", post_id), leaving a tombstone. A post idle for
+    `stream.item_idle_evict_s` is parked like the items step's (its counts are up to 2 ×
+    `features.neighbours` floats); `POST_CREATED` starts a new post without a Redis read."""
+
+    park_kind = "nbrs"
+
+    def __init__(self, state: tuple[str, ItemSimilarity] | str | None, capacity: int,
+                 idle_s: float = 0.0, store_of=None):
         super().__init__(state)
         self.capacity = capacity
+        self.idle_s, self.store_of = idle_s, store_of
+        self.post_id: str | None = None  # (a tombstone does not hold its post id)
+        self._touched()
+
+    def _idle_s(self) -> float:
+        return self.idle_s if self.store_of is not None else 0.0
+
+    def _park_key(self) -> str | None:
+        return self.post_id if self.state == ERASED else self.state[0]
 
     def on_batch(self, pairs):
-        if self.state == ERASED:  # an erased post: later pairs (from stale histories) are dropped
-            return [], RETAIN
+        self.post_id = pairs[0][0]
         if self.state is None:
-            if all(isinstance(v, Command) for _, v in pairs):
+            created = any(v == POST_CREATED for _, v in pairs)
+            self.state = self._restore(self.post_id, self.store_of() if self.store_of else None,
+                                       signup=created)
+            if self.state is None and created:
+                self.state = (self.post_id, ItemSimilarity(self.capacity))
+        self._touched()
+        values = [v for _, v in pairs if v != POST_CREATED]
+        if self.state == ERASED or not values:  # an erased post: later pairs (from stale
+            return [], RETAIN  # histories) are dropped
+        if self.state is None:
+            if all(isinstance(v, Command) for v in values):
                 return [], RETAIN  # erasure commands for a post without neighbours
-            self.state = (pairs[0][0], ItemSimilarity(self.capacity))
+            self.state = (self.post_id, ItemSimilarity(self.capacity))
         post_id, similarity = self.state
-        for _, value in pairs:
+        for value in values:
             if not isinstance(value, Command):
                 for other, weight in value:
                     similarity.learn_one(other, weight)

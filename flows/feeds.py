@@ -23,6 +23,7 @@ from config import Settings
 from config.security import kafka_config
 from flows import metrics, resources
 from flows.adapters import (
+    POST_CREATED,
     ArmCountsLogic,
     AudienceLogic,
     DeadLetterSink,
@@ -164,9 +165,12 @@ def build_flow(settings: Settings, *, source: Source | None = None,
     co_pairs = op.flat_map("co_pairs", user_out, _pair_messages)
     nbr_erasures = op.filter_map("nbr_erasures", commands, lambda c: (c.key, (c.key, c))
                                  if c.kind in ("erase_post", "forget_nbr") else None)
+    nbr_created = op.filter_map("nbr_created", about_post.trues, lambda e: (
+        e.post_id, (e.post_id, POST_CREATED)) if e.type == "post_created" else None)
     neighbours = op.key_rm("nbrs", op.stateful_batch(
-        "similarity", op.merge("similarity_in", co_pairs, nbr_erasures),
-        SimilarityLogic.builder(settings.features.neighbours)))
+        "similarity", op.merge("similarity_in", co_pairs, nbr_erasures, nbr_created),
+        SimilarityLogic.builder(settings.features.neighbours, settings.stream.item_idle_evict_s,
+                                store_of or resources.feature_store_of(settings))))
     examples = op.filter_map("examples", user_out,
                              lambda m: ("global", m[1]) if m[0] == "ex" else None)
     model = op.stateful_batch("global_model", examples, GlobalModelLogic.builder(ctx))

@@ -99,7 +99,7 @@ class Keyspace:
 
     def parked(self, kind: str, key: str) -> str:
         """An idle key's worker state, pickled, with a TTL: a user's ("user" | "social" | "notif"
-        step; `stream.user_idle_evict_s`) or a post's ("item"; `stream.item_idle_evict_s`). The
+        step; `stream.user_idle_evict_s`) or a post's ("item" | "nbrs"; `stream.item_idle_evict_s`). The
         worker dropped it and restores it at the key's next input."""
         return f"{self.base}:parked:{kind}:{{{key}}}"
 

@@ -369,7 +369,7 @@ def _item_logic(store):
     return ItemLogic(None, ctx, lambda: store)
 
 
-def _evict_item(logic):
+def _evict_idle_post(logic):
     from datetime import datetime, timedelta
 
     logic.idle_at = datetime.now(UTC) - timedelta(seconds=1)
@@ -393,7 +393,7 @@ def test_an_idle_post_is_parked_and_its_next_event_restores_it():
     logic.on_batch([Event("e1", "post_created", T, "u9", post_id="p1", topics=("t1",)),
                     Event("e2", "like", T + 1, "u1", post_id="p1")])
     assert CountingStore.reads == 0, "a new post has nothing parked"
-    out, keep = _evict_item(logic)
+    out, keep = _evict_idle_post(logic)
     assert keep == StatefulBatchLogic.DISCARD and [o[:3] for o in out] == [("park", "item", "p1")]
     store.put_parked("item", "p1", out[0][3])
     back = _item_logic(store)
@@ -403,12 +403,46 @@ def test_an_idle_post_is_parked_and_its_next_event_restores_it():
 
     held = _item_logic(store)  # a like waiting for its post: never evicted before it is released
     held.on_batch([Event("e4", "like", T + 3, "u1", post_id="p2")])
-    assert held.notify_at() == held.deadline and _evict_item(held)[1] == StatefulBatchLogic.RETAIN
+    assert held.notify_at() == held.deadline and _evict_idle_post(held)[1] == StatefulBatchLogic.RETAIN
 
     erased = _item_logic(store)  # an erased post stays erased after its tombstone was parked
     erased.on_batch([Command("erase_post", "p3", "u9")])
-    out, _ = _evict_item(erased)
+    out, _ = _evict_idle_post(erased)
     store.put_parked("item", "p3", out[0][3])
     again = _item_logic(store)
     like = Event("e5", "like", T + 4, "u1", post_id="p3")
     assert again.on_batch([like])[0] == [("cancel", like)]
+
+
+def test_an_idle_posts_neighbours_are_parked_and_restored():
+    from bytewax.operators import StatefulBatchLogic
+
+    from flows.adapters import POST_CREATED, SimilarityLogic
+    from schemas.erasure import Command
+
+    class CountingStore(MemoryFeatureStore):
+        reads = 0
+
+        def parked(self, kind, key):
+            CountingStore.reads += 1
+            return super().parked(kind, key)
+
+    store = CountingStore()
+    build = SimilarityLogic.builder(10, 600.0, lambda: store)
+    logic = build(None)
+    assert logic.on_batch([("p1", POST_CREATED)]) == ([], StatefulBatchLogic.RETAIN)
+    assert CountingStore.reads == 0, "a new post has nothing parked"
+    assert logic.on_batch([("p1", [("p2", 1.0)])])[0] == [("nbrs", "p1", {"p2": 1.0})]
+    out, keep = _evict_idle_post(logic)
+    assert keep == StatefulBatchLogic.DISCARD and [o[:3] for o in out] == [("park", "nbrs", "p1")]
+    store.put_parked("nbrs", "p1", out[0][3])
+    back = build(None)
+    assert back.on_batch([("p1", [("p3", 1.0)])])[0] == [("nbrs", "p1", {"p2": 1.0, "p3": 1.0})]
+    assert CountingStore.reads == 1
+
+    erased = build(None)  # an erased post's tombstone is parked: its stale pairs stay dropped
+    erased.on_batch([("p4", [("p2", 1.0)])])
+    erased.on_batch([("p4", Command("erase_post", "p4", "u9"))])
+    out, _ = _evict_idle_post(erased)
+    store.put_parked("nbrs", "p4", out[0][3])
+    assert build(None).on_batch([("p4", [("p5", 1.0)])])[0] == []
