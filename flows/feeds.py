@@ -85,6 +85,8 @@ def build_flow(settings: Settings, *, source: Source | None = None,
     skew = settings.stream.max_future_skew_ms
     dedup_per_shard = settings.stream.dedup_capacity // settings.stream.dedup_shards
     _Logic.recovery = recovery
+    # the feature store every reading or parking step gets: one getter, looked up once here
+    features = store_of or resources.feature_store_of(settings)
     flow = Dataflow("persona")
 
     if source is None:
@@ -128,7 +130,7 @@ def build_flow(settings: Settings, *, source: Source | None = None,
     item_in = op.merge("item_in", op.key_on("key_post", about_post.trues, item_key),
                        op.key_on("key_erase_post", post_erasures, lambda c: c.key))
     item_msgs = op.key_rm("item_msgs", op.stateful_batch("items", item_in, ItemLogic.builder(
-        ctx, store_of or resources.feature_store_of(settings))))  # (idle posts are parked)
+        ctx, features)))  # (idle posts are parked)
     item_writes = op.filter("item_writes", item_msgs,
                             lambda m: m[0] in ("item", "forget_item", "park"))
     annotated = op.filter("item_to_user", item_msgs, lambda m: m[0] == "user")
@@ -159,7 +161,7 @@ def build_flow(settings: Settings, *, source: Source | None = None,
         op.map("key_user_forget", forgets, lambda c: (c.key, ("forget", c))),
     )
     user_out = op.key_rm("user_msgs", op.stateful_batch(
-        "users", user_in, UserLogic.builder(ctx, store_of)))
+        "users", user_in, UserLogic.builder(ctx, features)))
 
     # item-kNN keyed by item; the global model under one key
     co_pairs = op.flat_map("co_pairs", user_out, _pair_messages)
@@ -170,7 +172,7 @@ def build_flow(settings: Settings, *, source: Source | None = None,
     neighbours = op.key_rm("nbrs", op.stateful_batch(
         "similarity", op.merge("similarity_in", co_pairs, nbr_erasures, nbr_created),
         SimilarityLogic.builder(settings.features.neighbours, settings.stream.item_idle_evict_s,
-                                store_of or resources.feature_store_of(settings))))
+                                features)))
     examples = op.filter_map("examples", user_out,
                              lambda m: ("global", m[1]) if m[0] == "ex" else None)
     model = op.stateful_batch("global_model", examples, GlobalModelLogic.builder(ctx))
@@ -182,7 +184,7 @@ def build_flow(settings: Settings, *, source: Source | None = None,
         op.map("key_social_forget", forgets, lambda c: (c.key, ("forget", c))),
     )
     social_out = op.key_rm("social_out", op.stateful_batch(
-        "suggestions", social_in, SuggestionsLogic.builder(ctx, store_of)))
+        "suggestions", social_in, SuggestionsLogic.builder(ctx, features)))
     social = op.filter("social_writes", social_out, lambda m: m[0] not in ("mentions", "liker"))
     # an author's likers set is written by one state keyed by the author, tombstoned at their
     # deletion: a like processed after it cannot recreate the set (operators/suggestions/likers.py)
@@ -192,7 +194,7 @@ def build_flow(settings: Settings, *, source: Source | None = None,
     # search → click, keyed by searcher; the learned re-ranking blend weight under one key
     search_in = op.filter_map("search_msgs", user_events, lambda m: search_message(m[1]))
     search_clicks = op.key_rm("search_clicks", op.stateful_batch(
-        "search_sessions", search_in, SearchSessionLogic.builder(ctx, store_of)))
+        "search_sessions", search_in, SearchSessionLogic.builder(ctx, features)))
     blend = op.stateful_batch("search_blend", op.map(
         "key_blend", search_clicks, lambda c: ("global", c)), SearchBlendLogic.builder())
 
@@ -220,7 +222,7 @@ def build_flow(settings: Settings, *, source: Source | None = None,
         "notifications", notif_in, NotificationLogic.builder(
             policy, weights, lambda user: policies.for_user(user)[0],
             settings.stream.user_idle_evict_s,  # idle recipients are parked (see UserLogic)
-            store_of or resources.feature_store_of(settings))))
+            features)))
     notif_model = op.stateful_batch("notif_model", op.filter_map(
         "notif_examples", notif_out, lambda m: ("global", m[1]) if m[0] == "notif_ex" else None),
         NotifModelLogic.builder(policy, weights))
