@@ -148,11 +148,7 @@ class _Evictable(_Logic):
     only timer, so the keys Bytewax scans for due timers are the resident ones, which eviction
     bounds. Subclasses call `_touched()` on input and have `store_of`."""
 
-    park_kind = ""  # the parked-state key kind ("user", "social", "notif", "item"); "" = never
-
-    def _park_key(self) -> str | None:
-        """The key the state is parked under (None: it cannot be, so it stays)."""
-        return self.state.user_id
+    park_kind = ""  # the parked-state key kind ("user", "social", "notif", "item", "nbrs"); "" = never
 
     def __init__(self, state):
         super().__init__(state)
@@ -160,6 +156,10 @@ class _Evictable(_Logic):
 
     def _idle_s(self) -> float:
         return 0.0
+
+    def _park_key(self) -> str | None:
+        """The key the state is parked under (None: it cannot be, so it stays)."""
+        return self.state.user_id
 
     def _touched(self) -> None:
         """Input arrived (or a state was restored): push the idle deadline back."""
@@ -296,8 +296,10 @@ class ItemLogic(_Evictable):
             seconds=self.ctx.settings.stream.reorder_wait_s)
 
     def on_notify(self):
-        if self.deadline is None or self.deadline > datetime.now(UTC):
-            return self._evict_if_idle([]) if self.deadline is None else ([], RETAIN)
+        if self.deadline is None:  # only the idle deadline was pending
+            return self._evict_if_idle([])
+        if self.deadline > datetime.now(UTC):  # a timer due when the activation began, moved
+            return [], RETAIN
         self.deadline = None
         if self.state is None or self.state == ERASED:
             return [], RETAIN
