@@ -56,6 +56,12 @@ class RecentParks:
             return None
         return entry[1]
 
+    def take_or(self, kind: str, user_id: str, stored) -> bytes | None:
+        """The recent park of the key, else `stored()` (the store's own copy): what every
+        feature store's `parked` returns."""
+        recent = self.take(kind, user_id)
+        return recent if recent is not None else stored()
+
 
 class _TopIndex:
     """Members ordered by score, only the best `size` kept: a trimmed Redis sorted set in memory.
@@ -163,8 +169,7 @@ class MemoryFeatureStore:
         return self._model
 
     def parked(self, kind: str, user_id: str) -> bytes | None:
-        recent = self.recent_parks.take(kind, user_id)
-        return recent if recent is not None else self._parked.get((kind, user_id))
+        return self.recent_parks.take_or(kind, user_id, lambda: self._parked.get((kind, user_id)))
 
     def parking(self, kind: str, user_id: str, state: bytes) -> None:
         self.recent_parks.add(kind, user_id, state)

@@ -229,10 +229,8 @@ class RedisFeatureStore:
     def parked(self, kind: str, user_id: str) -> bytes | None:
         """The parked worker state of an evicted user (not cached: read once, at its return);
         this process's own parks of the last seconds first (`RecentParks`)."""
-        recent = self.recent_parks.take(kind, user_id)
-        if recent is not None:
-            return recent
-        return retrying(lambda: self.client.get(self.keyspace.parked(kind, user_id)))
+        return self.recent_parks.take_or(kind, user_id, lambda: retrying(
+            lambda: self.client.get(self.keyspace.parked(kind, user_id))))
 
     def parking(self, kind: str, user_id: str, state: bytes) -> None:
         """`state` is on its way to Redis (a park write): serve it until it lands."""
