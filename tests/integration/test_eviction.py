@@ -5,6 +5,7 @@ with the user."""
 from __future__ import annotations
 
 import uuid
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import redis
@@ -29,21 +30,30 @@ def _idle(logic) -> None:
     logic.idle_at = datetime.now(UTC) - timedelta(seconds=1)
 
 
+@contextmanager
+def _private_redis(live, **env):
+    """(settings, client, keyspace, feature store, writer) on a private prefix, parked states
+    kept an hour; the prefix's keys are removed after."""
+    prefix = f"test-evict-{uuid.uuid4().hex[:8]}"
+    settings = settings_for(live, prefix, PERSONA_STREAM__PARKED_TTL_S="3600", **env)
+    client = redis.Redis.from_url(live[1])
+    keyspace = Keyspace(prefix, "1")
+    try:
+        yield (settings, client, keyspace, RedisFeatureStore(client, keyspace),
+               RedisWriter(client, keyspace, parked_ttl_s=settings.stream.parked_ttl_s))
+    finally:
+        cleanup(client, prefix)
+
+
 def _other_process(client, keyspace) -> RedisFeatureStore:
     """A feature store without this process's recent parks: reads what reached Redis."""
     return RedisFeatureStore(client, keyspace)
 
 
 def test_idle_states_park_in_redis_and_come_back(live):
-    prefix = f"test-evict-{uuid.uuid4().hex[:8]}"
-    settings = settings_for(live, prefix, PERSONA_STREAM__USER_IDLE_EVICT_S="60",
-                            PERSONA_STREAM__PARKED_TTL_S="3600")
-    client = redis.Redis.from_url(live[1])
-    keyspace = Keyspace(prefix, "1")
-    store = RedisFeatureStore(client, keyspace)
-    writer = RedisWriter(client, keyspace, parked_ttl_s=settings.stream.parked_ttl_s)
-    ctx = Context.from_settings(settings)
-    try:
+    with _private_redis(live, PERSONA_STREAM__USER_IDLE_EVICT_S="60") as (
+            settings, client, keyspace, store, writer):
+        ctx = Context.from_settings(settings)
         users = UserLogic(None, ctx, lambda: store)
         users.on_batch([("event", Event("e1", "follow", T, "u1", target_id="u2"), None),
                         ("event", Event("e2", "impression", T + 1, "u1", post_id="p1"), None)])
@@ -68,22 +78,14 @@ def test_idle_states_park_in_redis_and_come_back(live):
 
         writer.write_batch([("forget_user", "u1")])  # erasure removes the parked copy too
         assert client.exists(keyspace.parked("user", "u1")) == 0
-    finally:
-        cleanup(client, prefix)
 
 
 def test_idle_posts_park_in_redis_and_come_back(live):
     from flows.adapters import ItemLogic
 
-    prefix = f"test-evict-{uuid.uuid4().hex[:8]}"
-    settings = settings_for(live, prefix, PERSONA_STREAM__ITEM_IDLE_EVICT_S="60",
-                            PERSONA_STREAM__PARKED_TTL_S="3600")
-    client = redis.Redis.from_url(live[1])
-    keyspace = Keyspace(prefix, "1")
-    store = RedisFeatureStore(client, keyspace)
-    writer = RedisWriter(client, keyspace, parked_ttl_s=settings.stream.parked_ttl_s)
-    ctx = Context.from_settings(settings)
-    try:
+    with _private_redis(live, PERSONA_STREAM__ITEM_IDLE_EVICT_S="60") as (
+            settings, client, keyspace, store, writer):
+        ctx = Context.from_settings(settings)
         items = ItemLogic(None, ctx, lambda: store)
         writer.write_batch(items.on_batch([
             Event("e1", "post_created", T, "u9", post_id="p1", topics=("t1",)),
@@ -96,22 +98,14 @@ def test_idle_posts_park_in_redis_and_come_back(live):
         back = ItemLogic(None, ctx, lambda: _other_process(client, keyspace))
         view = back.on_batch([Event("e3", "like", T + 2, "u2", post_id="p1")])[0][-1][1]
         assert (view.author_id, view.likes) == ("u9", 2)
-    finally:
-        cleanup(client, prefix)
 
 
 def test_idle_notification_recipients_park_and_come_back(live):
     from flows.adapters import LocalNotifWeights, NotificationLogic
     from operators.notifications.policy import Policy
 
-    prefix = f"test-evict-{uuid.uuid4().hex[:8]}"
-    settings = settings_for(live, prefix)
-    client = redis.Redis.from_url(live[1])
-    keyspace = Keyspace(prefix, "1")
-    store = RedisFeatureStore(client, keyspace)
-    writer = RedisWriter(client, keyspace)
-    policy = Policy.from_settings(settings)
-    try:
+    with _private_redis(live) as (settings, client, keyspace, store, writer):
+        policy = Policy.from_settings(settings)
         logic = NotificationLogic(None, policy, LocalNotifWeights(), None, 60.0, lambda: store)
         logic.on_batch([("self", Event("e1", "user_created", T, "u1"), None)])
         assert logic.notify_at() == logic.idle_at is not None
@@ -125,5 +119,3 @@ def test_idle_notification_recipients_park_and_come_back(live):
         assert back.state.user_id == "u1" and back.state.last_ts == T + 1
         writer.write_batch([("forget_notifs", "u1")])
         assert client.exists(keyspace.parked("notif", "u1")) == 0
-    finally:
-        cleanup(client, prefix)

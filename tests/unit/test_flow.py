@@ -142,6 +142,18 @@ def test_a_pending_rank_survives_a_restart(monkeypatch):
     assert again.due is None and again.notify_at() == again.idle_at is not None
 
 
+class CountingStore(MemoryFeatureStore):
+    """Counts the parked-state reads (each is a Redis GET in production)."""
+
+    def __init__(self):
+        super().__init__()
+        self.reads = 0
+
+    def parked(self, kind, key):
+        self.reads += 1
+        return super().parked(kind, key)
+
+
 def _user_logic(store, **env):
     from flows.adapters import UserLogic
     from operators import Context
@@ -219,21 +231,14 @@ def test_recent_parks_are_taken_once_within_their_window_and_capped():
 def test_a_signup_reads_no_parked_state_and_other_new_keys_do():
     # a new account (its first input its own user_created) costs no Redis read; any other first
     # input of a key not in memory (a returning user, a delivery) still looks for a parked state
-    class CountingStore(MemoryFeatureStore):
-        reads = 0
-
-        def parked(self, kind, user_id):
-            CountingStore.reads += 1
-            return super().parked(kind, user_id)
-
     store = CountingStore()
     new = _user_logic(store, user_idle_evict_s=600)
     new.on_batch([("event", Event("e1", "user_created", T, "u1", interests=("t1",)), None),
                   ("event", Event("e2", "follow", T + 1, "u1", target_id="u2"), None)])
-    assert CountingStore.reads == 0 and new.state.interests == ("t1",)
+    assert store.reads == 0 and new.state.interests == ("t1",)
     back = _user_logic(store, user_idle_evict_s=600)
     back.on_batch([("deliver", "u3", "p1", T)])
-    assert CountingStore.reads == 1 and back.state.pool == {"p1": T}
+    assert store.reads == 1 and back.state.pool == {"p1": T}
 
     from flows.adapters import LocalNotifWeights, NotificationLogic, SuggestionsLogic
     from operators import Context
@@ -245,11 +250,11 @@ def test_a_signup_reads_no_parked_state_and_other_new_keys_do():
         [("event", signup, None, (), None)])
     NotificationLogic(None, Policy.from_settings(settings), LocalNotifWeights(), None, 600.0,
                       lambda: store).on_batch([("self", signup, None)])
-    assert CountingStore.reads == 1, "the other evicting steps skip the read for a sign-up too"
+    assert store.reads == 1, "the other evicting steps skip the read for a sign-up too"
     NotificationLogic(None, Policy.from_settings(settings), LocalNotifWeights(), None, 600.0,
                       lambda: store).on_batch([("self", Event("e2", "follow", T, "u5",
                                                                 target_id="u4"), None)])
-    assert CountingStore.reads == 2
+    assert store.reads == 2
 
 
 def test_seen_only_events_defer_the_rerank():
@@ -381,25 +386,18 @@ def test_an_idle_post_is_parked_and_its_next_event_restores_it():
 
     from schemas.erasure import Command
 
-    class CountingStore(MemoryFeatureStore):
-        reads = 0
-
-        def parked(self, kind, key):
-            CountingStore.reads += 1
-            return super().parked(kind, key)
-
     store = CountingStore()
     logic = _item_logic(store)
     logic.on_batch([Event("e1", "post_created", T, "u9", post_id="p1", topics=("t1",)),
                     Event("e2", "like", T + 1, "u1", post_id="p1")])
-    assert CountingStore.reads == 0, "a new post has nothing parked"
+    assert store.reads == 0, "a new post has nothing parked"
     out, keep = _evict_idle_post(logic)
     assert keep == StatefulBatchLogic.DISCARD and [o[:3] for o in out] == [("park", "item", "p1")]
     store.put_parked("item", "p1", out[0][3])
     back = _item_logic(store)
     out, _ = back.on_batch([Event("e3", "like", T + 2, "u2", post_id="p1")])
     view = out[-1][1]
-    assert CountingStore.reads == 1 and (view.author_id, view.topics, view.likes) == ("u9", ("t1",), 2)
+    assert store.reads == 1 and (view.author_id, view.topics, view.likes) == ("u9", ("t1",), 2)
 
     held = _item_logic(store)  # a like waiting for its post: never evicted before it is released
     held.on_batch([Event("e4", "like", T + 3, "u1", post_id="p2")])
@@ -420,25 +418,18 @@ def test_an_idle_posts_neighbours_are_parked_and_restored():
     from flows.adapters import POST_CREATED, SimilarityLogic
     from schemas.erasure import Command
 
-    class CountingStore(MemoryFeatureStore):
-        reads = 0
-
-        def parked(self, kind, key):
-            CountingStore.reads += 1
-            return super().parked(kind, key)
-
     store = CountingStore()
     build = SimilarityLogic.builder(10, 600.0, lambda: store)
     logic = build(None)
     assert logic.on_batch([("p1", POST_CREATED)]) == ([], StatefulBatchLogic.RETAIN)
-    assert CountingStore.reads == 0, "a new post has nothing parked"
+    assert store.reads == 0, "a new post has nothing parked"
     assert logic.on_batch([("p1", [("p2", 1.0)])])[0] == [("nbrs", "p1", {"p2": 1.0})]
     out, keep = _evict_idle_post(logic)
     assert keep == StatefulBatchLogic.DISCARD and [o[:3] for o in out] == [("park", "nbrs", "p1")]
     store.put_parked("nbrs", "p1", out[0][3])
     back = build(None)
     assert back.on_batch([("p1", [("p3", 1.0)])])[0] == [("nbrs", "p1", {"p2": 1.0, "p3": 1.0})]
-    assert CountingStore.reads == 1
+    assert store.reads == 1
 
     erased = build(None)  # an erased post's tombstone is parked: its stale pairs stay dropped
     erased.on_batch([("p4", [("p2", 1.0)])])
