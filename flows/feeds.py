@@ -70,21 +70,22 @@ log = logging.getLogger("persona.flow")
 def build_flow(settings: Settings, *, source: Source | None = None,
                dead_letters: Sink | None = None, writes: Sink | None = None,
                store_of: Callable[[], FeatureReader] | None = None,
-               tail: bool = True, recovery: bool = False,
+               tail: bool = True, recovery: bool = False, read_erasures: bool | None = None,
                notifications: Sink | None = None, erasures: Sink | None = None) -> Dataflow:
     """The topology. Tests and replays swap I/O: `source` (raw payloads or Kafka messages),
     `dead_letters`, `writes`, `notifications` and `erasures` sinks, and `store_of` (the feature
     store rankers read; when given, the notification model's weights are shared in-process too).
-    With a `source` and no `erasures` sink the erasure commands go nowhere: only a tailing Kafka
-    input reads them back (see operators/erasure.py). A run that stops at the end of its input
-    (`tail=False`) produces its commands without reading any: whether a partition had already
-    ended when they arrived would otherwise decide what it wrote; the next tailing run applies
-    them."""
+    With a `source` and no `erasures` sink the erasure commands go nowhere: only the Kafka input
+    reads them back (see operators/erasure.py). `read_erasures` (default: `tail`) adds the command
+    topic to it. A run that stops at the end of its input reads none by default: whether a
+    partition had already ended when a command arrived would decide what it wrote; the runner
+    (scripts/runner.py `drain`) reads them in later passes over the same recovery state instead."""
     ctx = Context.from_settings(settings)
     limits = limits_from(settings)
     skew = settings.stream.max_future_skew_ms
     dedup_per_shard = settings.stream.dedup_capacity // settings.stream.dedup_shards
     _Logic.recovery = recovery
+    read_erasures = tail if read_erasures is None else read_erasures
     # the feature store every reading or parking step gets: one getter, looked up once here
     features = store_of or resources.feature_store_of(settings)
     flow = Dataflow("persona")
@@ -92,7 +93,7 @@ def build_flow(settings: Settings, *, source: Source | None = None,
     if source is None:
         kafka = kop.input("kafka_in", flow, brokers=settings.kafka.bootstrap.split(","),
                           topics=[settings.kafka.events_topic] + (
-                              [settings.kafka.erasures] if tail else []), tail=tail,
+                              [settings.kafka.erasures] if read_erasures else []), tail=tail,
                           starting_offset=OFFSET_BEGINNING,
                           add_config={**kafka_config(settings.kafka),
                                       "error_cb": _log_kafka_client_error},
@@ -325,9 +326,10 @@ def get_flow(config_path: str | None = None) -> Dataflow:
     settings = config.load(config_path or os.environ.get("PERSONA_CONFIG"))
     tail = os.environ.get("PERSONA_TAIL", "1") != "0"
     recovery = bool(os.environ.get("PERSONA_RECOVERY"))
+    read_erasures = os.environ.get("PERSONA_READ_ERASURES", "1" if tail else "0") != "0"
     if settings.stream.gc_threshold:  # a worker process (see [stream] gc_threshold)
         gc.set_threshold(settings.stream.gc_threshold, *gc.get_threshold()[1:])
-    return build_flow(settings, tail=tail, recovery=recovery)
+    return build_flow(settings, tail=tail, recovery=recovery, read_erasures=read_erasures)
 
 
 __all__ = ["build_flow", "get_flow"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import time
 from pathlib import Path
 
@@ -55,7 +56,8 @@ def main(users: int = 300, days: float = 3.0, seed: int = 7, show: int = 3,
                   f"({time.time() - t0:.1f}s)")
 
     console.rule("2. produce to Kafka")
-    for topic in (settings.kafka.events_topic, settings.kafka.dead_letter_topic):
+    for topic in (settings.kafka.events_topic, settings.kafka.dead_letter_topic,
+                  settings.kafka.erasures):  # an earlier demo's erasure commands must not apply
         kafka_io.recreate_topic(bootstrap, topic, settings.kafka.partitions)
     r = redis.Redis.from_url(redis_url)
     clear_prefix(r, settings.redis.prefix)
@@ -68,8 +70,11 @@ def main(users: int = 300, days: float = 3.0, seed: int = 7, show: int = 3,
 
     console.rule("3. Bytewax workers consume until drained")
     t1 = time.time()
-    code = runner.run(settings, None, tail=False, env_extra=env,
-                      log=lambda m: console.print(f"[dim]{m}[/]"))
+    # a recovery directory of its own: the run then also applies the erasure commands of the
+    # log's deleted users (read back in a second pass over the same state: runner.drain)
+    with tempfile.TemporaryDirectory(prefix="persona-demo-") as recovery:
+        code = runner.run(settings, None, tail=False, env_extra=env, recovery_dir=recovery,
+                          log=lambda m: console.print(f"[dim]{m}[/]"))
     elapsed = time.time() - t1
     if code != 0:
         raise SystemExit(f"workers failed with exit code {code}")

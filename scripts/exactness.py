@@ -65,10 +65,9 @@ def main(argv=None) -> int:
                                  [orjson.dumps(e) for e in events])
             started = time.monotonic()
             with tempfile.TemporaryDirectory() as rec:
-                procs = runner.start(settings, None, processes=a.processes, tail=False,
-                                     recovery_dir=rec, snapshot_s=1, env_extra=env,
-                                     log=lambda m: None, metrics_port=0)
-                code = runner.supervise(procs, log=lambda m: None)
+                code = runner.run(settings, None, processes=a.processes, tail=False,
+                                  recovery_dir=rec, snapshot_s=1, env_extra=env,
+                                  log=lambda m: None, metrics_port=0)
             if code:
                 raise SystemExit(f"run {i} failed with exit code {code}")
             runs.append((settings, key_digests(client, settings.redis.prefix)))

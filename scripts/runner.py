@@ -21,7 +21,7 @@ import redis
 from config import Settings
 from config.security import kafka_config, redis_connection
 from operators.redis_store import connect
-from scripts import services
+from scripts import kafka_io, services
 
 FLOW = "flows.feeds:get_flow()"
 
@@ -102,6 +102,9 @@ def init_recovery(recovery_dir: str, partitions: int) -> None:
     subprocess.run([sys.executable, "-m", "bytewax.recovery", str(path), str(partitions)], check=True)
 
 
+MAX_ERASURE_PASSES = 5  # a drained run's passes over its own erasure commands (see `drain`)
+
+
 def run(settings: Settings, config_path: str | None, *, processes: int = 1, workers: int = 1,
         tail: bool = True, recovery_dir: str | None = None, snapshot_s: int = 10,
         log: Callable[[str], object] = print, env_extra: dict | None = None,
@@ -109,14 +112,89 @@ def run(settings: Settings, config_path: str | None, *, processes: int = 1, work
         on_start: Callable[[list[subprocess.Popen]], object] | None = None) -> int:
     """Run the flow until it ends (tail=False: when the topic is drained) or is interrupted.
     `metrics_port`: serve Prometheus metrics of process i on metrics_port + i (0: off; None: as
-    BYTEWAX_DATAFLOW_API_* in the environment say). `on_start` receives the worker processes (the
-    benchmark samples their memory and stops a tailing run with `stop`)."""
-    procs = start(settings, config_path, processes=processes, workers=workers, tail=tail,
-                  recovery_dir=recovery_dir, snapshot_s=snapshot_s, log=log, env_extra=env_extra,
-                  metrics_port=metrics_port)
-    if on_start is not None:
-        on_start(procs)
-    return supervise(procs, log)
+    BYTEWAX_DATAFLOW_API_* in the environment say). `on_start` receives the worker processes of
+    each pass (the benchmark samples their memory and stops a tailing run with `stop`).
+
+    A drained run with a `recovery_dir` also applies the erasure commands it produced (`drain`);
+    without one it cannot (its state is gone when it ends) and says how many it left."""
+    def once(read_erasures: bool | None = None) -> int:
+        extra = dict(env_extra or {})
+        if read_erasures is not None:
+            extra["PERSONA_READ_ERASURES"] = "1" if read_erasures else "0"
+        procs = start(settings, config_path, processes=processes, workers=workers, tail=tail,
+                      recovery_dir=recovery_dir, snapshot_s=snapshot_s, log=log,
+                      env_extra=extra, metrics_port=metrics_port)
+        if on_start is not None:
+            on_start(procs)
+        return supervise(procs, log)
+
+    if tail:
+        return once()
+    check_services(settings)  # before the topic reads below: say what to start
+    if recovery_dir:
+        return drain(once, lambda: erasure_commands(settings), log)
+    before = erasure_commands(settings)
+    code = once()
+    left = erasure_commands(settings) - before
+    if code == 0 and left:
+        log(f"{left} erasure command(s) produced were not applied (a run without --recovery-dir "
+            "ends with its state): re-run with --recovery-dir, or a tailing `persona run` "
+            "applies them")
+    return code
+
+
+def drain(run_pass: Callable[[bool], int], commands: Callable[[], int],
+          log: Callable[[str], object] = print) -> int:
+    """A drained run over a recovery state: a pass to the end of the events topic, then passes
+    that also read the erasure command topic to its end, until one produces no new command.
+
+    The commands a flow emits at `user_deleted` come back through its Kafka input (Bytewax
+    dataflows have no cycles: operators/erasure.py). A single drained pass cannot read them: its
+    partitions end at what exists when they get there, so whether a command was read would depend
+    on timing. Each later pass starts after the previous one ended, so it reads exactly the
+    commands that exist, from the offsets the snapshots hold; applying them may emit more (an
+    item-kNN list's `forget_nbr`, a late mention's `forget`), read by the next pass.
+    `run_pass(read_erasures)` runs one pass and returns its exit code; `commands()` counts the
+    messages the command topic has received.
+
+    >>> counts = iter([0, 4, 4, 6, 6, 6])  # before and after each pass
+    >>> drain(lambda reading: print("pass, reading:", reading) or 0, lambda: next(counts), log=print)
+    pass, reading: False
+    reading back erasure commands (pass 2; 4 new)
+    pass, reading: True
+    reading back erasure commands (pass 3; 2 new)
+    pass, reading: True
+    0
+    """
+    reading = False
+    for n in range(MAX_ERASURE_PASSES + 1):
+        before = commands()
+        code = run_pass(reading)
+        if code:
+            return code
+        after = commands()
+        if after == 0 or (reading and after == before):
+            return 0
+        log(f"reading back erasure commands (pass {n + 2}; {after - before} new)")
+        reading = True
+    log(f"erasure commands still coming after {MAX_ERASURE_PASSES} passes: the next run applies "
+        "the rest")
+    return 0
+
+
+def erasure_commands(settings: Settings) -> int:
+    """How many messages the erasure command topic has received (the sum of its end offsets);
+    creates the topic when missing, as `start` does."""
+    ensure_erasure_topic(settings)
+    return sum(kafka_io.topic_range(settings.kafka.bootstrap, settings.kafka.erasures,
+                                    extra=kafka_config(settings.kafka)).end.values())
+
+
+def ensure_erasure_topic(settings: Settings) -> None:
+    """The flow reads its own erasure commands back (flows/feeds.py): the topic must exist."""
+    services.ensure_topics(settings.kafka.bootstrap,
+                           {settings.kafka.erasures: settings.kafka.partitions}, log=lambda m: None,
+                           extra=kafka_config(settings.kafka))
 
 
 def start(settings: Settings, config_path: str | None, *, processes: int = 1, workers: int = 1,
@@ -125,10 +203,7 @@ def start(settings: Settings, config_path: str | None, *, processes: int = 1, wo
           metrics_port: int | None = None) -> list[subprocess.Popen]:
     """Start the worker processes (each in its own session) and return them; see `run`."""
     check_services(settings)
-    # the flow reads its own erasure commands back (flows/feeds.py): the topic must exist
-    services.ensure_topics(settings.kafka.bootstrap,
-                           {settings.kafka.erasures: settings.kafka.partitions}, log=lambda m: None,
-                           extra=kafka_config(settings.kafka))
+    ensure_erasure_topic(settings)
     if recovery_dir:
         init_recovery(recovery_dir, max(processes * workers, 1))
     env = dict(os.environ, PERSONA_TAIL="1" if tail else "0", **(env_extra or {}))

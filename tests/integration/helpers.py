@@ -308,8 +308,11 @@ def start_recovering(settings, env, recovery_dir, processes: int = 1):
 
 
 def run_to_end(settings, env, recovery_dir, processes: int = 1) -> int:
-    return runner.supervise(start_recovering(settings, env, recovery_dir, processes),
-                            log=lambda m: None)
+    """Drain the topic as `start_recovering` does, then read the run's erasure commands back
+    (`runner.drain`): what `persona run --until-drained --recovery-dir` does."""
+    return runner.run(settings, None, processes=processes, tail=False,
+                      recovery_dir=str(recovery_dir), snapshot_s=SNAPSHOT_S, env_extra=env,
+                      log=lambda m: None, metrics_port=0)
 
 
 def produce_log(settings, events, partitions: int) -> None:

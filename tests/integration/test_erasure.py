@@ -186,3 +186,35 @@ def test_after_user_deleted_no_key_or_value_mentions_the_user(env):
     assert served > 100  # the others still have feeds
     print(f"victim {victim}: {len(posts_of[victim])} posts, mentioned by {len(before)} keys "
           f"before ({dict(kinds_before)}), by none after")
+
+
+def test_a_drained_run_applies_the_erasure_commands_it_produced(env, tmp_path):
+    """`persona run --until-drained --recovery-dir D` (runner.drain): the first pass ends at the
+    end of the events topic with the generator's deleted users still mentioned (their commands
+    are on the command topic, unread); the passes that read the commands back leave none."""
+    env, settings, client = env
+    events, _ = generate(GeneratorConfig(users=60, days=2, seed=5))
+    deleted = {e["user_id"] for e in events if e["type"] == "user_deleted"}
+    assert deleted, "the generated log has no user_deleted"
+    erased_ids = deleted | {e["post_id"] for e in events
+                            if e["type"] == "post_created" and e["user_id"] in deleted}
+    kafka_io.produce(settings.kafka.bootstrap, settings.kafka.events_topic,
+                     [orjson.dumps(e) for e in events])
+    recovery = str(tmp_path / "recovery")
+
+    first = runner.start(settings, None, tail=False, recovery_dir=recovery, snapshot_s=1,
+                         env_extra={**env, "PERSONA_READ_ERASURES": "0"}, log=lambda m: None,
+                         metrics_port=0)
+    assert runner.supervise(first, log=lambda m: None) == 0
+    commands = runner.erasure_commands(settings)
+    before = _mentions(client, settings.redis.prefix, _pattern(erased_ids))
+    assert commands and before, (commands, len(before))  # what the passes below must undo
+
+    logged: list[str] = []
+    assert runner.run(settings, None, tail=False, recovery_dir=recovery, snapshot_s=1,
+                      env_extra=env, log=logged.append, metrics_port=0) == 0
+    assert any("reading back erasure commands" in m for m in logged), logged
+    left = _mentions(client, settings.redis.prefix, _pattern(erased_ids))
+    assert not left, (f"{len(left)} keys still mention {sorted(deleted)} or their posts after "
+                      f"the drained run's erasure passes ({len(before)} before):\n"
+                      + "\n".join(f"{k}: …{v}…" for k, v in sorted(left.items())[:15]))
