@@ -479,6 +479,8 @@ class UserLogic(_Debounced):
                 view.author_id if view is not None else None, event.target_id,
                 *(event.recipients or ()))))
             now = now or reranks_now(event)
+        for _, view in _in_order(state).take_late():  # an event applied without its post's author:
+            out.extend(_mentions(state, state.user_id, (view.author_id,)))  # who it is, for erasure
         if self.deferred_at is not None and not _in_order(state).blocked:
             now = True  # the rank that waited for the user's held event: at once
         self._schedule(0.0 if now else ctx.settings.stream.seen_rerank_s)

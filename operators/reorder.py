@@ -71,7 +71,8 @@ class InOrder:
     queued values. A copy that is only in transit through the items step is waited for: the
     user's later events, on the direct path, overtake it within a batch. The order stays the
     user's either way; only the annotation of an event whose post came that late depends on
-    timing. Past `capacity` early copies the oldest is applied at once, and only the newest 256
+    timing — the caller still learns the late copy's view (`take_late`: who the post's author is,
+    for erasure). Past `capacity` early copies the oldest is applied at once, and only the newest 256
     "held" notices that came before their placeholder (or after its copy) are remembered, so
     memory stays bounded.
 
@@ -90,12 +91,14 @@ class InOrder:
     []
     >>> [(v[1].event_id, v[2]) for v in q.admit([("held", late)], max_lag_ms=60_000)]
     [('d', None), ('e', None)]
-    >>> q.admit([("annotated", late, "view")])  # its copy, too late: dropped
+    >>> q.admit([("annotated", late, "view")])  # its copy, too late: not applied …
     []
+    >>> [(event.event_id, view) for event, view in q.take_late()]  # … but its view is told
+    [('d', 'view')]
     """
 
     __slots__ = ("capacity", "queue", "waiting", "filled", "early", "given_up", "held",
-                 "held_unqueued", "newest_ts")
+                 "held_unqueued", "newest_ts", "late")
 
     def __init__(self, capacity: int = 2_000):
         self.capacity = capacity
@@ -111,6 +114,7 @@ class InOrder:
         # "held" notices with no placeholder queued: it has not come yet (or its copy came first)
         self.held_unqueued = RecentSet(256)
         self.newest_ts = 0  # event time of the newest value queued
+        self.late: list = []  # (event, view) of copies that came after their give-up (take_late)
 
     def admit(self, values, max_lag_ms: int = 0) -> list:
         """The values ready to apply, in order; `max_lag_ms` > 0 gives a placeholder up once the
@@ -134,8 +138,10 @@ class InOrder:
             elif kind in ("annotated", "cancel"):
                 event_id = value[1].event_id
                 filled = ("event", value[1], value[2]) if kind == "annotated" else None
-                if event_id in self.given_up:
-                    continue  # applied in its place already
+                if event_id in self.given_up:  # applied in its place already
+                    if kind == "annotated" and value[2] is not None:
+                        self.late.append((value[1], value[2]))
+                    continue
                 if event_id in self.waiting:
                     self.filled[event_id] = filled
                 else:
@@ -175,6 +181,14 @@ class InOrder:
                 ready.append(head)
         return ready
 
+    def take_late(self) -> list:
+        """[(event, view)] of the annotated copies that came after their placeholder was given
+        up, since the last call: not applied, but the view names the post's author, whom the user
+        now mentions (operators.erasure: the author's deletion must reach this user, whose
+        history holds the post)."""
+        late, self.late = self.late, []
+        return late
+
     def __bool__(self) -> bool:
         return bool(self.queue or self.early)
 
@@ -190,6 +204,7 @@ class InOrder:
 
     def __setstate__(self, state):
         self.capacity, queue, self.filled, self.early, self.given_up = state[:5]
+        self.late = []  # taken in the batch that filled it: never part of a snapshot
         self.queue = deque(queue)  # snapshots before it was a deque hold a list
         self.waiting = {v[1].event_id for v in self.queue if v[0] == "await"}
         if len(state) > 5:

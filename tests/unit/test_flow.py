@@ -297,6 +297,24 @@ def test_a_user_waiting_for_a_held_event_is_ranked_once_it_comes_not_before():
     assert "feed" in [o[0] for o in logic.on_notify()[0]]
 
 
+def test_a_user_reports_the_author_of_a_post_whose_event_was_given_up():
+    # a like applied without its post's author (held past reorder_lag_s) puts the post in the
+    # user's history; when the post's copy comes, the author is reported to the erasure index,
+    # so the author's deletion reaches this user and the post leaves the history
+    from operators.item_stats import ItemView
+
+    logic = _user_logic(MemoryFeatureStore(), reorder_lag_s=30)
+    like = Event("e1", "like", T, "u1", post_id="p1")
+    later = Event("e2", "follow", T + 60_000, "u1", target_id="u2")
+    out, _ = logic.on_batch([("await", like), ("held", like), ("event", later, None)])
+    assert "p1" in logic.state.history, "given up: applied in its place, unannotated"
+    assert ("mentions", "u1", ("u2",)) in out and not any("u9" in str(o) for o in out)
+    out, _ = logic.on_batch([("annotated", like, ItemView("p1", "u9", ("t1",), None, T, 0.0, 0,
+                                                          0, False))])
+    assert ("mentions", "u1", ("u9",)) in out
+    assert logic.state.topic_aff == {}, "the late copy is not applied a second time"
+
+
 def test_the_flow_parks_idle_users_of_every_evicting_step():
     # the park records of the users, suggestions and notifications steps all reach the Redis sink
     from datetime import timedelta
