@@ -365,17 +365,23 @@ def connect(url: str, *, cluster: bool = False, timeout_s: float = 10.0,
     """A client of one Redis, or with `cluster` of a Redis Cluster whose node `url` names (the
     keyspace keeps each user's and each post's keys in one slot: schemas/keyspace.py; pipelines
     are split by node). `options`: access settings (username, password, ssl_*; config.security)."""
-    timeouts = {"socket_timeout": timeout_s, "socket_connect_timeout": min(5.0, timeout_s)}
-    if cluster:
-        return redis.RedisCluster.from_url(url, **timeouts, **options)
-    return redis.Redis.from_url(url, health_check_interval=30, **timeouts, **options)
+    if not cluster:
+        options["health_check_interval"] = 30
+    return _from_url(redis, url, cluster, timeout_s, 5.0, options)
 
 
 def connect_async(url: str, *, cluster: bool = False, timeout_s: float = 5.0, **options):
     """The asyncio twin of `connect` (the HTTP reader's hot path)."""
     from redis import asyncio as aredis
 
-    timeouts = {"socket_timeout": timeout_s, "socket_connect_timeout": min(2.0, timeout_s)}
-    if cluster:
-        return aredis.RedisCluster.from_url(url, **timeouts, **options)
-    return aredis.Redis.from_url(url, **timeouts, **options)
+    return _from_url(aredis, url, cluster, timeout_s, 2.0, options)
+
+
+def _from_url(module, url: str, cluster: bool, timeout_s: float, connect_max_s: float,
+              options: dict):
+    """`module`'s (redis or redis.asyncio) client of `url`: connecting takes at most
+    `connect_max_s`, any other call `timeout_s`."""
+    timeouts = {"socket_timeout": timeout_s,
+                "socket_connect_timeout": min(connect_max_s, timeout_s)}
+    client = module.RedisCluster if cluster else module.Redis
+    return client.from_url(url, **timeouts, **options)
