@@ -88,6 +88,7 @@ class _Logic(StatefulBatchLogic):
     """
 
     recovery = False  # set per flow by flows.feeds.build_flow
+    settle = False  # … as is this: the input's end recomputes what was read from others (drain)
 
     def __init__(self, state, *args):
         self.state = state
@@ -593,6 +594,14 @@ class SuggestionsLogic(_Debounced):
 
     def _interval_s(self) -> float:
         return self.ctx.settings.stream.suggest_interval_s
+
+    def on_eof(self):
+        # A settling pass (runner.drain: the keyspace is quiet, nothing else writes what a
+        # suggestion reads) computes every resident user's suggestions once more, so they no
+        # longer depend on when their timer fired before or after others' last writes.
+        if self.settle and self.state is not None and not self.state.deleted:
+            self.due = datetime.now(UTC)
+        return super().on_eof()
 
     def _run(self) -> list:  # suggest
         state = self.state

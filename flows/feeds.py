@@ -71,6 +71,7 @@ def build_flow(settings: Settings, *, source: Source | None = None,
                dead_letters: Sink | None = None, writes: Sink | None = None,
                store_of: Callable[[], FeatureReader] | None = None,
                tail: bool = True, recovery: bool = False, read_erasures: bool | None = None,
+               settle: bool = False,
                notifications: Sink | None = None, erasures: Sink | None = None) -> Dataflow:
     """The topology. Tests and replays swap I/O: `source` (raw payloads or Kafka messages),
     `dead_letters`, `writes`, `notifications` and `erasures` sinks, and `store_of` (the feature
@@ -79,12 +80,14 @@ def build_flow(settings: Settings, *, source: Source | None = None,
     reads them back (see operators/erasure.py). `read_erasures` (default: `tail`) adds the command
     topic to it. A run that stops at the end of its input reads none by default: whether a
     partition had already ended when a command arrived would decide what it wrote; the runner
-    (scripts/runner.py `drain`) reads them in later passes over the same recovery state instead."""
+    (scripts/runner.py `drain`) reads them in later passes over the same recovery state instead.
+    `settle`: at the end of the input every resident user's suggestions are computed again (the
+    drained run's last pass, over a quiet keyspace: `SuggestionsLogic.on_eof`)."""
     ctx = Context.from_settings(settings)
     limits = limits_from(settings)
     skew = settings.stream.max_future_skew_ms
     dedup_per_shard = settings.stream.dedup_capacity // settings.stream.dedup_shards
-    _Logic.recovery = recovery
+    _Logic.recovery, _Logic.settle = recovery, settle
     read_erasures = tail if read_erasures is None else read_erasures
     # the feature store every reading or parking step gets: one getter, looked up once here
     features = store_of or resources.feature_store_of(settings)
@@ -327,9 +330,11 @@ def get_flow(config_path: str | None = None) -> Dataflow:
     tail = os.environ.get("PERSONA_TAIL", "1") != "0"
     recovery = bool(os.environ.get("PERSONA_RECOVERY"))
     read_erasures = os.environ.get("PERSONA_READ_ERASURES", "1" if tail else "0") != "0"
+    settle = os.environ.get("PERSONA_SETTLE") == "1"
     if settings.stream.gc_threshold:  # a worker process (see [stream] gc_threshold)
         gc.set_threshold(settings.stream.gc_threshold, *gc.get_threshold()[1:])
-    return build_flow(settings, tail=tail, recovery=recovery, read_erasures=read_erasures)
+    return build_flow(settings, tail=tail, recovery=recovery, read_erasures=read_erasures,
+                      settle=settle)
 
 
 __all__ = ["build_flow", "get_flow"]

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import orjson
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 
@@ -65,7 +65,7 @@ def read_topic(bootstrap: str, topic: str, timeout_s: float = 10.0,
     out: list[bytes] = []
     try:
         for p in parts:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)
+            low, high = _watermarks(consumer, TopicPartition(topic, p), timeout_s)
             if high <= low:
                 continue
             consumer.assign([TopicPartition(topic, p, low)])
@@ -133,7 +133,7 @@ def topic_range(bootstrap: str, topic: str, *, from_ts_ms: int | None = None,
                              f"(it has 0..{len(meta.partitions) - 1})")
         start, end = {}, {}
         for p in sorted(meta.partitions):
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)
+            low, high = _watermarks(consumer, TopicPartition(topic, p), timeout_s)
             first = low
             if from_offsets is not None and p in from_offsets:
                 first = from_offsets[p]
@@ -145,6 +145,23 @@ def topic_range(bootstrap: str, topic: str, *, from_ts_ms: int | None = None,
         return TopicRange(topic, start, end)
     finally:
         consumer.close()
+
+
+def _watermarks(consumer: Consumer, partition: TopicPartition, timeout_s: float) -> tuple[int, int]:
+    """(low, high) offsets of `partition`; a topic created a moment ago has no leader yet
+    (NOT_LEADER_FOR_PARTITION, retriable): asked again until `timeout_s` has passed."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return consumer.get_watermark_offsets(partition, timeout=timeout_s)
+        except KafkaException as exc:
+            error = exc.args[0]
+            transient = error.retriable() or error.code() in (
+                KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+                KafkaError.UNKNOWN_TOPIC_OR_PART)
+            if not transient or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def read_partition(bootstrap: str, rng: TopicRange, partition: int, timeout_s: float = 30.0,

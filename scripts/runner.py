@@ -102,7 +102,7 @@ def init_recovery(recovery_dir: str, partitions: int) -> None:
     subprocess.run([sys.executable, "-m", "bytewax.recovery", str(path), str(partitions)], check=True)
 
 
-MAX_ERASURE_PASSES = 5  # a drained run's passes over its own erasure commands (see `drain`)
+MAX_DRAIN_PASSES = 8  # a drained run's passes: events, erasure read-backs, settling (`drain`)
 
 
 def run(settings: Settings, config_path: str | None, *, processes: int = 1, workers: int = 1,
@@ -115,12 +115,15 @@ def run(settings: Settings, config_path: str | None, *, processes: int = 1, work
     BYTEWAX_DATAFLOW_API_* in the environment say). `on_start` receives the worker processes of
     each pass (the benchmark samples their memory and stops a tailing run with `stop`).
 
-    A drained run with a `recovery_dir` also applies the erasure commands it produced (`drain`);
-    without one it cannot (its state is gone when it ends) and says how many it left."""
-    def once(read_erasures: bool | None = None) -> int:
+    A drained run with a `recovery_dir` also applies the erasure commands it produced and settles
+    (`drain`); without one it cannot (its state is gone when it ends) and says how many commands
+    it left."""
+    def once(read_erasures: bool | None = None, settle: bool = False) -> int:
         extra = dict(env_extra or {})
         if read_erasures is not None:
             extra["PERSONA_READ_ERASURES"] = "1" if read_erasures else "0"
+        if settle:
+            extra["PERSONA_SETTLE"] = "1"
         procs = start(settings, config_path, processes=processes, workers=workers, tail=tail,
                       recovery_dir=recovery_dir, snapshot_s=snapshot_s, log=log,
                       env_extra=extra, metrics_port=metrics_port)
@@ -143,41 +146,50 @@ def run(settings: Settings, config_path: str | None, *, processes: int = 1, work
     return code
 
 
-def drain(run_pass: Callable[[bool], int], commands: Callable[[], int],
+def drain(run_pass: Callable[..., int], commands: Callable[[], int],
           log: Callable[[str], object] = print) -> int:
-    """A drained run over a recovery state: a pass to the end of the events topic, then passes
-    that also read the erasure command topic to its end, until one produces no new command.
+    """A drained run over one recovery state, in passes: to the end of the events topic; then,
+    while commands keep coming, to the end of the erasure command topic too; then one settling
+    pass over the quiet keyspace.
 
     The commands a flow emits at `user_deleted` come back through its Kafka input (Bytewax
     dataflows have no cycles: operators/erasure.py). A single drained pass cannot read them: its
     partitions end at what exists when they get there, so whether a command was read would depend
     on timing. Each later pass starts after the previous one ended, so it reads exactly the
     commands that exist, from the offsets the snapshots hold; applying them may emit more (an
-    item-kNN list's `forget_nbr`, a late mention's `forget`), read by the next pass.
-    `run_pass(read_erasures)` runs one pass and returns its exit code; `commands()` counts the
-    messages the command topic has received.
+    item-kNN list's `forget_nbr`, a late mention's `forget`), read by the next pass. The settling
+    pass has no input left: every resident user's suggestions are computed again from the final
+    records of everyone else (`SuggestionsLogic.on_eof`), so they no longer depend on whose
+    timer fired first. `run_pass(read_erasures, settle=False)` runs one pass and returns its
+    exit code; `commands()` counts the messages the command topic has received.
 
-    >>> counts = iter([0, 4, 4, 6, 6, 6])  # before and after each pass
-    >>> drain(lambda reading: print("pass, reading:", reading) or 0, lambda: next(counts), log=print)
-    pass, reading: False
+    >>> counts = iter([0, 4, 4, 6, 6, 6, 6, 6])  # before and after each pass
+    >>> drain(lambda read, settle=False: print("pass", read, settle) or 0, lambda: next(counts))
+    pass False False
     reading back erasure commands (pass 2; 4 new)
-    pass, reading: True
+    pass True False
     reading back erasure commands (pass 3; 2 new)
-    pass, reading: True
+    pass True False
+    settling: every resident user's suggestions once more (pass 4)
+    pass True True
     0
     """
-    reading = False
-    for n in range(MAX_ERASURE_PASSES + 1):
+    phase = "events"
+    for n in range(1, MAX_DRAIN_PASSES + 1):
         before = commands()
-        code = run_pass(reading)
+        code = run_pass(phase != "events", settle=phase == "settle")
         if code:
             return code
         after = commands()
-        if after == 0 or (reading and after == before):
+        if after != before or (phase == "events" and after > 0):
+            phase = "erasures"
+            log(f"reading back erasure commands (pass {n + 1}; {after - before} new)")
+        elif phase == "settle":
             return 0
-        log(f"reading back erasure commands (pass {n + 2}; {after - before} new)")
-        reading = True
-    log(f"erasure commands still coming after {MAX_ERASURE_PASSES} passes: the next run applies "
+        else:
+            phase = "settle"
+            log(f"settling: every resident user's suggestions once more (pass {n + 1})")
+    log(f"erasure commands still coming after {MAX_DRAIN_PASSES} passes: the next run applies "
         "the rest")
     return 0
 

@@ -65,6 +65,9 @@ def cleanup(settings, client: redis.Redis) -> None:
 # "Operating and recovery": feeds, ufeat, suggestions, notifs, model:global, model:notif).
 EXACT_KINDS = frozenset({"item", "trending", "fresh", "graph", "gmembers", "likers",
                          "popular_users", "profile", "nbrs"})
+# … and when both runs drained over a recovery directory (`runner.drain`, as `run_to_end`): its
+# settling pass computes every user's suggestions again from everyone's final records
+SETTLED_KINDS = EXACT_KINDS | {"suggestions"}
 
 
 def key_kind(key: str) -> str:
@@ -105,15 +108,15 @@ def key_digests(client: redis.Redis, prefix: str, version: str | None = None) ->
     return out
 
 
-def compare_runs(reference: dict[str, str], other: dict[str, str]) -> dict[str, list[str]]:
-    """Keys that differ: {"missing": …, "extra": …, "different": exact-kind keys whose bytes
-    differ}. Every key must exist in both; exact kinds must be byte-identical."""
+def compare_runs(reference: dict[str, str], other: dict[str, str],
+                 exact: frozenset[str] = EXACT_KINDS) -> dict[str, list[str]]:
+    """Keys that differ: {"missing": …, "extra": …, "different": keys of the `exact` kinds whose
+    bytes differ}. Every key must exist in both; exact kinds must be byte-identical."""
     return {
         "missing": sorted(set(reference) - set(other)),
         "extra": sorted(set(other) - set(reference)),
         "different": sorted(k for k in set(reference) & set(other)
-                            if key_kind(k) in EXACT_KINDS
-                            and reference[k] != other[k]),
+                            if key_kind(k) in exact and reference[k] != other[k]),
     }
 
 
