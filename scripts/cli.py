@@ -86,7 +86,9 @@ def status(config: Optional[Path] = ConfigOpt):
 def run(config: Optional[Path] = ConfigOpt,
         processes: int = typer.Option(1, "--processes", "-p", min=1, help="worker processes"),
         workers: int = typer.Option(1, "--workers", "-w", min=1, help="worker threads per process"),
-        until_drained: bool = typer.Option(False, help="stop at the end of the topic"),
+        until_drained: bool = typer.Option(
+            False, help="stop at the end of the topic (with --recovery-dir: then read the run's "
+            "erasure commands back and settle the suggestions, in further passes)"),
         recovery_dir: Optional[str] = typer.Option(None, help="enable Bytewax recovery here"),
         snapshot_s: int = typer.Option(10, min=1, help="epoch / snapshot interval, seconds"),
         metrics_port: int = typer.Option(
