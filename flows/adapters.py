@@ -147,13 +147,20 @@ class _Evictable(_Logic):
     `stream.parked_ttl_s`) and dropped from the worker; the key's next input restores it
     (`_restore`; also within the batch that parks it: `RecentParks`). The idle deadline is the key's
     only timer, so the keys Bytewax scans for due timers are the resident ones, which eviction
-    bounds. Subclasses call `_touched()` on input and have `store_of`."""
+    bounds. Subclasses call `_touched()` on input and have `store_of`.
 
-    park_kind = ""  # the parked-state key kind ("user", "social", "notif", "item", "nbrs"); "" = never
+    An `_empty()` state is dropped, not parked: ("park", kind, key, None) deletes an older parked
+    copy it was restored from (else the key's next input would restore that). A state that
+    `_stays()` (the erasure step's tombstone) is never evicted."""
+
+    park_kind = ""  # the parked-state key kind ("user", "social", "notif", "item", "nbrs",
+    #                 "followers", "erasure", "expuser"); "" = never
 
     def __init__(self, state):
         super().__init__(state)
         self.idle_at: datetime | None = None  # evicted at this wall clock unless input comes
+        # Redis may hold a parked copy of the state: it was restored (or resumed from a snapshot)
+        self.parked_copy = state is not None
 
     def _idle_s(self) -> float:
         return 0.0
@@ -162,11 +169,20 @@ class _Evictable(_Logic):
         """The key the state is parked under (None: it cannot be, so it stays)."""
         return self.state.user_id
 
+    def _empty(self) -> bool:
+        """The state holds nothing worth parking (its key's next input starts afresh)."""
+        return False
+
+    def _stays(self) -> bool:
+        """The state is never evicted."""
+        return False
+
     def _touched(self) -> None:
         """Input arrived (or a state was restored): push the idle deadline back."""
         idle = self._idle_s()
         self.idle_at = (datetime.now(UTC) + timedelta(seconds=idle)
-                        if idle > 0 and self.park_kind and self.state is not None else None)
+                        if idle > 0 and self.park_kind and self.state is not None
+                        and not self._stays() else None)
 
     def notify_at(self):
         return self.idle_at
@@ -184,12 +200,23 @@ class _Evictable(_Logic):
                 if key is None:
                     self.idle_at = None
                     return out, RETAIN
-                raw = pickle.dumps(self.state, protocol=5)
-                out.append(("park", self.park_kind, key, raw))
-                self.store_of().parking(self.park_kind, key, raw)  # until the write lands
+                if self._empty():
+                    out.extend(self._unpark(key))
+                else:
+                    raw = pickle.dumps(self.state, protocol=5)
+                    out.append(("park", self.park_kind, key, raw))
+                    self.store_of().parking(self.park_kind, key, raw)  # until the write lands
             metrics.EVICTED.labels(self.park_kind).inc()
             return out, StatefulBatchLogic.DISCARD
         return out, RETAIN
+
+    def _unpark(self, key: str) -> list[tuple]:
+        """[("park", kind, key, None)], the write that deletes the key's parked copy, if Redis may
+        hold one (the state is emptied or erased), else []."""
+        if not self.parked_copy:
+            return []
+        self.parked_copy = False
+        return [("park", self.park_kind, key, None)]
 
     def _restore(self, key: str, store, signup: bool = False):
         """The parked state of a returning key, or None (new, never parked, or expired).
@@ -205,6 +232,7 @@ class _Evictable(_Logic):
         if raw is None:
             return None
         metrics.RESTORED.labels(self.park_kind).inc()
+        self.parked_copy = True
         return pickle.loads(raw)
 
 
@@ -323,23 +351,48 @@ class ItemLogic(_Evictable):
         return out
 
 
-class FollowersLogic(_Logic):
-    """key = followed user. Values ("edge", kind, follower) | ("post", post_id, ts) | ("erase",)."""
+class FollowersLogic(_Evictable):
+    """key = followed user. Values ("edge", kind, follower, key) | ("post", post_id, ts, key) |
+    ("erase", key) (the key last: builders do not get it). Emits ("deliver", follower, post_id,
+    ts) per follower of a new post (`operators.graph.Followers`). An idle key is parked like an idle
+    user's (`_Evictable`, `stream.user_idle_evict_s`); an empty one (no followers) is dropped."""
 
-    def __init__(self, state: Followers | None, max_fanout: int):
-        super().__init__(state if state is not None else Followers())
+    park_kind = "followers"
+
+    def __init__(self, state: Followers | None, max_fanout: int, idle_s: float = 0.0,
+                 store_of=None):
+        super().__init__(state)
         self.max_fanout = max_fanout
+        self.idle_s, self.store_of = idle_s, store_of
+        self._touched()
+
+    def _idle_s(self) -> float:
+        return self.idle_s if self.store_of is not None else 0.0
+
+    def _empty(self) -> bool:
+        return not self.state.ids
 
     def on_batch(self, values):
-        out = []
+        out: list = []
+        key = values[0][-1]
+        if self.state is None:  # a new key, or a parked one back
+            if values[0][0] == "erase":  # emptied anyway: no read, but delete any parked copy
+                self.parked_copy = self._idle_s() > 0
+                self.state = Followers(key)
+            else:
+                self.state = self._restore(key, self.store_of() if self.store_of else None
+                                           ) or Followers(key)
+        self.state.user_id = key  # (a state resumed from before it held its key)
         for value in values:
             if value[0] == "edge":
                 self.state.learn_one(value[1], value[2])
-            elif value[0] == "erase":  # the followed user was deleted
-                self.state = Followers()
+            elif value[0] == "erase":  # the followed user was deleted: their parked copy too
+                self.state = Followers(key)
+                out.extend(self._unpark(key))
             else:
                 out.extend(("deliver", f, value[1], value[2])
                            for f in self.state.fan_out(self.max_fanout))
+        self._touched()
         return out, RETAIN
 
 
@@ -739,15 +792,45 @@ class GlobalModelLogic(_Logic):
         return [("model", self.state.export())], RETAIN
 
 
-class ExperimentUserLogic(_Logic):
-    """key = user id. Values: ("experiment/arm", counter). Emits, per batch and arm cell, the change
-    of the arm's totals (operators.experiments.counts.UserCounts): ("experiment/arm", delta)."""
+class ExperimentUserLogic(_Evictable):
+    """key = user id. Values ("experiment/arm", counter, key) | ("created", key) | ("deleted", key)
+    (operators.experiments.counts.arm_messages). Emits, per batch and arm cell, the change of the
+    arm's totals (operators.experiments.counts.UserCounts): ("experiment/arm", delta). An idle user
+    is parked like in the users step (`_Evictable`; a sign-up reads no parked copy); a deleted
+    user's parked copy is deleted and their counters are dropped when idle, never parked."""
 
-    def __init__(self, state: UserCounts | None):
-        super().__init__(state if state is not None else UserCounts())
+    park_kind = "expuser"
 
-    def on_batch(self, pairs):
-        return list(self.state.learn_many(pairs).items()), RETAIN
+    def __init__(self, state: UserCounts | None, idle_s: float = 0.0, store_of=None):
+        super().__init__(state)
+        self.idle_s, self.store_of = idle_s, store_of
+        self._touched()
+
+    def _idle_s(self) -> float:
+        return self.idle_s if self.store_of is not None else 0.0
+
+    def _empty(self) -> bool:
+        return not self.state.cells
+
+    def on_batch(self, values):
+        key = values[0][-1]
+        if self.state is None:  # a new key, or a parked one back
+            self.state = self._restore(key, self.store_of() if self.store_of else None,
+                                       signup=values[0][0] == "created") or UserCounts(key)
+        self.state.user_id = key  # (a state resumed from before it held its key)
+        out: list = []
+        for value in values:
+            if value[0] == "deleted":  # their parked copy goes (its key names them)
+                self.state.deleted = True
+                out.extend(self._unpark(key))
+            elif value[0] == "created":
+                self.state.deleted = False
+        out.extend(self.state.learn_many([v[:2] for v in values if v[0] not in (
+            "created", "deleted")]).items())
+        self._touched()
+        # an empty state (a sign-up's) stays only to spare its next input the read
+        keep = not self._empty() or (self.idle_at is not None and not self.state.deleted)
+        return out, RETAIN if keep else StatefulBatchLogic.DISCARD
 
 
 class ArmCountsLogic(_Logic):
@@ -766,13 +849,41 @@ class ArmCountsLogic(_Logic):
         return [("arm_counts", experiment, arm, totals)], RETAIN
 
 
-class ErasureLogic(_Logic):
+class ErasureLogic(_Evictable):
     """key = user id. Values ("post", post_id, key) | ("mention", owner, key) | ("deleted", key) |
     ("created", key) (operators.erasure.MentionIndex; the key last: builders do not get it).
-    Emits erasure Commands for the flow's command topic."""
+    Emits erasure Commands for the flow's command topic, and ("park", …) writes: an idle index is
+    parked like an idle user's (`_Evictable`; a sign-up reads no parked copy), an empty one dropped.
+
+    A deleted user's index (the tombstone that answers late mentions with `forget`) is never
+    evicted, and its parked copy is deleted at the deletion: parked, it would put the deleted
+    user's id (in the key) and their post ids back in Redis, which erasure empties of them
+    (schemas.keyspace `deleted_users`), and with `stream.parked_ttl_s` it would expire, leaving a
+    mention reported later (an owner past `MAX_OWNERS` that was never told) unanswered. Deleted
+    users are few and a tombstone holds only their post ids: its memory grows with deletions,
+    not with the users seen."""
+
+    park_kind = "erasure"
+
+    def __init__(self, state: MentionIndex | None, idle_s: float = 0.0, store_of=None):
+        super().__init__(state)
+        self.idle_s, self.store_of = idle_s, store_of
+        self._touched()
+
+    def _idle_s(self) -> float:
+        return self.idle_s if self.store_of is not None else 0.0
+
+    def _empty(self) -> bool:
+        return not (self.state.owners or self.state.posts)
+
+    def _stays(self) -> bool:
+        return self.state.deleted
 
     def on_batch(self, values):
         out: list = []
+        if self.state is None:  # a new key, or a parked one back
+            self.state = self._restore(values[0][-1], self.store_of() if self.store_of else None,
+                                       signup=values[0][0] == "created")
         for value in values:
             kind = value[0]
             if self.state is None:
@@ -785,8 +896,12 @@ class ErasureLogic(_Logic):
                 out.extend(self.state.learn_mention(value[1]))
             elif kind == "deleted":
                 out.extend(self.state.delete())
+                out.extend(self._unpark(value[-1]))
             else:
                 self.state.undelete()
+        if self.state is None:  # only sign-ups: nothing to keep
+            return out, StatefulBatchLogic.DISCARD
+        self._touched()
         return out, RETAIN
 
 

@@ -51,7 +51,7 @@ from flows.adapters import (
 from operators import Context
 from operators.dedup import shard_of
 from operators.erasure import index_messages
-from operators.experiments import ArmResolver, arm_metrics
+from operators.experiments import ArmResolver, arm_messages
 from operators.feature_store import FeatureReader
 from operators.ingest import decode_message, limits_from
 from operators.notifications.candidates import new_post_candidate, notification_messages
@@ -146,8 +146,9 @@ def build_flow(settings: Settings, *, source: Source | None = None,
 
     # followers, keyed by the followed user: reverse edges, fan-out of new posts to followers
     follower_msgs = op.flat_map("follower_msgs", user_events, _follower_messages)
-    deliveries = op.stateful_batch("followers", follower_msgs, FollowersLogic.builder(
-        settings.features.max_followers_fanout))
+    follower_out = op.stateful_batch("followers", follower_msgs, FollowersLogic.builder(
+        settings.features.max_followers_fanout, settings.stream.user_idle_evict_s, features))
+    deliveries = op.filter("follower_deliveries", follower_out, lambda kv: kv[1][0] == "deliver")
 
     # users, keyed by user: features, online model, micro-batched ranking
     forgets = op.filter("forgets", commands, lambda c: c.kind == "forget")
@@ -240,12 +241,13 @@ def build_flow(settings: Settings, *, source: Source | None = None,
 
     # per-arm online metrics of the enabled experiments (operators/experiments/counts.py): per-user
     # counters (keyed by user) send one delta per batch to the arm's exact totals (keyed by arm)
-    arm_events = op.flat_map("arm_events", events,  # (user_id, ("experiment/arm", counter))
-                             lambda e: [(e.user_id, p) for p in arm_metrics(e, settings)])
-    arm_deltas = op.key_rm("arm_deltas", op.stateful_batch(
-        "experiment_users", arm_events, ExperimentUserLogic.builder()))
+    arm_events = op.flat_map("arm_events", events, lambda e: arm_messages(e, settings))
+    arm_out = op.key_rm("arm_deltas", op.stateful_batch(
+        "experiment_users", arm_events, ExperimentUserLogic.builder(
+            settings.stream.user_idle_evict_s, features)))  # (idle users are parked)
     arm_counts = op.key_rm("arm_counts", op.stateful_batch(  # ("arm_counts", exp, arm, totals)
-        "experiment_counts", op.map("key_arm", arm_deltas, lambda d: (d[0], d)),
+        "experiment_counts", op.filter_map("key_arm", arm_out, lambda d: (d[0], d)
+                                           if d[0] != "park" else None),
         ArmCountsLogic.builder()))
 
     # erasure (operators/erasure.py), keyed by the mentioned user: who mentions them, their posts;
@@ -256,9 +258,11 @@ def build_flow(settings: Settings, *, source: Source | None = None,
         op.flat_map("mentions", op.merge("mentioned", user_out, social_out, notif_out),
                     _mention_messages),
     )
+    erasure_out = op.key_rm("erasure_out", op.stateful_batch(
+        "erasure", erasure_in, ErasureLogic.builder(settings.stream.user_idle_evict_s, features)))
     erasure_cmds = op.merge(
-        "erasure_cmds", op.key_rm("erasure_out", op.stateful_batch(
-            "erasure", erasure_in, ErasureLogic.builder())),
+        "erasure_cmds", op.filter("erasure_step_cmds", erasure_out,
+                                  lambda m: isinstance(m, Command)),
         op.filter_map("nbr_cmds", neighbours, lambda m: m[1] if m[0] == "cmd" else None))
     if source is None or erasures is not None:
         op.output("erasure_commands", erasure_cmds, erasures or ErasureCommandSink(
@@ -267,24 +271,34 @@ def build_flow(settings: Settings, *, source: Source | None = None,
     # whole-value, idempotent writes to Redis: feeds, profiles, item features, neighbours, model
     feeds = op.filter("feeds", user_out,
                       lambda m: m[0] in ("feed", "profile", "forget_user", "user_features", "park"))
+    # the parks of the followers, experiment-users and erasure steps (their other outputs go on)
+    parks = op.merge("parks", op.filter("follower_parks", op.key_rm(
+        "follower_writes", follower_out), _is_park), op.filter("arm_parks", arm_out, _is_park),
+        op.filter("erasure_parks", erasure_out, _is_park))
     writes_stream = op.merge("writes", feeds, item_writes,
                              op.filter("nbr_writes", neighbours, lambda m: m[0] != "cmd"),
                              op.key_rm("model", model), social, likers, inboxes, arm_counts,
-                             op.key_rm("blend_weight", blend))
+                             op.key_rm("blend_weight", blend), parks)
     op.output("redis", writes_stream, writes or RedisSink(settings))
     return flow
 
 
 def _follower_messages(msg) -> list:
-    """(followed user, ("edge", kind, follower) | ("post", post_id, ts) | ("erase",))"""
+    """(followed user, ("edge", kind, follower, followed user) | ("post", post_id, ts, author) |
+    ("erase", user)): the key last, for FollowersLogic (builders do not get it)."""
     event: Event = msg[1]
-    out = [(followed, ("edge", kind, follower))
+    out = [(followed, ("edge", kind, follower, followed))
            for followed, kind, follower in follower_updates(event)]
     if is_fan_out(event):
-        out.append((event.user_id, ("post", event.post_id, event.ts)))
+        out.append((event.user_id, ("post", event.post_id, event.ts, event.user_id)))
     elif event.type == "user_deleted":  # their followers list goes (operators/erasure.py)
-        out.append((event.user_id, ("erase",)))
+        out.append((event.user_id, ("erase", event.user_id)))
     return out
+
+
+def _is_park(msg) -> bool:
+    """A ("park", kind, key, state) write of an evicting step (`flows.adapters._Evictable`)."""
+    return isinstance(msg, tuple) and msg[0] == "park"
 
 
 def _pair_messages(msg) -> list:

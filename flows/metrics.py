@@ -31,10 +31,12 @@ RANK_SECONDS = Histogram(
 RANKS_DEFERRED = Counter(
     "persona_ranks_deferred", "Due ranks that waited for a user's event held for its post")
 EVICTED = Counter(
-    "persona_states_evicted_total", "Idle users' worker states parked in Redis and dropped",
-    ["step"])
+    "persona_states_evicted_total",
+    "Idle keys' worker states dropped from the worker (parked in Redis unless empty or a tombstone), "
+    "by park kind", ["step"])
 RESTORED = Counter(
-    "persona_states_restored_total", "Parked user states restored at the user's return", ["step"])
+    "persona_states_restored_total", "Parked states restored at the key's next input, by park kind",
+    ["step"])
 MODEL_LOGLOSS = Gauge(
     "persona_global_model_logloss",
     "Prequential log loss of the global model: each training example scored before it is learned, "

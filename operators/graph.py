@@ -15,9 +15,12 @@ from __future__ import annotations
 
 
 class Followers:
-    __slots__ = ("ids",)
+    """The followers of `user_id` (the state's key: it is parked under it when idle)."""
 
-    def __init__(self):
+    __slots__ = ("ids", "user_id")
+
+    def __init__(self, user_id: str | None = None):
+        self.user_id = user_id
         self.ids: dict[str, None] = {}
 
     def learn_one(self, kind: str, follower: str) -> None:
@@ -32,7 +35,10 @@ class Followers:
         return list(self.ids)
 
     def __getstate__(self):
-        return list(self.ids)
+        return (self.user_id, list(self.ids))
 
     def __setstate__(self, state):
-        self.ids = dict.fromkeys(state)
+        if isinstance(state, list):  # pickled before the state held its key
+            state = (None, state)
+        self.user_id, ids = state
+        self.ids = dict.fromkeys(ids)

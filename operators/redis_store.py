@@ -32,7 +32,8 @@ log = logging.getLogger("persona.redis")
 #   bytes) | ("group_member", group, user, joined) | ("liker", author, user, ts)
 #   | ("forget_social", user, groups, engaged authors) | ("forget_likers", author)
 #   | ("unliker", author, user)   (the likers writes come through step `likers`)
-#   ("park", "user"|"social", user_id, pickled state): an idle user's worker state (with a TTL)
+#   ("park", kind, key, pickled state | None): an idle key's worker state (with a TTL), None deletes
+#   it (the state was emptied or erased: flows.adapters._Evictable)
 Write = tuple
 
 
@@ -298,8 +299,9 @@ class RedisWriter:
                 ops.append(("delete", ks.profile(w[1])))
                 ops.append(("delete", ks.user_features(w[1])))  # search re-ranking features
                 ops.append(("delete", ks.parked("user", w[1])))
-            elif kind == "park":  # ("park", step kind, user, pickled state)
-                ops.append(("set", ks.parked(w[1], w[2]), w[3], self.parked_ttl_s))
+            elif kind == "park":  # ("park", step kind, key, pickled state | None)
+                ops.append(("set", ks.parked(w[1], w[2]), w[3], self.parked_ttl_s)
+                           if w[3] is not None else ("delete", ks.parked(w[1], w[2])))
             elif kind == "notifs":
                 ops.append(("set", ks.notifications(w[1]), w[2]))
             elif kind == "notif_model":

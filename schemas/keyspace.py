@@ -99,8 +99,11 @@ class Keyspace:
 
     def parked(self, kind: str, key: str) -> str:
         """An idle key's worker state, pickled, with a TTL: a user's ("user" | "social" | "notif"
-        step; `stream.user_idle_evict_s`) or a post's ("item" | "nbrs"; `stream.item_idle_evict_s`). The
-        worker dropped it and restores it at the key's next input."""
+        | "followers" (key: the followed user) | "erasure" (the mentioned user's index) | "expuser"
+        (experiment counters) step; `stream.user_idle_evict_s`) or a post's ("item" | "nbrs";
+        `stream.item_idle_evict_s`). The worker dropped it and restores it at the key's next
+        input. Empty states are not parked, and a deleted user has none: their parked states
+        are deleted at the deletion, and the erasure step's tombstone is never parked."""
         return f"{self.base}:parked:{kind}:{{{key}}}"
 
     @property

@@ -7,13 +7,14 @@ intervals of differences; `report` builds the per-arm table.
 """
 
 from operators.experiments.assignment import ArmResolver, arms_of, assign, bucket, variant
-from operators.experiments.counts import METRICS, ArmCounts, arm_metrics, metric_of
+from operators.experiments.counts import METRICS, ArmCounts, arm_messages, arm_metrics, metric_of
 from operators.experiments.stats import newcombe_diff, wilson
 
 __all__ = [
     "METRICS",
     "ArmCounts",
     "ArmResolver",
+    "arm_messages",
     "arm_metrics",
     "arms_of",
     "assign",

@@ -53,14 +53,31 @@ def arm_metrics(event: Event, settings: Settings) -> list[tuple[str, str]]:
     return [(f"{exp}/{arm}", metric) for exp, arm in arms_of(settings, event.user_id)]
 
 
+def arm_messages(event: Event, settings: Settings) -> list[tuple[str, tuple]]:
+    """What the per-user counters (step `experiment_users`, keyed by user; the key last: builders
+    do not get it) learn from an event: (user, ("experiment/arm", counter, user)) per enrolled arm
+    (`arm_metrics`); for a user enrolled in any, (user, ("created", user)) at their `user_created`
+    (a new user's counters start without a look for a parked copy) and (user, ("deleted", user))
+    at their `user_deleted` (the parked copy goes: its key names them)."""
+    user = event.user_id
+    if event.type in ("user_created", "user_deleted"):
+        return [(user, (event.type[5:], user))] if arms_of(settings, user) else []
+    return [(user, (cell, counter, user)) for cell, counter in arm_metrics(event, settings)]
+
+
 def empty_delta() -> dict:
     return {"users": 0, "counts": dict.fromkeys(METRICS, 0), "moments": dict.fromkeys(PAIRS, 0)}
 
 
 class UserCounts:
-    """One user's counters per arm cell. `learn_many` returns the change of each arm's totals."""
+    """One user's counters per arm cell. `learn_many` returns the change of each arm's totals.
+    `deleted`: the user was deleted (the state is dropped when idle, never parked)."""
 
-    def __init__(self) -> None:
+    user_id: str | None = None  # (a state pickled before it held its key has none)
+    deleted = False
+
+    def __init__(self, user_id: str | None = None) -> None:
+        self.user_id = user_id
         self.cells: dict[str, dict[str, int]] = {}
 
     def learn_many(self, pairs: list[tuple[str, str]]) -> dict[str, dict]:
