@@ -194,7 +194,7 @@ class _Evictable(_Logic):
         return self._evict_if_idle([])
 
     def _evict_if_idle(self, out: list):
-        if self.idle_at is not None and self.idle_at <= datetime.now(UTC):
+        if self.idle_at is not None and self.idle_at <= datetime.now(UTC) and not self._stays():
             if not getattr(self.state, "deleted", False):  # a user's tombstone is dropped, never
                 key = self._park_key()  # parked: no key names the user
                 if key is None:

@@ -392,7 +392,7 @@ def _item_logic(store):
     return ItemLogic(None, ctx, lambda: store)
 
 
-def _evict_idle_post(logic):
+def _evict_idle(logic):
     from datetime import datetime, timedelta
 
     logic.idle_at = datetime.now(UTC) - timedelta(seconds=1)
@@ -409,7 +409,7 @@ def test_an_idle_post_is_parked_and_its_next_event_restores_it():
     logic.on_batch([Event("e1", "post_created", T, "u9", post_id="p1", topics=("t1",)),
                     Event("e2", "like", T + 1, "u1", post_id="p1")])
     assert store.reads == 0, "a new post has nothing parked"
-    out, keep = _evict_idle_post(logic)
+    out, keep = _evict_idle(logic)
     assert keep == StatefulBatchLogic.DISCARD and [o[:3] for o in out] == [("park", "item", "p1")]
     store.put_parked("item", "p1", out[0][3])
     back = _item_logic(store)
@@ -419,11 +419,11 @@ def test_an_idle_post_is_parked_and_its_next_event_restores_it():
 
     held = _item_logic(store)  # a like waiting for its post: never evicted before it is released
     held.on_batch([Event("e4", "like", T + 3, "u1", post_id="p2")])
-    assert held.notify_at() == held.deadline and _evict_idle_post(held)[1] == StatefulBatchLogic.RETAIN
+    assert held.notify_at() == held.deadline and _evict_idle(held)[1] == StatefulBatchLogic.RETAIN
 
     erased = _item_logic(store)  # an erased post stays erased after its tombstone was parked
     erased.on_batch([Command("erase_post", "p3", "u9")])
-    out, _ = _evict_idle_post(erased)
+    out, _ = _evict_idle(erased)
     store.put_parked("item", "p3", out[0][3])
     again = _item_logic(store)
     like = Event("e5", "like", T + 4, "u1", post_id="p3")
@@ -442,7 +442,7 @@ def test_an_idle_posts_neighbours_are_parked_and_restored():
     assert logic.on_batch([("p1", POST_CREATED)]) == ([], StatefulBatchLogic.RETAIN)
     assert store.reads == 0, "a new post has nothing parked"
     assert logic.on_batch([("p1", [("p2", 1.0)])])[0] == [("nbrs", "p1", {"p2": 1.0})]
-    out, keep = _evict_idle_post(logic)
+    out, keep = _evict_idle(logic)
     assert keep == StatefulBatchLogic.DISCARD and [o[:3] for o in out] == [("park", "nbrs", "p1")]
     store.put_parked("nbrs", "p1", out[0][3])
     back = build(None)
@@ -452,6 +452,135 @@ def test_an_idle_posts_neighbours_are_parked_and_restored():
     erased = build(None)  # an erased post's tombstone is parked: its stale pairs stay dropped
     erased.on_batch([("p4", [("p2", 1.0)])])
     erased.on_batch([("p4", Command("erase_post", "p4", "u9"))])
-    out, _ = _evict_idle_post(erased)
+    out, _ = _evict_idle(erased)
     store.put_parked("nbrs", "p4", out[0][3])
     assert build(None).on_batch([("p4", [("p5", 1.0)])])[0] == []
+
+
+def test_idle_followers_are_parked_restored_and_dropped_once_empty():
+    from bytewax.operators import StatefulBatchLogic
+
+    from flows.adapters import FollowersLogic
+
+    store = CountingStore()
+    build = FollowersLogic.builder(10, 600.0, lambda: store)
+    logic = build(None)
+    logic.on_batch([("edge", "follow", "u2", "u1"), ("edge", "follow", "u3", "u1")])
+    assert store.reads == 1, "a new followed user may have been parked: one read"
+    out, keep = _evict_idle(logic)
+    assert keep == StatefulBatchLogic.DISCARD and [o[:3] for o in out] == [("park", "followers", "u1")]
+    store.put_parked("followers", "u1", out[0][3])
+    back = build(None)
+    assert back.on_batch([("post", "p1", T, "u1")])[0] == [("deliver", "u2", "p1", T),
+                                                            ("deliver", "u3", "p1", T)]
+    # emptied by unfollows: dropped, not parked, and the copy it came from is deleted (else the
+    # key's next input would restore the old followers)
+    back.on_batch([("edge", "unfollow", "u2", "u1"), ("edge", "unfollow", "u3", "u1")])
+    out, keep = _evict_idle(back)
+    assert keep == StatefulBatchLogic.DISCARD and out == [("park", "followers", "u1", None)]
+    store.put_parked(*out[0][1:])
+    assert build(None).on_batch([("post", "p2", T + 1, "u1")])[0] == []
+    author = build(None)  # an author nobody follows: dropped without a write
+    author.on_batch([("post", "p3", T, "u9")])
+    assert _evict_idle(author) == ([], StatefulBatchLogic.DISCARD)
+
+    parked = build(None)  # a deleted user's followers: no read, the parked copy deleted
+    parked.on_batch([("edge", "follow", "u2", "u5")])
+    store.put_parked("followers", "u5", _evict_idle(parked)[0][0][3])
+    reads = store.reads
+    assert build(None).on_batch([("erase", "u5")])[0] == [("park", "followers", "u5", None)]
+    assert store.reads == reads
+    assert FollowersLogic.builder(10)(None).notify_at() is None, "no eviction without a store"
+
+
+def test_an_idle_erasure_index_is_parked_and_a_deleted_users_tombstone_stays():
+    from bytewax.operators import StatefulBatchLogic
+
+    from flows.adapters import ErasureLogic
+
+    store = CountingStore()
+    build = ErasureLogic.builder(600.0, lambda: store)
+    assert build(None).on_batch([("created", "u1")]) == ([], StatefulBatchLogic.DISCARD)
+    logic = build(None)
+    logic.on_batch([("created", "u1"), ("post", "p1", "u1"), ("mention", "u2", "u1")])
+    assert store.reads == 0, "a sign-up has nothing parked"
+    out, keep = _evict_idle(logic)
+    assert keep == StatefulBatchLogic.DISCARD and [o[:3] for o in out] == [("park", "erasure", "u1")]
+    store.put_parked("erasure", "u1", out[0][3])
+
+    back = build(None)  # the deletion restores the index: its commands, and the parked copy goes
+    out, _ = back.on_batch([("deleted", "u1")])
+    assert store.reads == 1
+    assert [(c.kind, c.key) for c in out[:-1]] == [("erase_post", "p1"), ("forget", "u2")]
+    assert out[-1] == ("park", "erasure", "u1", None)
+    # the tombstone is never evicted: a mention reported any time later is still answered
+    assert back.notify_at() is None and _evict_idle(back)[1] == StatefulBatchLogic.RETAIN
+    late, _ = back.on_batch([("mention", "u3", "u1")])
+    assert [(c.kind, c.key, c.posts) for c in late] == [("forget", "u3", ("p1",))]
+    back.on_batch([("created", "u1")])  # a new account under the id: empty, dropped when idle
+    assert _evict_idle(back) == ([], StatefulBatchLogic.DISCARD)
+
+    fresh = build(None)  # deleted while never parked: nothing to delete in Redis
+    out, _ = fresh.on_batch([("mention", "u2", "u7"), ("deleted", "u7")])
+    assert [c.kind for c in out] == ["forget"]
+
+
+def test_idle_experiment_counters_are_parked_and_restored():
+    from bytewax.operators import StatefulBatchLogic
+
+    from flows.adapters import ExperimentUserLogic
+
+    store = CountingStore()
+    build = ExperimentUserLogic.builder(600.0, lambda: store)
+    logic = build(None)
+    out, _ = logic.on_batch([("created", "u1"), ("size/small", "impressions", "u1")])
+    assert store.reads == 0 and out[0][1]["users"] == 1
+    out, keep = _evict_idle(logic)
+    assert keep == StatefulBatchLogic.DISCARD and [o[:3] for o in out] == [("park", "expuser", "u1")]
+    store.put_parked("expuser", "u1", out[0][3])
+    back = build(None)
+    (cell, delta), = back.on_batch([("size/small", "impressions", "u1")])[0]
+    assert store.reads == 1 and cell == "size/small"
+    assert delta["users"] == 0 and delta["moments"]["impressions*impressions"] == 3  # 2² − 1²
+    # deleted: the parked copy goes, the counters are dropped when idle (their key names the user)
+    assert back.on_batch([("deleted", "u1")])[0] == [("park", "expuser", "u1", None)]
+    assert _evict_idle(back) == ([], StatefulBatchLogic.DISCARD)
+    signup = build(None)  # a sign-up with no counted event yet: kept (no read at its next input)
+    assert signup.on_batch([("created", "u4")]) == ([], StatefulBatchLogic.RETAIN)
+    assert _evict_idle(signup) == ([], StatefulBatchLogic.DISCARD)
+    assert ExperimentUserLogic.builder()(None).on_batch([("created", "u4")])[1] == \
+        StatefulBatchLogic.DISCARD, "without eviction an empty state is not kept"
+
+
+def test_the_new_evicting_steps_resume_from_a_snapshot_with_their_idle_deadline(monkeypatch):
+    # Bytewax snapshots states, not timers: a resumed key is evicted when idle like any other,
+    # and a Followers pickled before it held its key learns it at the key's next input
+    import pickle
+
+    from bytewax.operators import StatefulBatchLogic
+
+    from flows.adapters import ErasureLogic, ExperimentUserLogic, FollowersLogic, _Logic
+    from operators.graph import Followers
+
+    monkeypatch.setattr(_Logic, "recovery", True)
+    store = MemoryFeatureStore()
+    for build, batch in ((FollowersLogic.builder(10, 600.0, lambda: store),
+                          [("edge", "follow", "u2", "u1")]),
+                         (ErasureLogic.builder(600.0, lambda: store), [("post", "p1", "u1")]),
+                         (ExperimentUserLogic.builder(600.0, lambda: store),
+                          [("size/small", "engagements", "u1")])):
+        logic = build(None)
+        logic.on_batch(batch)
+        resumed = build(logic.snapshot())
+        assert resumed.notify_at() == resumed.idle_at is not None
+        out, keep = _evict_idle(resumed)
+        assert keep == StatefulBatchLogic.DISCARD and out[0][:3] == ("park", logic.park_kind, "u1")
+    old = Followers()
+    old.ids = {"u2": None}
+    monkeypatch.setattr(Followers, "__getstate__", lambda f: list(f.ids))  # the earlier format
+    raw = pickle.dumps(old)
+    monkeypatch.undo()
+    resumed = FollowersLogic.builder(10, 600.0, lambda: store)(raw)
+    assert resumed.state.user_id is None and _evict_idle(resumed)[1] == StatefulBatchLogic.RETAIN
+    assert resumed.on_batch([("post", "p1", T, "u1")])[0] == [("deliver", "u2", "p1", T)]
+    assert resumed.state.user_id == "u1" and resumed.notify_at() is not None
