@@ -1,5 +1,5 @@
-"""Bounded worker state on the real Redis: an idle user's state is parked (with a TTL) through the
-production writer, dropped, restored by the feature store at the user's next event, and erased
+"""Bounded worker state on the real Redis: an idle key's state (a user's, a post's) is parked (with a TTL) through the
+production writer, dropped, restored by the feature store at the key's next input, and erased
 with the user."""
 
 from __future__ import annotations
@@ -119,3 +119,37 @@ def test_idle_notification_recipients_park_and_come_back(live):
         assert back.state.user_id == "u1" and back.state.last_ts == T + 1
         writer.write_batch([("forget_notifs", "u1")])
         assert client.exists(keyspace.parked("notif", "u1")) == 0
+
+
+def test_idle_followers_erasure_indices_and_experiment_counters_park_and_come_back(live):
+    from flows.adapters import ErasureLogic, ExperimentUserLogic, FollowersLogic
+
+    builders = {"followers": lambda store: FollowersLogic.builder(10, 60.0, lambda: store),
+                "erasure": lambda store: ErasureLogic.builder(60.0, lambda: store),
+                "expuser": lambda store: ExperimentUserLogic.builder(60.0, lambda: store)}
+    first = {"followers": [("edge", "follow", "u2", "u1")],
+             "erasure": [("post", "p1", "u1"), ("mention", "u2", "u1")],
+             "expuser": [("size/small", "impressions", "u1")]}
+    with _private_redis(live) as (settings, client, keyspace, store, writer):
+        for kind, build in builders.items():
+            logic = build(store)(None)
+            logic.on_batch(first[kind])
+            _idle(logic)
+            out, keep = logic.on_notify()
+            assert keep == StatefulBatchLogic.DISCARD and out[0][:3] == ("park", kind, "u1")
+            writer.write_batch(out)
+            assert 3500 < client.ttl(keyspace.parked(kind, "u1")) <= 3600, kind
+        restarted = _other_process(client, keyspace)
+
+        followers = builders["followers"](restarted)(None)
+        assert followers.on_batch([("post", "p2", T, "u1")])[0] == [("deliver", "u2", "p2", T)]
+        counters = builders["expuser"](restarted)(None)
+        (_, delta), = counters.on_batch([("size/small", "impressions", "u1")])[0]
+        assert delta["users"] == 0 and delta["counts"]["impressions"] == 1
+        # the user's deletion: the index answers with its commands, and every parked copy goes
+        erasure = builders["erasure"](restarted)(None)
+        out, _ = erasure.on_batch([("deleted", "u1")])
+        assert [(c.kind, c.key) for c in out[:-1]] == [("erase_post", "p1"), ("forget", "u2")]
+        writer.write_batch(out[-1:] + followers.on_batch([("erase", "u1")])[0]
+                           + counters.on_batch([("deleted", "u1")])[0])
+        assert [client.exists(keyspace.parked(kind, "u1")) for kind in builders] == [0, 0, 0]
