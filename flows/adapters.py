@@ -210,6 +210,18 @@ class _Evictable(_Logic):
             return out, StatefulBatchLogic.DISCARD
         return out, RETAIN
 
+    def _resume(self, key: str, new, signup: bool = False):
+        """The key's state: resident, else its parked copy (`_restore`), else `new(key)`."""
+        if self.state is None:
+            self.state = self._restore(key, self.store_of() if self.store_of else None,
+                                       signup) or new(key)
+        return self.state
+
+    def _retention(self):
+        """RETAIN, or DISCARD for an empty state without an idle deadline: kept, it would only
+        spare its key's next input a parked-state read, and without eviction there is none."""
+        return RETAIN if self.idle_at is not None or not self._empty() else StatefulBatchLogic.DISCARD
+
     def _unpark(self, key: str) -> list[tuple]:
         """[("park", kind, key, None)], the write that deletes the key's parked copy, if Redis may
         hold one (the state is emptied or erased), else []."""
@@ -353,9 +365,11 @@ class ItemLogic(_Evictable):
 
 class FollowersLogic(_Evictable):
     """key = followed user. Values ("edge", kind, follower, key) | ("post", post_id, ts, key) |
-    ("erase", key) (the key last: builders do not get it). Emits ("deliver", follower, post_id,
-    ts) per follower of a new post (`operators.graph.Followers`). An idle key is parked like an idle
-    user's (`_Evictable`, `stream.user_idle_evict_s`); an empty one (no followers) is dropped."""
+    ("erase", key) | ("created", key) (the key last: builders do not get it). Emits ("deliver",
+    follower, post_id, ts) per follower of a new post (`operators.graph.Followers`). An idle key
+    is parked like an idle user's (`_Evictable`, `stream.user_idle_evict_s`); an empty one (no
+    followers) is dropped. The user's own sign-up ("created") starts their state without a
+    parked-state read, so their later follows and posts need none either."""
 
     park_kind = "followers"
 
@@ -374,16 +388,14 @@ class FollowersLogic(_Evictable):
 
     def on_batch(self, values):
         out: list = []
-        key = values[0][-1]
-        if self.state is None:  # a new key, or a parked one back
-            if values[0][0] == "erase":  # emptied anyway: no read, but delete any parked copy
-                self.parked_copy = self._idle_s() > 0
-                self.state = Followers(key)
-            else:
-                self.state = self._restore(key, self.store_of() if self.store_of else None
-                                           ) or Followers(key)
+        key, first = values[0][-1], values[0][0]
+        if self.state is None and first == "erase":  # emptied anyway: no read, but the parked
+            self.parked_copy = self._idle_s() > 0  # copy (if any) is deleted
+        self._resume(key, Followers, signup=first in ("created", "erase"))
         self.state.user_id = key  # (a state resumed from before it held its key)
         for value in values:
+            if value[0] == "created":
+                continue
             if value[0] == "edge":
                 self.state.learn_one(value[1], value[2])
             elif value[0] == "erase":  # the followed user was deleted: their parked copy too
@@ -393,7 +405,7 @@ class FollowersLogic(_Evictable):
                 out.extend(("deliver", f, value[1], value[2])
                            for f in self.state.fan_out(self.max_fanout))
         self._touched()
-        return out, RETAIN
+        return out, self._retention()
 
 
 def _co(pairs: list[tuple[str, str, float]]) -> list[tuple]:
@@ -814,9 +826,7 @@ class ExperimentUserLogic(_Evictable):
 
     def on_batch(self, values):
         key = values[0][-1]
-        if self.state is None:  # a new key, or a parked one back
-            self.state = self._restore(key, self.store_of() if self.store_of else None,
-                                       signup=values[0][0] == "created") or UserCounts(key)
+        self._resume(key, UserCounts, signup=values[0][0] == "created")
         self.state.user_id = key  # (a state resumed from before it held its key)
         out: list = []
         for value in values:
@@ -828,9 +838,7 @@ class ExperimentUserLogic(_Evictable):
         out.extend(self.state.learn_many([v[:2] for v in values if v[0] not in (
             "created", "deleted")]).items())
         self._touched()
-        # an empty state (a sign-up's) stays only to spare its next input the read
-        keep = not self._empty() or (self.idle_at is not None and not self.state.deleted)
-        return out, RETAIN if keep else StatefulBatchLogic.DISCARD
+        return out, self._retention()
 
 
 class ArmCountsLogic(_Logic):
@@ -881,15 +889,9 @@ class ErasureLogic(_Evictable):
 
     def on_batch(self, values):
         out: list = []
-        if self.state is None:  # a new key, or a parked one back
-            self.state = self._restore(values[0][-1], self.store_of() if self.store_of else None,
-                                       signup=values[0][0] == "created")
+        self._resume(values[0][-1], MentionIndex, signup=values[0][0] == "created")
         for value in values:
             kind = value[0]
-            if self.state is None:
-                if kind == "created":
-                    continue  # nothing to undelete
-                self.state = MentionIndex(value[-1])
             if kind == "post":
                 out.extend(self.state.learn_post(value[1]))
             elif kind == "mention":
@@ -899,10 +901,8 @@ class ErasureLogic(_Evictable):
                 out.extend(self._unpark(value[-1]))
             else:
                 self.state.undelete()
-        if self.state is None:  # only sign-ups: nothing to keep
-            return out, StatefulBatchLogic.DISCARD
         self._touched()
-        return out, RETAIN
+        return out, self._retention()
 
 
 class NotificationLogic(_Evictable):

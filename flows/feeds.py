@@ -285,7 +285,8 @@ def build_flow(settings: Settings, *, source: Source | None = None,
 
 def _follower_messages(msg) -> list:
     """(followed user, ("edge", kind, follower, followed user) | ("post", post_id, ts, author) |
-    ("erase", user)): the key last, for FollowersLogic (builders do not get it)."""
+    ("erase", user) | ("created", user)): the key last, for FollowersLogic (builders do not get
+    it)."""
     event: Event = msg[1]
     out = [(followed, ("edge", kind, follower, followed))
            for followed, kind, follower in follower_updates(event)]
@@ -293,6 +294,8 @@ def _follower_messages(msg) -> list:
         out.append((event.user_id, ("post", event.post_id, event.ts, event.user_id)))
     elif event.type == "user_deleted":  # their followers list goes (operators/erasure.py)
         out.append((event.user_id, ("erase", event.user_id)))
+    elif event.type == "user_created":  # a new key: nothing parked to read
+        out.append((event.user_id, ("created", event.user_id)))
     return out
 
 

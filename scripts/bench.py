@@ -136,26 +136,27 @@ def rss_kb(pid: int) -> tuple[int, int]:
         return 0, 0
 
 
-def scrape_counters(port: int) -> tuple[int, int, float, int] | None:
-    """(events processed, users ranked, seconds spent ranking, states evicted) from a worker's
-    /metrics: persona_events_total summed over types, persona_rank_seconds count and sum,
-    persona_states_evicted_total summed over steps (None if not up)."""
+def scrape_counters(port: int) -> tuple[int, int, float, dict[str, int]] | None:
+    """(events processed, users ranked, seconds spent ranking, states evicted by park kind) from
+    a worker's /metrics: persona_events_total summed over types, persona_rank_seconds count and
+    sum, persona_states_evicted_total (None if not up)."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
             text = resp.read().decode()
     except OSError:
         return None
-    events, ranks, rank_s, evicted = 0.0, 0.0, 0.0, 0.0
+    events, ranks, rank_s, evicted = 0.0, 0.0, 0.0, {}
     for line in text.splitlines():
         if line.startswith("persona_events_total{"):
             events += float(line.rsplit(" ", 1)[1])
-        elif line.startswith("persona_states_evicted_total{"):
-            evicted += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("persona_states_evicted_total{"):  # …{step="user"} 12.0
+            kind = line.split('step="', 1)[1].split('"', 1)[0]
+            evicted[kind] = int(float(line.rsplit(" ", 1)[1]))
         elif line.startswith("persona_rank_seconds_count "):
             ranks = float(line.rsplit(" ", 1)[1])
         elif line.startswith("persona_rank_seconds_sum "):
             rank_s = float(line.rsplit(" ", 1)[1])
-    return int(events), int(ranks), rank_s, int(evicted)
+    return int(events), int(ranks), rank_s, evicted
 
 
 def free_port_range(n: int) -> int:
@@ -299,7 +300,7 @@ class WorkerRun:
     counts: list[tuple[float, int]] = field(default_factory=list)
     ranks: int = 0  # users ranked (feeds computed), all processes
     rank_s: float = 0.0  # time spent ranking, all processes
-    evicted: int = 0  # idle user states parked and dropped (users + suggestions steps)
+    evicted: dict[str, int] = field(default_factory=dict)  # idle states dropped, by park kind
     ready_rss: list[int] = field(default_factory=list)  # KiB per process once serving metrics
     rss: list[tuple[float, list[int]]] = field(default_factory=list)  # KiB per process
     peak_kb: list[int] = field(default_factory=list)
@@ -350,7 +351,8 @@ def run_workers(bench: Bench, env: dict[str, str], processes: int, *, tail: bool
             result.counts.append((now, sum(c[0] for c in scraped)))
             result.ranks = sum(c[1] for c in scraped)
             result.rank_s = sum(c[2] for c in scraped)
-            result.evicted = sum(c[3] for c in scraped)
+            result.evicted = {k: sum(c[3].get(k, 0) for c in scraped)
+                              for k in sorted({k for c in scraped for k in c[3]})}
         if all(m[0] for m in mem):  # every process alive (an exited one reads 0)
             result.rss.append((now, [m[0] for m in mem]))
         peaks = result.peak_kb + [0] * (len(mem) - len(result.peak_kb))
@@ -681,6 +683,7 @@ def churn_workload(seed: int, creators: int = 100, posts_per_creator: int = 3,
 
 
 CHURN_DEDUP_CAPACITY = 10_000
+USER_PARK_KINDS = ("user", "social", "notif", "followers", "erasure", "expuser")  # keyed by user
 
 
 def churn(bench: Bench, cfg: BenchConfig, extra: dict, log: Log) -> dict:
@@ -726,18 +729,22 @@ def churn(bench: Bench, cfg: BenchConfig, extra: dict, log: Log) -> dict:
     sample = random.Random(cfg.seed).sample(users[:-100], min(300, max(0, len(users) - 100)))
     pipe = client.pipeline(transaction=False)
     for user in sample:
-        pipe.memory_usage(keyspace.parked("user", user), samples=0)
-        pipe.memory_usage(keyspace.parked("social", user), samples=0)
-    parked = pipe.execute()
+        for kind in USER_PARK_KINDS:
+            pipe.memory_usage(keyspace.parked(kind, user), samples=0)
+    sizes = pipe.execute()
+    parked = {kind: sum(v or 0 for v in sizes[i::len(USER_PARK_KINDS)]) // max(1, len(sample))
+              for i, kind in enumerate(USER_PARK_KINDS)}
     published = redis_bytes_per_user(client, keyspace, sample)
     step = max(1, len(rss) // 20)
     return {"rate": cfg.churn_rate, "seconds": cfg.churn_s, "idle_evict_s": cfg.churn_idle_s,
             "dedup_capacity": CHURN_DEDUP_CAPACITY,
-            "users": len(users), "evicted_states": run.evicted,
+            "users": len(users), "evicted_states": sum(run.evicted.values()),
+            "evicted_by_kind": run.evicted,
             "rss_mib_over_time": [[round(t - t0, 1), round(kb / 1024, 1)] for t, kb in rss[::step]],
             "rss_flatness_second_half": rss_flatness(run.rss),
             "worker_bytes_per_inactive_user": round(growth / max(1.0, late_users)),
-            "redis_parked_bytes_per_user": round(sum(v or 0 for v in parked) / max(1, len(sample))),
+            "redis_parked_bytes_per_user": sum(parked.values()),
+            "redis_parked_bytes_per_user_by_kind": parked,
             "redis_published_bytes_per_user": published["bytes_per_user"],
             "peak_rss_mib": [round(kb / 1024, 1) for kb in run.peak_kb]}
 
@@ -787,7 +794,8 @@ def table(report: dict) -> list[tuple[str, str]]:
     if c:
         rows.append((f"ever-new users: {num(c['users'])} at {num(c['rate'])} events/s, "
                      f"evict after {c['idle_evict_s']:g} s", f"{num(c['evicted_states'])} states "
-                     "evicted"))
+                     "evicted (" + ", ".join(f"{k} {num(v)}" for k, v in c.get(
+                         "evicted_by_kind", {}).items()) + ")"))
         rows.append(("  worker RSS spread, second half",
                      f"{num(c['rss_flatness_second_half'], '{:.1%}')} (peak "
                      f"{', '.join(f'{v} MiB' for v in c['peak_rss_mib'])})"))

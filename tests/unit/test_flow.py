@@ -480,9 +480,11 @@ def test_idle_followers_are_parked_restored_and_dropped_once_empty():
     assert keep == StatefulBatchLogic.DISCARD and out == [("park", "followers", "u1", None)]
     store.put_parked(*out[0][1:])
     assert build(None).on_batch([("post", "p2", T + 1, "u1")])[0] == []
-    author = build(None)  # an author nobody follows: dropped without a write
+    author = build(None)  # a new author nobody follows: no read, dropped without a write
+    reads = store.reads
+    author.on_batch([("created", "u9")])
     author.on_batch([("post", "p3", T, "u9")])
-    assert _evict_idle(author) == ([], StatefulBatchLogic.DISCARD)
+    assert store.reads == reads and _evict_idle(author) == ([], StatefulBatchLogic.DISCARD)
 
     parked = build(None)  # a deleted user's followers: no read, the parked copy deleted
     parked.on_batch([("edge", "follow", "u2", "u5")])
@@ -500,10 +502,12 @@ def test_an_idle_erasure_index_is_parked_and_a_deleted_users_tombstone_stays():
 
     store = CountingStore()
     build = ErasureLogic.builder(600.0, lambda: store)
-    assert build(None).on_batch([("created", "u1")]) == ([], StatefulBatchLogic.DISCARD)
-    logic = build(None)
-    logic.on_batch([("created", "u1"), ("post", "p1", "u1"), ("mention", "u2", "u1")])
-    assert store.reads == 0, "a sign-up has nothing parked"
+    logic = build(None)  # a sign-up has nothing parked: kept, so its next inputs read nothing
+    assert logic.on_batch([("created", "u1")]) == ([], StatefulBatchLogic.RETAIN)
+    logic.on_batch([("post", "p1", "u1"), ("mention", "u2", "u1")])
+    assert store.reads == 0
+    assert ErasureLogic.builder()(None).on_batch([("created", "u1")])[1] == \
+        StatefulBatchLogic.DISCARD, "without eviction an empty state is not kept"
     out, keep = _evict_idle(logic)
     assert keep == StatefulBatchLogic.DISCARD and [o[:3] for o in out] == [("park", "erasure", "u1")]
     store.put_parked("erasure", "u1", out[0][3])
