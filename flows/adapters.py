@@ -156,14 +156,16 @@ class _Evictable(_Logic):
     park_kind = ""  # the parked-state key kind ("user", "social", "notif", "item", "nbrs",
     #                 "followers", "erasure", "expuser"); "" = never
 
-    def __init__(self, state):
+    def __init__(self, state, idle_s: float = 0.0, store_of=None):
         super().__init__(state)
+        self.idle_s, self.store_of = idle_s, store_of
         self.idle_at: datetime | None = None  # evicted at this wall clock unless input comes
         # Redis may hold a parked copy of the state: it was restored (or resumed from a snapshot)
         self.parked_copy = state is not None
 
     def _idle_s(self) -> float:
-        return 0.0
+        """`idle_s`, when there is a store to park in (a step's own settings otherwise)."""
+        return self.idle_s if self.store_of is not None else 0.0
 
     def _park_key(self) -> str | None:
         """The key the state is parked under (None: it cannot be, so it stays)."""
@@ -375,13 +377,9 @@ class FollowersLogic(_Evictable):
 
     def __init__(self, state: Followers | None, max_fanout: int, idle_s: float = 0.0,
                  store_of=None):
-        super().__init__(state)
+        super().__init__(state, idle_s, store_of)
         self.max_fanout = max_fanout
-        self.idle_s, self.store_of = idle_s, store_of
         self._touched()
-
-    def _idle_s(self) -> float:
-        return self.idle_s if self.store_of is not None else 0.0
 
     def _empty(self) -> bool:
         return not self.state.ids
@@ -747,14 +745,10 @@ class SimilarityLogic(_Evictable):
 
     def __init__(self, state: tuple[str, ItemSimilarity] | str | None, capacity: int,
                  idle_s: float = 0.0, store_of=None):
-        super().__init__(state)
+        super().__init__(state, idle_s, store_of)
         self.capacity = capacity
-        self.idle_s, self.store_of = idle_s, store_of
         self.post_id: str | None = None  # (a tombstone does not hold its post id)
         self._touched()
-
-    def _idle_s(self) -> float:
-        return self.idle_s if self.store_of is not None else 0.0
 
     def _park_key(self) -> str | None:
         return self.post_id if self.state == ERASED else self.state[0]
@@ -814,12 +808,8 @@ class ExperimentUserLogic(_Evictable):
     park_kind = "expuser"
 
     def __init__(self, state: UserCounts | None, idle_s: float = 0.0, store_of=None):
-        super().__init__(state)
-        self.idle_s, self.store_of = idle_s, store_of
+        super().__init__(state, idle_s, store_of)
         self._touched()
-
-    def _idle_s(self) -> float:
-        return self.idle_s if self.store_of is not None else 0.0
 
     def _empty(self) -> bool:
         return not self.state.cells
@@ -874,12 +864,8 @@ class ErasureLogic(_Evictable):
     park_kind = "erasure"
 
     def __init__(self, state: MentionIndex | None, idle_s: float = 0.0, store_of=None):
-        super().__init__(state)
-        self.idle_s, self.store_of = idle_s, store_of
+        super().__init__(state, idle_s, store_of)
         self._touched()
-
-    def _idle_s(self) -> float:
-        return self.idle_s if self.store_of is not None else 0.0
 
     def _empty(self) -> bool:
         return not (self.state.owners or self.state.posts)
@@ -918,14 +904,10 @@ class NotificationLogic(_Evictable):
 
     def __init__(self, state: RecipientState | None, policy: Policy, weights, policy_of=None,
                  idle_s: float = 0.0, store_of=None):
-        super().__init__(state)
+        super().__init__(state, idle_s, store_of)
         self.policy, self.weights = policy, weights
         self.policy_of = policy_of or (lambda _user: policy)  # the recipient's experiment arm's
-        self.idle_s, self.store_of = idle_s, store_of
         self._touched()
-
-    def _idle_s(self) -> float:
-        return self.idle_s if self.store_of is not None else 0.0
 
     def on_batch(self, values):
         if self.state is None:

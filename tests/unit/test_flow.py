@@ -588,3 +588,65 @@ def test_the_new_evicting_steps_resume_from_a_snapshot_with_their_idle_deadline(
     assert resumed.state.user_id is None and _evict_idle(resumed)[1] == StatefulBatchLogic.RETAIN
     assert resumed.on_batch([("post", "p1", T, "u1")])[0] == [("deliver", "u2", "p1", T)]
     assert resumed.state.user_id == "u1" and resumed.notify_at() is not None
+
+
+class _Recording(MemoryWrites):
+    """MemoryWrites that also keeps every write record (parks applied, so restores find them)."""
+
+    def __init__(self):
+        super().__init__()
+        self.records: list = []
+
+    def build(self, step_id, worker_index, worker_count):
+        apply, records = _Apply(self.store, self.feeds), self.records
+
+        class _Partition(StatelessSinkPartition):
+            def write_batch(self, items):
+                records.extend(items)
+                apply.write_batch(items)
+        return _Partition()
+
+
+def test_eviction_does_not_change_the_followers_erasure_and_experiment_outputs(tmp_path):
+    # one generated day (follows, posts, deletions) with an experiment on, run with keys evicted
+    # after 0.2 s idle (the input pauses past it between chunks) and without eviction (the same
+    # pauses): the same arm counters (exact), erasure commands and notification candidates (the
+    # followers fan-out). Commands are compared as a set: how often a late mention is answered
+    # again depends on when ranks run (commands are idempotent)
+    from datetime import timedelta
+
+    from flows import metrics
+    from scripts.generate import GeneratorConfig, generate
+
+    path = tmp_path / "exp.toml"
+    path.write_text("[experiments.evict]\nenabled = true\n[experiments.evict.arms.a]\n"
+                    "fraction = 0.5\n[experiments.evict.arms.b]\nfraction = 0.5\n")
+    events, _ = generate(GeneratorConfig(users=40, days=1, seed=4))
+    assert {"user_deleted", "follow", "post_created"} <= {e["type"] for e in events}
+    payloads = [orjson.dumps(e) for e in events]
+
+    def run_with(idle_s: str):
+        settings = config.load(path, env={"PERSONA_STREAM__USER_IDLE_EVICT_S": idle_s})
+        source: list = []
+        for i in range(0, len(payloads), len(payloads) // 4 + 1):
+            source += payloads[i:i + len(payloads) // 4 + 1] + [
+                TestingSource.PAUSE(timedelta(seconds=0.8))]
+        writes, commands, decisions = _Recording(), [], []
+        run_main(build_flow(settings, source=TestingSource(source), dead_letters=TestingSink([]),
+                            writes=writes, store_of=lambda: writes.store,
+                            notifications=TestingSink(decisions), erasures=TestingSink(commands)))
+        parks = {(w[1], w[3] is not None) for w in writes.records if w[0] == "park"}
+        return ({(w[1], w[2]): w[3] for w in writes.records if w[0] == "arm_counts"},
+                {(c.kind, c.key, c.user, c.posts) for c in commands},
+                sorted(d["notification_id"] for d in decisions), parks)
+
+    kinds = ("followers", "erasure", "expuser")
+    restored = [metrics.RESTORED.labels(k)._value.get() for k in kinds]
+    *evicting, parks = run_with("0.2")
+    assert all(metrics.RESTORED.labels(k)._value.get() > n for k, n in zip(kinds, restored,
+                                                                           strict=True))
+    *kept, no_parks = run_with("0")
+    assert {(k, True) for k in kinds} <= parks
+    assert no_parks == set()
+    assert evicting == kept
+    assert kept[0] and kept[1] and kept[2]
