@@ -867,8 +867,8 @@ class ErasureLogic(_Evictable):
         super().__init__(state, idle_s, store_of)
         self._touched()
 
-    def _empty(self) -> bool:
-        return not (self.state.owners or self.state.posts)
+    def _empty(self) -> bool:  # (a tombstone without posts is not: it stays)
+        return not (self.state.deleted or self.state.owners or self.state.posts)
 
     def _stays(self) -> bool:
         return self.state.deleted

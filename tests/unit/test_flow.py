@@ -525,8 +525,12 @@ def test_an_idle_erasure_index_is_parked_and_a_deleted_users_tombstone_stays():
     assert _evict_idle(back) == ([], StatefulBatchLogic.DISCARD)
 
     fresh = build(None)  # deleted while never parked: nothing to delete in Redis
-    out, _ = fresh.on_batch([("mention", "u2", "u7"), ("deleted", "u7")])
+    out, keep = fresh.on_batch([("mention", "u2", "u7"), ("deleted", "u7")])
     assert [c.kind for c in out] == ["forget"]
+    assert keep == StatefulBatchLogic.RETAIN, "a tombstone without posts is kept too"
+    unevicted = ErasureLogic.builder()(None)  # without eviction as well
+    assert unevicted.on_batch([("deleted", "u8")])[1] == StatefulBatchLogic.RETAIN
+    assert [c.key for c in unevicted.on_batch([("mention", "u2", "u8")])[0]] == ["u2"]
 
 
 def test_idle_experiment_counters_are_parked_and_restored():
