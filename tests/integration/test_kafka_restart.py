@@ -38,7 +38,9 @@ def test_consumption_resumes_after_a_broker_restart(live, tmp_path, capfd):
     # seen-only events (impressions, dwell) re-rank within stream.seen_rerank_s (30 s): shortened
     # so that the tailing run's last ranks happen within the 8 s of quiet it waits for
     envs = {run: dict(run_env(live, unique, run), KAFKA_BOOTSTRAP=kafka.bootstrap,
-                      PERSONA_STREAM__SEEN_RERANK_S="1")
+                      # every timer shorter than the quiet window below: graph records are
+                      # published by the suggestions timer, up to its interval after the input
+                      PERSONA_STREAM__SEEN_RERANK_S="1", PERSONA_STREAM__SUGGEST_INTERVAL_S="1")
             for run in ("ref", "restart")}
     settings = {}
     try:
