@@ -2,8 +2,10 @@
 
 `Engine` applies a log with the production operators in event time (deterministic: no wall clock,
 seeded exploration, stable orders); `final_writes` turns its state into the same write records the
-streaming flow sends to Redis — item features, neighbours, the global model, and every user's feed
-ranked at their last event time — in a stable order, so two replays of one log write identical bytes.
+streaming flow sends to Redis — item features, neighbours, the global model, every user's feed
+ranked at their last event time, and with `Engine(social=True)` the social records (graph records,
+group members, likers, popular users, deleted users, suggestions: `SocialSteps.final_writes`) — in a
+stable order, so two replays of one log write identical bytes.
 """
 
 from __future__ import annotations
@@ -32,3 +34,5 @@ def final_writes(engine: Engine) -> Iterator[tuple]:
         yield ("feed", user_id, engine.feed(user_id, state.last_ts).encode())
         at = state.profile_ts()
         yield ("profile", user_id, encode_profile(user_id, at, state.affinities(engine.ctx, at)))
+    if engine.social is not None:
+        yield from engine.social.final_writes(engine.store)

@@ -1,8 +1,9 @@
 """The whole topology in one process: every partition's state in dicts, events applied in order.
 
 This is the production operator code (item stats, followers, user state, item-kNN, global model,
-ranking pipeline) wired without Bytewax, for replays and `persona evaluate`. The streaming flow wires
-the same operators as Bytewax steps (flows/feeds.py) with Redis as the feature store.
+ranking pipeline; with `social`, the suggestions and likers steps: operators/suggestions/inprocess.py)
+wired without Bytewax, for replays and `persona evaluate`. The streaming flow wires the same operators
+as Bytewax steps (flows/feeds.py) with Redis as the feature store.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from operators.item_similarity import ItemSimilarity
 from operators.item_stats import ItemStats
 from operators.models import OnlineLogit
 from operators.routing import follower_updates, is_fan_out, item_key
+from operators.suggestions.inprocess import SocialSteps
 from operators.user_state import UserState
 from schemas import Event, Feed
 
@@ -24,7 +26,8 @@ from schemas import Event, Feed
 class Engine:
     """In-process persona: `learn_one(event)` then `feed(user_id, now)`."""
 
-    def __init__(self, settings: Settings, store: MemoryFeatureStore | None = None):
+    def __init__(self, settings: Settings, store: MemoryFeatureStore | None = None,
+                 social: bool = False):
         self.ctx = Context.from_settings(settings)
         self.store = store or MemoryFeatureStore()
         self.dedup = Dedup(settings.stream.dedup_capacity)
@@ -37,6 +40,7 @@ class Engine:
         self._model_dirty = False
         self.deleted_users: set[str] = set()
         self.erased_posts: set[str] = set()  # posts of deleted users: later events about them drop
+        self.social = SocialSteps() if social else None  # replays write suggestions; evaluate not
 
     def user(self, user_id: str) -> UserState:
         state = self.users.get(user_id)
@@ -58,6 +62,8 @@ class Engine:
                 stats = self.items[post] = ItemStats(post)
             view = stats.learn_one(event, ctx.popularity)
             store.put_item(stats.view)
+        if self.social is not None:  # every annotated event, by deleted users too (as the flow)
+            self.social.learn_one(event, view)
         for followed, kind, follower in follower_updates(event):
             self.followers.setdefault(followed, Followers()).learn_one(kind, follower)
         if is_fan_out(event) and event.user_id in self.followers:
@@ -107,6 +113,8 @@ class Engine:
                 similarity.forget(post)
         for state in self.users.values():
             state.forget(user_id, posts)
+        if self.social is not None:
+            self.social.erase(user_id)
 
     def publish(self) -> None:
         """Push a pending global-model update to the feature store (a micro-batch). Item-kNN

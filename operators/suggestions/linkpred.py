@@ -1,10 +1,10 @@
 """Link-prediction evaluation of people suggestions (`persona evaluate-links LOG`).
 
 Hide a seeded random fraction of the follow edges that exist at the end of the log, replay
-everything else through the production social operators (`SocialState` + `compute.people`, with
-in-memory graph and feature stores in place of Redis), then measure Recall@k of each user's people
-suggestions against their hidden followees — next to a random and a most-followed baseline computed
-on the same training graph, in the same run.
+everything else through the production social operators (`inprocess.SocialSteps`: `SocialState`,
+then `compute.people`, with in-memory graph and feature stores in place of Redis), then measure
+Recall@k of each user's people suggestions against their hidden followees — next to a random and a
+most-followed baseline computed on the same training graph, in the same run.
 """
 
 from __future__ import annotations
@@ -19,9 +19,8 @@ from operators.feature_store import MemoryFeatureStore
 from operators.item_stats import ItemStats
 from operators.routing import item_key
 from operators.suggestions.compute import people
-from operators.suggestions.routing import social_messages
+from operators.suggestions.inprocess import SocialSteps
 from operators.suggestions.state import SocialState
-from operators.suggestions.store import MemoryGraphStore
 from schemas import Event
 
 
@@ -57,14 +56,14 @@ def split(events: list[Event], fraction: float = 0.2, seed: int = 7,
 
 
 class SocialReplay:
-    """The suggestions step in-process: every user's SocialState, graph records in memory."""
+    """The suggestions step in-process (`SocialSteps`), with its own items for the annotation."""
 
     def __init__(self, popularity_half_life_h: float = 24.0):
         self.popularity = Decay(popularity_half_life_h)
         self.features = MemoryFeatureStore()
-        self.graph = MemoryGraphStore()
         self.items: dict[str, ItemStats] = {}
-        self.users: dict[str, SocialState] = {}
+        self.social = SocialSteps()
+        self.graph, self.users = self.social.graph, self.social.users
         self.now = 0
 
     def learn_one(self, event: Event) -> None:
@@ -77,21 +76,10 @@ class SocialReplay:
                 stats = self.items[post] = ItemStats(post)
             view = stats.learn_one(event, self.popularity)
             self.features.put_item(stats.view)
-        for user, msg in social_messages(event, view):
-            state = self.users.get(user)
-            if state is None:
-                state = self.users[user] = SocialState(user)
-            if msg[0] == "event" and msg[1].type == "user_deleted":  # as SuggestionsLogic does
-                self.graph.apply(("forget_social", user, list(state.groups), sorted(state.authors)))
-                self.users[user] = SocialState(user, deleted=True)
-                continue
-            for record in state.learn(msg):
-                self.graph.apply(record)
+        self.social.learn_one(event, view)
 
     def publish(self) -> None:
-        for state in self.users.values():
-            for record in state.publish():
-                self.graph.apply(record)
+        self.social.publish()
 
     def people(self, user: str, k: int) -> list[str]:
         state = self.users.get(user) or SocialState(user)

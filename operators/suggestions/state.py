@@ -179,15 +179,20 @@ class SocialState:
 
     def forget(self, user_id: str) -> None:
         """Erasure (operators.erasure): drop a deleted user from every edge, count and peer list,
-        and republish the graph record (it may name them) at the next micro-batch."""
-        for d in (self.following, self.followers, self.authors, self.contacts):
-            d.pop(user_id, None)
+        and republish at the next micro-batch the graph record and follower count if they named
+        or counted them — only then: an owner told because its suggestions named the user (or a
+        replay telling every state) has nothing else to rewrite."""
+        named = (self.following.pop(user_id, None) is not None) | (
+            self.authors.pop(user_id, None) is not None)
+        counted = self.followers.pop(user_id, None) is not None
+        self.contacts.pop(user_id, None)
         for edges in (self.blocked, self.muted, self.blocked_by):
             edges.discard(user_id)
         for c in self.conversations.values():
             if user_id in c.peers:
                 c.peers = tuple(p for p in c.peers if p != user_id)
-        self.graph_changed = self.followers_changed = True
+        self.graph_changed |= named
+        self.followers_changed |= counted
         reported = getattr(self, "reported", None)
         if reported is not None:
             reported.forget(user_id)

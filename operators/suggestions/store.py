@@ -8,6 +8,7 @@ for in-process evaluation. Writers: the `graph`, `group_member` and `liker` writ
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import partial
 from typing import Protocol
 
@@ -74,9 +75,7 @@ class MemoryGraphStore:
             self._ranked = None
             for g in record[2]:
                 self._members.get(g, {}).pop(record[1], None)
-            self._likers.pop(record[1], None)  # the user as an author
-            for a in record[3] if len(record) > 3 else ():  # the user as a liker
-                self._likers.get(a, {}).pop(record[1], None)
+            # (likers sets: step `likers` turns the record into forget_likers / unliker records)
 
     def prefetch(self, **ids_by_kind) -> None:
         pass  # all in memory
@@ -98,9 +97,24 @@ class MemoryGraphStore:
 
     def popular(self, n):
         if self._ranked is None:  # read by every suggestion, changed by few records
-            self._ranked = sorted(self._popular.items(), key=lambda kv: (-kv[1], kv[0]))
+            # as ZRANGE … REV: ties in reverse member order (which of them make the top n)
+            self._ranked = sorted(self._popular.items(), key=lambda kv: (kv[1], kv[0]),
+                                  reverse=True)
         ranked = self._ranked
         return [(u, c) for u, c in ranked[:n] if c > 0]
+
+    def liked_by(self, user: str) -> list[str]:
+        """The authors whose likers set holds `user`, sorted."""
+        return sorted(a for a, likers in self._likers.items() if user in likers)
+
+    def set_records(self) -> Iterator[tuple]:
+        """Write records that rebuild the group members and likers sets, in a stable order."""
+        for group in sorted(self._members):
+            for member in sorted(self._members[group]):
+                yield ("group_member", group, member, True)
+        for author in sorted(self._likers):
+            for liker, ts in sorted(self._likers[author].items()):
+                yield ("liker", author, liker, ts)
 
 
 class RedisGraphStore:

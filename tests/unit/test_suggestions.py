@@ -144,16 +144,15 @@ def test_search_evaluation_replays_the_engine():
 
 
 def test_forgetting_a_user_removes_them_from_likers_both_ways():
-    from operators.suggestions.store import MemoryGraphStore
+    from operators.suggestions.inprocess import SocialSteps
     from operators.suggestions.writes import social_ops
     from schemas.keyspace import Keyspace
 
-    store = MemoryGraphStore()
-    store.apply(("liker", "a1", "gone", 5))
-    store.apply(("liker", "a1", "stays", 6))
-    store.apply(("liker", "gone", "fan", 7))
-    store.apply(("forget_social", "gone", [], ["a1"]))
-    assert store.likers(["a1", "gone"]) == {"a1": ["stays"]}
+    steps = SocialSteps()  # the records routed as the flow routes them (step `likers`)
+    steps._apply([("liker", "a1", "gone", 5), ("liker", "a1", "stays", 6),
+                  ("liker", "gone", "fan", 7), ("forget_social", "gone", [], ["a1"]),
+                  ("liker", "gone", "late", 8)])
+    assert steps.graph.likers(["a1", "gone"]) == {"a1": ["stays"]}
     ks = Keyspace("p", "1")
     ops = social_ops(ks, ("forget_social", "gone", ["g1"], ["a1"]))
     assert not any(op[1].startswith(ks.likers("")[:-2]) for op in ops if len(op) > 1), (
