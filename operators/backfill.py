@@ -18,6 +18,7 @@ from schemas.outputs import encode_profile
 
 
 def final_writes(engine: Engine) -> Iterator[tuple]:
+    engine.settle()
     engine.publish()
     for post_id in sorted(engine.items):
         v = engine.items[post_id].view

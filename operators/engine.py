@@ -116,6 +116,14 @@ class Engine:
         if self.social is not None:
             self.social.erase(user_id)
 
+    def settle(self) -> None:
+        """The end of the input, as a drained run's erasure passes: what was learned after a
+        deletion that names a still deleted user or creates their posts (a follow of them, a
+        message to them, a lagging producer's post) is erased too (the flow's erasure index
+        answers it with another `forget` or `erase_post`)."""
+        for user_id in sorted(self.deleted_users):
+            self.erase(user_id)
+
     def publish(self) -> None:
         """Push a pending global-model update to the feature store (a micro-batch). Item-kNN
         neighbours need no publishing in-process (see `learn_one`)."""

@@ -71,12 +71,10 @@ class SocialSteps:
 
     def final_writes(self, features) -> Iterator[tuple]:
         """The write records of the end state: graph records and follower counts, group members,
-        likers, the deleted users, and every other user's suggestions at their last event time."""
-        # What a drained run converges to: a mention of a deleted user learned after the deletion
-        # (a follow of them, their message or follow) is answered with another `forget`.
-        gone = sorted(u for u, s in self.users.items() if s.deleted)
-        for user in gone:
-            self.erase(user)
+        likers, the deleted users, and every other user's suggestions at their last event time.
+        Mentions of a deleted user learned after the deletion (a follow of them, their follow,
+        a message to them) must have been erased again first (`Engine.settle`), as a drained
+        run's erasure index answers each with another `forget`."""
         published = self.publish()  # before any suggestion: they read everyone's final records
         yield from published
         yield from self.graph.set_records()

@@ -128,24 +128,46 @@ def test_recipient_drops_records_aggregated_into_an_evicted_head_of_the_user():
 
 def test_a_replay_erases_a_deleted_user_from_everything_it_writes():
     """`persona replay` (the in-process Engine) applies the erasure the flow fans out: no record a
-    backfill writes names a deleted user or their posts, though others followed and engaged."""
+    backfill writes names a deleted user or their posts, though others followed and engaged —
+    nor do the social records: graph records, group members, likers, follower counts and others'
+    suggestions, also after mentions made after the deletion (a follow of them, their follow, a
+    message to them: the flow's erasure index answers those with another `forget`)."""
     from operators.backfill import final_writes
     from operators.engine import Engine
+    from operators.suggestions.writes import social_ops
     from schemas.codec import decode_event
+    from schemas.keyspace import Keyspace
     from scripts.generate import GeneratorConfig, generate
 
     log, _ = generate(GeneratorConfig(users=60, days=2, seed=7))  # the deleted have 12 posts
     decoded = [decode_event(orjson.dumps(e))[0] for e in log]
-    engine = Engine(config.load(env={}))
+    engine = Engine(config.load(env={}), social=True)
     deleted = {e.user_id for e in decoded if e.type == "user_deleted"}
     posts = {e.post_id for e in decoded if e.type == "post_created" and e.user_id in deleted}
-    mentioned_before = set()
+    gone = sorted(deleted)[0]
+    end = decoded[-1].ts
+    decoded += [Event("late1", "follow", end + 1, "u0001", target_id=gone),
+                Event("late2", "follow", end + 2, gone, target_id="u0002"),
+                Event("late3", "message_sent", end + 3, "u0003", conversation_id="c-late",
+                      recipients=(gone, "u0004"))]
+    mentioned_before, liked_before = set(), set()
     for e in decoded:
-        if e.type == "user_deleted":  # who followed or served them just before
+        if e.type == "user_deleted":  # who followed, served or liked them just before
             mentioned_before |= {u for u, s in engine.users.items()
                                  if e.user_id in s.following or e.user_id in s.author_aff}
+            liked_before |= {u for u, s in engine.social.users.items() if e.user_id in s.authors}
         engine.learn_one(e)
-    assert deleted and posts and mentioned_before, "the log must exercise the erasure"
-    for record in final_writes(engine):
+    assert deleted and posts and mentioned_before and liked_before, "the log must exercise it"
+    records = list(final_writes(engine))
+    assert {"graph", "group_member", "liker", "popular_user", "suggestions"} <= {
+        r[0] for r in records}
+    ks = Keyspace("p", "1")
+    for record in records:
+        if record[0] == "forget_social":  # names them to delete their keys; stores only the tag
+            assert record[1] in deleted and not any(
+                op[0] in ("set", "zadd") or (op[0] == "sadd" and record[1] in op[2])
+                for op in social_ops(ks, record))
+            continue
         text = repr(record)
         assert not any(u in text for u in deleted | posts), record[:2]
+    assert sorted(r[1] for r in records if r[0] == "forget_social") == sorted(deleted)
