@@ -51,6 +51,9 @@ def test_social_state_forgets_edges_and_peers():
     assert (s.following, s.followers, s.authors, s.contacts, s.blocked) == ({"u4": 2}, {}, {}, {},
                                                                             set())
     assert s.conversations["c1"].peers == () and s.graph_changed
+    s.publish()
+    s.forget("u9")  # told because its suggestions named u9 (or a replay tells everyone)
+    assert s.publish() == [], "nothing it publishes named or counted them: nothing to rewrite"
 
 
 def test_recipient_drops_records_of_the_user_and_keeps_other_actors():
