@@ -1,5 +1,5 @@
-"""Backfills into a new keyspace version: deterministic bytes, and readers that follow the switch
-without errors or mixed versions."""
+"""Backfills into a new keyspace version: deterministic bytes, the social keys a drained streaming
+run writes, and readers that follow the switch without errors or mixed versions."""
 
 from __future__ import annotations
 
@@ -14,25 +14,49 @@ import config
 from reader import PersonaClient
 from scripts.generate import GeneratorConfig, generate, write_log
 from scripts.replay import replay
+from tests.integration.helpers import (
+    cleanup,
+    create_run_topics,
+    key_digests,
+    produce_log,
+    run_env,
+    run_to_end,
+)
+
+LOG = GeneratorConfig(users=80, days=2, seed=21)
+# what social discovery writes (operators/suggestions); the deleted users' version counter only
+# moves (README, "What is reproduced exactly")
+SOCIAL_KINDS = frozenset({"graph", "suggestions", "gmembers", "likers", "popular_users",
+                          "deleted_users"})
+
+
+def social_keys(digests: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in digests.items()
+            if k.split(":")[0] in SOCIAL_KINDS and k != "deleted_users:version"}
 
 
 @pytest.fixture
 def log_file(tmp_path):
-    events, truth = generate(GeneratorConfig(users=80, days=2, seed=21))
+    events, truth = generate(LOG)
     path = tmp_path / "log.jsonl"
     write_log(path, events, truth)
     return path
 
 
+def digests(client, prefix: str, version: str) -> dict[str, str]:
+    """`key_digests` of one version, comparable with another version's: the deleted users' set
+    holds tags keyed by the version (`Keyspace.deleted_tag`), so its size stands for it."""
+    out = key_digests(client, prefix, version)
+    if "deleted_users" in out:
+        out["deleted_users"] = str(client.scard(f"{prefix}:v{version}:deleted_users"))
+    return out
+
+
 def dump(client, prefix: str, version: str) -> str:
     """sha256 over every key (version-normalised) and value of one keyspace version."""
-    base = f"{prefix}:v{version}:"
     h = hashlib.sha256()
-    for key in sorted(client.scan_iter(f"{base}*", count=1000)):
-        kind = client.type(key).decode()
-        value = (client.get(key) if kind == "string"
-                 else orjson.dumps(client.zrange(key, 0, -1, withscores=True), default=bytes.hex))
-        h.update(key[len(base):] + b"\0" + value + b"\0")
+    for key, digest in sorted(digests(client, prefix, version).items()):
+        h.update(f"{key}\0{digest}\0".encode())
     return h.hexdigest()
 
 
@@ -45,9 +69,38 @@ def test_replaying_a_log_twice_writes_identical_bytes(live, redis_client, unique
         assert first["writes"] > 100
         assert dump(redis_client, f"test-{unique}", first["version"]) == \
             dump(redis_client, f"test-{unique}", second["version"])
+        kinds = {k.split(":")[0] for k in social_keys(
+            digests(redis_client, f"test-{unique}", first["version"]))}
+        assert kinds == SOCIAL_KINDS, f"the replay wrote no {SOCIAL_KINDS - kinds}"
     finally:
         for key in redis_client.scan_iter(f"test-{unique}:*"):
             redis_client.delete(key)
+
+
+def test_a_replay_writes_the_social_keys_of_a_drained_run(live, redis_client, unique, log_file,
+                                                         tmp_path):
+    """The same log drained by the streaming workers (`persona run --until-drained
+    --recovery-dir`: erasure passes, then the settling pass that computes every user's suggestions
+    from everyone's final records) and replayed: the same social keys, byte for byte."""
+    env = run_env(live, unique, "flow")
+    settings = create_run_topics(env)
+    replayed = config.load(env={"REDIS_URL": live[1], "PERSONA_REDIS__PREFIX": f"test-{unique}"})
+    try:
+        events, _ = generate(LOG)
+        produce_log(settings, events, 1)
+        assert run_to_end(settings, env, tmp_path / "recovery") == 0
+        prefix = settings.redis.prefix
+        flow = social_keys(digests(
+            redis_client, prefix, redis_client.get(f"{prefix}:active").decode()))
+        version = replay(replayed, [log_file])["version"]
+        got = social_keys(digests(redis_client, f"test-{unique}", version))
+        assert {k.split(":")[0] for k in flow} == SOCIAL_KINDS
+        assert sum(k.startswith("suggestions:") for k in flow) > 70  # of 80 users
+        assert sorted(set(flow) ^ set(got)) == []
+        assert sorted(k for k in flow if flow[k] != got[k]) == []
+    finally:
+        cleanup(settings, redis_client)
+        cleanup(replayed, redis_client)
 
 
 def test_readers_follow_the_switch_without_errors_or_mixing(live, redis_client, unique, log_file):
