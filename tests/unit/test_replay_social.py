@@ -96,3 +96,25 @@ def test_replayed_social_records_equal_the_flows():
     residents = {u for u, s in engine.social.users.items() if not s.deleted}
     assert {r[1] for r in replayed if r[0] == "suggestions"} == residents
     assert residents == {r[1] for r in records if r[0] == "suggestions"} - flow._deleted
+
+
+def test_a_user_created_again_after_the_deletion_starts_afresh():
+    """The old account's edges are forgotten at the deletion; the new one's count, and it is
+    suggestible again (not in the deleted users' set)."""
+    t = 1_767_225_600_000
+    engine = Engine(config.load(env={}), social=True)
+    for e in [Event("e1", "follow", t, "u1", target_id="u2"),
+              Event("e2", "group_joined", t + 1, "u2", group_id="g1"),
+              Event("e3", "user_deleted", t + 2, "u2"),
+              Event("e4", "user_created", t + 3, "u2", interests=("t1",)),
+              Event("e5", "follow", t + 4, "u3", target_id="u2"),
+              Event("e6", "follow", t + 5, "u3", target_id="u1")]:
+        engine.learn_one(e)
+    records = list(final_writes(engine))
+    store = _applied(records)
+    assert not [r for r in records if r[0] == "forget_social"] and not store._deleted
+    assert store._graphs["u1"]["f"] == [] and store._graphs["u3"]["f"] == ["u2", "u1"]
+    assert store._popular == {"u1": 1, "u2": 1} and not list(store.set_records())
+    people = {r[1]: orjson.loads(r[2])["people"] for r in records if r[0] == "suggestions"}
+    assert set(people) == {"u1", "u2", "u3"}
+    assert "u2" in [p["id"] for p in people["u1"]]  # u1 follows the old account no more
