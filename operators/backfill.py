@@ -4,8 +4,9 @@
 seeded exploration, stable orders); `final_writes` turns its state into the same write records the
 streaming flow sends to Redis — item features, neighbours, the global model, every user's feed
 ranked at their last event time, and with `Engine(social=True)` the social records (graph records,
-group members, likers, popular users, deleted users, suggestions: `SocialSteps.final_writes`) — in a
-stable order, so two replays of one log write identical bytes.
+group members, likers, popular users, deleted users, suggestions: `SocialSteps.final_writes`) and
+with `notifications=True` the inboxes and P(open) weights — in a stable order, so two replays of
+one log write identical bytes.
 """
 
 from __future__ import annotations
@@ -37,3 +38,5 @@ def final_writes(engine: Engine) -> Iterator[tuple]:
         yield ("profile", user_id, encode_profile(user_id, at, state.affinities(engine.ctx, at)))
     if engine.social is not None:
         yield from engine.social.final_writes(engine.store)
+    if engine.notifications is not None:
+        yield from engine.notifications.final_writes()

@@ -1,8 +1,9 @@
 """The whole topology in one process: every partition's state in dicts, events applied in order.
 
 This is the production operator code (item stats, followers, user state, item-kNN, global model,
-ranking pipeline; with `social`, the suggestions and likers steps: operators/suggestions/inprocess.py)
-wired without Bytewax, for replays and `persona evaluate`. The streaming flow wires the same operators
+ranking pipeline; with `social`, the suggestions and likers steps: operators/suggestions/inprocess.py;
+with `notifications`, the notification steps: operators/notifications/driver.py) wired without
+Bytewax, for replays and `persona evaluate`. The streaming flow wires the same operators
 as Bytewax steps (flows/feeds.py) with Redis as the feature store.
 """
 
@@ -11,12 +12,16 @@ from __future__ import annotations
 from config import Settings
 from operators.context import FEATURES, PRIOR, Context
 from operators.dedup import Dedup
+from operators.experiments import ArmResolver
 from operators.feature_store import MemoryFeatureStore
 from operators.feed import rank
 from operators.graph import Followers
 from operators.item_similarity import ItemSimilarity
 from operators.item_stats import ItemStats
 from operators.models import OnlineLogit
+from operators.notifications.candidates import new_post_candidate
+from operators.notifications.driver import NotificationDriver
+from operators.notifications.policy import Policy
 from operators.routing import follower_updates, is_fan_out, item_key
 from operators.suggestions.inprocess import SocialSteps
 from operators.user_state import UserState
@@ -27,7 +32,7 @@ class Engine:
     """In-process persona: `learn_one(event)` then `feed(user_id, now)`."""
 
     def __init__(self, settings: Settings, store: MemoryFeatureStore | None = None,
-                 social: bool = False):
+                 social: bool = False, notifications: bool = False):
         self.ctx = Context.from_settings(settings)
         self.store = store or MemoryFeatureStore()
         self.dedup = Dedup(settings.stream.dedup_capacity)
@@ -41,6 +46,11 @@ class Engine:
         self.deleted_users: set[str] = set()
         self.erased_posts: set[str] = set()  # posts of deleted users: later events about them drop
         self.social = SocialSteps() if social else None  # replays write suggestions; evaluate not
+        self.notifications = None  # … and inboxes, each recipient deciding with their arm's policy
+        if notifications:
+            policies = ArmResolver(settings, Policy.from_settings)
+            self.notifications = NotificationDriver.from_settings(
+                settings, policies.default, lambda user: policies.for_user(user)[0])
 
     def user(self, user_id: str) -> UserState:
         state = self.users.get(user_id)
@@ -64,14 +74,20 @@ class Engine:
             store.put_item(stats.view)
         if self.social is not None:  # every annotated event, by deleted users too (as the flow)
             self.social.learn_one(event, view)
+        notes = self.notifications.messages(event, view) if self.notifications else None
         for followed, kind, follower in follower_updates(event):
             self.followers.setdefault(followed, Followers()).learn_one(kind, follower)
         if is_fan_out(event) and event.user_id in self.followers:
             for follower in self.followers[event.user_id].fan_out(
                     ctx.settings.features.max_followers_fanout):
+                if notes is not None:  # the flow's deliveries are candidates too
+                    notes.append(new_post_candidate(event.user_id, follower, event.post_id,
+                                                    event.ts))
                 if follower not in self.deleted_users:
                     self.user(follower).deliver(event.post_id, event.ts,
                                                 ctx.settings.features.pool_size)
+        if notes:
+            self.notifications.route(notes)
         if event.type == "user_deleted":
             self.erase(event.user_id)
             return
@@ -115,6 +131,8 @@ class Engine:
             state.forget(user_id, posts)
         if self.social is not None:
             self.social.erase(user_id)
+        if self.notifications is not None:
+            self.notifications.erase(user_id, posts)
 
     def settle(self) -> None:
         """The end of the input, as a drained run's erasure passes: what was learned after a

@@ -3,7 +3,8 @@ the streaming steps `notif_msgs` → `notifications` → `notif_model` (flows/fe
 and replays. It keeps the facts the flow gets from other partitions: each post's item view (the item
 step's `ItemStats`: author, topics, group, trending index), an author's followers (the followers
 step's fan-out of new posts) and the topic/group audiences of trending posts (step
-`notif_audience`).
+`notif_audience`). `Engine(notifications=True)` (replays) keeps the item views and followers itself
+and drives the rest (`messages`, `route`, `erase`, `final_writes`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from operators.notifications.policy import Policy
 from operators.notifications.state import Example, RecipientState
 from operators.notifications.trending import Audience, TrendingRule, audience_messages
 from schemas import Event
+from schemas.notifications import encode_inbox
 
 MAX_FANOUT = 10_000
 
@@ -69,8 +71,9 @@ class NotificationDriver:
     """`learn_one(event)` → the decision records it causes (in order)."""
 
     def __init__(self, policy: Policy, trending: TrendingRule | None = None,
-                 popularity: Decay | None = None, affinity: Decay | None = None):
+                 popularity: Decay | None = None, affinity: Decay | None = None, policy_of=None):
         self.policy = policy
+        self.policy_of = policy_of or (lambda _user: policy)  # the recipient's experiment arm's
         self.states: dict[str, RecipientState] = {}
         self.global_model = GlobalModel(policy)
         self.items: dict[str, ItemStats] = {}
@@ -81,15 +84,15 @@ class NotificationDriver:
         self.audiences: dict[str, Audience] = {}
 
     @classmethod
-    def from_settings(cls, settings, policy: Policy) -> NotificationDriver:
+    def from_settings(cls, settings, policy: Policy, policy_of=None) -> NotificationDriver:
         return cls(policy, TrendingRule.from_settings(settings),
                    Decay(settings.features.popularity_half_life_h),
-                   Decay(settings.features.affinity_half_life_h))
+                   Decay(settings.features.affinity_half_life_h), policy_of)
 
     def state(self, user_id: str) -> RecipientState:
         s = self.states.get(user_id)
         if s is None:
-            s = self.states[user_id] = RecipientState(user_id, self.policy)
+            s = self.states[user_id] = RecipientState(user_id, self.policy_of(user_id))
         return s
 
     def learn_one(self, event: Event) -> list[dict]:
@@ -99,12 +102,7 @@ class NotificationDriver:
             if stats is None:
                 stats = self.items[event.post_id] = ItemStats(event.post_id)
             before = stats.learn_one(event, self.popularity)
-        msgs = notification_messages(event, before.author_id if before is not None else None)
-        for key, msg in audience_messages(event, before, self.popularity, self.trending):
-            audience = self.audiences.get(key)
-            if audience is None:
-                audience = self.audiences[key] = Audience(self.trending, self.affinity)
-            msgs += audience.learn(msg)
+        msgs = self.messages(event, before)
         if event.type == "follow" and event.target_id:
             self.followers.setdefault(event.target_id, Followers()).learn_one("follow",
                                                                                 event.user_id)
@@ -116,10 +114,41 @@ class NotificationDriver:
                      for f in self.followers[event.user_id].fan_out(MAX_FANOUT)]
         return self.route(msgs)
 
+    def messages(self, event: Event, view) -> list[tuple[str, tuple]]:
+        """The event's messages for recipients (own event, candidates, trending audiences), given
+        its post's view (the item step's annotation) or None; a new post's candidates for the
+        author's followers are `new_post_candidate`s of the followers' fan-out."""
+        msgs = notification_messages(event, view.author_id if view is not None else None)
+        for key, msg in audience_messages(event, view, self.popularity, self.trending):
+            audience = self.audiences.get(key)
+            if audience is None:
+                audience = self.audiences[key] = Audience(self.trending, self.affinity)
+            msgs += audience.learn(msg)
+        return msgs
+
     def route(self, msgs: list[tuple[str, tuple]]) -> list[dict]:
         out: list[dict] = []
         for key, value in msgs:
             records, examples = handle(self.state(key), value, self.global_model.export())
             self.global_model.learn(examples)
             out.extend(records)
+        return out
+
+    def erase(self, user_id: str, posts: tuple[str, ...]) -> None:
+        """The erasure's `forget` to every other recipient (operators/erasure.py), at once."""
+        for state in self.states.values():
+            if not state.deleted:
+                state.forget(user_id, posts)
+
+    def final_writes(self) -> list[tuple]:
+        """The write records of the end state, in a stable order: the global P(open) weights,
+        and every recipient's inbox (once they were decided for) or its deletion."""
+        exported = self.global_model.export()
+        out: list[tuple] = [("notif_model", exported)] if exported else []
+        for user in sorted(self.states):
+            state = self.states[user]
+            if state.deleted:
+                out.append(("forget_notifs", user))
+            elif state.decided:
+                out.append(("notifs", user, encode_inbox(user, state.last_ts, state.inbox())))
         return out

@@ -69,9 +69,10 @@ def test_replaying_a_log_twice_writes_identical_bytes(live, redis_client, unique
         assert first["writes"] > 100
         assert dump(redis_client, f"test-{unique}", first["version"]) == \
             dump(redis_client, f"test-{unique}", second["version"])
-        kinds = {k.split(":")[0] for k in social_keys(
-            digests(redis_client, f"test-{unique}", first["version"]))}
+        written = digests(redis_client, f"test-{unique}", first["version"])
+        kinds = {k.split(":")[0] for k in social_keys(written)}
         assert kinds == SOCIAL_KINDS, f"the replay wrote no {SOCIAL_KINDS - kinds}"
+        assert "model:notif" in written and any(k.startswith("notifs:") for k in written)
     finally:
         for key in redis_client.scan_iter(f"test-{unique}:*"):
             redis_client.delete(key)

@@ -132,9 +132,10 @@ def test_recipient_drops_records_aggregated_into_an_evicted_head_of_the_user():
 def test_a_replay_erases_a_deleted_user_from_everything_it_writes():
     """`persona replay` (the in-process Engine) applies the erasure the flow fans out: no record a
     backfill writes names a deleted user or their posts, though others followed and engaged —
-    nor do the social records: graph records, group members, likers, follower counts and others'
-    suggestions, also after mentions made after the deletion (a follow of them, their follow, a
-    message to them: the flow's erasure index answers those with another `forget`)."""
+    nor do the social records (graph records, group members, likers, follower counts, others'
+    suggestions) or notification inboxes, also after mentions made after the deletion (a follow
+    of them, their follow, a message to them: the flow's erasure index answers those with another
+    `forget`)."""
     from operators.backfill import final_writes
     from operators.engine import Engine
     from operators.suggestions.writes import social_ops
@@ -144,7 +145,7 @@ def test_a_replay_erases_a_deleted_user_from_everything_it_writes():
 
     log, _ = generate(GeneratorConfig(users=60, days=2, seed=7))  # the deleted have 12 posts
     decoded = [decode_event(orjson.dumps(e))[0] for e in log]
-    engine = Engine(config.load(env={}), social=True)
+    engine = Engine(config.load(env={}), social=True, notifications=True)
     deleted = {e.user_id for e in decoded if e.type == "user_deleted"}
     posts = {e.post_id for e in decoded if e.type == "post_created" and e.user_id in deleted}
     gone = sorted(deleted)[0]
@@ -162,7 +163,7 @@ def test_a_replay_erases_a_deleted_user_from_everything_it_writes():
         engine.learn_one(e)
     assert deleted and posts and mentioned_before and liked_before, "the log must exercise it"
     records = list(final_writes(engine))
-    assert {"graph", "group_member", "liker", "popular_user", "suggestions"} <= {
+    assert {"graph", "group_member", "liker", "popular_user", "suggestions", "notifs"} <= {
         r[0] for r in records}
     ks = Keyspace("p", "1")
     for record in records:
@@ -171,6 +172,11 @@ def test_a_replay_erases_a_deleted_user_from_everything_it_writes():
                 op[0] in ("set", "zadd") or (op[0] == "sadd" and record[1] in op[2])
                 for op in social_ops(ks, record))
             continue
+        if record[0] == "forget_notifs":  # deletes their inbox
+            continue
         text = repr(record)
         assert not any(u in text for u in deleted | posts), record[:2]
     assert sorted(r[1] for r in records if r[0] == "forget_social") == sorted(deleted)
+    assert sorted(r[1] for r in records if r[0] == "forget_notifs") == sorted(deleted)
+    inboxes = [orjson.loads(r[2]) for r in records if r[0] == "notifs"]
+    assert sum(len(i["items"]) for i in inboxes) > 50
