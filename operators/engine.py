@@ -46,7 +46,7 @@ class Engine:
         self.deleted_users: set[str] = set()
         self.erased_posts: set[str] = set()  # posts of deleted users: later events about them drop
         self.social = SocialSteps() if social else None  # replays write suggestions; evaluate not
-        self.notifications = None  # … and inboxes, each recipient deciding with their arm's policy
+        self.notifications = None  # replays write inboxes too: each recipient's arm's policy
         if notifications:
             policies = ArmResolver(settings, Policy.from_settings)
             self.notifications = NotificationDriver.from_settings(
@@ -74,7 +74,7 @@ class Engine:
             store.put_item(stats.view)
         if self.social is not None:  # every annotated event, by deleted users too (as the flow)
             self.social.learn_one(event, view)
-        notes = self.notifications.messages(event, view) if self.notifications else None
+        notes = self.notifications.messages(event, view) if self.notifications is not None else None
         for followed, kind, follower in follower_updates(event):
             self.followers.setdefault(followed, Followers()).learn_one(kind, follower)
         if is_fan_out(event) and event.user_id in self.followers:
