@@ -678,15 +678,21 @@ class SuggestionsLogic(_Debounced):
 
 
 class LikersLogic(_Logic):
-    """key = author. Values from `operators.suggestions.likers.likers_messages`; emits the likers
-    write records of that author's key. A deleted author keeps a tombstone that drops later likes;
-    any other author's state is discarded after each batch (it holds nothing)."""
+    """key = author. Values from `operators.suggestions.likers.likers_messages` and ("forget",
+    Command) (erasure); emits the likers write records of that author's key, and ("mentions",
+    author, likers) with the likers it writes (operators.erasure: a liker's deletion must reach
+    every author whose set holds them, not only those their capped state names). A deleted author
+    keeps a tombstone that drops later likes; any other author's state is discarded after each
+    batch (it holds nothing)."""
 
     def __init__(self, state: LikersOf | None):
         super().__init__(state if state is not None else LikersOf())
 
     def on_batch(self, values):
         out = self.state.apply(values)
+        written = [w for w in out if w[0] == "liker"]  # ("liker", author, liker, ts)
+        if written:  # (the state holds no record of them: the erasure index dedups)
+            out.append(("mentions", written[0][1], tuple(dict.fromkeys(w[2] for w in written))))
         return out, RETAIN if self.state.deleted else StatefulBatchLogic.DISCARD
 
 

@@ -193,8 +193,11 @@ def build_flow(settings: Settings, *, source: Source | None = None,
     social = op.filter("social_writes", social_out, lambda m: m[0] not in ("mentions", "liker"))
     # an author's likers set is written by one state keyed by the author, tombstoned at their
     # deletion: a like processed after it cannot recreate the set (operators/suggestions/likers.py)
-    likers = op.key_rm("likers_out", op.stateful_batch(
-        "likers", op.flat_map("likers_msgs", social_out, likers_messages), LikersLogic.builder()))
+    likers_out = op.key_rm("likers_out", op.stateful_batch("likers", op.merge(
+        "likers_in", op.flat_map("likers_msgs", social_out, likers_messages),
+        op.map("key_likers_forget", forgets, lambda c: (c.key, ("forget", c)))),
+        LikersLogic.builder()))
+    likers = op.filter("likers_writes", likers_out, lambda m: m[0] != "mentions")
 
     # search → click, keyed by searcher; the learned re-ranking blend weight under one key
     search_in = op.filter_map("search_msgs", user_events, lambda m: search_message(m[1]))
@@ -255,7 +258,7 @@ def build_flow(settings: Settings, *, source: Source | None = None,
     erasure_in = op.merge(
         "erasure_in",
         op.flat_map("erasure_events", events, index_messages),
-        op.flat_map("mentions", op.merge("mentioned", user_out, social_out, notif_out),
+        op.flat_map("mentions", op.merge("mentioned", user_out, social_out, notif_out, likers_out),
                     _mention_messages),
     )
     erasure_out = op.key_rm("erasure_out", op.stateful_batch(

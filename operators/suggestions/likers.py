@@ -15,6 +15,15 @@ the interleaving.
 [('liker', 'a', 'l1', 5), ('forget_likers', 'a')]
 >>> s.deleted, s.apply([("undeleted", "a"), ("liker", "a", "l3", 7)])
 (True, [('liker', 'a', 'l3', 7)])
+
+A deleted liker leaves the sets of the authors their own (capped) state still names through
+`forget_social`; every other author's set learns it from the erasure index: the flow reports each
+liker written as mentioned by the author (flows.adapters.LikersLogic), so the liker's deletion
+sends the author a `forget` command, which leaves the set too.
+
+>>> from schemas.erasure import Command
+>>> s.apply([("forget", Command("forget", "a", "l1", ()))])
+[('unliker', 'a', 'l1')]
 """
 
 from __future__ import annotations
@@ -55,6 +64,8 @@ class LikersOf:
                 out.append(m)
             elif kind == "undeleted":
                 self.deleted = False
+            elif kind == "forget":  # ("forget", Command): a deleted user the author's set may hold
+                out.append(("unliker", m[1].key, m[1].user))
             else:  # ("unliker", author, deleted liker)
                 out.append(m)
         return out

@@ -654,3 +654,17 @@ def test_eviction_does_not_change_the_followers_erasure_and_experiment_outputs(t
     assert no_parks == set()
     assert evicting == kept
     assert kept[0] and kept[1] and kept[2]
+
+
+def test_the_likers_step_reports_its_likers_and_drops_a_forgotten_one():
+    # a deleted liker's own state names at most MAX_AUTHORS authors: every other author whose
+    # set holds them learns the deletion from the erasure index, which the likers step feeds
+    from flows.adapters import LikersLogic
+    from schemas.erasure import Command
+
+    logic = LikersLogic(None)
+    out, _ = logic.on_batch([("liker", "a1", "u1", 5), ("liker", "a1", "u2", 6),
+                             ("liker", "a1", "u1", 7)])
+    assert out[-1] == ("mentions", "a1", ("u1", "u2"))
+    out, _ = LikersLogic(None).on_batch([("forget", Command("forget", "a1", "u2", ()))])
+    assert out == [("unliker", "a1", "u2")], "no mention: nothing written"
