@@ -212,11 +212,12 @@ class _Evictable(_Logic):
             return out, StatefulBatchLogic.DISCARD
         return out, RETAIN
 
-    def _resume(self, key: str, new, signup: bool = False):
-        """The key's state: resident, else its parked copy (`_restore`), else `new(key)`."""
+    def _resume(self, key: str, new=None, signup: bool = False):
+        """The key's state: resident, else its parked copy (`_restore`), else `new(key)` (None
+        without `new`)."""
         if self.state is None:
             self.state = self._restore(key, self.store_of() if self.store_of else None,
-                                       signup) or new(key)
+                                       signup) or (new(key) if new is not None else None)
         return self.state
 
     def _retention(self):
@@ -273,15 +274,11 @@ class ItemLogic(_Evictable):
 
     def __init__(self, state: tuple[ItemStats, AwaitingPost] | str | None, ctx: Context,
                  store_of=None):
-        super().__init__(state)
+        super().__init__(state, ctx.settings.stream.item_idle_evict_s, store_of)
         self.ctx = ctx
-        self.store_of = store_of
         self.deadline: datetime | None = None  # held events are released at this wall clock
         self.post_id: str | None = None  # (a tombstone does not hold its post id)
         self._touched()
-
-    def _idle_s(self) -> float:
-        return self.ctx.settings.stream.item_idle_evict_s if self.store_of is not None else 0.0
 
     def _park_key(self) -> str | None:
         return self.post_id if self.state == ERASED else self.state[0].view.post_id
@@ -289,10 +286,8 @@ class ItemLogic(_Evictable):
     def on_batch(self, events):
         first = events[0]
         self.post_id = first.key if isinstance(first, Command) else first.post_id
-        if self.state is None:  # a post's first batch, or a parked post back
-            self.state = self._restore(self.post_id, self.store_of() if self.store_of else None,
-                                       signup=any(isinstance(e, Event) and e.type == "post_created"
-                                                  for e in events))
+        self._resume(self.post_id, signup=any(  # a post's first batch, or a parked post back
+            isinstance(e, Event) and e.type == "post_created" for e in events))
         self._touched()
         if self.state == ERASED:  # the author was deleted: nothing about the post is published again
             return _cancel(events), RETAIN
@@ -424,8 +419,8 @@ class _Debounced(_Evictable):
     only while dirty (`_schedule` after a batch that changed the key; `due = None` cancels).
     Idle keys are evicted (`_Evictable`) once nothing is due."""
 
-    def __init__(self, state):
-        super().__init__(state)
+    def __init__(self, state, idle_s: float = 0.0, store_of=None):
+        super().__init__(state, idle_s, store_of)
         self.due: datetime | None = None
         self.last_run: datetime | None = None
 
@@ -491,14 +486,11 @@ class UserLogic(_Debounced):
     park_kind = "user"
 
     def __init__(self, state: UserState | None, ctx: Context, store_of=None):
-        super().__init__(state)
+        super().__init__(state, ctx.settings.stream.user_idle_evict_s,
+                         store_of or resources.feature_store_of(ctx.settings))
         self.ctx = ctx
-        self.store_of = store_of or resources.feature_store_of(ctx.settings)
         self.deferred_at: datetime | None = None  # when a due rank began to wait for the order
         self._touched()
-
-    def _idle_s(self) -> float:
-        return self.ctx.settings.stream.user_idle_evict_s
 
     def on_batch(self, values):
         out: list = []
@@ -611,13 +603,10 @@ class SuggestionsLogic(_Debounced):
     park_kind = "social"
 
     def __init__(self, state: SocialState | None, ctx: Context, store_of=None):
-        super().__init__(state)
+        super().__init__(state, ctx.settings.stream.user_idle_evict_s,
+                         store_of or resources.feature_store_of(ctx.settings))
         self.ctx = ctx
-        self.store_of = store_of or resources.feature_store_of(ctx.settings)
         self._touched()
-
-    def _idle_s(self) -> float:
-        return self.ctx.settings.stream.user_idle_evict_s
 
     def on_batch(self, values):
         if self.state is None:
@@ -761,12 +750,9 @@ class SimilarityLogic(_Evictable):
 
     def on_batch(self, pairs):
         self.post_id = pairs[0][0]
-        if self.state is None:
-            created = any(v == POST_CREATED for _, v in pairs)
-            self.state = self._restore(self.post_id, self.store_of() if self.store_of else None,
-                                       signup=created)
-            if self.state is None and created:
-                self.state = (self.post_id, ItemSimilarity(self.capacity))
+        created = any(v == POST_CREATED for _, v in pairs)
+        self._resume(self.post_id, (lambda post: (post, ItemSimilarity(self.capacity)))
+                     if created else None, signup=created)
         self._touched()
         values = [v for _, v in pairs if v != POST_CREATED]
         if self.state == ERASED or not values:  # an erased post: later pairs (from stale
