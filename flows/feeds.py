@@ -152,6 +152,8 @@ def build_flow(settings: Settings, *, source: Source | None = None,
 
     # users, keyed by user: features, online model, micro-batched ranking
     forgets = op.filter("forgets", commands, lambda c: c.kind == "forget")
+    # (owner, ("forget", command)): into every step keyed by an owner that may mention the user
+    owner_forgets = op.map("key_forget", forgets, lambda c: (c.key, ("forget", c)))
     user_in = op.merge(
         "user_in",
         # each user's events in their own (partition) order, a post's as a placeholder that its
@@ -163,7 +165,7 @@ def build_flow(settings: Settings, *, source: Source | None = None,
                       lambda m: (m[1].user_id, m)  # or held for its post (InOrder may give up)
                       if m[0] in ("cancel", "held") else None),
         op.map("key_delivery", op.key_rm("deliveries", deliveries), lambda d: (d[1], d)),
-        op.map("key_user_forget", forgets, lambda c: (c.key, ("forget", c))),
+        owner_forgets,
     )
     user_out = op.key_rm("user_msgs", op.stateful_batch(
         "users", user_in, UserLogic.builder(ctx, features)))
@@ -186,7 +188,7 @@ def build_flow(settings: Settings, *, source: Source | None = None,
     social_in = op.merge(
         "social_in",
         op.flat_map("social_msgs", user_events, lambda m: social_messages(m[1], m[2])),
-        op.map("key_social_forget", forgets, lambda c: (c.key, ("forget", c))),
+        owner_forgets,
     )
     social_out = op.key_rm("social_out", op.stateful_batch(
         "suggestions", social_in, SuggestionsLogic.builder(ctx, features)))
@@ -195,7 +197,7 @@ def build_flow(settings: Settings, *, source: Source | None = None,
     # deletion: a like processed after it cannot recreate the set (operators/suggestions/likers.py)
     likers_out = op.key_rm("likers_out", op.stateful_batch("likers", op.merge(
         "likers_in", op.flat_map("likers_msgs", social_out, likers_messages),
-        op.map("key_likers_forget", forgets, lambda c: (c.key, ("forget", c)))),
+        owner_forgets),
         LikersLogic.builder()))
     likers = op.filter("likers_writes", likers_out, lambda m: m[0] != "mentions")
 
@@ -221,7 +223,7 @@ def build_flow(settings: Settings, *, source: Source | None = None,
         op.map("notif_new_posts", deliveries,
                lambda d: new_post_candidate(d[0], d[1][1], d[1][2], d[1][3])),
         trending_cands,  # (recipient, ("cand", Candidate))
-        op.map("key_notif_forget", forgets, lambda c: (c.key, ("forget", c))),
+        owner_forgets,
     )
     policies = ArmResolver(settings, Policy.from_settings)  # the recipient's experiment arm's
     policy = policies.default
