@@ -355,6 +355,7 @@ def get_flow(config_path: str | None = None) -> Dataflow:
     settle = os.environ.get("PERSONA_SETTLE") == "1"
     if settings.stream.gc_threshold:  # a worker process (see [stream] gc_threshold)
         gc.set_threshold(settings.stream.gc_threshold, *gc.get_threshold()[1:])
+    metrics.GcPauses.install()
     return build_flow(settings, tail=tail, recovery=recovery, read_erasures=read_erasures,
                       settle=settle)
 

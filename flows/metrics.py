@@ -9,13 +9,15 @@ are the RedisWriter's record kinds.
 
 from __future__ import annotations
 
+import gc
 import math
 import threading
 import time
 from collections import Counter as Tally
 from collections import deque
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from schemas import DeadLetter, Event
 from schemas.rejections import reason_kind
@@ -45,6 +47,54 @@ MODEL_EXAMPLES = Counter("persona_global_model_examples",
                          "Training examples learned by the global model, by label", ["label"])
 MODEL_POSITIVE_RATE = Gauge("persona_global_model_positive_rate",
                             "Weighted share of positive examples over the same window")
+
+
+class GcPauses:
+    """Time this process spends in the cyclic garbage collector, by generation: a worker holds
+    millions of long-lived objects (user states), and a full collection scans all of them.
+
+    `gc.callbacks` only adds to plain numbers (a collection can start inside any allocation, even
+    one made while a metric's lock is held); the registry reads them at scrape time as
+    `persona_gc_seconds_total{generation}`, `persona_gc_collections_total{generation}` and
+    `persona_gc_longest_pause_seconds{generation}`."""
+
+    seconds = [0.0, 0.0, 0.0]
+    collections = [0, 0, 0]
+    longest = [0.0, 0.0, 0.0]
+    _started = 0.0
+    _installed = False
+
+    @classmethod
+    def install(cls) -> None:
+        """Once per process (the workers' entry point)."""
+        if not cls._installed:
+            cls._installed = True
+            gc.callbacks.append(cls._callback)
+            REGISTRY.register(cls())
+
+    @classmethod
+    def _callback(cls, phase: str, info: dict) -> None:
+        if phase == "start":
+            cls._started = time.perf_counter()
+            return
+        spent, generation = time.perf_counter() - cls._started, info["generation"]
+        cls.seconds[generation] += spent
+        cls.collections[generation] += 1
+        if spent > cls.longest[generation]:
+            cls.longest[generation] = spent
+
+    def collect(self):
+        seconds = CounterMetricFamily("persona_gc_seconds", "Time in the cyclic garbage collector",
+                                      labels=["generation"])
+        runs = CounterMetricFamily("persona_gc_collections", "Cyclic garbage collections",
+                                   labels=["generation"])
+        longest = GaugeMetricFamily("persona_gc_longest_pause_seconds",
+                                    "The longest single collection so far", labels=["generation"])
+        for g in range(3):
+            seconds.add_metric([str(g)], self.seconds[g])
+            runs.add_metric([str(g)], self.collections[g])
+            longest.add_metric([str(g)], self.longest[g])
+        return [seconds, runs, longest]
 
 
 class InputAge:

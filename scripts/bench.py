@@ -31,6 +31,7 @@ import threading
 import time
 import urllib.request
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 
@@ -136,27 +137,55 @@ def rss_kb(pid: int) -> tuple[int, int]:
         return 0, 0
 
 
-def scrape_counters(port: int) -> tuple[int, int, float, dict[str, int]] | None:
-    """(events processed, users ranked, seconds spent ranking, states evicted by park kind) from
-    a worker's /metrics: persona_events_total summed over types, persona_rank_seconds count and
-    sum, persona_states_evicted_total (None if not up)."""
+@dataclass
+class Scraped:
+    """One worker's counters from its /metrics."""
+
+    events: int = 0  # persona_events_total, summed over types
+    ranks: int = 0  # persona_rank_seconds count …
+    rank_s: float = 0.0  # … and sum
+    evicted: dict[str, int] = field(default_factory=dict)  # persona_states_evicted_total by kind
+    gc_s: float = 0.0  # persona_gc_seconds_total, all generations
+    gc_full: int = 0  # persona_gc_collections_total{generation="2"}
+    gc_longest_s: float = 0.0  # persona_gc_longest_pause_seconds, the longest of any generation
+
+
+def scrape_counters(port: int) -> Scraped | None:
+    """A worker's counters (None if its /metrics is not up)."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
-            text = resp.read().decode()
+            return parse_counters(resp.read().decode())
     except OSError:
         return None
-    events, ranks, rank_s, evicted = 0.0, 0.0, 0.0, {}
+
+
+def parse_counters(text: str) -> Scraped:
+    r"""
+    >>> c = parse_counters('persona_events_total{type="like"} 3.0\npersona_events_total{type="follow"} 2.0\n'
+    ...                    'persona_gc_collections_total{generation="2"} 4.0')
+    >>> c.events, c.gc_full
+    (5, 4)
+    """
+    out = Scraped()
     for line in text.splitlines():
-        if line.startswith("persona_events_total{"):
-            events += float(line.rsplit(" ", 1)[1])
-        elif line.startswith("persona_states_evicted_total{"):  # …{step="user"} 12.0
-            kind = line.split('step="', 1)[1].split('"', 1)[0]
-            evicted[kind] = int(float(line.rsplit(" ", 1)[1]))
-        elif line.startswith("persona_rank_seconds_count "):
-            ranks = float(line.rsplit(" ", 1)[1])
-        elif line.startswith("persona_rank_seconds_sum "):
-            rank_s = float(line.rsplit(" ", 1)[1])
-    return int(events), int(ranks), rank_s, evicted
+        if line.startswith("#"):
+            continue
+        name, _, value = line.rpartition(" ")
+        if name.startswith("persona_events_total{"):
+            out.events += int(float(value))
+        elif name.startswith("persona_states_evicted_total{"):  # …{step="user"} 12.0
+            out.evicted[name.split('step="', 1)[1].split('"', 1)[0]] = int(float(value))
+        elif name == "persona_rank_seconds_count":
+            out.ranks = int(float(value))
+        elif name == "persona_rank_seconds_sum":
+            out.rank_s = float(value)
+        elif name.startswith("persona_gc_seconds_total{"):
+            out.gc_s += float(value)
+        elif name == 'persona_gc_collections_total{generation="2"}':
+            out.gc_full = int(float(value))
+        elif name.startswith("persona_gc_longest_pause_seconds{"):
+            out.gc_longest_s = max(out.gc_longest_s, float(value))
+    return out
 
 
 def free_port_range(n: int) -> int:
@@ -298,9 +327,7 @@ class WorkerRun:
 
     processes: int
     counts: list[tuple[float, int]] = field(default_factory=list)
-    ranks: int = 0  # users ranked (feeds computed), all processes
-    rank_s: float = 0.0  # time spent ranking, all processes
-    evicted: dict[str, int] = field(default_factory=dict)  # idle states dropped, by park kind
+    last: list[Scraped] = field(default_factory=list)  # each process's counters, last scrape
     ready_rss: list[int] = field(default_factory=list)  # KiB per process once serving metrics
     rss: list[tuple[float, list[int]]] = field(default_factory=list)  # KiB per process
     peak_kb: list[int] = field(default_factory=list)
@@ -308,6 +335,19 @@ class WorkerRun:
     started: float = 0.0
     ended: float = 0.0
     code: int | None = None
+
+    @property
+    def ranks(self) -> int:  # users ranked (feeds computed), all processes
+        return sum(c.ranks for c in self.last)
+
+    @property
+    def rank_s(self) -> float:  # time spent ranking, all processes
+        return sum(c.rank_s for c in self.last)
+
+    @property
+    def evicted(self) -> dict[str, int]:  # idle states dropped, by park kind
+        return {k: sum(c.evicted.get(k, 0) for c in self.last)
+                for k in sorted({k for c in self.last for k in c.evicted})}
 
 
 def run_workers(bench: Bench, env: dict[str, str], processes: int, *, tail: bool, log: Log,
@@ -348,11 +388,8 @@ def run_workers(bench: Bench, env: dict[str, str], processes: int, *, tail: bool
                 result.ready_rss = [m[0] for m in mem]
                 if on_running is not None:
                     on_running()
-            result.counts.append((now, sum(c[0] for c in scraped)))
-            result.ranks = sum(c[1] for c in scraped)
-            result.rank_s = sum(c[2] for c in scraped)
-            result.evicted = {k: sum(c[3].get(k, 0) for c in scraped)
-                              for k in sorted({k for c in scraped for k in c[3]})}
+            result.counts.append((now, sum(c.events for c in scraped)))
+            result.last = scraped
         if all(m[0] for m in mem):  # every process alive (an exited one reads 0)
             result.rss.append((now, [m[0] for m in mem]))
         peaks = result.peak_kb + [0] * (len(mem) - len(result.peak_kb))
@@ -375,6 +412,7 @@ def summarise_run(run: WorkerRun, total: int, users: int) -> dict:
     baseline = run.ready_rss or [0] * run.processes  # imports done, no events yet
     last_rss = run.rss[-1][1] if run.rss else [0] * run.processes
     growth = sum(max(0, b - a) for a, b in zip(baseline, last_rss, strict=False)) * 1024
+    worker_s = run.processes * (run.ended - first)
     return {
         "processes": run.processes,
         "events": total,
@@ -386,7 +424,10 @@ def summarise_run(run: WorkerRun, total: int, users: int) -> dict:
         "users_ranked": run.ranks,
         "events_per_rank": ratio(total, run.ranks),
         "mean_rank_ms": ratio(run.rank_s * 1000, run.ranks),
-        "rank_share_of_worker_time": ratio(run.rank_s, run.processes * (run.ended - first)),
+        "rank_share_of_worker_time": ratio(run.rank_s, worker_s),
+        "gc_share_of_worker_time": ratio(sum(c.gc_s for c in run.last), worker_s),
+        "gc_full_collections": sum(c.gc_full for c in run.last),
+        "gc_longest_pause_s": max((round(c.gc_longest_s, 3) for c in run.last), default=None),
         "peak_rss_mib": [round(kb / 1024, 1) for kb in run.peak_kb],
         "worker_rss_growth_bytes_per_user": round(growth / max(1, users)),
         "rss_flatness_second_half": rss_flatness(run.rss),
@@ -529,13 +570,16 @@ def _run(bench: Bench, cfg: BenchConfig, report: dict, log: Log) -> None:
         kafka_io.recreate_topic(bench.settings.kafka.bootstrap, bench.topic(name), cfg.partitions,
                                 extra=kafka_config(bench.settings.kafka))
     users_seen: set[str] = set()
+    types: Counter[str] = Counter()
 
     def lines() -> Iterator[bytes]:
         for event in workload(cfg.events, cfg.users, cfg.seed):
             users_seen.add(event["user_id"])
+            types[event["type"]] += 1
             yield orjson.dumps(event)
     total = produce_workload(bench, topic, cfg.partitions, lines(), cfg.events, log)
     report["workload"] = {"events": total, "users": len(users_seen),
+                          "by_type": dict(types.most_common()),
                           "generate_and_produce_s": round(time.monotonic() - t, 1)}
 
     log("2/5 I/O floor: Kafka → orjson → pipelined Redis SET, no logic")
@@ -756,6 +800,10 @@ def table(report: dict) -> list[tuple[str, str]]:
     rows = []
     w = report.get("workload", {})
     rows.append(("workload", f"{num(w.get('events'))} events, {num(w.get('users'))} users"))
+    if w.get("by_type"):  # the mix decides the cost: follows re-rank at once, impressions later
+        mix = ", ".join(f"{kind} {n / max(1, w['events']):.0%}"
+                        for kind, n in list(w["by_type"].items())[:5])
+        rows.append(("  event mix (top 5)", mix))
     f = report.get("io_floor")
     if f:
         rows.append(("I/O floor (Kafka → orjson → Redis)", f"{num(f['events_per_s'])} events/s"))
@@ -774,6 +822,10 @@ def table(report: dict) -> list[tuple[str, str]]:
         rows.append(("  mean rank time / share of worker time",
                      f"{num(p['mean_rank_ms'], '{:.2f}')} ms / "
                      f"{num(p['rank_share_of_worker_time'], '{:.0%}')}"))
+        rows.append(("  cyclic GC: share of worker time / full collections / longest pause",
+                     f"{num(p.get('gc_share_of_worker_time'), '{:.1%}')} / "
+                     f"{num(p.get('gc_full_collections'))} / "
+                     f"{num(p.get('gc_longest_pause_s'), '{:.2f}')} s"))
         rows.append(("peak RSS per worker process", ", ".join(f"{v} MiB" for v in p["peak_rss_mib"])))
         rows.append(("worker RSS growth per user", f"{num(p['worker_rss_growth_bytes_per_user'])} B"))
         rows.append(("RSS spread, second half", num(p["rss_flatness_second_half"], "{:.1%}")))
