@@ -30,13 +30,14 @@ from scripts.bench import workload
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("checkouts", nargs="+", help="worktrees with a .venv (e.g. /work/main)")
+    parser.add_argument("checkouts", nargs="+", help="worktrees with a .venv (e.g. /work/main), "
+                        "each optionally with settings: /work/main+PERSONA_STREAM__X=1,PERSONA_Y=2")
     parser.add_argument("--events", type=int, default=30_000)
     parser.add_argument("--users", type=int, default=5_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--py-spy", metavar="DIR", help="record each run with py-spy (100 Hz, raw) "
-                        "into DIR/<checkout>-<round>.raw for `python -m scripts.profile_steps`; "
+                        "into DIR/<checkout>-<n>-<round>.raw (n: its position in the list) for `python -m scripts.profile_steps`; "
                         "its own CPU then counts in the run's")
     args = parser.parse_args()
     settings = config.load()
@@ -53,9 +54,11 @@ def main() -> None:
     cpu: dict[str, list[float]] = {c: [] for c in args.checkouts}
     try:
         for round_ in range(args.rounds):
-            for checkout in args.checkouts:
-                prefix = f"{tag}-{round_}-{os.path.basename(checkout.rstrip('/'))}"
-                env = dict(os.environ, KAFKA_BOOTSTRAP=boot, REDIS_URL=url, PERSONA_TAIL="0",
+            for n_variant, variant in enumerate(args.checkouts):
+                checkout, _, settings_env = variant.partition("+")
+                prefix = f"{tag}-{round_}-{n_variant}"
+                env = dict(os.environ, **dict(kv.split("=", 1) for kv in settings_env.split(",")
+                                              if kv), KAFKA_BOOTSTRAP=boot, REDIS_URL=url, PERSONA_TAIL="0",
                            PERSONA_KAFKA__EVENTS_TOPIC=topics[0],
                            PERSONA_KAFKA__DEAD_LETTER_TOPIC=topics[1],
                            PERSONA_KAFKA__NOTIFICATIONS_TOPIC=topics[2],
@@ -67,7 +70,7 @@ def main() -> None:
                 if args.py_spy:
                     os.makedirs(args.py_spy, exist_ok=True)
                     raw = os.path.join(args.py_spy, f"{os.path.basename(checkout.rstrip('/'))}-"
-                                                    f"{round_}.raw")
+                                                    f"{n_variant}-{round_}.raw")
                     worker = [f"{checkout}/.venv/bin/py-spy", "record", "-r", "100", "--format",
                               "raw", "-o", raw, "--", *worker]
                 subprocess.run(worker, cwd=checkout, env=env, check=True,
@@ -76,17 +79,17 @@ def main() -> None:
                 wall = time.monotonic() - t0
                 after = resource.getrusage(resource.RUSAGE_CHILDREN)
                 used = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-                cpu[checkout].append(used)
-                print(f"round {round_} {checkout}: wall {wall:.1f} s ({n / wall:,.0f} events/s), "
+                cpu[variant].append(used)
+                print(f"round {round_} {variant}: wall {wall:.1f} s ({n / wall:,.0f} events/s), "
                       f"worker CPU {used:.1f} s ({n / used:,.0f} events per CPU-second); "
                       f"load {load:.1f} at start", flush=True)
                 for key in client.scan_iter(f"{prefix}*", count=5000):
                     client.unlink(key)
     finally:
         AdminClient({"bootstrap.servers": boot, **extra}).delete_topics(topics)
-    for checkout, used in cpu.items():
+    for variant, used in cpu.items():
         if used:
-            print(f"{checkout}: mean worker CPU {sum(used) / len(used):.1f} s over {len(used)} run(s)")
+            print(f"{variant}: mean worker CPU {sum(used) / len(used):.1f} s over {len(used)} run(s)")
 
 
 if __name__ == "__main__":
