@@ -35,7 +35,7 @@ from operators.notifications.state import RecipientState
 from operators.notifications.trending import Audience, TrendingRule
 from operators.redis_store import RedisFeatureStore
 from operators.reorder import AwaitingPost, InOrder
-from operators.routing import reranks_now
+from operators.routing import reads_feed, reranks_now
 from operators.suggestions.compute import encode as encode_suggestions
 from operators.suggestions.compute import mentioned_users, suggest
 from operators.suggestions.likers import LikersOf
@@ -459,8 +459,10 @@ class _Debounced(_Evictable):
         return self._fire(), RETAIN
 
     def _fire(self) -> list:
-        if self.due is None:
-            return []
+        return [] if self.due is None else self._run_now()
+
+    def _run_now(self) -> list:
+        """`_run`, and the pending timer cancelled: the interval restarts now."""
         self.due, self.last_run = None, datetime.now(UTC)
         return self._run()
 
@@ -474,7 +476,9 @@ class UserLogic(_Debounced):
 
     Marks the user dirty and ranks at most once per `rank_interval_s` (wall clock; longer while
     the worker catches up a backlog: `backlog_rank_interval_s`) on a timer; events that only record
-    what the user saw (`operators.routing.reranks_now`) wait up to `seen_rerank_s`. Emits ("co",
+    what the user saw (`operators.routing.reranks_now`) wait up to `seen_rerank_s`. A user who
+    reads their feed (`operators.routing.reads_feed`) while it is stale is ranked first, in the
+    batch, so the choice set they learn from never depends on when the timers fired. Emits ("co",
     [(a, b, weight), …]) per batch, ("ex", Example), ("feed", user_id, bytes), ("forget_user", user_id),
     ("mentions", user_id, users) with the users it starts to mention (operators.erasure), and
     ("park", "user", user_id, bytes) when idle (see `_Evictable`).
@@ -515,12 +519,12 @@ class UserLogic(_Debounced):
         for value in _in_order(state).admit(values, lag_ms):  # the user's own order, annotated
             if value[0] == "forget":  # erasure: a user this one mentions was deleted
                 state.forget(value[1].user, value[1].posts)
-                now = True  # their posts leave the feed at the next batch
+                now = state.feed_stale = True  # their posts leave the feed at the next batch
                 continue
             if value[0] == "deliver":
                 state.deliver(value[2], value[3], ctx.settings.features.pool_size)
                 state.last_ts = max(state.last_ts, value[3])
-                now = True
+                now = state.feed_stale = True
                 continue
             event, view = value[1], value[2]
             if event.type == "user_deleted":  # keep a small tombstone, not the user's data
@@ -528,13 +532,16 @@ class UserLogic(_Debounced):
                 self.state.deleted = True
                 # (earlier events' outputs too)
                 return out + _co(pairs) + [("forget_user", state.user_id)], RETAIN
+            if state.feed_stale and reads_feed(event):  # rank what the user is reading first
+                out.extend(self._rank_now())
             result = state.learn_one(event, view, ctx, store)
             pairs.extend(result.co_pairs)
             out.extend(("ex", ex) for ex in result.examples)
             out.extend(_mentions(state, state.user_id, (
                 view.author_id if view is not None else None, event.target_id,
                 *(event.recipients or ()))))
-            now = now or reranks_now(event)
+            if reranks_now(event):
+                now = state.feed_stale = True
         for _, view in _in_order(state).take_late():  # an event applied without its post's author:
             out.extend(_mentions(state, state.user_id, (view.author_id,)))  # who it is, for erasure
         if self.deferred_at is not None and not _in_order(state).blocked:
@@ -547,6 +554,11 @@ class UserLogic(_Debounced):
             return []
         self.deferred_at = None
         return super()._fire()
+
+    def _rank_now(self) -> list:
+        """The rank a pending timer would run, at this point of the user's ordered input."""
+        self.deferred_at = None
+        return self._run_now()
 
     def on_eof(self):
         self.deferred_at = None  # nothing else will come: rank what the user's state holds

@@ -39,6 +39,13 @@ SEEN_ONLY_TYPES = frozenset({"impression", "dwell", "search", "notification_open
                              "notification_dismissed"})
 
 
+def reads_feed(event: Event) -> bool:
+    """The user is reading their feed: a feed made stale by earlier inputs is ranked first, so
+    what the user learns from (the choice set of the feed read) holds every input before the
+    read, whenever the timers fired."""
+    return event.type == "impression"
+
+
 def reranks_now(event: Event) -> bool:
     """Whether the actor's feed is re-ranked at the next micro-batch (`stream.rank_interval_s`);
     other events wait `stream.seen_rerank_s` (their state changes are applied at once)."""

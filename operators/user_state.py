@@ -64,6 +64,8 @@ class UserOutputs:
 class UserState:
     """Picklable per-user state (no clients)."""
 
+    feed_stale = False  # (the default of a state pickled before the attribute existed)
+
     def __init__(self, user_id: str, ctx: Context):
         f = ctx.settings.features
         self.user_id = user_id
@@ -90,6 +92,9 @@ class UserState:
         self.pending: dict[str, tuple[int, np.ndarray, float]] = {}  # impression -> (ts, step, w)
         self.served: list[str] = []  # the last served feed, in order
         self.choice: ChoiceSet | None = None  # the candidates of the last feed (learning context)
+        # an input since the last rank changed what the feed would be: a user reading it now
+        # reads a feed the worker has not ranked yet (`operators.routing.reads_feed`)
+        self.feed_stale = False
         self.controls = controls.Controls()  # see less / more (operators/feed/controls.py)
         self.last_ts = 0  # event time of the newest event applied
         self.own_ts = 0  # … of the user's own newest event (deliveries excluded; see profile_ts)
@@ -303,6 +308,7 @@ class UserState:
         """The served feed (in order) and the choice set it was ranked from."""
         self.served = ids
         self.choice = choice
+        self.feed_stale = False
 
     def profile_ts(self) -> int:
         """The event time the profile is read at: the user's own newest event. Affinities change

@@ -163,6 +163,34 @@ def _user_logic(store, **env):
     return UserLogic(None, ctx, lambda: store)
 
 
+def test_a_user_reading_a_stale_feed_is_ranked_first_in_the_batch():
+    """The choice set an impression is labelled against holds every input before it, whether or
+    not the timer ranked in between."""
+    from operators.item_stats import ItemView
+
+    store = MemoryFeatureStore()
+    p1 = ItemView("p1", "u2", ("music",), created_ts=T + 1)
+    store.put_item(p1)
+    logic = _user_logic(store, seen_rerank_s=30)
+    out, _ = logic.on_batch([("event", Event("e1", "follow", T, "u1", target_id="u2"), None),
+                             ("deliver", "u1", "p1", T + 1)])
+    assert [o for o in out if o[0] == "feed"] == [] and logic.state.feed_stale
+    out, _ = logic.on_batch([("event", Event("e2", "impression", T + 2, "u1", post_id="p1"),
+                              p1),
+                             ("event", Event("e3", "impression", T + 3, "u1", post_id="p2"),
+                              None)])
+    feeds = [o for o in out if o[0] == "feed"]
+    assert len(feeds) == 1, "one rank, before the first impression: the second reads the same feed"
+    assert orjson.loads(feeds[0][2])["generated_at"] == T + 1, "ranked before the impression"
+    assert not logic.state.feed_stale and "p1" in logic.state.choice
+    assert logic.due is not None, "the impressions re-rank later (seen_rerank_s), on the timer"
+    out, _ = logic.on_batch([("event", Event("e4", "impression", T + 4, "u1", post_id="p3"),
+                              None)])
+    assert [o for o in out if o[0] == "feed"] == [], "a fresh feed is not ranked again"
+    out, _ = logic.on_batch([("event", Event("e5", "like", T + 5, "u1", post_id="p1"), p1)])
+    assert [o[0] for o in out].count("ex") == 1, "the like is a choice among the feed read"
+
+
 def test_an_idle_user_is_parked_dropped_and_restored_at_its_next_event():
     from datetime import datetime, timedelta
 
@@ -171,7 +199,7 @@ def test_an_idle_user_is_parked_dropped_and_restored_at_its_next_event():
     store = MemoryFeatureStore()
     logic = _user_logic(store, user_idle_evict_s=600)
     logic.on_batch([("event", Event("e1", "follow", T, "u1", target_id="u2"), None),
-                    ("event", Event("e2", "impression", T + 1, "u1", post_id="p9"), None)])
+                    ("event", Event("e2", "like", T + 1, "u1", post_id="p9"), None)])
     assert logic.notify_at() == logic.due, "a dirty user is ranked first, never evicted"
     out, keep = logic.on_notify()
     assert "feed" in [o[0] for o in out] and keep == StatefulBatchLogic.RETAIN
