@@ -110,6 +110,7 @@ class StreamSettings:
     kafka_batch_size: int
     freshness_sample: int
     gc_threshold: int
+    gc_freeze: bool
 
     BOUNDS = {
         "max_event_bytes": bounded(256, 16 * 1024 * 1024),

@@ -346,6 +346,12 @@ def _log_kafka_client_error(err) -> None:
     log.warning("Kafka degraded: %s; the consumer keeps retrying and resumes where it was", err)
 
 
+def freeze_after_full_collection(phase: str, info: dict) -> None:
+    """A gc callback ([stream] gc_freeze): what survived a full collection is long-lived."""
+    if phase == "stop" and info["generation"] == 2:
+        gc.freeze()
+
+
 def get_flow(config_path: str | None = None) -> Dataflow:
     """Entry point for `python -m bytewax.run "flows.feeds:get_flow()"`."""
     settings = config.load(config_path or os.environ.get("PERSONA_CONFIG"))
@@ -356,6 +362,8 @@ def get_flow(config_path: str | None = None) -> Dataflow:
     if settings.stream.gc_threshold:  # a worker process (see [stream] gc_threshold)
         gc.set_threshold(settings.stream.gc_threshold, *gc.get_threshold()[1:])
     metrics.GcPauses.install()
+    if settings.stream.gc_freeze and freeze_after_full_collection not in gc.callbacks:
+        gc.callbacks.append(freeze_after_full_collection)  # (after GcPauses: it times the pause)
     return build_flow(settings, tail=tail, recovery=recovery, read_erasures=read_erasures,
                       settle=settle)
 
