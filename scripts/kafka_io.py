@@ -10,6 +10,8 @@ import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from scripts import services
+
 
 def _key(line: bytes) -> bytes | None:
     """Partition by user so one user's events stay ordered; unparseable lines get no key."""
@@ -85,7 +87,7 @@ def read_topic(bootstrap: str, topic: str, timeout_s: float = 10.0,
 def recreate_topic(bootstrap: str, topic: str, partitions: int, timeout_s: float = 30.0,
                    extra: dict | None = None) -> None:
     """Delete (if present) and create `topic` empty: for demos and tests that need a clean log."""
-    admin = AdminClient({"bootstrap.servers": bootstrap, **(extra or {})})
+    admin = services.admin_client(bootstrap, timeout_s, extra)  # (its failures raise from the futures)
     if topic in admin.list_topics(timeout=timeout_s).topics:
         for f in admin.delete_topics([topic], operation_timeout=timeout_s).values():
             f.result()

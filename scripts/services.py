@@ -209,7 +209,9 @@ def _stop_pid(pid: int, must_contain: str, timeout: float) -> bool:
 # --------------------------------------------------------------------------------------------- Kafka
 
 
-def _admin(bootstrap: str, timeout: float, extra: dict | None = None):
+def admin_client(bootstrap: str, timeout: float, extra: dict | None = None):
+    """An AdminClient whose librdkafka log lines are dropped (errors reach the caller as
+    exceptions; its info lines would land in the middle of a command's output)."""
     from confluent_kafka.admin import AdminClient
 
     ms = str(max(1000, int(timeout * 1000)))
@@ -233,7 +235,7 @@ def kafka_brokers(bootstrap: str, timeout: float = PROBE_TIMEOUT_S,
     if entries and not any(_tcp_open(h, p, min(1.0, timeout)) for h, p in entries):
         return None  # nothing listens: skip the client (it would retry until the timeout)
     try:
-        md = _admin(bootstrap, timeout, extra).list_topics(timeout=timeout)
+        md = admin_client(bootstrap, timeout, extra).list_topics(timeout=timeout)
     except KafkaException:
         return None
     return set(md.brokers) or None
@@ -524,7 +526,7 @@ def ensure_topics(bootstrap: str, topics: dict[str, int], log: Log = print,
     from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import NewTopic
 
-    admin = _admin(bootstrap, 10.0, extra)
+    admin = admin_client(bootstrap, 10.0, extra)
     try:
         existing = admin.list_topics(timeout=10).topics
     except KafkaException as exc:

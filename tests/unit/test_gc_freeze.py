@@ -88,17 +88,20 @@ def test_in_cycles_finds_cycles_and_only_them():
     assert [id(o) for o in found] and {id(o) for o in found} == {id(a), id(b), id(me)}
 
 
-def _cyclic_after_a_flow_run(events: int) -> int:
+def _run_flow(events: int) -> None:
     payloads = [orjson.dumps(e) for e in itertools.islice(workload(events, events // 10, 7), events)]
     writes = _Writes()
-    flow = build_flow(config.load(env={}), source=TestingSource(payloads),
-                      dead_letters=_Discard(), writes=writes, store_of=lambda: writes.store,
-                      notifications=_Discard())
+    run_main(build_flow(config.load(env={}), source=TestingSource(payloads),
+                        dead_letters=_Discard(), writes=writes, store_of=lambda: writes.store,
+                        notifications=_Discard()))
+
+
+def _cyclic_after_a_flow_run(events: int) -> int:
+    """Objects on reference cycles among the garbage the run leaves once everything is dropped."""
     gc.collect()
     gc.disable()
     try:
-        run_main(flow)
-        del flow, writes, payloads
+        _run_flow(events)  # its flow, states and stores are garbage on return
         gc.set_debug(gc.DEBUG_SAVEALL)
         gc.collect()
     finally:
