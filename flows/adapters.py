@@ -945,8 +945,8 @@ class NotificationLogic(_Evictable):
                 if not state.deleted:
                     changed = state.forget(value[1].user, value[1].posts) or changed
                 continue
-            if value[0] == "cand":
-                out.extend(_mentions(state, state.user_id, (value[1].actor,)))
+            if value[0] == "cand" and not state.deleted:  # (a tombstone mentions nobody: its
+                out.extend(_mentions(state, state.user_id, (value[1].actor,)))  # owner is gone)
             records, examples = notif_handle(state, value, usable(exported, value[1].ts))
             out.extend(("decision", r) for r in records)
             out.extend(("notif_ex", (x, y, state.last_ts)) for x, y in examples)

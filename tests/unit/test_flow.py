@@ -584,6 +584,26 @@ def test_a_deleted_users_followers_list_stays_an_unparked_tombstone():
     assert [o[:3] for o in _evict_idle(logic)[0]] == [("park", "followers", "u5")]
 
 
+def test_a_deleted_recipient_hands_over_its_mentions_and_reports_no_more():
+    # the notifications step at the recipient's deletion: "unmentions" for the actors it
+    # reported; a candidate for the tombstone after that (a trending post, a follow of them)
+    # must not report its actor as mentioned by the deleted user again
+    from flows.adapters import LocalNotifWeights, NotificationLogic
+    from operators.notifications.candidates import Candidate
+    from operators.notifications.policy import Policy
+
+    logic = NotificationLogic(None, Policy.from_settings(config.load(env={})),
+                              LocalNotifWeights())
+    out, _ = logic.on_batch([("cand", Candidate("follow.u1.u2", "u1", "follow", "u2", T,
+                                                "follow"))])
+    assert ("mentions", "u1", ("u2",)) in out
+    out, _ = logic.on_batch([("self", Event("e1", "user_deleted", T + 1, "u1"), None)])
+    assert ("forget_notifs", "u1") in out and ("unmentions", "u1", ("u2",)) in out
+    out, _ = logic.on_batch([("cand", Candidate("follow.u1.u3", "u1", "follow", "u3", T + 2,
+                                                "follow"))])
+    assert not [o for o in out if o[0] == "mentions"], out
+
+
 def test_a_deleted_owner_leaves_another_users_parked_erasure_index():
     # u1 mentioned u2 and was deleted: u1's states' "unmentions" restore u2's parked index, which
     # drops u1 and is parked again without them; u2's own deletion then tells only u3
