@@ -158,7 +158,7 @@ class _Evictable(_Logic):
 
     An `_empty()` state is dropped, not parked: ("park", kind, key, None) deletes an older parked
     copy it was restored from (else the key's next input would restore that). A state that
-    `_stays()` (the erasure step's tombstone) is never evicted."""
+    `_stays()` (a deleted user's tombstone) is never evicted."""
 
     park_kind = ""  # the parked-state key kind ("user", "social", "notif", "item", "nbrs",
     #                 "followers", "erasure", "expuser"); "" = never
@@ -183,8 +183,11 @@ class _Evictable(_Logic):
         return False
 
     def _stays(self) -> bool:
-        """The state is never evicted."""
-        return False
+        """The state is never evicted: a deleted user's tombstone (every per-user step's: it is
+        never parked either, its key would name the user). Dropped, it would be replaced at the
+        key's next input (a trending candidate, a delivery, a follow of them) by a new state
+        that names the user again. Deleted users are few and their tombstones small."""
+        return bool(getattr(self.state, "deleted", False))
 
     def _touched(self) -> None:
         """Input arrived (or a state was restored): push the idle deadline back."""
@@ -203,21 +206,20 @@ class _Evictable(_Logic):
         return self._evict_if_idle([])
 
     def _evict_if_idle(self, out: list):
-        if self.idle_at is not None and self.idle_at <= datetime.now(UTC) and not self._stays():
-            if not getattr(self.state, "deleted", False):  # a user's tombstone is dropped, never
-                key = self._park_key()  # parked: no key names the user
-                if key is None:
-                    self.idle_at = None
-                    return out, RETAIN
-                if self._empty():
-                    out.extend(self._unpark(key))
-                else:
-                    raw = pickle.dumps(self.state, protocol=5)
-                    out.append(("park", self.park_kind, key, raw))
-                    self.store_of().parking(self.park_kind, key, raw)  # until the write lands
-            metrics.EVICTED.labels(self.park_kind).inc()
-            return out, StatefulBatchLogic.DISCARD
-        return out, RETAIN
+        if self.idle_at is None or self.idle_at > datetime.now(UTC):
+            return out, RETAIN
+        key = self._park_key() if not self._stays() else None  # (a tombstone since its deadline
+        if key is None:  # was set, or a state that cannot be parked: it stays)
+            self.idle_at = None
+            return out, RETAIN
+        if self._empty():
+            out.extend(self._unpark(key))
+        else:
+            raw = pickle.dumps(self.state, protocol=5)
+            out.append(("park", self.park_kind, key, raw))
+            self.store_of().parking(self.park_kind, key, raw)  # until the write lands
+        metrics.EVICTED.labels(self.park_kind).inc()
+        return out, StatefulBatchLogic.DISCARD
 
     def _resume(self, key: str, new=None, signup: bool = False):
         """The key's state: resident, else its parked copy (`_restore`), else `new(key)` (None
@@ -389,9 +391,6 @@ class FollowersLogic(_Evictable):
 
     def _empty(self) -> bool:
         return not (self.state.ids or self.state.deleted)
-
-    def _stays(self) -> bool:
-        return self.state.deleted
 
     def on_batch(self, values):
         out: list = []
@@ -815,7 +814,7 @@ class ExperimentUserLogic(_Evictable):
     (operators.experiments.counts.arm_messages). Emits, per batch and arm cell, the change of the
     arm's totals (operators.experiments.counts.UserCounts): ("experiment/arm", delta). An idle user
     is parked like in the users step (`_Evictable`; a sign-up reads no parked copy); a deleted
-    user's parked copy is deleted and their counters are dropped when idle, never parked."""
+    user's parked copy is deleted and their state stays a tombstone, never evicted nor parked."""
 
     park_kind = "expuser"
 
@@ -823,8 +822,8 @@ class ExperimentUserLogic(_Evictable):
         super().__init__(state, idle_s, store_of)
         self._touched()
 
-    def _empty(self) -> bool:
-        return not self.state.cells
+    def _empty(self) -> bool:  # (a tombstone is not: it stays)
+        return not (self.state.cells or self.state.deleted)
 
     def on_batch(self, values):
         key = values[0][-1]
@@ -882,9 +881,6 @@ class ErasureLogic(_Evictable):
 
     def _empty(self) -> bool:  # (a tombstone without posts is not: it stays)
         return not (self.state.deleted or self.state.owners or self.state.posts)
-
-    def _stays(self) -> bool:
-        return self.state.deleted
 
     def on_batch(self, values):
         out: list = []

@@ -604,6 +604,31 @@ def test_a_deleted_recipient_hands_over_its_mentions_and_reports_no_more():
     assert not [o for o in out if o[0] == "mentions"], out
 
 
+def test_a_deleted_users_tombstones_are_never_evicted():
+    # idle, a tombstone was dropped: a trending candidate for the deleted recipient then made a
+    # new state that wrote them an inbox (and a delivery a feed), naming them again
+    from bytewax.operators import StatefulBatchLogic
+
+    from flows.adapters import LocalNotifWeights, NotificationLogic
+    from operators.notifications.candidates import Candidate
+    from operators.notifications.policy import Policy
+
+    store = CountingStore()
+    notif = NotificationLogic(None, Policy.from_settings(config.load(env={})),
+                              LocalNotifWeights(), None, 600.0, lambda: store)
+    notif.on_batch([("self", Event("e0", "user_created", T, "u1"), None)])
+    notif.on_batch([("self", Event("e1", "user_deleted", T + 1, "u1"), None)])
+    assert _evict_idle(notif) == ([], StatefulBatchLogic.RETAIN) and notif.notify_at() is None
+    out, _ = notif.on_batch([("cand", Candidate("trending.u1.p1", "u1", "trending", "u9", T + 5,
+                                                "trending"))])
+    assert [o[0] for o in out] == ["decision"] and out[0][1]["reason"] == "recipient_deleted"
+
+    user = _user_logic(store, user_idle_evict_s=600)  # (its deadline set before the deletion)
+    user.on_batch([("event", Event("e2", "user_deleted", T + 1, "u2"), None)])
+    assert _evict_idle(user) == ([], StatefulBatchLogic.RETAIN) and user.notify_at() is None
+    assert user.on_batch([("deliver", "u2", "p1", T + 2)])[0] == []
+
+
 def test_a_deleted_owner_leaves_another_users_parked_erasure_index():
     # u1 mentioned u2 and was deleted: u1's states' "unmentions" restore u2's parked index, which
     # drops u1 and is parked again without them; u2's own deletion then tells only u3
@@ -672,9 +697,9 @@ def test_idle_experiment_counters_are_parked_and_restored():
     (cell, delta), = back.on_batch([("size/small", "impressions", "u1")])[0]
     assert store.reads == 1 and cell == "size/small"
     assert delta["users"] == 0 and delta["moments"]["impressions*impressions"] == 3  # 2² − 1²
-    # deleted: the parked copy goes, the counters are dropped when idle (their key names the user)
+    # deleted: the parked copy goes (its key names the user), the tombstone is never evicted
     assert back.on_batch([("deleted", "u1")])[0] == [("park", "expuser", "u1", None)]
-    assert _evict_idle(back) == ([], StatefulBatchLogic.DISCARD)
+    assert back.notify_at() is None and _evict_idle(back) == ([], StatefulBatchLogic.RETAIN)
     signup = build(None)  # a sign-up with no counted event yet: kept (no read at its next input)
     assert signup.on_batch([("created", "u4")]) == ([], StatefulBatchLogic.RETAIN)
     assert _evict_idle(signup) == ([], StatefulBatchLogic.DISCARD)
