@@ -80,6 +80,13 @@ def _mentions(state, owner: str, ids) -> list[tuple]:
     return [("mentions", owner, new)] if new else []
 
 
+def _unmentions(state, owner: str) -> list[tuple]:
+    """[("unmentions", owner, (user, …))] with every user the deleted `owner`'s state reported
+    mentioning, or []: their erasure indexes drop the owner (`MentionIndex.drop_owner`)."""
+    ids = tuple(_reported(state).take())
+    return [("unmentions", owner, ids)] if ids else []
+
+
 class _Logic(StatefulBatchLogic):
     """Holds `self.state`; snapshots it pickled when recovery is enabled.
 
@@ -151,7 +158,7 @@ class _Evictable(_Logic):
 
     An `_empty()` state is dropped, not parked: ("park", kind, key, None) deletes an older parked
     copy it was restored from (else the key's next input would restore that). A state that
-    `_stays()` (the erasure step's tombstone) is never evicted."""
+    `_stays()` (a deleted user's tombstone) is never evicted."""
 
     park_kind = ""  # the parked-state key kind ("user", "social", "notif", "item", "nbrs",
     #                 "followers", "erasure", "expuser"); "" = never
@@ -176,8 +183,11 @@ class _Evictable(_Logic):
         return False
 
     def _stays(self) -> bool:
-        """The state is never evicted."""
-        return False
+        """The state is never evicted: a deleted user's tombstone (every per-user step's: it is
+        never parked either, its key would name the user). Dropped, it would be replaced at the
+        key's next input (a trending candidate, a delivery, a follow of them) by a new state
+        that names the user again. Deleted users are few and their tombstones small."""
+        return bool(getattr(self.state, "deleted", False))
 
     def _touched(self) -> None:
         """Input arrived (or a state was restored): push the idle deadline back."""
@@ -196,21 +206,20 @@ class _Evictable(_Logic):
         return self._evict_if_idle([])
 
     def _evict_if_idle(self, out: list):
-        if self.idle_at is not None and self.idle_at <= datetime.now(UTC) and not self._stays():
-            if not getattr(self.state, "deleted", False):  # a user's tombstone is dropped, never
-                key = self._park_key()  # parked: no key names the user
-                if key is None:
-                    self.idle_at = None
-                    return out, RETAIN
-                if self._empty():
-                    out.extend(self._unpark(key))
-                else:
-                    raw = pickle.dumps(self.state, protocol=5)
-                    out.append(("park", self.park_kind, key, raw))
-                    self.store_of().parking(self.park_kind, key, raw)  # until the write lands
-            metrics.EVICTED.labels(self.park_kind).inc()
-            return out, StatefulBatchLogic.DISCARD
-        return out, RETAIN
+        if self.idle_at is None or self.idle_at > datetime.now(UTC):
+            return out, RETAIN
+        key = self._park_key() if not self._stays() else None  # (a tombstone since its deadline
+        if key is None:  # was set, or a state that cannot be parked: it stays)
+            self.idle_at = None
+            return out, RETAIN
+        if self._empty():
+            out.extend(self._unpark(key))
+        else:
+            raw = pickle.dumps(self.state, protocol=5)
+            out.append(("park", self.park_kind, key, raw))
+            self.store_of().parking(self.park_kind, key, raw)  # until the write lands
+        metrics.EVICTED.labels(self.park_kind).inc()
+        return out, StatefulBatchLogic.DISCARD
 
     def _resume(self, key: str, new=None, signup: bool = False):
         """The key's state: resident, else its parked copy (`_restore`), else `new(key)` (None
@@ -361,12 +370,16 @@ class ItemLogic(_Evictable):
 
 
 class FollowersLogic(_Evictable):
-    """key = followed user. Values ("edge", kind, follower, key) | ("post", post_id, ts, key) |
-    ("erase", key) | ("created", key) (the key last: builders do not get it). Emits ("deliver",
-    follower, post_id, ts) per follower of a new post (`operators.graph.Followers`). An idle key
-    is parked like an idle user's (`_Evictable`, `stream.user_idle_evict_s`); an empty one (no
-    followers) is dropped. The user's own sign-up ("created") starts their state without a
-    parked-state read, so their later follows and posts need none either."""
+    """key = followed user. Values ("edge", kind, follower, key) (kind "user_deleted": the
+    follower's `forget_follower` command, operators.erasure, in a parked list too) | ("post",
+    post_id, ts, key) | ("erase", key) | ("created", key) (the key last: builders do not get it).
+    Emits ("deliver", follower, post_id, ts) per follower of a new post
+    (`operators.graph.Followers`). An idle key is parked like an idle user's (`_Evictable`,
+    `stream.user_idle_evict_s`); an empty one (no followers) is dropped. The user's own sign-up
+    ("created") starts their state without a parked-state read, so their later follows and posts
+    need none either. A deleted user's list stays as a tombstone, never evicted nor parked (as
+    the erasure step's): a follow of them processed later would otherwise be parked under their
+    id."""
 
     park_kind = "followers"
 
@@ -377,7 +390,7 @@ class FollowersLogic(_Evictable):
         self._touched()
 
     def _empty(self) -> bool:
-        return not self.state.ids
+        return not (self.state.ids or self.state.deleted)
 
     def on_batch(self, values):
         out: list = []
@@ -388,11 +401,11 @@ class FollowersLogic(_Evictable):
         self.state.user_id = key  # (a state resumed from before it held its key)
         for value in values:
             if value[0] == "created":
-                continue
-            if value[0] == "edge":
+                self.state.deleted = False  # (a new account under a deleted id)
+            elif value[0] == "edge":
                 self.state.learn_one(value[1], value[2])
             elif value[0] == "erase":  # the followed user was deleted: their parked copy too
-                self.state = Followers(key)
+                self.state = Followers(key, deleted=True)
                 out.extend(self._unpark(key))
             else:
                 out.extend(("deliver", f, value[1], value[2])
@@ -481,7 +494,8 @@ class UserLogic(_Debounced):
     batch, so the choice set they learn from never depends on when the timers fired. Emits ("co",
     [(a, b, weight), …]) per batch, ("ex", Example), ("feed", user_id, bytes), ("forget_user", user_id),
     ("mentions", user_id, users) with the users it starts to mention (operators.erasure), and
-    ("park", "user", user_id, bytes) when idle (see `_Evictable`).
+    ("park", "user", user_id, bytes) when idle (see `_Evictable`). At the user's deletion,
+    ("unmentions", user_id, users) and ("cmd", Command) `forget_follower` to each followee.
     ("forget", Command) drops a deleted user and their posts (in a parked state too), then re-ranks.
     A deleted user leaves an empty tombstone state that ignores everything after (deliveries from
     the followers step would otherwise create a new state and a new feed).
@@ -512,8 +526,10 @@ class UserLogic(_Debounced):
                     user_id, ctx)
         self._touched()
         state = self.state
-        if state.deleted:  # a tombstone: later deliveries and events must not revive the user
-            return [], RETAIN
+        if state.deleted:  # a tombstone: later deliveries and events must not revive the user;
+            return [("cmd", Command("forget_follower", v[1].target_id, state.user_id))  # a late
+                    for v in values if v[0] == "event" and v[1].type == "follow"  # follow of
+                    and v[1].target_id], RETAIN  # theirs leaves the followee's list again
         now, pairs = False, []  # the batch's co-occurrence pairs leave as one ("co", pairs)
         lag_ms = int(ctx.settings.stream.reorder_lag_s * 1000)
         for value in _in_order(state).admit(values, lag_ms):  # the user's own order, annotated
@@ -530,8 +546,10 @@ class UserLogic(_Debounced):
             if event.type == "user_deleted":  # keep a small tombstone, not the user's data
                 self.state, self.due = UserState(state.user_id, ctx), None
                 self.state.deleted = True
-                # (earlier events' outputs too)
-                return out + _co(pairs) + [("forget_user", state.user_id)], RETAIN
+                # (earlier events' outputs too); the lists of those they followed drop them
+                return out + _co(pairs) + [("forget_user", state.user_id)] + _unmentions(
+                    state, state.user_id) + [("cmd", Command("forget_follower", a, state.user_id))
+                                             for a in sorted(state.following)], RETAIN
             if state.feed_stale and reads_feed(event):  # rank what the user is reading first
                 out.extend(self._rank_now())
             result = state.learn_one(event, view, ctx, store)
@@ -641,6 +659,7 @@ class SuggestionsLogic(_Debounced):
             if value[0] == "event" and value[1].type == "user_deleted":  # keep a tombstone: others'
                 out.append(("forget_social", self.state.user_id, list(self.state.groups),
                             sorted(self.state.authors)))
+                out.extend(_unmentions(self.state, self.state.user_id))
                 self.state, self.due = SocialState(self.state.user_id, deleted=True), None
                 continue  # follows / messages must not revive the deleted user's suggestions
             out.extend(self.state.learn(value))
@@ -807,7 +826,7 @@ class ExperimentUserLogic(_Evictable):
     (operators.experiments.counts.arm_messages). Emits, per batch and arm cell, the change of the
     arm's totals (operators.experiments.counts.UserCounts): ("experiment/arm", delta). An idle user
     is parked like in the users step (`_Evictable`; a sign-up reads no parked copy); a deleted
-    user's parked copy is deleted and their counters are dropped when idle, never parked."""
+    user's parked copy is deleted and their state stays a tombstone, never evicted nor parked."""
 
     park_kind = "expuser"
 
@@ -815,8 +834,8 @@ class ExperimentUserLogic(_Evictable):
         super().__init__(state, idle_s, store_of)
         self._touched()
 
-    def _empty(self) -> bool:
-        return not self.state.cells
+    def _empty(self) -> bool:  # (a tombstone is not: it stays)
+        return not (self.state.cells or self.state.deleted)
 
     def on_batch(self, values):
         key = values[0][-1]
@@ -852,8 +871,9 @@ class ArmCountsLogic(_Logic):
 
 
 class ErasureLogic(_Evictable):
-    """key = user id. Values ("post", post_id, key) | ("mention", owner, key) | ("deleted", key) |
-    ("created", key) (operators.erasure.MentionIndex; the key last: builders do not get it).
+    """key = user id. Values ("post", post_id, key) | ("mention", owner, key) | ("unmention",
+    deleted owner, key) | ("deleted", key) | ("created", key) (operators.erasure.MentionIndex; the
+    key last: builders do not get it).
     Emits erasure Commands for the flow's command topic, and ("park", …) writes: an idle index is
     parked like an idle user's (`_Evictable`; a sign-up reads no parked copy), an empty one dropped.
 
@@ -874,9 +894,6 @@ class ErasureLogic(_Evictable):
     def _empty(self) -> bool:  # (a tombstone without posts is not: it stays)
         return not (self.state.deleted or self.state.owners or self.state.posts)
 
-    def _stays(self) -> bool:
-        return self.state.deleted
-
     def on_batch(self, values):
         out: list = []
         self._resume(values[0][-1], MentionIndex, signup=values[0][0] == "created")
@@ -886,6 +903,8 @@ class ErasureLogic(_Evictable):
                 out.extend(self.state.learn_post(value[1]))
             elif kind == "mention":
                 out.extend(self.state.learn_mention(value[1]))
+            elif kind == "unmention":  # the owner was deleted (in a parked index too)
+                self.state.drop_owner(value[1])
             elif kind == "deleted":
                 out.extend(self.state.delete())
                 out.extend(self._unpark(value[-1]))
@@ -934,14 +953,15 @@ class NotificationLogic(_Evictable):
                 if not state.deleted:
                     changed = state.forget(value[1].user, value[1].posts) or changed
                 continue
-            if value[0] == "cand":
-                out.extend(_mentions(state, state.user_id, (value[1].actor,)))
+            if value[0] == "cand" and not state.deleted:  # (a tombstone mentions nobody: its
+                out.extend(_mentions(state, state.user_id, (value[1].actor,)))  # owner is gone)
             records, examples = notif_handle(state, value, usable(exported, value[1].ts))
             out.extend(("decision", r) for r in records)
             out.extend(("notif_ex", (x, y, state.last_ts)) for x, y in examples)
             changed = changed or bool(records)
         if state.deleted and not was_deleted:
             out.append(("forget_notifs", state.user_id))
+            out.extend(_unmentions(state, state.user_id))
         elif changed and not state.deleted:
             out.append(("notifs", state.user_id,
                         encode_inbox(state.user_id, state.last_ts, state.inbox())))

@@ -144,8 +144,12 @@ def build_flow(settings: Settings, *, source: Source | None = None,
         op.map("as_user_msg", about_post.falses, lambda e: ("user", e, None)),
     )
 
-    # followers, keyed by the followed user: reverse edges, fan-out of new posts to followers
-    follower_msgs = op.flat_map("follower_msgs", user_events, _follower_messages)
+    # followers, keyed by the followed user: reverse edges, fan-out of new posts to followers;
+    # a deleted follower leaves the list at their `forget_follower` command (operators/erasure.py)
+    follower_msgs = op.merge("follower_in", op.flat_map(
+        "follower_msgs", user_events, _follower_messages), op.filter_map(
+        "follower_forgets", commands, lambda c: (c.key, ("edge", "user_deleted", c.user, c.key))
+        if c.kind == "forget_follower" else None))
     follower_out = op.stateful_batch("followers", follower_msgs, FollowersLogic.builder(
         settings.features.max_followers_fanout, settings.stream.user_idle_evict_s, features))
     deliveries = op.filter("follower_deliveries", follower_out, lambda kv: kv[1][0] == "deliver")
@@ -192,7 +196,8 @@ def build_flow(settings: Settings, *, source: Source | None = None,
     )
     social_out = op.key_rm("social_out", op.stateful_batch(
         "suggestions", social_in, SuggestionsLogic.builder(ctx, features)))
-    social = op.filter("social_writes", social_out, lambda m: m[0] not in ("mentions", "liker"))
+    social = op.filter("social_writes", social_out,
+                       lambda m: m[0] not in ("mentions", "unmentions", "liker"))
     # an author's likers set is written by one state keyed by the author, tombstoned at their
     # deletion: a like processed after it cannot recreate the set (operators/suggestions/likers.py)
     likers_out = op.key_rm("likers_out", op.stateful_batch("likers", op.merge(
@@ -268,7 +273,8 @@ def build_flow(settings: Settings, *, source: Source | None = None,
     erasure_cmds = op.merge(
         "erasure_cmds", op.filter("erasure_step_cmds", erasure_out,
                                   lambda m: isinstance(m, Command)),
-        op.filter_map("nbr_cmds", neighbours, lambda m: m[1] if m[0] == "cmd" else None))
+        op.filter_map("nbr_cmds", neighbours, lambda m: m[1] if m[0] == "cmd" else None),
+        op.filter_map("user_cmds", user_out, lambda m: m[1] if m[0] == "cmd" else None))
     if source is None or erasures is not None:
         op.output("erasure_commands", erasure_cmds, erasures or ErasureCommandSink(
             settings.kafka.bootstrap, erasure_topic, kafka_config(settings.kafka)))
@@ -323,11 +329,12 @@ def _pair_messages(msg) -> list:
 
 def _mention_messages(msg) -> list:
     """(mentioned user, ("mention", owner, mentioned user)) for each user in a ("mentions", owner,
-    users) record (flows.adapters._mentions); nothing for other records."""
-    if msg[0] != "mentions":
+    users) record (flows.adapters._mentions), ("unmention", …) for each in an ("unmentions", …)
+    one (`_unmentions`); nothing for other records."""
+    if msg[0] not in ("mentions", "unmentions"):
         return []
-    owner = msg[1]
-    return [(user, ("mention", owner, user)) for user in msg[2]]
+    kind, owner = msg[0][:-1], msg[1]
+    return [(user, (kind, owner, user)) for user in msg[2]]
 
 
 def _decode_command(msg) -> Command | DeadLetter:

@@ -75,8 +75,10 @@ class Engine:
         if self.social is not None:  # every annotated event, by deleted users too (as the flow)
             self.social.learn_one(event, view)
         notes = self.notifications.messages(event, view) if self.notifications is not None else None
-        for followed, kind, follower in follower_updates(event):
-            self.followers.setdefault(followed, Followers()).learn_one(kind, follower)
+        if event.user_id not in self.deleted_users:  # (a late follow of theirs: `forget_follower`)
+            for followed, kind, follower in follower_updates(event):
+                if followed not in self.deleted_users:  # (the followers step's tombstone)
+                    self.followers.setdefault(followed, Followers()).learn_one(kind, follower)
         if is_fan_out(event) and event.user_id in self.followers:
             for follower in self.followers[event.user_id].fan_out(
                     ctx.settings.features.max_followers_fanout):
@@ -115,8 +117,11 @@ class Engine:
         topic (operators/erasure.py), applied to every state at once — the user's state goes, their
         posts leave the items, indices and item-kNN, and every other user forgets them and their
         posts (so a backfill does not bring back what the live workers erased)."""
-        self.users.pop(user_id, None)
+        state = self.users.pop(user_id, None)
         self.followers.pop(user_id, None)
+        for followed in state.following if state is not None else ():  # `forget_follower`
+            if followed in self.followers:
+                self.followers[followed].learn_one("user_deleted", user_id)
         self.deleted_users.add(user_id)
         posts = tuple(sorted(p for p, s in self.items.items() if s.view.author_id == user_id))
         for post in posts:

@@ -11,6 +11,12 @@ reported later (a rank that read a feature cache a second before the erasure rea
 suggestion computed from a friend's graph record not yet rewritten) is answered with another
 `forget` at once, so the stored values converge to none that mention the user.
 
+The deleted user's own states know whom *they* mention: at the deletion each one hands its
+`Reported` set over (`Reported.take`, an "unmentions" record), and those users' indexes drop the
+deleted owner (`drop_owner`, a parked index restored for it), so no index names them; the users
+step also sends `forget_follower` to each user the deleted one followed (schemas.erasure), whose
+followers list drops them. Both cost one message per user mentioned (followed), once per deletion.
+
 >>> idx = MentionIndex("u1")
 >>> idx.learn_post("p1") + idx.learn_mention("u2") + idx.learn_mention("u3")
 []
@@ -18,6 +24,11 @@ suggestion computed from a friend's graph record not yet rewritten) is answered 
 [('erase_post', 'p1'), ('forget', 'u2'), ('forget', 'u3')]
 >>> [(c.kind, c.key, c.posts) for c in idx.learn_mention("u4")]
 [('forget', 'u4', ('p1',))]
+>>> other = MentionIndex("u2")
+>>> other.learn_mention("u1") + other.learn_mention("u3")
+[]
+>>> other.drop_owner("u1"); list(other.owners)  # u1 (who mentioned u2) was deleted
+['u3']
 """
 
 from __future__ import annotations
@@ -65,6 +76,10 @@ class MentionIndex:
         _cap_newest(self.owners, MAX_OWNERS)
         return []
 
+    def drop_owner(self, owner: str) -> None:
+        """`owner` (who mentioned this user) was deleted: nothing to tell them any more."""
+        self.owners.pop(owner, None)
+
     def delete(self) -> list[Command]:
         """The commands of one erasure; the index keeps only the post ids (for late mentions)."""
         if self.deleted:
@@ -96,6 +111,8 @@ class Reported:
     >>> r = Reported()
     >>> r.new(["u1", "u2", "u1"]), r.new(["u2", "u3"])
     (['u1', 'u2'], ['u3'])
+    >>> r.take(), r.take()
+    (['u1', 'u2', 'u3'], [])
     """
 
     __slots__ = ("ids",)
@@ -115,6 +132,11 @@ class Reported:
 
     def forget(self, user_id: str) -> None:
         self.ids.pop(user_id, None)
+
+    def take(self) -> list[str]:
+        """Every user reported, emptying the record (its owner was deleted: `drop_owner`)."""
+        ids, self.ids = list(self.ids), {}
+        return ids
 
     def __getstate__(self):
         return list(self.ids)

@@ -15,16 +15,18 @@ from __future__ import annotations
 
 
 class Followers:
-    """The followers of `user_id` (the state's key: it is parked under it when idle)."""
+    """The followers of `user_id` (the state's key: it is parked under it when idle). `deleted`:
+    the user was deleted, a tombstone that a late follow (processed after the deletion) does not
+    fill again until the id is created anew."""
 
-    __slots__ = ("ids", "user_id")
+    __slots__ = ("deleted", "ids", "user_id")
 
-    def __init__(self, user_id: str | None = None):
-        self.user_id = user_id
+    def __init__(self, user_id: str | None = None, deleted: bool = False):
+        self.user_id, self.deleted = user_id, deleted
         self.ids: dict[str, None] = {}
 
     def learn_one(self, kind: str, follower: str) -> None:
-        if kind == "follow":
+        if kind == "follow" and not self.deleted:
             self.ids[follower] = None
         elif kind in ("unfollow", "block_by_target", "user_deleted"):
             self.ids.pop(follower, None)
@@ -35,10 +37,10 @@ class Followers:
         return list(self.ids)
 
     def __getstate__(self):
-        return (self.user_id, list(self.ids))
+        return (self.user_id, list(self.ids), self.deleted)
 
     def __setstate__(self, state):
         if isinstance(state, list):  # pickled before the state held its key
             state = (None, state)
-        self.user_id, ids = state
-        self.ids = dict.fromkeys(ids)
+        self.user_id, ids, *deleted = state  # (… or its deletion)
+        self.ids, self.deleted = dict.fromkeys(ids), bool(deleted and deleted[0])

@@ -347,6 +347,8 @@ class RedisWriter:
                     command("SET", args[0], args[1], "EX", args[2])
                 elif name == "delete":
                     command("DEL", *args)
+                elif name == "eval":  # (script, number of keys, keys…, args…); raw: a cluster
+                    command("EVAL", *args)  # pipeline has no typed `eval`, but routes EVAL by key
                 else:
                     getattr(pipe, name)(*args)
             return pipe.execute()

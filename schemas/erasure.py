@@ -21,7 +21,8 @@ from schemas.exchange import pickled_by_fields
 # forget: key = a user whose state or stored values mention the deleted user (users, suggestions,
 #         notifications: drop the user and their posts, then rewrite what they publish)
 # forget_nbr: key = a post whose item-kNN neighbours include an erased post (similarity)
-KINDS = ("erase_post", "forget", "forget_nbr")
+# forget_follower: key = a user the deleted user followed (followers: drop them from the list)
+KINDS = ("erase_post", "forget", "forget_nbr", "forget_follower")
 MAX_IDS = 10_000  # posts per command (the erasure index keeps fewer)
 
 

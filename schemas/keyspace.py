@@ -109,14 +109,16 @@ class Keyspace:
     @property
     def deleted_users(self) -> str:
         """Set of deleted users' `deleted_tag`s: never suggested, whatever a stale stored value
-        still says (the ids themselves are not stored: see operators/erasure.py)."""
-        return f"{self.base}:deleted_users"
+        still says (the ids themselves are not stored: see operators/erasure.py). In one Redis
+        Cluster slot with `deleted_version` (hash tag `{deleted}`): one script changes both."""
+        return f"{self.base}:deleted_users:{{deleted}}"
 
     @property
     def deleted_version(self) -> str:
-        """A counter incremented at every change of `deleted_users`: a worker's cached answers
+        """A counter incremented at every change of `deleted_users` (and only then: a change
+        applied again leaves it, operators/suggestions/writes.py): a worker's cached answers
         about who is deleted stay valid while it does not move."""
-        return f"{self.base}:deleted_users:version"
+        return f"{self.base}:deleted_version:{{deleted}}"
 
     def deleted_tag(self, user_id: str) -> str:
         """A deleted user's entry in `deleted_users`: a keyed hash of the id (keyed by the

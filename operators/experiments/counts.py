@@ -71,7 +71,7 @@ def empty_delta() -> dict:
 
 class UserCounts:
     """One user's counters per arm cell. `learn_many` returns the change of each arm's totals.
-    `deleted`: the user was deleted (the state is dropped when idle, never parked)."""
+    `deleted`: the user was deleted (the state stays, never evicted nor parked)."""
 
     user_id: str | None = None  # (a state pickled before it held its key has none)
     deleted = False

@@ -64,7 +64,7 @@ def cleanup(settings, client: redis.Redis) -> None:
 # rank timers and on reading other partitions' outputs from Redis at wall-clock moments (README,
 # "Operating and recovery": feeds, ufeat, suggestions, notifs, model:global, model:notif).
 EXACT_KINDS = frozenset({"item", "trending", "fresh", "graph", "gmembers", "likers",
-                         "popular_users", "profile", "nbrs"})
+                         "popular_users", "profile", "nbrs", "deleted_version"})
 # … and when both runs drained over a recovery directory (`runner.drain`, as `run_to_end`): its
 # settling pass computes every user's suggestions again from everyone's final records
 SETTLED_KINDS = EXACT_KINDS | {"suggestions"}

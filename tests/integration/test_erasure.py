@@ -100,14 +100,17 @@ def _kinds(keys) -> collections.Counter:
     return collections.Counter(k.split(":")[2] if k.count(":") >= 2 else k for k in keys)
 
 
-@pytest.fixture
-def env(live):
+@pytest.fixture(params=["3600", "1"], ids=["resident", "parked"])
+def env(live, request):
     unique = uuid.uuid4().hex[:10]
     env = isolated_env(live, unique)
     env.update({
         "PERSONA_KAFKA__NOTIFICATIONS_TOPIC": f"persona.test.{unique}.notifs",
         "PERSONA_KAFKA__PARTITIONS": "2",
         "PERSONA_STREAM__SUGGEST_INTERVAL_S": "1",  # suggestions settle within the quiet period
+        # "parked": idle users' states (followers lists, erasure indexes, …) go to Redis within
+        # the quiet periods, so the scans see the parked copies (pickles) too
+        "PERSONA_STREAM__USER_IDLE_EVICT_S": request.param,
     })
     settings = config.load(env=env)
     for topic in (settings.kafka.events_topic, settings.kafka.dead_letter_topic,

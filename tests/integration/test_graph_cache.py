@@ -100,3 +100,19 @@ def test_deleted_answers_follow_the_deleted_users_set(stores, monkeypatch, whole
     owner = store()
     owner.remember([("forget_social", "e", [], [])])  # its own deletion: at once, before Redis
     assert owner.deleted(["d", "e"]) == {"e"}
+
+
+def test_the_deleted_users_version_moves_once_per_change_of_the_set(stores):
+    # a restart re-applies the last epoch's writes (and a replay may apply them again): the
+    # counter must end where one application leaves it, while every change still moves it
+    writer, _, client = stores
+    version = writer.keyspace.deleted_version
+    deletion, restored = [("forget_social", "d", [], [])], [("undeleted", "d")]
+    writer.write_batch(deletion)
+    writer.write_batch(deletion)
+    assert int(client.get(version)) == 1
+    writer.write_batch(restored + restored)
+    assert int(client.get(version)) == 2
+    writer.write_batch(restored + deletion + deletion)
+    assert int(client.get(version)) == 3
+    assert client.scard(writer.keyspace.deleted_users) == 1

@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 
 from reader import PersonaClient
 from reader.http import create_app
+from schemas.keyspace import Keyspace
 from scripts.replay import replay
 from scripts.versions import Versions
 from tests.integration.helpers import (
@@ -61,6 +62,11 @@ def test_workers_readers_and_a_backfill_on_a_redis_cluster(tmp_path, live, uniqu
         page = http.get(f"/feed/{user}", params={"limit": 200}).json()
         assert page["version"] == version and [i["post_id"] for i in page["items"]] == stored
         assert http.get(f"/suggestions/{user}").status_code == 200
+        # the deleted users' set and its version counter change together in one script (one slot)
+        ks = Keyspace(prefix, version)
+        deleted = {e["user_id"] for e in events if e["type"] == "user_deleted"}
+        assert deleted and cluster.scard(ks.deleted_users) == len(deleted)
+        assert int(cluster.get(ks.deleted_version)) == len(deleted)
 
         log = tmp_path / "log.jsonl"
         log.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))

@@ -12,6 +12,7 @@ import pytest
 
 import config
 from reader import PersonaClient
+from schemas.keyspace import Keyspace
 from scripts.generate import GeneratorConfig, generate, write_log
 from scripts.replay import replay
 from tests.integration.helpers import (
@@ -24,15 +25,14 @@ from tests.integration.helpers import (
 )
 
 LOG = GeneratorConfig(users=80, days=2, seed=21)
-# what social discovery writes (operators/suggestions); the deleted users' version counter only
-# moves (README, "What is reproduced exactly")
+# what social discovery writes (operators/suggestions), the deleted users' version counter too
+# (one INCR per change of their set: README, "What is reproduced exactly")
 SOCIAL_KINDS = frozenset({"graph", "suggestions", "gmembers", "likers", "popular_users",
-                          "deleted_users"})
+                          "deleted_users", "deleted_version"})
 
 
 def social_keys(digests: dict[str, str]) -> dict[str, str]:
-    return {k: v for k, v in digests.items()
-            if k.split(":")[0] in SOCIAL_KINDS and k != "deleted_users:version"}
+    return {k: v for k, v in digests.items() if k.split(":")[0] in SOCIAL_KINDS}
 
 
 @pytest.fixture
@@ -47,8 +47,11 @@ def digests(client, prefix: str, version: str) -> dict[str, str]:
     """`key_digests` of one version, comparable with another version's: the deleted users' set
     holds tags keyed by the version (`Keyspace.deleted_tag`), so its size stands for it."""
     out = key_digests(client, prefix, version)
-    if "deleted_users" in out:
-        out["deleted_users"] = str(client.scard(f"{prefix}:v{version}:deleted_users"))
+    ks = Keyspace(prefix, version)
+    name = ks.deleted_users
+    relative = name[len(ks.base) + 1:]  # (as key_digests names it)
+    if relative in out:
+        out[relative] = str(client.scard(name))
     return out
 
 

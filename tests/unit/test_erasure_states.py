@@ -178,5 +178,7 @@ def test_a_replay_erases_a_deleted_user_from_everything_it_writes():
         assert not any(u in text for u in deleted | posts), record[:2]
     assert sorted(r[1] for r in records if r[0] == "forget_social") == sorted(deleted)
     assert sorted(r[1] for r in records if r[0] == "forget_notifs") == sorted(deleted)
+    # nor does any followers list (the flow's `forget_follower`; `late2` too)
+    assert not deleted & {u for f in engine.followers.values() for u in f.ids}
     inboxes = [orjson.loads(r[2]) for r in records if r[0] == "notifs"]
     assert sum(len(i["items"]) for i in inboxes) > 50

@@ -3,6 +3,7 @@ store is an in-memory one fed by the flow's own write records."""
 
 from __future__ import annotations
 
+import pickle
 from datetime import UTC
 
 import orjson
@@ -14,6 +15,7 @@ import config
 from flows.feeds import build_flow
 from operators.feature_store import MemoryFeatureStore
 from schemas import Event, encode_event
+from schemas.erasure import Command
 
 T = 1_767_225_600_000
 
@@ -120,8 +122,12 @@ def test_a_timer_cancelled_by_user_deleted_writes_nothing():
     logic.on_batch([("event", Event("e1", "follow", T, "u1", target_id="u2"), None)])
     assert logic.notify_at() is not None
     out, _ = logic.on_batch([("event", Event("e2", "user_deleted", T + 1, "u1"), None)])
-    assert out == [("forget_user", "u1")]
+    # (u2's erasure index and followers list drop u1: operators/erasure.py)
+    assert out == [("forget_user", "u1"), ("unmentions", "u1", ("u2",)),
+                   ("cmd", Command("forget_follower", "u2", "u1"))]
     assert logic.on_notify()[0] == [] and logic.on_eof()[0] == []
+    late, _ = logic.on_batch([("event", Event("e3", "follow", T + 2, "u1", target_id="u4"), None)])
+    assert late == [("cmd", Command("forget_follower", "u4", "u1"))], "a lagging producer's follow"
 
 
 def test_a_pending_rank_survives_a_restart(monkeypatch):
@@ -561,6 +567,147 @@ def test_an_idle_erasure_index_is_parked_and_a_deleted_users_tombstone_stays():
     assert [c.key for c in unevicted.on_batch([("mention", "u2", "u8")])[0]] == ["u2"]
 
 
+def test_a_forget_follower_command_takes_the_follower_out_of_the_fan_out():
+    # u2 and u3 follow u1; u2's deletion sends u1 `forget_follower` (read back from the command
+    # topic): u1's next post is delivered to u3 only
+    from datetime import timedelta
+
+    from bytewax.connectors.kafka import KafkaSourceMessage
+
+    from schemas.erasure import encode_command
+
+    settings = config.load(env={})
+    command = KafkaSourceMessage(b"u1", encode_command(Command("forget_follower", "u1", "u2")),
+                                 topic=settings.kafka.erasures)
+    writes = MemoryWrites()
+    source = [encode_event(e) for e in (
+        Event("f1", "follow", T, "u2", target_id="u1"),
+        Event("f2", "follow", T + 1, "u3", target_id="u1"))] + [
+        command, TestingSource.PAUSE(timedelta(seconds=0.5)),
+        encode_event(Event("f3", "post_created", T + 2, "u1", post_id="p1", topics=("t1",)))]
+    run_main(build_flow(settings, source=TestingSource(source), dead_letters=TestingSink([]),
+                        writes=writes, notifications=TestingSink([]), erasures=TestingSink([])))
+    # a delivery moves the follower's newest event time (their feed's generated_at) to the post's
+    assert {u: writes.feeds[u]["generated_at"] for u in ("u2", "u3")} == {"u2": T, "u3": T + 2}
+
+
+def test_a_deleted_users_followers_list_stays_an_unparked_tombstone():
+    # a follow of u5 processed after u5's deletion: never parked under u5's id (the key would
+    # name them), until the id is created again
+    from bytewax.operators import StatefulBatchLogic
+
+    from flows.adapters import FollowersLogic
+
+    store = CountingStore()
+    build = FollowersLogic.builder(10, 600.0, lambda: store)
+    logic = build(None)
+    logic.on_batch([("erase", "u5")])
+    out, keep = logic.on_batch([("edge", "follow", "u2", "u5")])
+    assert logic.notify_at() is None and keep == StatefulBatchLogic.RETAIN
+    assert _evict_idle(logic) == ([], StatefulBatchLogic.RETAIN)
+    assert logic.on_batch([("post", "p1", T, "u5")])[0] == []
+    resumed = FollowersLogic.builder(10, 600.0, lambda: store)(pickle.dumps(logic.state))
+    assert resumed.state.deleted, "a snapshot keeps the tombstone"
+    logic.on_batch([("created", "u5"), ("edge", "follow", "u2", "u5")])
+    assert [o[:3] for o in _evict_idle(logic)[0]] == [("park", "followers", "u5")]
+
+
+def test_a_deleted_recipient_hands_over_its_mentions_and_reports_no_more():
+    # the notifications step at the recipient's deletion: "unmentions" for the actors it
+    # reported; a candidate for the tombstone after that (a trending post, a follow of them)
+    # must not report its actor as mentioned by the deleted user again
+    from flows.adapters import LocalNotifWeights, NotificationLogic
+    from operators.notifications.candidates import Candidate
+    from operators.notifications.policy import Policy
+
+    logic = NotificationLogic(None, Policy.from_settings(config.load(env={})),
+                              LocalNotifWeights())
+    out, _ = logic.on_batch([("cand", Candidate("follow.u1.u2", "u1", "follow", "u2", T,
+                                                "follow"))])
+    assert ("mentions", "u1", ("u2",)) in out
+    out, _ = logic.on_batch([("self", Event("e1", "user_deleted", T + 1, "u1"), None)])
+    assert ("forget_notifs", "u1") in out and ("unmentions", "u1", ("u2",)) in out
+    out, _ = logic.on_batch([("cand", Candidate("follow.u1.u3", "u1", "follow", "u3", T + 2,
+                                                "follow"))])
+    assert not [o for o in out if o[0] == "mentions"], out
+
+
+def test_a_deleted_users_tombstones_are_never_evicted():
+    # idle, a tombstone was dropped: a trending candidate for the deleted recipient then made a
+    # new state that wrote them an inbox (and a delivery a feed), naming them again
+    from bytewax.operators import StatefulBatchLogic
+
+    from flows.adapters import LocalNotifWeights, NotificationLogic
+    from operators.notifications.candidates import Candidate
+    from operators.notifications.policy import Policy
+
+    store = CountingStore()
+    notif = NotificationLogic(None, Policy.from_settings(config.load(env={})),
+                              LocalNotifWeights(), None, 600.0, lambda: store)
+    notif.on_batch([("self", Event("e0", "user_created", T, "u1"), None)])
+    notif.on_batch([("self", Event("e1", "user_deleted", T + 1, "u1"), None)])
+    assert _evict_idle(notif) == ([], StatefulBatchLogic.RETAIN) and notif.notify_at() is None
+    out, _ = notif.on_batch([("cand", Candidate("trending.u1.p1", "u1", "trending", "u9", T + 5,
+                                                "trending"))])
+    assert [o[0] for o in out] == ["decision"] and out[0][1]["reason"] == "recipient_deleted"
+
+    user = _user_logic(store, user_idle_evict_s=600)  # (its deadline set before the deletion)
+    user.on_batch([("event", Event("e2", "user_deleted", T + 1, "u2"), None)])
+    assert _evict_idle(user) == ([], StatefulBatchLogic.RETAIN) and user.notify_at() is None
+    assert user.on_batch([("deliver", "u2", "p1", T + 2)])[0] == []
+
+
+def test_a_deleted_owner_leaves_another_users_parked_erasure_index():
+    # u1 mentioned u2 and was deleted: u1's states' "unmentions" restore u2's parked index, which
+    # drops u1 and is parked again without them; u2's own deletion then tells only u3
+    from bytewax.operators import StatefulBatchLogic
+
+    from flows.adapters import ErasureLogic
+
+    store = CountingStore()
+    build = ErasureLogic.builder(600.0, lambda: store)
+    logic = build(None)
+    logic.on_batch([("mention", "u1", "u2"), ("mention", "u3", "u2")])
+    store.put_parked("erasure", "u2", _evict_idle(logic)[0][0][3])
+    back = build(None)
+    assert back.on_batch([("unmention", "u1", "u2")])[0] == []
+    out, _ = _evict_idle(back)
+    assert out[0][:3] == ("park", "erasure", "u2") and b"u1" not in out[0][3]
+    store.put_parked("erasure", "u2", out[0][3])
+    assert [(c.kind, c.key) for c in build(None).on_batch([("deleted", "u2")])[0]
+            if isinstance(c, Command)] == [("forget", "u3")]
+
+    only = build(None)  # the index of u4, whom only u1 mentioned: emptied, its parked copy goes
+    only.on_batch([("mention", "u1", "u4")])
+    store.put_parked("erasure", "u4", _evict_idle(only)[0][0][3])
+    emptied = build(None)
+    emptied.on_batch([("unmention", "u1", "u4")])
+    assert _evict_idle(emptied) == ([("park", "erasure", "u4", None)], StatefulBatchLogic.DISCARD)
+
+
+def test_a_deleted_users_states_hand_over_whom_they_mention_and_follow():
+    # through the flow: u1 follows u2, likes u3's post, messages u4, then is deleted; the
+    # followee gets `forget_follower`, and the indexes of everyone u1's states reported drop u1,
+    # so when u2, u3 and u4 are deleted afterwards none of them sends u1 a `forget`
+    from datetime import timedelta
+
+    settings = config.load(env={})
+    log = [Event("d1", "user_created", T, "u1"), Event("d2", "follow", T + 1, "u1", target_id="u2"),
+           Event("d3", "post_created", T + 2, "u3", post_id="p9", topics=("t1",)),
+           Event("d4", "like", T + 3, "u1", post_id="p9"),
+           Event("d5", "message_sent", T + 4, "u1", recipients=("u4",)),
+           Event("d6", "user_deleted", T + 5, "u1")]
+    later = [Event(f"d{7 + i}", "user_deleted", T + 6 + i, u) for i, u in enumerate(
+        ("u2", "u3", "u4"))]
+    commands: list = []
+    source = [encode_event(e) for e in log] + [TestingSource.PAUSE(timedelta(seconds=0.5))] + [
+        encode_event(e) for e in later]
+    run_main(build_flow(settings, source=TestingSource(source), dead_letters=TestingSink([]),
+                        writes=MemoryWrites(), erasures=TestingSink(commands)))
+    assert Command("forget_follower", "u2", "u1") in commands
+    assert not [c for c in commands if c.key == "u1" and c.user != "u1"], commands
+
+
 def test_idle_experiment_counters_are_parked_and_restored():
     from bytewax.operators import StatefulBatchLogic
 
@@ -578,9 +725,9 @@ def test_idle_experiment_counters_are_parked_and_restored():
     (cell, delta), = back.on_batch([("size/small", "impressions", "u1")])[0]
     assert store.reads == 1 and cell == "size/small"
     assert delta["users"] == 0 and delta["moments"]["impressions*impressions"] == 3  # 2² − 1²
-    # deleted: the parked copy goes, the counters are dropped when idle (their key names the user)
+    # deleted: the parked copy goes (its key names the user), the tombstone is never evicted
     assert back.on_batch([("deleted", "u1")])[0] == [("park", "expuser", "u1", None)]
-    assert _evict_idle(back) == ([], StatefulBatchLogic.DISCARD)
+    assert back.notify_at() is None and _evict_idle(back) == ([], StatefulBatchLogic.RETAIN)
     signup = build(None)  # a sign-up with no counted event yet: kept (no read at its next input)
     assert signup.on_batch([("created", "u4")]) == ([], StatefulBatchLogic.RETAIN)
     assert _evict_idle(signup) == ([], StatefulBatchLogic.DISCARD)
