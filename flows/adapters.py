@@ -519,7 +519,6 @@ class UserLogic(_Debounced):
                 continue
             if value[0] == "deliver":
                 state.deliver(value[2], value[3], ctx.settings.features.pool_size)
-                state.last_ts = max(state.last_ts, value[3])
                 now = True
                 continue
             event, view = value[1], value[2]
