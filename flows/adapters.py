@@ -41,14 +41,13 @@ from operators.suggestions.compute import mentioned_users, suggest
 from operators.suggestions.likers import LikersOf
 from operators.suggestions.search import base_relevance, published_user, rerank
 from operators.suggestions.search_blend import SearchBlend, SearchSession
-from operators.suggestions.snapshot import encode_user
 from operators.suggestions.state import SocialState
 from operators.suggestions.store import MemoryGraphStore, RedisGraphStore
 from operators.user_state import UserState
+from operators.user_writes import ranked_writes
 from schemas import DeadLetter, Event, encode_event
 from schemas.erasure import Command, encode_command
 from schemas.notifications import encode_decision, encode_inbox
-from schemas.outputs import encode_profile
 
 log = logging.getLogger("persona.flow")
 RETAIN = StatefulBatchLogic.RETAIN
@@ -583,11 +582,7 @@ class UserLogic(_Debounced):
         out: list = [("ex", ex) for ex in state.flush_pending(state.last_ts, store)]
         with metrics.RANK_SECONDS.time():
             feed = rank(state, store, self.ctx, state.last_ts)
-        out.append(("feed", state.user_id, feed.encode()))
-        at = state.profile_ts()
-        out.append(("profile", state.user_id, encode_profile(  # for the inspector (reader)
-            state.user_id, at, state.affinities(self.ctx, at))))
-        out.append(("user_features", state.user_id, encode_user(state)))  # search re-ranking
+        out.extend(ranked_writes(state, feed, self.ctx))
         out.extend(_mentions(state, state.user_id, (item.author_id for item in feed.items)))
         return out
 
