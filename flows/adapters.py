@@ -39,7 +39,7 @@ from operators.routing import reranks_now
 from operators.suggestions.compute import encode as encode_suggestions
 from operators.suggestions.compute import mentioned_users, suggest
 from operators.suggestions.likers import LikersOf
-from operators.suggestions.search import base_relevance, published_user, rerank
+from operators.suggestions.search import published_user, search_clicks
 from operators.suggestions.search_blend import SearchBlend, SearchSession
 from operators.suggestions.state import SocialState
 from operators.suggestions.store import MemoryGraphStore, RedisGraphStore
@@ -692,17 +692,10 @@ class SearchSessionLogic(_Logic):
 
     def on_batch(self, events):
         out: list = []
+        features = self.store_of()
         for e in sorted(events, key=lambda e: (e.ts, e.event_id)):  # arrival order varies
-            if e.type == "search":
-                features = self.store_of()
-                base = base_relevance(e.result_ids)
-                user = published_user(features, e.user_id, self.ctx)
-                personal = {r["id"]: r["personal"]
-                            for r in rerank(user, base, features, self.ctx, e.ts)}
-                clicks = self.state.searched(e.ts, [(p, b, personal[p]) for p, b in base])
-            else:
-                clicks = self.state.engaged(e.ts, e.post_id)
-            out.extend((shown, clicked) for _, shown, clicked in clicks)
+            user = published_user(features, e.user_id, self.ctx) if e.type == "search" else None
+            out.extend(search_clicks(self.state, e, user, features, self.ctx))
         if not self.state.searches:  # nothing to click: no state for the many who never search
             return out, StatefulBatchLogic.DISCARD
         return out, RETAIN
@@ -717,7 +710,7 @@ class SearchBlendLogic(_Logic):
     def on_batch(self, clicks):
         for shown, clicked in clicks:
             self.state.learn_click(shown, clicked)
-        return [("search_blend", orjson.dumps(self.state.export()))], RETAIN
+        return [self.state.write()], RETAIN
 
 
 POST_CREATED = "post_created"  # the similarity step's marker of a new post: nothing to restore
