@@ -5,8 +5,9 @@ seeded exploration, stable orders); `final_writes` turns its state into the same
 streaming flow sends to Redis — item features, neighbours, the global model, every user's feed,
 profile and user features ranked at their last event time, and with `Engine(social=True)` the
 social records (graph records, group members, likers, popular users, deleted users, suggestions:
-`SocialSteps.final_writes`) and with `notifications=True` the inboxes and P(open) weights — in a
-stable order, so two replays of one log write identical bytes.
+`SocialSteps.final_writes`), with `notifications=True` the inboxes and P(open) weights, with
+`search=True` the search blend and with `experiments=True` every arm's totals — in a stable order,
+so two replays of one log write identical bytes.
 """
 
 from __future__ import annotations
@@ -38,3 +39,7 @@ def final_writes(engine: Engine) -> Iterator[tuple]:
         yield from engine.social.final_writes(engine.store)
     if engine.notifications is not None:
         yield from engine.notifications.final_writes()
+    if engine.search is not None:
+        yield from engine.search.final_writes()
+    if engine.experiments is not None:
+        yield from engine.experiments.final_writes()
