@@ -23,24 +23,13 @@ from tests.integration.helpers import (
     run_env,
     run_to_end,
 )
+from tests.unit.test_experiments import EXPERIMENT
 
 LOG = GeneratorConfig(users=80, days=2, seed=21)
 # what social discovery writes (operators/suggestions); the deleted users' version counter only
 # moves (README, "What is reproduced exactly")
 SOCIAL_KINDS = frozenset({"graph", "suggestions", "gmembers", "likers", "popular_users",
                           "deleted_users"})
-
-
-# an experiment, so that the replay and the workers count its arms
-EXPERIMENT = """
-[experiments.size]
-enabled = true
-[experiments.size.arms.control]
-fraction = 0.5
-[experiments.size.arms.small]
-fraction = 0.5
-feed.size = 3
-"""
 
 
 def social_keys(digests: dict[str, str]) -> dict[str, str]:
@@ -64,7 +53,7 @@ def log_file(tmp_path):
 @pytest.fixture
 def experiment(tmp_path):
     path = tmp_path / "experiment.toml"
-    path.write_text(EXPERIMENT)
+    path.write_text(EXPERIMENT.format(enabled="true"))  # the replay and the workers count it
     return path
 
 

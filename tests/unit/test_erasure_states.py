@@ -143,12 +143,12 @@ def test_a_replay_erases_a_deleted_user_from_everything_it_writes(tmp_path):
     from schemas.codec import decode_event
     from schemas.keyspace import Keyspace
     from scripts.generate import GeneratorConfig, generate
+    from tests.unit.test_experiments import EXPERIMENT
 
     log, _ = generate(GeneratorConfig(users=60, days=2, seed=7))  # the deleted have 12 posts
     decoded = [decode_event(orjson.dumps(e))[0] for e in log]
     experiment = tmp_path / "experiment.toml"
-    experiment.write_text("[experiments.x]\nenabled = true\n[experiments.x.arms.a]\n"
-                          "fraction = 0.5\n[experiments.x.arms.b]\nfraction = 0.5\n")
+    experiment.write_text(EXPERIMENT.format(enabled="true"))
     engine = Engine(config.load(experiment, env={}), social=True, notifications=True,
                     search=True, experiments=True)
     deleted = {e.user_id for e in decoded if e.type == "user_deleted"}

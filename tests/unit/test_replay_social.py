@@ -22,6 +22,7 @@ from schemas import Event, encode_event
 from schemas.codec import decode_event
 from schemas.erasure import encode_command
 from scripts.generate import GeneratorConfig, generate
+from tests.unit.test_experiments import EXPERIMENT
 from tests.unit.test_flow import MemoryWrites, _Apply
 
 
@@ -115,9 +116,7 @@ def test_replayed_user_features_blend_clicks_and_arm_totals_equal_the_flows(tmp_
     in-memory store publishes no user features, so its weight stays the prior: only the count is
     comparable); and every arm's exact totals."""
     path = tmp_path / "experiment.toml"
-    path.write_text("[experiments.size]\nenabled = true\n[experiments.size.arms.control]\n"
-                    "fraction = 0.5\n[experiments.size.arms.small]\nfraction = 0.5\n"
-                    "feed.size = 3\n")
+    path.write_text(EXPERIMENT.format(enabled="true"))
     settings = config.load(path, env={})
     events = _log()
     records = _drained(settings, events)
