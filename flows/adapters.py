@@ -360,9 +360,12 @@ class ItemLogic(_Evictable):
 
 
 class FollowersLogic(_Evictable):
-    """key = followed user. Values ("edge", kind, follower, key) | ("post", post_id, ts, key) |
-    ("erase", key) | ("created", key) (the key last: builders do not get it). Emits ("deliver",
-    follower, post_id, ts) per follower of a new post (`operators.graph.Followers`). An idle key
+    """key = followed user. Values ("edge", kind, follower, ts, key) | ("post", post_id, ts, key) |
+    ("erase", ts, key) | ("created", ts, key) (the key last: builders do not get it). Emits
+    ("deliver", follower, post_id, ts) per follower of a new post (`operators.graph.Followers`).
+    A batch is applied in event-time order: a post reaches the step through the items step, a
+    follow directly, so a backlog's batch can bring an author's posts ahead of the follows that
+    preceded them (which then missed the posts: the in-process Engine delivers them). An idle key
     is parked like an idle user's (`_Evictable`, `stream.user_idle_evict_s`); an empty one (no
     followers) is dropped. The user's own sign-up ("created") starts their state without a
     parked-state read, so their later follows and posts need none either."""
@@ -380,6 +383,7 @@ class FollowersLogic(_Evictable):
 
     def on_batch(self, values):
         out: list = []
+        values = sorted(values, key=lambda v: v[-2])  # (stable: one event's edges keep their order)
         key, first = values[0][-1], values[0][0]
         if self.state is None and first == "erase":  # emptied anyway: no read, but the parked
             self.parked_copy = self._idle_s() > 0  # copy (if any) is deleted

@@ -107,8 +107,7 @@ def test_a_replay_writes_the_social_keys_of_a_drained_run(live, redis_client, un
     --recovery-dir`: erasure passes, then the settling pass that computes every user's suggestions
     from everyone's final records) and replayed: the same social keys and experiment arm totals,
     byte for byte, and the same user features but for their residual model (learned from feeds
-    ranked on wall-clock timers) and newest event time (a drained run's features of a follower
-    of the log's last posts sometimes lack their deliveries: README "Replays")."""
+    ranked on wall-clock timers)."""
     env = run_env(live, unique, "flow")
     settings = create_run_topics(env)
     replayed = config.load(experiment, env={"REDIS_URL": live[1],
@@ -132,8 +131,7 @@ def test_a_replay_writes_the_social_keys_of_a_drained_run(live, redis_client, un
 
         def features(prefix: str, version: str) -> dict[str, dict]:
             return {key.decode().rsplit(":", 1)[1]: {
-                k: v for k, v in orjson.loads(redis_client.get(key)).items()
-                if k not in ("model", "last_ts")}
+                k: v for k, v in orjson.loads(redis_client.get(key)).items() if k != "model"}
                 for key in redis_client.scan_iter(f"{prefix}:v{version}:ufeat:*")}
 
         flow_features = features(prefix, flow_version)
