@@ -4,8 +4,8 @@ This is the production operator code (item stats, followers, user state, item-kN
 ranking pipeline; with `social`, the suggestions and likers steps: operators/suggestions/inprocess.py;
 with `notifications`, the notification steps: operators/notifications/driver.py; with `search`, the
 search-session and search-blend steps: `SearchSteps`; with `experiments`, the experiment counters:
-operators/experiments/counts.py) wired without Bytewax, for replays and `persona evaluate`. The streaming flow wires the same operators
-as Bytewax steps (flows/feeds.py) with Redis as the feature store.
+`ExperimentCounts`) wired without Bytewax, for replays and `persona evaluate`. The streaming flow
+wires the same operators as Bytewax steps (flows/feeds.py) with Redis as the feature store.
 """
 
 from __future__ import annotations
