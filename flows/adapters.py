@@ -39,16 +39,15 @@ from operators.routing import reads_feed, reranks_now
 from operators.suggestions.compute import encode as encode_suggestions
 from operators.suggestions.compute import mentioned_users, suggest
 from operators.suggestions.likers import LikersOf
-from operators.suggestions.search import base_relevance, published_user, rerank
+from operators.suggestions.search import published_user, search_clicks
 from operators.suggestions.search_blend import SearchBlend, SearchSession
-from operators.suggestions.snapshot import encode_user
 from operators.suggestions.state import SocialState
 from operators.suggestions.store import MemoryGraphStore, RedisGraphStore
 from operators.user_state import UserState
+from operators.user_writes import ranked_writes
 from schemas import DeadLetter, Event, encode_event
 from schemas.erasure import Command, encode_command
 from schemas.notifications import encode_decision, encode_inbox
-from schemas.outputs import encode_profile
 
 log = logging.getLogger("persona.flow")
 RETAIN = StatefulBatchLogic.RETAIN
@@ -370,16 +369,19 @@ class ItemLogic(_Evictable):
 
 
 class FollowersLogic(_Evictable):
-    """key = followed user. Values ("edge", kind, follower, key) (kind "user_deleted": the
-    follower's `forget_follower` command, operators.erasure, in a parked list too) | ("post",
-    post_id, ts, key) | ("erase", key) | ("created", key) (the key last: builders do not get it).
-    Emits ("deliver", follower, post_id, ts) per follower of a new post
-    (`operators.graph.Followers`). An idle key is parked like an idle user's (`_Evictable`,
-    `stream.user_idle_evict_s`); an empty one (no followers) is dropped. The user's own sign-up
-    ("created") starts their state without a parked-state read, so their later follows and posts
-    need none either. A deleted user's list stays as a tombstone, never evicted nor parked (as
-    the erasure step's): a follow of them processed later would otherwise be parked under their
-    id."""
+    """key = followed user. Values ("edge", kind, follower, ts, key) (kind "user_deleted": the
+    follower's `forget_follower` command, operators.erasure, in a parked list too; its ts is
+    +inf, it comes after their events) | ("post", post_id, ts, key) | ("erase", ts, key) |
+    ("created", ts, key) (the key last: builders do not get it). Emits ("deliver", follower,
+    post_id, ts) per follower of a new post (`operators.graph.Followers`).
+    A batch is applied in event-time order: a post reaches the step through the items step, a
+    follow directly, so a backlog's batch can bring an author's posts ahead of the follows that
+    preceded them (which then missed the posts: the in-process Engine delivers them). An idle key
+    is parked like an idle user's (`_Evictable`, `stream.user_idle_evict_s`); an empty one (no
+    followers) is dropped. The user's own sign-up ("created") starts their state without a
+    parked-state read, so their later follows and posts need none either. A deleted user's list
+    stays as a tombstone, never evicted nor parked (as the erasure step's): a follow of them
+    processed later would otherwise be parked under their id."""
 
     park_kind = "followers"
 
@@ -394,6 +396,7 @@ class FollowersLogic(_Evictable):
 
     def on_batch(self, values):
         out: list = []
+        values = sorted(values, key=lambda v: v[-2])  # (stable: one event's edges keep their order)
         key, first = values[0][-1], values[0][0]
         if self.state is None and first == "erase":  # emptied anyway: no read, but the parked
             self.parked_copy = self._idle_s() > 0  # copy (if any) is deleted
@@ -539,7 +542,6 @@ class UserLogic(_Debounced):
                 continue
             if value[0] == "deliver":
                 state.deliver(value[2], value[3], ctx.settings.features.pool_size)
-                state.last_ts = max(state.last_ts, value[3])
                 now = state.feed_stale = True
                 continue
             event, view = value[1], value[2]
@@ -614,11 +616,7 @@ class UserLogic(_Debounced):
         out: list = [("ex", ex) for ex in state.flush_pending(state.last_ts, store)]
         with metrics.RANK_SECONDS.time():
             feed = rank(state, store, self.ctx, state.last_ts)
-        out.append(("feed", state.user_id, feed.encode()))
-        at = state.profile_ts()
-        out.append(("profile", state.user_id, encode_profile(  # for the inspector (reader)
-            state.user_id, at, state.affinities(self.ctx, at))))
-        out.append(("user_features", state.user_id, encode_user(state)))  # search re-ranking
+        out.extend(ranked_writes(state, feed, self.ctx))
         out.extend(_mentions(state, state.user_id, (item.author_id for item in feed.items)))
         return out
 
@@ -729,17 +727,10 @@ class SearchSessionLogic(_Logic):
 
     def on_batch(self, events):
         out: list = []
+        features = self.store_of()
         for e in sorted(events, key=lambda e: (e.ts, e.event_id)):  # arrival order varies
-            if e.type == "search":
-                features = self.store_of()
-                base = base_relevance(e.result_ids)
-                user = published_user(features, e.user_id, self.ctx)
-                personal = {r["id"]: r["personal"]
-                            for r in rerank(user, base, features, self.ctx, e.ts)}
-                clicks = self.state.searched(e.ts, [(p, b, personal[p]) for p, b in base])
-            else:
-                clicks = self.state.engaged(e.ts, e.post_id)
-            out.extend((shown, clicked) for _, shown, clicked in clicks)
+            user = published_user(features, e.user_id, self.ctx) if e.type == "search" else None
+            out.extend(search_clicks(self.state, e, user, features, self.ctx))
         if not self.state.searches:  # nothing to click: no state for the many who never search
             return out, StatefulBatchLogic.DISCARD
         return out, RETAIN
@@ -754,7 +745,7 @@ class SearchBlendLogic(_Logic):
     def on_batch(self, clicks):
         for shown, clicked in clicks:
             self.state.learn_click(shown, clicked)
-        return [("search_blend", orjson.dumps(self.state.export()))], RETAIN
+        return [self.state.write()], RETAIN
 
 
 POST_CREATED = "post_created"  # the similarity step's marker of a new post: nothing to restore

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
 import os
 from collections.abc import Callable
 
@@ -148,7 +149,7 @@ def build_flow(settings: Settings, *, source: Source | None = None,
     # a deleted follower leaves the list at their `forget_follower` command (operators/erasure.py)
     follower_msgs = op.merge("follower_in", op.flat_map(
         "follower_msgs", user_events, _follower_messages), op.filter_map(
-        "follower_forgets", commands, lambda c: (c.key, ("edge", "user_deleted", c.user, c.key))
+        "follower_forgets", commands, lambda c: (c.key, ("edge", "user_deleted", c.user, math.inf, c.key))
         if c.kind == "forget_follower" else None))
     follower_out = op.stateful_batch("followers", follower_msgs, FollowersLogic.builder(
         settings.features.max_followers_fanout, settings.stream.user_idle_evict_s, features))
@@ -295,18 +296,19 @@ def build_flow(settings: Settings, *, source: Source | None = None,
 
 
 def _follower_messages(msg) -> list:
-    """(followed user, ("edge", kind, follower, followed user) | ("post", post_id, ts, author) |
-    ("erase", user) | ("created", user)): the key last, for FollowersLogic (builders do not get
-    it)."""
+    """(followed user, ("edge", kind, follower, ts, followed user) | ("post", post_id, ts, author)
+    | ("erase", ts, user) | ("created", ts, user)): the event time second to last (FollowersLogic
+    applies a batch in event-time order), the key last (builders do not get it)."""
     event: Event = msg[1]
-    out = [(followed, ("edge", kind, follower, followed))
+    ts = event.ts
+    out = [(followed, ("edge", kind, follower, ts, followed))
            for followed, kind, follower in follower_updates(event)]
     if is_fan_out(event):
-        out.append((event.user_id, ("post", event.post_id, event.ts, event.user_id)))
+        out.append((event.user_id, ("post", event.post_id, ts, event.user_id)))
     elif event.type == "user_deleted":  # their followers list goes (operators/erasure.py)
-        out.append((event.user_id, ("erase", event.user_id)))
+        out.append((event.user_id, ("erase", ts, event.user_id)))
     elif event.type == "user_created":  # a new key: nothing parked to read
-        out.append((event.user_id, ("created", event.user_id)))
+        out.append((event.user_id, ("created", ts, event.user_id)))
     return out
 
 

@@ -2,11 +2,12 @@
 
 `Engine` applies a log with the production operators in event time (deterministic: no wall clock,
 seeded exploration, stable orders); `final_writes` turns its state into the same write records the
-streaming flow sends to Redis — item features, neighbours, the global model, every user's feed
-ranked at their last event time, and with `Engine(social=True)` the social records (graph records,
-group members, likers, popular users, deleted users, suggestions: `SocialSteps.final_writes`) and
-with `notifications=True` the inboxes and P(open) weights — in a stable order, so two replays of
-one log write identical bytes.
+streaming flow sends to Redis — item features, neighbours, the global model, every user's feed,
+profile and user features ranked at their last event time, and with `Engine(social=True)` the
+social records (graph records, group members, likers, popular users, deleted users, suggestions:
+`SocialSteps.final_writes`), with `notifications=True` the inboxes and P(open) weights, with
+`search=True` the search blend and with `experiments=True` every arm's totals — in a stable order,
+so two replays of one log write identical bytes.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Iterator
 
 from operators.engine import Engine
 from operators.item_stats import ItemView
-from schemas.outputs import encode_profile
+from operators.user_writes import ranked_writes
 
 
 def final_writes(engine: Engine) -> Iterator[tuple]:
@@ -33,10 +34,12 @@ def final_writes(engine: Engine) -> Iterator[tuple]:
         if state.deleted:
             yield ("forget_user", user_id)
             continue
-        yield ("feed", user_id, engine.feed(user_id, state.last_ts).encode())
-        at = state.profile_ts()
-        yield ("profile", user_id, encode_profile(user_id, at, state.affinities(engine.ctx, at)))
+        yield from ranked_writes(state, engine.feed(user_id, state.last_ts), engine.ctx)
     if engine.social is not None:
         yield from engine.social.final_writes(engine.store)
     if engine.notifications is not None:
         yield from engine.notifications.final_writes()
+    if engine.search is not None:
+        yield from engine.search.final_writes()
+    if engine.experiments is not None:
+        yield from engine.experiments.final_writes()

@@ -2,9 +2,10 @@
 
 This is the production operator code (item stats, followers, user state, item-kNN, global model,
 ranking pipeline; with `social`, the suggestions and likers steps: operators/suggestions/inprocess.py;
-with `notifications`, the notification steps: operators/notifications/driver.py) wired without
-Bytewax, for replays and `persona evaluate`. The streaming flow wires the same operators
-as Bytewax steps (flows/feeds.py) with Redis as the feature store.
+with `notifications`, the notification steps: operators/notifications/driver.py; with `search`, the
+search-session and search-blend steps: `SearchSteps`; with `experiments`, the experiment counters:
+`ExperimentCounts`) wired without Bytewax, for replays and `persona evaluate`. The streaming flow
+wires the same operators as Bytewax steps (flows/feeds.py) with Redis as the feature store.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from config import Settings
 from operators.context import FEATURES, PRIOR, Context
 from operators.dedup import Dedup
 from operators.experiments import ArmResolver
+from operators.experiments.counts import ExperimentCounts
 from operators.feature_store import MemoryFeatureStore
 from operators.feed import rank
 from operators.graph import Followers
@@ -23,7 +25,7 @@ from operators.notifications.candidates import new_post_candidate
 from operators.notifications.driver import NotificationDriver
 from operators.notifications.policy import Policy
 from operators.routing import follower_updates, is_fan_out, item_key
-from operators.suggestions.inprocess import SocialSteps
+from operators.suggestions.inprocess import SearchSteps, SocialSteps
 from operators.user_state import UserState
 from schemas import Event, Feed
 
@@ -32,7 +34,8 @@ class Engine:
     """In-process persona: `learn_one(event)` then `feed(user_id, now)`."""
 
     def __init__(self, settings: Settings, store: MemoryFeatureStore | None = None,
-                 social: bool = False, notifications: bool = False):
+                 social: bool = False, notifications: bool = False, search: bool = False,
+                 experiments: bool = False):
         self.ctx = Context.from_settings(settings)
         self.store = store or MemoryFeatureStore()
         self.dedup = Dedup(settings.stream.dedup_capacity)
@@ -46,6 +49,8 @@ class Engine:
         self.deleted_users: set[str] = set()
         self.erased_posts: set[str] = set()  # posts of deleted users: later events about them drop
         self.social = SocialSteps() if social else None  # replays write suggestions; evaluate not
+        self.search = SearchSteps(self.ctx) if search else None  # replays write the blend
+        self.experiments = ExperimentCounts(settings) if experiments else None  # and arm totals
         self.notifications = None  # replays write inboxes too: each recipient's arm's policy
         if notifications:
             policies = ArmResolver(settings, Policy.from_settings)
@@ -61,6 +66,8 @@ class Engine:
     def learn_one(self, event: Event) -> None:
         if not self.dedup.is_new(event.event_id):
             return
+        if self.experiments is not None:  # every unique event counts, as the flow's (erasure's too)
+            self.experiments.learn_one(event)
         ctx, store = self.ctx, self.store
         view = None
         post = item_key(event)
@@ -74,6 +81,8 @@ class Engine:
             store.put_item(stats.view)
         if self.social is not None:  # every annotated event, by deleted users too (as the flow)
             self.social.learn_one(event, view)
+        if self.search is not None:  # searches read the searcher's features before the event
+            self.search.learn_one(event, self.users, store)
         notes = self.notifications.messages(event, view) if self.notifications is not None else None
         if event.user_id not in self.deleted_users:  # (a late follow of theirs: `forget_follower`)
             for followed, kind, follower in follower_updates(event):

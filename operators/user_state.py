@@ -256,8 +256,10 @@ class UserState:
         return out.examples
 
     def deliver(self, post_id: str, created_ts: int, pool_size: int) -> None:
-        """A followed author posted: add to the in-network candidate pool (newest kept)."""
+        """A followed author posted: add to the in-network candidate pool (newest kept). The
+        post's time is the user's newest event time too: their feed is ranked at it."""
         self.pool[post_id] = created_ts
+        self.last_ts = max(self.last_ts, created_ts)
         if len(self.pool) > pool_size:
             cap_top(self.pool, pool_size)  # type: ignore[arg-type]
 

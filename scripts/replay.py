@@ -124,7 +124,7 @@ def replay(settings: Settings, paths: list[Path] | None = None, *,
     versions = Versions(client, settings.redis.prefix)
     removed = versions.collect(grace_s)
     version = versions.allocate()
-    engine = Engine(settings, social=True, notifications=True)
+    engine = Engine(settings, social=True, notifications=True, search=True, experiments=True)
     stats = ReadStats()
     t0 = time.time()
     n = 0

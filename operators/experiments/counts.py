@@ -118,3 +118,33 @@ class ArmCounts:
 
     def to_dict(self) -> dict:
         return {"users": self.users, **self.counts, "moments": dict(self.moments)}
+
+
+class ExperimentCounts:
+    """The steps `experiment_users` (every user's `UserCounts`) and `experiment_counts` (every
+    arm's `ArmCounts`) in one process, for replays and a log's report: `learn_one` each event
+    once; `final_writes` gives the records the flow's `experiment_counts` step leaves behind."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.users: dict[str, UserCounts] = {}
+        self.cells: dict[str, ArmCounts] = {}  # "experiment/arm" → totals
+
+    def learn_one(self, event: Event) -> None:
+        pairs = arm_metrics(event, self.settings)
+        if not pairs:
+            return
+        user = self.users.get(event.user_id)
+        if user is None:
+            user = self.users[event.user_id] = UserCounts(event.user_id)
+        for cell, delta in user.learn_many(pairs).items():
+            totals = self.cells.get(cell)
+            if totals is None:
+                totals = self.cells[cell] = ArmCounts()
+            totals.add(delta)
+
+    def final_writes(self) -> list[tuple]:
+        """("arm_counts", experiment, arm, totals) of every arm that counted something (as the
+        flow: an arm no event reached has no key), by cell."""
+        return [("arm_counts", *cell.split("/", 1), self.cells[cell].to_dict())
+                for cell in sorted(self.cells)]

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 import orjson
 
 from config import Settings
-from operators.experiments.counts import METRICS, ArmCounts, UserCounts, arm_metrics
+from operators.experiments.counts import METRICS, ArmCounts, ExperimentCounts
 from operators.experiments.stats import (
     clustered_diff,
     clustered_ratio,
@@ -37,18 +37,14 @@ RATES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 
 def from_events(events: Iterable[Event], settings: Settings) -> dict[str, dict[str, dict]]:
     """{experiment: {arm: counts}} of every enabled experiment over `events` (deduplicated by id)."""
-    cells: dict[str, ArmCounts] = {}
-    users: dict[str, UserCounts] = {}
+    counts = ExperimentCounts(settings)
     seen: set[str] = set()
     for event in events:
         if event.event_id in seen:
             continue
         seen.add(event.event_id)
-        pairs = arm_metrics(event, settings)
-        if pairs:
-            user = users.setdefault(event.user_id, UserCounts())
-            for cell, delta in user.learn_many(pairs).items():
-                cells.setdefault(cell, ArmCounts()).add(delta)
+        counts.learn_one(event)
+    cells = counts.cells
     out: dict[str, dict[str, dict]] = {}
     for exp in settings.experiments:
         if exp.enabled:

@@ -1,4 +1,5 @@
-"""The social steps in-process: `suggestions` and `likers` without Bytewax (replays, `linkpred`).
+"""The social steps in-process: `suggestions` and `likers` without Bytewax (replays, `linkpred`),
+and `search_sessions` with `search_blend` (replays: `SearchSteps`).
 
 Every user's `SocialState` learns what `routing.social_messages` routes to it, as the flow's
 `suggestions` step does (flows.adapters.SuggestionsLogic); the likers records pass each author's
@@ -15,8 +16,12 @@ from collections.abc import Iterator
 from operators.suggestions.compute import encode, suggest
 from operators.suggestions.likers import LikersOf, likers_messages
 from operators.suggestions.routing import social_messages
+from operators.suggestions.search import search_clicks
+from operators.suggestions.search_blend import SearchBlend, SearchSession, search_message
+from operators.suggestions.snapshot import decode_user, encode_user
 from operators.suggestions.state import SocialState
 from operators.suggestions.store import MemoryGraphStore
+from operators.user_state import UserState
 from schemas import Event
 
 
@@ -84,3 +89,34 @@ class SocialSteps:
                 yield ("forget_social", user, [], [])
                 continue
             yield ("suggestions", user, encode(suggest(state, self.graph, features, state.last_ts)))
+
+
+class SearchSteps:
+    """Every searcher's `SearchSession` and the global `SearchBlend`, in event time: a search's
+    results are scored with the searcher's features as the users step publishes them
+    (`encode_user`, which the flow's step reads back from `…:ufeat`) from their state before the
+    search, so the weight learned depends on the log alone, not on when ranks ran."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.sessions: dict[str, SearchSession] = {}
+        self.blend = SearchBlend()
+
+    def learn_one(self, event: Event, users: dict[str, UserState], features) -> None:
+        """`event` with every user's state (before the event) and the feature store."""
+        if search_message(event) is None:
+            return
+        user = users.get(event.user_id) if event.type == "search" else None
+        if user is not None:
+            user = decode_user(encode_user(user), self.ctx)
+        session = self.sessions.get(event.user_id) or SearchSession()
+        for shown, clicked in search_clicks(session, event, user, features, self.ctx):
+            self.blend.learn_click(shown, clicked)
+        if session.searches:  # as the flow's step: no state for who has nothing to click
+            self.sessions[event.user_id] = session
+        else:
+            self.sessions.pop(event.user_id, None)
+
+    def final_writes(self) -> list[tuple]:
+        """The blend's weight, once a click was learned (the flow writes it per batch of clicks)."""
+        return [self.blend.write()] if self.blend.clicks else []

@@ -18,8 +18,10 @@ from operators.context import FEATURES, Context
 from operators.feed.hydrate import hydrate
 from operators.feed.scoring import score
 from operators.redis_store import retrying
+from operators.suggestions.search_blend import SearchSession
 from operators.suggestions.snapshot import decode_user
 from operators.user_state import UserState
+from schemas import Event
 
 PERSONAL_WEIGHT = 0.5
 EXPLAINED = ("in_network", "author_affinity", "topic_affinity", "interest", "group", "similar")
@@ -73,3 +75,17 @@ def rerank(user: UserState | None, results: list[tuple[str, float]], features, c
     for r in out:
         del r["_pos"]
     return out
+
+
+def search_clicks(session: SearchSession, event: Event, user: UserState | None, features,
+                  ctx: Context) -> list[tuple[list, str]]:
+    """One event of a searcher's (step `search_sessions`: `search_blend.search_message`) →
+    the (shown, clicked) pairs it completes. A search's results are shown as `rerank` scores them
+    for `user`, the searcher's published features (None: none yet)."""
+    if event.type == "search":
+        base = base_relevance(event.result_ids)
+        personal = {r["id"]: r["personal"] for r in rerank(user, base, features, ctx, event.ts)}
+        clicks = session.searched(event.ts, [(p, b, personal[p]) for p, b in base])
+    else:
+        clicks = session.engaged(event.ts, event.post_id)
+    return [(shown, clicked) for _, shown, clicked in clicks]

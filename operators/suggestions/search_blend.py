@@ -20,6 +20,8 @@ True
 
 from __future__ import annotations
 
+import orjson
+
 from operators.models import OnlineLogit
 from schemas import ENGAGEMENT_WEIGHT, Event
 
@@ -61,6 +63,10 @@ class SearchBlend:
 
     def export(self) -> dict:
         return {"weight": round(self.weight(), 6), "clicks": self.clicks}
+
+    def write(self) -> tuple[str, bytes]:
+        """The write record of the current weight (`…:model:search_blend`)."""
+        return ("search_blend", orjson.dumps(self.export()))
 
 
 def search_message(event: Event) -> tuple[str, Event] | None:

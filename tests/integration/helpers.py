@@ -310,10 +310,11 @@ def start_recovering(settings, env, recovery_dir, processes: int = 1):
                         log=lambda m: None, metrics_port=0)
 
 
-def run_to_end(settings, env, recovery_dir, processes: int = 1) -> int:
+def run_to_end(settings, env, recovery_dir, processes: int = 1,
+               config_path: str | None = None) -> int:
     """Drain the topic as `start_recovering` does, then read the run's erasure commands back
-    (`runner.drain`): what `persona run --until-drained --recovery-dir` does."""
-    return runner.run(settings, None, processes=processes, tail=False,
+    (`runner.drain`): what `persona run --until-drained --recovery-dir [-c config_path]` does."""
+    return runner.run(settings, config_path, processes=processes, tail=False,
                       recovery_dir=str(recovery_dir), snapshot_s=SNAPSHOT_S, env_extra=env,
                       log=lambda m: None, metrics_port=0)
 

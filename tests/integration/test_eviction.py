@@ -127,7 +127,7 @@ def test_idle_followers_erasure_indices_and_experiment_counters_park_and_come_ba
     builders = {"followers": lambda store: FollowersLogic.builder(10, 60.0, lambda: store),
                 "erasure": lambda store: ErasureLogic.builder(60.0, lambda: store),
                 "expuser": lambda store: ExperimentUserLogic.builder(60.0, lambda: store)}
-    first = {"followers": [("edge", "follow", "u2", "u1")],
+    first = {"followers": [("edge", "follow", "u2", T - 1, "u1")],
              "erasure": [("post", "p1", "u1"), ("mention", "u2", "u1")],
              "expuser": [("size/small", "impressions", "u1")]}
     with _private_redis(live) as (settings, client, keyspace, store, writer):

@@ -1,5 +1,6 @@
-"""Backfills into a new keyspace version: deterministic bytes, the social keys a drained streaming
-run writes, and readers that follow the switch without errors or mixed versions."""
+"""Backfills into a new keyspace version: deterministic bytes, the social keys, experiment arm
+totals and user features a drained streaming run writes, and readers that follow the switch
+without errors or mixed versions."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from tests.integration.helpers import (
     run_env,
     run_to_end,
 )
+from tests.unit.test_experiments import EXPERIMENT
 
 LOG = GeneratorConfig(users=80, days=2, seed=21)
 # what social discovery writes (operators/suggestions), the deleted users' version counter too
@@ -35,11 +37,23 @@ def social_keys(digests: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in digests.items() if k.split(":")[0] in SOCIAL_KINDS}
 
 
+def experiment_keys(digests: dict[str, str]) -> dict[str, str]:
+    """The arms' totals and the set naming them (exact: operators/experiments/counts.py)."""
+    return {k: v for k, v in digests.items() if k.split(":")[0] in ("exp", "experiments")}
+
+
 @pytest.fixture
 def log_file(tmp_path):
     events, truth = generate(LOG)
     path = tmp_path / "log.jsonl"
     write_log(path, events, truth)
+    return path
+
+
+@pytest.fixture
+def experiment(tmp_path):
+    path = tmp_path / "experiment.toml"
+    path.write_text(EXPERIMENT.format(enabled="true"))  # the replay and the workers count it
     return path
 
 
@@ -63,8 +77,10 @@ def dump(client, prefix: str, version: str) -> str:
     return h.hexdigest()
 
 
-def test_replaying_a_log_twice_writes_identical_bytes(live, redis_client, unique, log_file):
-    settings = config.load(env={"REDIS_URL": live[1], "PERSONA_REDIS__PREFIX": f"test-{unique}"})
+def test_replaying_a_log_twice_writes_identical_bytes(live, redis_client, unique, log_file,
+                                                      experiment):
+    settings = config.load(experiment, env={"REDIS_URL": live[1],
+                                            "PERSONA_REDIS__PREFIX": f"test-{unique}"})
     try:
         first = replay(settings, [log_file])
         second = replay(settings, [log_file])
@@ -76,32 +92,54 @@ def test_replaying_a_log_twice_writes_identical_bytes(live, redis_client, unique
         kinds = {k.split(":")[0] for k in social_keys(written)}
         assert kinds == SOCIAL_KINDS, f"the replay wrote no {SOCIAL_KINDS - kinds}"
         assert "model:notif" in written and any(k.startswith("notifs:") for k in written)
+        # what search re-ranking and the experiment report read: every fed user's features, the
+        # blend weight, the arms' totals
+        assert {k.split(":", 1)[1] for k in written if k.startswith("ufeat:")} == \
+            {k.split(":", 1)[1] for k in written if k.startswith("feed:")}
+        assert "model:search_blend" in written
+        assert set(experiment_keys(written)) == {"exp:size:control", "exp:size:small",
+                                                 "experiments"}
     finally:
         for key in redis_client.scan_iter(f"test-{unique}:*"):
             redis_client.delete(key)
 
 
 def test_a_replay_writes_the_social_keys_of_a_drained_run(live, redis_client, unique, log_file,
-                                                         tmp_path):
+                                                         tmp_path, experiment):
     """The same log drained by the streaming workers (`persona run --until-drained
     --recovery-dir`: erasure passes, then the settling pass that computes every user's suggestions
-    from everyone's final records) and replayed: the same social keys, byte for byte."""
+    from everyone's final records) and replayed: the same social keys and experiment arm totals,
+    byte for byte, and the same user features but for their residual model (learned from feeds
+    ranked on wall-clock timers)."""
     env = run_env(live, unique, "flow")
     settings = create_run_topics(env)
-    replayed = config.load(env={"REDIS_URL": live[1], "PERSONA_REDIS__PREFIX": f"test-{unique}"})
+    replayed = config.load(experiment, env={"REDIS_URL": live[1],
+                                            "PERSONA_REDIS__PREFIX": f"test-{unique}"})
     try:
         events, _ = generate(LOG)
         produce_log(settings, events, 1)
-        assert run_to_end(settings, env, tmp_path / "recovery") == 0
+        assert run_to_end(settings, env, tmp_path / "recovery", config_path=str(experiment)) == 0
         prefix = settings.redis.prefix
-        flow = social_keys(digests(
-            redis_client, prefix, redis_client.get(f"{prefix}:active").decode()))
+        flow_version = redis_client.get(f"{prefix}:active").decode()
+        flow_all = digests(redis_client, prefix, flow_version)
+        flow = social_keys(flow_all)
         version = replay(replayed, [log_file])["version"]
-        got = social_keys(digests(redis_client, f"test-{unique}", version))
+        got_all = digests(redis_client, f"test-{unique}", version)
+        got = social_keys(got_all)
         assert {k.split(":")[0] for k in flow} == SOCIAL_KINDS
         assert sum(k.startswith("suggestions:") for k in flow) > 70  # of 80 users
         assert sorted(set(flow) ^ set(got)) == []
         assert sorted(k for k in flow if flow[k] != got[k]) == []
+        assert experiment_keys(got_all) == experiment_keys(flow_all) != {}
+
+        def features(prefix: str, version: str) -> dict[str, dict]:
+            return {key.decode().rsplit(":", 1)[1]: {
+                k: v for k, v in orjson.loads(redis_client.get(key)).items() if k != "model"}
+                for key in redis_client.scan_iter(f"{prefix}:v{version}:ufeat:*")}
+
+        flow_features = features(prefix, flow_version)
+        assert len(flow_features) > 70
+        assert features(f"test-{unique}", version) == flow_features
     finally:
         cleanup(settings, redis_client)
         cleanup(replayed, redis_client)

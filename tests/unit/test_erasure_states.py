@@ -129,23 +129,28 @@ def test_recipient_drops_records_aggregated_into_an_evicted_head_of_the_user():
     assert "follow" not in r.groups  # a later follow starts a new notification
 
 
-def test_a_replay_erases_a_deleted_user_from_everything_it_writes():
+def test_a_replay_erases_a_deleted_user_from_everything_it_writes(tmp_path):
     """`persona replay` (the in-process Engine) applies the erasure the flow fans out: no record a
     backfill writes names a deleted user or their posts, though others followed and engaged —
     nor do the social records (graph records, group members, likers, follower counts, others'
-    suggestions) or notification inboxes, also after mentions made after the deletion (a follow
-    of them, their follow, a message to them: the flow's erasure index answers those with another
-    `forget`)."""
+    suggestions), notification inboxes, user features (none of the deleted user's; others' name
+    neither them nor their posts), the search blend or the experiment arm totals, also after
+    mentions made after the deletion (a follow of them, their follow, a message to them: the
+    flow's erasure index answers those with another `forget`)."""
     from operators.backfill import final_writes
     from operators.engine import Engine
     from operators.suggestions.writes import social_ops
     from schemas.codec import decode_event
     from schemas.keyspace import Keyspace
     from scripts.generate import GeneratorConfig, generate
+    from tests.unit.test_experiments import EXPERIMENT
 
     log, _ = generate(GeneratorConfig(users=60, days=2, seed=7))  # the deleted have 12 posts
     decoded = [decode_event(orjson.dumps(e))[0] for e in log]
-    engine = Engine(config.load(env={}), social=True, notifications=True)
+    experiment = tmp_path / "experiment.toml"
+    experiment.write_text(EXPERIMENT.format(enabled="true"))
+    engine = Engine(config.load(experiment, env={}), social=True, notifications=True,
+                    search=True, experiments=True)
     deleted = {e.user_id for e in decoded if e.type == "user_deleted"}
     posts = {e.post_id for e in decoded if e.type == "post_created" and e.user_id in deleted}
     gone = sorted(deleted)[0]
@@ -163,8 +168,8 @@ def test_a_replay_erases_a_deleted_user_from_everything_it_writes():
         engine.learn_one(e)
     assert deleted and posts and mentioned_before and liked_before, "the log must exercise it"
     records = list(final_writes(engine))
-    assert {"graph", "group_member", "liker", "popular_user", "suggestions", "notifs"} <= {
-        r[0] for r in records}
+    assert {"graph", "group_member", "liker", "popular_user", "suggestions", "notifs",
+            "user_features", "search_blend", "arm_counts"} <= {r[0] for r in records}
     ks = Keyspace("p", "1")
     for record in records:
         if record[0] == "forget_social":  # names them to delete their keys; stores only the tag

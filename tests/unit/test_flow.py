@@ -499,7 +499,7 @@ def test_idle_followers_are_parked_restored_and_dropped_once_empty():
     store = CountingStore()
     build = FollowersLogic.builder(10, 600.0, lambda: store)
     logic = build(None)
-    logic.on_batch([("edge", "follow", "u2", "u1"), ("edge", "follow", "u3", "u1")])
+    logic.on_batch([("edge", "follow", "u2", T - 2, "u1"), ("edge", "follow", "u3", T - 1, "u1")])
     assert store.reads == 1, "a new followed user may have been parked: one read"
     out, keep = _evict_idle(logic)
     assert keep == StatefulBatchLogic.DISCARD and [o[:3] for o in out] == [("park", "followers", "u1")]
@@ -509,24 +509,35 @@ def test_idle_followers_are_parked_restored_and_dropped_once_empty():
                                                             ("deliver", "u3", "p1", T)]
     # emptied by unfollows: dropped, not parked, and the copy it came from is deleted (else the
     # key's next input would restore the old followers)
-    back.on_batch([("edge", "unfollow", "u2", "u1"), ("edge", "unfollow", "u3", "u1")])
+    back.on_batch([("edge", "unfollow", "u2", T, "u1"), ("edge", "unfollow", "u3", T, "u1")])
     out, keep = _evict_idle(back)
     assert keep == StatefulBatchLogic.DISCARD and out == [("park", "followers", "u1", None)]
     store.put_parked(*out[0][1:])
     assert build(None).on_batch([("post", "p2", T + 1, "u1")])[0] == []
     author = build(None)  # a new author nobody follows: no read, dropped without a write
     reads = store.reads
-    author.on_batch([("created", "u9")])
+    author.on_batch([("created", T - 1, "u9")])
     author.on_batch([("post", "p3", T, "u9")])
     assert store.reads == reads and _evict_idle(author) == ([], StatefulBatchLogic.DISCARD)
 
     parked = build(None)  # a deleted user's followers: no read, the parked copy deleted
-    parked.on_batch([("edge", "follow", "u2", "u5")])
+    parked.on_batch([("edge", "follow", "u2", T, "u5")])
     store.put_parked("followers", "u5", _evict_idle(parked)[0][0][3])
     reads = store.reads
-    assert build(None).on_batch([("erase", "u5")])[0] == [("park", "followers", "u5", None)]
+    assert build(None).on_batch([("erase", T + 1, "u5")])[0] == [("park", "followers", "u5", None)]
     assert store.reads == reads
     assert FollowersLogic.builder(10)(None).notify_at() is None, "no eviction without a store"
+
+
+def test_a_post_that_overtook_the_follow_before_it_in_a_batch_reaches_the_follower():
+    """A post comes through the items step, a follow directly: one batch of a backlog can bring
+    them in either order, and the step applies it in event time (as the in-process Engine)."""
+    from flows.adapters import FollowersLogic
+
+    logic = FollowersLogic.builder(10)(None)
+    out, _ = logic.on_batch([("post", "p1", T + 5, "u1"), ("edge", "follow", "u2", T, "u1"),
+                             ("post", "p0", T - 5, "u1"), ("edge", "follow", "u3", T + 9, "u1")])
+    assert out == [("deliver", "u2", "p1", T + 5)]
 
 
 def test_an_idle_erasure_index_is_parked_and_a_deleted_users_tombstone_stays():

@@ -22,6 +22,7 @@ from schemas import Event, encode_event
 from schemas.codec import decode_event
 from schemas.erasure import encode_command
 from scripts.generate import GeneratorConfig, generate
+from tests.unit.test_experiments import EXPERIMENT
 from tests.unit.test_flow import MemoryWrites, _Apply
 
 
@@ -68,19 +69,29 @@ def _applied(records) -> MemoryGraphStore:
     return store
 
 
-def test_replayed_social_records_equal_the_flows():
-    settings = config.load(env={})
-    events = _log()
+def _drained(settings, events: list[Event]) -> list[tuple]:
+    """The flow's write records for `events`, its erasure commands read back in passes until they
+    settle (as a drained run)."""
     payloads = [encode_event(e) for e in events]
     commands: list[bytes] = []
     for _ in range(4):  # until the erasure passes send nothing new
         records, sent = _flow(settings, payloads, commands)
         new = [c for c in dict.fromkeys(encode_command(c) for c in sent) if c not in commands]
         if not new:
-            break
+            return records
         commands += new
-    else:
-        raise AssertionError("the erasure commands did not settle")
+    raise AssertionError("the erasure commands did not settle")
+
+
+def _last(records, kind: str, key=lambda r: r[1]) -> dict:
+    """The newest record of `kind` per key (the value Redis is left with)."""
+    return {key(r): r for r in records if r[0] == kind}
+
+
+def test_replayed_social_records_equal_the_flows():
+    settings = config.load(env={})
+    events = _log()
+    records = _drained(settings, events)
 
     engine = Engine(settings, social=True)
     for e in events:
@@ -96,6 +107,44 @@ def test_replayed_social_records_equal_the_flows():
     residents = {u for u, s in engine.social.users.items() if not s.deleted}
     assert {r[1] for r in replayed if r[0] == "suggestions"} == residents
     assert residents == {r[1] for r in records if r[0] == "suggestions"} - flow._deleted
+
+
+def test_replayed_user_features_blend_clicks_and_arm_totals_equal_the_flows(tmp_path):
+    """What the users, search and experiment steps leave behind: every resident user's features
+    (all but the residual model, learned from feeds ranked on timers: README "What is reproduced
+    exactly"), none for a deleted user; the same clicks learned by the search blend (the flow's
+    in-memory store publishes no user features, so its weight stays the prior: only the count is
+    comparable); and every arm's exact totals."""
+    path = tmp_path / "experiment.toml"
+    path.write_text(EXPERIMENT.format(enabled="true"))
+    settings = config.load(path, env={})
+    events = _log()
+    records = _drained(settings, events)
+    engine = Engine(settings, social=True, notifications=True, search=True, experiments=True)
+    for e in events:
+        engine.learn_one(e)
+    replayed = list(final_writes(engine))
+
+    flow_users, replay_users = _last(records, "user_features"), _last(replayed, "user_features")
+    deleted = {e.user_id for e in events if e.type == "user_deleted"}
+    assert set(replay_users) == set(flow_users) - set(_last(records, "forget_user"))
+    assert len(replay_users) > 30 and not deleted & set(replay_users)
+    for user, record in replay_users.items():
+        flow_fields = orjson.loads(flow_users[user][2])
+        replay_fields = orjson.loads(record[2])
+        assert {k: v for k, v in replay_fields.items() if k != "model"} == \
+            {k: v for k, v in flow_fields.items() if k != "model"}, user
+
+    (flow_blend,), (replay_blend,) = _last(records, "search_blend", lambda r: r[0]).values(), [
+        r for r in replayed if r[0] == "search_blend"]
+    assert orjson.loads(replay_blend[1])["clicks"] == orjson.loads(flow_blend[1])["clicks"] > 0
+
+    arm_key = lambda r: (r[1], r[2])  # noqa: E731
+    flow_arms = {k: r[3] for k, r in _last(records, "arm_counts", arm_key).items()}
+    replay_arms = [r for r in replayed if r[0] == "arm_counts"]
+    assert {arm_key(r): r[3] for r in replay_arms} == flow_arms
+    assert [arm_key(r) for r in replay_arms] == [("size", "control"), ("size", "small")]
+    assert all(c["impressions"] > 0 and c["engagements"] > 0 for c in flow_arms.values())
 
 
 def test_a_user_created_again_after_the_deletion_starts_afresh():
