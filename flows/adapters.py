@@ -430,6 +430,14 @@ def _signs_up(value) -> bool:
     return isinstance(event, Event) and event.type == "user_created"
 
 
+def _catching_up(interval_s: float, stream) -> float:
+    """A debounced step's interval while the worker catches up a backlog (its input L seconds
+    old): a feed or a suggestion list recomputed every second is L seconds stale anyway, so each
+    user's runs at most once per L (capped at `stream.backlog_interval_s`), not once per event,
+    and the time goes to catching up. Caught up, L ~ 0 and `interval_s` applies."""
+    return max(interval_s, min(metrics.InputAge.seconds(), stream.backlog_interval_s))
+
+
 class _Debounced(_Evictable):
     """A keyed step that runs `_run` on a wall-clock timer, at most once per `_interval_s()`, and
     only while dirty (`_schedule` after a batch that changed the key; `due = None` cancels).
@@ -491,7 +499,7 @@ class UserLogic(_Debounced):
     user_id, post_id, ts) | ("forget", Command).
 
     Marks the user dirty and ranks at most once per `rank_interval_s` (wall clock; longer while
-    the worker catches up a backlog: `backlog_rank_interval_s`) on a timer; events that only record
+    the worker catches up a backlog: `backlog_interval_s`) on a timer; events that only record
     what the user saw (`operators.routing.reranks_now`) wait up to `seen_rerank_s`. A user who
     reads their feed (`operators.routing.reads_feed`) while it is stale is ranked first, in the
     batch, so the choice set they learn from never depends on when the timers fired. Emits ("co",
@@ -604,11 +612,7 @@ class UserLogic(_Debounced):
         return True
 
     def _interval_s(self) -> float:
-        # Catching up a backlog (input L seconds old), a feed re-ranked every second is L seconds
-        # stale anyway: re-rank each user at most once per L (capped), not once per event, and
-        # spend the time catching up. Caught up, L ~ 0 and rank_interval_s applies.
-        s = self.ctx.settings.stream
-        return max(s.rank_interval_s, min(metrics.InputAge.seconds(), s.backlog_rank_interval_s))
+        return _catching_up(self.ctx.settings.stream.rank_interval_s, self.ctx.settings.stream)
 
     def _run(self) -> list:  # rank
         state = self.state
@@ -674,7 +678,7 @@ class SuggestionsLogic(_Debounced):
                 else MemoryGraphStore())
 
     def _interval_s(self) -> float:
-        return self.ctx.settings.stream.suggest_interval_s
+        return _catching_up(self.ctx.settings.stream.suggest_interval_s, self.ctx.settings.stream)
 
     def on_eof(self):
         # A settling pass (runner.drain: the keyspace is quiet, nothing else writes what a

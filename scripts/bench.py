@@ -148,6 +148,7 @@ class Scraped:
     gc_s: float = 0.0  # persona_gc_seconds_total, all generations
     gc_full: int = 0  # persona_gc_collections_total{generation="2"}
     gc_longest_s: float = 0.0  # persona_gc_longest_pause_seconds, the longest of any generation
+    examples: int = 0  # persona_global_model_examples_total: what the global ranker learned from
 
 
 def scrape_counters(port: int) -> Scraped | None:
@@ -183,6 +184,8 @@ def parse_counters(text: str) -> Scraped:
             out.gc_s += float(value)
         elif name == 'persona_gc_collections_total{generation="2"}':
             out.gc_full = int(float(value))
+        elif name.startswith("persona_global_model_examples_total{"):
+            out.examples += int(float(value))
         elif name.startswith("persona_gc_longest_pause_seconds{"):
             out.gc_longest_s = max(out.gc_longest_s, float(value))
     return out
@@ -425,6 +428,7 @@ def summarise_run(run: WorkerRun, total: int, users: int) -> dict:
         "events_per_rank": ratio(total, run.ranks),
         "mean_rank_ms": ratio(run.rank_s * 1000, run.ranks),
         "rank_share_of_worker_time": ratio(run.rank_s, worker_s),
+        "global_model_examples": sum(c.examples for c in run.last),
         "gc_share_of_worker_time": ratio(sum(c.gc_s for c in run.last), worker_s),
         "gc_full_collections": sum(c.gc_full for c in run.last),
         "gc_longest_pause_s": max((round(c.gc_longest_s, 3) for c in run.last), default=None),
@@ -532,7 +536,7 @@ class BenchConfig:
     freshness_rate: float | None = None  # default: half the steady rate
     trace_every: int = 20  # freshness: trace 1 user in N
     rank_interval_s: float | None = None  # override stream.rank_interval_s for the run
-    backlog_rank_interval_s: float | None = None  # override stream.backlog_rank_interval_s
+    backlog_interval_s: float | None = None  # override stream.backlog_interval_s
     reader: bool = True
     reader_s: float = 5.0
     reader_concurrency: int = 4  # keep-alive connections
@@ -561,8 +565,8 @@ def _run(bench: Bench, cfg: BenchConfig, report: dict, log: Log) -> None:
     extra = {}
     if cfg.rank_interval_s is not None:
         extra["PERSONA_STREAM__RANK_INTERVAL_S"] = str(cfg.rank_interval_s)
-    if cfg.backlog_rank_interval_s is not None:
-        extra["PERSONA_STREAM__BACKLOG_RANK_INTERVAL_S"] = str(cfg.backlog_rank_interval_s)
+    if cfg.backlog_interval_s is not None:
+        extra["PERSONA_STREAM__BACKLOG_INTERVAL_S"] = str(cfg.backlog_interval_s)
     topic = bench.topic("events")
     log("1/5 workload → Kafka")
     t = time.monotonic()
@@ -822,6 +826,7 @@ def table(report: dict) -> list[tuple[str, str]]:
         rows.append(("  mean rank time / share of worker time",
                      f"{num(p['mean_rank_ms'], '{:.2f}')} ms / "
                      f"{num(p['rank_share_of_worker_time'], '{:.0%}')}"))
+        rows.append(("  examples the global ranker learned", num(p.get("global_model_examples"))))
         rows.append(("  cyclic GC: share of worker time / full collections / longest pause",
                      f"{num(p.get('gc_share_of_worker_time'), '{:.1%}')} / "
                      f"{num(p.get('gc_full_collections'))} / "

@@ -277,8 +277,8 @@ def bench(config: Optional[Path] = ConfigOpt,
                                                           "(default: half the steady rate)"),
           rank_interval_s: Optional[float] = typer.Option(
               None, help="override stream.rank_interval_s for this run"),
-          backlog_rank_interval_s: Optional[float] = typer.Option(
-              None, help="override stream.backlog_rank_interval_s (catch-up mode) for this run"),
+          backlog_interval_s: Optional[float] = typer.Option(
+              None, help="override stream.backlog_interval_s (catch-up mode) for this run"),
           reader: bool = typer.Option(True, help="reader phase: HTTP vs raw Redis"),
           reader_s: float = typer.Option(5.0, min=0.5),
           concurrency: int = typer.Option(4, min=1, help="reader phase: keep-alive connections"),
@@ -302,7 +302,7 @@ def bench(config: Optional[Path] = ConfigOpt,
         report = bench_mod.run(settings, bench_mod.BenchConfig(
             events=events, users=users, seed=seed, processes=processes, partitions=partitions,
             scale=scale, freshness_s=freshness_s, freshness_rate=rate,
-            rank_interval_s=rank_interval_s, backlog_rank_interval_s=backlog_rank_interval_s,
+            rank_interval_s=rank_interval_s, backlog_interval_s=backlog_interval_s,
             reader=reader, reader_s=reader_s, reader_concurrency=concurrency,
             reader_rate=reader_rate or None, keep=keep, churn_s=churn_s, churn_rate=churn_rate,
             churn_idle_s=churn_idle_s), log=console.print)

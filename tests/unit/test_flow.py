@@ -854,3 +854,23 @@ def test_the_likers_step_reports_its_likers_and_drops_a_forgotten_one():
     assert out[-1] == ("mentions", "a1", ("u1", "u2"))
     out, _ = LikersLogic(None).on_batch([("forget", Command("forget", "a1", "u2", ()))])
     assert out == [("unliker", "a1", "u2")], "no mention: nothing written"
+
+
+def test_catching_up_a_backlog_stretches_the_rank_and_suggestion_intervals(monkeypatch):
+    import time
+
+    from flows import metrics
+    from flows.adapters import SuggestionsLogic, UserLogic
+    from operators import Context
+
+    env = {"PERSONA_STREAM__BACKLOG_INTERVAL_S": "60", "PERSONA_STREAM__RANK_INTERVAL_S": "0.5",
+           "PERSONA_STREAM__SUGGEST_INTERVAL_S": "10"}
+    ctx = Context.from_settings(config.load(env=env))
+    users = UserLogic(None, ctx, lambda: MemoryFeatureStore())
+    social = SuggestionsLogic(None, ctx, lambda: MemoryFeatureStore())
+    now = time.time()
+    monkeypatch.setattr(metrics.InputAge, "noted_at", now)
+    for behind_s, rank_s, suggest_s in ((0.0, 0.5, 10.0), (20.0, 20.0, 20.0), (3600.0, 60.0, 60.0)):
+        monkeypatch.setattr(metrics.InputAge, "kafka_ms", int((now - behind_s) * 1000))
+        assert users._interval_s() == pytest.approx(rank_s, abs=0.01), behind_s
+        assert social._interval_s() == pytest.approx(suggest_s, abs=0.01), behind_s
