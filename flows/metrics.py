@@ -105,6 +105,7 @@ class InputAge:
 
     kafka_ms = 0  # Kafka timestamp of the newest-noted message
     noted_at = 0.0  # wall clock (s) when it was decoded
+    IDLE_S = 5.0  # nothing decoded for this long: the input is drained, the worker caught up
 
     @classmethod
     def note(cls, message) -> None:
@@ -114,7 +115,9 @@ class InputAge:
 
     @classmethod
     def seconds(cls) -> float:
-        return max(0.0, cls.noted_at - cls.kafka_ms / 1000.0) if cls.kafka_ms else 0.0
+        if not cls.kafka_ms or time.time() - cls.noted_at > cls.IDLE_S:
+            return 0.0
+        return max(0.0, cls.noted_at - cls.kafka_ms / 1000.0)
 
 
 def count_event(_step_id: str, event: Event) -> None:

@@ -108,6 +108,7 @@ def env(live, request):
         "PERSONA_KAFKA__NOTIFICATIONS_TOPIC": f"persona.test.{unique}.notifs",
         "PERSONA_KAFKA__PARTITIONS": "2",
         "PERSONA_STREAM__SUGGEST_INTERVAL_S": "1",  # suggestions settle within the quiet period
+        "PERSONA_STREAM__BACKLOG_INTERVAL_S": "0",  # (a catch-up stretch would outlast it)
         # "parked": idle users' states (followers lists, erasure indexes, …) go to Redis within
         # the quiet periods, so the scans see the parked copies (pickles) too
         "PERSONA_STREAM__USER_IDLE_EVICT_S": request.param,

@@ -40,7 +40,8 @@ def test_consumption_resumes_after_a_broker_restart(live, tmp_path, capfd):
     envs = {run: dict(run_env(live, unique, run), KAFKA_BOOTSTRAP=kafka.bootstrap,
                       # every timer shorter than the quiet window below: graph records are
                       # published by the suggestions timer, up to its interval after the input
-                      PERSONA_STREAM__SEEN_RERANK_S="1", PERSONA_STREAM__SUGGEST_INTERVAL_S="1")
+                      PERSONA_STREAM__SEEN_RERANK_S="1", PERSONA_STREAM__SUGGEST_INTERVAL_S="1",
+                      PERSONA_STREAM__BACKLOG_INTERVAL_S="0")  # no catch-up stretch
             for run in ("ref", "restart")}
     settings = {}
     try:

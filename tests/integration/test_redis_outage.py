@@ -80,7 +80,8 @@ def test_the_flow_survives_redis_stopped_mid_stream(tmp_path, live, capfd):
         envs = {run: dict(run_env(live, unique, run), REDIS_URL=url,
                           # every timer shorter than the quiet window below (graph records are
                           # published by the suggestions timer, up to its interval after input)
-                          PERSONA_STREAM__SEEN_RERANK_S="1", PERSONA_STREAM__SUGGEST_INTERVAL_S="1")
+                          PERSONA_STREAM__SEEN_RERANK_S="1", PERSONA_STREAM__SUGGEST_INTERVAL_S="1",
+                          PERSONA_STREAM__BACKLOG_INTERVAL_S="0")  # no catch-up stretch
                 for run in ("ref", "outage")}
         settings = {run: create_run_topics(env) for run, env in envs.items()}
         events, _ = generate(GeneratorConfig(users=120, days=1, seed=23))
