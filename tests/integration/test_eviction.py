@@ -56,7 +56,7 @@ def test_idle_states_park_in_redis_and_come_back(live):
         ctx = Context.from_settings(settings)
         users = UserLogic(None, ctx, lambda: store)
         users.on_batch([("event", Event("e1", "follow", T, "u1", target_id="u2"), None),
-                        ("event", Event("e2", "impression", T + 1, "u1", post_id="p1"), None)])
+                        ("event", Event("e2", "like", T + 1, "u1", post_id="p1"), None)])
         writer.write_batch(_writes(users.on_notify()[0]))  # the rank: feed, profile, user features
         social = SuggestionsLogic(None, ctx, lambda: store)
         social.on_batch([("event", Event("e1", "follow", T, "u1", target_id="u2"), None, (), None)])
