@@ -152,8 +152,13 @@ def build_flow(settings: Settings, *, source: Source | None = None,
         "follower_forgets", commands, lambda c: (c.key, ("edge", "user_deleted", c.user, math.inf, c.key))
         if c.kind == "forget_follower" else None))
     follower_out = op.stateful_batch("followers", follower_msgs, FollowersLogic.builder(
-        settings.features.max_followers_fanout, settings.stream.user_idle_evict_s, features))
-    deliveries = op.filter("follower_deliveries", follower_out, lambda kv: kv[1][0] == "deliver")
+        settings.features.max_followers_fanout, settings.features.followers_recent_posts,
+        settings.stream.user_idle_evict_s, features))
+    # ("deliver" | "undeliver", follower, post, ts): to the follower's pool; new posts' deliveries
+    # are notification candidates too (a taken-back one was a candidate already)
+    pool_updates = op.filter("follower_deliveries", follower_out,
+                             lambda kv: kv[1][0] in ("deliver", "undeliver"))
+    deliveries = op.filter("new_post_deliveries", pool_updates, lambda kv: kv[1][0] == "deliver")
 
     # users, keyed by user: features, online model, micro-batched ranking
     forgets = op.filter("forgets", commands, lambda c: c.kind == "forget")
@@ -169,7 +174,7 @@ def build_flow(settings: Settings, *, source: Source | None = None,
         op.filter_map("key_user_cancel", item_msgs,  # dropped by an erased item: fill nothing;
                       lambda m: (m[1].user_id, m)  # or held for its post (InOrder may give up)
                       if m[0] in ("cancel", "held") else None),
-        op.map("key_delivery", op.key_rm("deliveries", deliveries), lambda d: (d[1], d)),
+        op.map("key_delivery", op.key_rm("deliveries", pool_updates), lambda d: (d[1], d)),
         owner_forgets,
     )
     user_out = op.key_rm("user_msgs", op.stateful_batch(
