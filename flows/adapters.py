@@ -23,7 +23,7 @@ from operators.dedup import Dedup
 from operators.erasure import MentionIndex, Reported
 from operators.experiments.counts import ArmCounts, UserCounts
 from operators.feed import rank
-from operators.graph import Followers, apply_delivery
+from operators.graph import ENDS, Followers, apply_delivery
 from operators.item_similarity import ItemSimilarity
 from operators.item_stats import ItemStats, ItemView
 from operators.models import OnlineLogit
@@ -375,10 +375,12 @@ class FollowersLogic(_Evictable):
     ("created", ts, key) (the key last: builders do not get it). Emits ("deliver", follower,
     post_id, ts) per follower of a new post, and per kept post a follow processed after it
     precedes; ("undeliver", …) per kept post an unfollow processed after it precedes
-    (`operators.graph.Followers`: the same deliveries in any interleaving). A batch is applied in
+    (`operators.graph.Followers`: the same deliveries in any interleaving); ("mentions", key,
+    (follower,)) at an unfollow (the ended follow is kept: a deleted follower's `forget` command,
+    operators.erasure, clears it, as their `forget_follower` does a follow). A batch is applied in
     event-time order (a post reaches the step through the items step, a follow directly). An idle key
     is parked like an idle user's (`_Evictable`, `stream.user_idle_evict_s`); an empty one (no
-    followers) is dropped. The user's own sign-up ("created") starts their state without a
+    followers, kept posts nor ended follows) is dropped. The user's own sign-up ("created") starts their state without a
     parked-state read, so their later follows and posts need none either. A deleted user's list
     stays as a tombstone, never evicted nor parked (as the erasure step's): a follow of them
     processed later would otherwise be parked under their id."""
@@ -391,8 +393,9 @@ class FollowersLogic(_Evictable):
         self.max_fanout, self.keep_posts = max_fanout, keep_posts
         self._touched()
 
-    def _empty(self) -> bool:
-        return not (self.state.ids or self.state.deleted)
+    def _empty(self) -> bool:  # (kept posts and ended follows matter to a follow processed late)
+        state = self.state
+        return not (state.ids or state.posts or state.ended or state.deleted)
 
     def on_batch(self, values):
         out: list = []
@@ -406,8 +409,11 @@ class FollowersLogic(_Evictable):
             if value[0] == "created":
                 self.state.deleted = False  # (a new account under a deleted id)
             elif value[0] == "edge":
+                followed = value[2] in self.state.ids
                 out.extend(self.state.learn_edge(value[1], value[2], value[3], self.max_fanout,
                                                  self.keep_posts))
+                if followed and value[1] in ENDS:  # an ended follow still names the follower:
+                    out.append(("mentions", key, (value[2],)))  # erasure `forget`s it
             elif value[0] == "erase":  # the followed user was deleted: their parked copy too
                 self.state = Followers(key, deleted=True)
                 out.extend(self._unpark(key))

@@ -146,11 +146,12 @@ def build_flow(settings: Settings, *, source: Source | None = None,
     )
 
     # followers, keyed by the followed user: reverse edges, fan-out of new posts to followers;
-    # a deleted follower leaves the list at their `forget_follower` command (operators/erasure.py)
+    # a deleted follower leaves the list at their `forget_follower` command (operators/erasure.py),
+    # or at a `forget` if they had stopped following (an ended follow, reported as a mention)
     follower_msgs = op.merge("follower_in", op.flat_map(
         "follower_msgs", user_events, _follower_messages), op.filter_map(
         "follower_forgets", commands, lambda c: (c.key, ("edge", "user_deleted", c.user, math.inf, c.key))
-        if c.kind == "forget_follower" else None))
+        if c.kind in ("forget_follower", "forget") else None))
     follower_out = op.stateful_batch("followers", follower_msgs, FollowersLogic.builder(
         settings.features.max_followers_fanout, settings.features.followers_recent_posts,
         settings.stream.user_idle_evict_s, features))
@@ -271,7 +272,8 @@ def build_flow(settings: Settings, *, source: Source | None = None,
     erasure_in = op.merge(
         "erasure_in",
         op.flat_map("erasure_events", events, index_messages),
-        op.flat_map("mentions", op.merge("mentioned", user_out, social_out, notif_out, likers_out),
+        op.flat_map("mentions", op.merge("mentioned", user_out, social_out, notif_out, likers_out,
+                                         op.key_rm("follower_mentions", follower_out)),
                     _mention_messages),
     )
     erasure_out = op.key_rm("erasure_out", op.stateful_batch(

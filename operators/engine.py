@@ -137,9 +137,8 @@ class Engine:
         posts (so a backfill does not bring back what the live workers erased)."""
         state = self.users.pop(user_id, None)
         self.followers.pop(user_id, None)
-        for followed in state.following if state is not None else ():  # `forget_follower`
-            if followed in self.followers:
-                self.followers[followed].learn_edge("user_deleted", user_id, math.inf, 0, 0)
+        for followers in self.followers.values():  # `forget_follower`, or `forget` (ended follows)
+            followers.learn_edge("user_deleted", user_id, math.inf, 0, 0)
         self.deleted_users.add(user_id)
         posts = tuple(sorted(p for p, s in self.items.items() if s.view.author_id == user_id))
         for post in posts:

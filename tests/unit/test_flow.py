@@ -497,7 +497,7 @@ def test_idle_followers_are_parked_restored_and_dropped_once_empty():
     from flows.adapters import FollowersLogic
 
     store = CountingStore()
-    build = FollowersLogic.builder(10, 50, 600.0, lambda: store)
+    build = FollowersLogic.builder(10, 0, 600.0, lambda: store)  # (no posts kept: see below)
     logic = build(None)
     logic.on_batch([("edge", "follow", "u2", T - 2, "u1"), ("edge", "follow", "u3", T - 1, "u1")])
     assert store.reads == 1, "a new followed user may have been parked: one read"
@@ -519,6 +519,12 @@ def test_idle_followers_are_parked_restored_and_dropped_once_empty():
     author.on_batch([("created", T - 1, "u9")])
     author.on_batch([("post", "p3", T, "u9")])
     assert store.reads == reads and _evict_idle(author) == ([], StatefulBatchLogic.DISCARD)
+    # with posts kept for a follow processed late (operators.graph), the author's are parked
+    author = FollowersLogic.builder(10, 50, 600.0, lambda: store)(None)
+    author.on_batch([("created", T - 1, "u8")])
+    author.on_batch([("post", "p4", T, "u8")])
+    assert store.reads == reads and [o[:3] for o in _evict_idle(author)[0]] == [
+        ("park", "followers", "u8")]
 
     parked = build(None)  # a deleted user's followers: no read, the parked copy deleted
     parked.on_batch([("edge", "follow", "u2", T, "u5")])
