@@ -377,11 +377,12 @@ class FollowersLogic(_Evictable):
     precedes; ("undeliver", …) per kept post an unfollow processed after it precedes
     (`operators.graph.Followers`: the same deliveries in any interleaving); ("mentions", key,
     (follower,)) at an unfollow (the ended follow is kept: a deleted follower's `forget` command,
-    operators.erasure, clears it, as their `forget_follower` does a follow). A batch is applied in
-    event-time order (a post reaches the step through the items step, a follow directly). An idle key
-    is parked like an idle user's (`_Evictable`, `stream.user_idle_evict_s`); an empty one (no
-    followers, kept posts nor ended follows) is dropped. The user's own sign-up ("created") starts their state without a
-    parked-state read, so their later follows and posts need none either. A deleted user's list
+    operators.erasure, clears it, as their `forget_follower` does a follow). A batch is applied
+    in event-time order (a post reaches the step through the items step, a follow directly). An
+    idle key is parked like an idle user's (`_Evictable`, `stream.user_idle_evict_s`); an empty
+    one (no followers, kept posts nor ended follows) is dropped. The user's own sign-up
+    ("created") starts their state without a parked-state read, so their later follows and posts
+    need none either. A deleted user's list
     stays as a tombstone, never evicted nor parked (as the erasure step's): a follow of them
     processed later would otherwise be parked under their id."""
 
