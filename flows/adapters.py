@@ -23,7 +23,7 @@ from operators.dedup import Dedup
 from operators.erasure import MentionIndex, Reported
 from operators.experiments.counts import ArmCounts, UserCounts
 from operators.feed import rank
-from operators.graph import ENDS, Followers, apply_delivery
+from operators.graph import ENDS, Followers, apply_delivery, net
 from operators.item_similarity import ItemSimilarity
 from operators.item_stats import ItemStats, ItemView
 from operators.models import OnlineLogit
@@ -422,7 +422,7 @@ class FollowersLogic(_Evictable):
                 out.extend(self.state.learn_post(value[1], value[2], self.max_fanout,
                                                  self.keep_posts))
         self._touched()
-        return out, self._retention()
+        return net(out), self._retention()
 
 
 def _co(pairs: list[tuple[str, str, float]]) -> list[tuple]:

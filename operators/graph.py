@@ -121,6 +121,24 @@ class Followers:
         self.ended = list(rest[2]) if len(rest) > 2 else []
 
 
+def net(records: list) -> list:
+    """`records` without each delivery that a later one of them takes back, nor that taking back
+    (one batch's: a follow and its unfollow processed after a post they both precede), so the post
+    is not a notification candidate either; other records pass.
+
+    >>> net([("deliver", "u2", "p1", 5), ("mentions", "a", ("u2",)), ("undeliver", "u2", "p1", 5)])
+    [('mentions', 'a', ('u2',))]
+    """
+    delivered: dict[tuple[str, str], int] = {}
+    dropped: set[int] = set()
+    for i, r in enumerate(records):
+        if r[0] == "deliver":
+            delivered[(r[1], r[2])] = i
+        elif r[0] == "undeliver" and (r[1], r[2]) in delivered:
+            dropped |= {delivered.pop((r[1], r[2])), i}
+    return [r for i, r in enumerate(records) if i not in dropped] if dropped else records
+
+
 def apply_delivery(user, delivery: Delivery, pool_size: int) -> None:
     """A delivery (or its taking back) to the follower's state (a UserState)."""
     kind, _follower, post_id, created_ts = delivery

@@ -70,6 +70,9 @@ def test_an_unfollow_in_between_takes_the_late_delivery_back():
                     [[_follow("u2", T)], [_post("p1", T + 5)], [_follow("u2", T + 3, "unfollow")]],
                     [[_follow("u2", T)], [_follow("u2", T + 3, "unfollow")], [_post("p1", T + 5)]]):
         assert _pools(batches)[0] == set(), batches
+    # a follow and its unfollow in one batch: nothing delivered (no notification candidate)
+    batches = [[_post("p1", T + 5)], [_follow("u2", T), _follow("u2", T + 3, "unfollow")]]
+    assert _pools(batches)[1] == []
     # and a post before the unfollow, processed after it, is the follower's
     assert _pools([[_follow("u2", T)], [_follow("u2", T + 3, "unfollow")],
                    [_post("p1", T + 1)]])[0] == {("u2", "p1")}
