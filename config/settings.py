@@ -147,6 +147,7 @@ class FeatureSettings:
     impression_weight: float
     knn_recency: float
     max_followers_fanout: int
+    followers_recent_posts: int
 
     BOUNDS = {
         "affinity_half_life_h": bounded(0.01, 100_000),
@@ -160,6 +161,7 @@ class FeatureSettings:
         "impression_weight": bounded(0.0, 1.0),
         "knn_recency": bounded(0.0, 1.0),
         "max_followers_fanout": bounded(0, 100_000_000),
+        "followers_recent_posts": bounded(0, 10_000),
     }
 
 

@@ -23,7 +23,7 @@ from operators.dedup import Dedup
 from operators.erasure import MentionIndex, Reported
 from operators.experiments.counts import ArmCounts, UserCounts
 from operators.feed import rank
-from operators.graph import Followers
+from operators.graph import ENDS, Followers, apply_delivery, net
 from operators.item_similarity import ItemSimilarity
 from operators.item_stats import ItemStats, ItemView
 from operators.models import OnlineLogit
@@ -373,26 +373,30 @@ class FollowersLogic(_Evictable):
     follower's `forget_follower` command, operators.erasure, in a parked list too; its ts is
     +inf, it comes after their events) | ("post", post_id, ts, key) | ("erase", ts, key) |
     ("created", ts, key) (the key last: builders do not get it). Emits ("deliver", follower,
-    post_id, ts) per follower of a new post (`operators.graph.Followers`).
-    A batch is applied in event-time order: a post reaches the step through the items step, a
-    follow directly, so a backlog's batch can bring an author's posts ahead of the follows that
-    preceded them (which then missed the posts: the in-process Engine delivers them). An idle key
-    is parked like an idle user's (`_Evictable`, `stream.user_idle_evict_s`); an empty one (no
-    followers) is dropped. The user's own sign-up ("created") starts their state without a
-    parked-state read, so their later follows and posts need none either. A deleted user's list
+    post_id, ts) per follower of a new post, and per kept post a follow processed after it
+    precedes; ("undeliver", …) per kept post an unfollow processed after it precedes
+    (`operators.graph.Followers`: the same deliveries in any interleaving); ("mentions", key,
+    (follower,)) at an unfollow (the ended follow is kept: a deleted follower's `forget` command,
+    operators.erasure, clears it, as their `forget_follower` does a follow). A batch is applied
+    in event-time order (a post reaches the step through the items step, a follow directly). An
+    idle key is parked like an idle user's (`_Evictable`, `stream.user_idle_evict_s`); an empty
+    one (no followers, kept posts nor ended follows) is dropped. The user's own sign-up
+    ("created") starts their state without a parked-state read, so their later follows and posts
+    need none either. A deleted user's list
     stays as a tombstone, never evicted nor parked (as the erasure step's): a follow of them
     processed later would otherwise be parked under their id."""
 
     park_kind = "followers"
 
-    def __init__(self, state: Followers | None, max_fanout: int, idle_s: float = 0.0,
-                 store_of=None):
+    def __init__(self, state: Followers | None, max_fanout: int, keep_posts: int,
+                 idle_s: float = 0.0, store_of=None):
         super().__init__(state, idle_s, store_of)
-        self.max_fanout = max_fanout
+        self.max_fanout, self.keep_posts = max_fanout, keep_posts
         self._touched()
 
-    def _empty(self) -> bool:
-        return not (self.state.ids or self.state.deleted)
+    def _empty(self) -> bool:  # (kept posts and ended follows matter to a follow processed late)
+        state = self.state
+        return not (state.ids or state.posts or state.ended or state.deleted)
 
     def on_batch(self, values):
         out: list = []
@@ -406,15 +410,19 @@ class FollowersLogic(_Evictable):
             if value[0] == "created":
                 self.state.deleted = False  # (a new account under a deleted id)
             elif value[0] == "edge":
-                self.state.learn_one(value[1], value[2])
+                followed = value[2] in self.state.ids
+                out.extend(self.state.learn_edge(value[1], value[2], value[3], self.max_fanout,
+                                                 self.keep_posts))
+                if followed and value[1] in ENDS:  # an ended follow still names the follower:
+                    out.append(("mentions", key, (value[2],)))  # erasure `forget`s it
             elif value[0] == "erase":  # the followed user was deleted: their parked copy too
                 self.state = Followers(key, deleted=True)
                 out.extend(self._unpark(key))
             else:
-                out.extend(("deliver", f, value[1], value[2])
-                           for f in self.state.fan_out(self.max_fanout))
+                out.extend(self.state.learn_post(value[1], value[2], self.max_fanout,
+                                                 self.keep_posts))
         self._touched()
-        return out, self._retention()
+        return net(out), self._retention()
 
 
 def _co(pairs: list[tuple[str, str, float]]) -> list[tuple]:
@@ -495,8 +503,8 @@ class UserLogic(_Debounced):
     """key = user id. Values ("event", Event, None) and ("await", Event) (the user's own events
     in their order, a post's as a placeholder), ("annotated", Event, ItemView | None) | ("cancel",
     Event) (a post's event from the items step fills its placeholder: `operators.reorder.InOrder`,
-    so the user learns in the same order however steps and processes interleave) | ("deliver",
-    user_id, post_id, ts) | ("forget", Command).
+    so the user learns in the same order however steps and processes interleave) | ("deliver" |
+    "undeliver", user_id, post_id, ts) (operators.graph) | ("forget", Command).
 
     Marks the user dirty and ranks at most once per `rank_interval_s` (wall clock; longer while
     the worker catches up a backlog: `backlog_interval_s`) on a timer; events that only record
@@ -532,7 +540,7 @@ class UserLogic(_Debounced):
                 if self.state is None:
                     return [], RETAIN
             else:
-                user_id = first[1] if first[0] == "deliver" else first[1].user_id
+                user_id = first[1] if first[0] in ("deliver", "undeliver") else first[1].user_id
                 self.state = self._restore(user_id, store, signup=_signs_up(first)) or UserState(
                     user_id, ctx)
         self._touched()
@@ -548,8 +556,8 @@ class UserLogic(_Debounced):
                 state.forget(value[1].user, value[1].posts)
                 now = state.feed_stale = True  # their posts leave the feed at the next batch
                 continue
-            if value[0] == "deliver":
-                state.deliver(value[2], value[3], ctx.settings.features.pool_size)
+            if value[0] in ("deliver", "undeliver"):
+                apply_delivery(state, value, ctx.settings.features.pool_size)
                 now = state.feed_stale = True
                 continue
             event, view = value[1], value[2]

@@ -146,14 +146,20 @@ def build_flow(settings: Settings, *, source: Source | None = None,
     )
 
     # followers, keyed by the followed user: reverse edges, fan-out of new posts to followers;
-    # a deleted follower leaves the list at their `forget_follower` command (operators/erasure.py)
+    # a deleted follower leaves the list at their `forget_follower` command (operators/erasure.py),
+    # or at a `forget` if they had stopped following (an ended follow, reported as a mention)
     follower_msgs = op.merge("follower_in", op.flat_map(
         "follower_msgs", user_events, _follower_messages), op.filter_map(
         "follower_forgets", commands, lambda c: (c.key, ("edge", "user_deleted", c.user, math.inf, c.key))
-        if c.kind == "forget_follower" else None))
+        if c.kind in ("forget_follower", "forget") else None))
     follower_out = op.stateful_batch("followers", follower_msgs, FollowersLogic.builder(
-        settings.features.max_followers_fanout, settings.stream.user_idle_evict_s, features))
-    deliveries = op.filter("follower_deliveries", follower_out, lambda kv: kv[1][0] == "deliver")
+        settings.features.max_followers_fanout, settings.features.followers_recent_posts,
+        settings.stream.user_idle_evict_s, features))
+    # ("deliver" | "undeliver", follower, post, ts): to the follower's pool; new posts' deliveries
+    # are notification candidates too (a taken-back one was a candidate already)
+    pool_updates = op.filter("follower_deliveries", follower_out,
+                             lambda kv: kv[1][0] in ("deliver", "undeliver"))
+    deliveries = op.filter("new_post_deliveries", pool_updates, lambda kv: kv[1][0] == "deliver")
 
     # users, keyed by user: features, online model, micro-batched ranking
     forgets = op.filter("forgets", commands, lambda c: c.kind == "forget")
@@ -169,7 +175,7 @@ def build_flow(settings: Settings, *, source: Source | None = None,
         op.filter_map("key_user_cancel", item_msgs,  # dropped by an erased item: fill nothing;
                       lambda m: (m[1].user_id, m)  # or held for its post (InOrder may give up)
                       if m[0] in ("cancel", "held") else None),
-        op.map("key_delivery", op.key_rm("deliveries", deliveries), lambda d: (d[1], d)),
+        op.map("key_delivery", op.key_rm("deliveries", pool_updates), lambda d: (d[1], d)),
         owner_forgets,
     )
     user_out = op.key_rm("user_msgs", op.stateful_batch(
@@ -266,7 +272,8 @@ def build_flow(settings: Settings, *, source: Source | None = None,
     erasure_in = op.merge(
         "erasure_in",
         op.flat_map("erasure_events", events, index_messages),
-        op.flat_map("mentions", op.merge("mentioned", user_out, social_out, notif_out, likers_out),
+        op.flat_map("mentions", op.merge("mentioned", user_out, social_out, notif_out, likers_out,
+                                         op.key_rm("follower_mentions", follower_out)),
                     _mention_messages),
     )
     erasure_out = op.key_rm("erasure_out", op.stateful_batch(

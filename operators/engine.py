@@ -10,6 +10,8 @@ wires the same operators as Bytewax steps (flows/feeds.py) with Redis as the fea
 
 from __future__ import annotations
 
+import math
+
 from config import Settings
 from operators.context import FEATURES, PRIOR, Context
 from operators.dedup import Dedup
@@ -17,7 +19,7 @@ from operators.experiments import ArmResolver
 from operators.experiments.counts import ExperimentCounts
 from operators.feature_store import MemoryFeatureStore
 from operators.feed import rank
-from operators.graph import Followers
+from operators.graph import Followers, apply_delivery
 from operators.item_similarity import ItemSimilarity
 from operators.item_stats import ItemStats
 from operators.models import OnlineLogit
@@ -84,19 +86,26 @@ class Engine:
         if self.search is not None:  # searches read the searcher's features before the event
             self.search.learn_one(event, self.users, store)
         notes = self.notifications.messages(event, view) if self.notifications is not None else None
+        features = ctx.settings.features
+        deliveries = []  # (author, delivery)
         if event.user_id not in self.deleted_users:  # (a late follow of theirs: `forget_follower`)
             for followed, kind, follower in follower_updates(event):
                 if followed not in self.deleted_users:  # (the followers step's tombstone)
-                    self.followers.setdefault(followed, Followers()).learn_one(kind, follower)
-        if is_fan_out(event) and event.user_id in self.followers:
-            for follower in self.followers[event.user_id].fan_out(
-                    ctx.settings.features.max_followers_fanout):
-                if notes is not None:  # the flow's deliveries are candidates too
-                    notes.append(new_post_candidate(event.user_id, follower, event.post_id,
-                                                    event.ts))
-                if follower not in self.deleted_users:
-                    self.user(follower).deliver(event.post_id, event.ts,
-                                                ctx.settings.features.pool_size)
+                    deliveries += [(followed, d) for d in self.followers.setdefault(
+                        followed, Followers()).learn_edge(kind, follower, event.ts,
+                                                          features.max_followers_fanout,
+                                                          features.followers_recent_posts)]
+            if is_fan_out(event):
+                deliveries += [(event.user_id, d) for d in self.followers.setdefault(
+                    event.user_id, Followers()).learn_post(event.post_id, event.ts,
+                                                           features.max_followers_fanout,
+                                                           features.followers_recent_posts)]
+        for author, delivery in deliveries:
+            kind, follower, post, created = delivery
+            if notes is not None and kind == "deliver":  # the flow's deliveries are candidates too
+                notes.append(new_post_candidate(author, follower, post, created))
+            if follower not in self.deleted_users:
+                apply_delivery(self.user(follower), delivery, features.pool_size)
         if notes:
             self.notifications.route(notes)
         if event.type == "user_deleted":
@@ -128,9 +137,8 @@ class Engine:
         posts (so a backfill does not bring back what the live workers erased)."""
         state = self.users.pop(user_id, None)
         self.followers.pop(user_id, None)
-        for followed in state.following if state is not None else ():  # `forget_follower`
-            if followed in self.followers:
-                self.followers[followed].learn_one("user_deleted", user_id)
+        for followers in self.followers.values():  # `forget_follower`, or `forget` (ended follows)
+            followers.learn_edge("user_deleted", user_id, math.inf, 0, 0)
         self.deleted_users.add(user_id)
         posts = tuple(sorted(p for p, s in self.items.items() if s.view.author_id == user_id))
         for post in posts:

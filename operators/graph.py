@@ -5,42 +5,144 @@ reverse edges so a new post can be delivered to every follower's candidate pool.
 followers than `max_fanout` are not pushed (celebrity split): their posts reach followers through the
 trending and topic sources instead.
 
+A post reaches this state through the items step, a follow directly, so a post and one of the
+author's follows (unfollows) can be processed in either order whatever their event times (another
+batch, another worker, a backlog). The state keeps when each follow began and ended and the
+author's newest posts (`features.followers_recent_posts`, N): a post goes to the followers who
+followed at its time, a follow processed late delivers the kept posts created after it, an unfollow
+processed late takes back those created after it. So, for the newest N posts, the deliveries are
+those of event-time order in whatever order one follower's edges (in their order: one user's
+events) and the author's posts interleave.
+
 >>> g = Followers()
->>> g.learn_one("follow", "u2"); g.learn_one("follow", "u3"); g.learn_one("unfollow", "u2")
->>> g.fan_out(10)
-['u3']
+>>> g.learn_post("p1", 20, max_fanout=10, keep=5)  # no follower yet: kept
+[]
+>>> g.learn_edge("follow", "u2", 10, 10, 5)  # processed late, followed before p1
+[('deliver', 'u2', 'p1', 20)]
+>>> g.learn_edge("follow", "u3", 30, 10, 5)  # followed after p1
+[]
+>>> g.learn_post("p2", 40, 10, 5)
+[('deliver', 'u2', 'p2', 40), ('deliver', 'u3', 'p2', 40)]
+>>> g.learn_edge("unfollow", "u2", 35, 10, 5)  # processed after p2, which it precedes: taken back
+[('undeliver', 'u2', 'p2', 40)]
+>>> g.learn_post("p0", 32, 10, 5)  # processed after that unfollow, which it precedes
+[('deliver', 'u3', 'p0', 32), ('deliver', 'u2', 'p0', 32)]
 """
 
 from __future__ import annotations
 
+import math
+
+# (kind, follower, post_id, created ts): "deliver" adds the post to the follower's candidate pool,
+# "undeliver" takes it out again (UserState.deliver / undeliver)
+Delivery = tuple[str, str, str, int]
+
+ENDS = ("unfollow", "block_by_target")  # a follow's end (a follower's deletion: "user_deleted")
+
 
 class Followers:
-    """The followers of `user_id` (the state's key: it is parked under it when idle). `deleted`:
-    the user was deleted, a tombstone that a late follow (processed after the deletion) does not
-    fill again until the id is created anew."""
+    """The followers of `user_id` (the state's key: it is parked under it when idle), each with the
+    event time of their follow; the follows that ended recently, (follower, since, until); the
+    user's newest posts with their created ts. `deleted`: the user was deleted, a tombstone that a
+    late follow (processed after the deletion) does not fill again until the id is created anew;
+    it keeps no posts."""
 
-    __slots__ = ("deleted", "ids", "user_id")
+    __slots__ = ("deleted", "ended", "ids", "posts", "user_id")
 
     def __init__(self, user_id: str | None = None, deleted: bool = False):
         self.user_id, self.deleted = user_id, deleted
-        self.ids: dict[str, None] = {}
+        self.ids: dict[str, float] = {}  # follower -> event time of the follow
+        self.ended: list[tuple[str, float, float]] = []  # (follower, since, until), by until
+        self.posts: dict[str, int] = {}  # the newest posts -> created ts
 
-    def learn_one(self, kind: str, follower: str) -> None:
-        if kind == "follow" and not self.deleted:
-            self.ids[follower] = None
-        elif kind in ("unfollow", "block_by_target", "user_deleted"):
+    def learn_edge(self, kind: str, follower: str, ts: float, max_fanout: int,
+                   keep: int) -> list[Delivery]:
+        """A follow (kind "follow"), its end (`ENDS`) or the follower's deletion ("user_deleted":
+        they leave every list, nothing is taken back) at event time `ts`: what it delivers or
+        takes back. Nothing above `max_fanout` followers (celebrity split); `keep` as in
+        `learn_post`."""
+        if kind == "user_deleted":
             self.ids.pop(follower, None)
+            self.ended = [e for e in self.ended if e[0] != follower]
+            return []
+        pushed = len(self.ids) + (kind == "follow") <= max_fanout
+        if kind == "follow":
+            if self.deleted or follower in self.ids:  # (already following: delivered since then)
+                return []
+            self.ids[follower] = ts
+            change = "deliver"
+        elif kind in ENDS and follower in self.ids:
+            self.ended.append((follower, self.ids.pop(follower), ts))
+            self._prune(keep)
+            change = "undeliver"
+        else:
+            return []
+        return [(change, follower, post, created) for post, created in self.posts.items()
+                if created > ts] if pushed else []
 
-    def fan_out(self, max_fanout: int) -> list[str]:
+    def learn_post(self, post_id: str, ts: int, max_fanout: int, keep: int) -> list[Delivery]:
+        """The user's new post created at `ts`: delivered to the followers who followed at `ts`
+        (none above `max_fanout`), kept (the newest `keep`) for the edges processed later."""
+        if self.deleted:
+            return []
+        if keep > 0:
+            self.posts[post_id] = ts
+            if len(self.posts) > keep:  # the oldest goes (posts mostly come in their order)
+                del self.posts[min(self.posts, key=lambda p: (self.posts[p], p))]
+            self._prune(keep)
         if len(self.ids) > max_fanout:
             return []
-        return list(self.ids)
+        out = [f for f, since in self.ids.items() if since < ts]
+        out += [f for f, since, until in self.ended if since < ts < until and f not in out]
+        return [("deliver", f, post_id, ts) for f in out]
+
+    def _prune(self, keep: int) -> None:
+        """Ended follows matter to a post processed late that they contain: none that ended
+        before the oldest kept post once `keep` are kept (an older post is past the bound), and
+        at most `keep` of them (the latest ended)."""
+        if self.posts and len(self.posts) >= keep:
+            oldest = min(self.posts.values())
+            self.ended = [e for e in self.ended if e[2] > oldest]
+        if len(self.ended) > keep:
+            self.ended = sorted(self.ended, key=lambda e: e[2])[len(self.ended) - keep:]
 
     def __getstate__(self):
-        return (self.user_id, list(self.ids), self.deleted)
+        return (self.user_id, list(self.ids.items()), self.deleted, list(self.posts.items()),
+                self.ended)
 
     def __setstate__(self, state):
         if isinstance(state, list):  # pickled before the state held its key
             state = (None, state)
-        self.user_id, ids, *deleted = state  # (… or its deletion)
-        self.ids, self.deleted = dict.fromkeys(ids), bool(deleted and deleted[0])
+        self.user_id, ids, *rest = state  # (… or its deletion, its follows' times and posts)
+        self.deleted = bool(rest and rest[0])
+        # follows pickled without their time: before anything kept, so before every post
+        self.ids = {f: -math.inf for f in ids} if ids and isinstance(ids[0], str) else dict(ids)
+        self.posts = dict(rest[1]) if len(rest) > 1 else {}
+        self.ended = list(rest[2]) if len(rest) > 2 else []
+
+
+def net(records: list) -> list:
+    """`records` without each delivery that a later one of them takes back, nor that taking back
+    (one batch's: a follow and its unfollow processed after a post they both precede), so the post
+    is not a notification candidate either; other records pass.
+
+    >>> net([("deliver", "u2", "p1", 5), ("mentions", "a", ("u2",)), ("undeliver", "u2", "p1", 5)])
+    [('mentions', 'a', ('u2',))]
+    """
+    delivered: dict[tuple[str, str], int] = {}
+    dropped: set[int] = set()
+    for i, r in enumerate(records):
+        if r[0] == "deliver":
+            delivered[(r[1], r[2])] = i
+        elif r[0] == "undeliver" and (r[1], r[2]) in delivered:
+            dropped |= {delivered.pop((r[1], r[2])), i}
+    return [r for i, r in enumerate(records) if i not in dropped] if dropped else records
+
+
+def apply_delivery(user, delivery: Delivery, pool_size: int) -> None:
+    """A delivery (or its taking back) to the follower's state (a UserState)."""
+    kind, _follower, post_id, created_ts = delivery
+    if kind == "deliver":
+        user.deliver(post_id, created_ts, pool_size)
+    else:
+        user.undeliver(post_id)

@@ -263,6 +263,11 @@ class UserState:
         if len(self.pool) > pool_size:
             cap_top(self.pool, pool_size)  # type: ignore[arg-type]
 
+    def undeliver(self, post_id: str) -> None:
+        """A delivery taken back: an unfollow processed after the post it precedes
+        (operators.graph)."""
+        self.pool.pop(post_id, None)
+
     def forget(self, user_id: str, posts: tuple[str, ...]) -> None:
         """Erasure (operators.erasure): drop a deleted user and their posts from everything this
         state publishes or ranks from (edges, affinities, candidate pool, history, controls)."""

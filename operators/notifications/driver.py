@@ -18,6 +18,7 @@ from operators.notifications.candidates import new_post_candidate, notification_
 from operators.notifications.policy import Policy
 from operators.notifications.state import Example, RecipientState
 from operators.notifications.trending import Audience, TrendingRule, audience_messages
+from operators.routing import follower_updates, is_fan_out
 from schemas import Event
 from schemas.notifications import encode_inbox
 
@@ -103,15 +104,14 @@ class NotificationDriver:
                 stats = self.items[event.post_id] = ItemStats(event.post_id)
             before = stats.learn_one(event, self.popularity)
         msgs = self.messages(event, before)
-        if event.type == "follow" and event.target_id:
-            self.followers.setdefault(event.target_id, Followers()).learn_one("follow",
-                                                                                event.user_id)
-        elif event.type in ("unfollow", "block") and event.target_id:
-            self.followers.setdefault(event.target_id, Followers()).learn_one("unfollow",
-                                                                                event.user_id)
-        elif event.type == "post_created" and event.user_id in self.followers:
-            msgs += [new_post_candidate(event.user_id, f, event.post_id, event.ts)
-                     for f in self.followers[event.user_id].fan_out(MAX_FANOUT)]
+        # (a log applied in its order: no posts kept for follows processed late, keep=0)
+        for followed, kind, follower in follower_updates(event):
+            self.followers.setdefault(followed, Followers()).learn_edge(kind, follower, event.ts,
+                                                                        MAX_FANOUT, 0)
+        if is_fan_out(event) and event.user_id in self.followers:
+            msgs += [new_post_candidate(event.user_id, f, post, ts) for _, f, post, ts in
+                     self.followers[event.user_id].learn_post(event.post_id, event.ts,
+                                                              MAX_FANOUT, 0)]
         return self.route(msgs)
 
     def messages(self, event: Event, view) -> list[tuple[str, tuple]]:

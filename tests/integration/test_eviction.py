@@ -124,7 +124,7 @@ def test_idle_notification_recipients_park_and_come_back(live):
 def test_idle_followers_erasure_indices_and_experiment_counters_park_and_come_back(live):
     from flows.adapters import ErasureLogic, ExperimentUserLogic, FollowersLogic
 
-    builders = {"followers": lambda store: FollowersLogic.builder(10, 60.0, lambda: store),
+    builders = {"followers": lambda store: FollowersLogic.builder(10, 50, 60.0, lambda: store),
                 "erasure": lambda store: ErasureLogic.builder(60.0, lambda: store),
                 "expuser": lambda store: ExperimentUserLogic.builder(60.0, lambda: store)}
     first = {"followers": [("edge", "follow", "u2", T - 1, "u1")],

@@ -497,7 +497,7 @@ def test_idle_followers_are_parked_restored_and_dropped_once_empty():
     from flows.adapters import FollowersLogic
 
     store = CountingStore()
-    build = FollowersLogic.builder(10, 600.0, lambda: store)
+    build = FollowersLogic.builder(10, 0, 600.0, lambda: store)  # (no posts kept: see below)
     logic = build(None)
     logic.on_batch([("edge", "follow", "u2", T - 2, "u1"), ("edge", "follow", "u3", T - 1, "u1")])
     assert store.reads == 1, "a new followed user may have been parked: one read"
@@ -519,6 +519,12 @@ def test_idle_followers_are_parked_restored_and_dropped_once_empty():
     author.on_batch([("created", T - 1, "u9")])
     author.on_batch([("post", "p3", T, "u9")])
     assert store.reads == reads and _evict_idle(author) == ([], StatefulBatchLogic.DISCARD)
+    # with posts kept for a follow processed late (operators.graph), the author's are parked
+    author = FollowersLogic.builder(10, 50, 600.0, lambda: store)(None)
+    author.on_batch([("created", T - 1, "u8")])
+    author.on_batch([("post", "p4", T, "u8")])
+    assert store.reads == reads and [o[:3] for o in _evict_idle(author)[0]] == [
+        ("park", "followers", "u8")]
 
     parked = build(None)  # a deleted user's followers: no read, the parked copy deleted
     parked.on_batch([("edge", "follow", "u2", T, "u5")])
@@ -526,7 +532,7 @@ def test_idle_followers_are_parked_restored_and_dropped_once_empty():
     reads = store.reads
     assert build(None).on_batch([("erase", T + 1, "u5")])[0] == [("park", "followers", "u5", None)]
     assert store.reads == reads
-    assert FollowersLogic.builder(10)(None).notify_at() is None, "no eviction without a store"
+    assert FollowersLogic.builder(10, 50)(None).notify_at() is None, "no eviction without a store"
 
 
 def test_a_post_that_overtook_the_follow_before_it_in_a_batch_reaches_the_follower():
@@ -534,7 +540,7 @@ def test_a_post_that_overtook_the_follow_before_it_in_a_batch_reaches_the_follow
     them in either order, and the step applies it in event time (as the in-process Engine)."""
     from flows.adapters import FollowersLogic
 
-    logic = FollowersLogic.builder(10)(None)
+    logic = FollowersLogic.builder(10, 50)(None)
     out, _ = logic.on_batch([("post", "p1", T + 5, "u1"), ("edge", "follow", "u2", T, "u1"),
                              ("post", "p0", T - 5, "u1"), ("edge", "follow", "u3", T + 9, "u1")])
     assert out == [("deliver", "u2", "p1", T + 5)]
@@ -610,16 +616,16 @@ def test_a_deleted_users_followers_list_stays_an_unparked_tombstone():
     from flows.adapters import FollowersLogic
 
     store = CountingStore()
-    build = FollowersLogic.builder(10, 600.0, lambda: store)
+    build = FollowersLogic.builder(10, 50, 600.0, lambda: store)
     logic = build(None)
-    logic.on_batch([("erase", "u5")])
-    out, keep = logic.on_batch([("edge", "follow", "u2", "u5")])
+    logic.on_batch([("erase", T - 2, "u5")])
+    out, keep = logic.on_batch([("edge", "follow", "u2", T - 1, "u5")])
     assert logic.notify_at() is None and keep == StatefulBatchLogic.RETAIN
     assert _evict_idle(logic) == ([], StatefulBatchLogic.RETAIN)
     assert logic.on_batch([("post", "p1", T, "u5")])[0] == []
-    resumed = FollowersLogic.builder(10, 600.0, lambda: store)(pickle.dumps(logic.state))
+    resumed = FollowersLogic.builder(10, 50, 600.0, lambda: store)(pickle.dumps(logic.state))
     assert resumed.state.deleted, "a snapshot keeps the tombstone"
-    logic.on_batch([("created", "u5"), ("edge", "follow", "u2", "u5")])
+    logic.on_batch([("created", T + 1, "u5"), ("edge", "follow", "u2", T + 2, "u5")])
     assert [o[:3] for o in _evict_idle(logic)[0]] == [("park", "followers", "u5")]
 
 
@@ -758,8 +764,8 @@ def test_the_new_evicting_steps_resume_from_a_snapshot_with_their_idle_deadline(
 
     monkeypatch.setattr(_Logic, "recovery", True)
     store = MemoryFeatureStore()
-    for build, batch in ((FollowersLogic.builder(10, 600.0, lambda: store),
-                          [("edge", "follow", "u2", "u1")]),
+    for build, batch in ((FollowersLogic.builder(10, 50, 600.0, lambda: store),
+                          [("edge", "follow", "u2", T - 1, "u1")]),
                          (ErasureLogic.builder(600.0, lambda: store), [("post", "p1", "u1")]),
                          (ExperimentUserLogic.builder(600.0, lambda: store),
                           [("size/small", "engagements", "u1")])):
@@ -770,11 +776,11 @@ def test_the_new_evicting_steps_resume_from_a_snapshot_with_their_idle_deadline(
         out, keep = _evict_idle(resumed)
         assert keep == StatefulBatchLogic.DISCARD and out[0][:3] == ("park", logic.park_kind, "u1")
     old = Followers()
-    old.ids = {"u2": None}
+    old.ids = {"u2": None}  # (a follower without the time of the follow)
     monkeypatch.setattr(Followers, "__getstate__", lambda f: list(f.ids))  # the earlier format
     raw = pickle.dumps(old)
     monkeypatch.undo()
-    resumed = FollowersLogic.builder(10, 600.0, lambda: store)(raw)
+    resumed = FollowersLogic.builder(10, 50, 600.0, lambda: store)(raw)
     assert resumed.state.user_id is None and _evict_idle(resumed)[1] == StatefulBatchLogic.RETAIN
     assert resumed.on_batch([("post", "p1", T, "u1")])[0] == [("deliver", "u2", "p1", T)]
     assert resumed.state.user_id == "u1" and resumed.notify_at() is not None

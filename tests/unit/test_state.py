@@ -46,11 +46,13 @@ def test_decay_halves_per_half_life_and_orders_by_log_sum():
 def test_followers_fan_out_and_celebrity_split():
     f = Followers()
     for u in ["u1", "u2", "u3"]:
-        f.learn_one("follow", u)
-    f.learn_one("unfollow", "u2")
-    assert f.fan_out(10) == ["u1", "u3"]
-    assert f.fan_out(1) == []  # too many followers: pulled via trending instead
-    assert pickle.loads(pickle.dumps(f)).fan_out(10) == ["u1", "u3"]
+        f.learn_edge("follow", u, T, 10, 5)
+    f.learn_edge("unfollow", "u2", T, 10, 5)
+    assert [d[1] for d in f.learn_post("p1", T + 1, 10, 5)] == ["u1", "u3"]
+    assert f.learn_post("p2", T + 2, 1, 5) == []  # too many followers: pulled via trending instead
+    back = pickle.loads(pickle.dumps(f))
+    assert [d[1] for d in back.learn_post("p3", T + 3, 10, 5)] == ["u1", "u3"]
+    assert back.posts == {"p1": T + 1, "p2": T + 2, "p3": T + 3}
 
 
 def test_item_stats_return_the_view_before_the_event():
