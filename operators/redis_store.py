@@ -62,6 +62,12 @@ _DECODE = {"item": lambda i, raw: ItemView.from_wire(i, orjson.loads(raw)),
            "nbrs": lambda _i, raw: orjson.loads(raw)}
 
 
+# Kinds whose absence is not cached: a candidate post without an item key is one the items step
+# has emitted but the sink has not written yet (the same activation; a rank at a user's read runs
+# mid-batch), so it is read again at the next rank instead of staying unknown for a TTL.
+UNCACHED_ABSENCE = frozenset({"item"})
+
+
 class RedisFeatureStore:
     """FeatureReader over Redis with a TTL cache (staleness ≤ ttl_s, per process)."""
 
@@ -110,7 +116,8 @@ class RedisFeatureStore:
                 return pipe.execute()
             for (out, kind, i, _, decode, _), raw in zip(missing, retrying(fetch), strict=True):
                 value = decode(i, raw) if raw else None
-                cache[(kind, i)] = (now, value)
+                if value is not None or kind not in UNCACHED_ABSENCE:
+                    cache[(kind, i)] = (now, value)
                 if value is not None:
                     out[i] = value
         self._sweep(now)
@@ -219,7 +226,8 @@ class RedisFeatureStore:
             return pipe.execute()
         results = retrying(fetch)
         for (kind, i), raw in zip(misses, results, strict=False):
-            cache[(kind, i)] = (now, _DECODE[kind](i, raw) if raw else None)
+            if raw or kind not in UNCACHED_ABSENCE:
+                cache[(kind, i)] = (now, _DECODE[kind](i, raw) if raw else None)
         at = len(misses)
         if model_stale:
             cache[("model",)] = (now, orjson.loads(results[at]) if results[at] else None)

@@ -131,3 +131,21 @@ def test_indexes_are_read_once_at_the_deepest_size_and_serve_every_prefix(live):
         assert counting.trips == trips
     finally:
         cleanup(client, prefix)
+
+
+def test_an_item_not_written_yet_is_read_again_at_the_next_rank(live):
+    """A rank at a user's read runs mid-batch, before the sink writes the batch's new posts: their
+    absence must not be cached for the TTL (a drained run's last ranks found no items at all)."""
+    prefix = f"test-absent-{uuid.uuid4().hex[:8]}"
+    settings = settings_for(live, prefix)
+    client = redis.Redis.from_url(settings.redis.url)
+    keyspace = Keyspace(prefix, "1")
+    try:
+        store = RedisFeatureStore(client, keyspace, ttl_s=60)
+        store.prefetch(posts=["p1"])
+        assert store.items(["p1"]) == {}
+        RedisWriter(client, keyspace).write_batch([("item", ItemView("p1", "a1", ("t0",), None, T))])
+        assert store.items(["p1"])["p1"].author_id == "a1", "the absence was cached"
+        assert store.neighbours(["p1"]) == {}  # (other kinds' absence stays cached: no key is common)
+    finally:
+        cleanup(client, prefix)
