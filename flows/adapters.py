@@ -102,10 +102,13 @@ class _Logic(StatefulBatchLogic):
     def snapshot(self):
         if not self.recovery:
             return None
-        # Timers are not part of Bytewax's snapshot: remember that one was pending, or a key
-        # dirty at the snapshot would never be ranked / published / released after a restart.
-        return pickle.dumps(_PendingTimer(self.state) if self._timer_pending() else self.state,
-                            protocol=5)
+        return pickle.dumps(self._snapshot_of(), protocol=5)
+
+    def _snapshot_of(self):
+        """What `snapshot` pickles. Timers are not part of Bytewax's snapshot: remember that one
+        was pending, or a key dirty at the snapshot would never be ranked / published / released
+        after a restart."""
+        return _PendingTimer(self.state) if self._timer_pending() else self.state
 
     def _timer_pending(self) -> bool:
         """Work is waiting on a timer (re-armed by `resume_timer` after a restore)."""
@@ -117,13 +120,17 @@ class _Logic(StatefulBatchLogic):
     @classmethod
     def builder(cls, *args):
         def build(resume):
-            value = pickle.loads(resume) if resume is not None else None
-            if isinstance(value, _PendingTimer):
-                logic = cls(value.state, *args)
-                logic.resume_timer()
-                return logic
-            return cls(value, *args)
+            return cls._resumed(pickle.loads(resume) if resume is not None else None, *args)
         return build
+
+    @classmethod
+    def _resumed(cls, value, *args):
+        """The logic of a key resumed from its unpickled snapshot `value` (None: a new key)."""
+        if isinstance(value, _PendingTimer):
+            logic = cls(value.state, *args)
+            logic.resume_timer()
+            return logic
+        return cls(value, *args)
 
 
 class _PendingTimer:
@@ -133,6 +140,16 @@ class _PendingTimer:
 
     def __init__(self, state):
         self.state = state
+
+
+class _KeyedSnapshot:
+    """A snapshot of an evicting step's key (`_Evictable`): its key and what `_Logic` snapshots.
+    Builders do not get the key, and a key resumed idle is parked before any input names it."""
+
+    __slots__ = ("key", "snapshot")
+
+    def __init__(self, key: str | None, snapshot):
+        self.key, self.snapshot = key, snapshot
 
 
 class DedupLogic(_Logic):
@@ -155,6 +172,9 @@ class _Evictable(_Logic):
     only timer, so the keys Bytewax scans for due timers are the resident ones, which eviction
     bounds. Subclasses call `_touched()` on input and have `store_of`.
 
+    The state is parked under `key`, which the logic remembers (states need not hold it): given
+    to `_resume` (or `_restore`) by the key's input, or kept in the snapshot (`_KeyedSnapshot`).
+
     An `_empty()` state is dropped, not parked: ("park", kind, key, None) deletes an older parked
     copy it was restored from (else the key's next input would restore that). A state that
     `_stays()` (a deleted user's tombstone) is never evicted."""
@@ -166,6 +186,7 @@ class _Evictable(_Logic):
         super().__init__(state)
         self.idle_s, self.store_of = idle_s, store_of
         self.idle_at: datetime | None = None  # evicted at this wall clock unless input comes
+        self.key: str | None = None  # the key, once an input (or the snapshot) named it
         # Redis may hold a parked copy of the state: it was restored (or resumed from a snapshot)
         self.parked_copy = state is not None
 
@@ -173,9 +194,19 @@ class _Evictable(_Logic):
         """`idle_s`, when there is a store to park in (a step's own settings otherwise)."""
         return self.idle_s if self.store_of is not None else 0.0
 
-    def _park_key(self) -> str | None:
-        """The key the state is parked under (None: it cannot be, so it stays)."""
-        return self.state.user_id
+    def _snapshot_of(self):
+        return _KeyedSnapshot(self.key, super()._snapshot_of())
+
+    @classmethod
+    def _resumed(cls, value, *args):
+        key = None
+        if isinstance(value, _KeyedSnapshot):
+            key, value = value.key, value.snapshot
+        logic = super()._resumed(value, *args)
+        # a snapshot from before it held the key: a state that names its user names it, else
+        # the key stays resident until its next input names it (`_evict_if_idle`)
+        logic.key = key if key is not None else getattr(logic.state, "user_id", None)
+        return logic
 
     def _empty(self) -> bool:
         """The state holds nothing worth parking (its key's next input starts afresh)."""
@@ -207,8 +238,8 @@ class _Evictable(_Logic):
     def _evict_if_idle(self, out: list):
         if self.idle_at is None or self.idle_at > datetime.now(UTC):
             return out, RETAIN
-        key = self._park_key() if not self._stays() else None  # (a tombstone since its deadline
-        if key is None:  # was set, or a state that cannot be parked: it stays)
+        key = self.key if not self._stays() else None  # (a tombstone since its deadline was
+        if key is None:  # set, or a key no input named since a resume: it stays until one does)
             self.idle_at = None
             return out, RETAIN
         if self._empty():
@@ -223,6 +254,7 @@ class _Evictable(_Logic):
     def _resume(self, key: str, new=None, signup: bool = False):
         """The key's state: resident, else its parked copy (`_restore`), else `new(key)` (None
         without `new`)."""
+        self.key = key
         if self.state is None:
             self.state = self._restore(key, self.store_of() if self.store_of else None,
                                        signup) or (new(key) if new is not None else None)
@@ -249,6 +281,7 @@ class _Evictable(_Logic):
         costs one GET per step). A replay from the start of the topic also begins each key with
         it, and rebuilds the state from every event instead of applying them again over a
         parked copy."""
+        self.key = key
         if not self.park_kind or self._idle_s() <= 0 or signup:
             return None
         raw = store.parked(self.park_kind, key)
@@ -285,16 +318,12 @@ class ItemLogic(_Evictable):
         super().__init__(state, ctx.settings.stream.item_idle_evict_s, store_of)
         self.ctx = ctx
         self.deadline: datetime | None = None  # held events are released at this wall clock
-        self.post_id: str | None = None  # (a tombstone does not hold its post id)
         self._touched()
-
-    def _park_key(self) -> str | None:
-        return self.post_id if self.state == ERASED else self.state[0].view.post_id
 
     def on_batch(self, events):
         first = events[0]
-        self.post_id = first.key if isinstance(first, Command) else first.post_id
-        self._resume(self.post_id, signup=any(  # a post's first batch, or a parked post back
+        post_id = first.key if isinstance(first, Command) else first.post_id
+        self._resume(post_id, signup=any(  # a post's first batch, or a parked post back
             isinstance(e, Event) and e.type == "post_created" for e in events))
         self._touched()
         if self.state == ERASED:  # the author was deleted: nothing about the post is published again
@@ -776,16 +805,11 @@ class SimilarityLogic(_Evictable):
                  idle_s: float = 0.0, store_of=None):
         super().__init__(state, idle_s, store_of)
         self.capacity = capacity
-        self.post_id: str | None = None  # (a tombstone does not hold its post id)
         self._touched()
 
-    def _park_key(self) -> str | None:
-        return self.post_id if self.state == ERASED else self.state[0]
-
     def on_batch(self, pairs):
-        self.post_id = pairs[0][0]
         created = any(v == POST_CREATED for _, v in pairs)
-        self._resume(self.post_id, (lambda post: (post, ItemSimilarity(self.capacity)))
+        self._resume(pairs[0][0], (lambda post: (post, ItemSimilarity(self.capacity)))
                      if created else None, signup=created)
         self._touched()
         values = [v for _, v in pairs if v != POST_CREATED]
@@ -794,7 +818,7 @@ class SimilarityLogic(_Evictable):
         if self.state is None:
             if all(isinstance(v, Command) for v in values):
                 return [], RETAIN  # erasure commands for a post without neighbours
-            self.state = (self.post_id, ItemSimilarity(self.capacity))
+            self.state = (self.key, ItemSimilarity(self.capacity))
         post_id, similarity = self.state
         for value in values:
             if not isinstance(value, Command):

@@ -752,38 +752,44 @@ def test_idle_experiment_counters_are_parked_and_restored():
         StatefulBatchLogic.DISCARD, "without eviction an empty state is not kept"
 
 
-def test_the_new_evicting_steps_resume_from_a_snapshot_with_their_idle_deadline(monkeypatch):
-    # Bytewax snapshots states, not timers: a resumed key is evicted when idle like any other,
-    # and a Followers pickled before it held its key learns it at the key's next input
-    import pickle
-
+def test_the_evicting_steps_resume_from_a_snapshot_and_park_under_its_key(monkeypatch):
+    # Bytewax snapshots states, not timers, and its builders do not get the key: a resumed key
+    # is evicted when idle like any other, under the key its snapshot kept, before any input
     from bytewax.operators import StatefulBatchLogic
 
-    from flows.adapters import ErasureLogic, ExperimentUserLogic, FollowersLogic, _Logic
-    from operators.graph import Followers
+    from flows.adapters import (
+        POST_CREATED,
+        ErasureLogic,
+        ExperimentUserLogic,
+        FollowersLogic,
+        ItemLogic,
+        SimilarityLogic,
+        _Logic,
+    )
+    from operators import Context
 
     monkeypatch.setattr(_Logic, "recovery", True)
     store = MemoryFeatureStore()
-    for build, batch in ((FollowersLogic.builder(10, 50, 600.0, lambda: store),
-                          [("edge", "follow", "u2", T - 1, "u1")]),
-                         (ErasureLogic.builder(600.0, lambda: store), [("post", "p1", "u1")]),
-                         (ExperimentUserLogic.builder(600.0, lambda: store),
-                          [("size/small", "engagements", "u1")])):
+    ctx = Context.from_settings(config.load(env={"PERSONA_STREAM__ITEM_IDLE_EVICT_S": "600"}))
+    for build, batches in ((FollowersLogic.builder(10, 50, 600.0, lambda: store),
+                            [[("edge", "follow", "u2", T - 1, "u1")]]),
+                           (ErasureLogic.builder(600.0, lambda: store), [[("post", "p1", "u1")]]),
+                           (ExperimentUserLogic.builder(600.0, lambda: store),
+                            [[("size/small", "engagements", "u1")]]),
+                           (SimilarityLogic.builder(10, 600.0, lambda: store),
+                            [[("u1", POST_CREATED), ("u1", [("p2", 1.0)])]]),
+                           (SimilarityLogic.builder(10, 600.0, lambda: store),  # a tombstone
+                            [[("u1", [("p2", 1.0)])], [("u1", Command("erase_post", "u1", "u9"))]]),
+                           (ItemLogic.builder(ctx, lambda: store),  # a tombstone
+                            [[Command("erase_post", "u1", "u9")]])):
         logic = build(None)
-        logic.on_batch(batch)
+        for batch in batches:
+            logic.on_batch(batch)
         resumed = build(logic.snapshot())
         assert resumed.notify_at() == resumed.idle_at is not None
         out, keep = _evict_idle(resumed)
         assert keep == StatefulBatchLogic.DISCARD and out[0][:3] == ("park", logic.park_kind, "u1")
-    old = Followers()
-    old.ids = {"u2": None}  # (a follower without the time of the follow)
-    monkeypatch.setattr(Followers, "__getstate__", lambda f: list(f.ids))  # the earlier format
-    raw = pickle.dumps(old)
-    monkeypatch.undo()
-    resumed = FollowersLogic.builder(10, 50, 600.0, lambda: store)(raw)
-    assert resumed.state.user_id is None and _evict_idle(resumed)[1] == StatefulBatchLogic.RETAIN
-    assert resumed.on_batch([("post", "p1", T, "u1")])[0] == [("deliver", "u2", "p1", T)]
-    assert resumed.state.user_id == "u1" and resumed.notify_at() is not None
+        assert pickle.loads(out[0][3]) is not None
 
 
 class _Recording(MemoryWrites):
