@@ -433,8 +433,7 @@ class FollowersLogic(_Evictable):
         key, first = values[0][-1], values[0][0]
         if self.state is None and first == "erase":  # emptied anyway: no read, but the parked
             self.parked_copy = self._idle_s() > 0  # copy (if any) is deleted
-        self._resume(key, Followers, signup=first in ("created", "erase"))
-        self.state.user_id = key  # (a state resumed from before it held its key)
+        self._resume(key, lambda _key: Followers(), signup=first in ("created", "erase"))
         for value in values:
             if value[0] == "created":
                 self.state.deleted = False  # (a new account under a deleted id)
@@ -445,7 +444,7 @@ class FollowersLogic(_Evictable):
                 if followed and value[1] in ENDS:  # an ended follow still names the follower:
                     out.append(("mentions", key, (value[2],)))  # erasure `forget`s it
             elif value[0] == "erase":  # the followed user was deleted: their parked copy too
-                self.state = Followers(key, deleted=True)
+                self.state = Followers(deleted=True)
                 out.extend(self._unpark(key))
             else:
                 out.extend(self.state.learn_post(value[1], value[2], self.max_fanout,
@@ -866,8 +865,7 @@ class ExperimentUserLogic(_Evictable):
 
     def on_batch(self, values):
         key = values[0][-1]
-        self._resume(key, UserCounts, signup=values[0][0] == "created")
-        self.state.user_id = key  # (a state resumed from before it held its key)
+        self._resume(key, lambda _key: UserCounts(), signup=values[0][0] == "created")
         out: list = []
         for value in values:
             if value[0] == "deleted":  # their parked copy goes (its key names them)

@@ -41,16 +41,16 @@ ENDS = ("unfollow", "block_by_target")  # a follow's end (a follower's deletion:
 
 
 class Followers:
-    """The followers of `user_id` (the state's key: it is parked under it when idle), each with the
-    event time of their follow; the follows that ended recently, (follower, since, until); the
-    user's newest posts with their created ts. `deleted`: the user was deleted, a tombstone that a
-    late follow (processed after the deletion) does not fill again until the id is created anew;
-    it keeps no posts."""
+    """The followers of one user (the step's key, which the step remembers: the state does not
+    hold it), each with the event time of their follow; the follows that ended recently,
+    (follower, since, until); the user's newest posts with their created ts. `deleted`: the user
+    was deleted, a tombstone that a late follow (processed after the deletion) does not fill again
+    until the id is created anew; it keeps no posts."""
 
-    __slots__ = ("deleted", "ended", "ids", "posts", "user_id")
+    __slots__ = ("deleted", "ended", "ids", "posts")
 
-    def __init__(self, user_id: str | None = None, deleted: bool = False):
-        self.user_id, self.deleted = user_id, deleted
+    def __init__(self, deleted: bool = False):
+        self.deleted = deleted
         self.ids: dict[str, float] = {}  # follower -> event time of the follow
         self.ended: list[tuple[str, float, float]] = []  # (follower, since, until), by until
         self.posts: dict[str, int] = {}  # the newest posts -> created ts
@@ -107,13 +107,14 @@ class Followers:
             self.ended = sorted(self.ended, key=lambda e: e[2])[len(self.ended) - keep:]
 
     def __getstate__(self):
-        return (self.user_id, list(self.ids.items()), self.deleted, list(self.posts.items()),
-                self.ended)
+        return (list(self.ids.items()), self.deleted, list(self.posts.items()), self.ended)
 
     def __setstate__(self, state):
-        if isinstance(state, list):  # pickled before the state held its key
-            state = (None, state)
-        self.user_id, ids, *rest = state  # (… or its deletion, its follows' times and posts)
+        if isinstance(state, list):  # ids only: pickled before it held its key or deletion
+            state = (state,)
+        elif state[0] is None or isinstance(state[0], str):  # (user_id, ids, …): pickled when it
+            state = state[1:]  # held its key for parking (`flows.adapters._Evictable` remembers it)
+        ids, *rest = state  # (… or its deletion, its follows' times and posts, its ended follows)
         self.deleted = bool(rest and rest[0])
         # follows pickled without their time: before anything kept, so before every post
         self.ids = {f: -math.inf for f in ids} if ids and isinstance(ids[0], str) else dict(ids)

@@ -73,12 +73,15 @@ class UserCounts:
     """One user's counters per arm cell. `learn_many` returns the change of each arm's totals.
     `deleted`: the user was deleted (the state stays, never evicted nor parked)."""
 
-    user_id: str | None = None  # (a state pickled before it held its key has none)
     deleted = False
 
-    def __init__(self, user_id: str | None = None) -> None:
-        self.user_id = user_id
+    def __init__(self) -> None:
         self.cells: dict[str, dict[str, int]] = {}
+
+    def __setstate__(self, state: dict) -> None:
+        # pickled when it held its key for parking (`flows.adapters._Evictable` remembers it)
+        state.pop("user_id", None)
+        self.__dict__.update(state)
 
     def learn_many(self, pairs: list[tuple[str, str]]) -> dict[str, dict]:
         """`pairs` of (cell, counter) → {cell: delta} (see `empty_delta`)."""
@@ -136,7 +139,7 @@ class ExperimentCounts:
             return
         user = self.users.get(event.user_id)
         if user is None:
-            user = self.users[event.user_id] = UserCounts(event.user_id)
+            user = self.users[event.user_id] = UserCounts()
         for cell, delta in user.learn_many(pairs).items():
             totals = self.cells.get(cell)
             if totals is None:

@@ -792,6 +792,61 @@ def test_the_evicting_steps_resume_from_a_snapshot_and_park_under_its_key(monkey
         assert pickle.loads(out[0][3]) is not None
 
 
+def test_states_and_snapshots_from_before_the_steps_remembered_their_keys_resume_and_park(
+        monkeypatch):
+    # Followers and UserCounts held their key, only for parking; a snapshot was the bare state
+    from bytewax.operators import StatefulBatchLogic
+
+    from flows.adapters import ErasureLogic, ExperimentUserLogic, FollowersLogic
+    from operators.erasure import MentionIndex
+    from operators.experiments.counts import UserCounts
+    from operators.graph import Followers
+
+    store = MemoryFeatureStore()
+    build = FollowersLogic.builder(10, 50, 600.0, lambda: store)
+    old = Followers()
+    old.ids = {"u2": None}  # (a follower without the time of the follow)
+    monkeypatch.setattr(Followers, "__getstate__", lambda f: ("u1", list(f.ids), False))
+    held_key = pickle.dumps(old)
+    monkeypatch.setattr(Followers, "__getstate__", lambda f: list(f.ids))  # earlier still
+    ids_only = pickle.dumps(old)
+    old.ids = {"u2": T - 1}  # with the follows' times, kept posts and ended follows
+    monkeypatch.setattr(Followers, "__getstate__", lambda f: (
+        "u1", list(f.ids.items()), f.deleted, list(f.posts.items()), f.ended))
+    timed = pickle.dumps(old)
+    monkeypatch.undo()
+
+    store.put_parked("followers", "u1", held_key)  # a parked copy: restored by its key
+    logic = build(None)
+    assert logic.on_batch([("post", "p1", T, "u1")])[0] == [("deliver", "u2", "p1", T)]
+    out, _ = _evict_idle(logic)
+    assert out[0][:3] == ("park", "followers", "u1") and b"u1" not in out[0][3], \
+        "parked again without its key"
+    assert pickle.loads(out[0][3]).ids == {"u2": float("-inf")}
+    for raw in (held_key, ids_only, timed):  # a snapshot: its key unknown until its next input
+        resumed = build(raw)
+        assert _evict_idle(resumed) == ([], StatefulBatchLogic.RETAIN)
+        assert resumed.on_batch([("post", "p1", T, "u1")])[0] == [("deliver", "u2", "p1", T)]
+        assert resumed.notify_at() is not None
+        assert _evict_idle(resumed)[0][0][:3] == ("park", "followers", "u1")
+
+    counts = UserCounts()
+    counts.learn_many([("size/small", "engagements")])
+    counts.user_id = "u1"
+    resumed = ExperimentUserLogic.builder(600.0, lambda: store)(pickle.dumps(counts))
+    assert "user_id" not in vars(resumed.state), "the old copy of the key is dropped"
+    assert _evict_idle(resumed) == ([], StatefulBatchLogic.RETAIN)
+    resumed.on_batch([("size/small", "engagements", "u1")])
+    out, _ = _evict_idle(resumed)
+    assert out[0][:3] == ("park", "expuser", "u1")
+    assert pickle.loads(out[0][3]).cells["size/small"]["engagements"] == 2
+
+    index = MentionIndex("u1")  # a state that names its user is parked before any input
+    index.posts = {"p1": None}
+    resumed = ErasureLogic.builder(600.0, lambda: store)(pickle.dumps(index))
+    assert _evict_idle(resumed)[0][0][:3] == ("park", "erasure", "u1")
+
+
 class _Recording(MemoryWrites):
     """MemoryWrites that also keeps every write record (parks applied, so restores find them)."""
 

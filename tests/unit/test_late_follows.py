@@ -116,6 +116,20 @@ def test_the_kept_posts_are_bounded_and_old_pickles_load():
         state.__setstate__(old)
         assert state.ids == {"u2": -math.inf} and state.posts == {} and state.ended == []
         assert state.learn_post("p1", T, 10, KEEP) == [("deliver", "u2", "p1", T)]
+    # pickled with its key (before the step remembered it) or without: the same state
+    state = Followers()
+    state.ids, state.posts, state.ended = {"u2": T - 3}, {"p0": T - 1}, [("u3", T - 9, T - 2)]
+    for key in ("a", None):
+        old = (key, list(state.ids.items()), False, list(state.posts.items()), state.ended)
+        back = Followers.__new__(Followers)
+        back.__setstate__(old)
+        assert (back.ids, back.posts, back.ended, back.deleted) == (
+            state.ids, state.posts, state.ended, False)
+    back = pickle.loads(pickle.dumps(state))
+    assert (back.ids, back.posts, back.ended) == (state.ids, state.posts, state.ended)
+    assert not hasattr(back, "user_id"), "the key is not pickled"
+    tombstone = pickle.loads(pickle.dumps(Followers(deleted=True)))
+    assert tombstone.deleted and tombstone.ids == {} and tombstone.posts == {}
 
 
 @st.composite
