@@ -771,24 +771,25 @@ def test_the_evicting_steps_resume_from_a_snapshot_and_park_under_its_key(monkey
     monkeypatch.setattr(_Logic, "recovery", True)
     store = MemoryFeatureStore()
     ctx = Context.from_settings(config.load(env={"PERSONA_STREAM__ITEM_IDLE_EVICT_S": "600"}))
-    for build, batches in ((FollowersLogic.builder(10, 50, 600.0, lambda: store),
-                            [[("edge", "follow", "u2", T - 1, "u1")]]),
-                           (ErasureLogic.builder(600.0, lambda: store), [[("post", "p1", "u1")]]),
-                           (ExperimentUserLogic.builder(600.0, lambda: store),
-                            [[("size/small", "engagements", "u1")]]),
-                           (SimilarityLogic.builder(10, 600.0, lambda: store),
-                            [[("u1", POST_CREATED), ("u1", [("p2", 1.0)])]]),
-                           (SimilarityLogic.builder(10, 600.0, lambda: store),  # a tombstone
-                            [[("u1", [("p2", 1.0)])], [("u1", Command("erase_post", "u1", "u9"))]]),
-                           (ItemLogic.builder(ctx, lambda: store),  # a tombstone
-                            [[Command("erase_post", "u1", "u9")]])):
+    for build, key, batches in (
+            (FollowersLogic.builder(10, 50, 600.0, lambda: store), "u1",
+             [[("edge", "follow", "u2", T - 1, "u1")]]),
+            (ErasureLogic.builder(600.0, lambda: store), "u1", [[("post", "p1", "u1")]]),
+            (ExperimentUserLogic.builder(600.0, lambda: store), "u1",
+             [[("size/small", "engagements", "u1")]]),
+            (SimilarityLogic.builder(10, 600.0, lambda: store), "p1",
+             [[("p1", POST_CREATED), ("p1", [("p2", 1.0)])]]),
+            (SimilarityLogic.builder(10, 600.0, lambda: store), "p3",  # a tombstone
+             [[("p3", [("p2", 1.0)])], [("p3", Command("erase_post", "p3", "u9"))]]),
+            (ItemLogic.builder(ctx, lambda: store), "p4",  # a tombstone
+             [[Command("erase_post", "p4", "u9")]])):
         logic = build(None)
         for batch in batches:
             logic.on_batch(batch)
         resumed = build(logic.snapshot())
         assert resumed.notify_at() == resumed.idle_at is not None
         out, keep = _evict_idle(resumed)
-        assert keep == StatefulBatchLogic.DISCARD and out[0][:3] == ("park", logic.park_kind, "u1")
+        assert keep == StatefulBatchLogic.DISCARD and out[0][:3] == ("park", logic.park_kind, key)
         assert pickle.loads(out[0][3]) is not None
 
 
