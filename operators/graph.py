@@ -92,8 +92,8 @@ class Followers:
             self._prune(keep)
         if len(self.ids) > max_fanout:
             return []
-        out = [f for f, since in self.ids.items() if since < ts]
-        out += [f for f, since, until in self.ended if since < ts < until and f not in out]
+        out = dict.fromkeys(f for f, since in self.ids.items() if since < ts)
+        out.update(dict.fromkeys(f for f, since, until in self.ended if since < ts < until))
         return [("deliver", f, post_id, ts) for f in out]
 
     def _prune(self, keep: int) -> None:
