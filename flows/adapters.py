@@ -487,7 +487,9 @@ class _Debounced(_Evictable):
     def _interval_s(self) -> float:
         raise NotImplementedError
 
-    def _run(self) -> list:
+    def _run(self, cause: str) -> list:
+        """The debounced work; `cause` says why it runs now: "timer", "eof" (the end of a
+        bounded input) or a subclass's own ("read")."""
         raise NotImplementedError
 
     def _schedule(self, delay_s: float = 0.0) -> None:
@@ -512,19 +514,19 @@ class _Debounced(_Evictable):
         # Bytewax may still fire a timer that was due when this activation began, after an
         # on_batch that cancelled it (user_deleted): a tombstone must not be written again
         due = self.due is not None and self.due <= datetime.now(UTC)
-        out = self._fire() if due else []
+        out = self._fire("timer") if due else []
         return self._evict_if_idle(out) if self.due is None else (out, RETAIN)
 
     def on_eof(self):
-        return self._fire(), RETAIN
+        return self._fire("eof"), RETAIN
 
-    def _fire(self) -> list:
-        return [] if self.due is None else self._run_now()
+    def _fire(self, cause: str) -> list:
+        return [] if self.due is None else self._run_now(cause)
 
-    def _run_now(self) -> list:
+    def _run_now(self, cause: str) -> list:
         """`_run`, and the pending timer cancelled: the interval restarts now."""
         self.due, self.last_run = None, datetime.now(UTC)
-        return self._run()
+        return self._run(cause)
 
 
 class UserLogic(_Debounced):
@@ -613,20 +615,20 @@ class UserLogic(_Debounced):
         self._schedule(0.0 if now else ctx.settings.stream.seen_rerank_s)
         return out + _co(pairs), RETAIN
 
-    def _fire(self) -> list:
+    def _fire(self, cause: str) -> list:
         if self.due is not None and self._waits_for_order():
             return []
         self.deferred_at = None
-        return super()._fire()
+        return super()._fire(cause)
 
     def _rank_now(self) -> list:
         """The rank a pending timer would run, at this point of the user's ordered input."""
         self.deferred_at = None
-        return self._run_now()
+        return self._run_now("read")
 
     def on_eof(self):
         self.deferred_at = None  # nothing else will come: rank what the user's state holds
-        return super()._fire(), RETAIN
+        return super()._fire("eof"), RETAIN
 
     def _waits_for_order(self) -> bool:
         """Whether a due rank waits: some of the user's events queue behind one whose post the
@@ -650,11 +652,11 @@ class UserLogic(_Debounced):
     def _interval_s(self) -> float:
         return _catching_up(self.ctx.settings.stream.rank_interval_s, self.ctx.settings.stream)
 
-    def _run(self) -> list:  # rank
+    def _run(self, cause: str) -> list:  # rank
         state = self.state
         store = self.store_of()
         out: list = [("ex", ex) for ex in state.flush_pending(state.last_ts, store)]
-        with metrics.RANK_SECONDS.time():
+        with metrics.RANK_SECONDS.labels(cause).time():
             feed = rank(state, store, self.ctx, state.last_ts)
         out.extend(ranked_writes(state, feed, self.ctx))
         out.extend(_mentions(state, state.user_id, (item.author_id for item in feed.items)))
@@ -724,7 +726,7 @@ class SuggestionsLogic(_Debounced):
             self.due = datetime.now(UTC)
         return super().on_eof()
 
-    def _run(self) -> list:  # suggest
+    def _run(self, cause: str) -> list:  # suggest
         state = self.state
         out = state.publish()  # graph record, follower count (when changed)
         graph = self._graph()

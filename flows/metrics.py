@@ -28,7 +28,9 @@ DEAD_LETTERS = Counter("persona_dead_letters",
 FEEDS_WRITTEN = Counter("persona_feeds_written", "User feeds written to Redis")
 REDIS_WRITES = Counter("persona_redis_writes", "Write records applied to Redis, by kind", ["kind"])
 RANK_SECONDS = Histogram(
-    "persona_rank_seconds", "Time to rank one user's feed (candidates, filters, scoring, mixing)",
+    "persona_rank_seconds", "Time to rank one user's feed (candidates, filters, scoring, mixing), "
+    "by cause: `timer` (the debounced rank), `read` (an impression of a stale feed, ranked first "
+    "in its batch) or `eof` (the end of a bounded input)", ["cause"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5))
 RANKS_DEFERRED = Counter(
     "persona_ranks_deferred", "Due ranks that waited for a user's event held for its post")

@@ -36,6 +36,9 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=5_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--epoch-s", type=int, help="Bytewax epoch length (`-s`; its default "
+                        "without recovery is 10 s): the input waits at each epoch's end until "
+                        "the whole dataflow has drained it")
     parser.add_argument("--py-spy", metavar="DIR", help="record each run with py-spy (100 Hz, raw) "
                         "into DIR/<checkout>-<n>-<round>.raw (n: its position in the list) for `python -m scripts.profile_steps`; "
                         "its own CPU then counts in the run's")
@@ -66,7 +69,8 @@ def main() -> None:
                 load = os.getloadavg()[0]
                 before, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
                 worker = [f"{checkout}/.venv/bin/python", "-m", "bytewax.run",
-                          "flows.feeds:get_flow()"]
+                          "flows.feeds:get_flow()"] + (
+                    ["-s", str(args.epoch_s)] if args.epoch_s else [])
                 if args.py_spy:
                     os.makedirs(args.py_spy, exist_ok=True)
                     raw = os.path.join(args.py_spy, f"{os.path.basename(checkout.rstrip('/'))}-"

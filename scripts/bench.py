@@ -93,6 +93,30 @@ def steady_rate(samples: list[tuple[float, int]], total: int, lo: float = 0.1,
     return (hi - lo) * total / (t_hi - t_lo)
 
 
+def longest_stall(samples: list[tuple[float, int]], total: int) -> tuple[float, float] | None:
+    """(start, end) of the longest span in which a counter sampled as (time, count) did not move,
+    between its first move and reaching `total`: the workers consumed nothing. Bytewax's input
+    waits at each epoch's end until the whole dataflow has drained the epoch, and the users step
+    runs every due timer meanwhile (catch-up mode leaves thousands due together). None without
+    such a span.
+
+    >>> longest_stall([(0, 0), (1, 10), (2, 10), (3, 10), (4, 20), (5, 20), (6, 30)], 30)
+    (1, 3)
+    """
+    best, start = None, None
+    for (t0, c0), (t1, c1) in itertools.pairwise(samples):
+        if c0 == 0 or c0 >= total:
+            start = None
+            continue
+        if c1 == c0:
+            start = t0 if start is None else start
+            if best is None or t1 - start > best[1] - best[0]:
+                best = (start, t1)
+        else:
+            start = None
+    return best
+
+
 def match_freshness(events: list[tuple[str, int]],
                     writes: list[tuple[str, int, int]]) -> tuple[list[int], int]:
     """Freshness (ms) of each traced event (user, kafka_ts): the first write (user, generated_at,
@@ -142,13 +166,17 @@ class Scraped:
     """One worker's counters from its /metrics."""
 
     events: int = 0  # persona_events_total, summed over types
-    ranks: int = 0  # persona_rank_seconds count …
-    rank_s: float = 0.0  # … and sum
+    ranks_by_cause: dict[str, int] = field(default_factory=dict)  # persona_rank_seconds counts …
+    rank_s: float = 0.0  # … and sum, all causes
     evicted: dict[str, int] = field(default_factory=dict)  # persona_states_evicted_total by kind
     gc_s: float = 0.0  # persona_gc_seconds_total, all generations
     gc_full: int = 0  # persona_gc_collections_total{generation="2"}
     gc_longest_s: float = 0.0  # persona_gc_longest_pause_seconds, the longest of any generation
     examples: int = 0  # persona_global_model_examples_total: what the global ranker learned from
+
+    @property
+    def ranks(self) -> int:
+        return sum(self.ranks_by_cause.values())
 
 
 def scrape_counters(port: int) -> Scraped | None:
@@ -163,9 +191,10 @@ def scrape_counters(port: int) -> Scraped | None:
 def parse_counters(text: str) -> Scraped:
     r"""
     >>> c = parse_counters('persona_events_total{type="like"} 3.0\npersona_events_total{type="follow"} 2.0\n'
-    ...                    'persona_gc_collections_total{generation="2"} 4.0')
-    >>> c.events, c.gc_full
-    (5, 4)
+    ...                    'persona_gc_collections_total{generation="2"} 4.0\n'
+    ...                    'persona_rank_seconds_count{cause="read"} 2.0\npersona_rank_seconds_count{cause="timer"} 5.0')
+    >>> c.events, c.gc_full, c.ranks, c.ranks_by_cause
+    (5, 4, 7, {'read': 2, 'timer': 5})
     """
     out = Scraped()
     for line in text.splitlines():
@@ -176,10 +205,11 @@ def parse_counters(text: str) -> Scraped:
             out.events += int(float(value))
         elif name.startswith("persona_states_evicted_total{"):  # …{step="user"} 12.0
             out.evicted[name.split('step="', 1)[1].split('"', 1)[0]] = int(float(value))
-        elif name == "persona_rank_seconds_count":
-            out.ranks = int(float(value))
-        elif name == "persona_rank_seconds_sum":
-            out.rank_s = float(value)
+        elif name.startswith("persona_rank_seconds_count{"):  # …{cause="timer"} 12.0
+            cause = name.split('cause="', 1)[1].split('"', 1)[0]
+            out.ranks_by_cause[cause] = int(float(value))
+        elif name.startswith("persona_rank_seconds_sum{"):
+            out.rank_s += float(value)
         elif name.startswith("persona_gc_seconds_total{"):
             out.gc_s += float(value)
         elif name == 'persona_gc_collections_total{generation="2"}':
@@ -329,7 +359,8 @@ class WorkerRun:
     """Samples taken while a Bytewax cluster runs: (t, events counted), RSS per process."""
 
     processes: int
-    counts: list[tuple[float, int]] = field(default_factory=list)
+    counts: list[tuple[float, int]] = field(default_factory=list)  # (time, events processed)
+    ranked: list[tuple[float, int]] = field(default_factory=list)  # (time, feeds ranked)
     last: list[Scraped] = field(default_factory=list)  # each process's counters, last scrape
     ready_rss: list[int] = field(default_factory=list)  # KiB per process once serving metrics
     rss: list[tuple[float, list[int]]] = field(default_factory=list)  # KiB per process
@@ -346,6 +377,11 @@ class WorkerRun:
     @property
     def rank_s(self) -> float:  # time spent ranking, all processes
         return sum(c.rank_s for c in self.last)
+
+    @property
+    def ranks_by_cause(self) -> dict[str, int]:  # timer / read / eof, all processes
+        return {k: sum(c.ranks_by_cause.get(k, 0) for c in self.last)
+                for k in sorted({k for c in self.last for k in c.ranks_by_cause})}
 
     @property
     def evicted(self) -> dict[str, int]:  # idle states dropped, by park kind
@@ -392,6 +428,7 @@ def run_workers(bench: Bench, env: dict[str, str], processes: int, *, tail: bool
                 if on_running is not None:
                     on_running()
             result.counts.append((now, sum(c.events for c in scraped)))
+            result.ranked.append((now, sum(c.ranks for c in scraped)))
             result.last = scraped
         if all(m[0] for m in mem):  # every process alive (an exited one reads 0)
             result.rss.append((now, [m[0] for m in mem]))
@@ -407,6 +444,16 @@ def run_workers(bench: Bench, env: dict[str, str], processes: int, *, tail: bool
             runner.stop(procs_box)
     thread.join()
     return result
+
+
+def stall_report(run: WorkerRun, total: int) -> dict:
+    """The longest time the workers consumed nothing, and the feeds they ranked meanwhile."""
+    stall = longest_stall(run.counts, total)
+    if stall is None:
+        return {"longest_input_stall_s": 0.0, "ranks_during_stall": 0}
+    ranked = dict(run.ranked)
+    return {"longest_input_stall_s": round(stall[1] - stall[0], 1),
+            "ranks_during_stall": ranked.get(stall[1], 0) - ranked.get(stall[0], 0)}
 
 
 def summarise_run(run: WorkerRun, total: int, users: int) -> dict:
@@ -425,6 +472,8 @@ def summarise_run(run: WorkerRun, total: int, users: int) -> dict:
         "startup_s": round(first - run.started, 2),
         "wall_s": round(run.ended - run.started, 2),
         "users_ranked": run.ranks,
+        "ranks_by_cause": run.ranks_by_cause,
+        **stall_report(run, total),
         "events_per_rank": ratio(total, run.ranks),
         "mean_rank_ms": ratio(run.rank_s * 1000, run.ranks),
         "rank_share_of_worker_time": ratio(run.rank_s, worker_s),
@@ -823,9 +872,14 @@ def table(report: dict) -> list[tuple[str, str]]:
         rows.append(("ratio to the I/O floor", num(report.get("ratio_to_io_floor"), "{:.3f}")))
         rows.append(("  feeds ranked / events per rank", f"{num(p['users_ranked'])} / "
                      f"{num(p['events_per_rank'], '{:.1f}')}"))
+        rows.append(("  ranks by cause", ", ".join(
+            f"{cause} {num(n)}" for cause, n in p.get("ranks_by_cause", {}).items()) or "-"))
         rows.append(("  mean rank time / share of worker time",
                      f"{num(p['mean_rank_ms'], '{:.2f}')} ms / "
                      f"{num(p['rank_share_of_worker_time'], '{:.0%}')}"))
+        rows.append(("  longest input stall / feeds ranked during it",
+                     f"{num(p.get('longest_input_stall_s'), '{:.1f}')} s / "
+                     f"{num(p.get('ranks_during_stall'))}"))
         rows.append(("  examples the global ranker learned", num(p.get("global_model_examples"))))
         rows.append(("  cyclic GC: share of worker time / full collections / longest pause",
                      f"{num(p.get('gc_share_of_worker_time'), '{:.1%}')} / "
