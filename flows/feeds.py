@@ -146,12 +146,12 @@ def build_flow(settings: Settings, *, source: Source | None = None,
     )
 
     # followers, keyed by the followed user: reverse edges, fan-out of new posts to followers;
-    # a deleted follower leaves the list at their `forget_follower` command (operators/erasure.py),
-    # or at a `forget` if they had stopped following (an ended follow, reported as a mention)
+    # a deleted follower leaves the list at their `forget_follower` command (operators/erasure.py:
+    # from the users step if they still followed, from the erasure index for an ended follow)
     follower_msgs = op.merge("follower_in", op.flat_map(
         "follower_msgs", user_events, _follower_messages), op.filter_map(
         "follower_forgets", commands, lambda c: (c.key, ("edge", "user_deleted", c.user, math.inf, c.key))
-        if c.kind in ("forget_follower", "forget") else None))
+        if c.kind == "forget_follower" else None))
     follower_out = op.stateful_batch("followers", follower_msgs, FollowersLogic.builder(
         settings.features.max_followers_fanout, settings.features.followers_recent_posts,
         settings.stream.user_idle_evict_s, features))
@@ -339,8 +339,9 @@ def _pair_messages(msg) -> list:
 def _mention_messages(msg) -> list:
     """(mentioned user, ("mention", owner, mentioned user)) for each user in a ("mentions", owner,
     users) record (flows.adapters._mentions), ("unmention", …) for each in an ("unmentions", …)
-    one (`_unmentions`); nothing for other records."""
-    if msg[0] not in ("mentions", "unmentions"):
+    one (`_unmentions`), ("ended_follow", …) for each in the followers step's ("ended_follows",
+    …); nothing for other records."""
+    if msg[0] not in ("mentions", "unmentions", "ended_follows"):
         return []
     kind, owner = msg[0][:-1], msg[1]
     return [(user, (kind, owner, user)) for user in msg[2]]

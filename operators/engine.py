@@ -137,7 +137,7 @@ class Engine:
         posts (so a backfill does not bring back what the live workers erased)."""
         state = self.users.pop(user_id, None)
         self.followers.pop(user_id, None)
-        for followers in self.followers.values():  # `forget_follower`, or `forget` (ended follows)
+        for followers in self.followers.values():  # `forget_follower` (follows and ended ones)
             followers.learn_edge("user_deleted", user_id, math.inf, 0, 0)
         self.deleted_users.add(user_id)
         posts = tuple(sorted(p for p, s in self.items.items() if s.view.author_id == user_id))

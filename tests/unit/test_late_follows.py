@@ -85,11 +85,11 @@ def test_an_erased_authors_posts_are_not_delivered_late_nor_kept_parked():
     assert _pools([[("created", T + 8, "a")], [_follow("u3", T)]], logic)[1] == [], (
         "a new account under the id does not inherit the old one's posts")
     assert pickle.loads(pickle.dumps(logic.state)).posts == {}
-    # an ended follow names the follower: reported to the erasure step, whose `forget` (as a
-    # `forget_follower`, flows.feeds) clears it at their deletion; nothing names them after
+    # an ended follow names the follower: reported to the erasure step, whose `forget_follower`
+    # (operators.erasure) clears it at their deletion; nothing names them after
     logic = _logic()
     out = logic.on_batch([_follow("u2", T), _follow("u2", T + 1, "unfollow"), _post("p1", T + 5)])
-    assert out[0] == [("mentions", "a", ("u2",))] and logic.state.ended == [("u2", T, T + 1)]
+    assert out[0] == [("ended_follows", "a", ("u2",))] and logic.state.ended == [("u2", T, T + 1)]
     logic.on_batch([("edge", "user_deleted", "u2", math.inf, "a")])
     assert "u2" not in repr(pickle.dumps(logic.state))
     engine = Engine(config.load(env={}))  # in-process: at the deletion itself
