@@ -944,7 +944,8 @@ class ErasureLogic(_Evictable):
 
 
 class NotificationLogic(_Evictable):
-    """key = recipient. Values ("self", Event, author) | ("cand", Candidate) (operators.notifications).
+    """key = recipient. Values ("self", Event, author) | ("cand", Candidate) | ("withdraw",
+    Candidate) (a new post's delivery taken back) | ("forget", Command) (operators.notifications).
 
     Emits ("decision", record) per decision, ("notif_ex", (x, y)) per feedback label for the global
     model, and per batch the recipient's whole inbox ("notifs", user, bytes) or ("forget_notifs",
@@ -963,14 +964,15 @@ class NotificationLogic(_Evictable):
 
     def on_batch(self, values):
         if self.state is None:
-            v = next((v for v in values if v[0] != "forget"), None)
-            user = values[0][1].key if v is None else (
-                v[1].user_id if v[0] == "self" else v[1].recipient)
+            v = next((v for v in values if v[0] not in ("forget", "withdraw")), None)
+            first = values[0] if v is None else v
+            user = (first[1].key if first[0] == "forget" else first[1].user_id
+                    if first[0] == "self" else first[1].recipient)
             self.state = self._restore(user, self.store_of(), signup=v is not None and _signs_up(
                 v)) if self.store_of else None
             if self.state is None:
-                if v is None:  # erasure commands for a user with no state: nothing to forget
-                    return [], RETAIN
+                if v is None:  # erasure commands or withdrawals for a user with no state:
+                    return [], RETAIN  # nothing to forget or withdraw
                 self.state = RecipientState(user, self.policy_of(user))
         self._touched()
         state, exported = self.state, self.weights.get()
