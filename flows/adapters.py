@@ -904,7 +904,7 @@ class ErasureLogic(_Evictable):
     Emits erasure Commands for the flow's command topic, and ("park", …) writes: an idle index is
     parked like an idle user's (`_Evictable`; a sign-up reads no parked copy), an empty one dropped.
 
-    A deleted user's index (the tombstone that answers late mentions with `forget`) is never
+    A deleted user's index (the tombstone that answers late mentions with commands) is never
     evicted, and its parked copy is deleted at the deletion: parked, it would put the deleted
     user's id (in the key) and their post ids back in Redis, which erasure empties of them
     (schemas.keyspace `deleted_users`), and with `stream.parked_ttl_s` it would expire, leaving a
