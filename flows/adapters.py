@@ -404,9 +404,10 @@ class FollowersLogic(_Evictable):
     ("created", ts, key) (the key last: builders do not get it). Emits ("deliver", follower,
     post_id, ts) per follower of a new post, and per kept post a follow processed after it
     precedes; ("undeliver", …) per kept post an unfollow processed after it precedes
-    (`operators.graph.Followers`: the same deliveries in any interleaving); ("mentions", key,
-    (follower,)) at an unfollow (the ended follow is kept: a deleted follower's `forget` command,
-    operators.erasure, clears it, as their `forget_follower` does a follow). A batch is applied
+    (`operators.graph.Followers`: the same deliveries in any interleaving); ("ended_follows",
+    key, (follower,)) at an unfollow (the ended follow is kept: the erasure index records that
+    this list names the follower, and sends the list their `forget_follower` at their deletion,
+    operators.erasure, which clears it as it does a follow). A batch is applied
     in event-time order (a post reaches the step through the items step, a follow directly). An
     idle key is parked like an idle user's (`_Evictable`, `stream.user_idle_evict_s`); an empty
     one (no followers, kept posts nor ended follows) is dropped. The user's own sign-up
@@ -442,7 +443,7 @@ class FollowersLogic(_Evictable):
                 out.extend(self.state.learn_edge(value[1], value[2], value[3], self.max_fanout,
                                                  self.keep_posts))
                 if followed and value[1] in ENDS:  # an ended follow still names the follower:
-                    out.append(("mentions", key, (value[2],)))  # erasure `forget`s it
+                    out.append(("ended_follows", key, (value[2],)))  # for `forget_follower`
             elif value[0] == "erase":  # the followed user was deleted: their parked copy too
                 self.state = Followers(deleted=True)
                 out.extend(self._unpark(key))
@@ -898,13 +899,14 @@ class ArmCountsLogic(_Logic):
 
 
 class ErasureLogic(_Evictable):
-    """key = user id. Values ("post", post_id, key) | ("mention", owner, key) | ("unmention",
-    deleted owner, key) | ("deleted", key) | ("created", key) (operators.erasure.MentionIndex; the
-    key last: builders do not get it).
+    """key = user id. Values ("post", post_id, key) | ("mention", owner, key) | ("ended_follow",
+    owner, key) (the owner's followers list names the user) | ("unmention", deleted owner, key) |
+    ("deleted", key) | ("created", key) (operators.erasure.MentionIndex; the key last: builders
+    do not get it).
     Emits erasure Commands for the flow's command topic, and ("park", …) writes: an idle index is
     parked like an idle user's (`_Evictable`; a sign-up reads no parked copy), an empty one dropped.
 
-    A deleted user's index (the tombstone that answers late mentions with `forget`) is never
+    A deleted user's index (the tombstone that answers late mentions with commands) is never
     evicted, and its parked copy is deleted at the deletion: parked, it would put the deleted
     user's id (in the key) and their post ids back in Redis, which erasure empties of them
     (schemas.keyspace `deleted_users`), and with `stream.parked_ttl_s` it would expire, leaving a
@@ -930,6 +932,8 @@ class ErasureLogic(_Evictable):
                 out.extend(self.state.learn_post(value[1]))
             elif kind == "mention":
                 out.extend(self.state.learn_mention(value[1]))
+            elif kind == "ended_follow":
+                out.extend(self.state.learn_mention(value[1], "forget_follower"))
             elif kind == "unmention":  # the owner was deleted (in a parked index too)
                 self.state.drop_owner(value[1])
             elif kind == "deleted":
@@ -942,7 +946,8 @@ class ErasureLogic(_Evictable):
 
 
 class NotificationLogic(_Evictable):
-    """key = recipient. Values ("self", Event, author) | ("cand", Candidate) (operators.notifications).
+    """key = recipient. Values ("self", Event, author) | ("cand", Candidate) | ("withdraw",
+    Candidate) (a new post's delivery taken back) | ("forget", Command) (operators.notifications).
 
     Emits ("decision", record) per decision, ("notif_ex", (x, y)) per feedback label for the global
     model, and per batch the recipient's whole inbox ("notifs", user, bytes) or ("forget_notifs",
@@ -961,14 +966,15 @@ class NotificationLogic(_Evictable):
 
     def on_batch(self, values):
         if self.state is None:
-            v = next((v for v in values if v[0] != "forget"), None)
-            user = values[0][1].key if v is None else (
-                v[1].user_id if v[0] == "self" else v[1].recipient)
+            v = next((v for v in values if v[0] not in ("forget", "withdraw")), None)
+            first = values[0] if v is None else v
+            user = (first[1].key if first[0] == "forget" else first[1].user_id
+                    if first[0] == "self" else first[1].recipient)
             self.state = self._restore(user, self.store_of(), signup=v is not None and _signs_up(
                 v)) if self.store_of else None
             if self.state is None:
-                if v is None:  # erasure commands for a user with no state: nothing to forget
-                    return [], RETAIN
+                if v is None:  # erasure commands or withdrawals for a user with no state:
+                    return [], RETAIN  # nothing to forget or withdraw
                 self.state = RecipientState(user, self.policy_of(user))
         self._touched()
         state, exported = self.state, self.weights.get()

@@ -55,7 +55,7 @@ from operators.erasure import index_messages
 from operators.experiments import ArmResolver, arm_messages
 from operators.feature_store import FeatureReader
 from operators.ingest import decode_message, limits_from
-from operators.notifications.candidates import new_post_candidate, notification_messages
+from operators.notifications.candidates import delivery_message, notification_messages
 from operators.notifications.policy import Policy
 from operators.notifications.trending import TrendingRule, audience_messages
 from operators.routing import follower_updates, is_fan_out, item_key
@@ -146,20 +146,19 @@ def build_flow(settings: Settings, *, source: Source | None = None,
     )
 
     # followers, keyed by the followed user: reverse edges, fan-out of new posts to followers;
-    # a deleted follower leaves the list at their `forget_follower` command (operators/erasure.py),
-    # or at a `forget` if they had stopped following (an ended follow, reported as a mention)
+    # a deleted follower leaves the list at their `forget_follower` command (operators/erasure.py:
+    # from the users step if they still followed, from the erasure index for an ended follow)
     follower_msgs = op.merge("follower_in", op.flat_map(
         "follower_msgs", user_events, _follower_messages), op.filter_map(
         "follower_forgets", commands, lambda c: (c.key, ("edge", "user_deleted", c.user, math.inf, c.key))
-        if c.kind in ("forget_follower", "forget") else None))
+        if c.kind == "forget_follower" else None))
     follower_out = op.stateful_batch("followers", follower_msgs, FollowersLogic.builder(
         settings.features.max_followers_fanout, settings.features.followers_recent_posts,
         settings.stream.user_idle_evict_s, features))
-    # ("deliver" | "undeliver", follower, post, ts): to the follower's pool; new posts' deliveries
-    # are notification candidates too (a taken-back one was a candidate already)
+    # ("deliver" | "undeliver", follower, post, ts): to the follower's pool, and to their
+    # notifications (a new post's candidate, or its withdrawal when taken back)
     pool_updates = op.filter("follower_deliveries", follower_out,
                              lambda kv: kv[1][0] in ("deliver", "undeliver"))
-    deliveries = op.filter("new_post_deliveries", pool_updates, lambda kv: kv[1][0] == "deliver")
 
     # users, keyed by user: features, online model, micro-batched ranking
     forgets = op.filter("forgets", commands, lambda c: c.kind == "forget")
@@ -232,8 +231,7 @@ def build_flow(settings: Settings, *, source: Source | None = None,
         "notif_in",
         op.flat_map("notif_msgs", user_events, lambda m: notification_messages(
             m[1], m[2].author_id if m[2] is not None else None)),
-        op.map("notif_new_posts", deliveries,
-               lambda d: new_post_candidate(d[0], d[1][1], d[1][2], d[1][3])),
+        op.map("notif_new_posts", pool_updates, lambda d: delivery_message(d[0], d[1])),
         trending_cands,  # (recipient, ("cand", Candidate))
         owner_forgets,
     )
@@ -339,8 +337,9 @@ def _pair_messages(msg) -> list:
 def _mention_messages(msg) -> list:
     """(mentioned user, ("mention", owner, mentioned user)) for each user in a ("mentions", owner,
     users) record (flows.adapters._mentions), ("unmention", …) for each in an ("unmentions", …)
-    one (`_unmentions`); nothing for other records."""
-    if msg[0] not in ("mentions", "unmentions"):
+    one (`_unmentions`), ("ended_follow", …) for each in the followers step's ("ended_follows",
+    …); nothing for other records."""
+    if msg[0] not in ("mentions", "unmentions", "ended_follows"):
         return []
     kind, owner = msg[0][:-1], msg[1]
     return [(user, (kind, owner, user)) for user in msg[2]]

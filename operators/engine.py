@@ -23,7 +23,7 @@ from operators.graph import Followers, apply_delivery
 from operators.item_similarity import ItemSimilarity
 from operators.item_stats import ItemStats
 from operators.models import OnlineLogit
-from operators.notifications.candidates import new_post_candidate
+from operators.notifications.candidates import delivery_message
 from operators.notifications.driver import NotificationDriver
 from operators.notifications.policy import Policy
 from operators.routing import follower_updates, is_fan_out, item_key
@@ -101,9 +101,9 @@ class Engine:
                                                            features.max_followers_fanout,
                                                            features.followers_recent_posts)]
         for author, delivery in deliveries:
-            kind, follower, post, created = delivery
-            if notes is not None and kind == "deliver":  # the flow's deliveries are candidates too
-                notes.append(new_post_candidate(author, follower, post, created))
+            follower = delivery[1]
+            if notes is not None:  # the flow's deliveries are candidates too (or withdraw one)
+                notes.append(delivery_message(author, delivery))
             if follower not in self.deleted_users:
                 apply_delivery(self.user(follower), delivery, features.pool_size)
         if notes:
@@ -137,7 +137,7 @@ class Engine:
         posts (so a backfill does not bring back what the live workers erased)."""
         state = self.users.pop(user_id, None)
         self.followers.pop(user_id, None)
-        for followers in self.followers.values():  # `forget_follower`, or `forget` (ended follows)
+        for followers in self.followers.values():  # `forget_follower` (follows and ended ones)
             followers.learn_edge("user_deleted", user_id, math.inf, 0, 0)
         self.deleted_users.add(user_id)
         posts = tuple(sorted(p for p, s in self.items.items() if s.view.author_id == user_id))

@@ -2,14 +2,20 @@
 
 Every state that publishes values naming other users (feeds, profiles and ranking features of the
 user step; graph records and suggestions of the social step; notification inboxes) reports each
-user it starts to mention, once (`Reported`), to the `erasure` step keyed by the mentioned user.
-That step (`MentionIndex`) keeps, bounded, who mentions the user and which posts they created. At
+user it starts to mention, once (`Reported`), to the `erasure` step keyed by the mentioned user;
+the followers step reports each follow that ended (the list keeps it for posts processed late:
+operators.graph), as "this owner's followers list names the user". That step (`MentionIndex`)
+keeps, bounded, who mentions the user, in which of those ways, and which posts they created. At
 `user_deleted` it turns into commands (schemas.erasure): `erase_post` to each of the user's posts
-(item features, indices, item-kNN) and `forget` to each owner, who drops the user and their posts
-from its state and rewrites what it published. The index stays behind as a tombstone: a mention
+(item features, indices, item-kNN), `forget` to each owner whose states mention the user (they
+drop the user and their posts from their state and rewrite what they published) and
+`forget_follower` to each owner whose followers list names them (the list drops them) — both to an
+owner reported both ways. The followers step takes only `forget_follower`: an owner that merely
+mentioned the user costs it no parked-state read. The index stays behind as a tombstone: a mention
 reported later (a rank that read a feature cache a second before the erasure reached Redis, a
-suggestion computed from a friend's graph record not yet rewritten) is answered with another
-`forget` at once, so the stored values converge to none that mention the user.
+suggestion computed from a friend's graph record not yet rewritten, an unfollow processed late)
+is answered with another command of its kind at once, so the stored values converge to none that
+mention the user.
 
 The deleted user's own states know whom *they* mention: at the deletion each one hands its
 `Reported` set over (`Reported.take`, an "unmentions" record), and those users' indexes drop the
@@ -20,10 +26,14 @@ followers list drops them. Both cost one message per user mentioned (followed), 
 >>> idx = MentionIndex("u1")
 >>> idx.learn_post("p1") + idx.learn_mention("u2") + idx.learn_mention("u3")
 []
+>>> idx.learn_mention("u3", "forget_follower") + idx.learn_mention("u5", "forget_follower")
+[]
 >>> [(c.kind, c.key) for c in idx.delete()]
-[('erase_post', 'p1'), ('forget', 'u2'), ('forget', 'u3')]
+[('erase_post', 'p1'), ('forget', 'u2'), ('forget', 'u3'), ('forget_follower', 'u3'), ('forget_follower', 'u5')]
 >>> [(c.kind, c.key, c.posts) for c in idx.learn_mention("u4")]
 [('forget', 'u4', ('p1',))]
+>>> [(c.kind, c.key, c.posts) for c in idx.learn_mention("u4", "forget_follower")]
+[('forget_follower', 'u4', ())]
 >>> other = MentionIndex("u2")
 >>> other.learn_mention("u1") + other.learn_mention("u3")
 []
@@ -37,9 +47,14 @@ from collections.abc import Iterable
 
 from schemas.erasure import Command
 
-MAX_OWNERS = 20_000  # owners remembered per mentioned user (newest kept)
+MAX_OWNERS = 20_000  # owners remembered per mentioned user, whichever way they mention (newest kept)
 MAX_POSTS = 5_000  # posts remembered per author (newest kept)
 MAX_REPORTED = 5_000  # mentions one owner remembers having reported
+
+# How an owner mentions the user, as the command it needs at the deletion: one bit per kind
+OWNER_COMMANDS = ("forget", "forget_follower")  # (states; the followers list)
+_BITS = {kind: 1 << i for i, kind in enumerate(OWNER_COMMANDS)}
+_BOTH = sum(_BITS.values())
 
 
 def _cap_newest(d: dict, n: int) -> None:
@@ -48,13 +63,14 @@ def _cap_newest(d: dict, n: int) -> None:
 
 
 class MentionIndex:
-    """One user's reverse index (keyed by that user): who mentions them, which posts are theirs."""
+    """One user's reverse index (keyed by that user): who mentions them (each owner with the bits
+    of the `OWNER_COMMANDS` it needs), which posts are theirs."""
 
     __slots__ = ("deleted", "owners", "posts", "user_id")
 
     def __init__(self, user_id: str):
         self.user_id = user_id
-        self.owners: dict[str, None] = {}
+        self.owners: dict[str, int] = {}
         self.posts: dict[str, None] = {}
         self.deleted = False
 
@@ -66,18 +82,20 @@ class MentionIndex:
         _cap_newest(self.posts, MAX_POSTS)
         return []
 
-    def learn_mention(self, owner: str) -> list[Command]:
+    def learn_mention(self, owner: str, command: str = "forget") -> list[Command]:
+        """`owner` mentions the user: in its states (`command` "forget") or in its followers list
+        ("forget_follower", an ended follow)."""
         if owner == self.user_id:
             return []
         if self.deleted:
-            return [Command("forget", owner, self.user_id, tuple(self.posts))]
-        self.owners.pop(owner, None)
-        self.owners[owner] = None
+            return [self._command(command, owner, tuple(self.posts))]
+        self.owners[owner] = self.owners.pop(owner, 0) | _BITS[command]
         _cap_newest(self.owners, MAX_OWNERS)
         return []
 
     def drop_owner(self, owner: str) -> None:
-        """`owner` (who mentioned this user) was deleted: nothing to tell them any more."""
+        """`owner` (who mentioned this user) was deleted: nothing to tell them any more (their
+        followers list went at their deletion too)."""
         self.owners.pop(owner, None)
 
     def delete(self) -> list[Command]:
@@ -85,11 +103,16 @@ class MentionIndex:
         if self.deleted:
             return []
         self.deleted = True
-        posts = tuple(self.posts)
+        posts = tuple(self.posts)  # (one tuple shared by every `forget`)
         out = [Command("erase_post", p, self.user_id) for p in posts]
-        out += [Command("forget", o, self.user_id, posts) for o in self.owners]
+        out += [self._command(kind, owner, posts) for owner, bits in self.owners.items()
+                for kind in OWNER_COMMANDS if bits & _BITS[kind]]
         self.owners = {}
         return out
+
+    def _command(self, kind: str, owner: str, posts: tuple[str, ...]) -> Command:
+        """A followers list needs no post ids: it holds none of the user's."""
+        return Command(kind, owner, self.user_id, posts if kind == "forget" else ())
 
     def undelete(self) -> None:
         """`user_created` again: a new account under the same id starts with nothing."""
@@ -97,11 +120,14 @@ class MentionIndex:
             self.deleted, self.posts = False, {}
 
     def __getstate__(self):
-        return (self.user_id, list(self.owners), list(self.posts), self.deleted)
+        return (self.user_id, self.owners, list(self.posts), self.deleted)
 
     def __setstate__(self, s):
         self.user_id, owners, posts, self.deleted = s
-        self.owners, self.posts = dict.fromkeys(owners), dict.fromkeys(posts)
+        # owners pickled as a list, before they said how they mention: an ended follow was
+        # reported as a mention then, so each may need either command
+        self.owners = dict.fromkeys(owners, _BOTH) if isinstance(owners, list) else owners
+        self.posts = dict.fromkeys(posts)
 
 
 class Reported:

@@ -127,8 +127,9 @@ def net(records: list) -> list:
     (one batch's: a follow and its unfollow processed after a post they both precede), so the post
     is not a notification candidate either; other records pass.
 
-    >>> net([("deliver", "u2", "p1", 5), ("mentions", "a", ("u2",)), ("undeliver", "u2", "p1", 5)])
-    [('mentions', 'a', ('u2',))]
+    >>> net([("deliver", "u2", "p1", 5), ("ended_follows", "a", ("u2",)),
+    ...      ("undeliver", "u2", "p1", 5)])
+    [('ended_follows', 'a', ('u2',))]
     """
     delivered: dict[tuple[str, str], int] = {}
     dropped: set[int] = set()

@@ -29,6 +29,7 @@ REASONS = {
     "duplicate": "suppressed: the same notification was already decided",
     "recipient_deleted": "suppressed: the recipient's account is deleted",
     "superseded": "suppressed: replaced by a newer one (most-recent baseline)",
+    "withdrawn": "suppressed before it was due: the recipient's follow of the author ended before the post",
     "send_all": "sent (send-everything baseline)",
     "next_slot": "delayed to the next budget slot (most-recent baseline)",
     "random": "sent (random-subset baseline)",

@@ -81,3 +81,12 @@ def new_post_candidate(author: str, follower: str, post_id: str, ts: int) -> tup
     only when the recipient engages with that author a lot."""
     return follower, ("cand", Candidate(candidate_id("new_post", follower, post_id), follower, "new_post",
                                         author, ts, f"new_post.{post_id}", post_id=post_id))
+
+
+def delivery_message(author: str, delivery: tuple) -> tuple[str, tuple]:
+    """The followers step's ("deliver" | "undeliver", follower, post_id, ts) of `author`'s post
+    (operators.graph) for the follower's notification state: the new-post candidate, or its
+    withdrawal ("withdraw", Candidate: `RecipientState.withdraw`)."""
+    kind, follower, post_id, ts = delivery
+    key, (_, candidate) = new_post_candidate(author, follower, post_id, ts)
+    return key, ("cand" if kind == "deliver" else "withdraw", candidate)

@@ -7,7 +7,8 @@ daily budget on the local day of delivery. Every decision is a dict record (sche
 predicted open probability; the newest `history` are kept for Redis. Sent notifications wait for
 feedback (`notification_opened` / `notification_dismissed`); none within `feedback_timeout_ms` of
 event time is a negative. Each label trains the recipient's residual model and is returned as an
-example (x, y) for the global model. All containers are bounded.
+example (x, y) for the global model. A new post's delivery taken back (an unfollow processed after
+the post) withdraws its notification if not sent yet (`withdraw`). All containers are bounded.
 """
 
 from __future__ import annotations
@@ -154,9 +155,7 @@ class RecipientState:
             if self.slot is not None and self.slot[0] == send_at:  # newer candidate, same slot
                 old = self.records.get(self.slot[1])
                 if old is not None and old["decision"] == "delay":
-                    out.append(self._supersede(old))
-                    self.sent_per_day[day] -= 1
-                    self.kind_sent[(day, old["kind"])] -= 1
+                    out.append(self._cancel(old, "superseded", day))
             self.slot = (send_at, c.notification_id)
         record = self._record(c, c.notification_id, decision, reason, value,
                               send_at if decision in LIVE else None)
@@ -187,10 +186,36 @@ class RecipientState:
         self.decided[c.notification_id] = head["notification_id"]
         return [dict(head, actors=list(head["actors"])), record]
 
-    def _supersede(self, old: dict) -> dict:
-        old.update(decision="suppress", reason="superseded", send_at=None)
+    def _cancel(self, old: dict, reason: str, day: int) -> dict:
+        """A scheduled (delayed) notification suppressed after all, its place in the budgets of
+        its local `day` freed; the record to publish again (the delivery service drops it)."""
+        old.update(decision="suppress", reason=reason, send_at=None)
         self.pending.pop(old["notification_id"], None)
+        if day in self.sent_per_day:
+            self.sent_per_day[day] -= 1
+        if (day, old["kind"]) in self.kind_sent:
+            self.kind_sent[(day, old["kind"])] -= 1
         return dict(old, actors=list(old["actors"]))
+
+    def withdraw(self, c: Candidate) -> list[dict]:
+        """A new post's delivery taken back (an unfollow processed after the post:
+        operators.graph): its notification is withdrawn if it is not sent yet — delayed to after
+        the newest event time this recipient saw — and may be decided afresh if the post is
+        delivered again (a follow processed later still). One sent (`send`, or a delay already
+        due) stays sent: nothing unsends it; the recipient did follow the author when it went
+        out. (A new-post notification is never aggregated: one per recipient and post.)"""
+        rec = self.records.get(c.notification_id)
+        if (rec is None or rec["decision"] != "delay" or rec["send_at"] <= self.last_ts
+                or self.decided.get(c.notification_id) != c.notification_id):
+            return []
+        day = local_day(rec["send_at"], utc_offset_ms(rec["ts"], self.timezone))
+        out = self._cancel(rec, "withdrawn", day)
+        del self.decided[c.notification_id]
+        if self.groups.get(c.group) == c.notification_id:
+            del self.groups[c.group]
+        if self.slot is not None and self.slot[1] == c.notification_id:
+            self.slot = None
+        return [out]
 
     def _record(self, c: Candidate, nid: str, decision: str, reason: str, p: float | None,
                 send_at: int | None, into: str | None = None) -> dict:

@@ -187,3 +187,106 @@ def test_a_replay_erases_a_deleted_user_from_everything_it_writes(tmp_path):
     assert not deleted & {u for f in engine.followers.values() for u in f.ids}
     inboxes = [orjson.loads(r[2]) for r in records if r[0] == "notifs"]
     assert sum(len(i["items"]) for i in inboxes) > 50
+
+
+def test_the_index_sends_forget_follower_to_lists_that_name_the_user_and_forget_to_states(
+        monkeypatch):
+    from operators import erasure
+    from operators.erasure import MentionIndex
+
+    index = MentionIndex("u2")
+    index.learn_post("p1")
+    index.learn_mention("a")  # a's states mention u2
+    index.learn_mention("b", "forget_follower")  # b's followers list: u2's ended follow
+    index.learn_mention("c", "forget_follower")  # both ways, in either order
+    index.learn_mention("c")
+    assert [(c.kind, c.key, c.posts) for c in index.delete()] == [
+        ("erase_post", "p1", ()), ("forget", "a", ("p1",)), ("forget_follower", "b", ()),
+        ("forget", "c", ("p1",)), ("forget_follower", "c", ())]
+    # the tombstone answers a late report with the command of its kind
+    assert index.learn_mention("d", "forget_follower") == [Command("forget_follower", "d", "u2")]
+    assert index.learn_mention("e") == [Command("forget", "e", "u2", ("p1",))]
+
+    monkeypatch.setattr(erasure, "MAX_OWNERS", 2)  # owners, whichever way they mention
+    index = MentionIndex("u2")
+    index.learn_mention("a")
+    index.learn_mention("b", "forget_follower")
+    index.learn_mention("a", "forget_follower")  # reported again: the newest
+    index.learn_mention("c")
+    assert [(c.kind, c.key) for c in index.delete()] == [
+        ("forget", "a"), ("forget_follower", "a"), ("forget", "c")]
+
+
+def test_an_index_pickled_before_its_owners_said_how_they_mention_still_loads(monkeypatch):
+    import pickle
+
+    from operators.erasure import MentionIndex
+
+    index = MentionIndex("u2")
+    index.learn_post("p1")
+    index.learn_mention("a")
+    index.learn_mention("b", "forget_follower")
+    assert [(c.kind, c.key) for c in pickle.loads(pickle.dumps(index)).delete()][1:] == [
+        ("forget", "a"), ("forget_follower", "b")]
+    monkeypatch.setattr(MentionIndex, "__getstate__", lambda i: (
+        i.user_id, list(i.owners), list(i.posts), i.deleted))
+    old = pickle.dumps(index)
+    monkeypatch.undo()
+    # an ended follow was reported as a plain mention then: each owner may need either command
+    assert [(c.kind, c.key) for c in pickle.loads(old).delete()] == [
+        ("erase_post", "p1"), ("forget", "a"), ("forget_follower", "a"), ("forget", "b"),
+        ("forget_follower", "b")]
+
+
+def test_a_deleted_user_who_had_stopped_following_leaves_the_followed_users_list():
+    # through the flow with idle keys parked (0.2 s) and its commands looped back: u2 followed
+    # u1 and stopped, and follows u3; at u2's deletion u1's followers list (the ended follow)
+    # gets `forget_follower` and drops them; u3, whose states only mention u2, gets `forget`,
+    # which does not restore u3's parked followers list (a GET per such owner per deletion)
+    import pickle
+    from datetime import timedelta
+
+    from operators.feature_store import MemoryFeatureStore
+    from operators.graph import Followers
+
+    class ReadLog(MemoryFeatureStore):
+        def __init__(self):
+            super().__init__()
+            self.reads: list[tuple[str, str]] = []
+
+        def parked(self, kind, key):
+            self.reads.append((kind, key))
+            return super().parked(kind, key)
+
+    settings = config.load(env={"PERSONA_STREAM__USER_IDLE_EVICT_S": "0.2"})
+    pause = TestingSource.PAUSE(timedelta(seconds=0.8))  # past the idle time: keys are parked
+    log = [Event(f"c{i}", "user_created", T, u) for i, u in enumerate(("u1", "u2", "u3", "u4",
+                                                                       "u5"))] + [
+        Event("f1", "follow", T + 1, "u2", target_id="u1"),
+        Event("f2", "follow", T + 2, "u5", target_id="u1"),
+        Event("f3", "unfollow", T + 3, "u2", target_id="u1"),
+        Event("f4", "follow", T + 4, "u4", target_id="u3"),
+        Event("f5", "follow", T + 5, "u3", target_id="u2")]
+    deletion = [encode_event(e) for e in log] + [pause, encode_event(
+        Event("d1", "user_deleted", T + 6, "u2"))]
+
+    def run(source, commands):
+        writes = MemoryWrites()
+        writes.store = ReadLog()
+        run_main(build_flow(settings, source=TestingSource(source), dead_letters=TestingSink([]),
+                            writes=writes, store_of=lambda: writes.store,
+                            notifications=TestingSink([]), erasures=TestingSink(commands)))
+        return writes.store
+
+    commands: list[Command] = []
+    run(deletion, commands)
+    assert {(c.kind, c.key) for c in commands if c.key in ("u1", "u3")} == {
+        ("forget_follower", "u1"), ("forget", "u1"), ("forget", "u3")}
+    looped = [SimpleNamespace(topic=settings.kafka.erasures, value=encode_command(c),
+                              partition=0, offset=i) for i, c in enumerate(commands)]
+    store = run(deletion + looped + [pause, encode_event(Event("z", "user_created", T + 7, "u9"))],
+                [])
+    assert ("followers", "u1") in store.reads and ("followers", "u3") not in store.reads
+    followers = pickle.loads(store.parked("followers", "u1"))  # parked again, idle
+    assert isinstance(followers, Followers)
+    assert list(followers.ids) == ["u5"] and followers.ended == []

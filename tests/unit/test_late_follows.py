@@ -85,11 +85,11 @@ def test_an_erased_authors_posts_are_not_delivered_late_nor_kept_parked():
     assert _pools([[("created", T + 8, "a")], [_follow("u3", T)]], logic)[1] == [], (
         "a new account under the id does not inherit the old one's posts")
     assert pickle.loads(pickle.dumps(logic.state)).posts == {}
-    # an ended follow names the follower: reported to the erasure step, whose `forget` (as a
-    # `forget_follower`, flows.feeds) clears it at their deletion; nothing names them after
+    # an ended follow names the follower: reported to the erasure step, whose `forget_follower`
+    # (operators.erasure) clears it at their deletion; nothing names them after
     logic = _logic()
     out = logic.on_batch([_follow("u2", T), _follow("u2", T + 1, "unfollow"), _post("p1", T + 5)])
-    assert out[0] == [("mentions", "a", ("u2",))] and logic.state.ended == [("u2", T, T + 1)]
+    assert out[0] == [("ended_follows", "a", ("u2",))] and logic.state.ended == [("u2", T, T + 1)]
     logic.on_batch([("edge", "user_deleted", "u2", math.inf, "a")])
     assert "u2" not in repr(pickle.dumps(logic.state))
     engine = Engine(config.load(env={}))  # in-process: at the deletion itself
@@ -205,3 +205,65 @@ def test_the_engine_delivers_a_follow_logged_after_the_post_through_the_same_cod
         engine.learn_one(event)
     assert set(engine.user("u2").pool) == {"p1", "p2"}
     assert set(engine.user("u3").pool) == {"p1"}
+
+
+@given(interleavings())
+@settings(max_examples=200, deadline=None)
+def test_the_new_post_notifications_not_yet_sent_do_not_depend_on_the_interleaving(case):
+    # every post in the followers' quiet hours (delayed to 08:00 or later, after every event
+    # here): the new-post notifications still to be sent are those of event-time order, a
+    # taken-back delivery's withdrawn and a delivery made again decided afresh
+    from operators.notifications.candidates import delivery_message
+    from operators.notifications.driver import handle
+    from operators.notifications.policy import Policy
+    from operators.notifications.state import RecipientState
+
+    batches, values = case
+    logic, recipients = _logic(), {}
+    policy = Policy(min_p_open=0.0, min_author_engagements=0, daily_budget=1000)
+    for batch in batches:
+        for delivery in _pool_updates(logic.on_batch(batch)[0]):
+            key, message = delivery_message("a", delivery)
+            state = recipients.setdefault(key, RecipientState(key, policy))
+            for record in handle(state, message, None)[0]:
+                assert record["reason"] in ("quiet_hours", "withdrawn"), record
+    scheduled = {(r["user_id"], r["post_id"]) for s in recipients.values()
+                 for r in s.records.values() if r["decision"] == "delay"}
+    assert scheduled == _event_time_order(values)
+
+
+def test_an_unfollow_processed_after_the_post_withdraws_its_notification_in_flow_and_engine():
+    # r engaged with a's posts (new-post notifications from a) and followed a from 03:00 to
+    # 22:00; a posts at 23:00 (r's quiet hours: delayed to the morning); the unfollow is processed
+    # after the post: the streaming flow and the in-process Engine both withdraw it
+    from datetime import timedelta
+
+    from bytewax.testing import TestingSink, TestingSource, run_main
+
+    from flows.feeds import build_flow
+    from schemas import encode_event
+    from tests.unit.test_flow import MemoryWrites
+
+    hour = 3_600_000
+    settings = config.load(env={"PERSONA_NOTIFICATIONS__MIN_P_OPEN": "0"})
+    log = [_event(0, "user_created", T, "a"), _event(1, "user_created", T, "r", timezone="UTC")]
+    log += [_event(2 + i, "post_created", T + hour + i, "a", post_id=f"p{i}", topics=("t",))
+            for i in range(3)]
+    log += [_event(5 + i, "like", T + 2 * hour + i, "r", post_id=f"p{i}") for i in range(3)]
+    log += [_event(8, "follow", T + 3 * hour, "r", target_id="a"),
+            _event(9, "post_created", T + 23 * hour, "a", post_id="p9", topics=("t",)),
+            _event(10, "unfollow", T + 22 * hour, "r", target_id="a")]
+    writes, decisions = MemoryWrites(), []
+    run_main(build_flow(settings, source=TestingSource(
+        [encode_event(e) for e in log[:-1]] + [TestingSource.PAUSE(timedelta(seconds=0.5)),
+                                               encode_event(log[-1])]),
+        dead_letters=TestingSink([]), writes=writes, store_of=lambda: writes.store,
+        notifications=TestingSink(decisions)))
+    assert [(d["decision"], d["reason"]) for d in decisions
+            if d["notification_id"] == "new_post.r.p9"] == [("delay", "quiet_hours"),
+                                                            ("suppress", "withdrawn")]
+    engine = Engine(settings, notifications=True)
+    for event in log:
+        engine.learn_one(event)
+    record = engine.notifications.states["r"].records["new_post.r.p9"]
+    assert (record["decision"], record["reason"]) == ("suppress", "withdrawn")

@@ -329,3 +329,31 @@ def test_generated_notification_feedback_names_decided_notifications():
     named = [e for e in feedback if e.notification_id in decided]
     assert len(feedback) > 30 and len(named) > 0.8 * len(feedback), (len(named), len(feedback))
     assert labels > 0.8 * len(feedback), labels
+
+
+def test_a_taken_back_delivery_withdraws_its_new_post_notification_until_it_is_sent():
+    from operators.notifications.candidates import delivery_message
+    from operators.notifications.driver import handle
+
+    s = fresh("UTC", min_p_open=0.0, min_author_engagements=0, delay_margin=1.0)
+
+    def delivery(post: str, ts: int, kind: str = "deliver") -> list[dict]:
+        return handle(s, delivery_message("a", (kind, "r", post, ts))[1], None)[0]
+
+    [delayed] = delivery("p1", T + 23 * H)  # 23:00, quiet: delayed
+    day = local_day(delayed["send_at"], 0)
+    assert delayed["decision"] == "delay" and s.sent_per_day[day] == 1 and s.pending
+    [withdrawn] = delivery("p1", T + 23 * H, "undeliver")  # (an unfollow processed late)
+    assert (withdrawn["decision"], withdrawn["reason"], withdrawn["send_at"]) == (
+        "suppress", "withdrawn", None)
+    assert s.sent_per_day[day] == 0 and s.kind_sent[(day, "new_post")] == 0 and not s.pending
+    assert s.inbox()[0] == withdrawn and delivery("p1", T + 23 * H, "undeliver") == []
+    [again] = delivery("p1", T + 23 * H)  # delivered again (a follow processed later still)
+    assert again["decision"] == "delay" and again["reason"] != "duplicate"
+
+    [sent] = delivery("p2", T + 34 * H)  # 10:00: sent at once, and it stays sent
+    assert sent["decision"] == "send" and delivery("p2", T + 34 * H, "undeliver") == []
+    [due] = delivery("p3", T + 47 * H)  # delayed to a time the recipient's events then passed
+    s.apply(Event("e9", "mute", due["send_at"] + 1, "r", target_id="u9"), None, None)
+    assert delivery("p3", T + 47 * H, "undeliver") == [] and s.records[due["notification_id"]][
+        "decision"] == "delay"
