@@ -7,10 +7,13 @@ Clients are built per worker in the sinks and per process in `resources`, never 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import pickle
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import orjson
 from bytewax.operators import StatefulBatchLogic
@@ -1068,6 +1071,15 @@ class RedisNotifWeights(LocalNotifWeights):
 
 
 # ------------------------------------------------------------------------------------------- sinks
+def note_dataflow_end() -> None:
+    """Tell the runner (`scripts.runner.supervise`) that this process's dataflow has ended, so it
+    can kill the process if Bytewax then hangs on its way out (PERSONA_ENDED_DIR; else nothing)."""
+    ended = os.environ.get("PERSONA_ENDED_DIR")
+    if ended:
+        with contextlib.suppress(OSError):
+            Path(ended, str(os.getpid())).touch()
+
+
 class _RedisPartition(StatelessSinkPartition):
     def __init__(self, settings):
         self.writer = resources.redis_writer(settings)
@@ -1075,6 +1087,9 @@ class _RedisPartition(StatelessSinkPartition):
     def write_batch(self, items):
         self.writer.write_batch(items)
         metrics.count_writes(items)
+
+    def close(self):  # at the end of a bounded input: every write of this worker is applied
+        note_dataflow_end()
 
 
 class RedisSink(DynamicSink):

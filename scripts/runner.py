@@ -8,10 +8,12 @@ reports the failure; with recovery enabled a restart resumes from the last snaps
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -232,9 +234,12 @@ def start(settings: Settings, config_path: str | None, *, processes: int = 1, wo
     api_cache = services.cache_root(settings) / "bytewax"
     for i in range(processes if metrics_port else 0):
         (api_cache / f"api-{i}").mkdir(parents=True, exist_ok=True)
+    env["PERSONA_ENDED_DIR"] = ended = tempfile.mkdtemp(prefix="persona-ended-")
     procs = [subprocess.Popen(cmd, env=metrics_env(env, metrics_port, i, api_cache),
                               start_new_session=True)
              for i, cmd in enumerate(worker_commands(processes, workers, recovery_dir, snapshot_s))]
+    for p in procs:  # where the process notes that its dataflow ended (`supervise`)
+        p.ended_marker = Path(ended, str(p.pid))  # type: ignore[attr-defined]
     log(f"started {processes} worker process(es) × {workers} worker(s): "
         f"pids {[p.pid for p in procs]}")
     if metrics_port:
@@ -243,23 +248,62 @@ def start(settings: Settings, config_path: str | None, *, processes: int = 1, wo
     return procs
 
 
-def supervise(procs: list[subprocess.Popen], log: Callable[[str], object] = print) -> int:
-    """Wait for the cluster; stop it all when one process fails (the others would panic)."""
+EXIT_GRACE_S = 60.0  # a worker whose dataflow ended and that has not exited after this is hung
+
+
+def supervise(procs: list[subprocess.Popen], log: Callable[[str], object] = print,
+              exit_grace_s: float = EXIT_GRACE_S) -> int:
+    """Wait for the cluster; stop it all when one process fails (the others would panic).
+
+    A process whose dataflow ended (its Redis sink closed: `flows.adapters.note_dataflow_end`)
+    but that is still running `exit_grace_s` later is killed and counts as done: Bytewax 0.21 can
+    hang at exit when a request to its dataflow API (a /metrics scrape) is in flight — the main
+    thread holds the GIL while it waits for the API's thread, which waits for the GIL (seen once:
+    a 2-process bench's worker spun 9 minutes after its last write)."""
+    hung: set[int] = set()
     try:
         while True:
-            codes = [p.poll() for p in procs]
+            codes = [0 if p.pid in hung else p.poll() for p in procs]
+            for p, code in zip(procs, codes, strict=True):
+                if code is None and _ended_long_ago(p, exit_grace_s):
+                    log(f"worker process {p.pid} ended its dataflow {exit_grace_s:.0f}s ago but "
+                        "did not exit (Bytewax's exit can deadlock with a /metrics request in "
+                        "flight): killing it")
+                    os.killpg(p.pid, signal.SIGKILL)
+                    p.wait()
+                    hung.add(p.pid)
+            codes = [0 if p.pid in hung else p.poll() for p in procs]
             if all(c is not None for c in codes):
+                _forget_markers(procs)
                 return max(codes)
             failed = [c for c in codes if c not in (None, 0)]
             if failed:
                 log(f"a worker process exited with {failed[0]}; stopping the cluster")
                 stop(procs)
+                _forget_markers(procs)
                 return failed[0]
             time.sleep(0.2)
     except KeyboardInterrupt:
         log("interrupted; stopping workers")
         stop(procs)
+        _forget_markers(procs)
         return 130
+
+
+def _ended_long_ago(proc: subprocess.Popen, grace_s: float) -> bool:
+    """The process noted the end of its dataflow more than `grace_s` ago."""
+    marker = getattr(proc, "ended_marker", None)
+    try:
+        return marker is not None and time.time() - marker.stat().st_mtime > grace_s
+    except OSError:
+        return False
+
+
+def _forget_markers(procs: list[subprocess.Popen]) -> None:
+    """Remove the processes' end-of-dataflow notes and their directory."""
+    dirs = {p.ended_marker.parent for p in procs if hasattr(p, "ended_marker")}
+    for d in dirs:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def stop(procs: list[subprocess.Popen]) -> None:

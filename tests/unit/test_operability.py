@@ -172,3 +172,35 @@ def test_metrics_port_per_process():
         "PATH": "/bin", "BYTEWAX_DATAFLOW_API_ENABLED": "1", "BYTEWAX_DATAFLOW_API_PORT": "3032"}
     cached = metrics_env({}, 3030, 1, Path("/x/.cache/bytewax"))
     assert cached["BYTEWAX_DATAFLOW_API_CACHE_PATH"] == "/x/.cache/bytewax/api-1"
+
+
+def test_a_worker_that_ended_its_dataflow_but_hangs_on_exit_is_killed_and_counts_as_done(tmp_path):
+    # Bytewax 0.21 can deadlock at exit with a /metrics request in flight (scripts.runner.supervise)
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from scripts.runner import supervise
+
+    def worker(code: str, ended: bool) -> subprocess.Popen:
+        p = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+        p.ended_marker = tmp_path / "ended" / str(p.pid)
+        if ended:
+            p.ended_marker.parent.mkdir(exist_ok=True)
+            p.ended_marker.touch()
+            os.utime(p.ended_marker, (time.time() - 5, time.time() - 5))
+        return p
+
+    hung = worker("import time; time.sleep(60)", ended=True)  # (fails in 60 s unfixed)
+    done = worker("pass", ended=False)
+    logged: list[str] = []
+    t0 = time.monotonic()
+    assert supervise([hung, done], logged.append, exit_grace_s=1.0) == 0
+    assert time.monotonic() - t0 < 30 and hung.poll() is not None
+    assert any("did not exit" in m for m in logged)
+    assert not (tmp_path / "ended").exists(), "the notes are removed"
+
+    still_working = worker("import time; time.sleep(1.5)", ended=False)  # no note: waited for
+    assert supervise([still_working], logged.append, exit_grace_s=0.1) == 0
+    assert still_working.returncode == 0
