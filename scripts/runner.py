@@ -274,8 +274,8 @@ def supervise(procs: list[subprocess.Popen], log: Callable[[str], object] = prin
                     hung.add(p.pid)
             codes = [0 if p.pid in hung else p.poll() for p in procs]
             if all(c is not None for c in codes):
-                _forget_markers(procs)
-                return max(codes)
+                _forget_markers(procs)  # (a signal's code is negative: not max(codes))
+                return next((c for c in codes if c != 0), 0)
             failed = [c for c in codes if c not in (None, 0)]
             if failed:
                 log(f"a worker process exited with {failed[0]}; stopping the cluster")

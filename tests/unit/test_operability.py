@@ -204,3 +204,17 @@ def test_a_worker_that_ended_its_dataflow_but_hangs_on_exit_is_killed_and_counts
     still_working = worker("import time; time.sleep(1.5)", ended=False)  # no note: waited for
     assert supervise([still_working], logged.append, exit_grace_s=0.1) == 0
     assert still_working.returncode == 0
+
+
+def test_a_worker_killed_by_a_signal_after_another_ended_fails_the_run():
+    import subprocess
+    import sys
+
+    from scripts.runner import supervise
+
+    done = subprocess.Popen([sys.executable, "-c", "pass"], start_new_session=True)
+    done.wait()
+    killed = subprocess.Popen([sys.executable, "-c", "import os; os.kill(os.getpid(), 9)"],
+                              start_new_session=True)
+    killed.wait()
+    assert supervise([done, killed], lambda m: None) == -9
