@@ -280,13 +280,11 @@ def supervise(procs: list[subprocess.Popen], log: Callable[[str], object] = prin
             if failed:
                 log(f"a worker process exited with {failed[0]}; stopping the cluster")
                 stop(procs)
-                _forget_markers(procs)
                 return failed[0]
             time.sleep(0.2)
     except KeyboardInterrupt:
         log("interrupted; stopping workers")
         stop(procs)
-        _forget_markers(procs)
         return 130
 
 
@@ -317,3 +315,4 @@ def stop(procs: list[subprocess.Popen]) -> None:
             p.wait(max(0.1, deadline - time.time()))
         except subprocess.TimeoutExpired:
             os.killpg(p.pid, signal.SIGKILL)
+    _forget_markers(procs)
