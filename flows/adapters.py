@@ -660,7 +660,7 @@ class UserLogic(_Debounced):
         state = self.state
         store = self.store_of()
         out: list = [("ex", ex) for ex in state.flush_pending(state.last_ts, store)]
-        with metrics.RANK_SECONDS.labels(cause).time():
+        with metrics.RANK_SECONDS_BY_CAUSE[cause].time():
             feed = rank(state, store, self.ctx, state.last_ts)
         out.extend(ranked_writes(state, feed, self.ctx))
         out.extend(_mentions(state, state.user_id, (item.author_id for item in feed.items)))

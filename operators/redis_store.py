@@ -68,6 +68,11 @@ _DECODE = {"item": lambda i, raw: ItemView.from_wire(i, orjson.loads(raw)),
 UNCACHED_ABSENCE = frozenset({"item"})
 
 
+def _cacheable(kind: str, found: object) -> bool:
+    """Whether a read of `kind` that found `found` (None or b"": absent) may be cached."""
+    return bool(found) or kind not in UNCACHED_ABSENCE
+
+
 class RedisFeatureStore:
     """FeatureReader over Redis with a TTL cache (staleness ≤ ttl_s, per process)."""
 
@@ -116,7 +121,7 @@ class RedisFeatureStore:
                 return pipe.execute()
             for (out, kind, i, _, decode, _), raw in zip(missing, retrying(fetch), strict=True):
                 value = decode(i, raw) if raw else None
-                if value is not None or kind not in UNCACHED_ABSENCE:
+                if _cacheable(kind, raw):
                     cache[(kind, i)] = (now, value)
                 if value is not None:
                     out[i] = value
@@ -226,7 +231,7 @@ class RedisFeatureStore:
             return pipe.execute()
         results = retrying(fetch)
         for (kind, i), raw in zip(misses, results, strict=False):
-            if raw or kind not in UNCACHED_ABSENCE:
+            if _cacheable(kind, raw):
                 cache[(kind, i)] = (now, _DECODE[kind](i, raw) if raw else None)
         at = len(misses)
         if model_stale:

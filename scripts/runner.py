@@ -263,9 +263,8 @@ def supervise(procs: list[subprocess.Popen], log: Callable[[str], object] = prin
     hung: set[int] = set()
     try:
         while True:
-            codes = [0 if p.pid in hung else p.poll() for p in procs]
-            for p, code in zip(procs, codes, strict=True):
-                if code is None and _ended_long_ago(p, exit_grace_s):
+            for p in procs:
+                if p.pid not in hung and p.poll() is None and _ended_long_ago(p, exit_grace_s):
                     log(f"worker process {p.pid} ended its dataflow {exit_grace_s:.0f}s ago but "
                         "did not exit (Bytewax's exit can deadlock with a /metrics request in "
                         "flight): killing it")
