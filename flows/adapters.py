@@ -32,7 +32,7 @@ from operators.item_stats import ItemStats, ItemView
 from operators.models import OnlineLogit
 from operators.notifications.driver import GlobalModel as NotifGlobalModel
 from operators.notifications.driver import handle as notif_handle
-from operators.notifications.driver import usable
+from operators.notifications.driver import recipient_of, usable
 from operators.notifications.policy import Policy
 from operators.notifications.state import RecipientState
 from operators.notifications.trending import Audience, TrendingRule
@@ -488,8 +488,11 @@ class _Debounced(_Evictable):
         self.due: datetime | None = None
         self.last_run: datetime | None = None
 
+    interval_setting = ""  # the `stream` setting of the interval caught up ("rank_interval_s", …)
+
     def _interval_s(self) -> float:
-        raise NotImplementedError
+        stream = self.ctx.settings.stream
+        return _catching_up(getattr(stream, self.interval_setting), stream)
 
     def _run(self, cause: str) -> list:
         """The debounced work; `cause` says why it runs now: "timer", "eof" (the end of a
@@ -555,6 +558,7 @@ class UserLogic(_Debounced):
     """
 
     park_kind = "user"
+    interval_setting = "rank_interval_s"
 
     def __init__(self, state: UserState | None, ctx: Context, store_of=None):
         super().__init__(state, ctx.settings.stream.user_idle_evict_s,
@@ -653,9 +657,6 @@ class UserLogic(_Debounced):
         metrics.RANKS_DEFERRED.inc()
         return True
 
-    def _interval_s(self) -> float:
-        return _catching_up(self.ctx.settings.stream.rank_interval_s, self.ctx.settings.stream)
-
     def _run(self, cause: str) -> list:  # rank
         state = self.state
         store = self.store_of()
@@ -675,6 +676,7 @@ class SuggestionsLogic(_Debounced):
     parked like the users step's (`stream.user_idle_evict_s`)."""
 
     park_kind = "social"
+    interval_setting = "suggest_interval_s"
 
     def __init__(self, state: SocialState | None, ctx: Context, store_of=None):
         super().__init__(state, ctx.settings.stream.user_idle_evict_s,
@@ -718,9 +720,6 @@ class SuggestionsLogic(_Debounced):
         features = self.store_of()
         return (RedisGraphStore(features) if isinstance(features, RedisFeatureStore)
                 else MemoryGraphStore())
-
-    def _interval_s(self) -> float:
-        return _catching_up(self.ctx.settings.stream.suggest_interval_s, self.ctx.settings.stream)
 
     def on_eof(self):
         # A settling pass (runner.drain: the keyspace is quiet, nothing else writes what a
@@ -970,9 +969,7 @@ class NotificationLogic(_Evictable):
     def on_batch(self, values):
         if self.state is None:
             v = next((v for v in values if v[0] not in ("forget", "withdraw")), None)
-            first = values[0] if v is None else v
-            user = (first[1].key if first[0] == "forget" else first[1].user_id
-                    if first[0] == "self" else first[1].recipient)
+            user = recipient_of(values[0] if v is None else v)
             self.state = self._restore(user, self.store_of(), signup=v is not None and _signs_up(
                 v)) if self.store_of else None
             if self.state is None:

@@ -60,6 +60,22 @@ def usable(exported: dict | None, ts: int) -> dict | None:
     return None
 
 
+def recipient_of(value: tuple) -> str:
+    """The recipient a routed message is for: ("self", event, author) is the event's user's own,
+    ("cand" | "withdraw", Candidate) names its recipient, ("forget", Command) its owner.
+
+    >>> from operators.notifications.candidates import new_post_candidate
+    >>> recipient_of(new_post_candidate("u1", "u2", "p1", 0)[1])
+    'u2'
+    """
+    kind, body = value[0], value[1]
+    if kind == "self":
+        return body.user_id
+    if kind == "forget":
+        return body.key
+    return body.recipient
+
+
 def handle(state: RecipientState, value: tuple, exported: dict | None
            ) -> tuple[list[dict], list[Example]]:
     """One routed message for a recipient: ("self", event, author) | ("cand", Candidate) |
