@@ -907,12 +907,14 @@ class ErasureLogic(_Evictable):
     do not get it).
     Emits erasure Commands for the flow's command topic, and ("park", …) writes: an idle index is
     parked like an idle user's (`_Evictable`; a sign-up reads no parked copy), an empty one dropped.
+    An index past its resident owners (a user everyone mentions, who never idles) spills the
+    oldest to a Redis set (("spill_owners", …) writes), read back at the deletion.
 
     A deleted user's index (the tombstone that answers late mentions with commands) is never
     evicted, and its parked copy is deleted at the deletion: parked, it would put the deleted
     user's id (in the key) and their post ids back in Redis, which erasure empties of them
     (schemas.keyspace `deleted_users`), and with `stream.parked_ttl_s` it would expire, leaving a
-    mention reported later (an owner past `MAX_OWNERS` that was never told) unanswered. Deleted
+    mention reported later unanswered. Deleted
     users are few and a tombstone holds only their post ids: its memory grows with deletions,
     not with the users seen."""
 
@@ -937,12 +939,22 @@ class ErasureLogic(_Evictable):
             elif kind == "ended_follow":
                 out.extend(self.state.learn_mention(value[1], "forget_follower"))
             elif kind == "unmention":  # the owner was deleted (in a parked index too)
-                self.state.drop_owner(value[1])
+                removed = self.state.drop_owner(value[1])
+                if removed:
+                    out.append(("unspill_owners", self.key, removed))
             elif kind == "deleted":
-                out.extend(self.state.delete())
+                spilled = self.state.spilled
+                out.extend(self.state.delete(
+                    self.store_of().spilled_owners(self.key) if spilled else None))
+                if spilled:
+                    out.append(("forget_owners", self.key))
                 out.extend(self._unpark(value[-1]))
             else:
                 self.state.undelete()
+        spill = self.state.take_spill()
+        if spill:
+            self.store_of().spilling_owners(self.key, spill)
+            out.append(("spill_owners", self.key, spill))
         self._touched()
         return out, self._retention()
 

@@ -5,7 +5,9 @@ user step; graph records and suggestions of the social step; notification inboxe
 user it starts to mention, once (`Reported`), to the `erasure` step keyed by the mentioned user;
 the followers step reports each follow that ended (the list keeps it for posts processed late:
 operators.graph), as "this owner's followers list names the user". That step (`MentionIndex`)
-keeps, bounded, who mentions the user, in which of those ways, and which posts they created. At
+keeps who mentions the user, in which of those ways, and which posts they created (bounded: the
+newest `MAX_POSTS`; the newest `RESIDENT_OWNERS` owners in memory, older ones spilled to a Redis
+set the deletion reads back, so no owner is forgotten and a hot key's memory stays flat). At
 `user_deleted` it turns into commands (schemas.erasure): `erase_post` to each of the user's posts
 (item features, indices, item-kNN), `forget` to each owner whose states mention the user (they
 drop the user and their posts from their state and rewrite what they published) and
@@ -37,7 +39,9 @@ followers list drops them. Both cost one message per user mentioned (followed), 
 >>> other = MentionIndex("u2")
 >>> other.learn_mention("u1") + other.learn_mention("u3")
 []
->>> other.drop_owner("u1"); list(other.owners)  # u1 (who mentioned u2) was deleted
+>>> other.drop_owner("u1")  # u1 (who mentioned u2) was deleted: no spilled member to remove
+[]
+>>> list(other.owners)
 ['u3']
 """
 
@@ -47,7 +51,9 @@ from collections.abc import Iterable
 
 from schemas.erasure import Command
 
-MAX_OWNERS = 20_000  # owners remembered per mentioned user, whichever way they mention (newest kept)
+RESIDENT_OWNERS = 512  # owners of one mentioned user kept in the worker; past it the oldest half
+#                       is spilled to Redis (`take_spill`), so a user everyone mentions (a creator)
+#                       costs the worker the same memory after a thousand mentioners as after a million
 MAX_POSTS = 5_000  # posts remembered per author (newest kept)
 MAX_REPORTED = 5_000  # mentions one owner remembers having reported
 
@@ -55,6 +61,35 @@ MAX_REPORTED = 5_000  # mentions one owner remembers having reported
 OWNER_COMMANDS = ("forget", "forget_follower")  # (states; the followers list)
 _BITS = {kind: 1 << i for i, kind in enumerate(OWNER_COMMANDS)}
 _BOTH = sum(_BITS.values())
+
+
+def _pop_oldest(d: dict) -> tuple:
+    key = next(iter(d))
+    return key, d.pop(key)
+
+
+def spill_members(owners: dict[str, int], every_bits: bool = False) -> list[str]:
+    """Owners as members of the Redis set of spilled owners: "<bits>:<owner>" (a set cannot OR
+    bits: an owner spilled twice in two ways is two members, `parse_spill` ORs them back).
+    `every_bits`: each owner with every bit combination (the members to remove them).
+
+    >>> spill_members({"u7": 1, "u8": 3})
+    ['1:u7', '3:u8']
+    >>> parse_spill([b"1:u7", b"2:u7", b"3:u8"])
+    {'u7': 3, 'u8': 3}
+    """
+    if every_bits:
+        return [f"{bits}:{owner}" for owner in owners for bits in range(1, _BOTH + 1)]
+    return [f"{bits}:{owner}" for owner, bits in owners.items()]
+
+
+def parse_spill(members) -> dict[str, int]:
+    """The owners of `spill_members` output (bytes or str), bits ORed, in sorted member order."""
+    out: dict[str, int] = {}
+    for m in sorted(m.decode() if isinstance(m, bytes) else m for m in members):
+        bits, owner = m.split(":", 1)
+        out[owner] = out.get(owner, 0) | int(bits)
+    return out
 
 
 def _cap_newest(d: dict, n: int) -> None:
@@ -66,13 +101,15 @@ class MentionIndex:
     """One user's reverse index (keyed by that user): who mentions them (each owner with the bits
     of the `OWNER_COMMANDS` it needs), which posts are theirs."""
 
-    __slots__ = ("deleted", "owners", "posts", "user_id")
+    __slots__ = ("deleted", "owners", "posts", "spill", "spilled", "user_id")
 
     def __init__(self, user_id: str):
         self.user_id = user_id
-        self.owners: dict[str, int] = {}
+        self.owners: dict[str, int] = {}  # the resident owners, oldest first
         self.posts: dict[str, None] = {}
         self.deleted = False
+        self.spill: dict[str, int] = {}  # owners moved out, not yet handed to the writer
+        self.spilled = False  # Redis may hold spilled owners (schemas.keyspace `erasure_owners`)
 
     def learn_post(self, post_id: str) -> list[Command]:
         if self.deleted:  # a post created after the deletion (a producer lagging): erase it too
@@ -90,24 +127,43 @@ class MentionIndex:
         if self.deleted:
             return [self._command(command, owner, tuple(self.posts))]
         self.owners[owner] = self.owners.pop(owner, 0) | _BITS[command]
-        _cap_newest(self.owners, MAX_OWNERS)
+        if len(self.owners) > RESIDENT_OWNERS:
+            for _ in range(RESIDENT_OWNERS // 2):
+                old, bits = _pop_oldest(self.owners)
+                self.spill[old] = self.spill.get(old, 0) | bits
         return []
 
-    def drop_owner(self, owner: str) -> None:
-        """`owner` (who mentioned this user) was deleted: nothing to tell them any more (their
-        followers list went at their deletion too)."""
-        self.owners.pop(owner, None)
+    def take_spill(self) -> list[str]:
+        """The owners spilled since the last call, as members of the Redis set (`spill_members`),
+        for the writer; the index remembers that Redis holds some (`delete` reads them back)."""
+        if not self.spill:
+            return []
+        members, self.spill, self.spilled = spill_members(self.spill), {}, True
+        return members
 
-    def delete(self) -> list[Command]:
-        """The commands of one erasure; the index keeps only the post ids (for late mentions)."""
+    def drop_owner(self, owner: str) -> list[str]:
+        """`owner` (who mentioned this user) was deleted: nothing to tell them any more (their
+        followers list went at their deletion too). Returns the spilled members to remove from
+        Redis, which might name them."""
+        self.owners.pop(owner, None)
+        self.spill.pop(owner, None)
+        return spill_members(dict.fromkeys([owner], _BOTH), every_bits=True) if self.spilled else []
+
+    def delete(self, spilled: dict[str, int] | None = None) -> list[Command]:
+        """The commands of one erasure, to the resident owners and to `spilled` (the owners read
+        back from Redis, `parse_spill`); the index keeps only the post ids (for late mentions)."""
         if self.deleted:
             return []
         self.deleted = True
         posts = tuple(self.posts)  # (one tuple shared by every `forget`)
+        owners = dict(spilled or {})
+        for owners_of in (self.spill, self.owners):  # older spills first, then the resident
+            for owner, bits in owners_of.items():
+                owners[owner] = owners.pop(owner, 0) | bits
         out = [Command("erase_post", p, self.user_id) for p in posts]
-        out += [self._command(kind, owner, posts) for owner, bits in self.owners.items()
+        out += [self._command(kind, owner, posts) for owner, bits in owners.items()
                 for kind in OWNER_COMMANDS if bits & _BITS[kind]]
-        self.owners = {}
+        self.owners, self.spill, self.spilled = {}, {}, False
         return out
 
     def _command(self, kind: str, owner: str, posts: tuple[str, ...]) -> Command:
@@ -120,10 +176,12 @@ class MentionIndex:
             self.deleted, self.posts = False, {}
 
     def __getstate__(self):
-        return (self.user_id, self.owners, list(self.posts), self.deleted)
+        return (self.user_id, self.owners, list(self.posts), self.deleted, self.spill,
+                self.spilled)
 
     def __setstate__(self, s):
-        self.user_id, owners, posts, self.deleted = s
+        self.user_id, owners, posts, self.deleted = s[:4]
+        self.spill, self.spilled = s[4:] if len(s) > 4 else ({}, False)  # (pickled before spills)
         # owners pickled as a list, before they said how they mention: an ended follow was
         # reported as a mention then, so each may need either command
         self.owners = dict.fromkeys(owners, _BOTH) if isinstance(owners, list) else owners

@@ -14,6 +14,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Protocol
 
+from operators.erasure import parse_spill
 from operators.item_stats import ItemView
 
 GLOBAL = ""  # the trending index over all topics
@@ -27,6 +28,8 @@ class FeatureReader(Protocol):
     def global_model(self) -> dict | None: ...
     def parked(self, kind: str, user_id: str) -> bytes | None: ...
     def parking(self, kind: str, user_id: str, state: bytes) -> None: ...
+    def spilled_owners(self, user_id: str) -> dict[str, int]: ...
+    def spilling_owners(self, user_id: str, members: list[str]) -> None: ...
 
 
 class RecentParks:
@@ -61,6 +64,34 @@ class RecentParks:
         feature store's `parked` returns."""
         recent = self.take(kind, user_id)
         return recent if recent is not None else stored()
+
+
+class RecentSpills:
+    """Erasure owners this process spilled in the last `window_s` (operators.erasure), until
+    their write lands: a deletion in the same activation reads them here, as `RecentParks`.
+
+    >>> spills = RecentSpills()
+    >>> spills.add("u1", ["1:a"]); spills.add("u1", ["2:b"]); spills.of("u1"), spills.of("u2")
+    (['1:a', '2:b'], [])
+    """
+
+    __slots__ = ("window_s", "entries")
+
+    def __init__(self, window_s: float = 30.0):
+        self.window_s = window_s
+        self.entries: OrderedDict[str, tuple[float, list[str]]] = OrderedDict()
+
+    def add(self, user_id: str, members: list[str]) -> None:
+        now = time.monotonic()
+        _, old = self.entries.pop(user_id, (now, []))
+        self.entries[user_id] = (now, old + members)
+        while self.entries and now - next(iter(self.entries.values()))[0] > self.window_s:
+            self.entries.popitem(last=False)
+
+    def of(self, user_id: str) -> list[str]:
+        entry = self.entries.get(user_id)
+        return entry[1] if entry is not None and time.monotonic() - entry[0] <= self.window_s \
+            else []
 
 
 class _TopIndex:
@@ -111,6 +142,8 @@ class MemoryFeatureStore:
         self._model: dict | None = None
         self._parked: dict[tuple[str, str], bytes] = {}
         self.recent_parks = RecentParks()
+        self._owners: dict[str, set[str]] = {}  # spilled erasure owners (schemas.keyspace)
+        self.recent_spills = RecentSpills()
 
     # writes -------------------------------------------------------------------------------------
     def put_item(self, view: ItemView) -> None:
@@ -141,6 +174,15 @@ class MemoryFeatureStore:
             self._parked.pop((kind, user_id), None)
         else:
             self._parked[(kind, user_id)] = state
+
+    def put_owners(self, user_id: str, added: list[str], removed: list[str]) -> None:
+        """Spilled erasure owners' members added and removed (`forget_owners` deletes all)."""
+        members = self._owners.setdefault(user_id, set())
+        members.update(added)
+        members.difference_update(removed)
+
+    def forget_owners(self, user_id: str) -> None:
+        self._owners.pop(user_id, None)
 
     def delete_item(self, post_id: str) -> None:
         self._items.pop(post_id, None)
@@ -173,3 +215,9 @@ class MemoryFeatureStore:
 
     def parking(self, kind: str, user_id: str, state: bytes) -> None:
         self.recent_parks.add(kind, user_id, state)
+
+    def spilled_owners(self, user_id: str) -> dict[str, int]:
+        return parse_spill(self._owners.get(user_id, set()) | set(self.recent_spills.of(user_id)))
+
+    def spilling_owners(self, user_id: str, members: list[str]) -> None:
+        self.recent_spills.add(user_id, members)

@@ -16,7 +16,8 @@ from collections.abc import Iterable
 import orjson
 import redis
 
-from operators.feature_store import RecentParks
+from operators.erasure import parse_spill
+from operators.feature_store import RecentParks, RecentSpills
 from operators.item_stats import ItemView
 from operators.suggestions.writes import SOCIAL_WRITES, social_ops
 from schemas.keyspace import Keyspace
@@ -34,6 +35,8 @@ log = logging.getLogger("persona.redis")
 #   | ("unliker", author, user)   (the likers writes come through step `likers`)
 #   ("park", kind, key, pickled state | None): an idle key's worker state (with a TTL), None deletes
 #   it (the state was emptied or erased: flows.adapters._Evictable)
+#   ("spill_owners", user, members) | ("unspill_owners", user, members) | ("forget_owners", user):
+#   the erasure step's spilled owners of a mentioned user (operators.erasure), with the parked TTL
 Write = tuple
 
 
@@ -86,6 +89,7 @@ class RedisFeatureStore:
         self._swept = time.monotonic()
         self._index_depth = 0  # the deepest read of a sorted-set index so far (see `_indexes`)
         self.recent_parks = RecentParks()
+        self.recent_spills = RecentSpills()
 
     def cached_many(self, kind: str, ids: list[str], key_of, decode, read=None,
                     *ttl_s: float) -> dict:
@@ -250,6 +254,16 @@ class RedisFeatureStore:
         """`state` is on its way to Redis (a park write): serve it until it lands."""
         self.recent_parks.add(kind, user_id, state)
 
+    def spilled_owners(self, user_id: str) -> dict[str, int]:
+        """The erasure owners spilled for `user_id` (read once, at the deletion), with this
+        process's spills of the last seconds (`RecentSpills`)."""
+        stored = retrying(lambda: self.client.smembers(self.keyspace.erasure_owners(user_id)))
+        return parse_spill(set(stored) | {m.encode() for m in self.recent_spills.of(user_id)})
+
+    def spilling_owners(self, user_id: str, members: list[str]) -> None:
+        """`members` are on their way to Redis (a spill_owners write)."""
+        self.recent_spills.add(user_id, members)
+
     def global_model(self) -> dict | None:
         def load():
             raw = self.client.get(self.keyspace.global_model)
@@ -315,6 +329,13 @@ class RedisWriter:
             elif kind == "park":  # ("park", step kind, key, pickled state | None)
                 ops.append(("set", ks.parked(w[1], w[2]), w[3], self.parked_ttl_s)
                            if w[3] is not None else ("delete", ks.parked(w[1], w[2])))
+            elif kind == "spill_owners":
+                ops.append(("sadd", ks.erasure_owners(w[1]), *w[2]))
+                ops.append(("expire", ks.erasure_owners(w[1]), self.parked_ttl_s))
+            elif kind == "unspill_owners":
+                ops.append(("srem", ks.erasure_owners(w[1]), *w[2]))
+            elif kind == "forget_owners":
+                ops.append(("delete", ks.erasure_owners(w[1])))
             elif kind == "notifs":
                 ops.append(("set", ks.notifications(w[1]), w[2]))
             elif kind == "notif_model":

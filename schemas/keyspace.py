@@ -97,6 +97,12 @@ class Keyspace:
         """The user's ranking features (operators.suggestions.snapshot), for search re-ranking."""
         return f"{self.base}:ufeat:{{{user_id}}}"
 
+    def erasure_owners(self, user_id: str) -> str:
+        """Set of the users whose states mention `user_id`, spilled by the erasure step past its
+        resident owners (operators.erasure `RESIDENT_OWNERS`; members "<bits>:<owner>"), with the
+        parked states' TTL; read back and deleted at the user's deletion."""
+        return f"{self.base}:owners:{{{user_id}}}"
+
     def parked(self, kind: str, key: str) -> str:
         """An idle key's worker state, pickled, with a TTL: a user's ("user" | "social" | "notif"
         | "followers" (key: the followed user) | "erasure" (the mentioned user's index) | "expuser"

@@ -149,3 +149,26 @@ def test_an_item_not_written_yet_is_read_again_at_the_next_rank(live):
         assert store.neighbours(["p1"]) == {}  # (other kinds' absence stays cached: no key is common)
     finally:
         cleanup(client, prefix)
+
+
+def test_spilled_erasure_owners_round_trip_through_redis(live):
+    """The erasure step's spilled owners (operators.erasure) on the real Redis: added with the
+    parked TTL, ORed back per owner, a deleted owner's members removed, the set deleted."""
+    prefix = f"test-owners-{uuid.uuid4().hex[:8]}"
+    client = redis.Redis.from_url(live[1])
+    keyspace = Keyspace(prefix, "1")
+    try:
+        writer = RedisWriter(client, keyspace, parked_ttl_s=600)
+        store = RedisFeatureStore(client, keyspace, ttl_s=60)
+        writer.write_batch([("spill_owners", "c1", ["1:a", "2:b"]),
+                            ("spill_owners", "c1", ["2:a", "1:c"])])
+        assert store.spilled_owners("c1") == {"a": 3, "b": 2, "c": 1}
+        assert 0 < client.ttl(keyspace.erasure_owners("c1")) <= 600
+        writer.write_batch([("unspill_owners", "c1", ["1:a", "2:a", "3:a"])])
+        assert store.spilled_owners("c1") == {"b": 2, "c": 1}
+        store.spilling_owners("c1", ["1:d"])  # on its way: served before it lands
+        assert store.spilled_owners("c1") == {"b": 2, "c": 1, "d": 1}
+        writer.write_batch([("forget_owners", "c1")])
+        assert not client.exists(keyspace.erasure_owners("c1"))
+    finally:
+        cleanup(client, prefix)

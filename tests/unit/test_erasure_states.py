@@ -189,9 +189,7 @@ def test_a_replay_erases_a_deleted_user_from_everything_it_writes(tmp_path):
     assert sum(len(i["items"]) for i in inboxes) > 50
 
 
-def test_the_index_sends_forget_follower_to_lists_that_name_the_user_and_forget_to_states(
-        monkeypatch):
-    from operators import erasure
+def test_the_index_sends_forget_follower_to_lists_that_name_the_user_and_forget_to_states():
     from operators.erasure import MentionIndex
 
     index = MentionIndex("u2")
@@ -207,14 +205,32 @@ def test_the_index_sends_forget_follower_to_lists_that_name_the_user_and_forget_
     assert index.learn_mention("d", "forget_follower") == [Command("forget_follower", "d", "u2")]
     assert index.learn_mention("e") == [Command("forget", "e", "u2", ("p1",))]
 
-    monkeypatch.setattr(erasure, "MAX_OWNERS", 2)  # owners, whichever way they mention
+
+
+def test_owners_past_the_resident_ones_are_spilled_and_still_told_at_the_deletion(monkeypatch):
+    import pickle
+
+    from operators import erasure
+    from operators.erasure import MentionIndex, parse_spill
+
+    monkeypatch.setattr(erasure, "RESIDENT_OWNERS", 2)  # owners, whichever way they mention
     index = MentionIndex("u2")
     index.learn_mention("a")
     index.learn_mention("b", "forget_follower")
     index.learn_mention("a", "forget_follower")  # reported again: the newest
-    index.learn_mention("c")
-    assert [(c.kind, c.key) for c in index.delete()] == [
-        ("forget", "a"), ("forget_follower", "a"), ("forget", "c")]
+    index.learn_mention("c")  # 3 resident > 2: the oldest (b) is spilled
+    assert list(index.owners) == ["a", "c"] and not index.spilled
+    stored = index.take_spill()
+    assert stored == ["2:b"] and index.spilled and index.take_spill() == []
+    index.learn_mention("d")
+    index.learn_mention("b")  # b again, the other way: resident now, spilled as well
+    pending = pickle.loads(pickle.dumps(index))  # a spill not handed over yet survives a snapshot
+    assert pending.spill == {"a": 3, "c": 1} and pending.spilled
+    assert [(c.kind, c.key) for c in pending.delete(parse_spill(stored))] == [
+        ("forget", "a"), ("forget_follower", "a"), ("forget", "c"), ("forget", "d"),
+        ("forget", "b"), ("forget_follower", "b")]  # (b, reported last, is told last, both ways)
+    # a deleted owner: every member that may name them is removed from the spilled set
+    assert index.drop_owner("b") == ["1:b", "2:b", "3:b"] and "b" not in index.owners
 
 
 def test_an_index_pickled_before_its_owners_said_how_they_mention_still_loads(monkeypatch):

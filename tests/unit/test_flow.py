@@ -12,6 +12,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.testing import TestingSink, TestingSource, run_main
 
 import config
+from flows.adapters import ErasureLogic
 from flows.feeds import build_flow
 from operators.feature_store import MemoryFeatureStore
 from schemas import Event, encode_event
@@ -38,6 +39,11 @@ class _Apply(StatelessSinkPartition):
                 self.feeds.pop(w[1], None)
             elif w[0] == "park":
                 self.store.put_parked(w[1], w[2], w[3])
+            elif w[0] in ("spill_owners", "unspill_owners"):
+                added = w[2] if w[0] == "spill_owners" else []
+                self.store.put_owners(w[1], added, w[2] if not added else [])
+            elif w[0] == "forget_owners":
+                self.store.forget_owners(w[1])
 
 
 class MemoryWrites(DynamicSink):
@@ -944,3 +950,28 @@ def test_catching_up_a_backlog_stretches_the_rank_and_suggestion_intervals(monke
         assert social._interval_s() == pytest.approx(suggest_s, abs=0.01), behind_s
     monkeypatch.setattr(metrics.InputAge, "noted_at", now - 2 * metrics.InputAge.IDLE_S)
     assert users._interval_s() == 0.5, "nothing decoded for a while: the input is drained"
+
+
+def test_the_erasure_step_reads_back_spilled_owners_at_the_deletion(monkeypatch):
+    """A mentioned user with more owners than stay resident: the oldest go to the store (the
+    spill write; before it lands, the process's recent spills), and the deletion commands every
+    owner; a deleted owner's spilled members are removed, and the deletion deletes the set."""
+    from operators import erasure
+    from schemas.erasure import Command
+
+    monkeypatch.setattr(erasure, "RESIDENT_OWNERS", 4)
+    for landed in (False, True):
+        store = MemoryFeatureStore()
+        logic = ErasureLogic(None, 0.0, lambda store=store: store)
+        out, _ = logic.on_batch([("mention", f"o{i}", "c1") for i in range(7)])
+        assert [w[:2] for w in out] == [("spill_owners", "c1")]
+        if landed:  # the write landed and this process's recent spills are gone
+            store.put_owners("c1", out[0][2], [])
+            store.recent_spills.entries.clear()
+        out, _ = logic.on_batch([("unmention", "o0", "c1")])
+        assert out == [("unspill_owners", "c1", ["1:o0", "2:o0", "3:o0"])]
+        store.put_owners("c1", [], out[0][2])
+        out, _ = logic.on_batch([("deleted", "c1")])
+        told = sorted(c.key for c in out if isinstance(c, Command))
+        assert told == [f"o{i}" for i in range(1, 7)] if landed else [f"o{i}" for i in range(7)]
+        assert ("forget_owners", "c1") in out
