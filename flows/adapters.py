@@ -796,6 +796,11 @@ class SearchBlendLogic(_Logic):
 POST_CREATED = "post_created"  # the similarity step's marker of a new post: nothing to restore
 
 
+def _untupled(state):
+    """A similarity state pickled as (post id, ItemSimilarity), before `_Evictable` kept the key."""
+    return state[1] if isinstance(state, tuple) else state
+
+
 class SimilarityLogic(_Evictable):
     """key = post id. Values (post_id, [(co-touched post id, weight), …] | Command |
     `POST_CREATED`). Emits ("nbrs", post_id, neighbours); on `erase_post` a `forget_nbr` command
@@ -805,15 +810,18 @@ class SimilarityLogic(_Evictable):
 
     park_kind = "nbrs"
 
-    def __init__(self, state: tuple[str, ItemSimilarity] | str | None, capacity: int,
+    def __init__(self, state: ItemSimilarity | str | None, capacity: int,
                  idle_s: float = 0.0, store_of=None):
-        super().__init__(state, idle_s, store_of)
+        super().__init__(_untupled(state), idle_s, store_of)
         self.capacity = capacity
         self._touched()
 
+    def _restore(self, key: str, store, signup: bool = False):
+        return _untupled(super()._restore(key, store, signup))
+
     def on_batch(self, pairs):
         created = any(v == POST_CREATED for _, v in pairs)
-        self._resume(pairs[0][0], (lambda post: (post, ItemSimilarity(self.capacity)))
+        self._resume(pairs[0][0], (lambda _post: ItemSimilarity(self.capacity))
                      if created else None, signup=created)
         self._touched()
         values = [v for _, v in pairs if v != POST_CREATED]
@@ -822,8 +830,8 @@ class SimilarityLogic(_Evictable):
         if self.state is None:
             if all(isinstance(v, Command) for v in values):
                 return [], RETAIN  # erasure commands for a post without neighbours
-            self.state = (self.key, ItemSimilarity(self.capacity))
-        post_id, similarity = self.state
+            self.state = ItemSimilarity(self.capacity)
+        post_id, similarity = self.key, self.state
         for value in values:
             if not isinstance(value, Command):
                 for other, weight in value:

@@ -496,6 +496,15 @@ def test_an_idle_posts_neighbours_are_parked_and_restored():
     store.put_parked("nbrs", "p4", out[0][3])
     assert build(None).on_batch([("p4", [("p5", 1.0)])])[0] == []
 
+    # a state parked or snapshotted as (post id, ItemSimilarity), before the logic kept the key
+    from operators.item_similarity import ItemSimilarity
+    old = ItemSimilarity(10)
+    old.learn_one("p2", 1.0)
+    store.put_parked("nbrs", "p6", pickle.dumps(("p6", old)))
+    assert build(None).on_batch([("p6", [("p7", 1.0)])])[0] == [
+        ("nbrs", "p6", {"p2": 1.0, "p7": 1.0})]
+    assert isinstance(build(pickle.dumps(("p6", old))).state, ItemSimilarity)
+
 
 def test_idle_followers_are_parked_restored_and_dropped_once_empty():
     from bytewax.operators import StatefulBatchLogic
