@@ -1,4 +1,5 @@
-"""The benchmark's pure parts: percentiles, ratios, steady rate, freshness matching, workload."""
+"""The benchmark's pure parts: percentiles, ratios, steady rate, freshness matching, workload, CPU
+time from /proc."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
+import config
 from scripts.bench import (
     match_freshness,
     percentile,
@@ -16,6 +18,15 @@ from scripts.bench import (
     steady_rate,
     table,
     workload,
+)
+from scripts.proc_cpu import (
+    kafka_pids,
+    local_broker_pids,
+    local_redis_pids,
+    parse_machine_stat,
+    parse_pid_stat,
+    redis_pids,
+    tree_ticks,
 )
 
 
@@ -97,3 +108,65 @@ def test_table_rows_from_a_report():
     assert rows["pipeline, 2 process(es), steady"] == "500 events/s"
     assert rows["  per worker process"] == "250 events/s"
     assert rows["ratio to the I/O floor"] == "0.500"
+
+
+# a real /proc/<pid>/stat line, with a command name that holds a space and a ')'
+PID_STAT = ("26475 (java) x) S 1 26474 26474 0 -1 4194560 130823 0 12 0 10101 702 7 3 20 0 68 0 "
+            "3923178 3447173120 109431 18446744073709551615 1 1 0 0 0 0 0 2 16800975 0 0 0 17 1 0 0 "
+            "0 0 0")
+MACHINE_STAT = ("cpu  2782806 10289 354211 4541537 10236 0 62172 1181 500 0\n"
+                "cpu0 1228297 6736 163442 2445019 3330 0 30211 583 0 0\nintr 1 2 3\n")
+
+
+def test_parse_pid_stat_counts_fields_after_the_command_name():
+    ppid, ticks = parse_pid_stat(PID_STAT)
+    assert ppid == 1
+    assert ticks == 10101 + 702 + 7 + 3  # utime + stime + cutime + cstime
+
+
+def test_parse_machine_stat_busy_and_idle():
+    busy, idle = parse_machine_stat(MACHINE_STAT)
+    assert busy == 2782806 + 10289 + 354211 + 62172 + 1181  # guest (500) is inside user already
+    assert idle == 4541537 + 10236
+
+
+def test_tree_ticks_adds_live_descendants_once_and_loses_a_gone_root():
+    table = {10: (1, 100), 11: (10, 20), 12: (11, 3), 20: (1, 1000), 21: (20, 7)}
+    assert tree_ticks(table, [10]) == 123
+    assert tree_ticks(table, [10, 20]) == 1130
+    assert tree_ticks(table, [10, 11]) == 123  # a root that is also a descendant counts once
+    assert tree_ticks(table, [10, 99]) is None
+
+
+def test_kafka_and_redis_pids():
+    cmdlines = [(1, b"/usr/lib/jvm/bin/java\0-cp\0lib/*\0kafka.Kafka\0server.properties\0"),
+                (2, b"/usr/bin/java\0-jar\0zookeeper.jar\0"),
+                (3, b"bash\0-c\0java kafka.Kafka\0"),
+                (5, b"grep\0kafka.Kafka\0"),  # only a JVM whose main class it is
+                (4, b"")]
+    assert kafka_pids(cmdlines) == [1]
+    assert redis_pids({"redis_version": "7.0", "process_id": 26597}) == [26597]
+    assert redis_pids({"127.0.0.1:7000": {"process_id": 1}, "127.0.0.1:7001": {"process_id": 2}}) == [1, 2]
+
+
+class _NoInfo:
+    def info(self, section):
+        raise AssertionError("a remote Redis must not be asked for its pid")
+
+
+def test_remote_services_have_no_local_pids():
+    remote = config.load(env={"KAFKA_BOOTSTRAP": "10.1.2.3:9092,127.0.0.1:9092",
+                              "REDIS_URL": "redis://10.1.2.3:6379/0"})
+    assert local_broker_pids(remote) is None
+    assert local_redis_pids(remote, _NoInfo()) is None
+
+
+class _Info:
+    def info(self, section):
+        assert section == "server"
+        return {"process_id": 4242}
+
+
+def test_local_redis_pid_from_info():
+    local = config.load(env={"REDIS_URL": "redis://localhost:6390/1"})
+    assert local_redis_pids(local, _Info()) == [4242]
