@@ -9,7 +9,8 @@ One run, on a private topic and Redis prefix (both removed at the end):
 3. pipeline — the real workers (`scripts.runner`, `processes` Bytewax processes) drain the topic;
    events/s in steady state comes from the workers' own counters (Prometheus), between 10% and 90%
    of the events, so start-up and the final flush are excluded (both are reported too);
-   RSS of every worker process is sampled throughout;
+   RSS of every worker process is sampled throughout, and CPU time (/proc) of the workers, the
+   Kafka broker and Redis when they run on this host, and the machine, over the same window;
 4. freshness — a new topic and tailing workers; events are produced at a fixed rate (default half
    the steady rate just measured) with their event time set to the produce time, which is also
    their Kafka timestamp; the Redis sink traces when the feed of 1 user in `trace_every` is written
@@ -46,7 +47,8 @@ from config.security import kafka_config, redis_connection
 from operators.redis_store import connect, traced_user
 from operators.routing import SEEN_ONLY_TYPES
 from schemas.keyspace import Keyspace
-from scripts import kafka_io, runner
+from scripts import kafka_io, proc_cpu, runner
+from scripts.proc_cpu import CpuReading
 
 Log = Callable[[str], object]
 
@@ -72,15 +74,15 @@ def ratio(numerator: float | None, denominator: float | None) -> float | None:
     return numerator / denominator
 
 
-def steady_rate(samples: list[tuple[float, int]], total: int, lo: float = 0.1,
-                hi: float = 0.9, min_window_s: float = 3.0) -> float | None:
-    """Events/s between the moments the counter passed lo·total and hi·total (linear
-    interpolation between samples of (time, processed count)); excludes start-up and the tail.
-    None when that window is shorter than `min_window_s` (too few samples to mean anything: the
-    workers' counters move a Kafka batch at a time).
+def steady_window(samples: list[tuple[float, int]], total: int, lo: float = 0.1,
+                  hi: float = 0.9, min_window_s: float = 3.0) -> tuple[float, float] | None:
+    """(t_lo, t_hi): the moments the counter passed lo·total and hi·total (linear interpolation
+    between samples of (time, processed count)); excludes start-up and the tail. None when that
+    window is shorter than `min_window_s` (too few samples to mean anything: the workers' counters
+    move a Kafka batch at a time).
 
-    >>> round(steady_rate([(0, 0), (10, 0), (20, 50), (30, 100)], 100), 6)
-    5.0
+    >>> steady_window([(0, 0), (10, 0), (20, 50), (30, 100)], 100)
+    (12.0, 28.0)
     """
     def crossing(target: float) -> float | None:
         for (t0, c0), (t1, c1) in itertools.pairwise(samples):
@@ -90,7 +92,60 @@ def steady_rate(samples: list[tuple[float, int]], total: int, lo: float = 0.1,
     t_lo, t_hi = crossing(lo * total), crossing(hi * total)
     if t_lo is None or t_hi is None or t_hi - t_lo < min_window_s:
         return None
-    return (hi - lo) * total / (t_hi - t_lo)
+    return t_lo, t_hi
+
+
+def steady_rate(samples: list[tuple[float, int]], total: int, lo: float = 0.1,
+                hi: float = 0.9, min_window_s: float = 3.0) -> float | None:
+    """Events/s over the `steady_window`; None without one.
+
+    >>> round(steady_rate([(0, 0), (10, 0), (20, 50), (30, 100)], 100), 6)
+    5.0
+    """
+    window = steady_window(samples, total, lo, hi, min_window_s)
+    if window is None:
+        return None
+    return (hi - lo) * total / (window[1] - window[0])
+
+
+def value_at(samples: list[tuple[float, float]], t: float) -> float | None:
+    """A cumulative reading sampled as (time, value), linearly interpolated at `t`; None outside
+    the samples.
+
+    >>> value_at([(0, 0.0), (2, 1.0), (4, 5.0)], 3), value_at([(0, 0.0), (2, 1.0)], 2.5)
+    (3.0, None)
+    """
+    for (t0, v0), (t1, v1) in itertools.pairwise(samples):
+        if t0 <= t <= t1:
+            return v0 if t1 == t0 else v0 + (v1 - v0) * (t - t0) / (t1 - t0)
+    return None
+
+
+def cores_over(samples: list[tuple[float, float]], window: tuple[float, float]) -> float | None:
+    """Cores a cumulative CPU-seconds reading used over `window` (Δseconds / Δwall); None when the
+    samples do not cover it."""
+    start, end = value_at(samples, window[0]), value_at(samples, window[1])
+    if start is None or end is None or window[1] <= window[0]:
+        return None
+    return (end - start) / (window[1] - window[0])
+
+
+def cpu_share(readings: list[CpuReading], window: tuple[float, float] | None,
+              events_per_s: float | None) -> dict:
+    """Cores used over the steady `window` by the workers (with their descendants), the broker,
+    Redis and the whole machine, and the workers' CPU per event (their cores / the steady events/s:
+    what a process pays per event whatever cores the machine could give). None where unknown."""
+    def cores(role: str) -> float | None:
+        if window is None:
+            return None
+        return cores_over([(r.t, getattr(r, role)) for r in readings
+                           if getattr(r, role) is not None], window)
+    workers = cores("workers")
+    return {"window_s": None if window is None else round(window[1] - window[0], 2),
+            "workers_cores": workers, "broker_cores": cores("broker"), "redis_cores": cores("redis"),
+            "machine_busy_cores": cores("machine_busy"), "cpu_count": os.cpu_count(),
+            "worker_cpu_us_per_event": ratio(None if workers is None else workers * 1e6,
+                                             events_per_s)}
 
 
 def longest_stall(samples: list[tuple[float, int]], total: int) -> tuple[float, float] | None:
@@ -366,6 +421,7 @@ class WorkerRun:
     rss: list[tuple[float, list[int]]] = field(default_factory=list)  # KiB per process
     peak_kb: list[int] = field(default_factory=list)
     pids: list[int] = field(default_factory=list)
+    cpu: list[CpuReading] = field(default_factory=list)  # workers, broker, Redis, machine
     started: float = 0.0
     ended: float = 0.0
     code: int | None = None
@@ -393,7 +449,7 @@ def run_workers(bench: Bench, env: dict[str, str], processes: int, *, tail: bool
                 expected: int | None = None, stop_when: Callable[[], bool] | None = None,
                 on_running: Callable[[], object] | None = None,
                 interval_s: float = 0.5) -> WorkerRun:
-    """Run the real workers (`scripts.runner`) while sampling their counters and RSS. Without
+    """Run the real workers (`scripts.runner`) while sampling their counters, RSS and CPU. Without
     tail the run ends when the topic is drained; with tail, once `stop_when()` is true."""
     settings = config.load(env=dict(os.environ, **env))
     base = free_port_range(processes)
@@ -409,6 +465,9 @@ def run_workers(bench: Bench, env: dict[str, str], processes: int, *, tail: bool
         result.ended = time.monotonic()
         finished.set()
 
+    # the broker and Redis share this machine's cores with the workers when they run on it
+    broker_pids = proc_cpu.local_broker_pids(bench.settings)
+    redis_pids = proc_cpu.local_redis_pids(bench.settings, bench.redis())
     thread = threading.Thread(target=target, daemon=True)
     thread.start()
     last_log, announced = 0.0, False
@@ -419,6 +478,7 @@ def run_workers(bench: Bench, env: dict[str, str], processes: int, *, tail: bool
         if not pids:
             continue
         result.pids = pids
+        result.cpu.append(proc_cpu.CpuRoles(pids, broker_pids, redis_pids).read(now))
         mem = [rss_kb(pid) for pid in pids]
         scraped = [scrape_counters(base + i) for i in range(processes)]
         if all(c is not None for c in scraped):
@@ -458,6 +518,7 @@ def stall_report(run: WorkerRun, total: int) -> dict:
 
 def summarise_run(run: WorkerRun, total: int, users: int) -> dict:
     first = next((t for t, c in run.counts if c > 0), run.started)
+    window = steady_window(run.counts, total)
     steady = steady_rate(run.counts, total)
     baseline = run.ready_rss or [0] * run.processes  # imports done, no events yet
     last_rss = run.rss[-1][1] if run.rss else [0] * run.processes
@@ -484,6 +545,7 @@ def summarise_run(run: WorkerRun, total: int, users: int) -> dict:
         "peak_rss_mib": [round(kb / 1024, 1) for kb in run.peak_kb],
         "worker_rss_growth_bytes_per_user": round(growth / max(1, users)),
         "rss_flatness_second_half": rss_flatness(run.rss),
+        "cpu_steady": cpu_share(run.cpu, window, steady),
         "exit_code": run.code,
     }
 
@@ -672,6 +734,9 @@ def _run(bench: Bench, cfg: BenchConfig, report: dict, log: Log) -> None:
         report["pipeline_scale"] = scaled
         one, two = (main, scaled) if cfg.processes == 1 else (scaled, main)
         report["scale_ratio_2_to_1"] = ratio(_rate(two), _rate(one))
+        # > 1: what going to 2 processes costs per event (exchange, epochs), apart from the cores
+        report["scale_worker_cpu_per_event_2_to_1"] = ratio(
+            two["cpu_steady"]["worker_cpu_us_per_event"], one["cpu_steady"]["worker_cpu_us_per_event"])
 
     if cfg.reader:
         log("4/5 reader: HTTP vs raw Redis")
@@ -856,6 +921,16 @@ def table(report: dict) -> list[tuple[str, str]]:
     """The report as (measure, value) rows for printing."""
     def num(v, fmt="{:,.0f}"):
         return "—" if v is None else fmt.format(v)
+    def cpu_rows(summary: dict) -> list[tuple[str, str]]:
+        c = summary.get("cpu_steady")
+        if not c:
+            return []
+        return [("  cores, steady: workers / broker / Redis / machine busy",
+                 " / ".join(num(c[k], "{:.2f}") for k in (
+                     "workers_cores", "broker_cores", "redis_cores", "machine_busy_cores"))
+                 + f" (of {num(c['cpu_count'])})"),
+                ("  worker CPU per event, steady", f"{num(c['worker_cpu_us_per_event'])} µs")]
+
     rows = []
     w = report.get("workload", {})
     rows.append(("workload", f"{num(w.get('events'))} events, {num(w.get('users'))} users"))
@@ -891,6 +966,7 @@ def table(report: dict) -> list[tuple[str, str]]:
                      f"{num(p.get('gc_share_of_worker_time'), '{:.1%}')} / "
                      f"{num(p.get('gc_full_collections'))} / "
                      f"{num(p.get('gc_longest_pause_s'), '{:.2f}')} s"))
+        rows += cpu_rows(p)
         rows.append(("peak RSS per worker process", ", ".join(f"{v} MiB" for v in p["peak_rss_mib"])))
         rows.append(("worker RSS growth per user", f"{num(p['worker_rss_growth_bytes_per_user'])} B"))
         rows.append(("RSS spread, second half", num(p["rss_flatness_second_half"], "{:.1%}")))
@@ -902,8 +978,11 @@ def table(report: dict) -> list[tuple[str, str]]:
     if s:
         rows.append((f"pipeline, {s['processes']} process(es), steady",
                      f"{num(s['events_per_s_steady'])} events/s"))
+        rows += cpu_rows(s)
         rows.append(("scale-out ratio 2 : 1 processes",
                      num(report.get("scale_ratio_2_to_1"), "{:.2f}")))
+        rows.append(("worker CPU per event 2 : 1 processes",
+                     num(report.get("scale_worker_cpu_per_event_2_to_1"), "{:.2f}")))
     if report.get("reader"):
         from scripts import bench_reader
         rows += bench_reader.table(report["reader"])
