@@ -288,10 +288,11 @@ def build_flow(settings: Settings, *, source: Source | None = None,
     # whole-value, idempotent writes to Redis: feeds, profiles, item features, neighbours, model
     feeds = op.filter("feeds", user_out,
                       lambda m: m[0] in ("feed", "profile", "forget_user", "user_features", "park"))
-    # the parks of the followers, experiment-users and erasure steps (their other outputs go on)
+    # the parks of the followers and experiment-users steps (their other outputs go on), and the
+    # erasure step's writes: its parks and spilled owners (its commands go to the topic above)
     parks = op.merge("parks", op.filter("follower_parks", op.key_rm(
         "follower_writes", follower_out), _is_park), op.filter("arm_parks", arm_out, _is_park),
-        op.filter("erasure_parks", erasure_out, _is_park))
+        op.filter("erasure_writes", erasure_out, lambda m: not isinstance(m, Command)))
     writes_stream = op.merge("writes", feeds, item_writes,
                              op.filter("nbr_writes", neighbours, lambda m: m[0] != "cmd"),
                              op.key_rm("model", model), social, likers, inboxes, arm_counts,

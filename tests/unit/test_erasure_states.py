@@ -306,3 +306,17 @@ def test_a_deleted_user_who_had_stopped_following_leaves_the_followed_users_list
     followers = pickle.loads(store.parked("followers", "u1"))  # parked again, idle
     assert isinstance(followers, Followers)
     assert list(followers.ids) == ["u5"] and followers.ended == []
+
+
+def test_the_flow_writes_the_owners_the_erasure_step_spills(monkeypatch):
+    """The erasure step's spill writes reach the Redis sink (its commands go to the topic)."""
+    from operators import erasure
+
+    monkeypatch.setattr(erasure, "RESIDENT_OWNERS", 2)
+    followers = [f"f{i}" for i in range(6)]
+    payloads = [encode_event(Event("c0", "user_created", T, "u3", interests=("t1",)))]
+    payloads += [encode_event(Event(f"c{i + 1}", "follow", T + i + 1, f, target_id="u3"))
+                 for i, f in enumerate(followers)]
+    writes = _run(payloads, [])
+    spilled = erasure.parse_spill(writes.store._owners.get("u3", ()))
+    assert spilled and set(spilled) < set(followers)
