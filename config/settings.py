@@ -107,6 +107,7 @@ class StreamSettings:
     user_idle_evict_s: float
     item_idle_evict_s: float
     parked_ttl_s: int
+    erasure_resident_owners: int
     kafka_batch_size: int
     freshness_sample: int
     gc_threshold: int
@@ -128,6 +129,7 @@ class StreamSettings:
         "user_idle_evict_s": bounded(0.0, 365 * 86400),
         "item_idle_evict_s": bounded(0.0, 365 * 86400),
         "parked_ttl_s": bounded(60, 10 * 365 * 86400),
+        "erasure_resident_owners": bounded(2, 10_000_000),
         "kafka_batch_size": bounded(1, 100_000),
         "freshness_sample": bounded(0, 1_000_000),
         "gc_threshold": bounded(0, 10_000_000),

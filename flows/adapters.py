@@ -23,7 +23,7 @@ from confluent_kafka import Producer
 from flows import metrics, resources
 from operators.context import FEATURES, PRIOR, Context
 from operators.dedup import Dedup
-from operators.erasure import MentionIndex, Reported
+from operators.erasure import RESIDENT_OWNERS, MentionIndex, Reported
 from operators.experiments.counts import ArmCounts, UserCounts
 from operators.feed import rank
 from operators.graph import ENDS, Followers, apply_delivery, net
@@ -928,8 +928,10 @@ class ErasureLogic(_Evictable):
 
     park_kind = "erasure"
 
-    def __init__(self, state: MentionIndex | None, idle_s: float = 0.0, store_of=None):
+    def __init__(self, state: MentionIndex | None, idle_s: float = 0.0, store_of=None,
+                 resident_owners: int = RESIDENT_OWNERS):
         super().__init__(state, idle_s, store_of)
+        self.resident_owners = resident_owners
         self._touched()
 
     def _empty(self) -> bool:  # (a tombstone without posts is not: it stays)
@@ -942,10 +944,10 @@ class ErasureLogic(_Evictable):
             kind = value[0]
             if kind == "post":
                 out.extend(self.state.learn_post(value[1]))
-            elif kind == "mention":
-                out.extend(self.state.learn_mention(value[1]))
-            elif kind == "ended_follow":
-                out.extend(self.state.learn_mention(value[1], "forget_follower"))
+            elif kind in ("mention", "ended_follow"):
+                out.extend(self.state.learn_mention(
+                    value[1], "forget" if kind == "mention" else "forget_follower",
+                    self.resident_owners))
             elif kind == "unmention":  # the owner was deleted (in a parked index too)
                 removed = self.state.drop_owner(value[1])
                 if removed:

@@ -275,7 +275,8 @@ def build_flow(settings: Settings, *, source: Source | None = None,
                     _mention_messages),
     )
     erasure_out = op.key_rm("erasure_out", op.stateful_batch(
-        "erasure", erasure_in, ErasureLogic.builder(settings.stream.user_idle_evict_s, features)))
+        "erasure", erasure_in, ErasureLogic.builder(settings.stream.user_idle_evict_s, features,
+                                                settings.stream.erasure_resident_owners)))
     erasure_cmds = op.merge(
         "erasure_cmds", op.filter("erasure_step_cmds", erasure_out,
                                   lambda m: isinstance(m, Command)),

@@ -6,7 +6,7 @@ user it starts to mention, once (`Reported`), to the `erasure` step keyed by the
 the followers step reports each follow that ended (the list keeps it for posts processed late:
 operators.graph), as "this owner's followers list names the user". That step (`MentionIndex`)
 keeps who mentions the user, in which of those ways, and which posts they created (bounded: the
-newest `MAX_POSTS`; the newest `RESIDENT_OWNERS` owners in memory, older ones spilled to a Redis
+newest `MAX_POSTS`; the newest `stream.erasure_resident_owners` owners in memory, older ones spilled to a Redis
 set the deletion reads back, so no owner is forgotten and a hot key's memory stays flat). At
 `user_deleted` it turns into commands (schemas.erasure): `erase_post` to each of the user's posts
 (item features, indices, item-kNN), `forget` to each owner whose states mention the user (they
@@ -51,9 +51,10 @@ from collections.abc import Iterable
 
 from schemas.erasure import Command
 
-RESIDENT_OWNERS = 512  # owners of one mentioned user kept in the worker; past it the oldest half
-#                       is spilled to Redis (`take_spill`), so a user everyone mentions (a creator)
-#                       costs the worker the same memory after a thousand mentioners as after a million
+RESIDENT_OWNERS = 512  # owners of one mentioned user kept in the worker (stream.erasure_resident_owners);
+#                       past it the oldest half is spilled to Redis (`take_spill`), so a user everyone
+#                       mentions (a creator) costs the worker the same after a thousand mentioners as
+#                       after a million
 MAX_POSTS = 5_000  # posts remembered per author (newest kept)
 MAX_REPORTED = 5_000  # mentions one owner remembers having reported
 
@@ -119,16 +120,17 @@ class MentionIndex:
         _cap_newest(self.posts, MAX_POSTS)
         return []
 
-    def learn_mention(self, owner: str, command: str = "forget") -> list[Command]:
+    def learn_mention(self, owner: str, command: str = "forget",
+                      resident: int = RESIDENT_OWNERS) -> list[Command]:
         """`owner` mentions the user: in its states (`command` "forget") or in its followers list
-        ("forget_follower", an ended follow)."""
+        ("forget_follower", an ended follow). Past `resident` owners the oldest half is spilled."""
         if owner == self.user_id:
             return []
         if self.deleted:
             return [self._command(command, owner, tuple(self.posts))]
         self.owners[owner] = self.owners.pop(owner, 0) | _BITS[command]
-        if len(self.owners) > RESIDENT_OWNERS:
-            for _ in range(RESIDENT_OWNERS // 2):
+        if len(self.owners) > resident:
+            for _ in range(resident // 2):
                 old, bits = _pop_oldest(self.owners)
                 self.spill[old] = self.spill.get(old, 0) | bits
         return []

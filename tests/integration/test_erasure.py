@@ -100,7 +100,8 @@ def _kinds(keys) -> collections.Counter:
     return collections.Counter(k.split(":")[2] if k.count(":") >= 2 else k for k in keys)
 
 
-@pytest.fixture(params=["3600", "1"], ids=["resident", "parked"])
+@pytest.fixture(params=[("3600", "512"), ("1", "512"), ("3600", "2")],
+                ids=["resident", "parked", "spilled"])
 def env(live, request):
     unique = uuid.uuid4().hex[:10]
     env = isolated_env(live, unique)
@@ -111,7 +112,10 @@ def env(live, request):
         "PERSONA_STREAM__BACKLOG_INTERVAL_S": "0",  # (a catch-up stretch would outlast it)
         # "parked": idle users' states (followers lists, erasure indexes, …) go to Redis within
         # the quiet periods, so the scans see the parked copies (pickles) too
-        "PERSONA_STREAM__USER_IDLE_EVICT_S": request.param,
+        "PERSONA_STREAM__USER_IDLE_EVICT_S": request.param[0],
+        # "spilled": every much-mentioned user's erasure owners past 2 go to a Redis set, which the
+        # deletion must read back (operators/erasure.py)
+        "PERSONA_STREAM__ERASURE_RESIDENT_OWNERS": request.param[1],
     })
     settings = config.load(env=env)
     for topic in (settings.kafka.events_topic, settings.kafka.dead_letter_topic,
@@ -150,6 +154,8 @@ def test_after_user_deleted_no_key_or_value_mentions_the_user(env):
         victim_ids = {victim} | posts_of[victim]
         before = _mentions(client, prefix, _pattern(victim_ids))
         kinds_before = _kinds(before)
+        if env["PERSONA_STREAM__ERASURE_RESIDENT_OWNERS"] == "2":
+            assert kinds_before["owners"], f"the victim's owners were not spilled: {kinds_before}"
         # the check sees the victim where they are: feeds, graph records, suggestions, inboxes…
         for kind in ("item", "feed", "graph", "suggestions", "notifs", "gmembers", "likers",
                      "trending", "profile"):

@@ -72,7 +72,7 @@ def test_recipient_drops_records_of_the_user_and_keeps_other_actors():
     assert head["actors"] == ["u7"] and head["count"] == 1 and head["text"] == "u7 liked your post"
 
 
-def _run(payloads, erasures: list) -> MemoryWrites:
+def _run(payloads, erasures: list, env: dict | None = None) -> MemoryWrites:
     writes = MemoryWrites()
     profiles: dict[str, bytes] = {}
 
@@ -87,7 +87,7 @@ def _run(payloads, erasures: list) -> MemoryWrites:
 
     writes.build = lambda *a: Apply(writes.store, writes.feeds)
     writes.profiles = profiles
-    run_main(build_flow(config.load(env={}), source=TestingSource(payloads),
+    run_main(build_flow(config.load(env=env or {}), source=TestingSource(payloads),
                         dead_letters=TestingSink([]), writes=writes, store_of=lambda: writes.store,
                         notifications=TestingSink([]), erasures=TestingSink(erasures)))
     return writes
@@ -207,23 +207,22 @@ def test_the_index_sends_forget_follower_to_lists_that_name_the_user_and_forget_
 
 
 
-def test_owners_past_the_resident_ones_are_spilled_and_still_told_at_the_deletion(monkeypatch):
+def test_owners_past_the_resident_ones_are_spilled_and_still_told_at_the_deletion():
     import pickle
 
-    from operators import erasure
     from operators.erasure import MentionIndex, parse_spill
 
-    monkeypatch.setattr(erasure, "RESIDENT_OWNERS", 2)  # owners, whichever way they mention
     index = MentionIndex("u2")
-    index.learn_mention("a")
-    index.learn_mention("b", "forget_follower")
-    index.learn_mention("a", "forget_follower")  # reported again: the newest
-    index.learn_mention("c")  # 3 resident > 2: the oldest (b) is spilled
+    learn = lambda owner, command="forget": index.learn_mention(owner, command, resident=2)  # noqa: E731
+    learn("a")
+    learn("b", "forget_follower")
+    learn("a", "forget_follower")  # reported again: the newest
+    learn("c")  # 3 resident > 2: the oldest (b) is spilled
     assert list(index.owners) == ["a", "c"] and not index.spilled
     stored = index.take_spill()
     assert stored == ["2:b"] and index.spilled and index.take_spill() == []
-    index.learn_mention("d")
-    index.learn_mention("b")  # b again, the other way: resident now, spilled as well
+    learn("d")
+    learn("b")  # b again, the other way: resident now, spilled as well
     pending = pickle.loads(pickle.dumps(index))  # a spill not handed over yet survives a snapshot
     assert pending.spill == {"a": 3, "c": 1} and pending.spilled
     assert [(c.kind, c.key) for c in pending.delete(parse_spill(stored))] == [
@@ -308,15 +307,14 @@ def test_a_deleted_user_who_had_stopped_following_leaves_the_followed_users_list
     assert list(followers.ids) == ["u5"] and followers.ended == []
 
 
-def test_the_flow_writes_the_owners_the_erasure_step_spills(monkeypatch):
+def test_the_flow_writes_the_owners_the_erasure_step_spills():
     """The erasure step's spill writes reach the Redis sink (its commands go to the topic)."""
     from operators import erasure
 
-    monkeypatch.setattr(erasure, "RESIDENT_OWNERS", 2)
     followers = [f"f{i}" for i in range(6)]
     payloads = [encode_event(Event("c0", "user_created", T, "u3", interests=("t1",)))]
     payloads += [encode_event(Event(f"c{i + 1}", "follow", T + i + 1, f, target_id="u3"))
                  for i, f in enumerate(followers)]
-    writes = _run(payloads, [])
+    writes = _run(payloads, [], {"PERSONA_STREAM__ERASURE_RESIDENT_OWNERS": "2"})
     spilled = erasure.parse_spill(writes.store._owners.get("u3", ()))
     assert spilled and set(spilled) < set(followers)

@@ -961,17 +961,15 @@ def test_catching_up_a_backlog_stretches_the_rank_and_suggestion_intervals(monke
     assert users._interval_s() == 0.5, "nothing decoded for a while: the input is drained"
 
 
-def test_the_erasure_step_reads_back_spilled_owners_at_the_deletion(monkeypatch):
+def test_the_erasure_step_reads_back_spilled_owners_at_the_deletion():
     """A mentioned user with more owners than stay resident: the oldest go to the store (the
     spill write; before it lands, the process's recent spills), and the deletion commands every
     owner; a deleted owner's spilled members are removed, and the deletion deletes the set."""
-    from operators import erasure
     from schemas.erasure import Command
 
-    monkeypatch.setattr(erasure, "RESIDENT_OWNERS", 4)
     for landed in (False, True):
         store = MemoryFeatureStore()
-        logic = ErasureLogic(None, 0.0, lambda store=store: store)
+        logic = ErasureLogic(None, 0.0, lambda store=store: store, resident_owners=4)
         out, _ = logic.on_batch([("mention", f"o{i}", "c1") for i in range(7)])
         assert [w[:2] for w in out] == [("spill_owners", "c1")]
         if landed:  # the write landed and this process's recent spills are gone
