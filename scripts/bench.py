@@ -422,6 +422,7 @@ class WorkerRun:
     peak_kb: list[int] = field(default_factory=list)
     pids: list[int] = field(default_factory=list)
     cpu: list[CpuReading] = field(default_factory=list)  # workers, broker, Redis, machine
+    redis_commands: list[tuple[float, int]] = field(default_factory=list)  # (time, processed)
     started: float = 0.0
     ended: float = 0.0
     code: int | None = None
@@ -468,6 +469,7 @@ def run_workers(bench: Bench, env: dict[str, str], processes: int, *, tail: bool
     # the broker and Redis share this machine's cores with the workers when they run on it
     broker_pids = proc_cpu.local_broker_pids(bench.settings)
     redis_pids = proc_cpu.local_redis_pids(bench.settings, bench.redis())
+    stats_client = bench.redis()
     thread = threading.Thread(target=target, daemon=True)
     thread.start()
     last_log, announced = 0.0, False
@@ -479,6 +481,9 @@ def run_workers(bench: Bench, env: dict[str, str], processes: int, *, tail: bool
             continue
         result.pids = pids
         result.cpu.append(proc_cpu.CpuRoles(pids, broker_pids, redis_pids).read(now))
+        processed = redis_commands_processed(stats_client)
+        if processed is not None:
+            result.redis_commands.append((now, processed))
         mem = [rss_kb(pid) for pid in pids]
         scraped = [scrape_counters(base + i) for i in range(processes)]
         if all(c is not None for c in scraped):
@@ -516,6 +521,29 @@ def stall_report(run: WorkerRun, total: int) -> dict:
             "ranks_during_stall": ranked.get(stall[1], 0) - ranked.get(stall[0], 0)}
 
 
+def redis_commands_processed(client) -> int | None:
+    """Redis's count of commands processed (INFO stats; a pipeline's count each), or None (a
+    Redis Cluster answers per node: not summed here)."""
+    try:
+        value = client.info("stats").get("total_commands_processed")
+    except redis.RedisError:
+        return None
+    return value if isinstance(value, int) else None
+
+
+def per_event_over(samples: list[tuple[float, float]], window: tuple[float, float] | None,
+                   events: float) -> float | None:
+    """A cumulative count's increase over `window` per event of the `events` in it.
+
+    >>> per_event_over([(0, 0), (10, 100), (20, 300)], (5, 15), 50)
+    3.0
+    """
+    if window is None or events <= 0:
+        return None
+    start, end = value_at(samples, window[0]), value_at(samples, window[1])
+    return None if start is None or end is None else (end - start) / events
+
+
 def summarise_run(run: WorkerRun, total: int, users: int) -> dict:
     first = next((t for t, c in run.counts if c > 0), run.started)
     window = steady_window(run.counts, total)
@@ -546,6 +574,8 @@ def summarise_run(run: WorkerRun, total: int, users: int) -> dict:
         "worker_rss_growth_bytes_per_user": round(growth / max(1, users)),
         "rss_flatness_second_half": rss_flatness(run.rss),
         "cpu_steady": cpu_share(run.cpu, window, steady),
+        # the steady window holds 80% of the events (steady_window's lo, hi)
+        "redis_commands_per_event": per_event_over(run.redis_commands, window, 0.8 * total),
         "exit_code": run.code,
     }
 
@@ -929,7 +959,9 @@ def table(report: dict) -> list[tuple[str, str]]:
                  " / ".join(num(c[k], "{:.2f}") for k in (
                      "workers_cores", "broker_cores", "redis_cores", "machine_busy_cores"))
                  + f" (of {num(c['cpu_count'])})"),
-                ("  worker CPU per event, steady", f"{num(c['worker_cpu_us_per_event'])} µs")]
+                ("  worker CPU per event, steady", f"{num(c['worker_cpu_us_per_event'])} µs"),
+                ("  Redis commands per event, steady",
+                 num(summary.get("redis_commands_per_event"), "{:.2f}"))]
 
     rows = []
     w = report.get("workload", {})
