@@ -5,9 +5,10 @@ user step; graph records and suggestions of the social step; notification inboxe
 user it starts to mention, once (`Reported`), to the `erasure` step keyed by the mentioned user;
 the followers step reports each follow that ended (the list keeps it for posts processed late:
 operators.graph), as "this owner's followers list names the user". That step (`MentionIndex`)
-keeps who mentions the user, in which of those ways, and which posts they created (bounded: the
-newest `MAX_POSTS`; the newest `stream.erasure_resident_owners` owners in memory, older ones spilled to a Redis
-set the deletion reads back, so no owner is forgotten and a hot key's memory stays flat). At
+keeps who mentions the user, in which of those ways, and which posts they created (the newest
+`MAX_POSTS`). It keeps the newest `stream.erasure_resident_owners` owners in memory and spills older
+ones to a Redis set that the deletion reads back: no owner is forgotten, and a hot key's memory
+stays flat. At
 `user_deleted` it turns into commands (schemas.erasure): `erase_post` to each of the user's posts
 (item features, indices, item-kNN), `forget` to each owner whose states mention the user (they
 drop the user and their posts from their state and rewrite what they published) and
