@@ -52,10 +52,10 @@ from collections.abc import Iterable
 
 from schemas.erasure import Command
 
-RESIDENT_OWNERS = 512  # owners of one mentioned user kept in the worker (stream.erasure_resident_owners);
-#                       past it the oldest half is spilled to Redis (`take_spill`), so a user everyone
-#                       mentions (a creator) costs the worker the same after a thousand mentioners as
-#                       after a million
+# Owners of one mentioned user kept in the worker (the default of stream.erasure_resident_owners):
+# past it the oldest half is spilled to Redis (`take_spill`), so a user everyone mentions (a
+# creator) costs the worker the same after a thousand mentioners as after a million.
+RESIDENT_OWNERS = 512
 MAX_POSTS = 5_000  # posts remembered per author (newest kept)
 MAX_REPORTED = 5_000  # mentions one owner remembers having reported
 
