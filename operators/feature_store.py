@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import bisect
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Mapping
 from typing import Protocol
 
@@ -68,30 +68,34 @@ class RecentParks:
 
 class RecentSpills:
     """Erasure owners this process spilled in the last `window_s` (operators.erasure), until
-    their write lands: a deletion in the same activation reads them here, as `RecentParks`.
+    their write lands: a deletion in the same activation reads them here, as `RecentParks`. Each
+    spill expires on its own: a hot key spills again and again, and its older spills have landed.
 
     >>> spills = RecentSpills()
     >>> spills.add("u1", ["1:a"]); spills.add("u1", ["2:b"]); spills.of("u1"), spills.of("u2")
     (['1:a', '2:b'], [])
+    >>> stale = RecentSpills(window_s=-1.0); stale.add("u1", ["1:a"]); stale.of("u1"), len(stale.spills)
+    ([], 0)
     """
 
-    __slots__ = ("window_s", "entries")
+    __slots__ = ("window_s", "spills")
 
     def __init__(self, window_s: float = 30.0):
         self.window_s = window_s
-        self.entries: OrderedDict[str, tuple[float, list[str]]] = OrderedDict()
+        self.spills: deque[tuple[float, str, list[str]]] = deque()  # (time, user, members), oldest first
 
     def add(self, user_id: str, members: list[str]) -> None:
-        now = time.monotonic()
-        _, old = self.entries.pop(user_id, (now, []))
-        self.entries[user_id] = (now, old + members)
-        while self.entries and now - next(iter(self.entries.values()))[0] > self.window_s:
-            self.entries.popitem(last=False)
+        self.spills.append((time.monotonic(), user_id, members))
+        self._expire()
 
     def of(self, user_id: str) -> list[str]:
-        entry = self.entries.get(user_id)
-        return entry[1] if entry is not None and time.monotonic() - entry[0] <= self.window_s \
-            else []
+        self._expire()
+        return [m for _, user, members in self.spills if user == user_id for m in members]
+
+    def _expire(self) -> None:
+        horizon = time.monotonic() - self.window_s
+        while self.spills and self.spills[0][0] < horizon:
+            self.spills.popleft()
 
 
 class _TopIndex:

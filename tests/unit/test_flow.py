@@ -974,7 +974,7 @@ def test_the_erasure_step_reads_back_spilled_owners_at_the_deletion():
         assert [w[:2] for w in out] == [("spill_owners", "c1")]
         if landed:  # the write landed and this process's recent spills are gone
             store.put_owners("c1", out[0][2], [])
-            store.recent_spills.entries.clear()
+            store.recent_spills.spills.clear()
         out, _ = logic.on_batch([("unmention", "o0", "c1")])
         assert out == [("unspill_owners", "c1", ["1:o0", "2:o0", "3:o0"])]
         store.put_owners("c1", [], out[0][2])
@@ -982,3 +982,18 @@ def test_the_erasure_step_reads_back_spilled_owners_at_the_deletion():
         told = sorted(c.key for c in out if isinstance(c, Command))
         assert told == [f"o{i}" for i in range(1, 7)] if landed else [f"o{i}" for i in range(7)]
         assert ("forget_owners", "c1") in out
+
+
+def test_a_hot_keys_recent_spills_expire_one_by_one():
+    """A creator spills every few seconds: each spill leaves the recent ones after the window
+    (one entry per key, renewed at each spill, kept them all: +15 MB a minute in a churn)."""
+    import time
+
+    from operators.feature_store import RecentSpills
+
+    spills = RecentSpills(window_s=0.2)
+    for i in range(3):
+        spills.add("c1", [f"1:o{i}"])
+    time.sleep(0.25)
+    spills.add("c1", ["1:o3"])
+    assert spills.of("c1") == ["1:o3"] and len(spills.spills) == 1
