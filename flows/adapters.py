@@ -427,9 +427,10 @@ class FollowersLogic(_Evictable):
         self.max_fanout, self.keep_posts = max_fanout, keep_posts
         self._touched()
 
-    def _empty(self) -> bool:  # (kept posts and ended follows matter to a follow processed late)
+    def _empty(self) -> bool:  # (kept posts and ended follows matter to a follow processed late;
+        #                         a pulled list holds no one but must stay pulled)
         state = self.state
-        return not (state.ids or state.posts or state.ended or state.deleted)
+        return not (state.ids or state.posts or state.ended or state.deleted or state.pulled)
 
     def on_batch(self, values):
         out: list = []

@@ -45,12 +45,16 @@ class Followers:
     hold it), each with the event time of their follow; the follows that ended recently,
     (follower, since, until); the user's newest posts with their created ts. `deleted`: the user
     was deleted, a tombstone that a late follow (processed after the deletion) does not fill again
-    until the id is created anew; it keeps no posts."""
+    until the id is created anew; it keeps no posts. `pulled`: the user passed `max_fanout`
+    followers once (celebrity split): the list keeps no one from then on, however many follow or
+    leave, so a celebrity's list does not grow with their audience (and never flaps between push
+    and pull)."""
 
-    __slots__ = ("deleted", "ended", "ids", "posts")
+    __slots__ = ("deleted", "ended", "ids", "posts", "pulled")
 
     def __init__(self, deleted: bool = False):
         self.deleted = deleted
+        self.pulled = False
         self.ids: dict[str, float] = {}  # follower -> event time of the follow
         self.ended: list[tuple[str, float, float]] = []  # (follower, since, until), by until
         self.posts: dict[str, int] = {}  # the newest posts -> created ts
@@ -59,13 +63,15 @@ class Followers:
                    keep: int) -> list[Delivery]:
         """A follow (kind "follow"), its end (`ENDS`) or the follower's deletion ("user_deleted":
         they leave every list, nothing is taken back) at event time `ts`: what it delivers or
-        takes back. Nothing above `max_fanout` followers (celebrity split); `keep` as in
+        takes back. Nothing past `max_fanout` followers, then or later (`pulled`); `keep` as in
         `learn_post`."""
         if kind == "user_deleted":
             self.ids.pop(follower, None)
             self.ended = [e for e in self.ended if e[0] != follower]
             return []
-        pushed = len(self.ids) + (kind == "follow") <= max_fanout
+        if self.pulled or len(self.ids) + (kind == "follow") > max_fanout:
+            self._pull()
+            return []
         if kind == "follow":
             if self.deleted or follower in self.ids:  # (already following: delivered since then)
                 return []
@@ -78,23 +84,29 @@ class Followers:
         else:
             return []
         return [(change, follower, post, created) for post, created in self.posts.items()
-                if created > ts] if pushed else []
+                if created > ts]
 
     def learn_post(self, post_id: str, ts: int, max_fanout: int, keep: int) -> list[Delivery]:
         """The user's new post created at `ts`: delivered to the followers who followed at `ts`
         (none above `max_fanout`), kept (the newest `keep`) for the edges processed later."""
-        if self.deleted:
+        if self.deleted or self.pulled:
+            return []
+        if len(self.ids) > max_fanout:  # (max_fanout lowered since the list grew)
+            self._pull()
             return []
         if keep > 0:
             self.posts[post_id] = ts
             if len(self.posts) > keep:  # the oldest goes (posts mostly come in their order)
                 del self.posts[min(self.posts, key=lambda p: (self.posts[p], p))]
             self._prune(keep)
-        if len(self.ids) > max_fanout:
-            return []
         out = dict.fromkeys(f for f, since in self.ids.items() if since < ts)
         out.update(dict.fromkeys(f for f, since, until in self.ended if since < ts < until))
         return [("deliver", f, post_id, ts) for f in out]
+
+    def _pull(self) -> None:
+        """Past `max_fanout` for good: followers get the user's posts from the trending and topic
+        sources, so the list, its ended follows and its kept posts go."""
+        self.pulled, self.ids, self.ended, self.posts = True, {}, [], {}
 
     def _prune(self, keep: int) -> None:
         """Ended follows matter to a post processed late that they contain: none that ended
@@ -107,7 +119,8 @@ class Followers:
             self.ended = sorted(self.ended, key=lambda e: e[2])[len(self.ended) - keep:]
 
     def __getstate__(self):
-        return (list(self.ids.items()), self.deleted, list(self.posts.items()), self.ended)
+        return (list(self.ids.items()), self.deleted, list(self.posts.items()), self.ended,
+                self.pulled)
 
     def __setstate__(self, state):
         if isinstance(state, list):  # ids only: pickled before it held its key or deletion
@@ -120,6 +133,7 @@ class Followers:
         self.ids = {f: -math.inf for f in ids} if ids and isinstance(ids[0], str) else dict(ids)
         self.posts = dict(rest[1]) if len(rest) > 1 else {}
         self.ended = list(rest[2]) if len(rest) > 2 else []
+        self.pulled = bool(rest[3]) if len(rest) > 3 else False
 
 
 def net(records: list) -> list:

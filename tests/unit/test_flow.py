@@ -540,6 +540,13 @@ def test_idle_followers_are_parked_restored_and_dropped_once_empty():
     author.on_batch([("post", "p4", T, "u8")])
     assert store.reads == reads and [o[:3] for o in _evict_idle(author)[0]] == [
         ("park", "followers", "u8")]
+    # a pulled celebrity's list holds no one but is parked, not dropped: dropped, its next
+    # follows would start a list (and pushes) again
+    star = FollowersLogic.builder(1, 50, 600.0, lambda: store)(None)
+    star.on_batch([("created", T - 1, "u7")])
+    star.on_batch([("edge", "follow", "u2", T, "u7"), ("edge", "follow", "u3", T, "u7")])
+    assert star.state.pulled and not star.state.ids
+    assert [o[:3] for o in _evict_idle(star)[0]] == [("park", "followers", "u7")]
 
     parked = build(None)  # a deleted user's followers: no read, the parked copy deleted
     parked.on_batch([("edge", "follow", "u2", T, "u5")])

@@ -49,10 +49,20 @@ def test_followers_fan_out_and_celebrity_split():
         f.learn_edge("follow", u, T, 10, 5)
     f.learn_edge("unfollow", "u2", T, 10, 5)
     assert [d[1] for d in f.learn_post("p1", T + 1, 10, 5)] == ["u1", "u3"]
-    assert f.learn_post("p2", T + 2, 1, 5) == []  # too many followers: pulled via trending instead
     back = pickle.loads(pickle.dumps(f))
-    assert [d[1] for d in back.learn_post("p3", T + 3, 10, 5)] == ["u1", "u3"]
-    assert back.posts == {"p1": T + 1, "p2": T + 2, "p3": T + 3}
+    assert [d[1] for d in back.learn_post("p2", T + 2, 10, 5)] == ["u1", "u3"]
+    assert back.posts == {"p1": T + 1, "p2": T + 2}
+
+    # past max_fanout the user is pulled (via trending and topics) for good: the list keeps no
+    # one, so a celebrity's list does not grow with their audience
+    for u in ["u4", "u5"]:
+        assert back.learn_edge("follow", u, T + 3, 3, 5) == []
+    assert back.pulled and back.ids == {} and back.posts == {} and back.ended == []
+    back.learn_edge("unfollow", "u1", T + 4, 3, 5)  # below the bound again: still pulled
+    assert back.learn_post("p3", T + 5, 10, 5) == [] and back.ids == {}
+    assert pickle.loads(pickle.dumps(back)).pulled
+    lowered = pickle.loads(pickle.dumps(f))  # the bound lowered under an existing list
+    assert lowered.learn_post("p4", T + 6, 1, 5) == [] and lowered.pulled
 
 
 def test_item_stats_return_the_view_before_the_event():
