@@ -74,8 +74,11 @@ def ratio(numerator: float | None, denominator: float | None) -> float | None:
     return numerator / denominator
 
 
-def steady_window(samples: list[tuple[float, int]], total: int, lo: float = 0.1,
-                  hi: float = 0.9, min_window_s: float = 3.0) -> tuple[float, float] | None:
+STEADY = (0.1, 0.9)  # the steady window: between these shares of the events processed
+
+
+def steady_window(samples: list[tuple[float, int]], total: int, lo: float = STEADY[0],
+                  hi: float = STEADY[1], min_window_s: float = 3.0) -> tuple[float, float] | None:
     """(t_lo, t_hi): the moments the counter passed lo·total and hi·total (linear interpolation
     between samples of (time, processed count)); excludes start-up and the tail. None when that
     window is shorter than `min_window_s` (too few samples to mean anything: the workers' counters
@@ -95,8 +98,8 @@ def steady_window(samples: list[tuple[float, int]], total: int, lo: float = 0.1,
     return t_lo, t_hi
 
 
-def steady_rate(samples: list[tuple[float, int]], total: int, lo: float = 0.1,
-                hi: float = 0.9, min_window_s: float = 3.0) -> float | None:
+def steady_rate(samples: list[tuple[float, int]], total: int, lo: float = STEADY[0],
+                hi: float = STEADY[1], min_window_s: float = 3.0) -> float | None:
     """Events/s over the `steady_window`; None without one.
 
     >>> round(steady_rate([(0, 0), (10, 0), (20, 50), (30, 100)], 100), 6)
@@ -121,13 +124,25 @@ def value_at(samples: list[tuple[float, float]], t: float) -> float | None:
     return None
 
 
+def increase_over(samples: list[tuple[float, float]],
+                  window: tuple[float, float] | None) -> float | None:
+    """How much a cumulative reading sampled as (time, value) grew over `window`; None without a
+    window or samples covering it.
+
+    >>> increase_over([(0, 0), (10, 100), (20, 300)], (5, 15)), increase_over([(0, 0)], (0, 1))
+    (150.0, None)
+    """
+    if window is None:
+        return None
+    start, end = value_at(samples, window[0]), value_at(samples, window[1])
+    return None if start is None or end is None else end - start
+
+
 def cores_over(samples: list[tuple[float, float]], window: tuple[float, float]) -> float | None:
     """Cores a cumulative CPU-seconds reading used over `window` (Δseconds / Δwall); None when the
     samples do not cover it."""
-    start, end = value_at(samples, window[0]), value_at(samples, window[1])
-    if start is None or end is None or window[1] <= window[0]:
-        return None
-    return (end - start) / (window[1] - window[0])
+    used = increase_over(samples, window)
+    return None if used is None or window[1] <= window[0] else used / (window[1] - window[0])
 
 
 def cpu_share(readings: list[CpuReading], window: tuple[float, float] | None,
@@ -468,8 +483,8 @@ def run_workers(bench: Bench, env: dict[str, str], processes: int, *, tail: bool
 
     # the broker and Redis share this machine's cores with the workers when they run on it
     broker_pids = proc_cpu.local_broker_pids(bench.settings)
-    redis_pids = proc_cpu.local_redis_pids(bench.settings, bench.redis())
-    stats_client = bench.redis()
+    stats_client = bench.redis()  # (Redis's pid, then its commands processed at every sample)
+    redis_pids = proc_cpu.local_redis_pids(bench.settings, stats_client)
     thread = threading.Thread(target=target, daemon=True)
     thread.start()
     last_log, announced = 0.0, False
@@ -531,19 +546,6 @@ def redis_commands_processed(client) -> int | None:
     return value if isinstance(value, int) else None
 
 
-def per_event_over(samples: list[tuple[float, float]], window: tuple[float, float] | None,
-                   events: float) -> float | None:
-    """A cumulative count's increase over `window` per event of the `events` in it.
-
-    >>> per_event_over([(0, 0), (10, 100), (20, 300)], (5, 15), 50)
-    3.0
-    """
-    if window is None or events <= 0:
-        return None
-    start, end = value_at(samples, window[0]), value_at(samples, window[1])
-    return None if start is None or end is None else (end - start) / events
-
-
 def summarise_run(run: WorkerRun, total: int, users: int) -> dict:
     first = next((t for t, c in run.counts if c > 0), run.started)
     window = steady_window(run.counts, total)
@@ -574,8 +576,8 @@ def summarise_run(run: WorkerRun, total: int, users: int) -> dict:
         "worker_rss_growth_bytes_per_user": round(growth / max(1, users)),
         "rss_flatness_second_half": rss_flatness(run.rss),
         "cpu_steady": cpu_share(run.cpu, window, steady),
-        # the steady window holds 80% of the events (steady_window's lo, hi)
-        "redis_commands_per_event": per_event_over(run.redis_commands, window, 0.8 * total),
+        "redis_commands_per_event": ratio(increase_over(run.redis_commands, window),
+                                          (STEADY[1] - STEADY[0]) * total),
         "exit_code": run.code,
     }
 
