@@ -69,8 +69,9 @@ class Followers:
             self.ids.pop(follower, None)
             self.ended = [e for e in self.ended if e[0] != follower]
             return []
-        if self.pulled or len(self.ids) + (kind == "follow") > max_fanout:
+        if not self.pulled and len(self.ids) + (kind == "follow") > max_fanout:
             self._pull()
+        if self.pulled:
             return []
         if kind == "follow":
             if self.deleted or follower in self.ids:  # (already following: delivered since then)

@@ -39,9 +39,10 @@ class _Apply(StatelessSinkPartition):
                 self.feeds.pop(w[1], None)
             elif w[0] == "park":
                 self.store.put_parked(w[1], w[2], w[3])
-            elif w[0] in ("spill_owners", "unspill_owners"):
-                added = w[2] if w[0] == "spill_owners" else []
-                self.store.put_owners(w[1], added, w[2] if not added else [])
+            elif w[0] == "spill_owners":
+                self.store.put_owners(w[1], w[2], [])
+            elif w[0] == "unspill_owners":
+                self.store.put_owners(w[1], [], w[2])
             elif w[0] == "forget_owners":
                 self.store.forget_owners(w[1])
 
