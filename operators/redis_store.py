@@ -258,7 +258,7 @@ class RedisFeatureStore:
         """The erasure owners spilled for `user_id` (read once, at the deletion), with this
         process's spills of the last seconds (`RecentSpills`)."""
         stored = retrying(lambda: self.client.smembers(self.keyspace.erasure_owners(user_id)))
-        return parse_spill(set(stored) | {m.encode() for m in self.recent_spills.of(user_id)})
+        return parse_spill({m.decode() for m in stored} | set(self.recent_spills.of(user_id)))
 
     def spilling_owners(self, user_id: str, members: list[str]) -> None:
         """`members` are on their way to Redis (a spill_owners write)."""
