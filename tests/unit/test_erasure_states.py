@@ -7,9 +7,12 @@ from types import SimpleNamespace
 
 import orjson
 from bytewax.testing import TestingSink, TestingSource, run_main
+from hypothesis import given
+from hypothesis import strategies as st
 
 import config
-from flows.feeds import build_flow
+from flows.adapters import ErasureLogic, _ungrouped
+from flows.feeds import build_flow, mention_messages
 from operators.context import Context
 from operators.notifications.candidates import Candidate
 from operators.notifications.policy import Policy
@@ -318,3 +321,33 @@ def test_the_flow_writes_the_owners_the_erasure_step_spills():
     writes = _run(payloads, [], {"PERSONA_STREAM__ERASURE_RESIDENT_OWNERS": "2"})
     spilled = erasure.parse_spill(writes.store._owners.get("u3", ()))
     assert spilled and set(spilled) < set(followers)
+
+
+_records = st.lists(st.tuples(
+    st.sampled_from(["mentions", "unmentions", "ended_follows", "feed", "park"]),
+    st.sampled_from(["o1", "o2", "o3"]),
+    st.lists(st.sampled_from(["u1", "u2", "u3", "u4"]), max_size=4).map(tuple)), max_size=30)
+
+
+@given(_records)
+def test_grouped_mentions_reach_each_user_as_sent_one_by_one(batch):
+    """`mention_messages` sends one item per mentioned user and batch; ungrouped by the erasure
+    step, each user's (kind, owner) values are those of the records, in their order."""
+    expected: dict[str, list] = {}
+    for kind, owner, users in batch:
+        if kind in ("mentions", "unmentions", "ended_follows"):
+            for user in users:
+                expected.setdefault(user, []).append((kind[:-1], owner, user))
+    grouped = mention_messages(batch)
+    assert len(grouped) == len(expected)
+    assert {user: list(_ungrouped([value])) for user, value in grouped} == expected
+
+
+def test_the_erasure_step_reads_a_group_as_its_values():
+    logic = ErasureLogic.builder()(None)
+    logic.on_batch([("post", "p1", "u1"),
+                    ("mentioned", (("mention", "u2"), ("ended_follow", "u3"),
+                                   ("mention", "u4"), ("unmention", "u4")), "u1")])
+    out, _ = logic.on_batch([("deleted", "u1")])
+    assert [(c.kind, c.key) for c in out] == [("erase_post", "p1"), ("forget", "u2"),
+                                              ("forget_follower", "u3")]
