@@ -118,11 +118,11 @@ def local_broker_pids(settings: Settings) -> list[int] | None:
     """The Kafka broker's pids when every bootstrap address is this host's loopback, else None:
     the one `persona up` started (its pid file), or failing that every JVM running kafka.Kafka."""
     entries = [e for e in settings.kafka.bootstrap.split(",") if e.strip()]
-    if not entries or not all(services._is_loopback(services._split_hostport(e, 9092)[0])
+    if not entries or not all(services.is_loopback(services.split_hostport(e, 9092)[0])
                               for e in entries):
         return None
-    pid = services._read_pid(services._kafka_paths(settings)["pid"])
-    if pid is not None and services._pid_alive(pid, KAFKA_MAIN_CLASS):
+    pid = services.read_pid(services.kafka_paths(settings)["pid"])
+    if pid is not None and services.pid_alive(pid, KAFKA_MAIN_CLASS):
         return [pid]
     cmdlines = []
     for entry in os.scandir("/proc"):
@@ -138,7 +138,7 @@ def local_redis_pids(settings: Settings, client) -> list[int] | None:
     """Redis's pids (`INFO server` → process_id) when its URL is this host (loopback or a unix
     socket), else None; `client` is a connection to it."""
     parts = urlsplit(settings.redis.url)
-    if parts.scheme != "unix" and not (parts.hostname and services._is_loopback(parts.hostname)):
+    if parts.scheme != "unix" and not (parts.hostname and services.is_loopback(parts.hostname)):
         return None
     return redis_pids(client.info("server")) or None
 

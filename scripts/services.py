@@ -71,7 +71,7 @@ def cache_root(settings: Settings) -> Path:
     return base / path
 
 
-def _kafka_paths(settings: Settings) -> dict[str, Path]:
+def kafka_paths(settings: Settings) -> dict[str, Path]:
     home = cache_root(settings) / "kafka"
     version = home / settings.services.kafka_version
     return {
@@ -113,7 +113,7 @@ def _locked(path: Path) -> Iterator[None]:
 # ------------------------------------------------------------------------------------------- helpers
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     host = host.strip("[]")
     if host.lower() == "localhost":
         return True
@@ -123,7 +123,7 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _split_hostport(entry: str, default_port: int) -> tuple[str, int]:
+def split_hostport(entry: str, default_port: int) -> tuple[str, int]:
     entry = entry.strip()
     if "://" in entry:  # tolerate PLAINTEXT://host:port
         entry = entry.split("://", 1)[1]
@@ -148,7 +148,7 @@ def _tcp_open(host: str, port: int, timeout: float = 1.0) -> bool:
         return False
 
 
-def _pid_alive(pid: int, must_contain: str) -> bool:
+def pid_alive(pid: int, must_contain: str) -> bool:
     """True if `pid` runs and (where /proc exists) its command line contains `must_contain`."""
     with contextlib.suppress(ChildProcessError, OSError):
         if os.waitpid(pid, os.WNOHANG)[0] == pid:  # our own child that has exited: reap it
@@ -172,7 +172,7 @@ def _pid_alive(pid: int, must_contain: str) -> bool:
         return False
 
 
-def _read_pid(path: Path) -> int | None:
+def read_pid(path: Path) -> int | None:
     try:
         return int(path.read_text().strip())
     except (OSError, ValueError):
@@ -189,19 +189,19 @@ def _tail(path: Path, lines: int = 30) -> str:
 
 def _stop_pid(pid: int, must_contain: str, timeout: float) -> bool:
     """SIGTERM, then SIGKILL after `timeout`; True if it was running."""
-    if not _pid_alive(pid, must_contain):
+    if not pid_alive(pid, must_contain):
         return False
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not _pid_alive(pid, must_contain):
+        if not pid_alive(pid, must_contain):
             return True
         time.sleep(0.2)
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and _pid_alive(pid, must_contain):
+    while time.monotonic() < deadline and pid_alive(pid, must_contain):
         time.sleep(0.1)
     return True
 
@@ -231,7 +231,7 @@ def kafka_brokers(bootstrap: str, timeout: float = PROBE_TIMEOUT_S,
     """Broker ids listed by a metadata request, or None when nothing answers within `timeout`."""
     from confluent_kafka import KafkaException
 
-    entries = [_split_hostport(e, 9092) for e in bootstrap.split(",") if e.strip()]
+    entries = [split_hostport(e, 9092) for e in bootstrap.split(",") if e.strip()]
     if entries and not any(_tcp_open(h, p, min(1.0, timeout)) for h, p in entries):
         return None  # nothing listens: skip the client (it would retry until the timeout)
     try:
@@ -246,8 +246,8 @@ def _kafka_local_target(settings: Settings) -> tuple[str, int] | None:
     entries = [e for e in settings.kafka.bootstrap.split(",") if e.strip()]
     if len(entries) != 1:
         return None
-    host, port = _split_hostport(entries[0], 9092)
-    if _is_loopback(host) and port == settings.services.kafka_port:
+    host, port = split_hostport(entries[0], 9092)
+    if is_loopback(host) and port == settings.services.kafka_port:
         return host, port
     return None
 
@@ -279,7 +279,7 @@ def _java() -> str:
     return found
 
 
-def _resolve_jars(settings: Settings, paths: dict[str, Path], log: Log) -> None:
+def resolve_jars(settings: Settings, paths: dict[str, Path], log: Log) -> None:
     version = settings.services.kafka_version
     if _kafka_jar(paths, version).is_file():
         return
@@ -451,7 +451,7 @@ def ensure_kafka(settings: Settings, log: Log = print) -> str:
             + (
                 ""
                 if not all(
-                    _is_loopback(_split_hostport(e, 9092)[0]) for e in bootstrap.split(",") if e
+                    is_loopback(split_hostport(e, 9092)[0]) for e in bootstrap.split(",") if e
                 )
                 else f" (`persona up` only starts a broker at 127.0.0.1:{settings.services.kafka_port}"
                 ", services.kafka_port)"
@@ -460,12 +460,12 @@ def ensure_kafka(settings: Settings, log: Log = print) -> str:
     if kafka_brokers(bootstrap):
         return bootstrap
 
-    paths = _kafka_paths(settings)
+    paths = kafka_paths(settings)
     with _locked(paths["lock"]):
         if kafka_brokers(bootstrap):  # a concurrent `up` started it while we waited for the lock
             return bootstrap
-        pid = _read_pid(paths["pid"])
-        if pid is not None and _pid_alive(pid, "kafka.Kafka"):
+        pid = read_pid(paths["pid"])
+        if pid is not None and pid_alive(pid, "kafka.Kafka"):
             running = _running_listener(paths)
             wanted = f"PLAINTEXT://127.0.0.1:{settings.services.kafka_port}"
             if running != wanted:
@@ -475,7 +475,7 @@ def ensure_kafka(settings: Settings, log: Log = print) -> str:
                 )
             # Started earlier by us (maybe by a concurrent `up`) and still starting up.
             log(f"kafka: waiting for the broker started earlier (pid {pid})")
-            _wait_for_broker(bootstrap, lambda: _pid_alive(pid, "kafka.Kafka"), paths)
+            _wait_for_broker(bootstrap, lambda: pid_alive(pid, "kafka.Kafka"), paths)
             return bootstrap
         if _tcp_open(*target):
             raise ServiceError(
@@ -488,7 +488,7 @@ def ensure_kafka(settings: Settings, log: Log = print) -> str:
                 "stop what listens there or set services.kafka_controller_port"
             )
         java = _java()
-        _resolve_jars(settings, paths, log)
+        resolve_jars(settings, paths, log)
         paths["logs"].mkdir(parents=True, exist_ok=True)
         paths["properties"].write_text(_server_properties(settings, paths))
         paths["log4j"].write_text(LOG4J2_PROPERTIES)
@@ -625,7 +625,7 @@ def _redis_local_target(settings: Settings) -> tuple[str, int] | None:
     if parts.scheme not in {"redis", ""} or not parts.hostname:
         return None
     port = parts.port or 6379
-    if _is_loopback(parts.hostname) and port == settings.services.redis_port:
+    if is_loopback(parts.hostname) and port == settings.services.redis_port:
         return parts.hostname, port
     return None
 
@@ -641,7 +641,7 @@ def ensure_redis(settings: Settings, log: Log = print) -> str:
         hint = (
             f" (`persona up` only starts Redis at 127.0.0.1:{settings.services.redis_port}, "
             "services.redis_port)"
-            if parts.hostname and _is_loopback(parts.hostname)
+            if parts.hostname and is_loopback(parts.hostname)
             else ""
         )
         raise ServiceError(
@@ -654,8 +654,8 @@ def ensure_redis(settings: Settings, log: Log = print) -> str:
     with _locked(paths["lock"]):
         if _redis_ping(url):  # a concurrent `up` got there first
             return url
-        pid = _read_pid(paths["pid"])
-        if pid is not None and _pid_alive(pid, "redis-server"):
+        pid = read_pid(paths["pid"])
+        if pid is not None and pid_alive(pid, "redis-server"):
             raise ServiceError(
                 f"the redis-server persona started (pid {pid}) does not answer at {url} (another "
                 "port?): run `persona down` first, then `persona up`"
@@ -687,7 +687,7 @@ def ensure_redis(settings: Settings, log: Log = print) -> str:
         deadline = time.monotonic() + REDIS_READY_TIMEOUT_S
         while time.monotonic() < deadline:
             if _redis_ping(url, timeout=0.5):
-                log(f"redis: ready (pid {_read_pid(paths['pid'])}, log {paths['log']})")
+                log(f"redis: ready (pid {read_pid(paths['pid'])}, log {paths['log']})")
                 return url
             time.sleep(0.1)
         raise ServiceError(
@@ -711,9 +711,9 @@ def up(settings: Settings, log: Log = print, extra_topics: Iterable[str] = ()) -
 
 def down(settings: Settings, log: Log = print) -> None:
     """Stop the broker and Redis that `up` started (by pid file); leave any other service alone."""
-    kpaths = _kafka_paths(settings)
+    kpaths = kafka_paths(settings)
     with _locked(kpaths["lock"]):
-        pid = _read_pid(kpaths["pid"])
+        pid = read_pid(kpaths["pid"])
         if pid is not None and _stop_pid(pid, "kafka.Kafka", KAFKA_STOP_TIMEOUT_S):
             log(f"kafka: stopped broker (pid {pid})")
         else:
@@ -722,7 +722,7 @@ def down(settings: Settings, log: Log = print) -> None:
 
     rpaths = _redis_paths(settings)
     with _locked(rpaths["lock"]):
-        pid = _read_pid(rpaths["pid"])
+        pid = read_pid(rpaths["pid"])
         if pid is not None and _stop_pid(pid, "redis-server", 15.0):
             log(f"redis: stopped redis-server (pid {pid})")
         else:
@@ -736,10 +736,10 @@ def status(settings: Settings) -> dict:
     from config.security import kafka_config, redis_connection
     from config.settings import mask_url
 
-    kpid = _read_pid(_kafka_paths(settings)["pid"])
-    rpid = _read_pid(_redis_paths(settings)["pid"])
-    kmanaged = kpid is not None and _pid_alive(kpid, "kafka.Kafka")
-    rmanaged = rpid is not None and _pid_alive(rpid, "redis-server")
+    kpid = read_pid(kafka_paths(settings)["pid"])
+    rpid = read_pid(_redis_paths(settings)["pid"])
+    kmanaged = kpid is not None and pid_alive(kpid, "kafka.Kafka")
+    rmanaged = rpid is not None and pid_alive(rpid, "redis-server")
     return {
         "kafka": {
             "endpoint": settings.kafka.bootstrap,

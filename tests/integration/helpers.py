@@ -235,8 +235,8 @@ class PrivateKafka:
         self.services = services
         project = config.load(env={})
         version = project.services.kafka_version
-        jars = services._kafka_paths(project)
-        services._resolve_jars(project, jars, log=lambda m: None)  # no-op when cached
+        jars = services.kafka_paths(project)
+        services.resolve_jars(project, jars, log=lambda m: None)  # no-op when cached
         port, controller = free_port(), free_port()
         self.bootstrap = f"127.0.0.1:{port}"
         self.settings = config.load(env={
@@ -245,7 +245,7 @@ class PrivateKafka:
             "PERSONA_SERVICES__KAFKA_PORT": str(port),
             "PERSONA_SERVICES__KAFKA_CONTROLLER_PORT": str(controller),
         })
-        lib = services._kafka_paths(self.settings)["lib"]
+        lib = services.kafka_paths(self.settings)["lib"]
         lib.parent.mkdir(parents=True, exist_ok=True)
         if not lib.exists():
             lib.symlink_to(jars["lib"].resolve(), target_is_directory=True)
