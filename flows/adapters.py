@@ -1104,25 +1104,28 @@ class RedisNotifWeights(LocalNotifWeights):
 
 
 # ------------------------------------------------------------------------------------------- sinks
-def note_dataflow_end() -> None:
-    """Tell the runner (`scripts.runner.supervise`) that this process's dataflow has ended, so it
-    can kill the process if Bytewax then hangs on its way out (PERSONA_ENDED_DIR; else nothing)."""
+def note_dataflow_end(worker_index: int) -> None:
+    """Tell the runner (`scripts.runner.supervise`) that this worker's dataflow has ended, so it
+    can kill the process once all its workers have, if Bytewax then hangs on its way out
+    (PERSONA_ENDED_DIR; else nothing). Per worker: with `-w 2` one worker's sink can close while
+    the other's still writes its last batch."""
     ended = os.environ.get("PERSONA_ENDED_DIR")
     if ended:
         with contextlib.suppress(OSError):
-            Path(ended, str(os.getpid())).touch()
+            Path(ended, f"{os.getpid()}.{worker_index}").touch()
 
 
 class _RedisPartition(StatelessSinkPartition):
-    def __init__(self, settings):
+    def __init__(self, settings, worker_index: int = 0):
         self.writer = resources.redis_writer(settings)
+        self.worker_index = worker_index
 
     def write_batch(self, items):
         self.writer.write_batch(items)
         metrics.count_writes(items)
 
     def close(self):  # at the end of a bounded input: every write of this worker is applied
-        note_dataflow_end()
+        note_dataflow_end(self.worker_index)
 
 
 class RedisSink(DynamicSink):
@@ -1132,7 +1135,7 @@ class RedisSink(DynamicSink):
         self.settings = settings
 
     def build(self, step_id, worker_index, worker_count):
-        return _RedisPartition(self.settings)
+        return _RedisPartition(self.settings, worker_index)
 
 
 class _DeadLetterPartition(StatelessSinkPartition):

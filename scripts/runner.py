@@ -238,8 +238,9 @@ def start(settings: Settings, config_path: str | None, *, processes: int = 1, wo
     procs = [subprocess.Popen(cmd, env=metrics_env(env, metrics_port, i, api_cache),
                               start_new_session=True)
              for i, cmd in enumerate(worker_commands(processes, workers, recovery_dir, snapshot_s))]
-    for p in procs:  # where the process notes that its dataflow ended (`supervise`)
-        p.ended_marker = Path(ended, str(p.pid))  # type: ignore[attr-defined]
+    for i, p in enumerate(procs):  # where its workers note that their dataflow ended (`supervise`;
+        p.ended_markers = [Path(ended, f"{p.pid}.{i * workers + w}")  # type: ignore[attr-defined]
+                           for w in range(workers)]  # Bytewax numbers workers across processes)
     log(f"started {processes} worker process(es) × {workers} worker(s): "
         f"pids {[p.pid for p in procs]}")
     if metrics_port:
@@ -255,8 +256,8 @@ def supervise(procs: list[subprocess.Popen], log: Callable[[str], object] = prin
               exit_grace_s: float = EXIT_GRACE_S) -> int:
     """Wait for the cluster; stop it all when one process fails (the others would panic).
 
-    A process whose dataflow ended (its Redis sink closed: `flows.adapters.note_dataflow_end`)
-    but that is still running `exit_grace_s` later is killed and counts as done: Bytewax 0.21 can
+    A process whose dataflow ended (the Redis sink of each of its workers closed:
+    `flows.adapters.note_dataflow_end`) but that is still running `exit_grace_s` later is killed and counts as done: Bytewax 0.21 can
     hang at exit when a request to its dataflow API (a /metrics scrape) is in flight — the main
     thread holds the GIL while it waits for the API's thread, which waits for the GIL (seen once:
     a 2-process bench's worker spun 9 minutes after its last write)."""
@@ -288,17 +289,18 @@ def supervise(procs: list[subprocess.Popen], log: Callable[[str], object] = prin
 
 
 def _ended_long_ago(proc: subprocess.Popen, grace_s: float) -> bool:
-    """The process noted the end of its dataflow more than `grace_s` ago."""
-    marker = getattr(proc, "ended_marker", None)
+    """Every worker of the process noted the end of its dataflow, the last more than `grace_s`
+    ago."""
+    markers = getattr(proc, "ended_markers", None)
     try:
-        return marker is not None and time.time() - marker.stat().st_mtime > grace_s
-    except OSError:
+        return bool(markers) and time.time() - max(m.stat().st_mtime for m in markers) > grace_s
+    except OSError:  # (a worker has not noted it yet)
         return False
 
 
 def _forget_markers(procs: list[subprocess.Popen]) -> None:
     """Remove the processes' end-of-dataflow notes and their directory."""
-    dirs = {p.ended_marker.parent for p in procs if hasattr(p, "ended_marker")}
+    dirs = {m.parent for p in procs for m in getattr(p, "ended_markers", ())}
     for d in dirs:
         shutil.rmtree(d, ignore_errors=True)
 

@@ -183,17 +183,18 @@ def test_a_worker_that_ended_its_dataflow_but_hangs_on_exit_is_killed_and_counts
 
     from scripts.runner import supervise
 
-    def worker(code: str, ended: bool) -> subprocess.Popen:
+    def worker(code: str, ended: int, workers: int = 1) -> subprocess.Popen:
+        """A process of `workers` workers, the first `ended` of which noted their end 5 s ago."""
         p = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
-        p.ended_marker = tmp_path / "ended" / str(p.pid)
-        if ended:
-            p.ended_marker.parent.mkdir(exist_ok=True)
-            p.ended_marker.touch()
-            os.utime(p.ended_marker, (time.time() - 5, time.time() - 5))
+        p.ended_markers = [tmp_path / "ended" / f"{p.pid}.{w}" for w in range(workers)]
+        for marker in p.ended_markers[:ended]:
+            marker.parent.mkdir(exist_ok=True)
+            marker.touch()
+            os.utime(marker, (time.time() - 5, time.time() - 5))
         return p
 
-    hung = worker("import time; time.sleep(60)", ended=True)  # (fails in 60 s unfixed)
-    done = worker("pass", ended=False)
+    hung = worker("import time; time.sleep(60)", ended=2, workers=2)  # (fails in 60 s unfixed)
+    done = worker("pass", ended=0)
     logged: list[str] = []
     t0 = time.monotonic()
     assert supervise([hung, done], logged.append, exit_grace_s=1.0) == 0
@@ -201,9 +202,13 @@ def test_a_worker_that_ended_its_dataflow_but_hangs_on_exit_is_killed_and_counts
     assert any("did not exit" in m for m in logged)
     assert not (tmp_path / "ended").exists(), "the notes are removed"
 
-    still_working = worker("import time; time.sleep(1.5)", ended=False)  # no note: waited for
+    still_working = worker("import time; time.sleep(1.5)", ended=0)  # no note: waited for
     assert supervise([still_working], logged.append, exit_grace_s=0.1) == 0
     assert still_working.returncode == 0
+    # -w 2: one worker's sink closed while the other still writes its last batch: waited for
+    half_ended = worker("import time; time.sleep(1.5)", ended=1, workers=2)
+    assert supervise([half_ended], logged.append, exit_grace_s=0.1) == 0
+    assert half_ended.returncode == 0
 
 
 def test_a_worker_killed_by_a_signal_after_another_ended_fails_the_run():
