@@ -142,3 +142,14 @@ def test_exported_json_schemas_are_current_and_match_the_wire(tmp_path):
     assert set(feed["properties"]["items"]["items"]["required"]) == set(value["items"][0])
     assert "see_less" in feed["properties"]["items"]["items"]["properties"]["reasons"]["items"][
         "properties"]["code"]["enum"]
+
+
+def test_decoded_ids_are_shared_strings():
+    """Two events naming one user hold one string (states keep ids by the thousand)."""
+    def decoded(**fields):
+        raw = orjson.dumps({"v": 1, "ts": 1_767_225_600_000, **fields})
+        return decode_event(raw)[0]
+    a = decoded(event_id="e1", type="follow", user_id="u" + "42", target_id="u" + "7")
+    b = decoded(event_id="e2", type="message_sent", user_id="u" + "7", conversation_id="c1",
+                recipients=["u" + "42"])
+    assert a.user_id is b.recipients[0] and a.target_id is b.user_id
