@@ -925,8 +925,8 @@ class ErasureLogic(_Evictable):
     """key = user id. Values ("post", post_id, key) | ("mention", owner, key) | ("ended_follow",
     owner, key) (the owner's followers list names the user) | ("unmention", deleted owner, key) |
     ("deleted", key) | ("created", key) (operators.erasure.MentionIndex; the key last: builders
-    do not get it); the first three arrive grouped per batch as ("mentioned", ((kind, owner), …),
-    key) (`flows.feeds.mention_messages`).
+    do not get it); mentions, ended follows and unmentions arrive grouped per batch as
+    ("mentioned", ((kind, owner), …), key) (`flows.feeds.mention_messages`).
     Emits erasure Commands for the flow's command topic, and ("park", …) writes: an idle index is
     parked like an idle user's (`_Evictable`; a sign-up reads no parked copy), an empty one dropped.
     An index past its resident owners (a user everyone mentions, who never idles) spills the
