@@ -238,9 +238,11 @@ def start(settings: Settings, config_path: str | None, *, processes: int = 1, wo
     procs = [subprocess.Popen(cmd, env=metrics_env(env, metrics_port, i, api_cache),
                               start_new_session=True)
              for i, cmd in enumerate(worker_commands(processes, workers, recovery_dir, snapshot_s))]
-    for i, p in enumerate(procs):  # where its workers note that their dataflow ended (`supervise`;
+    # where each worker of a process notes that its dataflow ended (`supervise`), by its index
+    # across the cluster (Bytewax numbers process i's workers i·W … i·W + W − 1)
+    for i, p in enumerate(procs):
         p.ended_markers = [Path(ended, f"{p.pid}.{i * workers + w}")  # type: ignore[attr-defined]
-                           for w in range(workers)]  # Bytewax numbers workers across processes)
+                           for w in range(workers)]
     log(f"started {processes} worker process(es) × {workers} worker(s): "
         f"pids {[p.pid for p in procs]}")
     if metrics_port:
