@@ -6,6 +6,9 @@ import pickle
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 import config
 from operators.choice import ChoiceSet
@@ -87,6 +90,38 @@ def test_seen_filter_has_no_false_negatives_and_pickles():
     assert again.contains_many(posts).all()
     unseen = [f"q{k}" for k in range(5000)]
     assert seen.contains_many(unseen).mean() < 0.01
+
+
+@hypothesis_settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 700), max_size=900), st.sampled_from([10, 300, 2000]))
+def test_seen_filter_is_exact_while_small_then_keeps_every_recent_post(touched, capacity):
+    """Exact hashes for the first posts (no false positive), then Bloom generations with no false
+    negative for the newest `capacity`; the same answers after a pickle round trip."""
+    from operators.touches import EXACT_POSTS
+
+    seen = SeenFilter(capacity)
+    posts = [f"p{k}" for k in touched]
+    for p in posts:
+        seen.add(p)
+    distinct = list(dict.fromkeys(posts))
+    recent = distinct[-capacity:]
+    again = pickle.loads(pickle.dumps(seen))
+    for f in (seen, again):
+        assert f.contains_many(recent).all() and all(p in f for p in recent)
+        if len(distinct) <= min(EXACT_POSTS, capacity):  # still exact: nothing else is seen
+            others = [f"q{k}" for k in range(200)]
+            assert not f.contains_many(others).any() and not any(p in f for p in others)
+    assert len(pickle.dumps(SeenFilter(2000))) < 200, "an empty filter allocates no Bloom"
+
+
+def test_a_seen_filter_pickled_before_the_exact_hashes_still_loads():
+    old = SeenFilter(100)
+    for k in range(300):  # past the exact hashes: Bloom generations
+        old.add(f"p{k}")
+    state = old.__getstate__()[:3]  # the three-field state of earlier versions
+    back = SeenFilter.__new__(SeenFilter)
+    back.__setstate__(state)
+    assert back.contains_many([f"p{k}" for k in range(200, 300)]).all()
 
 
 def test_keep_mask_agrees_with_keep():
