@@ -23,7 +23,7 @@ from confluent_kafka import Producer
 from flows import metrics, resources
 from operators.context import FEATURES, PRIOR, Context
 from operators.dedup import Dedup
-from operators.erasure import RESIDENT_OWNERS, MentionIndex, Reported
+from operators.erasure import RESIDENT_OWNERS, MentionIndex, Reported, ungrouped
 from operators.experiments.counts import ArmCounts, UserCounts
 from operators.feed import rank
 from operators.graph import ENDS, Followers, apply_delivery, net
@@ -909,24 +909,12 @@ class ArmCountsLogic(_Logic):
         return [("arm_counts", experiment, arm, totals)], RETAIN
 
 
-def _ungrouped(values):
-    """The erasure step's values with each ("mentioned", ((kind, owner), …), key) group as its
-    (kind, owner, key) values, in order."""
-    for value in values:
-        if value[0] == "mentioned":
-            key = value[-1]
-            for kind, owner in value[1]:
-                yield kind, owner, key
-        else:
-            yield value
-
-
 class ErasureLogic(_Evictable):
     """key = user id. Values ("post", post_id, key) | ("mention", owner, key) | ("ended_follow",
     owner, key) (the owner's followers list names the user) | ("unmention", deleted owner, key) |
     ("deleted", key) | ("created", key) (operators.erasure.MentionIndex; the key last: builders
     do not get it); mentions, ended follows and unmentions arrive grouped per batch as
-    ("mentioned", ((kind, owner), …), key) (`flows.feeds.mention_messages`).
+    ("mentioned", ((kind, owner), …), key) (`operators.erasure.mention_messages`).
     Emits erasure Commands for the flow's command topic, and ("park", …) writes: an idle index is
     parked like an idle user's (`_Evictable`; a sign-up reads no parked copy), an empty one dropped.
     An index past its resident owners (a user everyone mentions, who never idles) spills the
@@ -954,7 +942,7 @@ class ErasureLogic(_Evictable):
     def on_batch(self, values):
         out: list = []
         self._resume(values[0][-1], MentionIndex, signup=values[0][0] == "created")
-        for value in _ungrouped(values):
+        for value in ungrouped(values):
             kind = value[0]
             if kind == "post":
                 out.extend(self.state.learn_post(value[1]))

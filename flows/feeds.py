@@ -51,7 +51,7 @@ from flows.adapters import (
 )
 from operators import Context
 from operators.dedup import shard_of
-from operators.erasure import index_messages
+from operators.erasure import index_messages, mention_messages
 from operators.experiments import ArmResolver, arm_messages
 from operators.feature_store import FeatureReader
 from operators.ingest import decode_message, limits_from
@@ -335,30 +335,6 @@ def _pair_messages(msg) -> list:
     for item, other, weight in msg[1]:
         by_item.setdefault(item, []).append((other, weight))
     return [(item, (item, pairs)) for item, pairs in by_item.items()]
-
-
-def mention_messages(batch: list) -> list:
-    """(mentioned user, ("mentioned", ((kind, owner), …), mentioned user)): one message per user
-    mentioned in the batch, whatever the records that mention them, of kind "mention" for each
-    user in a ("mentions", owner, users) record (flows.adapters._mentions), "unmention" in an
-    ("unmentions", …) one (`_unmentions`), "ended_follow" in the followers step's
-    ("ended_follows", …); nothing for other records. Grouped because mentions are most of the
-    items this flow routes (~11 per event on the bench workload) while a batch names each user
-    ~14 times (a creator is named by many owners at once: 1.38M mentions in 96k groups per 100k
-    events, one process), and each routed item costs the exchange a pickle between processes
-    (ErasureLogic ungroups them)."""
-    by_user: dict[str, list[tuple[str, str]]] = {}
-    for msg in batch:
-        if msg[0] not in ("mentions", "unmentions", "ended_follows"):
-            continue
-        pair = (msg[0][:-1], msg[1])
-        for user in msg[2]:
-            pairs = by_user.get(user)
-            if pairs is None:
-                by_user[user] = [pair]
-            else:
-                pairs.append(pair)
-    return [(user, ("mentioned", tuple(pairs), user)) for user, pairs in by_user.items()]
 
 
 def _decode_command(msg) -> Command | DeadLetter:

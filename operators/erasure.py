@@ -240,3 +240,39 @@ def index_messages(event) -> list[tuple[str, tuple]]:
     if event.type in ("user_deleted", "user_created"):
         return [(event.user_id, (event.type[5:], event.user_id))]
     return []
+
+
+def mention_messages(batch: list) -> list:
+    """(mentioned user, ("mentioned", ((kind, owner), …), mentioned user)): one message per user
+    mentioned in the batch, whatever the records that mention them, of kind "mention" for each
+    user in a ("mentions", owner, users) record (flows.adapters._mentions), "unmention" in an
+    ("unmentions", …) one (`flows.adapters._unmentions`), "ended_follow" in the followers step's
+    ("ended_follows", …); nothing for other records. Grouped because mentions are most of the
+    items this flow routes (~11 per event on the bench workload) while a batch names each user
+    ~14 times (a creator is named by many owners at once: 1.38M mentions in 96k groups per 100k
+    events, one process), and each routed item costs the exchange a pickle between processes
+    (`ungrouped` reads them back in the step)."""
+    by_user: dict[str, list[tuple[str, str]]] = {}
+    for msg in batch:
+        if msg[0] not in ("mentions", "unmentions", "ended_follows"):
+            continue
+        pair = (msg[0][:-1], msg[1])
+        for user in msg[2]:
+            pairs = by_user.get(user)
+            if pairs is None:
+                by_user[user] = [pair]
+            else:
+                pairs.append(pair)
+    return [(user, ("mentioned", tuple(pairs), user)) for user, pairs in by_user.items()]
+
+
+def ungrouped(values):
+    """The erasure step's values with each ("mentioned", ((kind, owner), …), key) group of
+    `mention_messages` as its (kind, owner, key) values, in order."""
+    for value in values:
+        if value[0] == "mentioned":
+            key = value[-1]
+            for kind, owner in value[1]:
+                yield kind, owner, key
+        else:
+            yield value

@@ -11,9 +11,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import config
-from flows.adapters import ErasureLogic, _ungrouped
-from flows.feeds import build_flow, mention_messages
+from flows.adapters import ErasureLogic
+from flows.feeds import build_flow
 from operators.context import Context
+from operators.erasure import mention_messages, ungrouped
 from operators.notifications.candidates import Candidate
 from operators.notifications.policy import Policy
 from operators.notifications.state import RecipientState
@@ -340,7 +341,7 @@ def test_grouped_mentions_reach_each_user_as_sent_one_by_one(batch):
                 expected.setdefault(user, []).append((kind[:-1], owner, user))
     grouped = mention_messages(batch)
     assert len(grouped) == len(expected)
-    assert {user: list(_ungrouped([value])) for user, value in grouped} == expected
+    assert {user: list(ungrouped([value])) for user, value in grouped} == expected
 
 
 def test_the_erasure_step_reads_a_group_as_its_values():
