@@ -107,7 +107,7 @@ def validate(obj: object, limits: Limits = Limits()) -> Event:
     if spec is None:
         raise Rejected(f"unknown event type '{event_type[:64]}'")
     event_id = _check_id("event_id", obj["event_id"])
-    user_id = sys.intern(_check_id("user_id", obj["user_id"]))
+    user_id = _check("user_id", ENVELOPE["user_id"], obj["user_id"], limits)
     ts = _check_int("ts", obj["ts"])
     if ts < limits.min_ts_ms or ts > limits.max_ts_ms:
         raise Rejected(
