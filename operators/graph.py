@@ -69,9 +69,7 @@ class Followers:
             self.ids.pop(follower, None)
             self.ended = [e for e in self.ended if e[0] != follower]
             return []
-        if not self.pulled and len(self.ids) + (kind == "follow") > max_fanout:
-            self._pull()
-        if self.pulled:
+        if self._pulled_past(len(self.ids) + (kind == "follow"), max_fanout):
             return []
         if kind == "follow":
             if self.deleted or follower in self.ids:  # (already following: delivered since then)
@@ -90,11 +88,8 @@ class Followers:
     def learn_post(self, post_id: str, ts: int, max_fanout: int, keep: int) -> list[Delivery]:
         """The user's new post created at `ts`: delivered to the followers who followed at `ts`
         (none above `max_fanout`), kept (the newest `keep`) for the edges processed later."""
-        if self.deleted or self.pulled:
-            return []
-        if len(self.ids) > max_fanout:  # (max_fanout lowered since the list grew)
-            self._pull()
-            return []
+        if self.deleted or self._pulled_past(len(self.ids), max_fanout):  # (also: max_fanout
+            return []  # lowered since the list grew)
         if keep > 0:
             self.posts[post_id] = ts
             if len(self.posts) > keep:  # the oldest goes (posts mostly come in their order)
@@ -104,10 +99,13 @@ class Followers:
         out.update(dict.fromkeys(f for f, since, until in self.ended if since < ts < until))
         return [("deliver", f, post_id, ts) for f in out]
 
-    def _pull(self) -> None:
-        """Past `max_fanout` for good: followers get the user's posts from the trending and topic
-        sources, so the list, its ended follows and its kept posts go."""
-        self.pulled, self.ids, self.ended, self.posts = True, {}, [], {}
+    def _pulled_past(self, followers: int, max_fanout: int) -> bool:
+        """Pulled, or pulled now that `followers` pass `max_fanout`: for good, followers get the
+        user's posts from the trending and topic sources, so the list, its ended follows and its
+        kept posts go."""
+        if not self.pulled and followers > max_fanout:
+            self.pulled, self.ids, self.ended, self.posts = True, {}, [], {}
+        return self.pulled
 
     def _prune(self, keep: int) -> None:
         """Ended follows matter to a post processed late that they contain: none that ended
