@@ -198,6 +198,8 @@ class SeenFilter:
             self._add_to_bloom(h >> 32, h & _LOW)
             return
         h1, h2 = _hash_one(post)
+        # A touch again copies the post into the current generation, so recency is by last touch
+        # (a false positive here, p ≈ fp_rate, lets that post age out one generation early).
         if not self._cur.contains_one(h1, h2):
             self._add_to_bloom(h1, h2)
 

@@ -96,7 +96,8 @@ def test_seen_filter_has_no_false_negatives_and_pickles():
 @given(st.lists(st.integers(0, 700), max_size=900), st.sampled_from([10, 300, 2000]))
 def test_seen_filter_is_exact_while_small_then_keeps_every_recent_post(touched, capacity):
     """Exact hashes for the first posts (no false positive), then Bloom generations with no false
-    negative for the newest `capacity`; the same answers after a pickle round trip."""
+    negative for the `capacity` posts touched last (a touch again counts as new: it copies the post
+    into the current generation); the same answers after a pickle round trip."""
     from operators.touches import EXACT_POSTS
 
     seen = SeenFilter(capacity)
@@ -104,7 +105,7 @@ def test_seen_filter_is_exact_while_small_then_keeps_every_recent_post(touched, 
     for p in posts:
         seen.add(p)
     distinct = list(dict.fromkeys(posts))
-    recent = distinct[-capacity:]
+    recent = list(dict.fromkeys(reversed(posts)))[:capacity]  # by last touch, newest first
     again = pickle.loads(pickle.dumps(seen))
     for f in (seen, again):
         assert f.contains_many(recent).all() and all(p in f for p in recent)
