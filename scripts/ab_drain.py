@@ -5,6 +5,7 @@ worker's CPU-seconds per run (CPU time moves less than wall time when others sha
 
     python -m scripts.ab_drain --events 30000 --users 5000 --rounds 3 /work/main /work/wt-x
     python -m scripts.ab_drain --rounds 1 --py-spy /tmp/prof /work/main   # then scripts.profile_steps
+    python -m scripts.ab_drain --processes 2 --py-spy /tmp/prof2 /work/main  # one .pI.raw a process
 
 Topics and keys are removed at the end.
 """
@@ -24,7 +25,7 @@ from confluent_kafka.admin import AdminClient
 import config
 from config.security import kafka_config, redis_connection
 from operators.redis_store import connect
-from scripts import kafka_io
+from scripts import kafka_io, runner
 from scripts.bench import workload
 
 
@@ -39,6 +40,8 @@ def main() -> None:
     parser.add_argument("--epoch-s", type=int, help="Bytewax epoch length (`-s`; its default "
                         "without recovery is 10 s): the input waits at each epoch's end until "
                         "the whole dataflow has drained it")
+    parser.add_argument("--processes", type=int, default=1, help="worker processes, one Bytewax "
+                        "cluster (`-i/-a` on loopback); CPU is summed over them")
     parser.add_argument("--py-spy", metavar="DIR", help="record each run with py-spy (100 Hz, raw) "
                         "into DIR/<checkout>-<n>-<round>.raw (n: its position in the list) for `python -m scripts.profile_steps`; "
                         "its own CPU then counts in the run's")
@@ -68,18 +71,24 @@ def main() -> None:
                            PERSONA_KAFKA__ERASURE_TOPIC=topics[3], PERSONA_REDIS__PREFIX=prefix)
                 load = os.getloadavg()[0]
                 before, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
-                worker = [f"{checkout}/.venv/bin/python", "-m", "bytewax.run",
-                          "flows.feeds:get_flow()"] + (
-                    ["-s", str(args.epoch_s)] if args.epoch_s else [])
+                base = [f"{checkout}/.venv/bin/python", "-m", "bytewax.run",
+                        "flows.feeds:get_flow()"] + (["-s", str(args.epoch_s)] if args.epoch_s else [])
+                addresses = ";".join(f"127.0.0.1:{p}" for p in runner.free_ports(args.processes))
+                workers = [base] if args.processes == 1 else [
+                    base + ["-i", str(i), "-a", addresses] for i in range(args.processes)]
                 if args.py_spy:
                     os.makedirs(args.py_spy, exist_ok=True)
-                    raw = os.path.join(args.py_spy, f"{os.path.basename(checkout.rstrip('/'))}-"
-                                                    f"{n_variant}-{round_}.raw")
-                    worker = [f"{checkout}/.venv/bin/py-spy", "record", "-r", "100", "--format",
-                              "raw", "-o", raw, "--", *worker]
-                subprocess.run(worker, cwd=checkout, env=env, check=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-                               if args.py_spy else None)
+                    name = f"{os.path.basename(checkout.rstrip('/'))}-{n_variant}-{round_}"
+                    part = (lambda i: "") if len(workers) == 1 else (lambda i: f".p{i}")
+                    workers = [[f"{checkout}/.venv/bin/py-spy", "record", "-r", "100", "--format",
+                                "raw", "-o", os.path.join(args.py_spy, f"{name}{part(i)}.raw"),
+                                "--", *w] for i, w in enumerate(workers)]
+                quiet = subprocess.DEVNULL if args.py_spy else None
+                running = [subprocess.Popen(w, cwd=checkout, env=env, stdout=subprocess.DEVNULL,
+                                            stderr=quiet) for w in workers]
+                codes = [w.wait() for w in running]
+                if any(codes):
+                    raise SystemExit(f"{variant}: a worker exited with {codes}")
                 wall = time.monotonic() - t0
                 after = resource.getrusage(resource.RUSAGE_CHILDREN)
                 used = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
