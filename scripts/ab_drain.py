@@ -45,6 +45,8 @@ def main() -> None:
                         "the whole dataflow has drained it")
     parser.add_argument("--processes", type=int, default=1, help="worker processes, one Bytewax "
                         "cluster (`-i/-a` on loopback); CPU is summed over them")
+    parser.add_argument("--pin", action="store_true", help="pin process i to CPU i (taskset), "
+                        "so the scheduler does not move the workers between cores")
     parser.add_argument("--py-spy", metavar="DIR", help="record each run with py-spy (100 Hz, raw) "
                         "into DIR/<checkout>-<n>-<round>.raw (n: its position in the list) for `python -m scripts.profile_steps`; "
                         "its own CPU then counts in the run's")
@@ -80,6 +82,9 @@ def main() -> None:
                 addresses = ";".join(f"127.0.0.1:{p}" for p in runner.free_ports(args.processes))
                 workers = [base] if args.processes == 1 else [
                     base + ["-i", str(i), "-a", addresses] for i in range(args.processes)]
+                if args.pin:
+                    cpus = os.cpu_count() or 1
+                    workers = [["taskset", "-c", str(i % cpus), *w] for i, w in enumerate(workers)]
                 if args.py_spy:
                     os.makedirs(args.py_spy, exist_ok=True)
                     name = f"{os.path.basename(checkout.rstrip('/'))}-{n_variant}-{round_}"
@@ -90,7 +95,7 @@ def main() -> None:
                 quiet = subprocess.DEVNULL if args.py_spy else None
                 running = [subprocess.Popen(w, cwd=checkout, env=env, stdout=subprocess.DEVNULL,
                                             stderr=quiet) for w in workers]
-                codes = [w.wait() for w in running]
+                codes = _wait_all(running)
                 if any(codes):
                     raise SystemExit(f"{variant}: a worker exited with {codes}")
                 wall = time.monotonic() - t0
@@ -107,6 +112,18 @@ def main() -> None:
     for variant, used in cpu.items():
         if used:
             print(f"{variant}: mean worker CPU {sum(used) / len(used):.1f} s over {len(used)} run(s)")
+
+
+def _wait_all(running: list[subprocess.Popen]) -> list[int]:
+    """Every process's exit code; once one fails, the others are stopped (a cluster's survivors
+    would wait for their lost peer forever)."""
+    while None in [w.poll() for w in running]:  # (a list: poll every one)
+        if any(w.returncode for w in running):
+            for w in running:
+                if w.poll() is None:
+                    w.kill()
+        time.sleep(0.2)
+    return [w.returncode for w in running]
 
 
 if __name__ == "__main__":
