@@ -223,3 +223,19 @@ def test_table_rows_for_cpu():
     assert cores == ["0.95 / 0.40 / — / 1.90 (of 2)"] * 2
     assert per_event == ["512 µs", "600 µs"]
     assert dict(rows)["worker CPU per event 2 : 1 processes"] == "1.17"
+
+
+def test_ab_drain_stops_a_cluster_once_one_process_fails():
+    """A cluster's survivors wait for a lost peer forever: ab_drain must not wait for them."""
+    import subprocess
+    import sys
+    import time
+
+    from scripts.ab_drain import _wait_all
+
+    started = time.monotonic()
+    running = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]),
+               subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])]
+    assert _wait_all(running) == [-9, 3]
+    assert time.monotonic() - started < 30
+    assert _wait_all([subprocess.Popen([sys.executable, "-c", "pass"])]) == [0]
