@@ -366,6 +366,9 @@ def get_flow(config_path: str | None = None) -> Dataflow:
     recovery = bool(os.environ.get("PERSONA_RECOVERY"))
     read_erasures = os.environ.get("PERSONA_READ_ERASURES", "1" if tail else "0") != "0"
     settle = os.environ.get("PERSONA_SETTLE") == "1"
+    cpu = os.environ.get("PERSONA_CPU")  # `persona run --pin-cpus` (scripts/runner.py)
+    if cpu is not None:  # before Bytewax starts its threads, which inherit the affinity
+        os.sched_setaffinity(0, {int(cpu)})
     if settings.stream.gc_threshold:  # a worker process (see [stream] gc_threshold)
         gc.set_threshold(settings.stream.gc_threshold, *gc.get_threshold()[1:])
     metrics.GcPauses.install()

@@ -680,6 +680,7 @@ class BenchConfig:
     trace_every: int = 20  # freshness: trace 1 user in N
     rank_interval_s: float | None = None  # override stream.rank_interval_s for the run
     backlog_interval_s: float | None = None  # override stream.backlog_interval_s
+    pin_cpus: bool = False  # worker process i on CPU i (`persona run --pin-cpus`)
     reader: bool = True
     reader_s: float = 5.0
     reader_concurrency: int = 4  # keep-alive connections
@@ -710,6 +711,8 @@ def _run(bench: Bench, cfg: BenchConfig, report: dict, log: Log) -> None:
         extra["PERSONA_STREAM__RANK_INTERVAL_S"] = str(cfg.rank_interval_s)
     if cfg.backlog_interval_s is not None:
         extra["PERSONA_STREAM__BACKLOG_INTERVAL_S"] = str(cfg.backlog_interval_s)
+    if cfg.pin_cpus:
+        extra["PERSONA_PIN_CPUS"] = "1"
     topic = bench.topic("events")
     log("1/5 workload → Kafka")
     t = time.monotonic()

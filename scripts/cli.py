@@ -93,14 +93,17 @@ def run(config: Optional[Path] = ConfigOpt,
         snapshot_s: int = typer.Option(10, min=1, help="epoch / snapshot interval, seconds"),
         metrics_port: int = typer.Option(
             3030, min=0, max=65535,
-            help="Prometheus /metrics of process i on BASE+i (Bytewax dataflow API); 0 = off")):
+            help="Prometheus /metrics of process i on BASE+i (Bytewax dataflow API); 0 = off"),
+        pin_cpus: bool = typer.Option(False, help="pin process i to CPU i mod the CPU count "
+                                      "(a machine given to the workers alone)")):
     """Run the streaming workers (Kafka → Bytewax → Redis)."""
     from scripts import runner, services
     settings = _settings(config)
     try:
         code = runner.run(settings, str(config) if config else None, processes=processes,
                           workers=workers, tail=not until_drained, recovery_dir=recovery_dir,
-                          snapshot_s=snapshot_s, log=console.print, metrics_port=metrics_port)
+                          snapshot_s=snapshot_s, log=console.print, metrics_port=metrics_port,
+                          env_extra={"PERSONA_PIN_CPUS": "1"} if pin_cpus else None)
     except services.ServiceError as exc:
         _fail(exc)
     raise typer.Exit(code)
@@ -279,6 +282,8 @@ def bench(config: Optional[Path] = ConfigOpt,
               None, help="override stream.rank_interval_s for this run"),
           backlog_interval_s: Optional[float] = typer.Option(
               None, help="override stream.backlog_interval_s (catch-up mode) for this run"),
+          pin_cpus: bool = typer.Option(False, help="pin worker process i to CPU i (as `persona "
+                                                    "run --pin-cpus`)"),
           reader: bool = typer.Option(True, help="reader phase: HTTP vs raw Redis"),
           reader_s: float = typer.Option(5.0, min=0.5),
           concurrency: int = typer.Option(4, min=1, help="reader phase: keep-alive connections"),
@@ -303,7 +308,7 @@ def bench(config: Optional[Path] = ConfigOpt,
             events=events, users=users, seed=seed, processes=processes, partitions=partitions,
             scale=scale, freshness_s=freshness_s, freshness_rate=rate,
             rank_interval_s=rank_interval_s, backlog_interval_s=backlog_interval_s,
-            reader=reader, reader_s=reader_s, reader_concurrency=concurrency,
+            pin_cpus=pin_cpus, reader=reader, reader_s=reader_s, reader_concurrency=concurrency,
             reader_rate=reader_rate or None, keep=keep, churn_s=churn_s, churn_rate=churn_rate,
             churn_idle_s=churn_idle_s), log=console.print)
     except services.ServiceError as exc:

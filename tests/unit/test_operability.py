@@ -223,3 +223,16 @@ def test_a_worker_killed_by_a_signal_after_another_ended_fails_the_run():
                               start_new_session=True)
     killed.wait()
     assert supervise([done, killed], lambda m: None) == -9
+
+
+def test_pinned_env_gives_each_process_its_own_cpu_only_when_asked():
+    import os
+
+    from scripts.runner import pinned_env
+
+    base = {"PATH": "/bin"}
+    assert pinned_env(base, 1) == base
+    pin = dict(base, PERSONA_PIN_CPUS="1")
+    cpus = os.cpu_count() or 1
+    assert [pinned_env(pin, i)["PERSONA_CPU"] for i in range(3)] == [
+        str(i % cpus) for i in range(3)]
