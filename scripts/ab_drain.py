@@ -45,8 +45,8 @@ def main() -> None:
                         "the whole dataflow has drained it")
     parser.add_argument("--processes", type=int, default=1, help="worker processes, one Bytewax "
                         "cluster (`-i/-a` on loopback); CPU is summed over them")
-    parser.add_argument("--pin", action="store_true", help="pin process i to CPU i (taskset), "
-                        "so the scheduler does not move the workers between cores")
+    parser.add_argument("--pin", action="store_true", help="pin process i to CPU i, as `persona "
+                        "run --pin-cpus` (checkouts before it ignore this)")
     parser.add_argument("--py-spy", metavar="DIR", help="record each run with py-spy (100 Hz, raw) "
                         "into DIR/<checkout>-<n>-<round>.raw (n: its position in the list) for `python -m scripts.profile_steps`; "
                         "its own CPU then counts in the run's")
@@ -77,14 +77,10 @@ def main() -> None:
                            PERSONA_KAFKA__ERASURE_TOPIC=topics[3], PERSONA_REDIS__PREFIX=prefix)
                 load = os.getloadavg()[0]
                 before, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
-                base = [f"{checkout}/.venv/bin/python", "-m", "bytewax.run",
-                        "flows.feeds:get_flow()"] + (["-s", str(args.epoch_s)] if args.epoch_s else [])
-                addresses = ";".join(f"127.0.0.1:{p}" for p in runner.free_ports(args.processes))
-                workers = [base] if args.processes == 1 else [
-                    base + ["-i", str(i), "-a", addresses] for i in range(args.processes)]
-                if args.pin:
-                    cpus = os.cpu_count() or 1
-                    workers = [["taskset", "-c", str(i % cpus), *w] for i, w in enumerate(workers)]
+                if args.pin:  # the workers pin themselves (`persona run --pin-cpus`)
+                    env["PERSONA_PIN_CPUS"] = "1"
+                workers = runner.worker_commands(args.processes, 1, None, args.epoch_s or 10,
+                                                 python=f"{checkout}/.venv/bin/python")
                 if args.py_spy:
                     os.makedirs(args.py_spy, exist_ok=True)
                     name = f"{os.path.basename(checkout.rstrip('/'))}-{n_variant}-{round_}"
@@ -93,8 +89,9 @@ def main() -> None:
                                 "raw", "-o", os.path.join(args.py_spy, f"{name}{part(i)}.raw"),
                                 "--", *w] for i, w in enumerate(workers)]
                 quiet = subprocess.DEVNULL if args.py_spy else None
-                running = [subprocess.Popen(w, cwd=checkout, env=env, stdout=subprocess.DEVNULL,
-                                            stderr=quiet) for w in workers]
+                running = [subprocess.Popen(w, cwd=checkout, env=runner.pinned_env(env, i),
+                                            stdout=subprocess.DEVNULL, stderr=quiet)
+                           for i, w in enumerate(workers)]
                 codes = _wait_all(running)
                 if any(codes):
                     raise SystemExit(f"{variant}: a worker exited with {codes}")

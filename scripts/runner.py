@@ -56,8 +56,10 @@ def free_ports(n: int) -> list[int]:
 
 
 def worker_commands(processes: int, workers: int, recovery_dir: str | None,
-                    snapshot_s: int) -> list[list[str]]:
-    base = [sys.executable, "-m", "bytewax.run", FLOW, "-w", str(workers)]
+                    snapshot_s: int, python: str = sys.executable) -> list[list[str]]:
+    """One command per process; several form one loopback cluster (`-i/-a`). `python`: another
+    checkout's interpreter (scripts.ab_drain)."""
+    base = [python, "-m", "bytewax.run", FLOW, "-w", str(workers)]
     if recovery_dir:
         base += ["-r", recovery_dir, "-s", str(snapshot_s), "-b", str(max(snapshot_s * 3, 30))]
     else:
