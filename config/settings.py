@@ -108,6 +108,8 @@ class StreamSettings:
     item_idle_evict_s: float
     parked_ttl_s: int
     erasure_resident_owners: int
+    erasure_posts_per_author: int
+    erasure_reported_per_owner: int
     kafka_batch_size: int
     freshness_sample: int
     gc_threshold: int
@@ -130,6 +132,8 @@ class StreamSettings:
         "item_idle_evict_s": bounded(0.0, 365 * 86400),
         "parked_ttl_s": bounded(60, 10 * 365 * 86400),
         "erasure_resident_owners": bounded(2, 10_000_000),
+        "erasure_posts_per_author": bounded(1, 10_000),  # schemas.erasure.MAX_IDS per command
+        "erasure_reported_per_owner": bounded(1, 100_000_000),
         "kafka_batch_size": bounded(1, 100_000),
         "freshness_sample": bounded(0, 1_000_000),
         "gc_threshold": bounded(0, 10_000_000),
@@ -207,6 +211,7 @@ class NotificationSettings:
     feedback_timeout_s: int
     min_author_engagements: int
     history: int
+    decided_ids: int
     learning_rate: float
     user_learning_rate: float
     budget_like: int
@@ -219,6 +224,7 @@ class NotificationSettings:
     trending_min_affinity: float
     trending_max_recipients: int
     trending_min_engagement: float
+    trending_audience_size: int
 
     BOUNDS = {
         **{f"budget_{k}": bounded(0, 1000) for k in (
@@ -226,6 +232,8 @@ class NotificationSettings:
         "trending_min_affinity": bounded(0.0, None),
         "trending_max_recipients": bounded(0, 100_000),
         "trending_min_engagement": bounded(0.0, None),
+        "trending_audience_size": bounded(1, 100_000_000),
+        "decided_ids": bounded(1, 100_000_000),
         "daily_budget": bounded(0, 1000),
         "quiet_start_h": bounded(0, 23),
         "quiet_end_h": bounded(0, 23),

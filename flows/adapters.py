@@ -23,7 +23,14 @@ from confluent_kafka import Producer
 from flows import metrics, resources
 from operators.context import FEATURES, PRIOR, Context
 from operators.dedup import Dedup
-from operators.erasure import RESIDENT_OWNERS, MentionIndex, Reported, ungrouped
+from operators.erasure import (
+    MAX_POSTS,
+    MAX_REPORTED,
+    RESIDENT_OWNERS,
+    MentionIndex,
+    Reported,
+    ungrouped,
+)
 from operators.experiments.counts import ArmCounts, UserCounts
 from operators.feed import rank
 from operators.graph import ENDS, Followers, apply_delivery, net
@@ -74,11 +81,12 @@ def _in_order(state) -> InOrder:
     return buffer
 
 
-def _mentions(state, owner: str, ids) -> list[tuple]:
+def _mentions(state, owner: str, ids, cap: int) -> list[tuple]:
     """[("mentions", owner, (user, …))] with the users `owner` starts to mention
-    (operators.erasure), or []: one record for all of them, split per mentioned user only in front
-    of the erasure step (`flows.feeds`), so the step's other consumers see one item, not dozens."""
-    new = tuple(i for i in _reported(state).new(ids) if i != owner)
+    (operators.erasure; its record remembers the newest `cap`: stream.erasure_reported_per_owner),
+    or []: one record for all of them, split per mentioned user only in front of the erasure step
+    (`flows.feeds`), so the step's other consumers see one item, not dozens."""
+    new = tuple(i for i in _reported(state).new(ids, cap) if i != owner)
     return [("mentions", owner, new)] if new else []
 
 
@@ -614,11 +622,12 @@ class UserLogic(_Debounced):
             out.extend(("ex", ex) for ex in result.examples)
             out.extend(_mentions(state, state.user_id, (
                 view.author_id if view is not None else None, event.target_id,
-                *(event.recipients or ()))))
+                *(event.recipients or ())), ctx.settings.stream.erasure_reported_per_owner))
             if reranks_now(event):
                 now = state.feed_stale = True
         for _, view in _in_order(state).take_late():  # an event applied without its post's author:
-            out.extend(_mentions(state, state.user_id, (view.author_id,)))  # who it is, for erasure
+            out.extend(_mentions(state, state.user_id, (view.author_id,),  # who it is, for erasure
+                                 ctx.settings.stream.erasure_reported_per_owner))
         if self.deferred_at is not None and not _in_order(state).blocked:
             now = True  # the rank that waited for the user's held event: at once
         self._schedule(0.0 if now else ctx.settings.stream.seen_rerank_s)
@@ -665,7 +674,8 @@ class UserLogic(_Debounced):
         with metrics.RANK_SECONDS_BY_CAUSE[cause].time():
             feed = rank(state, store, self.ctx, state.last_ts)
         out.extend(ranked_writes(state, feed, self.ctx))
-        out.extend(_mentions(state, state.user_id, (item.author_id for item in feed.items)))
+        out.extend(_mentions(state, state.user_id, (item.author_id for item in feed.items),
+                             self.ctx.settings.stream.erasure_reported_per_owner))
         return out
 
 
@@ -737,7 +747,8 @@ class SuggestionsLogic(_Debounced):
         graph.remember(out)
         suggestions = suggest(state, graph, self.store_of(), state.last_ts)
         out.append(("suggestions", state.user_id, encode_suggestions(suggestions)))
-        out.extend(_mentions(state, state.user_id, mentioned_users(state, suggestions)))
+        out.extend(_mentions(state, state.user_id, mentioned_users(state, suggestions),
+                             self.ctx.settings.stream.erasure_reported_per_owner))
         return out
 
 
@@ -931,9 +942,9 @@ class ErasureLogic(_Evictable):
     park_kind = "erasure"
 
     def __init__(self, state: MentionIndex | None, idle_s: float = 0.0, store_of=None,
-                 resident_owners: int = RESIDENT_OWNERS):
+                 resident_owners: int = RESIDENT_OWNERS, posts_per_author: int = MAX_POSTS):
         super().__init__(state, idle_s, store_of)
-        self.resident_owners = resident_owners
+        self.resident_owners, self.posts_per_author = resident_owners, posts_per_author
         self._touched()
 
     def _empty(self) -> bool:  # (a tombstone without posts is not: it stays)
@@ -945,7 +956,7 @@ class ErasureLogic(_Evictable):
         for value in ungrouped(values):
             kind = value[0]
             if kind == "post":
-                out.extend(self.state.learn_post(value[1]))
+                out.extend(self.state.learn_post(value[1], self.posts_per_author))
             elif kind in ("mention", "ended_follow"):
                 out.extend(self.state.learn_mention(
                     value[1], "forget" if kind == "mention" else "forget_follower",
@@ -984,9 +995,10 @@ class NotificationLogic(_Evictable):
     park_kind = "notif"
 
     def __init__(self, state: RecipientState | None, policy: Policy, weights, policy_of=None,
-                 idle_s: float = 0.0, store_of=None):
+                 idle_s: float = 0.0, store_of=None, reported_cap: int = MAX_REPORTED):
         super().__init__(state, idle_s, store_of)
         self.policy, self.weights = policy, weights
+        self.reported_cap = reported_cap  # stream.erasure_reported_per_owner
         self.policy_of = policy_of or (lambda _user: policy)  # the recipient's experiment arm's
         self._touched()
 
@@ -1011,7 +1023,8 @@ class NotificationLogic(_Evictable):
                     changed = state.forget(value[1].user, value[1].posts) or changed
                 continue
             if value[0] == "cand" and not state.deleted:  # (a tombstone mentions nobody: its
-                out.extend(_mentions(state, state.user_id, (value[1].actor,)))  # owner is gone)
+                out.extend(_mentions(state, state.user_id, (value[1].actor,),  # owner is gone)
+                                     self.reported_cap))
             records, examples = notif_handle(state, value, usable(exported, value[1].ts))
             out.extend(("decision", r) for r in records)
             out.extend(("notif_ex", (x, y, state.last_ts)) for x, y in examples)
@@ -1031,6 +1044,7 @@ class AudienceLogic(_Logic):
 
     def __init__(self, state: Audience | None, rule: TrendingRule, affinity):
         super().__init__(state if state is not None else Audience(rule, affinity))
+        self.state.rule = rule  # a resumed audience follows the current config
 
     def on_batch(self, values):
         out: list = []

@@ -242,7 +242,7 @@ def build_flow(settings: Settings, *, source: Source | None = None,
         "notifications", notif_in, NotificationLogic.builder(
             policy, weights, lambda user: policies.for_user(user)[0],
             settings.stream.user_idle_evict_s,  # idle recipients are parked (see UserLogic)
-            features)))
+            features, settings.stream.erasure_reported_per_owner)))
     notif_model = op.stateful_batch("notif_model", op.filter_map(
         "notif_examples", notif_out, lambda m: ("global", m[1]) if m[0] == "notif_ex" else None),
         NotifModelLogic.builder(policy, weights))
@@ -277,7 +277,8 @@ def build_flow(settings: Settings, *, source: Source | None = None,
     )
     erasure_out = op.key_rm("erasure_out", op.stateful_batch(
         "erasure", erasure_in, ErasureLogic.builder(settings.stream.user_idle_evict_s, features,
-                                                settings.stream.erasure_resident_owners)))
+                                                settings.stream.erasure_resident_owners,
+                                                settings.stream.erasure_posts_per_author)))
     erasure_cmds = op.merge(
         "erasure_cmds", op.filter("erasure_step_cmds", erasure_out,
                                   lambda m: isinstance(m, Command)),

@@ -6,7 +6,7 @@ user it starts to mention, once (`Reported`), to the `erasure` step keyed by the
 the followers step reports each follow that ended (the list keeps it for posts processed late:
 operators.graph), as "this owner's followers list names the user". That step (`MentionIndex`)
 keeps who mentions the user, in which of those ways, and which posts they created (the newest
-`MAX_POSTS`). It keeps the newest `stream.erasure_resident_owners` owners in memory and spills older
+`stream.erasure_posts_per_author`). It keeps the newest `stream.erasure_resident_owners` owners in memory and spills older
 ones to a Redis set that the deletion reads back: no owner is forgotten, and a hot key's memory
 stays flat. At
 `user_deleted` it turns into commands (schemas.erasure): `erase_post` to each of the user's posts
@@ -56,6 +56,7 @@ from schemas.erasure import Command
 # past it the oldest half is spilled to Redis (`take_spill`), so a user everyone mentions (a
 # creator) costs the worker the same after a thousand mentioners as after a million.
 RESIDENT_OWNERS = 512
+# The defaults of stream.erasure_posts_per_author and stream.erasure_reported_per_owner
 MAX_POSTS = 5_000  # posts remembered per author (newest kept)
 MAX_REPORTED = 5_000  # mentions one owner remembers having reported
 
@@ -113,12 +114,14 @@ class MentionIndex:
         self.spill: dict[str, int] = {}  # owners moved out, not yet handed to the writer
         self.spilled = False  # Redis may hold spilled owners (schemas.keyspace `erasure_owners`)
 
-    def learn_post(self, post_id: str) -> list[Command]:
+    def learn_post(self, post_id: str, keep: int = MAX_POSTS) -> list[Command]:
+        """A post `post_id` of the user's: remembered (the newest `keep`), or erased at once
+        after the deletion."""
         if self.deleted:  # a post created after the deletion (a producer lagging): erase it too
             return [Command("erase_post", post_id, self.user_id)]
         self.posts.pop(post_id, None)
         self.posts[post_id] = None
-        _cap_newest(self.posts, MAX_POSTS)
+        _cap_newest(self.posts, keep)
         return []
 
     def learn_mention(self, owner: str, command: str = "forget",
@@ -207,14 +210,15 @@ class Reported:
     def __init__(self):
         self.ids: dict[str, None] = {}
 
-    def new(self, ids: Iterable[str | None]) -> list[str]:
+    def new(self, ids: Iterable[str | None], cap: int = MAX_REPORTED) -> list[str]:
+        """The users of `ids` not reported yet, now remembered (the newest `cap`)."""
         out = []
         for i in ids:
             if i and i not in self.ids:
                 self.ids[i] = None
                 out.append(i)
-        if len(self.ids) > MAX_REPORTED:
-            _cap_newest(self.ids, MAX_REPORTED)
+        if len(self.ids) > cap:
+            _cap_newest(self.ids, cap)
         return out
 
     def forget(self, user_id: str) -> None:

@@ -22,8 +22,6 @@ from operators.routing import follower_updates, is_fan_out
 from schemas import Event
 from schemas.notifications import encode_inbox
 
-MAX_FANOUT = 10_000
-
 
 class GlobalModel:
     """The global P(open) model (one key in the flow): learns every recipient's labels."""
@@ -91,8 +89,10 @@ class NotificationDriver:
     """`learn_one(event)` → the decision records it causes (in order)."""
 
     def __init__(self, policy: Policy, trending: TrendingRule | None = None,
-                 popularity: Decay | None = None, affinity: Decay | None = None, policy_of=None):
+                 popularity: Decay | None = None, affinity: Decay | None = None, policy_of=None,
+                 max_fanout: int = 10_000):
         self.policy = policy
+        self.max_fanout = max_fanout  # features.max_followers_fanout, as the flow's followers step
         self.policy_of = policy_of or (lambda _user: policy)  # the recipient's experiment arm's
         self.states: dict[str, RecipientState] = {}
         self.global_model = GlobalModel(policy)
@@ -107,7 +107,8 @@ class NotificationDriver:
     def from_settings(cls, settings, policy: Policy, policy_of=None) -> NotificationDriver:
         return cls(policy, TrendingRule.from_settings(settings),
                    Decay(settings.features.popularity_half_life_h),
-                   Decay(settings.features.affinity_half_life_h), policy_of)
+                   Decay(settings.features.affinity_half_life_h), policy_of,
+                   settings.features.max_followers_fanout)
 
     def state(self, user_id: str) -> RecipientState:
         s = self.states.get(user_id)
@@ -126,11 +127,11 @@ class NotificationDriver:
         # (a log applied in its order: no posts kept for follows processed late, keep=0)
         for followed, kind, follower in follower_updates(event):
             self.followers.setdefault(followed, Followers()).learn_edge(kind, follower, event.ts,
-                                                                        MAX_FANOUT, 0)
+                                                                        self.max_fanout, 0)
         if is_fan_out(event) and event.user_id in self.followers:
             msgs += [new_post_candidate(event.user_id, f, post, ts) for _, f, post, ts in
                      self.followers[event.user_id].learn_post(event.post_id, event.ts,
-                                                              MAX_FANOUT, 0)]
+                                                              self.max_fanout, 0)]
         return self.route(msgs)
 
     def messages(self, event: Event, view) -> list[tuple[str, tuple]]:

@@ -48,6 +48,9 @@ class Policy:
     mode: str = "learned"
     kind_budgets: tuple[tuple[str, int], ...] = ()  # (kind, daily budget) under the global one
     send_fraction: float = 1.0  # "random" baseline: share of candidates it sends (seeded by id)
+    # ids a recipient remembers (decided before; aggregated into a head). Last: states pickled
+    # before it unpickle their fields in order (the flow then sets the current policy)
+    decided_ids: int = 2000
 
     def kind_budget(self, kind: str) -> int:
         """The daily budget of one candidate kind (the global budget when none is set)."""
@@ -62,7 +65,7 @@ class Policy:
         return cls(n.daily_budget, n.quiet_start_h, n.quiet_end_h, n.aggregate_window_s * 1000,
                    n.min_p_open, n.delay_margin, n.max_delay_h, n.feedback_timeout_s * 1000,
                    n.min_author_engagements, n.history, n.learning_rate, n.user_learning_rate,
-                   mode, kind_budgets_from(n))
+                   mode, kind_budgets_from(n), decided_ids=n.decided_ids)
 
 
 def kind_budgets_from(n) -> tuple[tuple[str, int], ...]:

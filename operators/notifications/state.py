@@ -32,7 +32,6 @@ from schemas import Event
 
 MAX_EDGES = 5000
 MAX_AUTHORS = 500
-MAX_IDS = 2000  # decided ids remembered (duplicates) and aggregated → head aliases
 MAX_PENDING = 200
 MAX_ACTORS = 5
 LIVE = ("send", "delay")
@@ -53,7 +52,7 @@ class RecipientState:
         self.author_eng: dict[str, int] = {}  # author -> the recipient's likes/comments/shares
         self.deleted = False
         # id -> head id (itself unless merged), oldest first. Plain dicts, not OrderedDicts: a
-        # recipient named by many (a creator) keeps MAX_IDS ids, and an OrderedDict costs ~50
+        # recipient named by many (a creator) keeps `policy.decided_ids`, and an OrderedDict costs ~50
         # bytes more per entry (measured: 458 → 327 KB for a state of 6,000 candidates)
         self.decided: dict[str, str] = {}
         self.sent_per_day: dict[int, int] = {}  # local day -> notifications sent or scheduled
@@ -175,7 +174,7 @@ class RecipientState:
             if len(self.kind_sent) > 8 * len(KINDS):
                 del self.kind_sent[min(self.kind_sent)]
             self.groups[c.group] = c.notification_id
-            if len(self.groups) > MAX_IDS:
+            if len(self.groups) > pol.decided_ids:
                 del self.groups[next(iter(self.groups))]
             if len(self.pending) < MAX_PENDING:
                 at_send = M.at_hours(x0, [((send_at + offset) % 86_400_000) / 3_600_000])[0]
@@ -237,7 +236,7 @@ class RecipientState:
         if into is not None:
             rec["into"] = into
         self.decided[nid] = into or nid
-        if len(self.decided) > MAX_IDS:
+        if len(self.decided) > self.policy.decided_ids:
             del self.decided[next(iter(self.decided))]
         if not self.deleted:
             self.records.pop(nid, None)  # (re-decided: newest again)

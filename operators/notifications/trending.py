@@ -31,7 +31,6 @@ from operators.decay import Decay
 from operators.notifications.candidates import Candidate, candidate_id
 from schemas import ENGAGEMENT_WEIGHT, Event
 
-MAX_AUDIENCE = 5000  # users remembered per topic / group key
 MAX_POSTS, MAX_ENGAGERS = 200, 500  # newest posts whose engagers are remembered (not re-notified)
 
 
@@ -40,11 +39,13 @@ class TrendingRule:
     min_engagement: float = 5.0  # decayed engagements that make a post trending
     min_affinity: float = 1.0  # decayed engagements with a topic that make it a user's interest
     max_recipients: int = 50
+    audience_size: int = 5000  # users remembered per topic / group key
 
     @classmethod
     def from_settings(cls, settings) -> TrendingRule:
         n = settings.notifications
-        return cls(n.trending_min_engagement, n.trending_min_affinity, n.trending_max_recipients)
+        return cls(n.trending_min_engagement, n.trending_min_affinity, n.trending_max_recipients,
+                   n.trending_audience_size)
 
 
 def became_trending(event: Event, before, popularity: Decay, rule: TrendingRule) -> bool:
@@ -99,7 +100,7 @@ class Audience:
         kind = msg[0]
         if kind == "interest" or (kind == "member" and msg[2]):
             self.declared[msg[1]] = msg[-1]
-            if len(self.declared) > MAX_AUDIENCE:
+            if len(self.declared) > self.rule.audience_size:
                 del self.declared[min(self.declared, key=lambda u: (self.declared[u], u))]
         elif kind == "member":
             self.declared.pop(msg[1], None)
@@ -107,7 +108,7 @@ class Audience:
             _, user, weight, ts, post_id = msg
             if weight > 0:
                 self.engaged[user] = self.affinity.add(self.engaged.get(user), ts, weight)
-                if len(self.engaged) > MAX_AUDIENCE:  # log sums order users alike at any time
+                if len(self.engaged) > self.rule.audience_size:  # log sums order users alike at any time
                     del self.engaged[min(self.engaged, key=lambda u: (self.engaged[u], u))]
             engagers = self.engagers.pop(post_id, set())  # re-inserted: newest last
             if len(engagers) < MAX_ENGAGERS:

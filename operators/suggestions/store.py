@@ -15,9 +15,9 @@ from typing import Protocol
 import orjson
 
 from operators.redis_store import RedisFeatureStore
+from operators.suggestions.writes import LIKERS_KEPT
 
 MEMBERS_SAMPLE = 100  # members read per group
-LIKERS_KEPT = 200  # newest likers kept per author (the writer trims the sorted set)
 GRAPH_KINDS = ("graph", "likers", "members")  # cached `stream.graph_cache_ttl_s` (not "deleted")
 DELETED_CACHE_S = 3600.0  # an answer about a deleted user: until the version moves (or a sweep)
 DELETED_SET_MAX = 10_000  # a deleted users' set this small is read whole (per worker, per TTL)

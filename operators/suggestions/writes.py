@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from schemas.keyspace import Keyspace
 
-LIKERS_KEPT = 200
+LIKERS_KEPT = 200  # newest likers kept per author: the writer trims the sorted set, readers read them
 POPULAR_KEPT = 2000
 # SADD or SREM (ARGV[1]) of a tag in the deleted users' set (KEYS[1]), then INCR of their version
 # counter (KEYS[2]) only if the set changed; both keys share a hash tag (one Redis Cluster slot)
