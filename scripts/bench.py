@@ -689,6 +689,7 @@ class BenchConfig:
     churn_s: float = 0.0  # bounded-state phase: ever-new users for this long (0 = skip)
     churn_rate: float = 300.0  # its events/s
     churn_idle_s: float = 10.0  # its stream.user_idle_evict_s (0 = no eviction, for comparison)
+    churn_small_caps: bool = True  # its audience-grown caps shrunk to fill in the first half
 
 
 def run(settings: Settings, cfg: BenchConfig, log: Log = print) -> dict:
@@ -886,6 +887,15 @@ def churn_workload(seed: int, creators: int = 100, posts_per_creator: int = 3,
 
 
 CHURN_DEDUP_CAPACITY = 10_000
+# The caps of what grows with a creator's audience (README "Configuration", memory bounds), shrunk
+# so they are full before the second half, as the dedup window is. At 400 events/s (27 new users
+# a second, 3 follows each, 100 creators) a creator gains ~0.8 followers a second: at the
+# defaults its followers list fills (and is pulled) after ~3.5 hours, its states' reported
+# mentions (~1.1 new users a second) after ~75 minutes; shrunk, within ~20 minutes.
+CHURN_CAPS = {"PERSONA_FEATURES__MAX_FOLLOWERS_FANOUT": "1000",
+              "PERSONA_STREAM__ERASURE_REPORTED_PER_OWNER": "1000",
+              "PERSONA_NOTIFICATIONS__DECIDED_IDS": "500",
+              "PERSONA_NOTIFICATIONS__TRENDING_AUDIENCE_SIZE": "1000"}
 USER_PARK_KINDS = ("user", "social", "notif", "followers", "erasure", "expuser")  # keyed by user
 
 
@@ -900,8 +910,9 @@ def churn(bench: Bench, cfg: BenchConfig, extra: dict, log: Log) -> dict:
                             extra=kafka_config(bench.settings.kafka))
     # the dedup window (a bounded FIFO of event ids, 200k by default) is shrunk so that it is full
     # before the second half, where flatness is measured; at its default it plateaus at ~20 MB
+    caps = CHURN_CAPS if cfg.churn_small_caps else {}
     env = bench.env(topic, prefix, PERSONA_STREAM__USER_IDLE_EVICT_S=str(cfg.churn_idle_s),
-                    PERSONA_STREAM__DEDUP_CAPACITY=str(CHURN_DEDUP_CAPACITY), **extra)
+                    PERSONA_STREAM__DEDUP_CAPACITY=str(CHURN_DEDUP_CAPACITY), **caps, **extra)
     users: list[str] = []
     done = threading.Event()
 
@@ -941,6 +952,8 @@ def churn(bench: Bench, cfg: BenchConfig, extra: dict, log: Log) -> dict:
     step = max(1, len(rss) // 20)
     return {"rate": cfg.churn_rate, "seconds": cfg.churn_s, "idle_evict_s": cfg.churn_idle_s,
             "dedup_capacity": CHURN_DEDUP_CAPACITY,
+            "caps": {k.removeprefix("PERSONA_").lower().replace("__", "."): int(v)
+                     for k, v in caps.items()},
             "users": len(users), "evicted_states": sum(run.evicted.values()),
             "evicted_by_kind": run.evicted,
             "rss_mib_over_time": [[round(t - t0, 1), round(kb / 1024, 1)] for t, kb in rss[::step]],
@@ -1029,6 +1042,9 @@ def table(report: dict) -> list[tuple[str, str]]:
                      f"evict after {c['idle_evict_s']:g} s", f"{num(c['evicted_states'])} states "
                      "evicted (" + ", ".join(f"{k} {num(v)}" for k, v in c.get(
                          "evicted_by_kind", {}).items()) + ")"))
+        if c.get("caps"):
+            rows.append(("  caps (shrunk to fill in the first half)",
+                         ", ".join(f"{k} {num(v)}" for k, v in c["caps"].items())))
         rows.append(("  worker RSS spread, second half",
                      f"{num(c['rss_flatness_second_half'], '{:.1%}')} (peak "
                      f"{', '.join(f'{v} MiB' for v in c['peak_rss_mib'])})"))

@@ -295,6 +295,9 @@ def bench(config: Optional[Path] = ConfigOpt,
           churn_rate: float = typer.Option(300.0, min=1, help="bounded-state phase events/s"),
           churn_idle_s: float = typer.Option(10.0, min=0, help="bounded-state phase "
                                              "stream.user_idle_evict_s (0 = never evict)"),
+          churn_small_caps: bool = typer.Option(True, help="bounded-state phase: the caps that "
+                                                "grow with a creator's audience shrunk to fill "
+                                                "in the first half (--no-…: the defaults)"),
           json_out: Optional[Path] = typer.Option(None, "--json", help="write the report here")):
     """Throughput, freshness, memory and reader latency of the full topology on a seeded
     synthetic workload, next to the same run's I/O floor (private topics and keys, removed after)."""
@@ -310,7 +313,7 @@ def bench(config: Optional[Path] = ConfigOpt,
             rank_interval_s=rank_interval_s, backlog_interval_s=backlog_interval_s,
             pin_cpus=pin_cpus, reader=reader, reader_s=reader_s, reader_concurrency=concurrency,
             reader_rate=reader_rate or None, keep=keep, churn_s=churn_s, churn_rate=churn_rate,
-            churn_idle_s=churn_idle_s), log=console.print)
+            churn_idle_s=churn_idle_s, churn_small_caps=churn_small_caps), log=console.print)
     except services.ServiceError as exc:
         _fail(exc)
     _print_bench(f"persona bench {report['run_id']} (indicative when the CPU is shared)",
