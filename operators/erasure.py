@@ -50,6 +50,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from operators.bounded import cap_newest
 from schemas.erasure import Command
 
 # Owners of one mentioned user kept in the worker (the default of stream.erasure_resident_owners):
@@ -95,11 +96,6 @@ def parse_spill(members) -> dict[str, int]:
     return out
 
 
-def _cap_newest(d: dict, n: int) -> None:
-    while len(d) > n:
-        del d[next(iter(d))]
-
-
 class MentionIndex:
     """One user's reverse index (keyed by that user): who mentions them (each owner with the bits
     of the `OWNER_COMMANDS` it needs), which posts are theirs."""
@@ -121,7 +117,7 @@ class MentionIndex:
             return [Command("erase_post", post_id, self.user_id)]
         self.posts.pop(post_id, None)
         self.posts[post_id] = None
-        _cap_newest(self.posts, keep)
+        cap_newest(self.posts, keep)
         return []
 
     def learn_mention(self, owner: str, command: str = "forget",
@@ -218,7 +214,7 @@ class Reported:
                 self.ids[i] = None
                 out.append(i)
         if len(self.ids) > cap:
-            _cap_newest(self.ids, cap)
+            cap_newest(self.ids, cap)
         return out
 
     def forget(self, user_id: str) -> None:

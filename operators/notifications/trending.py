@@ -25,8 +25,10 @@ never the author nor a user who already engaged with the post. A recipient reach
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 
+from operators.bounded import cap_top
 from operators.decay import Decay
 from operators.notifications.candidates import Candidate, candidate_id
 from schemas import ENGAGEMENT_WEIGHT, Event
@@ -39,7 +41,7 @@ class TrendingRule:
     min_engagement: float = 5.0  # decayed engagements that make a post trending
     min_affinity: float = 1.0  # decayed engagements with a topic that make it a user's interest
     max_recipients: int = 50
-    audience_size: int = 5000  # users remembered per topic / group key
+    audience_size: int = 5000  # users remembered per topic / group key (up to a quarter more)
 
     @classmethod
     def from_settings(cls, settings) -> TrendingRule:
@@ -100,16 +102,14 @@ class Audience:
         kind = msg[0]
         if kind == "interest" or (kind == "member" and msg[2]):
             self.declared[msg[1]] = msg[-1]
-            if len(self.declared) > self.rule.audience_size:
-                del self.declared[min(self.declared, key=lambda u: (self.declared[u], u))]
+            self._cap(self.declared)  # the newest declarations kept
         elif kind == "member":
             self.declared.pop(msg[1], None)
         elif kind == "engaged":
             _, user, weight, ts, post_id = msg
             if weight > 0:
                 self.engaged[user] = self.affinity.add(self.engaged.get(user), ts, weight)
-                if len(self.engaged) > self.rule.audience_size:  # log sums order users alike at any time
-                    del self.engaged[min(self.engaged, key=lambda u: (self.engaged[u], u))]
+                self._cap(self.engaged)  # log sums order users alike at any time: the most engaged
             engagers = self.engagers.pop(post_id, set())  # re-inserted: newest last
             if len(engagers) < MAX_ENGAGERS:
                 engagers.add(user)
@@ -120,15 +120,22 @@ class Audience:
             return self.fan_out(*msg[1:])
         return []
 
+    def _cap(self, users: dict) -> None:
+        """`rule.audience_size` users kept, trimmed a quarter past it: a full audience (a
+        popular topic's) gains users at most events, and trimming one user a time scanned it
+        whole each time (28% of a 1M-event replay)."""
+        size = self.rule.audience_size
+        cap_top(users, size, slack=size // 4)
+
     def fan_out(self, post_id: str, author: str, ts: int) -> list[tuple[str, tuple]]:
         value = {u: self.affinity.value(s, ts) for u, s in self.engaged.items()}
         users = {u for u, v in value.items() if v >= self.rule.min_affinity} | set(self.declared)
         users.discard(author)
         users -= self.engagers.get(post_id, set())
         # Most engaged first; declared-only users after them (newest declaration first).
-        ranked = sorted(users, key=lambda u: (-value.get(u, 0.0), -self.declared.get(u, 0), u))
-        return [(u, ("cand", trending_candidate(u, post_id, author, ts)))
-                for u in ranked[:self.rule.max_recipients]]
+        ranked = heapq.nsmallest(self.rule.max_recipients, users, key=lambda u: (
+            -value.get(u, 0.0), -self.declared.get(u, 0), u))
+        return [(u, ("cand", trending_candidate(u, post_id, author, ts))) for u in ranked]
 
 
 def trending_candidate(recipient: str, post_id: str, author: str, ts: int) -> Candidate:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import orjson
 
-from operators.bounded import cap_top
+from operators.bounded import cap_newest, cap_top
 from schemas import Event
 
 MAX_FOLLOWING = 2000
@@ -24,11 +24,6 @@ PUBLISH_FOLLOWEES = 300  # newest followees published in the graph record
 PUBLISH_GROUPS = 100
 PUBLISH_AUTHORS = 30
 ENGAGE_TYPES = {"like": 1.0, "comment": 2.0, "share": 2.0}
-
-
-def _cap_newest(d: dict, n: int) -> None:
-    while len(d) > n:
-        del d[next(iter(d))]
 
 
 class Conversation:
@@ -92,7 +87,7 @@ class SocialState:
             if how == "follow":
                 self.followers.pop(actor, None)
                 self.followers[actor] = ts
-                _cap_newest(self.followers, MAX_FOLLOWERS)
+                cap_newest(self.followers, MAX_FOLLOWERS)
             else:
                 self.followers.pop(actor, None)
                 if how == "block" and len(self.blocked_by) < MAX_EDGES:
@@ -121,7 +116,7 @@ class SocialState:
             if e.target_id not in self.blocked:
                 self.following.pop(e.target_id, None)
                 self.following[e.target_id] = e.ts
-                _cap_newest(self.following, MAX_FOLLOWING)
+                cap_newest(self.following, MAX_FOLLOWING)
                 self.graph_changed = True
         elif t in ("unfollow", "block", "mute") and e.target_id:
             if t != "mute" and self.following.pop(e.target_id, None) is not None:
@@ -170,7 +165,7 @@ class SocialState:
         c = self.conversations.pop(conv_id, None) or Conversation()
         c.last_ts = max(c.last_ts, ts)
         self.conversations[conv_id] = c  # most recent last
-        _cap_newest(self.conversations, MAX_CONVERSATIONS)
+        cap_newest(self.conversations, MAX_CONVERSATIONS)
         return c
 
     def _contact(self, other: str, w: float) -> None:

@@ -74,3 +74,13 @@ def test_an_audience_keeps_its_size_and_a_resumed_one_follows_the_current_rule()
     resumed = AudienceLogic(pickle.loads(pickle.dumps(audience)), TrendingRule(audience_size=9),
                             Decay(168.0))
     assert resumed.state.rule.audience_size == 9
+
+
+def test_a_full_audience_is_trimmed_to_its_size_a_quarter_past_it():
+    audience = Audience(TrendingRule(audience_size=8), Decay(168.0))
+    sizes = []
+    for i in range(30):
+        audience.learn(("interest", f"u{i:02d}", T + i))
+        sizes.append(len(audience.declared))
+    assert max(sizes) == 10 and sizes[-1] in range(8, 11)
+    assert sorted(audience.declared)[-8:] == [f"u{i}" for i in range(22, 30)]  # the newest kept
