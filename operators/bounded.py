@@ -12,22 +12,34 @@ from collections.abc import Iterator
 
 
 class RecentSet:
-    """An insertion-ordered set that forgets its oldest members past `capacity`."""
+    """An insertion-ordered set that forgets its oldest members past `capacity`.
 
-    __slots__ = ("capacity", "_items")
+    The oldest member is the dict's first: but a dict keeps deleted entries in place until it
+    grows, and finding the first live one walks past all of them. A full set that only turns
+    over never grows, so that walk reached ~250k entries for a 200k-id dedup window (170 µs an
+    event, 41% of a 1M-event replay). The set is compacted (copied) every ~√(200·n) evictions
+    instead (measured best of 12·n … 800·n): ~5 µs an eviction at 200k, ~1 µs at 10k.
+    """
+
+    __slots__ = ("capacity", "_items", "_evicted")
 
     def __init__(self, capacity: int):
         self.capacity = capacity
         self._items: dict[str, None] = {}
+        self._evicted = 0  # since the last compaction: deleted entries the dict walks past
 
     def add(self, key: str) -> bool:
         """Add (or refresh) `key`; return True if it was new."""
-        new = key not in self._items
+        items = self._items
+        new = key not in items
         if not new:
-            del self._items[key]
-        self._items[key] = None
-        if len(self._items) > self.capacity:
-            del self._items[next(iter(self._items))]
+            del items[key]
+        items[key] = None
+        if len(items) > self.capacity:
+            del items[next(iter(items))]
+            self._evicted += 1
+            if self._evicted > 64 and self._evicted * self._evicted > 200 * len(items):
+                self._items, self._evicted = dict(items), 0
         return new
 
     def discard(self, key: str) -> None:
@@ -51,7 +63,7 @@ class RecentSet:
 
     def __setstate__(self, state):
         self.capacity, keys = state
-        self._items = dict.fromkeys(keys)
+        self._items, self._evicted = dict.fromkeys(keys), 0
 
 
 def cap_top(scores: dict[str, float], capacity: int, slack: int = 0) -> None:

@@ -7,6 +7,7 @@ import pickle
 from hypothesis import given
 from hypothesis import strategies as st
 
+from operators.bounded import RecentSet
 from operators.decay import Decay
 from operators.dedup import Dedup, shard_of
 from operators.graph import Followers
@@ -26,6 +27,19 @@ def test_dedup_admits_each_id_once_within_its_window(ids, capacity):
         if new:
             recent.append(i)
             recent = recent[-capacity:]
+
+
+@given(st.lists(st.integers(0, 40), max_size=600), st.integers(1, 12))
+def test_a_recent_set_is_the_newest_capacity_keys_by_last_add_across_its_compactions(keys, capacity):
+    s, model = RecentSet(capacity), {}  # model: a plain dict, re-inserted on every add
+    for k in keys:
+        assert s.add(str(k)) == (str(k) not in model)
+        model.pop(str(k), None)
+        model[str(k)] = None
+        while len(model) > capacity:
+            del model[next(iter(model))]
+        assert list(s) == list(model)
+    assert list(pickle.loads(pickle.dumps(s))) == list(model)
 
 
 def test_dedup_pickles_and_shards_are_stable():
