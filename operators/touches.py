@@ -85,12 +85,17 @@ _CACHE_SIZE = 500_000
 _LOW = (1 << 32) - 1
 
 
+def hash64(key: str) -> int:
+    """A stable, odd 64-bit hash of a string (two crc32; process-independent, unlike `hash`)."""
+    raw = key.encode()
+    return (zlib.crc32(raw) << 32) | zlib.crc32(raw, _SEED) | 1
+
+
 def post_hash(key: str) -> int:
-    """A stable 64-bit hash of a post id (two crc32; process-independent, unlike `hash`)."""
+    """`hash64` of a post id, memoised (a post is hashed at every rank that sees it)."""
     h = _CACHE.get(key)
     if h is None:
-        raw = key.encode()
-        h = (zlib.crc32(raw) << 32) | zlib.crc32(raw, _SEED) | 1
+        h = hash64(key)
         if len(_CACHE) >= _CACHE_SIZE:
             _CACHE.clear()
         _CACHE[key] = h

@@ -909,7 +909,8 @@ def churn(bench: Bench, cfg: BenchConfig, extra: dict, log: Log) -> dict:
     kafka_io.recreate_topic(bench.settings.kafka.bootstrap, topic, cfg.partitions,
                             extra=kafka_config(bench.settings.kafka))
     # the dedup window (a bounded FIFO of event ids, 200k by default) is shrunk so that it is full
-    # before the second half, where flatness is measured; at its default it plateaus at ~20 MB
+    # before the second half, where flatness is measured; at its default a full window is ~90
+    # bytes an id: ~18 MB a shard, ~1.1 GB for all 64 (12.8M events, hours of this churn)
     caps = CHURN_CAPS if cfg.churn_small_caps else {}
     env = bench.env(topic, prefix, PERSONA_STREAM__USER_IDLE_EVICT_S=str(cfg.churn_idle_s),
                     PERSONA_STREAM__DEDUP_CAPACITY=str(CHURN_DEDUP_CAPACITY), **caps, **extra)

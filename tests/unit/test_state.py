@@ -42,6 +42,24 @@ def test_a_recent_set_is_the_newest_capacity_keys_by_last_add_across_its_compact
     assert list(pickle.loads(pickle.dumps(s))) == list(model)
 
 
+@given(st.lists(st.integers(0, 30), max_size=200), st.integers(1, 20), st.integers(0, 200))
+def test_a_dedup_window_restored_from_its_snapshot_goes_on_as_if_never_stopped(ids, capacity, at):
+    kept, restored = Dedup(capacity), Dedup(capacity)
+    for i, x in enumerate(ids):
+        if i == at:
+            restored = pickle.loads(pickle.dumps(restored))
+        assert restored.is_new(str(x)) == kept.is_new(str(x))
+
+
+def test_a_dedup_window_snapshotted_as_its_ids_still_loads():
+    old = RecentSet(3)  # what a Dedup pickled before it kept hashes
+    for x in "abcd":
+        old.add(x)
+    d = Dedup.__new__(Dedup)
+    d.__setstate__(old)
+    assert [d.is_new(x) for x in "bcda"] == [False, False, False, True]
+
+
 def test_dedup_pickles_and_shards_are_stable():
     d = Dedup(3)
     d.is_new("a")
