@@ -39,6 +39,7 @@ def main(argv=None) -> int:
         key_digests,
         key_kind,
         run_env,
+        top_overlap,
         value_bytes,
         wait_snapshot_offset,
     )
@@ -120,18 +121,6 @@ def main(argv=None) -> int:
             for settings, _ in runs:
                 cleanup(settings, client)
     return 0
-
-
-def top_overlap(ref: dict[str, dict], got: dict[str, dict], k: int = 10) -> float:
-    """The mean over users with a feed in `ref` of the share of their top `k` in `ref` that is
-    in their top `k` in `got` (0 for a feed missing from `got`)."""
-    shares = []
-    for user, feed in ref.items():
-        top = [item["post_id"] for item in feed["items"][:k]]
-        other = {item["post_id"] for item in got.get(user, {"items": []})["items"][:k]}
-        if top:
-            shares.append(sum(i in other for i in top) / len(top))
-    return sum(shares) / max(1, len(shares))
 
 
 if __name__ == "__main__":

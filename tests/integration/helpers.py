@@ -54,6 +54,18 @@ def feeds(settings, client: redis.Redis) -> dict[str, dict]:
     return out
 
 
+def top_overlap(ref: dict[str, dict], got: dict[str, dict], k: int = 10) -> float:
+    """Over the users with a feed in `ref` (`feeds`), the mean share of their top `k` there that
+    is in their top `k` in `got` (0 for a feed missing from `got`)."""
+    shares = []
+    for user, feed in ref.items():
+        top = [item["post_id"] for item in feed["items"][:k]]
+        other = {item["post_id"] for item in got.get(user, {"items": []})["items"][:k]}
+        if top:
+            shares.append(sum(i in other for i in top) / len(top))
+    return sum(shares) / max(1, len(shares))
+
+
 def cleanup(settings, client: redis.Redis) -> None:
     for key in client.scan_iter(f"{settings.redis.prefix}:*", count=1000):
         client.delete(key)
