@@ -72,9 +72,8 @@ def worker_commands(processes: int, workers: int, recovery_dir: str | None,
 
 def pinned_env(env: dict[str, str], index: int) -> dict[str, str]:
     """`env` with PERSONA_CPU = index mod the CPU count when PERSONA_PIN_CPUS=1: the worker process
-    pins itself to that core (`flows.feeds.get_flow`). Two processes on a 2-core machine drained
-    100k events 7% faster pinned (36.1 vs 38.9 s, 8% less CPU: the scheduler no longer moves them
-    across cores next to Redis and Kafka); one process gained 2%."""
+    pins itself to that core (`flows.feeds.get_flow`), so the scheduler no longer moves it
+    across cores next to Redis and Kafka (measured: README "Several workers")."""
     if env.get("PERSONA_PIN_CPUS") != "1":
         return env
     return dict(env, PERSONA_CPU=str(index % (os.cpu_count() or 1)))
