@@ -352,3 +352,17 @@ def test_the_erasure_step_reads_a_group_as_its_values():
     out, _ = logic.on_batch([("deleted", "u1")])
     assert [(c.kind, c.key) for c in out] == [("erase_post", "p1"), ("forget", "u2"),
                                               ("forget_follower", "u3")]
+
+
+def test_the_flow_erases_the_newest_posts_per_author_its_config_keeps():
+    payloads = [encode_event(Event("e0", "user_created", T, "a"))] + [
+        encode_event(Event(f"e{i}", "post_created", T + i, "a", post_id=f"p{i}"))
+        for i in (1, 2, 3)] + [encode_event(Event("e9", "user_deleted", T + 9, "a"))]
+
+    def erased(env):
+        commands: list[Command] = []
+        _run(payloads, commands, env)
+        return sorted(c.key for c in commands if c.kind == "erase_post")
+
+    assert erased({}) == ["p1", "p2", "p3"]
+    assert erased({"PERSONA_STREAM__ERASURE_POSTS_PER_AUTHOR": "2"}) == ["p2", "p3"]
