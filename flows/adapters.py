@@ -276,6 +276,18 @@ class _Evictable(_Logic):
         spare its key's next input a parked-state read, and without eviction there is none."""
         return RETAIN if self.idle_at is not None or not self._empty() else StatefulBatchLogic.DISCARD
 
+    def _repark(self) -> list[tuple]:
+        """An erasure command changed a state Redis may still hold parked (it was restored from
+        there): that copy, which names the deleted user, is rewritten at once rather than when
+        the key next idles, which a drained run may never reach. The state stays resident. A
+        restart before the next snapshot restores the rewritten copy and applies the command
+        again, which changes nothing."""
+        if not self.parked_copy or self.key is None or self._stays():
+            return []
+        raw = pickle.dumps(self.state, protocol=5)
+        self.store_of().parking(self.park_kind, self.key, raw)
+        return [("park", self.park_kind, self.key, raw)]
+
     def _unpark(self, key: str) -> list[tuple]:
         """[("park", kind, key, None)], the write that deletes the key's parked copy, if Redis may
         hold one (the state is emptied or erased), else []."""
@@ -462,6 +474,8 @@ class FollowersLogic(_Evictable):
             else:
                 out.extend(self.state.learn_post(value[1], value[2], self.max_fanout,
                                                  self.keep_posts))
+        if any(v[0] == "edge" and v[1] == "user_deleted" for v in values):
+            out.extend(self._repark())  # (a follower's erasure)
         self._touched()
         return net(out), self._retention()
 
@@ -631,6 +645,8 @@ class UserLogic(_Debounced):
         if self.deferred_at is not None and not _in_order(state).blocked:
             now = True  # the rank that waited for the user's held event: at once
         self._schedule(0.0 if now else ctx.settings.stream.seen_rerank_s)
+        if any(v[0] == "forget" for v in values):
+            out.extend(self._repark())
         return out + _co(pairs), RETAIN
 
     def _fire(self, cause: str) -> list:
@@ -724,6 +740,8 @@ class SuggestionsLogic(_Debounced):
             self._graph().remember(out)
         if self.state.deleted:
             return out, RETAIN
+        if any(v[0] == "forget" for v in values):
+            out.extend(self._repark())
         self._schedule()
         return out, RETAIN
 
@@ -1035,6 +1053,8 @@ class NotificationLogic(_Evictable):
         elif changed and not state.deleted:
             out.append(("notifs", state.user_id,
                         encode_inbox(state.user_id, state.last_ts, state.inbox())))
+        if any(v[0] == "forget" for v in values):
+            out.extend(self._repark())
         return out, RETAIN
 
 
