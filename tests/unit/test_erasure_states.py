@@ -366,3 +366,33 @@ def test_the_flow_erases_the_newest_posts_per_author_its_config_keeps():
 
     assert erased({}) == ["p1", "p2", "p3"]
     assert erased({"PERSONA_STREAM__ERASURE_POSTS_PER_AUTHOR": "2"}) == ["p2", "p3"]
+
+
+def test_an_erasure_rewrites_the_parked_copy_it_restored_at_once():
+    import math
+    import pickle
+
+    from flows.adapters import FollowersLogic
+    from operators.graph import Followers
+
+    parked = Followers()
+    for follower in ("u1", "u9"):
+        parked.learn_edge("follow", follower, T, 10_000, 0)
+
+    class Store:  # a Redis holding the list parked, as the flow's feature store serves it
+        def __init__(self):
+            self.parks = []
+
+        def parked(self, kind, key):
+            return pickle.dumps(parked) if (kind, key) == ("followers", "a") else None
+
+        def parking(self, kind, key, raw):
+            self.parks.append((kind, key))
+
+    store = Store()
+    logic = FollowersLogic(None, 10_000, 0, idle_s=3600.0, store_of=lambda: store)
+    out, _ = logic.on_batch([("edge", "user_deleted", "u9", math.inf, "a")])  # u9's erasure
+    writes = [w for w in out if w[0] == "park"]
+    assert [w[:3] for w in writes] == [("park", "followers", "a")], out
+    assert set(pickle.loads(writes[0][3]).ids) == {"u1"}  # the copy no longer names u9
+    assert store.parks == [("followers", "a")] and logic.state is not None  # still resident
