@@ -284,8 +284,12 @@ class _Evictable(_Logic):
         again, which changes nothing."""
         if not self.parked_copy or self.key is None or self._stays():
             return []
+        store = self.store_of()
+        if store.parked(self.park_kind, self.key) is None:  # resumed from a snapshot: a copy
+            self.parked_copy = False  # was possible, there is none (an uninterrupted run
+            return []  # writes none either)
         raw = pickle.dumps(self.state, protocol=5)
-        self.store_of().parking(self.park_kind, self.key, raw)
+        store.parking(self.park_kind, self.key, raw)
         return [("park", self.park_kind, self.key, raw)]
 
     def _unpark(self, key: str) -> list[tuple]:
