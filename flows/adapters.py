@@ -198,8 +198,9 @@ class _Evictable(_Logic):
         self.idle_s, self.store_of = idle_s, store_of
         self.idle_at: datetime | None = None  # evicted at this wall clock unless input comes
         self.key: str | None = None  # the key, once an input (or the snapshot) named it
-        # Redis may hold a parked copy of the state: it was restored (or resumed from a snapshot)
-        self.parked_copy = state is not None
+        # Redis holds a parked copy of the state: True (it was restored or rewritten), None
+        # (maybe: resumed from a snapshot), False (none)
+        self.parked_copy: bool | None = None if state is not None else False
 
     def _idle_s(self) -> float:
         """`idle_s`, when there is a store to park in (a step's own settings otherwise)."""
@@ -282,20 +283,21 @@ class _Evictable(_Logic):
         the key next idles, which a drained run may never reach. The state stays resident. A
         restart before the next snapshot restores the rewritten copy and applies the command
         again, which changes nothing."""
-        if not self.parked_copy or self.key is None or self._stays():
+        if self.parked_copy is False or self.key is None or self._stays():
             return []
         store = self.store_of()
-        if store.parked(self.park_kind, self.key) is None:  # resumed from a snapshot: a copy
-            self.parked_copy = False  # was possible, there is none (an uninterrupted run
-            return []  # writes none either)
+        if self.parked_copy is None and store.parked(self.park_kind, self.key) is None:
+            self.parked_copy = False  # (resumed from a snapshot without one: an uninterrupted
+            return []  # run writes none either)
         raw = pickle.dumps(self.state, protocol=5)
         store.parking(self.park_kind, self.key, raw)
+        self.parked_copy = True
         return [("park", self.park_kind, self.key, raw)]
 
     def _unpark(self, key: str) -> list[tuple]:
         """[("park", kind, key, None)], the write that deletes the key's parked copy, if Redis may
         hold one (the state is emptied or erased), else []."""
-        if not self.parked_copy:
+        if self.parked_copy is False:
             return []
         self.parked_copy = False
         return [("park", self.park_kind, key, None)]
@@ -461,7 +463,7 @@ class FollowersLogic(_Evictable):
         values = sorted(values, key=lambda v: v[-2])  # (stable: one event's edges keep their order)
         key, first = values[0][-1], values[0][0]
         if self.state is None and first == "erase":  # emptied anyway: no read, but the parked
-            self.parked_copy = self._idle_s() > 0  # copy (if any) is deleted
+            self.parked_copy = None if self._idle_s() > 0 else False  # copy (if any) is deleted
         self._resume(key, lambda _key: Followers(), signup=first in ("created", "erase"))
         for value in values:
             if value[0] == "created":

@@ -54,9 +54,6 @@ class Dedup:
             self._next = (self._next + 1) % self.capacity
         return True
 
-    def __len__(self) -> int:
-        return len(self._ring)
-
     def __getstate__(self):
         return (self.capacity, self._next, self._ring.tobytes())
 
