@@ -296,8 +296,8 @@ def supervise(procs: list[subprocess.Popen], log: Callable[[str], object] = prin
                 return failed[0]
             time.sleep(0.2)
     except KeyboardInterrupt:
-        log("interrupted; stopping workers")
-        stop(procs)
+        stop(procs)  # before logging: a log line can block on a full stdout pipe
+        log("interrupted; workers stopped")
         return 130
 
 

@@ -116,7 +116,7 @@ def _scrape(port: int) -> str | None:
         return None
 
 
-def test_persona_run_serves_metrics_per_process(live, redis_client):
+def test_persona_run_serves_metrics_per_process(live, redis_client, tmp_path):
     unique = uuid.uuid4().hex[:10]
     env = isolated_env(live, unique)
     settings = settings_for(live, env["PERSONA_REDIS__PREFIX"], **env)
@@ -125,10 +125,13 @@ def test_persona_run_serves_metrics_per_process(live, redis_client):
         kafka_io.recreate_topic(settings.kafka.bootstrap, topic, settings.kafka.partitions)
     kafka_io.produce(settings.kafka.bootstrap, settings.kafka.events_topic, payloads)
     base = _free_port_pair()
+    # the output goes to a file, not a pipe nobody reads: the CLI and its workers would block on
+    # a full pipe, the CLI would miss its SIGINT deadline and the workers outlive the test
+    output = tmp_path / "run.log"
     proc = subprocess.Popen([sys.executable, "-m", "scripts.cli", "run", "-p", "2",
                              "--metrics-port", str(base)],
                             env={**os.environ, **env, "PYTHONPATH": str(ROOT)}, cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            stdout=output.open("wb"), stderr=subprocess.STDOUT)
     try:
         deadline = time.time() + 90
         texts: list[str | None] = [None, None]
@@ -141,7 +144,7 @@ def test_persona_run_serves_metrics_per_process(live, redis_client):
                 if got == len(events) and dead == len(malformed) and all(
                         "bytewax_kafka_consumer_lag" in t for t in texts) and sum(lag) == 0:
                     break
-            assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
+            assert proc.poll() is None, output.read_text(errors="replace")[-3000:]
             time.sleep(0.5)
         else:
             raise AssertionError(f"metrics never converged: {[t and len(t) for t in texts]}")
