@@ -277,13 +277,18 @@ class _Evictable(_Logic):
         spare its key's next input a parked-state read, and without eviction there is none."""
         return RETAIN if self.idle_at is not None or not self._empty() else StatefulBatchLogic.DISCARD
 
-    def _repark(self) -> list[tuple]:
-        """An erasure command changed a state Redis may still hold parked (it was restored from
-        there): that copy, which names the deleted user, is rewritten at once rather than when
-        the key next idles, which a drained run may never reach. The state stays resident. A
-        restart before the next snapshot restores the rewritten copy and applies the command
-        again, which changes nothing."""
-        if self.parked_copy is False or self.key is None or self._stays():
+    def _erased_by(self, values) -> bool:
+        """The batch holds an erasure command for this state (operators.erasure's "forget")."""
+        return any(v[0] == "forget" for v in values)
+
+    def _repark(self, values) -> list[tuple]:
+        """After a batch with an erasure command (`_erased_by`), the changed state's copy Redis
+        may still hold parked (it was restored from there), which names the deleted user, is
+        rewritten at once rather than when the key next idles, which a drained run may never
+        reach. The state stays resident. A restart before the next snapshot restores the
+        rewritten copy and applies the command again, which changes nothing."""
+        if (self.parked_copy is False or self.key is None or self._stays()
+                or not self._erased_by(values)):
             return []
         store = self.store_of()
         if self.parked_copy is None and store.parked(self.park_kind, self.key) is None:
@@ -458,6 +463,9 @@ class FollowersLogic(_Evictable):
         state = self.state
         return not (state.ids or state.posts or state.ended or state.deleted or state.pulled)
 
+    def _erased_by(self, values) -> bool:  # a follower's erasure comes as an edge
+        return any(v[0] == "edge" and v[1] == "user_deleted" for v in values)
+
     def on_batch(self, values):
         out: list = []
         values = sorted(values, key=lambda v: v[-2])  # (stable: one event's edges keep their order)
@@ -480,8 +488,7 @@ class FollowersLogic(_Evictable):
             else:
                 out.extend(self.state.learn_post(value[1], value[2], self.max_fanout,
                                                  self.keep_posts))
-        if any(v[0] == "edge" and v[1] == "user_deleted" for v in values):
-            out.extend(self._repark())  # (a follower's erasure)
+        out.extend(self._repark(values))
         self._touched()
         return net(out), self._retention()
 
@@ -651,8 +658,7 @@ class UserLogic(_Debounced):
         if self.deferred_at is not None and not _in_order(state).blocked:
             now = True  # the rank that waited for the user's held event: at once
         self._schedule(0.0 if now else ctx.settings.stream.seen_rerank_s)
-        if any(v[0] == "forget" for v in values):
-            out.extend(self._repark())
+        out.extend(self._repark(values))
         return out + _co(pairs), RETAIN
 
     def _fire(self, cause: str) -> list:
@@ -746,8 +752,7 @@ class SuggestionsLogic(_Debounced):
             self._graph().remember(out)
         if self.state.deleted:
             return out, RETAIN
-        if any(v[0] == "forget" for v in values):
-            out.extend(self._repark())
+        out.extend(self._repark(values))
         self._schedule()
         return out, RETAIN
 
@@ -1059,8 +1064,7 @@ class NotificationLogic(_Evictable):
         elif changed and not state.deleted:
             out.append(("notifs", state.user_id,
                         encode_inbox(state.user_id, state.last_ts, state.inbox())))
-        if any(v[0] == "forget" for v in values):
-            out.extend(self._repark())
+        out.extend(self._repark(values))
         return out, RETAIN
 
 
