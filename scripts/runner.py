@@ -7,6 +7,7 @@ reports the failure; with recovery enabled a restart resumes from the last snaps
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -14,6 +15,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -140,23 +142,47 @@ def run(settings: Settings, config_path: str | None, *, processes: int = 1, work
         procs = start(settings, config_path, processes=processes, workers=workers, tail=tail,
                       recovery_dir=recovery_dir, snapshot_s=snapshot_s, log=log,
                       env_extra=extra, metrics_port=metrics_port)
-        if on_start is not None:
-            on_start(procs)
+        try:
+            if on_start is not None:
+                on_start(procs)
+        except BaseException:
+            stop(procs)
+            raise
         return supervise(procs, log)
 
-    if tail:
-        return once()
-    check_services(settings)  # before the topic reads below: say what to start
-    if recovery_dir:
-        return drain(once, lambda: erasure_commands(settings), log)
-    before = erasure_commands(settings)
-    code = once()
-    left = erasure_commands(settings) - before
-    if code == 0 and left:
-        log(f"{left} erasure command(s) produced were not applied (a run without --recovery-dir "
-            "ends with its state): re-run with --recovery-dir, or a tailing `persona run` "
-            "applies them")
-    return code
+    with _terminate_as_interrupt():
+        if tail:
+            return once()
+        check_services(settings)  # before the topic reads below: say what to start
+        if recovery_dir:
+            return drain(once, lambda: erasure_commands(settings), log)
+        before = erasure_commands(settings)
+        code = once()
+        left = erasure_commands(settings) - before
+        if code == 0 and left:
+            log(f"{left} erasure command(s) produced were not applied (a run without "
+                "--recovery-dir ends with its state): re-run with --recovery-dir, or a tailing "
+                "`persona run` applies them")
+        return code
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt():
+    """While it runs workers, SIGTERM (`kill`, a supervisor's stop) stops them as Ctrl-C does:
+    they run in sessions of their own, so a runner that SIGTERM ended at once would leave them
+    running. (Only the main thread can set a handler; elsewhere nothing changes.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def drain(run_pass: Callable[..., int], commands: Callable[[], int],
@@ -246,9 +272,15 @@ def start(settings: Settings, config_path: str | None, *, processes: int = 1, wo
     for i in range(processes if metrics_port else 0):
         (api_cache / f"api-{i}").mkdir(parents=True, exist_ok=True)
     env["PERSONA_ENDED_DIR"] = ended = tempfile.mkdtemp(prefix="persona-ended-")
-    procs = [subprocess.Popen(cmd, env=pinned_env(metrics_env(env, metrics_port, i, api_cache), i),
-                              start_new_session=True)
-             for i, cmd in enumerate(worker_commands(processes, workers, recovery_dir, snapshot_s))]
+    procs: list[subprocess.Popen] = []
+    try:
+        for i, cmd in enumerate(worker_commands(processes, workers, recovery_dir, snapshot_s)):
+            procs.append(subprocess.Popen(
+                cmd, env=pinned_env(metrics_env(env, metrics_port, i, api_cache), i),
+                start_new_session=True))
+    except BaseException:  # (interrupted, or a process failed to start: none outlives this)
+        stop(procs)
+        raise
     # where each worker of a process notes that its dataflow ended (`supervise`), by its index
     # across the cluster (Bytewax numbers process i's workers i·W … i·W + W − 1)
     for i, p in enumerate(procs):

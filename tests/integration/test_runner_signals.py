@@ -1,0 +1,68 @@
+"""`persona run` stopped by a signal stops its worker processes: they run in sessions of their own
+(so a terminal's Ctrl-C reaches the runner only), and a runner that died at once would leave a
+tailing cluster behind (`scripts.runner._terminate_as_interrupt`)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from scripts import kafka_io
+from tests.integration.helpers import isolated_env
+from tests.integration.inproc import cleanup, settings_for
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signalled_runner_stops_its_worker_processes(live, redis_client, tmp_path, sig):
+    env = isolated_env(live, uuid.uuid4().hex[:10])
+    settings = settings_for(live, env["PERSONA_REDIS__PREFIX"], **env)
+    for topic in (settings.kafka.events_topic, settings.kafka.dead_letter_topic):
+        kafka_io.recreate_topic(settings.kafka.bootstrap, topic, settings.kafka.partitions)
+    output = tmp_path / "run.log"
+    proc = subprocess.Popen([sys.executable, "-m", "scripts.cli", "run", "-p", "2",
+                             "--metrics-port", "0"],
+                            env={**os.environ, **env, "PYTHONPATH": str(ROOT)}, cwd=ROOT,
+                            stdout=output.open("wb"), stderr=subprocess.STDOUT)
+    workers: list[int] = []
+    try:
+        deadline = time.time() + 60
+        while len(workers := _children(proc.pid)) < 2:
+            assert proc.poll() is None, output.read_text(errors="replace")[-3000:]
+            assert time.time() < deadline, "the runner never started two worker processes"
+            time.sleep(0.2)
+        time.sleep(2)  # the workers are past their imports, tailing the empty topic
+        proc.send_signal(sig)
+        assert proc.wait(30) == 130, output.read_text(errors="replace")[-3000:]
+        assert not [w for w in workers if _alive(w)], "worker processes outlived the runner"
+        assert "interrupted; workers stopped" in output.read_text(errors="replace")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for w in workers:  # (a failed run's leftovers: each leads its own process group)
+            if _alive(w):
+                os.killpg(w, signal.SIGKILL)
+        cleanup(redis_client, settings.redis.prefix)
