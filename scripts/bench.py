@@ -485,43 +485,54 @@ def run_workers(bench: Bench, env: dict[str, str], processes: int, *, tail: bool
     broker_pids = proc_cpu.local_broker_pids(bench.settings)
     stats_client = bench.redis()  # (Redis's pid, then its commands processed at every sample)
     redis_pids = proc_cpu.local_redis_pids(bench.settings, stats_client)
+
+    def sample():  # the workers' counters, RSS and CPU into `result` until the run ends
+        last_log, announced = 0.0, False
+        while not finished.is_set():
+            time.sleep(interval_s)
+            now = time.monotonic()
+            pids = [p.pid for p in procs_box]
+            if not pids:
+                continue
+            result.pids = pids
+            result.cpu.append(proc_cpu.CpuRoles(pids, broker_pids, redis_pids).read(now))
+            processed = redis_commands_processed(stats_client)
+            if processed is not None:
+                result.redis_commands.append((now, processed))
+            mem = [rss_kb(pid) for pid in pids]
+            scraped = [scrape_counters(base + i) for i in range(processes)]
+            if all(c is not None for c in scraped):
+                if not announced:
+                    announced = True
+                    result.ready_rss = [m[0] for m in mem]
+                    if on_running is not None:
+                        on_running()
+                result.counts.append((now, sum(c.events for c in scraped)))
+                result.ranked.append((now, sum(c.ranks for c in scraped)))
+                result.last = scraped
+            if all(m[0] for m in mem):  # every process alive (an exited one reads 0)
+                result.rss.append((now, [m[0] for m in mem]))
+            peaks = result.peak_kb + [0] * (len(mem) - len(result.peak_kb))
+            result.peak_kb = [max(peak, m[1]) for peak, m in zip(peaks, mem, strict=True)]
+            if now - last_log >= 5:
+                last_log = now
+                done = result.counts[-1][1] if result.counts else 0
+                of = f"/{expected:,}" if expected else ""
+                log(f"  {processes} process(es): {done:,}{of} events, RSS "
+                    f"{', '.join(f'{m[0] / 1024:.0f}' for m in mem)} MiB")
+            if stop_when is not None and announced and stop_when():
+                runner.stop(procs_box)
+
     thread = threading.Thread(target=target, daemon=True)
     thread.start()
-    last_log, announced = 0.0, False
-    while not finished.is_set():
-        time.sleep(interval_s)
-        now = time.monotonic()
-        pids = [p.pid for p in procs_box]
-        if not pids:
-            continue
-        result.pids = pids
-        result.cpu.append(proc_cpu.CpuRoles(pids, broker_pids, redis_pids).read(now))
-        processed = redis_commands_processed(stats_client)
-        if processed is not None:
-            result.redis_commands.append((now, processed))
-        mem = [rss_kb(pid) for pid in pids]
-        scraped = [scrape_counters(base + i) for i in range(processes)]
-        if all(c is not None for c in scraped):
-            if not announced:
-                announced = True
-                result.ready_rss = [m[0] for m in mem]
-                if on_running is not None:
-                    on_running()
-            result.counts.append((now, sum(c.events for c in scraped)))
-            result.ranked.append((now, sum(c.ranks for c in scraped)))
-            result.last = scraped
-        if all(m[0] for m in mem):  # every process alive (an exited one reads 0)
-            result.rss.append((now, [m[0] for m in mem]))
-        peaks = result.peak_kb + [0] * (len(mem) - len(result.peak_kb))
-        result.peak_kb = [max(peak, m[1]) for peak, m in zip(peaks, mem, strict=True)]
-        if now - last_log >= 5:
-            last_log = now
-            done = result.counts[-1][1] if result.counts else 0
-            of = f"/{expected:,}" if expected else ""
-            log(f"  {processes} process(es): {done:,}{of} events, RSS "
-                f"{', '.join(f'{m[0] / 1024:.0f}' for m in mem)} MiB")
-        if stop_when is not None and announced and stop_when():
-            runner.stop(procs_box)
+    try:
+        with runner.terminate_as_interrupt():
+            sample()
+    except BaseException:  # interrupted: the workers run in sessions of their own, so they are
+        runner.stop(procs_box)  # stopped here, before the bench removes their topics and keys
+        thread.join(15)
+        runner.stop(procs_box)  # (any started meanwhile)
+        raise
     thread.join()
     return result
 

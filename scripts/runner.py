@@ -150,7 +150,7 @@ def run(settings: Settings, config_path: str | None, *, processes: int = 1, work
             raise
         return supervise(procs, log)
 
-    with _terminate_as_interrupt():
+    with terminate_as_interrupt():
         if tail:
             return once()
         check_services(settings)  # before the topic reads below: say what to start
@@ -167,7 +167,7 @@ def run(settings: Settings, config_path: str | None, *, processes: int = 1, work
 
 
 @contextlib.contextmanager
-def _terminate_as_interrupt():
+def terminate_as_interrupt():
     """While it runs workers, SIGTERM (`kill`, a supervisor's stop) stops them as Ctrl-C does:
     they run in sessions of their own, so a runner that SIGTERM ended at once would leave them
     running. (Only the main thread can set a handler; elsewhere nothing changes.)"""

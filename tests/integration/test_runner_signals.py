@@ -1,6 +1,6 @@
 """`persona run` stopped by a signal stops its worker processes: they run in sessions of their own
 (so a terminal's Ctrl-C reaches the runner only), and a runner that died at once would leave a
-tailing cluster behind (`scripts.runner._terminate_as_interrupt`)."""
+tailing cluster behind (`scripts.runner.terminate_as_interrupt`)."""
 
 from __future__ import annotations
 
