@@ -600,6 +600,7 @@ class UserLogic(_Debounced):
         super().__init__(state, ctx.settings.stream.user_idle_evict_s,
                          store_of or resources.feature_store_of(ctx.settings))
         self.ctx = ctx
+        self.reported_cap = ctx.settings.stream.erasure_reported_per_owner  # (`_mentions`)
         self.deferred_at: datetime | None = None  # when a due rank began to wait for the order
         self._touched()
 
@@ -649,12 +650,12 @@ class UserLogic(_Debounced):
             out.extend(("ex", ex) for ex in result.examples)
             out.extend(_mentions(state, state.user_id, (
                 view.author_id if view is not None else None, event.target_id,
-                *(event.recipients or ())), ctx.settings.stream.erasure_reported_per_owner))
+                *(event.recipients or ())), self.reported_cap))
             if reranks_now(event):
                 now = state.feed_stale = True
         for _, view in _in_order(state).take_late():  # an event applied without its post's author:
             out.extend(_mentions(state, state.user_id, (view.author_id,),  # who it is, for erasure
-                                 ctx.settings.stream.erasure_reported_per_owner))
+                                 self.reported_cap))
         if self.deferred_at is not None and not _in_order(state).blocked:
             now = True  # the rank that waited for the user's held event: at once
         self._schedule(0.0 if now else ctx.settings.stream.seen_rerank_s)
@@ -703,7 +704,7 @@ class UserLogic(_Debounced):
             feed = rank(state, store, self.ctx, state.last_ts)
         out.extend(ranked_writes(state, feed, self.ctx))
         out.extend(_mentions(state, state.user_id, (item.author_id for item in feed.items),
-                             self.ctx.settings.stream.erasure_reported_per_owner))
+                             self.reported_cap))
         return out
 
 
@@ -721,6 +722,7 @@ class SuggestionsLogic(_Debounced):
         super().__init__(state, ctx.settings.stream.user_idle_evict_s,
                          store_of or resources.feature_store_of(ctx.settings))
         self.ctx = ctx
+        self.reported_cap = ctx.settings.stream.erasure_reported_per_owner  # (`_mentions`)
         self._touched()
 
     def on_batch(self, values):
@@ -777,7 +779,7 @@ class SuggestionsLogic(_Debounced):
         suggestions = suggest(state, graph, self.store_of(), state.last_ts)
         out.append(("suggestions", state.user_id, encode_suggestions(suggestions)))
         out.extend(_mentions(state, state.user_id, mentioned_users(state, suggestions),
-                             self.ctx.settings.stream.erasure_reported_per_owner))
+                             self.reported_cap))
         return out
 
 
