@@ -280,6 +280,7 @@ def start(settings: Settings, config_path: str | None, *, processes: int = 1, wo
                 start_new_session=True))
     except BaseException:  # (interrupted, or a process failed to start: none outlives this)
         stop(procs)
+        shutil.rmtree(ended, ignore_errors=True)
         raise
     # where each worker of a process notes that its dataflow ended (`supervise`), by its index
     # across the cluster (Bytewax numbers process i's workers i·W … i·W + W − 1)

@@ -211,6 +211,34 @@ def test_a_worker_that_ended_its_dataflow_but_hangs_on_exit_is_killed_and_counts
     assert half_ended.returncode == 0
 
 
+def test_a_cluster_that_fails_to_start_leaves_no_process_behind(monkeypatch, tmp_path):
+    # the second process cannot start: the first, already running in a session of its own, is
+    # stopped, and the error reaches the caller
+    import sys
+
+    from scripts import runner
+
+    started = []
+    real_popen = runner.subprocess.Popen
+
+    def popen(cmd, **kwargs):
+        p = real_popen(cmd, **kwargs)
+        started.append(p)
+        return p
+
+    monkeypatch.setattr(runner, "check_services", lambda settings: None)
+    monkeypatch.setattr(runner, "ensure_erasure_topic", lambda settings: None)
+    monkeypatch.setattr(runner, "worker_commands", lambda *a: [
+        [sys.executable, "-c", "import time; time.sleep(60)"], [str(tmp_path / "missing")]])
+    monkeypatch.setattr(runner.subprocess, "Popen", popen)
+    ended = tmp_path / "ended"
+    monkeypatch.setattr(runner.tempfile, "mkdtemp", lambda prefix: ended.mkdir() or str(ended))
+    with pytest.raises(FileNotFoundError):
+        runner.start(config.load(env={}), None, processes=2, metrics_port=0, log=lambda m: None)
+    assert len(started) == 1 and started[0].poll() is not None, "the first process was stopped"
+    assert not ended.exists()
+
+
 def test_a_worker_killed_by_a_signal_after_another_ended_fails_the_run():
     import subprocess
     import sys
