@@ -254,12 +254,7 @@ class _Evictable(_Logic):
         if key is None:  # set, or a key no input named since a resume: it stays until one does)
             self.idle_at = None
             return out, RETAIN
-        if self._empty():
-            out.extend(self._unpark(key))
-        else:
-            raw = pickle.dumps(self.state, protocol=5)
-            out.append(("park", self.park_kind, key, raw))
-            self.store_of().parking(self.park_kind, key, raw)  # until the write lands
+        out.extend(self._unpark(key) if self._empty() else [self._park(key, self.store_of())])
         metrics.EVICTED.labels(self.park_kind).inc()
         return out, StatefulBatchLogic.DISCARD
 
@@ -294,10 +289,15 @@ class _Evictable(_Logic):
         if self.parked_copy is None and store.parked(self.park_kind, self.key) is None:
             self.parked_copy = False  # (resumed from a snapshot without one: an uninterrupted
             return []  # run writes none either)
-        raw = pickle.dumps(self.state, protocol=5)
-        store.parking(self.park_kind, self.key, raw)
         self.parked_copy = True
-        return [("park", self.park_kind, self.key, raw)]
+        return [self._park(self.key, store)]
+
+    def _park(self, key: str, store) -> tuple:
+        """("park", kind, key, bytes), the write of the state's parked copy; `store` serves the
+        bytes until the write lands."""
+        raw = pickle.dumps(self.state, protocol=5)
+        store.parking(self.park_kind, key, raw)
+        return ("park", self.park_kind, key, raw)
 
     def _unpark(self, key: str) -> list[tuple]:
         """[("park", kind, key, None)], the write that deletes the key's parked copy, if Redis may

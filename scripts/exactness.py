@@ -26,7 +26,7 @@ import uuid
 import orjson
 import redis
 
-from scripts import kafka_io, runner
+from scripts import kafka_io
 from scripts.generate import GeneratorConfig, generate
 
 
@@ -39,6 +39,8 @@ def main(argv=None) -> int:
         key_digests,
         key_kind,
         run_env,
+        run_to_end,
+        start_recovering,
         top_overlap,
         value_bytes,
         wait_snapshot_offset,
@@ -75,19 +77,17 @@ def main(argv=None) -> int:
                 kafka_io.produce(settings.kafka.bootstrap, settings.kafka.events_topic,
                                  [orjson.dumps(e) for e in events])
             started, killed = time.monotonic(), ""
-            options = dict(processes=a.processes, tail=False, snapshot_s=1, env_extra=env,
-                           log=lambda m: None, metrics_port=0)
             with tempfile.TemporaryDirectory() as rec:
                 if i == a.kill_run:
                     fraction = random.Random(a.seed).uniform(0.1, 0.5)
-                    procs = runner.start(settings, None, recovery_dir=rec, **options)
+                    procs = start_recovering(settings, env, rec, a.processes)
                     offset = wait_snapshot_offset(rec, procs[0], settings.kafka.events_topic,
                                                   fraction * len(events))
                     for proc in procs:
                         os.kill(proc.pid, signal.SIGKILL)
                         proc.wait()
                     killed = f", killed after a snapshot at offset {offset:,} and restarted"
-                code = runner.run(settings, None, recovery_dir=rec, **options)
+                code = run_to_end(settings, env, rec, a.processes)
             if code:
                 raise SystemExit(f"run {i} failed with exit code {code}")
             runs.append((settings, key_digests(client, settings.redis.prefix)))

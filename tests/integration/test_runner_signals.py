@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts import kafka_io
+from scripts import kafka_io, services
 from tests.integration.helpers import isolated_env
 from tests.integration.inproc import cleanup, settings_for
 
@@ -26,14 +26,6 @@ def _children(pid: int) -> list[int]:
         return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     except OSError:
         return []
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
@@ -57,12 +49,13 @@ def test_a_signalled_runner_stops_its_worker_processes(live, redis_client, tmp_p
         time.sleep(2)  # the workers are past their imports, tailing the empty topic
         proc.send_signal(sig)
         assert proc.wait(30) == 130, output.read_text(errors="replace")[-3000:]
-        assert not [w for w in workers if _alive(w)], "worker processes outlived the runner"
+        left = [w for w in workers if services.pid_alive(w, "bytewax")]
+        assert not left, f"worker processes {left} outlived the runner"
         assert "interrupted; workers stopped" in output.read_text(errors="replace")
     finally:
         if proc.poll() is None:
             proc.kill()
         for w in workers:  # (a failed run's leftovers: each leads its own process group)
-            if _alive(w):
+            if services.pid_alive(w, "bytewax"):
                 os.killpg(w, signal.SIGKILL)
         cleanup(redis_client, settings.redis.prefix)
