@@ -103,6 +103,7 @@ class StreamSettings:
     suggest_interval_s: float
     graph_cache_ttl_s: float
     backlog_interval_s: float
+    timer_budget_s: float
     seen_rerank_s: float
     user_idle_evict_s: float
     item_idle_evict_s: float
@@ -127,6 +128,7 @@ class StreamSettings:
         "suggest_interval_s": bounded(0.01, 86400),
         "graph_cache_ttl_s": bounded(0.0, 3600),
         "backlog_interval_s": bounded(0.0, 3600),
+        "timer_budget_s": bounded(0.0, 3600),
         "seen_rerank_s": bounded(0.01, 86400),
         "user_idle_evict_s": bounded(0.0, 365 * 86400),
         "item_idle_evict_s": bounded(0.0, 365 * 86400),

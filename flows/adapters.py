@@ -43,6 +43,7 @@ from operators.notifications.driver import recipient_of, usable
 from operators.notifications.policy import Policy
 from operators.notifications.state import RecipientState
 from operators.notifications.trending import Audience, TrendingRule
+from operators.pacing import UNLIMITED, TimerBudget
 from operators.redis_store import RedisFeatureStore
 from operators.reorder import AwaitingPost, InOrder
 from operators.routing import reads_feed, reranks_now
@@ -519,10 +520,11 @@ class _Debounced(_Evictable):
     only while dirty (`_schedule` after a batch that changed the key; `due = None` cancels).
     Idle keys are evicted (`_Evictable`) once nothing is due."""
 
-    def __init__(self, state, idle_s: float = 0.0, store_of=None):
+    def __init__(self, state, idle_s: float = 0.0, store_of=None, timers=None):
         super().__init__(state, idle_s, store_of)
         self.due: datetime | None = None
         self.last_run: datetime | None = None
+        self.timers: TimerBudget = timers or UNLIMITED  # the worker's budget between inputs
 
     interval_setting = ""  # the `stream` setting of the interval caught up ("rank_interval_s", …)
 
@@ -556,8 +558,13 @@ class _Debounced(_Evictable):
     def on_notify(self):
         # Bytewax may still fire a timer that was due when this activation began, after an
         # on_batch that cancelled it (user_deleted): a tombstone must not be written again
-        due = self.due is not None and self.due <= datetime.now(UTC)
-        out = self._fire("timer") if due else []
+        now = datetime.now(UTC)
+        due = self.due is not None and self.due <= now
+        if due and not self.timers.allows():  # this sweep spent its budget: read input first
+            self.due = now + timedelta(seconds=self.timers.put_off())
+            metrics.TIMERS_PUT_OFF.inc()
+            return [], RETAIN
+        out = self.timers.timed(self._fire, "timer") if due else []
         return self._evict_if_idle(out) if self.due is None else (out, RETAIN)
 
     def on_eof(self):
@@ -596,15 +603,16 @@ class UserLogic(_Debounced):
     park_kind = "user"
     interval_setting = "rank_interval_s"
 
-    def __init__(self, state: UserState | None, ctx: Context, store_of=None):
+    def __init__(self, state: UserState | None, ctx: Context, store_of=None, timers=None):
         super().__init__(state, ctx.settings.stream.user_idle_evict_s,
-                         store_of or resources.feature_store_of(ctx.settings))
+                         store_of or resources.feature_store_of(ctx.settings), timers)
         self.ctx = ctx
         self.reported_cap = ctx.settings.stream.erasure_reported_per_owner  # (`_mentions`)
         self.deferred_at: datetime | None = None  # when a due rank began to wait for the order
         self._touched()
 
     def on_batch(self, values):
+        self.timers.input_arrived()
         out: list = []
         ctx = self.ctx
         store = self.store_of()
@@ -718,14 +726,15 @@ class SuggestionsLogic(_Debounced):
     park_kind = "social"
     interval_setting = "suggest_interval_s"
 
-    def __init__(self, state: SocialState | None, ctx: Context, store_of=None):
+    def __init__(self, state: SocialState | None, ctx: Context, store_of=None, timers=None):
         super().__init__(state, ctx.settings.stream.user_idle_evict_s,
-                         store_of or resources.feature_store_of(ctx.settings))
+                         store_of or resources.feature_store_of(ctx.settings), timers)
         self.ctx = ctx
         self.reported_cap = ctx.settings.stream.erasure_reported_per_owner  # (`_mentions`)
         self._touched()
 
     def on_batch(self, values):
+        self.timers.input_arrived()
         if self.state is None:
             first = next((v for v in values if v[0] != "forget"), None)
             if first is None:  # erasure commands only: forget in the parked state, if any

@@ -58,6 +58,7 @@ from operators.ingest import decode_message, limits_from
 from operators.notifications.candidates import delivery_message, notification_messages
 from operators.notifications.policy import Policy
 from operators.notifications.trending import TrendingRule, audience_messages
+from operators.pacing import TimerBudget
 from operators.routing import follower_updates, is_fan_out, item_key
 from operators.suggestions.likers import likers_messages
 from operators.suggestions.routing import social_messages
@@ -92,6 +93,8 @@ def build_flow(settings: Settings, *, source: Source | None = None,
     read_erasures = tail if read_erasures is None else read_erasures
     # the feature store every reading or parking step gets: one getter, looked up once here
     features = store_of or resources.feature_store_of(settings)
+    # the timer work between two input batches, shared by the debounced steps (operators/pacing.py)
+    timers = TimerBudget(settings.stream.timer_budget_s)
     flow = Dataflow("persona")
 
     if source is None:
@@ -178,7 +181,7 @@ def build_flow(settings: Settings, *, source: Source | None = None,
         owner_forgets,
     )
     user_out = op.key_rm("user_msgs", op.stateful_batch(
-        "users", user_in, UserLogic.builder(ctx, features)))
+        "users", user_in, UserLogic.builder(ctx, features, timers)))
 
     # item-kNN keyed by item; the global model under one key
     co_pairs = op.flat_map("co_pairs", user_out, _pair_messages)
@@ -201,7 +204,7 @@ def build_flow(settings: Settings, *, source: Source | None = None,
         owner_forgets,
     )
     social_out = op.key_rm("social_out", op.stateful_batch(
-        "suggestions", social_in, SuggestionsLogic.builder(ctx, features)))
+        "suggestions", social_in, SuggestionsLogic.builder(ctx, features, timers)))
     social = op.filter("social_writes", social_out,
                        lambda m: m[0] not in ("mentions", "unmentions", "liker"))
     # an author's likers set is written by one state keyed by the author, tombstoned at their

@@ -36,6 +36,10 @@ RANK_SECONDS = Histogram(
 RANK_SECONDS_BY_CAUSE = {cause: RANK_SECONDS.labels(cause) for cause in ("timer", "read", "eof")}
 RANKS_DEFERRED = Counter(
     "persona_ranks_deferred", "Due ranks that waited for a user's event held for its post")
+TIMERS_PUT_OFF = Counter(
+    "persona_timers_put_off",
+    "Due ranks and suggestion runs put off to a later slot: the worker's timer work since its last "
+    "input batch had spent `stream.timer_budget_s` (operators/pacing.py)")
 EVICTED = Counter(
     "persona_states_evicted_total",
     "Idle keys' worker states dropped from the worker (parked in Redis unless empty or a tombstone), "

@@ -4,7 +4,7 @@ store is an in-memory one fed by the flow's own write records."""
 from __future__ import annotations
 
 import pickle
-from datetime import UTC
+from datetime import UTC, datetime
 
 import orjson
 import pytest
@@ -12,6 +12,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.testing import TestingSink, TestingSource, run_main
 
 import config
+from flows import metrics
 from flows.adapters import ErasureLogic
 from flows.feeds import build_flow
 from operators.feature_store import MemoryFeatureStore
@@ -153,6 +154,30 @@ def test_a_pending_rank_survives_a_restart(monkeypatch):
     logic.on_notify()  # ranked: no rank pending any more, only the idle-eviction deadline
     again = UserLogic.builder(ctx, lambda: store)(logic.snapshot())
     assert again.due is None and again.notify_at() == again.idle_at is not None
+
+
+def test_due_ranks_past_the_timer_budget_wait_for_a_later_slot_and_the_next_input():
+    # A catch-up sweep must not rank every due user before reading input again
+    # (operators/pacing.py): past the budget a due user is put off, not ranked, and ranked later.
+    from flows.adapters import UserLogic
+    from operators import Context
+    from operators.pacing import TimerBudget
+
+    store, ctx = MemoryFeatureStore(), Context.from_settings(config.load(env={}))
+    clock = [0.0]
+    budget = TimerBudget(0.5, clock=lambda: clock[0])
+    logics = [UserLogic(None, ctx, lambda: store, budget) for _ in range(3)]
+    for i, logic in enumerate(logics):
+        logic.on_batch([("event", Event(f"e{i}", "follow", T, f"u{i}", target_id="u9"), None)])
+    budget.spend(0.6)  # the sweep's first ranks took the budget
+    put_off_before = metrics.TIMERS_PUT_OFF._value.get()
+    out, _ = logics[0].on_notify()
+    assert out == [] and logics[0].due > datetime.now(UTC), "put off to a slot, not ranked"
+    assert metrics.TIMERS_PUT_OFF._value.get() == put_off_before + 1
+    logics[1].on_batch([("event", Event("e7", "like", T + 1, "u1", post_id="p1"), None)])
+    logics[2].due = datetime.now(UTC)  # (due now: the next input batch restored the budget)
+    out, _ = logics[2].on_notify()
+    assert [o[0] for o in out if o[0] == "feed"] == ["feed"]
 
 
 class CountingStore(MemoryFeatureStore):
