@@ -1,7 +1,7 @@
 """kill -9 mid-stream with a 4-partition topic, restarted on its recovery directory: every key of
 the uninterrupted run exists, and what 4 partitions reproduce exactly is byte-identical
 (helpers.SETTLED_KINDS: suggestions too, both runs end with the drain's settling pass; profiles once `stream.reorder_wait_s` exceeds the partitions' skew, see
-README "What is reproduced exactly").
+README "What is reproduced exactly" and docs/recovery.md "The exact kinds and their fixes").
 
 Same machinery as test_crash_recovery.py (one partition), on a smaller log to keep the suite's
 budget: 200 users × 1 day, one seed, one worker process and two (the reference ran in one: the

@@ -68,7 +68,7 @@ def test_feeds_reflect_planted_preferences(pipeline_run):
     assert mean < min(null) and mean < chance - 4 * spread, (
         f"planted-topic posts at mean normalised rank {mean:.3f}; chance {chance:.3f} ± {spread:.3f}")
     # and as well as the flow does: 0.24-0.29 measured; 0.35-0.40 when a 5 s reorder wait held
-    # whole users behind likes that overtook their posts (README "What is reproduced exactly")
+    # whole users behind likes that overtook their posts (docs/recovery.md "Item neighbours")
     assert mean < 0.32, f"planted-topic posts at mean normalised rank {mean:.3f} (expected < 0.32)"
 
 

@@ -1,5 +1,5 @@
-"""What a state learns does not depend on the order its inputs arrive in (README "What is
-reproduced exactly"): the users step's event order (operators.reorder.InOrder) and item-kNN sums
+"""What a state learns does not depend on the order its inputs arrive in (docs/recovery.md "Item
+neighbours"): the users step's event order (operators.reorder.InOrder) and item-kNN sums
 (operators.item_similarity). Property tests: any interleaving and batching of the same inputs."""
 
 from __future__ import annotations

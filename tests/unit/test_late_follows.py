@@ -1,7 +1,7 @@
 """A follow and the followee's posts reach the followers step by different paths (a post through
 the items step, a follow directly), so either can be processed first whatever their event times:
-the followers delivered to are those of event-time order (operators.graph, README "What is
-reproduced exactly"), in the streaming step and in the in-process Engine."""
+the followers delivered to are those of event-time order (operators.graph, docs/recovery.md "Late
+follows"), in the streaming step and in the in-process Engine."""
 
 from __future__ import annotations
 
