@@ -243,6 +243,7 @@ class Scraped:
     gc_full: int = 0  # persona_gc_collections_total{generation="2"}
     gc_longest_s: float = 0.0  # persona_gc_longest_pause_seconds, the longest of any generation
     examples: int = 0  # persona_global_model_examples_total: what the global ranker learned from
+    put_off: int = 0  # persona_timers_put_off_total: due timers past the budget (operators/pacing)
 
     @property
     def ranks(self) -> int:
@@ -263,8 +264,9 @@ def parse_counters(text: str) -> Scraped:
     >>> c = parse_counters('persona_events_total{type="like"} 3.0\npersona_events_total{type="follow"} 2.0\n'
     ...                    'persona_gc_collections_total{generation="2"} 4.0\n'
     ...                    'persona_rank_seconds_count{cause="read"} 2.0\npersona_rank_seconds_count{cause="timer"} 5.0')
-    >>> c.events, c.gc_full, c.ranks, c.ranks_by_cause
-    (5, 4, 7, {'read': 2, 'timer': 5})
+    >>> c.events, c.gc_full, c.ranks, c.ranks_by_cause, parse_counters(
+    ...     'persona_timers_put_off_total 9.0').put_off
+    (5, 4, 7, {'read': 2, 'timer': 5}, 9)
     """
     out = Scraped()
     for line in text.splitlines():
@@ -284,6 +286,8 @@ def parse_counters(text: str) -> Scraped:
             out.gc_s += float(value)
         elif name == 'persona_gc_collections_total{generation="2"}':
             out.gc_full = int(float(value))
+        elif name == "persona_timers_put_off_total":
+            out.put_off = int(float(value))
         elif name.startswith("persona_global_model_examples_total{"):
             out.examples += int(float(value))
         elif name.startswith("persona_gc_longest_pause_seconds{"):
@@ -575,6 +579,7 @@ def summarise_run(run: WorkerRun, total: int, users: int) -> dict:
         "wall_s": round(run.ended - run.started, 2),
         "users_ranked": run.ranks,
         "ranks_by_cause": run.ranks_by_cause,
+        "timers_put_off": sum(c.put_off for c in run.last),
         **stall_report(run, total),
         "events_per_rank": ratio(total, run.ranks),
         "mean_rank_ms": ratio(run.rank_s * 1000, run.ranks),
@@ -1015,8 +1020,9 @@ def table(report: dict) -> list[tuple[str, str]]:
         rows.append(("ratio to the I/O floor", num(report.get("ratio_to_io_floor"), "{:.3f}")))
         rows.append(("  feeds ranked / events per rank", f"{num(p['users_ranked'])} / "
                      f"{num(p['events_per_rank'], '{:.1f}')}"))
-        rows.append(("  ranks by cause", ", ".join(
-            f"{cause} {num(n)}" for cause, n in p.get("ranks_by_cause", {}).items()) or "-"))
+        rows.append(("  ranks by cause; due timers put off", (", ".join(
+            f"{cause} {num(n)}" for cause, n in p.get("ranks_by_cause", {}).items()) or "-")
+            + f"; {num(p.get('timers_put_off'))}"))
         rows.append(("  mean rank time / share of worker time",
                      f"{num(p['mean_rank_ms'], '{:.2f}')} ms / "
                      f"{num(p['rank_share_of_worker_time'], '{:.0%}')}"))
