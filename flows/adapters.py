@@ -525,7 +525,6 @@ class _Debounced(_Evictable):
         self.due: datetime | None = None
         self.last_run: datetime | None = None
         self.timers: TimerBudget = timers or UNLIMITED  # the worker's budget between inputs
-        self.put_off = False  # its due run was put off to a slot once: it runs at the slot
 
     interval_setting = ""  # the `stream` setting of the interval caught up ("rank_interval_s", …)
 
@@ -561,12 +560,10 @@ class _Debounced(_Evictable):
         # on_batch that cancelled it (user_deleted): a tombstone must not be written again
         now = datetime.now(UTC)
         due = self.due is not None and self.due <= now
-        if due and not self.put_off and not self.timers.allows():  # the sweep spent its budget:
-            self.due = now + timedelta(seconds=self.timers.put_off())  # read input first
-            self.put_off = True  # (once: Bytewax sweeps keys in key order, not in slot order, so
-            metrics.TIMERS_PUT_OFF.inc()  # keys new to the sweep would take each slot's budget)
+        if due and not self.timers.allows():  # this sweep spent its budget: read input first
+            self.due = now + timedelta(seconds=self.timers.put_off())
+            metrics.TIMERS_PUT_OFF.inc()
             return [], RETAIN
-        self.put_off = False
         out = self.timers.timed(self._fire, "timer") if due else []
         return self._evict_if_idle(out) if self.due is None else (out, RETAIN)
 

@@ -6,11 +6,16 @@ thousands of users come due together: a 300k-event drain stood 60 s on one sweep
 RSS grew by ~0.5 GB of held outputs (143.6 s and 45,931 ranks at 1M events). A budget bounds a
 sweep: once the timer work since the last input batch has taken `budget_s` of wall clock, each
 further due key is put off to a later *slot* (slots `2 · budget_s` apart, each holding as many keys
-as the last budget ran), so the input and the outputs move between slots. A key is put off once: at
-its slot it runs whatever the budget (Bytewax sweeps due keys in key order, not in slot order, so
-keys new to a sweep would otherwise take each slot's budget and put the slot's keys off again —
-1.5M put-offs for 45,567 timer ranks in a 300k-event drain). The next input batch restores the budget; with no input, it comes back
-once its first slot is due, so a quiet worker still works through its timers.
+as the last budget ran), so the input and the outputs move between slots. The next input batch
+restores the budget; with no input, it comes back once its first slot is due, so a quiet worker
+still works through its timers.
+
+A key can be put off many times: Bytewax sweeps due keys in key order, not in slot order, and a key
+runs only within a budget (1.5M put-offs for 45,567 timer ranks in a 300k-event drain, a few µs
+each). Running a key at its slot whatever the budget was tried: the sweeps then held the input for
+41 s again and the drain ran at the speed without a budget. No key is put off for ever: one that
+ran is not due again for its step's interval (catch-up mode: the input's age), which hands the
+budget on; a user who reads a stale feed is ranked at the read, budget or not.
 
 >>> t = [0.0]
 >>> budget = TimerBudget(0.5, clock=lambda: t[0])
