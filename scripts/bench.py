@@ -475,15 +475,24 @@ def run_workers(bench: Bench, env: dict[str, str], processes: int, *, tail: bool
     base = free_port_range(processes)
     result = WorkerRun(processes)
     procs_box: list = []
-    finished = threading.Event()
+    finished, interrupted = threading.Event(), threading.Event()
+
+    def started(procs):
+        procs_box.extend(procs)
+        if interrupted.is_set():  # Ctrl-C came during the start-up: the runner stops them
+            raise KeyboardInterrupt
 
     def target():
         result.started = time.monotonic()
-        result.code = runner.run(settings, None, processes=processes, tail=tail, env_extra=env,
-                                 log=lambda m: None, metrics_port=base,
-                                 on_start=procs_box.extend)
-        result.ended = time.monotonic()
-        finished.set()
+        try:
+            result.code = runner.run(settings, None, processes=processes, tail=tail,
+                                     env_extra=env, log=lambda m: None, metrics_port=base,
+                                     on_start=started)
+        except KeyboardInterrupt:
+            result.code = 130
+        finally:
+            result.ended = time.monotonic()
+            finished.set()
 
     # the broker and Redis share this machine's cores with the workers when they run on it
     broker_pids = proc_cpu.local_broker_pids(bench.settings)
@@ -533,9 +542,9 @@ def run_workers(bench: Bench, env: dict[str, str], processes: int, *, tail: bool
         with runner.terminate_as_interrupt():
             sample()
     except BaseException:  # interrupted: the workers run in sessions of their own, so they are
-        runner.stop(procs_box)  # stopped here, before the bench removes their topics and keys
-        thread.join(15)
-        runner.stop(procs_box)  # (any started meanwhile)
+        interrupted.set()  # stopped here, before the bench removes their topics and keys; a
+        runner.stop(procs_box)  # start-up still running stops its own (`started`): wait for it
+        thread.join()
         raise
     thread.join()
     return result
