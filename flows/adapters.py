@@ -525,6 +525,7 @@ class _Debounced(_Evictable):
         self.due: datetime | None = None
         self.last_run: datetime | None = None
         self.timers: TimerBudget = timers or UNLIMITED  # the worker's budget between inputs
+        self.put_offs = 0  # times its due run was put off in a row (each waits twice as long)
 
     interval_setting = ""  # the `stream` setting of the interval caught up ("rank_interval_s", …)
 
@@ -561,9 +562,11 @@ class _Debounced(_Evictable):
         now = datetime.now(UTC)
         due = self.due is not None and self.due <= now
         if due and not self.timers.allows():  # this sweep spent its budget: read input first
-            self.due = now + timedelta(seconds=self.timers.put_off())
+            self.due = now + timedelta(seconds=self.timers.put_off(self.put_offs))
+            self.put_offs += 1
             metrics.TIMERS_PUT_OFF.inc()
             return [], RETAIN
+        self.put_offs = 0
         out = self.timers.timed(self._fire, "timer") if due else []
         return self._evict_if_idle(out) if self.due is None else (out, RETAIN)
 

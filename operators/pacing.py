@@ -12,7 +12,7 @@ still works through its timers.
 
 A key can be put off many times: Bytewax sweeps due keys in key order, not in slot order, and a key
 runs only within a budget (1.5M put-offs for 45,567 timer ranks in a 300k-event drain, a few µs
-each). Running a key at its slot whatever the budget was tried: the sweeps then held the input for
+each; so each put-off in a row waits twice as long). Running a key at its slot whatever the budget was tried: the sweeps then held the input for
 41 s again and the drain ran at the speed without a budget. No key is put off for ever: one that
 ran is not due again for its step's interval (catch-up mode: the input's age), which hands the
 budget on; a user who reads a stale feed is ranked at the read, budget or not.
@@ -23,6 +23,8 @@ budget on; a user who reads a stale feed is ranked at the read, budget or not.
 (True, None, True, None, False)
 >>> [budget.put_off() for _ in range(5)]   # two runs fit in the budget: two keys a slot
 [1.0, 1.0, 2.0, 2.0, 3.0]
+>>> budget.put_off(times=3)   # a key put off three times before: 2³ slots on
+8.0
 >>> t[0] = 1.0; budget.allows()   # no input came, the first slot is due: the budget is back
 True
 >>> budget.spend(0.6); budget.allows(), budget.input_arrived(), budget.allows()
@@ -69,8 +71,12 @@ class TimerBudget:
             self._ran_out_at = self._clock()
             self._per_slot = self._runs
 
-    def put_off(self) -> float:
-        """Seconds from now to the slot of a due key that may not run now."""
+    def put_off(self, times: int = 0) -> float:
+        """Seconds from now to the slot of a due key that may not run now, put off `times` in a
+        row before: each time twice as far (up to 2⁶ slots on), so a key the sweeps keep missing
+        is visited ~log₂ as often (33M put-offs for 200k timer ranks at 1M events without it)."""
+        if times:
+            return self.slot_s * 2 ** min(times, 6)
         now = self._clock()
         if self._slot_at is None or self._slot_at < now + self.slot_s:  # earlier slots are past
             self._slot_at, self._in_slot = max(now + self.slot_s, self._slot_at or 0.0), 0
