@@ -2,7 +2,7 @@
 
 Bytewax calls `on_notify` for every key whose timer is due in one go, without reading input in
 between, and holds everything those calls emit until the sweep ends. In catch-up mode tens of
-thousands of users come due together: a 300k-event drain stood 60 s on one sweep while the worker's
+thousands of users come due together: a 300k-event drain stood 40 s on one sweep while the worker's
 RSS grew by ~0.5 GB of held outputs (143.6 s and 45,931 ranks at 1M events). A budget bounds a
 sweep: once the timer work since the last input batch has taken `budget_s` of wall clock, each
 further due key is put off to a later *slot* (slots `2 · budget_s` apart, each holding as many keys
@@ -12,10 +12,12 @@ still works through its timers.
 
 A key can be put off many times: Bytewax sweeps due keys in key order, not in slot order, and a key
 runs only within a budget (1.5M put-offs for 45,567 timer ranks in a 300k-event drain, a few µs
-each; so each put-off in a row waits twice as long). Running a key at its slot whatever the budget was tried: the sweeps then held the input for
-41 s again and the drain ran at the speed without a budget. No key is put off for ever: one that
-ran is not due again for its step's interval (catch-up mode: the input's age), which hands the
-budget on; a user who reads a stale feed is ranked at the read, budget or not.
+each), so each put-off in a row waits twice as long. Running a key at its slot whatever the budget
+was tried: the sweeps then held the input for 41 s again and the drain ran at the speed without a
+budget. No key is put off for ever: one that ran is not due again for its step's interval
+(catch-up mode: the input's age), which hands the budget on; a user who reads a stale feed is
+ranked at the read, budget or not. Users still due at the end of a bounded input are ranked in
+Bytewax's one `on_eof` sweep, unbudgeted (a drained run's peak RSS; see docs/performance.md).
 
 >>> t = [0.0]
 >>> budget = TimerBudget(0.5, clock=lambda: t[0])
