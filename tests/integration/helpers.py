@@ -6,9 +6,11 @@ import hashlib
 import os
 import pickle
 import shutil
+import signal
 import socket
 import sqlite3
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -16,7 +18,7 @@ import orjson
 import redis
 
 import config
-from scripts import kafka_io, runner
+from scripts import kafka_io, runner, services
 
 
 def isolated_env(live, unique: str) -> dict[str, str]:
@@ -379,3 +381,35 @@ def committed_offset(recovery_dir, topic: str) -> int:
     newest = {key: change for key, epoch, change in rows
               if change is not None and epoch < committed}
     return sum(max(pickle.loads(c), 0) for key, c in newest.items() if key.endswith(f"-{topic}"))
+
+
+def worker_children(pid: int) -> list[int]:
+    """The child processes of `pid` (a `persona run` CLI's worker processes)."""
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def signal_cli(proc: subprocess.Popen, sig: int, timeout_s: float = 30) -> tuple[int | None, str]:
+    """Send `sig` to a `persona run` CLI and wait for it: (exit code, "") — or, when it has not
+    exited within `timeout_s`, (None, its Python stacks by py-spy) after killing it and every
+    worker process it started (each leads its own process group), so a hang is diagnosable and
+    leaves nothing running into the next tests."""
+    workers = worker_children(proc.pid)
+    proc.send_signal(sig)
+    try:
+        return proc.wait(timeout_s), ""
+    except subprocess.TimeoutExpired:
+        spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        try:
+            stacks = subprocess.run([spy, "dump", "--pid", str(proc.pid)], capture_output=True,
+                                    text=True, timeout=30).stdout
+        except (OSError, subprocess.SubprocessError) as exc:
+            stacks = f"(no py-spy dump: {exc})"
+        proc.kill()
+        proc.wait()
+        for w in workers + worker_children(proc.pid):
+            if services.pid_alive(w, "bytewax"):
+                os.killpg(w, signal.SIGKILL)
+        return None, stacks

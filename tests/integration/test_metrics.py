@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from schemas.keyspace import Keyspace
 from scripts import kafka_io, services
-from tests.integration.helpers import isolated_env
+from tests.integration.helpers import isolated_env, signal_cli
 from tests.integration.inproc import (
     MALFORMED_TO_KIND,
     cleanup,
@@ -153,10 +153,6 @@ def test_persona_run_serves_metrics_per_process(live, redis_client, tmp_path):
         cache = services.cache_root(settings) / "bytewax"  # not ./dataflow.json
         assert all((cache / f"api-{i}" / "dataflow.json").exists() for i in (0, 1))
     finally:
-        proc.send_signal(signal.SIGINT)  # the CLI stops its worker processes
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        code, stacks = signal_cli(proc, signal.SIGINT)  # the CLI stops its worker processes
         cleanup(redis_client, settings.redis.prefix)
+    assert code is not None, f"the CLI did not exit within 30 s of SIGINT: {stacks}"

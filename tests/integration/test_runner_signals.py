@@ -15,17 +15,10 @@ from pathlib import Path
 import pytest
 
 from scripts import kafka_io, services
-from tests.integration.helpers import isolated_env
+from tests.integration.helpers import isolated_env, signal_cli, worker_children
 from tests.integration.inproc import cleanup, settings_for
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
@@ -42,13 +35,13 @@ def test_a_signalled_runner_stops_its_worker_processes(live, redis_client, tmp_p
     workers: list[int] = []
     try:
         deadline = time.time() + 60
-        while len(workers := _children(proc.pid)) < 2:
+        while len(workers := worker_children(proc.pid)) < 2:
             assert proc.poll() is None, output.read_text(errors="replace")[-3000:]
             assert time.time() < deadline, "the runner never started two worker processes"
             time.sleep(0.2)
         time.sleep(2)  # the workers are past their imports, tailing the empty topic
-        proc.send_signal(sig)
-        assert proc.wait(30) == 130, output.read_text(errors="replace")[-3000:]
+        code, stacks = signal_cli(proc, sig)
+        assert code == 130, output.read_text(errors="replace")[-3000:] + stacks
         left = [w for w in workers if services.pid_alive(w, "bytewax")]
         assert not left, f"worker processes {left} outlived the runner"
         assert "interrupted; workers stopped" in output.read_text(errors="replace")
