@@ -168,9 +168,10 @@ def run(settings: Settings, config_path: str | None, *, processes: int = 1, work
 
 @contextlib.contextmanager
 def terminate_as_interrupt():
-    """While it runs workers, SIGTERM (`kill`, a supervisor's stop) stops them as Ctrl-C does:
-    they run in sessions of their own, so a runner that SIGTERM ended at once would leave them
-    running. (Only the main thread can set a handler; elsewhere nothing changes.)"""
+    """While it runs workers, SIGTERM (`kill`, a supervisor's stop) and SIGINT stop them as Ctrl-C
+    does: they run in sessions of their own, so a runner that a signal ended at once (or that
+    ignored it) would leave them running. (Only the main thread can set a handler; elsewhere
+    nothing changes.)"""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -178,11 +179,15 @@ def terminate_as_interrupt():
     def interrupt(signum, frame):
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    # SIGINT too: a process started in the background by a non-interactive shell (`persona run &`
+    # in a script, a CI job) inherits SIGINT ignored, and Python then leaves it ignored — such a
+    # runner sat through SIGINT in its supervise loop (seen with py-spy in a CI run)
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def drain(run_pass: Callable[..., int], commands: Callable[[], int],
