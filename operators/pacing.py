@@ -67,9 +67,11 @@ class TimerBudget:
         return False
 
     def spend(self, seconds: float) -> None:
+        if self.budget_s <= 0:  # off: nothing to count
+            return
         self._spent += seconds
         self._runs += 1
-        if self.budget_s > 0 and self._ran_out_at is None and self._spent >= self.budget_s:
+        if self._ran_out_at is None and self._spent >= self.budget_s:
             self._ran_out_at = self._clock()
             self._per_slot = self._runs
 

@@ -9,7 +9,7 @@ prints how close each run's feeds are to the first run's: the mean share of a fe
 is in the other's. `--kill-run K`: run K is killed (SIGKILL) once its snapshots passed a seeded
 random 10–50% of the topic and restarted on its recovery directory, so a recovery's divergence
 can be set next to an uninterrupted run's (`--runs 3 --kill-run 2`).
-The deleted users' set is compared by size (its members are keyed by the keyspace).
+The deleted users' set is compared by size (`key_digests`: its members are keyed by the keyspace).
 Removes its Redis keys at the end (its persona.test.exact-* topics stay, as the tests' do).
 """
 
@@ -91,8 +91,7 @@ def main(argv=None) -> int:
                 code = run_to_end(settings, env, rec, a.processes)
             if code:
                 raise SystemExit(f"run {i} failed with exit code {code}")
-            runs.append((settings, comparable_digests(client, settings.redis.prefix,
-                                                      key_digests)))
+            runs.append((settings, key_digests(client, settings.redis.prefix)))
             print(f"run {i}: {len(events)} events, {len(runs[-1][1])} keys, "
                   f"{time.monotonic() - started:.0f} s{killed}", flush=True)
         ref_settings, ref = runs[0]
@@ -123,17 +122,6 @@ def main(argv=None) -> int:
             for settings, _ in runs:
                 cleanup(settings, client)
     return 0
-
-
-def comparable_digests(client, prefix: str, key_digests) -> dict[str, str]:
-    """`key_digests`, but the deleted users' set by its size: its members are hashes keyed by
-    the keyspace (`Keyspace.deleted_tag`), so two runs' sets never share bytes (as in
-    tests/integration/test_replay.py)."""
-    digests = key_digests(client, prefix)
-    for key in [k for k in digests if k.split(":")[1:2] == ["deleted_users"]]:
-        full = next(client.scan_iter(f"{prefix}:{key}"), None)
-        digests[key] = f"size {client.scard(full)}" if full else "absent"
-    return digests
 
 
 if __name__ == "__main__":

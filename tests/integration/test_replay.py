@@ -13,7 +13,6 @@ import pytest
 
 import config
 from reader import PersonaClient
-from schemas.keyspace import Keyspace
 from scripts.generate import GeneratorConfig, generate, write_log
 from scripts.replay import replay
 from tests.integration.helpers import (
@@ -57,22 +56,10 @@ def experiment(tmp_path):
     return path
 
 
-def digests(client, prefix: str, version: str) -> dict[str, str]:
-    """`key_digests` of one version, comparable with another version's: the deleted users' set
-    holds tags keyed by the version (`Keyspace.deleted_tag`), so its size stands for it."""
-    out = key_digests(client, prefix, version)
-    ks = Keyspace(prefix, version)
-    name = ks.deleted_users
-    relative = name[len(ks.base) + 1:]  # (as key_digests names it)
-    if relative in out:
-        out[relative] = str(client.scard(name))
-    return out
-
-
 def dump(client, prefix: str, version: str) -> str:
     """sha256 over every key (version-normalised) and value of one keyspace version."""
     h = hashlib.sha256()
-    for key, digest in sorted(digests(client, prefix, version).items()):
+    for key, digest in sorted(key_digests(client, prefix, version).items()):
         h.update(f"{key}\0{digest}\0".encode())
     return h.hexdigest()
 
@@ -88,7 +75,7 @@ def test_replaying_a_log_twice_writes_identical_bytes(live, redis_client, unique
         assert first["writes"] > 100
         assert dump(redis_client, f"test-{unique}", first["version"]) == \
             dump(redis_client, f"test-{unique}", second["version"])
-        written = digests(redis_client, f"test-{unique}", first["version"])
+        written = key_digests(redis_client, f"test-{unique}", first["version"])
         kinds = {k.split(":")[0] for k in social_keys(written)}
         assert kinds == SOCIAL_KINDS, f"the replay wrote no {SOCIAL_KINDS - kinds}"
         assert "model:notif" in written and any(k.startswith("notifs:") for k in written)
@@ -121,10 +108,10 @@ def test_a_replay_writes_the_social_keys_of_a_drained_run(live, redis_client, un
         assert run_to_end(settings, env, tmp_path / "recovery", config_path=str(experiment)) == 0
         prefix = settings.redis.prefix
         flow_version = redis_client.get(f"{prefix}:active").decode()
-        flow_all = digests(redis_client, prefix, flow_version)
+        flow_all = key_digests(redis_client, prefix, flow_version)
         flow = social_keys(flow_all)
         version = replay(replayed, [log_file])["version"]
-        got_all = digests(redis_client, f"test-{unique}", version)
+        got_all = key_digests(redis_client, f"test-{unique}", version)
         got = social_keys(got_all)
         assert {k.split(":")[0] for k in flow} == SOCIAL_KINDS
         assert sum(k.startswith("suggestions:") for k in flow) > 70  # of 80 users
