@@ -529,9 +529,12 @@ class _Debounced(_Evictable):
 
     interval_setting = ""  # the `stream` setting of the interval caught up ("rank_interval_s", …)
 
+    def _base_interval_s(self) -> float:
+        """The interval caught up (the `interval_setting`)."""
+        return getattr(self.ctx.settings.stream, self.interval_setting)
+
     def _interval_s(self) -> float:
-        stream = self.ctx.settings.stream
-        return _catching_up(getattr(stream, self.interval_setting), stream)
+        return _catching_up(self._base_interval_s(), self.ctx.settings.stream)
 
     def _run(self, cause: str) -> list:
         """The debounced work; `cause` says why it runs now: "timer", "eof" (the end of a
@@ -542,7 +545,11 @@ class _Debounced(_Evictable):
         """Run at the next interval boundary, or `delay_s` from now if later; an earlier pending
         run stays."""
         now = datetime.now(UTC)
-        earliest = self.last_run + timedelta(seconds=self._interval_s()) if self.last_run else now
+        interval = self._interval_s()
+        if self.last_run is not None:
+            earliest = self.last_run + timedelta(seconds=interval)
+        else:  # a first run is at once, except while catching up: then it waits the stretch too
+            earliest = now + timedelta(seconds=interval - self._base_interval_s())
         due = max(now + timedelta(seconds=delay_s), earliest)
         if self.due is None or due < self.due:
             self.due = due

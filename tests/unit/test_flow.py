@@ -994,6 +994,30 @@ def test_catching_up_a_backlog_stretches_the_rank_and_suggestion_intervals(monke
     assert users._interval_s() == 0.5, "nothing decoded for a while: the input is drained"
 
 
+def test_while_catching_up_a_first_run_waits_the_stretch_too(monkeypatch):
+    """A user never ranked (or restored) runs at once when caught up; 300 s behind a backlog, the
+    first run waits what the catch-up interval adds (300 − 0.5 s), like every later one."""
+    import time
+    from datetime import timedelta
+
+    from flows.adapters import SuggestionsLogic, UserLogic
+    from operators import Context
+
+    env = {"PERSONA_STREAM__BACKLOG_INTERVAL_S": "600", "PERSONA_STREAM__RANK_INTERVAL_S": "0.5",
+           "PERSONA_STREAM__SUGGEST_INTERVAL_S": "10"}
+    ctx = Context.from_settings(config.load(env=env))
+    now = time.time()
+    monkeypatch.setattr(metrics.InputAge, "noted_at", now)
+    for behind_s, rank_wait, suggest_wait in ((0.0, 0.0, 0.0), (300.0, 299.5, 290.0)):
+        monkeypatch.setattr(metrics.InputAge, "kafka_ms", int((now - behind_s) * 1000))
+        for logic, wait in ((UserLogic(None, ctx, MemoryFeatureStore), rank_wait),
+                            (SuggestionsLogic(None, ctx, MemoryFeatureStore), suggest_wait)):
+            before = datetime.now(UTC)
+            logic._schedule()
+            waits = (logic.due - before) / timedelta(seconds=1)
+            assert wait - 0.5 <= waits <= wait + 0.5, (type(logic).__name__, behind_s, waits)
+
+
 def test_the_erasure_step_reads_back_spilled_owners_at_the_deletion():
     """A mentioned user with more owners than stay resident: the oldest go to the store (the
     spill write; before it lands, the process's recent spills), and the deletion commands every
