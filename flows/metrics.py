@@ -128,6 +128,12 @@ class InputAge:
         return max(0.0, cls.noted_at - cls.kafka_ms / 1000.0)
 
 
+INPUT_AGE = Gauge("persona_input_age_seconds",
+                  "How far behind its input this process is (InputAge): above "
+                  "stream.rank_interval_s the worker is in catch-up mode")
+INPUT_AGE.set_function(InputAge.seconds)
+
+
 def count_event(_step_id: str, event: Event) -> None:
     EVENTS.labels(event.type).inc()
 

@@ -990,6 +990,8 @@ def test_catching_up_a_backlog_stretches_the_rank_and_suggestion_intervals(monke
         monkeypatch.setattr(metrics.InputAge, "kafka_ms", int((now - behind_s) * 1000))
         assert users._interval_s() == pytest.approx(rank_s, abs=0.01), behind_s
         assert social._interval_s() == pytest.approx(suggest_s, abs=0.01), behind_s
+        assert metrics.REGISTRY.get_sample_value("persona_input_age_seconds") == pytest.approx(
+            behind_s, abs=0.01), "the gauge operators watch for catch-up mode"
     monkeypatch.setattr(metrics.InputAge, "noted_at", now - 2 * metrics.InputAge.IDLE_S)
     assert users._interval_s() == 0.5, "nothing decoded for a while: the input is drained"
 
