@@ -597,7 +597,7 @@ class UserLogic(_Debounced):
     "undeliver", user_id, post_id, ts) (operators.graph) | ("forget", Command).
 
     Marks the user dirty and ranks at most once per `rank_interval_s` (wall clock; longer while
-    the worker catches up a backlog: `backlog_interval_s`) on a timer; events that only record
+    the worker catches up a backlog, and then a first rank waits too: `backlog_interval_s`) on a timer; events that only record
     what the user saw (`operators.routing.reranks_now`) wait up to `seen_rerank_s`. A user who
     reads their feed (`operators.routing.reads_feed`) while it is stale is ranked first, in the
     batch, so the choice set they learn from never depends on when the timers fired. Emits ("co",
