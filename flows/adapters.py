@@ -597,12 +597,13 @@ class UserLogic(_Debounced):
     "undeliver", user_id, post_id, ts) (operators.graph) | ("forget", Command).
 
     Marks the user dirty and ranks at most once per `rank_interval_s` (wall clock; longer while
-    the worker catches up a backlog, and then a first rank waits too: `backlog_interval_s`) on a timer; events that only record
-    what the user saw (`operators.routing.reranks_now`) wait up to `seen_rerank_s`. A user who
-    reads their feed (`operators.routing.reads_feed`) while it is stale is ranked first, in the
-    batch, so the choice set they learn from never depends on when the timers fired. Emits ("co",
-    [(a, b, weight), …]) per batch, ("ex", Example), ("feed", user_id, bytes), ("forget_user", user_id),
-    ("mentions", user_id, users) with the users it starts to mention (operators.erasure), and
+    the worker catches up a backlog, and then a first rank waits too: `backlog_interval_s`) on a
+    timer; events that only record what the user saw (`operators.routing.reranks_now`) wait up
+    to `seen_rerank_s`. A user who reads their feed (`operators.routing.reads_feed`) while it is
+    stale is ranked first, in the batch, so the choice set they learn from never depends on when
+    the timers fired. Emits ("co", [(a, b, weight), …]) per batch, ("ex", Example), ("feed",
+    user_id, bytes), ("forget_user", user_id), ("mentions", user_id, users) with the users it
+    starts to mention (operators.erasure), and
     ("park", "user", user_id, bytes) when idle (see `_Evictable`). At the user's deletion,
     ("unmentions", user_id, users) and ("cmd", Command) `forget_follower` to each followee.
     ("forget", Command) drops a deleted user and their posts (in a parked state too), then re-ranks.
