@@ -398,9 +398,8 @@ def worker_children(pid: int) -> list[int]:
 
 def signal_cli(proc: subprocess.Popen, sig: int, timeout_s: float = 30) -> tuple[int | None, str]:
     """Send `sig` to a `persona run` CLI and wait for it: (exit code, "") — or, when it has not
-    exited within `timeout_s`, (None, its Python stacks by py-spy) after killing it and every
-    worker process it started (each leads its own process group), so a hang is diagnosable and
-    leaves nothing running into the next tests."""
+    exited within `timeout_s`, (None, its Python stacks by py-spy) after `kill_cli`, so a hang is
+    diagnosable and leaves nothing running into the next tests."""
     workers = worker_children(proc.pid)
     proc.send_signal(sig)
     try:
@@ -412,9 +411,18 @@ def signal_cli(proc: subprocess.Popen, sig: int, timeout_s: float = 30) -> tuple
                                     text=True, timeout=30).stdout
         except (OSError, subprocess.SubprocessError) as exc:
             stacks = f"(no py-spy dump: {exc})"
+        kill_cli(proc, workers)
+        return None, stacks
+
+
+def kill_cli(proc: subprocess.Popen, workers: list[int]) -> None:
+    """SIGKILL a `persona run` CLI (if still running) and every worker process it started, known
+    (`workers`) or still its children: each leads its own process group, so killing the CLI
+    alone would leave them running into the next tests."""
+    workers = workers + worker_children(proc.pid)
+    if proc.poll() is None:
         proc.kill()
         proc.wait()
-        for w in workers + worker_children(proc.pid):
-            if services.pid_alive(w, "bytewax"):
-                os.killpg(w, signal.SIGKILL)
-        return None, stacks
+    for w in workers:
+        if services.pid_alive(w, "bytewax"):
+            os.killpg(w, signal.SIGKILL)

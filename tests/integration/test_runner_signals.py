@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from scripts import kafka_io, services
-from tests.integration.helpers import isolated_env, signal_cli, worker_children
+from tests.integration.helpers import isolated_env, kill_cli, signal_cli, worker_children
 from tests.integration.inproc import cleanup, settings_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,9 +46,5 @@ def test_a_signalled_runner_stops_its_worker_processes(live, redis_client, tmp_p
         assert not left, f"worker processes {left} outlived the runner"
         assert "interrupted; workers stopped" in output.read_text(errors="replace")
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        for w in workers:  # (a failed run's leftovers: each leads its own process group)
-            if services.pid_alive(w, "bytewax"):
-                os.killpg(w, signal.SIGKILL)
+        kill_cli(proc, workers)  # (a failed run's leftovers)
         cleanup(redis_client, settings.redis.prefix)
