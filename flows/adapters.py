@@ -21,6 +21,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from confluent_kafka import Producer
 
 from flows import metrics, resources
+from operators import backlog
 from operators.context import FEATURES, PRIOR, Context
 from operators.dedup import Dedup
 from operators.erasure import (
@@ -508,11 +509,12 @@ def _signs_up(value) -> bool:
 
 
 def _catching_up(interval_s: float, stream) -> float:
-    """A debounced step's interval while the worker catches up a backlog (its input L seconds
-    old): a feed or a suggestion list recomputed every second is L seconds stale anyway, so each
-    user's runs at most once per L (capped at `stream.backlog_interval_s`), not once per event,
-    and the time goes to catching up. Caught up, L ~ 0 and `interval_s` applies."""
-    return max(interval_s, min(metrics.InputAge.seconds(), stream.backlog_interval_s))
+    """A debounced step's interval while the worker catches up a backlog it needs T seconds to
+    read (`operators.backlog`): a feed or a suggestion list recomputed every second is stale
+    until then anyway, so a dirty user runs once per T / 2 (capped at
+    `stream.backlog_interval_s`), not once per event, and the time goes to catching up. Caught
+    up, T = 0 and `interval_s` applies."""
+    return max(interval_s, min(backlog.PROCESS.rerun_s(), stream.backlog_interval_s))
 
 
 class _Debounced(_Evictable):

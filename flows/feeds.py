@@ -110,9 +110,10 @@ def build_flow(settings: Settings, *, source: Source | None = None,
     else:
         messages = op.input("input", flow, source)
     erasure_topic = settings.kafka.erasures
-    decoded = op.map("decode", messages,  # notes the input's age (adaptive rank interval)
+    backlog = resources.watch_backlog(settings)  # the process's backlog (catch-up mode)
+    decoded = op.map("decode", messages,  # notes each message's position in the backlog
                      lambda m: _decode_command(m) if getattr(m, "topic", None) == erasure_topic
-                     else metrics.InputAge.note(m) or decode_message(m, limits, skew))
+                     else backlog.note(m) or decode_message(m, limits, skew))
     # erasure commands (schemas.erasure) read back from the flow's own command topic
     is_command = op.branch("is_command", decoded, lambda x: isinstance(x, Command))
     commands = is_command.trues

@@ -19,6 +19,7 @@ from collections import deque
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from operators import backlog
 from schemas import DeadLetter, Event
 from schemas.rejections import reason_kind
 
@@ -105,33 +106,15 @@ class GcPauses:
         return [seconds, runs, longest]
 
 
-class InputAge:
-    """How far behind its input this process is: wall clock − Kafka timestamp of the message it
-    decoded last (0 without Kafka timestamps: tests, replays from files). Process-wide: every
-    worker of the process notes and reads it; plain attribute writes, no lock (a torn read only
-    misjudges one schedule)."""
-
-    kafka_ms = 0  # Kafka timestamp of the newest-noted message
-    noted_at = 0.0  # wall clock (s) when it was decoded
-    IDLE_S = 5.0  # nothing decoded for this long: the input is drained, the worker caught up
-
-    @classmethod
-    def note(cls, message) -> None:
-        ts = getattr(message, "timestamp", None)
-        if ts is not None and ts[1] > 0:
-            cls.kafka_ms, cls.noted_at = ts[1], time.time()
-
-    @classmethod
-    def seconds(cls) -> float:
-        if not cls.kafka_ms or time.time() - cls.noted_at > cls.IDLE_S:
-            return 0.0
-        return max(0.0, cls.noted_at - cls.kafka_ms / 1000.0)
-
-
-INPUT_AGE = Gauge("persona_input_age_seconds",
-                  "How far behind its input this process is (InputAge): above "
-                  "stream.rank_interval_s the worker is in catch-up mode")
-INPUT_AGE.set_function(InputAge.seconds)
+INPUT_LAG = Gauge("persona_input_lag_messages",
+                  "Messages this process has still to read from its Kafka partitions (their high "
+                  "watermarks − its positions, polled every second: operators/backlog.py)")
+INPUT_LAG.set_function(lambda: backlog.PROCESS.lag)
+CATCH_UP = Gauge("persona_catch_up_seconds",
+                 "How long this process needs to read its lag at its rate of the last 30 s (0 while "
+                 "the lag is under one consume call); above stream.rank_interval_s the worker is in "
+                 "catch-up mode (stream.backlog_interval_s)")
+CATCH_UP.set_function(lambda: backlog.PROCESS.seconds())
 
 
 def count_event(_step_id: str, event: Event) -> None:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import atexit
+import logging
+import threading
 from collections.abc import Callable
 from functools import cache
 
 import redis
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from config import Settings
-from config.security import redis_connection
+from config.security import kafka_config, redis_connection
 from config.settings import RedisSettings
+from operators import backlog
 from operators.redis_store import RedisFeatureStore, RedisWriter, connect
 from operators.suggestions.store import GRAPH_KINDS
 from schemas.keyspace import Keyspace
@@ -73,3 +78,55 @@ def redis_writer(settings: Settings) -> RedisWriter:
                        index_size=2000, retries=settings.redis.write_retries,
                        trace_every=settings.stream.freshness_sample,
                        parked_ttl_s=settings.stream.parked_ttl_s)
+
+
+log = logging.getLogger("persona.backlog")
+
+
+def watch_backlog(settings: Settings, process: backlog.Backlog | None = None,
+                  every_s: float = 1.0) -> backlog.Backlog:
+    """`process` (default: this process's `operators.backlog.PROCESS`), whose first Kafka
+    message starts a thread that reads the high watermarks of the partitions it has seen, every
+    `every_s` (a ListOffsets request per partition: the worker threads never wait on it)."""
+    process = backlog.PROCESS if process is None else process
+    if id(process) not in _watchers:
+        stop = _watchers[id(process)] = threading.Event()
+        process.on_first_message = lambda: threading.Thread(
+            target=_watch, args=(settings, process, every_s, stop), name="persona-backlog",
+            daemon=True).start()
+        atexit.register(stop.set)
+    return process
+
+
+def stop_watching(process: backlog.Backlog) -> None:
+    """Stop `process`'s watermark thread (at its next poll)."""
+    _watchers.pop(id(process)).set()
+
+
+_watchers: dict[int, threading.Event] = {}  # id(Backlog) → its watcher's stop
+
+
+def _watch(settings: Settings, process: backlog.Backlog, every_s: float,
+           stop: threading.Event) -> None:
+    consumer = Consumer({"bootstrap.servers": settings.kafka.bootstrap,
+                         "group.id": "persona-backlog", "enable.auto.commit": False,
+                         **kafka_config(settings.kafka)})  # never subscribes nor commits
+    failing = False
+    try:
+        while not stop.wait(every_s):
+            try:
+                high = {tp: consumer.get_watermark_offsets(TopicPartition(*tp), timeout=every_s,
+                                                           cached=False)[1]
+                        for tp in process.partitions()}
+            except KafkaException as err:  # the Kafka input's own error callback says it too
+                if not failing:
+                    log.warning("backlog: high watermarks unreadable (%s); catch-up mode keeps "
+                                "its last estimate until Kafka answers again", err)
+                failing = True
+                continue
+            if failing:
+                log.warning("backlog: high watermarks readable again")
+                failing = False
+            process.observe(high)
+    finally:
+        consumer.close()

@@ -972,10 +972,24 @@ def test_the_likers_step_reports_its_likers_and_drops_a_forgotten_one():
     assert out == [("unliker", "a1", "u2")], "no mention: nothing written"
 
 
-def test_catching_up_a_backlog_stretches_the_rank_and_suggestion_intervals(monkeypatch):
-    import time
+def _behind_by(monkeypatch, seconds: float) -> None:
+    """This process's backlog (operators.backlog.PROCESS) as `seconds` of reading: 100 messages
+    a second read over the last 10 s, 100 · `seconds` still to read."""
+    from types import SimpleNamespace as Message
 
-    from flows import metrics
+    from operators import backlog
+
+    t = [0.0]
+    process = backlog.Backlog(clock=lambda: t[0])
+    monkeypatch.setattr(backlog, "PROCESS", process)
+    process.observe({})
+    for offset in range(1000):
+        process.note(Message(topic="events", partition=0, offset=offset))
+    t[0] = 10.0
+    process.observe({("events", 0): 1000 + int(100 * seconds)})
+
+
+def test_catching_up_a_backlog_stretches_the_rank_and_suggestion_intervals(monkeypatch):
     from flows.adapters import SuggestionsLogic, UserLogic
     from operators import Context
 
@@ -984,22 +998,20 @@ def test_catching_up_a_backlog_stretches_the_rank_and_suggestion_intervals(monke
     ctx = Context.from_settings(config.load(env=env))
     users = UserLogic(None, ctx, lambda: MemoryFeatureStore())
     social = SuggestionsLogic(None, ctx, lambda: MemoryFeatureStore())
-    now = time.time()
-    monkeypatch.setattr(metrics.InputAge, "noted_at", now)
-    for behind_s, rank_s, suggest_s in ((0.0, 0.5, 10.0), (20.0, 20.0, 20.0), (3600.0, 60.0, 60.0)):
-        monkeypatch.setattr(metrics.InputAge, "kafka_ms", int((now - behind_s) * 1000))
+    # a dirty user runs once half the backlog is read (operators.backlog.RERUN_SHARE)
+    for behind_s, rank_s, suggest_s in ((0.0, 0.5, 10.0), (40.0, 20.0, 20.0), (3600.0, 60.0, 60.0)):
+        _behind_by(monkeypatch, behind_s)
         assert users._interval_s() == pytest.approx(rank_s, abs=0.01), behind_s
         assert social._interval_s() == pytest.approx(suggest_s, abs=0.01), behind_s
-        assert metrics.REGISTRY.get_sample_value("persona_input_age_seconds") == pytest.approx(
+        assert metrics.REGISTRY.get_sample_value("persona_catch_up_seconds") == pytest.approx(
             behind_s, abs=0.01), "the gauge operators watch for catch-up mode"
-    monkeypatch.setattr(metrics.InputAge, "noted_at", now - 2 * metrics.InputAge.IDLE_S)
-    assert users._interval_s() == 0.5, "nothing decoded for a while: the input is drained"
+        assert metrics.REGISTRY.get_sample_value("persona_input_lag_messages") == pytest.approx(
+            100 * behind_s, abs=1)
 
 
 def test_while_catching_up_a_first_run_waits_the_stretch_too(monkeypatch):
     """A user never ranked (or restored) runs at once when caught up; 300 s behind a backlog, the
-    first run waits what the catch-up interval adds (300 − 0.5 s), like every later one."""
-    import time
+    first run waits what the catch-up interval adds (150 − 0.5 s), like every later one."""
     from datetime import timedelta
 
     from flows.adapters import SuggestionsLogic, UserLogic
@@ -1008,10 +1020,8 @@ def test_while_catching_up_a_first_run_waits_the_stretch_too(monkeypatch):
     env = {"PERSONA_STREAM__BACKLOG_INTERVAL_S": "600", "PERSONA_STREAM__RANK_INTERVAL_S": "0.5",
            "PERSONA_STREAM__SUGGEST_INTERVAL_S": "10"}
     ctx = Context.from_settings(config.load(env=env))
-    now = time.time()
-    monkeypatch.setattr(metrics.InputAge, "noted_at", now)
-    for behind_s, rank_wait, suggest_wait in ((0.0, 0.0, 0.0), (300.0, 299.5, 290.0)):
-        monkeypatch.setattr(metrics.InputAge, "kafka_ms", int((now - behind_s) * 1000))
+    for behind_s, rank_wait, suggest_wait in ((0.0, 0.0, 0.0), (300.0, 149.5, 140.0)):
+        _behind_by(monkeypatch, behind_s)
         for logic, wait in ((UserLogic(None, ctx, MemoryFeatureStore), rank_wait),
                             (SuggestionsLogic(None, ctx, MemoryFeatureStore), suggest_wait)):
             before = datetime.now(UTC)

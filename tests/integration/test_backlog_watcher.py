@@ -1,0 +1,73 @@
+"""The backlog catch-up mode runs on (operators/backlog.py), against the real broker: the watcher
+thread reads the high watermarks of the partitions a process has read from, and the lag and the
+time to catch up follow the messages noted as the flow's decode step notes them."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import orjson
+from bytewax.connectors.kafka import KafkaSourceMessage
+from confluent_kafka import Consumer, TopicPartition
+
+import config
+from flows import resources
+from operators.backlog import Backlog
+from scripts import kafka_io
+
+
+def _read(bootstrap: str, topic: str, partition: int, n: int) -> list[KafkaSourceMessage]:
+    """The first `n` messages of a partition, as Bytewax's Kafka input hands them to the flow."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "persona-test",
+                         "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, partition, 0)])
+    out: list[KafkaSourceMessage] = []
+    deadline = time.monotonic() + 30
+    while len(out) < n and time.monotonic() < deadline:
+        for m in consumer.consume(n - len(out), 1.0):
+            if m.error() is None:
+                out.append(KafkaSourceMessage(m.key(), m.value(), m.topic(), m.headers() or [],
+                                              m.latency(), m.offset(), m.partition(),
+                                              m.timestamp()))
+    consumer.close()
+    assert len(out) == n, f"read {len(out)} of {n} messages of {topic}[{partition}]"
+    return out
+
+
+def _until(check, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, "the watcher did not observe in time"
+        time.sleep(0.1)
+
+
+def test_the_watcher_reads_the_lag_of_the_partitions_a_process_reads(live):
+    bootstrap = live[0]
+    topic = f"persona.test.{uuid.uuid4().hex[:10]}.backlog"
+    settings = config.load(env={"KAFKA_BOOTSTRAP": bootstrap})
+    kafka_io.recreate_topic(bootstrap, topic, 2)
+    # keyed by user: spread over both partitions; this process reads partition 0 only
+    kafka_io.produce(bootstrap, topic, [orjson.dumps({"user_id": f"u{i}"}) for i in range(2000)])
+    on_0 = kafka_io.topic_range(bootstrap, topic).end[0]
+    assert 100 < on_0 < 1900
+    messages = _read(bootstrap, topic, 0, on_0)
+    process = resources.watch_backlog(settings, Backlog(), every_s=0.2)
+    try:
+        assert process.seconds() == 0.0 and process.lag == 0, "nothing read: nothing known"
+        half = on_0 // 2
+        for m in messages[:half]:
+            process.note(m)
+        _until(lambda: process.lag == on_0 - half and process.rate is not None)
+        assert process.seconds() == process.lag / process.rate
+        for m in messages[half:-5]:
+            process.note(m)
+        _until(lambda: process.lag == 5)
+        assert 0 < process.seconds() < 1, "5 messages behind: moments at the rate it read at"
+        for m in messages[-5:]:
+            process.note(m)
+        _until(lambda: process.lag == 0)
+        assert process.seconds() == 0.0, "all read: caught up"
+        assert process.partitions() == [(topic, 0)], "the partitions this process read only"
+    finally:
+        resources.stop_watching(process)
