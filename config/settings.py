@@ -104,6 +104,7 @@ class StreamSettings:
     graph_cache_ttl_s: float
     backlog_interval_s: float
     timer_budget_s: float
+    timer_budget_per_message_us: float
     seen_rerank_s: float
     user_idle_evict_s: float
     item_idle_evict_s: float
@@ -129,6 +130,7 @@ class StreamSettings:
         "graph_cache_ttl_s": bounded(0.0, 3600),
         "backlog_interval_s": bounded(0.0, 3600),
         "timer_budget_s": bounded(0.0, 3600),
+        "timer_budget_per_message_us": bounded(0.0, 1_000_000),
         "seen_rerank_s": bounded(0.01, 86400),
         "user_idle_evict_s": bounded(0.0, 365 * 86400),
         "item_idle_evict_s": bounded(0.0, 365 * 86400),

@@ -93,8 +93,11 @@ def build_flow(settings: Settings, *, source: Source | None = None,
     read_erasures = tail if read_erasures is None else read_erasures
     # the feature store every reading or parking step gets: one getter, looked up once here
     features = store_of or resources.feature_store_of(settings)
-    # the timer work between two input batches, shared by the debounced steps (operators/pacing.py)
-    timers = TimerBudget(settings.stream.timer_budget_s)
+    backlog = resources.watch_backlog(settings)  # the process's backlog (catch-up mode)
+    # the timer work between two input batches (while catching up: per message read), shared by
+    # the debounced steps (operators/pacing.py)
+    timers = TimerBudget(settings.stream.timer_budget_s, backlog=backlog,
+                         per_message_s=settings.stream.timer_budget_per_message_us / 1e6)
     flow = Dataflow("persona")
 
     if source is None:
@@ -110,7 +113,6 @@ def build_flow(settings: Settings, *, source: Source | None = None,
     else:
         messages = op.input("input", flow, source)
     erasure_topic = settings.kafka.erasures
-    backlog = resources.watch_backlog(settings)  # the process's backlog (catch-up mode)
     decoded = op.map("decode", messages,  # notes each message's position in the backlog
                      lambda m: _decode_command(m) if getattr(m, "topic", None) == erasure_topic
                      else backlog.note(m) or decode_message(m, limits, skew))
