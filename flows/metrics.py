@@ -111,9 +111,9 @@ INPUT_LAG = Gauge("persona_input_lag_messages",
                   "watermarks − its positions, polled every second: operators/backlog.py)")
 INPUT_LAG.set_function(lambda: backlog.PROCESS.lag)
 CATCH_UP = Gauge("persona_catch_up_seconds",
-                 "How long this process needs to read its lag at its rate of the last 30 s (0 while "
-                 "the lag is under one consume call); above stream.rank_interval_s the worker is in "
-                 "catch-up mode (stream.backlog_interval_s)")
+                 "How long this process needs to read its lag at its rate of the last 30 s (0 caught "
+                 "up; +Inf when it read nothing for that long while behind); above twice "
+                 "stream.rank_interval_s the worker is in catch-up mode (stream.backlog_interval_s)")
 CATCH_UP.set_function(lambda: backlog.PROCESS.seconds())
 
 
