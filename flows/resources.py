@@ -9,7 +9,7 @@ from collections.abc import Callable
 from functools import cache
 
 import redis
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
 from config import Settings
 from config.security import kafka_config, redis_connection
@@ -118,8 +118,8 @@ def _watch(settings: Settings, process: backlog.Backlog, every_s: float,
                 high = {tp: consumer.get_watermark_offsets(TopicPartition(*tp), timeout=every_s,
                                                            cached=False)[1]
                         for tp in process.partitions()}
-            except KafkaException as err:  # the Kafka input's own error callback says it too
-                if not failing:
+            except Exception as err:  # KafkaException mostly: the thread outlives any error
+                if not failing:  # (the Kafka input's own error callback reports the broker too)
                     log.warning("backlog: high watermarks unreadable (%s); catch-up mode keeps "
                                 "its last estimate until Kafka answers again", err)
                 failing = True

@@ -82,8 +82,8 @@ class Backlog:
         """The high watermarks of (some of) the partitions noted: the lag, the rate, the estimate.
         A partition without a watermark counts as caught up."""
         now, read = self._clock(), self.read
-        self.lag = sum(max(0, high[tp] - position) for tp, position in self.positions.items()
-                       if tp in high)
+        noted = tuple(self.positions.items())  # (one C call: a worker may note a new partition)
+        self.lag = sum(max(0, high[tp] - position) for tp, position in noted if tp in high)
         self._samples.append((now, read))
         while len(self._samples) > 2 and now - self._samples[1][0] >= self.window_s:
             self._samples.popleft()
