@@ -15,7 +15,8 @@ One run, on a private topic and Redis prefix (both removed at the end):
    the steady rate just measured) with their event time set to the produce time, which is also
    their Kafka timestamp; the Redis sink traces when the feed of 1 user in `trace_every` is written
    (`stream.freshness_sample`); an event's freshness is the time from its Kafka timestamp to the
-   first write of its user's feed generated at or after it.
+   first write of its user's feed generated at or after it. The share of the phase the workers
+   spent in catch-up mode says whether they sustained the rate (0%: they did).
 
 Memory: peak RSS per process, RSS growth of the workers per user of the workload, Redis bytes per
 user (MEMORY USAGE of a sample of users' keys). Reader: see `reader_bench`.
@@ -244,6 +245,7 @@ class Scraped:
     gc_longest_s: float = 0.0  # persona_gc_longest_pause_seconds, the longest of any generation
     examples: int = 0  # persona_global_model_examples_total: what the global ranker learned from
     put_off: int = 0  # persona_timers_put_off_total: due timers past the budget (operators/pacing)
+    catch_up_s: float = 0.0  # persona_catch_up_seconds: how long to read its backlog (a gauge)
 
     @property
     def ranks(self) -> int:
@@ -267,6 +269,8 @@ def parse_counters(text: str) -> Scraped:
     >>> c.events, c.gc_full, c.ranks, c.ranks_by_cause, parse_counters(
     ...     'persona_timers_put_off_total 9.0').put_off
     (5, 4, 7, {'read': 2, 'timer': 5}, 9)
+    >>> parse_counters('persona_catch_up_seconds +Inf').catch_up_s
+    inf
     """
     out = Scraped()
     for line in text.splitlines():
@@ -292,7 +296,24 @@ def parse_counters(text: str) -> Scraped:
             out.examples += int(float(value))
         elif name.startswith("persona_gc_longest_pause_seconds{"):
             out.gc_longest_s = max(out.gc_longest_s, float(value))
+        elif name == "persona_catch_up_seconds":
+            out.catch_up_s = float(value)
     return out
+
+
+def catch_up_share(samples: list[float], rank_interval_s: float) -> dict:
+    """Of a run's samples of its most-behind process's `persona_catch_up_seconds`: the share in
+    catch-up mode (over twice the rank interval: `flows.adapters._catching_up`) and the peak.
+
+    >>> catch_up_share([0.0, 0.3, 2.5, float("inf")], 0.5)
+    {'catch_up_share': 0.5, 'catch_up_peak_s': inf}
+    >>> catch_up_share([], 0.5)
+    {'catch_up_share': None, 'catch_up_peak_s': None}
+    """
+    if not samples:
+        return {"catch_up_share": None, "catch_up_peak_s": None}
+    behind = sum(1 for t in samples if t > 2 * rank_interval_s)
+    return {"catch_up_share": behind / len(samples), "catch_up_peak_s": max(samples)}
 
 
 def free_port_range(n: int) -> int:
@@ -442,6 +463,7 @@ class WorkerRun:
     pids: list[int] = field(default_factory=list)
     cpu: list[CpuReading] = field(default_factory=list)  # workers, broker, Redis, machine
     redis_commands: list[tuple[float, int]] = field(default_factory=list)  # (time, processed)
+    catch_up_s: list[float] = field(default_factory=list)  # the most behind process, per sample
     started: float = 0.0
     ended: float = 0.0
     code: int | None = None
@@ -522,6 +544,7 @@ def run_workers(bench: Bench, env: dict[str, str], processes: int, *, tail: bool
                         on_running()
                 result.counts.append((now, sum(c.events for c in scraped)))
                 result.ranked.append((now, sum(c.ranks for c in scraped)))
+                result.catch_up_s.append(max(c.catch_up_s for c in scraped))
                 result.last = scraped
             if all(m[0] for m in mem):  # every process alive (an exited one reads 0)
                 result.rss.append((now, [m[0] for m in mem]))
@@ -854,6 +877,10 @@ def freshness(bench: Bench, cfg: BenchConfig, rate: float, extra: dict, log: Log
     latencies, unmatched = match_freshness(traced, writes)
     return {"rate": rate, "seconds": cfg.freshness_s, "users": users, "traced_events": len(traced),
             "reflected": len(latencies), "never_reflected": unmatched,
+            # whether the workers sustained the rate: caught up, a dirty user is ranked every
+            # rank interval; in catch-up mode (operators/backlog.py) feeds wait for the backlog
+            **catch_up_share(run.catch_up_s, cfg.rank_interval_s
+                             or bench.settings.stream.rank_interval_s),
             "p50_ms": percentile(latencies, 50), "p99_ms": percentile(latencies, 99),
             "max_ms": max(latencies) if latencies else None,
             "peak_rss_mib": [round(kb / 1024, 1) for kb in run.peak_kb]}
@@ -1083,6 +1110,9 @@ def table(report: dict) -> list[tuple[str, str]]:
         rows.append((f"freshness at {num(fr['rate'])} events/s, p50 / p99 (feed-changing events)",
                      f"{num(fr['p50_ms'])} / {num(fr['p99_ms'])} ms "
                      f"({fr['reflected']:,} traced events, {fr['never_reflected']} never reflected)"))
+        rows.append(("  share of it in catch-up mode (rate not sustained); longest backlog",
+                     f"{num(fr['catch_up_share'], '{:.0%}')}; "
+                     f"{num(fr['catch_up_peak_s'], '{:.1f}')} s"))
     return rows
 
 
