@@ -6,14 +6,15 @@ estimate. Until session 17 it used the input's *age* (wall clock − Kafka times
 decoded last). On a pre-filled topic the age at an offset is how long the drain took to get there,
 so a faster drain saw a smaller age everywhere and ranked each user more often: two processes made
 181,300 timer ranks of the 1M-event workload where one made 57,735, and their speed-up measured how
-much work the policy shed as much as the scale-out. The time to catch up, M / r, does not depend
-on the speed: a dirty user runs about once per stretch, and between two offsets there are ∫ dM / M
-stretches whatever r is; two processes, each with half the messages and half the rate, see the
-same M / r as one process twice as fast.
+much work the policy shed as much as the scale-out. The time to catch up, M / r, moves with the
+speed instead, and two processes, each with half the messages and half the rate, see the same M / r
+as one process twice as fast.
 
-A dirty key waits `rerun_s()`, the time to read *half* the backlog: runs then come at lags of M,
-M/2, M/4, … (~log₂ of the backlog over one consume call per continuously active user), and a feed
-is at most half the remaining backlog behind its input. Waiting the whole M / r would put every
+A dirty key waits `rerun_s()`, the time to read *half* the backlog: its runs come at lags of M,
+M/2, M/4, … whatever the rate, until what is left takes under two caught-up intervals (about what a
+second reads), and a feed is at most half the remaining backlog behind its input. So a continuously
+active user runs ~log₂(M / r) + a few times over a drain: a drain twice as fast runs it about once
+fewer, not twice as often (`tests/unit/test_backlog.py`). Waiting the whole M / r would put every
 user's next run at the end of the drain, all at once.
 
 >>> from types import SimpleNamespace as Message
