@@ -97,7 +97,8 @@ def build_flow(settings: Settings, *, source: Source | None = None,
     # the timer work between two input batches (while catching up: per message read), shared by
     # the debounced steps (operators/pacing.py)
     timers = TimerBudget(settings.stream.timer_budget_s, backlog=backlog,
-                         per_message_s=settings.stream.timer_budget_per_message_us / 1e6)
+                         per_message_s=settings.stream.timer_budget_per_message_us / 1e6,
+                         interval_s=settings.stream.rank_interval_s)
     flow = Dataflow("persona")
 
     if source is None:

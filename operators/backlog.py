@@ -48,6 +48,17 @@ from collections import deque
 RERUN_SHARE = 0.5  # of the time to catch up, between two runs of a dirty key (see above)
 
 
+def catching_up(seconds: float, interval_s: float) -> bool:
+    """Whether a process `seconds` from caught up is in catch-up mode for a step whose caught-up
+    interval is `interval_s`: the stretch (`RERUN_SHARE` of it) is longer, so the step waits it
+    (`flows.adapters._catching_up`) and the timer budget is earned per message (operators/pacing).
+
+    >>> catching_up(0.9, 0.5), catching_up(1.1, 0.5)
+    (False, True)
+    """
+    return seconds * RERUN_SHARE > interval_s
+
+
 class Backlog:
     """One per worker process (`PROCESS`): its worker threads `note` each Kafka message they
     decode, a poller (`flows.resources.watch_backlog`) `observe`s the high watermarks every second,
@@ -105,6 +116,9 @@ class Backlog:
     def rerun_s(self) -> float:
         """How long a dirty key waits for its next run while catching up (0 caught up)."""
         return self._seconds * RERUN_SHARE
+
+    def catching_up(self, interval_s: float) -> bool:
+        return catching_up(self._seconds, interval_s)
 
     def partitions(self) -> list[tuple[str, int]]:
         return list(self.positions)

@@ -39,7 +39,7 @@ batch let them do 2.3× the timer work per event of one process on the same inpu
 session 17), and their speed-up measured that as much as the scale-out.
 
 >>> from types import SimpleNamespace
->>> backlog = SimpleNamespace(read=0, seconds=lambda: 60.0)   # a minute behind
+>>> backlog = SimpleNamespace(read=0, catching_up=lambda interval_s: True)   # behind
 >>> budget = TimerBudget(0.5, clock=lambda: t[0], per_message_s=0.001, backlog=backlog)
 >>> budget.spend(0.5); budget.input_arrived(), budget.allows()   # a batch: nothing earned
 (None, False)
@@ -58,16 +58,15 @@ class TimerBudget:
     """Wall-clock budget of timer work between input batches, one per worker process (its steps
     share the process's thread). `budget_s` 0 turns it off."""
 
-    __slots__ = ("budget_s", "slot_s", "per_message_s", "_backlog", "_read", "_clock", "_spent",
-                 "_runs", "_per_slot", "_ran_out_at", "_slot_at", "_in_slot")
-
-    BEHIND_S = 1.0  # catching up: more than this much backlog to read (operators/backlog.py)
+    __slots__ = ("budget_s", "slot_s", "per_message_s", "interval_s", "_backlog", "_read",
+                 "_clock", "_spent", "_runs", "_per_slot", "_ran_out_at", "_slot_at", "_in_slot")
 
     def __init__(self, budget_s: float, clock=time.monotonic, per_message_s: float = 0.0,
-                 backlog=None):
+                 backlog=None, interval_s: float = 0.5):
         self.budget_s = budget_s
         self.slot_s = 2 * budget_s  # at most half the time for timer work while input waits
         self.per_message_s = per_message_s  # earned per message read while catching up (0: off)
+        self.interval_s = interval_s  # the caught-up rank interval: past it, catch-up mode
         self._backlog = backlog  # the process's operators.backlog.Backlog
         self._read = 0  # its messages read when last counted
         self._clock = clock
@@ -91,7 +90,7 @@ class TimerBudget:
             return False
         read = self._backlog.read
         earned, self._read = (read - self._read) * self.per_message_s, read
-        if self._backlog.seconds() <= self.BEHIND_S:
+        if not self._backlog.catching_up(self.interval_s):
             return False
         if earned:
             self._spent = max(0.0, self._spent - earned)

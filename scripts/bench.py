@@ -45,6 +45,7 @@ from confluent_kafka.admin import AdminClient
 import config
 from config import Settings
 from config.security import kafka_config, redis_connection
+from operators import backlog
 from operators.redis_store import connect, traced_user
 from operators.routing import SEEN_ONLY_TYPES
 from schemas.keyspace import Keyspace
@@ -303,7 +304,7 @@ def parse_counters(text: str) -> Scraped:
 
 def catch_up_share(samples: list[float], rank_interval_s: float) -> dict:
     """Of a run's samples of its most-behind process's `persona_catch_up_seconds`: the share in
-    catch-up mode (over twice the rank interval: `flows.adapters._catching_up`) and the peak.
+    catch-up mode (`operators.backlog.catching_up`) and the peak.
 
     >>> catch_up_share([0.0, 0.3, 2.5, float("inf")], 0.5)
     {'catch_up_share': 0.5, 'catch_up_peak_s': inf}
@@ -312,7 +313,7 @@ def catch_up_share(samples: list[float], rank_interval_s: float) -> dict:
     """
     if not samples:
         return {"catch_up_share": None, "catch_up_peak_s": None}
-    behind = sum(1 for t in samples if t > 2 * rank_interval_s)
+    behind = sum(1 for t in samples if backlog.catching_up(t, rank_interval_s))
     return {"catch_up_share": behind / len(samples), "catch_up_peak_s": max(samples)}
 
 
