@@ -9,7 +9,8 @@ from collections.abc import Callable
 from functools import cache
 
 import redis
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import TopicPartition
+from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from config import Settings
 from config.security import kafka_config, redis_connection
@@ -87,7 +88,7 @@ def watch_backlog(settings: Settings, process: backlog.Backlog | None = None,
                   every_s: float = 1.0) -> backlog.Backlog:
     """`process` (default: this process's `operators.backlog.PROCESS`), whose first Kafka
     message starts a thread that reads the high watermarks of the partitions it has seen, every
-    `every_s` (a ListOffsets request per partition: the worker threads never wait on it)."""
+    `every_s` (one ListOffsets request for all of them: the worker threads never wait on it)."""
     process = backlog.PROCESS if process is None else process
     if id(process) not in _watchers:
         stop = _watchers[id(process)] = threading.Event()
@@ -108,25 +109,21 @@ _watchers: dict[int, threading.Event] = {}  # id(Backlog) → its watcher's stop
 
 def _watch(settings: Settings, process: backlog.Backlog, every_s: float,
            stop: threading.Event) -> None:
-    consumer = Consumer({"bootstrap.servers": settings.kafka.bootstrap,
-                         "group.id": "persona-backlog", "enable.auto.commit": False,
-                         **kafka_config(settings.kafka)})  # never subscribes nor commits
+    admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap,
+                         **kafka_config(settings.kafka)})
     failing = False
-    try:
-        while not stop.wait(every_s):
-            try:
-                high = {tp: consumer.get_watermark_offsets(TopicPartition(*tp), timeout=every_s,
-                                                           cached=False)[1]
-                        for tp in process.partitions()}
-            except Exception as err:  # KafkaException mostly: the thread outlives any error
-                if not failing:  # (the Kafka input's own error callback reports the broker too)
-                    log.warning("backlog: high watermarks unreadable (%s); catch-up mode keeps "
-                                "its last estimate until Kafka answers again", err)
-                failing = True
-                continue
-            if failing:
-                log.warning("backlog: high watermarks readable again")
-                failing = False
-            process.observe(high)
-    finally:
-        consumer.close()
+    while not stop.wait(every_s):
+        try:
+            asked = admin.list_offsets({TopicPartition(*tp): OffsetSpec.latest()
+                                        for tp in process.partitions()}, request_timeout=every_s)
+            high = {(tp.topic, tp.partition): f.result().offset for tp, f in asked.items()}
+        except Exception as err:  # KafkaException mostly: the thread outlives any error
+            if not failing:  # (the Kafka input's own error callback reports the broker too)
+                log.warning("backlog: high watermarks unreadable (%s); catch-up mode keeps "
+                            "its last estimate until Kafka answers again", err)
+            failing = True
+            continue
+        if failing:
+            log.warning("backlog: high watermarks readable again")
+            failing = False
+        process.observe(high)
