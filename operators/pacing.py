@@ -76,26 +76,24 @@ class TimerBudget:
         self._in_slot = 0
 
     def input_arrived(self) -> None:
-        if self._earned_per_message():
-            return
-        self._restore()
+        if not self._earn():  # (while catching up, a batch restores nothing)
+            self._restore()
 
     def _restore(self) -> None:
         self._spent, self._runs, self._ran_out_at = 0.0, 0, None
 
-    def _earned_per_message(self) -> bool:
-        """While catching up: earn what the messages read since the last count bring, and say
-        so (a batch then restores nothing)."""
+    def _earn(self) -> bool:
+        """While catching up, add what the messages read since the last count earned; whether
+        it is catching up (the messages read while caught up earn nothing)."""
         if not self.per_message_s or self._backlog is None:
             return False
         read = self._backlog.read
-        earned, self._read = (read - self._read) * self.per_message_s, read
+        new, self._read = read - self._read, read
         if not self._backlog.catching_up(self.interval_s):
             return False
-        if earned:
-            self._spent = max(0.0, self._spent - earned)
-            if self._ran_out_at is not None and self._spent < self.budget_s:
-                self._runs, self._ran_out_at = 0, None
+        self._spent = max(0.0, self._spent - new * self.per_message_s)
+        if self._ran_out_at is not None and self._spent < self.budget_s:
+            self._runs, self._ran_out_at = 0, None
         return True
 
     def allows(self) -> bool:
@@ -105,7 +103,7 @@ class TimerBudget:
         if self._clock() - self._ran_out_at >= self.slot_s:  # no input came meanwhile
             self._restore()
             return True
-        self._earned_per_message()
+        self._earn()
         return self._ran_out_at is None
 
     def spend(self, seconds: float) -> None:
