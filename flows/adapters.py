@@ -572,10 +572,12 @@ class _Debounced(_Evictable):
         due = self.due is not None and self.due <= now
         if due and not self.timers.allows():  # this sweep spent its budget: read input first
             self.due = now + timedelta(seconds=self.timers.put_off(self.put_offs))
+            if self.put_offs == 0:
+                self.timers.waiting += 1
             self.put_offs += 1
             metrics.TIMERS_PUT_OFF.inc()
             return [], RETAIN
-        self.put_offs = 0
+        self._not_put_off()
         out = self.timers.timed(self._fire, "timer") if due else []
         return self._evict_if_idle(out) if self.due is None else (out, RETAIN)
 
@@ -587,8 +589,20 @@ class _Debounced(_Evictable):
 
     def _run_now(self, cause: str) -> list:
         """`_run`, and the pending timer cancelled: the interval restarts now."""
-        self.due, self.last_run = None, datetime.now(UTC)
+        self._cancel()
+        self.last_run = datetime.now(UTC)
         return self._run(cause)
+
+    def _cancel(self) -> None:
+        """No run is pending any more (it runs now, or the key was deleted)."""
+        self.due = None
+        self._not_put_off()
+
+    def _not_put_off(self) -> None:
+        """The key's run is no longer put off (`TimerBudget.waiting` counts those that are)."""
+        if self.put_offs:
+            self.timers.waiting = max(0, self.timers.waiting - 1)
+            self.put_offs = 0
 
 
 class UserLogic(_Debounced):
@@ -658,8 +672,9 @@ class UserLogic(_Debounced):
                 continue
             event, view = value[1], value[2]
             if event.type == "user_deleted":  # keep a small tombstone, not the user's data
-                self.state, self.due = UserState(state.user_id, ctx), None
+                self.state = UserState(state.user_id, ctx)
                 self.state.deleted = True
+                self._cancel()
                 # (earlier events' outputs too); the lists of those they followed drop them
                 return out + _co(pairs) + [("forget_user", state.user_id)] + _unmentions(
                     state, state.user_id) + [("cmd", Command("forget_follower", a, state.user_id))
@@ -769,7 +784,8 @@ class SuggestionsLogic(_Debounced):
                 out.append(("forget_social", self.state.user_id, list(self.state.groups),
                             sorted(self.state.authors)))
                 out.extend(_unmentions(self.state, self.state.user_id))
-                self.state, self.due = SocialState(self.state.user_id, deleted=True), None
+                self.state = SocialState(self.state.user_id, deleted=True)
+                self._cancel()
                 continue  # follows / messages must not revive the deleted user's suggestions
             out.extend(self.state.learn(value))
         if any(r[0] in ("forget_social", "undeleted") for r in out):

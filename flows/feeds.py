@@ -99,6 +99,7 @@ def build_flow(settings: Settings, *, source: Source | None = None,
     timers = TimerBudget(settings.stream.timer_budget_s, backlog=backlog,
                          per_message_s=settings.stream.timer_budget_per_message_us / 1e6,
                          interval_s=settings.stream.rank_interval_s)
+    metrics.watch_timers(timers)
     flow = Dataflow("persona")
 
     if source is None:

@@ -41,6 +41,17 @@ TIMERS_PUT_OFF = Counter(
     "persona_timers_put_off",
     "Due ranks and suggestion runs put off to a later slot: the worker's timer work since its last "
     "input batch had spent `stream.timer_budget_s` (operators/pacing.py)")
+PUT_OFF_KEYS = Gauge(
+    "persona_timers_put_off_keys",
+    "Keys whose due rank or suggestion run is put off now (the timer budget was spent): the "
+    "process's backlog of timer work, 0 when it keeps up")
+
+
+def watch_timers(timers) -> None:
+    """`PUT_OFF_KEYS` reads this process's timer budget (operators.pacing.TimerBudget)."""
+    PUT_OFF_KEYS.set_function(lambda: timers.waiting)
+
+
 EVICTED = Counter(
     "persona_states_evicted_total",
     "Idle keys' worker states dropped from the worker (parked in Redis unless empty or a tombstone), "

@@ -47,6 +47,11 @@ session 17), and their speed-up measured that as much as the scale-out.
 True
 >>> budget.spend(0.2); backlog.read += 2000; budget.allows(), budget._spent   # banked to 0.5 s
 (True, 0.0)
+>>> budget.put_off(times=3)   # a key missed three times in a row while catching up: 2³ slots
+8.0
+>>> backlog.catching_up = lambda interval_s: False   # caught up: the next slot with room
+>>> budget.put_off(times=3)
+1.0
 """
 
 from __future__ import annotations
@@ -59,7 +64,8 @@ class TimerBudget:
     share the process's thread). `budget_s` 0 turns it off."""
 
     __slots__ = ("budget_s", "slot_s", "per_message_s", "interval_s", "_backlog", "_read",
-                 "_clock", "_spent", "_runs", "_per_slot", "_ran_out_at", "_slot_at", "_in_slot")
+                 "_clock", "_spent", "_runs", "_per_slot", "_ran_out_at", "_slot_at", "_in_slot",
+                 "waiting")
 
     def __init__(self, budget_s: float, clock=time.monotonic, per_message_s: float = 0.0,
                  backlog=None, interval_s: float = 0.5):
@@ -74,6 +80,9 @@ class TimerBudget:
         self._ran_out_at: float | None = None
         self._slot_at: float | None = None  # the slot put-off keys are filling
         self._in_slot = 0
+        # keys whose due run is put off now (kept by the steps: flows.adapters._Debounced): the
+        # process's backlog of timer work, 0 when it keeps up
+        self.waiting = 0
 
     def input_arrived(self) -> None:
         if not self._earn():  # (while catching up, a batch restores nothing)
@@ -117,9 +126,12 @@ class TimerBudget:
 
     def put_off(self, times: int = 0) -> float:
         """Seconds from now to the slot of a due key that may not run now, put off `times` in a
-        row before: each time twice as far (up to 2⁶ slots on), so a key the sweeps keep missing
-        is visited ~log₂ as often (33M put-offs for 200k timer ranks at 1M events without it)."""
-        if times:
+        row before. While catching up, each time twice as far (up to 2⁶ slots on), so a key the
+        sweeps keep missing is visited ~log₂ as often (33M put-offs for 200k timer ranks at 1M
+        events without it). Caught up, the next slot with room: the due keys are few enough to
+        visit each slot, and a key waiting 64 slots while the budget goes unused left feeds
+        stale for over two minutes after a burst (`persona bench`'s rate search, session 18)."""
+        if times and self._doubling():
             return self.slot_s * 2 ** min(times, 6)
         now = self._clock()
         if self._slot_at is None or self._slot_at < now + self.slot_s:  # earlier slots are past
@@ -128,6 +140,10 @@ class TimerBudget:
             self._slot_at, self._in_slot = self._slot_at + self.slot_s, 0
         self._in_slot += 1
         return self._slot_at - now
+
+    def _doubling(self) -> bool:
+        """Put-offs in a row wait twice as long: unless the process is known to be caught up."""
+        return self._backlog is None or self._backlog.catching_up(self.interval_s)
 
     def timed(self, run, *args):
         """`run(*args)`, its wall clock spent from the budget."""

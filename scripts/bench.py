@@ -11,12 +11,16 @@ One run, on a private topic and Redis prefix (both removed at the end):
    of the events, so start-up and the final flush are excluded (both are reported too);
    RSS of every worker process is sampled throughout, and CPU time (/proc) of the workers, the
    Kafka broker and Redis when they run on this host, and the machine, over the same window;
-4. freshness — a new topic and tailing workers; events are produced at a fixed rate (default half
-   the steady rate just measured) with their event time set to the produce time, which is also
+4. freshness — a new topic and tailing workers. First the rate they sustain is searched for
+   (`rate_search`): steps of `rate_step_s` at rates bisecting (0, the drain's steady rate], each
+   judged by whether the workers stayed out of catch-up mode and kept up with their timer work
+   (`step_sustained`), with a pause to settle between steps. Then events are produced at half the highest sustained rate (or at
+   `freshness_rate` without a search) with their event time set to the produce time, which is also
    their Kafka timestamp; the Redis sink traces when the feed of 1 user in `trace_every` is written
    (`stream.freshness_sample`); an event's freshness is the time from its Kafka timestamp to the
    first write of its user's feed generated at or after it. The share of the phase the workers
-   spent in catch-up mode says whether they sustained the rate (0%: they did).
+   spent in catch-up mode says whether they sustained the rate (0%: they did). A drain sheds
+   ranks in catch-up mode, so half its rate can be more than tailing workers sustain.
 
 Memory: peak RSS per process, RSS growth of the workers per user of the workload, Redis bytes per
 user (MEMORY USAGE of a sample of users' keys). Reader: see `reader_bench`.
@@ -247,6 +251,7 @@ class Scraped:
     examples: int = 0  # persona_global_model_examples_total: what the global ranker learned from
     put_off: int = 0  # persona_timers_put_off_total: due timers past the budget (operators/pacing)
     catch_up_s: float = 0.0  # persona_catch_up_seconds: how long to read its backlog (a gauge)
+    put_off_keys: int = 0  # persona_timers_put_off_keys: its backlog of timer work (a gauge)
 
     @property
     def ranks(self) -> int:
@@ -272,6 +277,8 @@ def parse_counters(text: str) -> Scraped:
     (5, 4, 7, {'read': 2, 'timer': 5}, 9)
     >>> parse_counters('persona_catch_up_seconds +Inf').catch_up_s
     inf
+    >>> parse_counters('persona_timers_put_off_keys 4.0').put_off_keys
+    4
     """
     out = Scraped()
     for line in text.splitlines():
@@ -299,6 +306,8 @@ def parse_counters(text: str) -> Scraped:
             out.gc_longest_s = max(out.gc_longest_s, float(value))
         elif name == "persona_catch_up_seconds":
             out.catch_up_s = float(value)
+        elif name == "persona_timers_put_off_keys":
+            out.put_off_keys = int(float(value))
     return out
 
 
@@ -465,6 +474,7 @@ class WorkerRun:
     cpu: list[CpuReading] = field(default_factory=list)  # workers, broker, Redis, machine
     redis_commands: list[tuple[float, int]] = field(default_factory=list)  # (time, processed)
     catch_up_s: list[float] = field(default_factory=list)  # the most behind process, per sample
+    put_off_keys: list[int] = field(default_factory=list)  # all processes, per sample (the same)
     started: float = 0.0
     ended: float = 0.0
     code: int | None = None
@@ -490,7 +500,7 @@ class WorkerRun:
 
 def run_workers(bench: Bench, env: dict[str, str], processes: int, *, tail: bool, log: Log,
                 expected: int | None = None, stop_when: Callable[[], bool] | None = None,
-                on_running: Callable[[], object] | None = None,
+                on_running: Callable[[WorkerRun], object] | None = None,
                 interval_s: float = 0.5) -> WorkerRun:
     """Run the real workers (`scripts.runner`) while sampling their counters, RSS and CPU. Without
     tail the run ends when the topic is drained; with tail, once `stop_when()` is true."""
@@ -542,9 +552,10 @@ def run_workers(bench: Bench, env: dict[str, str], processes: int, *, tail: bool
                     announced = True
                     result.ready_rss = [m[0] for m in mem]
                     if on_running is not None:
-                        on_running()
+                        on_running(result)
                 result.counts.append((now, sum(c.events for c in scraped)))
                 result.ranked.append((now, sum(c.ranks for c in scraped)))
+                result.put_off_keys.append(sum(c.put_off_keys for c in scraped))
                 result.catch_up_s.append(max(c.catch_up_s for c in scraped))
                 result.last = scraped
             if all(m[0] for m in mem):  # every process alive (an exited one reads 0)
@@ -725,7 +736,9 @@ class BenchConfig:
     partitions: int = 4
     scale: bool = False  # also run the other of 1 / 2 processes on the same topic
     freshness_s: float = 30.0  # 0 = skip
-    freshness_rate: float | None = None  # default: half the steady rate
+    freshness_rate: float | None = None  # default: half the highest sustained rate (searched)
+    rate_search_steps: int = 5  # bisection steps of the sustained-rate search (0: half the drain's)
+    rate_step_s: float = 20.0  # each search step's length
     trace_every: int = 20  # freshness: trace 1 user in N
     rank_interval_s: float | None = None  # override stream.rank_interval_s for the run
     backlog_interval_s: float | None = None  # override stream.backlog_interval_s
@@ -834,9 +847,15 @@ def _run(bench: Bench, cfg: BenchConfig, report: dict, log: Log) -> None:
         report["churn"] = churn(bench, cfg, extra, log)
 
     if cfg.freshness_s > 0:
-        rate = cfg.freshness_rate or 0.5 * _rate(main)
-        log(f"5/5 freshness: {rate:,.0f} events/s for {cfg.freshness_s:.0f}s into tailing workers")
-        report["freshness"] = freshness(bench, cfg, rate, extra, log)
+        drained = _rate(main)
+        searched = not cfg.freshness_rate and cfg.rate_search_steps > 0
+        log("5/5 freshness: tailing workers, " + (
+            f"the sustained rate searched below {drained:,.0f} events/s in "
+            f"{cfg.rate_search_steps} steps of {cfg.rate_step_s:.0f}s, then half of it"
+            if searched else
+            f"{cfg.freshness_rate or 0.5 * drained:,.0f} events/s") +
+            f" for {cfg.freshness_s:.0f}s")
+        report["freshness"] = freshness(bench, cfg, drained, extra, log)
 
 
 def _rate(summary: dict) -> float:
@@ -850,38 +869,136 @@ def _check_exit(run: WorkerRun) -> None:
                            "the numbers of this run would be meaningless")
 
 
-def freshness(bench: Bench, cfg: BenchConfig, rate: float, extra: dict, log: Log) -> dict:
+def step_sustained(catch_up_s: list[float], put_off_keys: list[int], interval_s: float,
+                   tolerance: float = 0.2) -> bool:
+    """Whether tailing workers sustained a step's rate, from samples taken during it
+    (`WorkerRun.catch_up_s`, `.put_off_keys`): at most `tolerance` of the step's second half in
+    catch-up mode (over capacity, the input backlog grows until they stay in it; a pause such
+    as a full GC passes), and, some time in its last quarter, no due rank or suggestion run put
+    off (the timer work kept up: a rate whose ranks cannot keep up leaves feeds stale while
+    the input is read on time).
+
+    >>> step_sustained([0, 0, 0.2, 0.1], [0, 3, 2, 0], 0.5), step_sustained([0, 0.4, 1.5, 3.0], [0] * 4, 0.5)
+    (True, False)
+    >>> step_sustained([0] * 4, [0, 5, 9, 12], 0.5), step_sustained([], [], 0.5)
+    (False, False)
+    """
+    half = catch_up_s[len(catch_up_s) // 2:]
+    behind = sum(1 for t in half if backlog.catching_up(t, interval_s))
+    last_quarter = put_off_keys[len(put_off_keys) * 3 // 4:]
+    return bool(half) and behind <= tolerance * len(half) and min(last_quarter, default=1) == 0
+
+
+def rate_search(upper: float, steps: int,
+                sustained_at: Callable[[float], bool]) -> tuple[float, float, list[tuple[float, bool]]]:
+    """Bisect (0, `upper`] for the highest rate `sustained_at` holds: (highest sustained, 0 if
+    none; lowest not sustained, `upper` if none; [(rate, sustained)] in the order tried).
+
+    >>> rate_search(1000.0, 3, lambda r: r <= 600)
+    (500.0, 625.0, [(500.0, True), (750.0, False), (625.0, False)])
+    """
+    lo, hi, tried = 0.0, upper, []
+    for _ in range(steps):
+        rate = (lo + hi) / 2
+        ok = sustained_at(rate)
+        tried.append((rate, ok))
+        lo, hi = (rate, hi) if ok else (lo, rate)
+    return lo, hi, tried
+
+
+SETTLE_TIMEOUT_S = 180.0
+
+
+def wait_settled(run: WorkerRun, interval_s: float, timeout_s: float = SETTLE_TIMEOUT_S) -> bool:
+    """Wait until the workers' latest samples show no input backlog (out of catch-up mode) and
+    no timer work put off (False: timed out). After a step over capacity, keys put off many times
+    wait up to 64 slots (operators/pacing.py): measured then, freshness measures that step."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if (run.catch_up_s and not backlog.catching_up(run.catch_up_s[-1], interval_s)
+                and run.put_off_keys[-1] == 0):
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def freshness(bench: Bench, cfg: BenchConfig, drained: float, extra: dict, log: Log) -> dict:
+    """The tailing phase: the sustained-rate search (unless `cfg.freshness_rate` or no steps),
+    then freshness at half the highest sustained rate, in one run of the workers."""
     topic = bench.topic("fresh")
     prefix = f"{bench.prefix}-fresh"
     kafka_io.recreate_topic(bench.settings.kafka.bootstrap, topic, cfg.partitions,
                             extra=kafka_config(bench.settings.kafka))
     env = bench.env(topic, prefix, PERSONA_STREAM__FRESHNESS_SAMPLE=str(cfg.trace_every), **extra)
-    needed = int(rate * cfg.freshness_s) + 1
-    # a world small enough that the phase gets past the generator's opening burst of user_created
-    # events into the ordinary mix (about 20 events per user)
-    users = max(10, min(cfg.users, needed // 20))
+    interval_s = cfg.rank_interval_s or bench.settings.stream.rank_interval_s
+    steps = 0 if cfg.freshness_rate else cfg.rate_search_steps
+    # events for the whole phase at the drain's rate (an upper bound: the stream is lazy), in a
+    # world small enough that the phase gets past the generator's opening burst of user_created
+    # events into the ordinary mix (about 20 events per user, at half the drain's rate)
+    seconds = steps * cfg.rate_step_s + cfg.freshness_s
+    needed = int(drained * seconds) + 1
+    users = max(10, min(cfg.users, needed // 40))
     events = workload(needed, users, cfg.seed + 1)
     traced: list[tuple[str, int]] = []
-    done = threading.Event()
+    phase: dict = {"rate": cfg.freshness_rate or 0.5 * drained, "search": None}
+    done, failed = threading.Event(), []
 
-    def produce():
-        traced.extend(paced_produce(bench, topic, events, rate, cfg.freshness_s,
-                                    cfg.trace_every, log))
-        time.sleep(3 * max(1.0, cfg.rank_interval_s or bench.settings.stream.rank_interval_s))
-        done.set()
+    def produce(run: WorkerRun) -> None:
+        settle_s: list[float] = []  # before each step: how long the workers took to settle
 
-    producer = threading.Thread(target=produce, daemon=True)
-    run = run_workers(bench, env, cfg.processes, tail=True, log=log,
-                      on_running=producer.start, stop_when=done.is_set)
-    producer.join()
+        def step(rate: float) -> bool:
+            waited = time.monotonic()
+            if not wait_settled(run, interval_s):
+                log(f"  the workers did not settle in {SETTLE_TIMEOUT_S:.0f} s; the next step "
+                    "starts anyway")
+            settle_s.append(round(time.monotonic() - waited, 1))
+            first = len(run.catch_up_s)
+            paced_produce(bench, topic, events, rate, cfg.rate_step_s, 0, lambda m: None)
+            samples, put_off = run.catch_up_s[first:], run.put_off_keys[first:]
+            ok = step_sustained(samples, put_off, interval_s)
+            share = catch_up_share(samples, interval_s)["catch_up_share"] or 0.0
+            log(f"  {rate:,.0f} events/s: {'sustained' if ok else 'not sustained'} (catch-up "
+                f"mode {share:.0%} of the step; at most {max(put_off, default=0):,} keys' timer "
+                "work put off)")
+            return ok
+
+        try:
+            if steps:
+                lo, hi, tried = rate_search(drained, steps, step)
+                phase["search"] = {"steps": steps, "step_s": cfg.rate_step_s, "upper": drained,
+                                   "max_sustained": lo, "min_not_sustained": hi,
+                                   "tried": [{"rate": r, "sustained": ok, "settle_s": w}
+                                             for (r, ok), w in zip(tried, settle_s, strict=True)]}
+                # none sustained: half the lowest rate tried
+                phase["rate"] = 0.5 * (lo or min(r for r, _ in tried))
+                log(f"  highest sustained {lo:,.0f} events/s; freshness at {phase['rate']:,.0f}")
+            waited = time.monotonic()
+            if not wait_settled(run, interval_s):
+                log(f"  the workers did not settle in {SETTLE_TIMEOUT_S:.0f} s; measuring anyway")
+            phase["settle_s"] = round(time.monotonic() - waited, 1)
+            phase["first"] = len(run.catch_up_s)
+            traced.extend(paced_produce(bench, topic, events, phase["rate"], cfg.freshness_s,
+                                        cfg.trace_every, log))
+            time.sleep(3 * max(1.0, interval_s))
+        except BaseException as exc:  # re-raised below, once the workers are stopped
+            failed.append(exc)
+        finally:
+            done.set()
+
+    run = run_workers(bench, env, cfg.processes, tail=True, log=log, stop_when=done.is_set,
+                      on_running=lambda r: threading.Thread(target=produce, args=(r,),
+                                                            daemon=True).start())
+    if failed:
+        raise failed[0]
     writes = read_traces(bench.redis(), Keyspace(prefix, "").feed_trace)
     latencies, unmatched = match_freshness(traced, writes)
-    return {"rate": rate, "seconds": cfg.freshness_s, "users": users, "traced_events": len(traced),
-            "reflected": len(latencies), "never_reflected": unmatched,
+    return {"rate": phase["rate"], "seconds": cfg.freshness_s, "users": users,
+            "settle_s": phase.get("settle_s"),
+            "traced_events": len(traced), "reflected": len(latencies),
+            "never_reflected": unmatched, "rate_search": phase["search"],
             # whether the workers sustained the rate: caught up, a dirty user is ranked every
             # rank interval; in catch-up mode (operators/backlog.py) feeds wait for the backlog
-            **catch_up_share(run.catch_up_s, cfg.rank_interval_s
-                             or bench.settings.stream.rank_interval_s),
+            **catch_up_share(run.catch_up_s[phase.get("first", 0):], interval_s),
             "p50_ms": percentile(latencies, 50), "p99_ms": percentile(latencies, 99),
             "max_ms": max(latencies) if latencies else None,
             "peak_rss_mib": [round(kb / 1024, 1) for kb in run.peak_kb]}
@@ -984,7 +1101,7 @@ def churn(bench: Bench, cfg: BenchConfig, extra: dict, log: Log) -> dict:
 
     producer = threading.Thread(target=produce, daemon=True)
     run = run_workers(bench, env, cfg.processes, tail=True, log=log,
-                      on_running=producer.start, stop_when=done.is_set)
+                      on_running=lambda _: producer.start(), stop_when=done.is_set)
     producer.join()
     rss = [(t, sum(r)) for t, r in run.rss]
     t0 = rss[0][0] if rss else 0.0
@@ -1107,6 +1224,16 @@ def table(report: dict) -> list[tuple[str, str]]:
         rows.append(("  Redis bytes per inactive user", f"{num(c['redis_parked_bytes_per_user'])} B "
                      f"parked + {num(c['redis_published_bytes_per_user'])} B published"))
     fr = report.get("freshness")
+    if fr and fr.get("rate_search"):
+        rs = fr["rate_search"]
+        rows.append((f"highest rate tailing workers sustained ({rs['steps']} steps of "
+                     f"{rs['step_s']:g} s below the drain's {num(rs['upper'])})",
+                     f"{num(rs['max_sustained'])} events/s (not {num(rs['min_not_sustained'])}); "
+                     "tried " + ", ".join(f"{num(t['rate'])} {'✓' if t['sustained'] else '✗'}"
+                                          for t in rs["tried"])))
+        rows.append(("  time to settle before each step and the measurement (input read, no "
+                     "timer work put off)", ", ".join(f"{t['settle_s']:g}" for t in rs["tried"])
+                     + f"; {fr['settle_s']:g} s"))
     if fr:
         rows.append((f"freshness at {num(fr['rate'])} events/s, p50 / p99 (feed-changing events)",
                      f"{num(fr['p50_ms'])} / {num(fr['p99_ms'])} ms "

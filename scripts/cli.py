@@ -276,8 +276,12 @@ def bench(config: Optional[Path] = ConfigOpt,
           scale: bool = typer.Option(False, help="also run the other of 1 / 2 processes on the "
                                                  "same topic and print the ratio"),
           freshness_s: float = typer.Option(30.0, min=0, help="paced freshness phase (0 = skip)"),
-          rate: Optional[float] = typer.Option(None, help="freshness phase events/s "
-                                                          "(default: half the steady rate)"),
+          rate: Optional[float] = typer.Option(None, help="freshness phase events/s (default: "
+                                                          "half the highest sustained rate)"),
+          rate_search_steps: int = typer.Option(
+              5, min=0, help="steps of the search for the rate tailing workers sustain (0: "
+                             "freshness at half the drain's steady rate)"),
+          rate_step_s: float = typer.Option(20.0, min=1, help="each search step's length"),
           rank_interval_s: Optional[float] = typer.Option(
               None, help="override stream.rank_interval_s for this run"),
           backlog_interval_s: Optional[float] = typer.Option(
@@ -310,6 +314,7 @@ def bench(config: Optional[Path] = ConfigOpt,
         report = bench_mod.run(settings, bench_mod.BenchConfig(
             events=events, users=users, seed=seed, processes=processes, partitions=partitions,
             scale=scale, freshness_s=freshness_s, freshness_rate=rate,
+            rate_search_steps=rate_search_steps, rate_step_s=rate_step_s,
             rank_interval_s=rank_interval_s, backlog_interval_s=backlog_interval_s,
             pin_cpus=pin_cpus, reader=reader, reader_s=reader_s, reader_concurrency=concurrency,
             reader_rate=reader_rate or None, keep=keep, churn_s=churn_s, churn_rate=churn_rate,

@@ -14,8 +14,8 @@ def test_bench_smoke(live):
     bootstrap, url = live
     settings = config.load(env={"KAFKA_BOOTSTRAP": bootstrap, "REDIS_URL": url})
     report = bench.run(settings, bench.BenchConfig(
-        events=3000, users=300, seed=5, partitions=2, freshness_s=4, freshness_rate=200,
-        trace_every=5, reader_s=1, reader_concurrency=4), log=lambda m: None)
+        events=3000, users=300, seed=5, partitions=2, freshness_s=4, rate_search_steps=2,
+        rate_step_s=3, trace_every=5, reader_s=1, reader_concurrency=4), log=lambda m: None)
 
     assert report["workload"] == {**report["workload"], "events": 3000, "users": 300}
     assert report["io_floor"]["events"] == 3000 and report["io_floor"]["events_per_s"] > 0
@@ -29,6 +29,10 @@ def test_bench_smoke(live):
     assert r["http_requests"] > 0 and r["http_p99_ms"] >= r["http_p50_ms"] > 0
     assert r["redis_p99_ms"] > 0 and r["p99_ratio_http_to_redis"] > 0
     f = report["freshness"]
+    search = f["rate_search"]  # bisects (0, the drain's rate]: the second step is at ¼ or ¾ of it
+    assert [t["rate"] for t in search["tried"]][0] == search["upper"] / 2
+    assert len(search["tried"]) == 2 and search["max_sustained"] < search["min_not_sustained"]
+    assert f["rate"] == (search["max_sustained"] or search["tried"][-1]["rate"]) / 2
     assert f["traced_events"] > 0 and f["reflected"] > 0.5 * f["traced_events"]
     assert 0 < f["p50_ms"] <= f["p99_ms"]
     assert any(name.startswith("freshness") for name, _ in bench.table(report))

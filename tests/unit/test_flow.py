@@ -174,10 +174,19 @@ def test_due_ranks_past_the_timer_budget_wait_for_a_later_slot_and_the_next_inpu
     out, _ = logics[0].on_notify()
     assert out == [] and logics[0].due > datetime.now(UTC), "put off to a slot, not ranked"
     assert metrics.TIMERS_PUT_OFF._value.get() == put_off_before + 1
+    logics[0].due = datetime.now(UTC)
+    logics[0].on_notify()  # put off again: still one key waiting (the gauge counts keys)
+    logics[1].due = datetime.now(UTC)
+    logics[1].on_notify()
+    assert budget.waiting == 2
     logics[1].on_batch([("event", Event("e7", "like", T + 1, "u1", post_id="p1"), None)])
     logics[2].due = datetime.now(UTC)  # (due now: the next input batch restored the budget)
     out, _ = logics[2].on_notify()
     assert [o[0] for o in out if o[0] == "feed"] == ["feed"]
+    logics[0].due = datetime.now(UTC)
+    logics[0].on_notify()  # ranked at last: no longer waiting
+    logics[1].on_batch([("event", Event("e8", "user_deleted", T + 2, "u1"), None)])
+    assert budget.waiting == 0, "a key ranked or deleted is not waiting any more"
 
 
 class CountingStore(MemoryFeatureStore):
