@@ -107,6 +107,7 @@ class StreamSettings:
     timer_budget_per_message_us: float
     seen_rerank_s: float
     user_idle_evict_s: float
+    tombstone_idle_evict_s: float
     item_idle_evict_s: float
     parked_ttl_s: int
     erasure_resident_owners: int
@@ -133,6 +134,7 @@ class StreamSettings:
         "timer_budget_per_message_us": bounded(0.0, 1_000_000),
         "seen_rerank_s": bounded(0.01, 86400),
         "user_idle_evict_s": bounded(0.0, 365 * 86400),
+        "tombstone_idle_evict_s": bounded(0.0, 10 * 365 * 86400),
         "item_idle_evict_s": bounded(0.0, 365 * 86400),
         "parked_ttl_s": bounded(60, 10 * 365 * 86400),
         "erasure_resident_owners": bounded(2, 10_000_000),

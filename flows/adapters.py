@@ -189,11 +189,14 @@ class _Evictable(_Logic):
     to `_resume` (or `_restore`) by the key's input, or kept in the snapshot (`_KeyedSnapshot`).
 
     An `_empty()` state is dropped, not parked: ("park", kind, key, None) deletes an older parked
-    copy it was restored from (else the key's next input would restore that). A state that
-    `_stays()` (a deleted user's tombstone) is never evicted."""
+    copy it was restored from (else the key's next input would restore that). A deleted user's
+    tombstone (`_is_tombstone()`) is never parked (its key would name the user): it stays
+    resident until idle for `tombstone_idle_s`, then is dropped, and the key's next input
+    restores a tombstone from the deleted users' set in Redis (`_restore`, `_tombstone`)."""
 
     park_kind = ""  # the parked-state key kind ("user", "social", "notif", "item", "nbrs",
     #                 "followers", "erasure", "expuser"); "" = never
+    tombstone_idle_s = 0.0  # stream.tombstone_idle_evict_s, set per flow (0: kept for ever)
 
     def __init__(self, state, idle_s: float = 0.0, store_of=None):
         super().__init__(state)
@@ -226,19 +229,27 @@ class _Evictable(_Logic):
         """The state holds nothing worth parking (its key's next input starts afresh)."""
         return False
 
-    def _stays(self) -> bool:
-        """The state is never evicted: a deleted user's tombstone (every per-user step's: it is
-        never parked either, its key would name the user). Dropped, it would be replaced at the
-        key's next input (a trending candidate, a delivery, a follow of them) by a new state
-        that names the user again. Deleted users are few and their tombstones small."""
+    def _is_tombstone(self) -> bool:
+        """The state is a deleted user's tombstone (every per-user step keeps one: it drops what
+        comes later about the user — a trending candidate, a delivery, a follow of them — which
+        would otherwise start a new state that names them again). Never parked: its key would
+        name the user."""
         return bool(getattr(self.state, "deleted", False))
+
+    def _tombstone(self, key: str):
+        """A tombstone state for `key`, a deleted user (None: the step keeps none)."""
+        return None
+
+    def _tombstone_idle_s(self) -> float:
+        """How long a tombstone stays resident without input: dropped after that, it is restored
+        from the deleted users' set (`_restore`), which needs eviction on and a store."""
+        return self.tombstone_idle_s if self._idle_s() > 0 else 0.0
 
     def _touched(self) -> None:
         """Input arrived (or a state was restored): push the idle deadline back."""
-        idle = self._idle_s()
+        idle = self._tombstone_idle_s() if self._is_tombstone() else self._idle_s()
         self.idle_at = (datetime.now(UTC) + timedelta(seconds=idle)
-                        if idle > 0 and self.park_kind and self.state is not None
-                        and not self._stays() else None)
+                        if idle > 0 and self.park_kind and self.state is not None else None)
 
     def notify_at(self):
         return self.idle_at
@@ -252,8 +263,14 @@ class _Evictable(_Logic):
     def _evict_if_idle(self, out: list):
         if self.idle_at is None or self.idle_at > datetime.now(UTC):
             return out, RETAIN
-        key = self.key if not self._stays() else None  # (a tombstone since its deadline was
-        if key is None:  # set, or a key no input named since a resume: it stays until one does)
+        if self._is_tombstone():  # idle for `_tombstone_idle_s`: dropped, never parked
+            if self._tombstone_idle_s() <= 0:  # (kept for ever)
+                self.idle_at = None
+                return out, RETAIN
+            metrics.EVICTED.labels(self.park_kind).inc()
+            return out, StatefulBatchLogic.DISCARD
+        key = self.key
+        if key is None:  # a key no input named since a resume: it stays until one does
             self.idle_at = None
             return out, RETAIN
         out.extend(self._unpark(key) if self._empty() else [self._park(key, self.store_of())])
@@ -284,7 +301,7 @@ class _Evictable(_Logic):
         rewritten at once rather than when the key next idles, which a drained run may never
         reach. The state stays resident. A restart before the next snapshot restores the
         rewritten copy and applies the command again, which changes nothing."""
-        if (self.parked_copy is False or self.key is None or self._stays()
+        if (self.parked_copy is False or self.key is None or self._is_tombstone()
                 or not self._erased_by(values)):
             return []
         store = self.store_of()
@@ -321,11 +338,20 @@ class _Evictable(_Logic):
         if not self.park_kind or self._idle_s() <= 0 or signup:
             return None
         raw = store.parked(self.park_kind, key)
-        if raw is None:
-            return None
+        if raw is None:  # a deleted user's dropped tombstone comes back from the deleted set
+            return self._tombstone(key) if self._tombstone_idle_s() > 0 and deleted_user(
+                store, key) else None
         metrics.RESTORED.labels(self.park_kind).inc()
         self.parked_copy = True
         return pickle.loads(raw)
+
+
+def deleted_user(store, user_id: str) -> bool:
+    """Whether `user_id` is in the deleted users' set (schemas.keyspace `deleted_users`, written
+    by the suggestions step; a worker keeps the answers while the set's version does not move)."""
+    if isinstance(store, RedisFeatureStore):
+        return bool(RedisGraphStore(store).deleted([user_id]))
+    return user_id in store.deleted_users
 
 
 def _cancel(events) -> list:
@@ -448,9 +474,10 @@ class FollowersLogic(_Evictable):
     idle key is parked like an idle user's (`_Evictable`, `stream.user_idle_evict_s`); an empty
     one (no followers, kept posts nor ended follows) is dropped. The user's own sign-up
     ("created") starts their state without a parked-state read, so their later follows and posts
-    need none either. A deleted user's list
-    stays as a tombstone, never evicted nor parked (as the erasure step's): a follow of them
-    processed later would otherwise be parked under their id."""
+    need none either. A deleted user's list stays as a tombstone, never parked (as the erasure
+    step's: a follow of them processed later would otherwise be parked under their id), dropped
+    after `stream.tombstone_idle_evict_s` without input and restored from the deleted users' set
+    (`_Evictable`)."""
 
     park_kind = "followers"
 
@@ -464,6 +491,9 @@ class FollowersLogic(_Evictable):
         #                         a pulled list holds no one but must stay pulled)
         state = self.state
         return not (state.ids or state.posts or state.ended or state.deleted or state.pulled)
+
+    def _tombstone(self, key: str) -> Followers:
+        return Followers(deleted=True)
 
     def _erased_by(self, values) -> bool:  # a follower's erasure comes as an edge
         return any(v[0] == "edge" and v[1] == "user_deleted" for v in values)
@@ -485,7 +515,7 @@ class FollowersLogic(_Evictable):
                 if followed and value[1] in ENDS:  # an ended follow still names the follower:
                     out.append(("ended_follows", key, (value[2],)))  # for `forget_follower`
             elif value[0] == "erase":  # the followed user was deleted: their parked copy too
-                self.state = Followers(deleted=True)
+                self.state = self._tombstone(key)
                 out.extend(self._unpark(key))
             else:
                 out.extend(self.state.learn_post(value[1], value[2], self.max_fanout,
@@ -672,9 +702,9 @@ class UserLogic(_Debounced):
                 continue
             event, view = value[1], value[2]
             if event.type == "user_deleted":  # keep a small tombstone, not the user's data
-                self.state = UserState(state.user_id, ctx)
-                self.state.deleted = True
+                self.state = self._tombstone(state.user_id)
                 self._cancel()
+                self._touched()  # (the tombstone's idle deadline)
                 # (earlier events' outputs too); the lists of those they followed drop them
                 return out + _co(pairs) + [("forget_user", state.user_id)] + _unmentions(
                     state, state.user_id) + [("cmd", Command("forget_follower", a, state.user_id))
@@ -703,6 +733,11 @@ class UserLogic(_Debounced):
             return []
         self.deferred_at = None
         return super()._fire(cause)
+
+    def _tombstone(self, key: str) -> UserState:
+        state = UserState(key, self.ctx)
+        state.deleted = True
+        return state
 
     def _rank_now(self) -> list:
         """The rank a pending timer would run, at this point of the user's ordered input."""
@@ -784,17 +819,21 @@ class SuggestionsLogic(_Debounced):
                 out.append(("forget_social", self.state.user_id, list(self.state.groups),
                             sorted(self.state.authors)))
                 out.extend(_unmentions(self.state, self.state.user_id))
-                self.state = SocialState(self.state.user_id, deleted=True)
+                self.state = self._tombstone(self.state.user_id)
                 self._cancel()
                 continue  # follows / messages must not revive the deleted user's suggestions
             out.extend(self.state.learn(value))
         if any(r[0] in ("forget_social", "undeleted") for r in out):
             self._graph().remember(out)
         if self.state.deleted:
+            self._touched()  # (the tombstone's idle deadline)
             return out, RETAIN
         out.extend(self._repark(values))
         self._schedule()
         return out, RETAIN
+
+    def _tombstone(self, key: str) -> SocialState:
+        return SocialState(key, deleted=True)
 
     def _graph(self):
         features = self.store_of()
@@ -946,7 +985,8 @@ class ExperimentUserLogic(_Evictable):
     (operators.experiments.counts.arm_messages). Emits, per batch and arm cell, the change of the
     arm's totals (operators.experiments.counts.UserCounts): ("experiment/arm", delta). An idle user
     is parked like in the users step (`_Evictable`; a sign-up reads no parked copy); a deleted
-    user's parked copy is deleted and their state stays a tombstone, never evicted nor parked."""
+    user's parked copy is deleted and their state stays a tombstone, never parked (dropped and
+    restored as `_Evictable` says)."""
 
     park_kind = "expuser"
 
@@ -956,6 +996,11 @@ class ExperimentUserLogic(_Evictable):
 
     def _empty(self) -> bool:  # (a tombstone is not: it stays)
         return not (self.state.cells or self.state.deleted)
+
+    def _tombstone(self, key: str) -> UserCounts:
+        state = UserCounts()
+        state.deleted = True
+        return state
 
     def on_batch(self, values):
         key = values[0][-1]
@@ -1001,12 +1046,11 @@ class ErasureLogic(_Evictable):
     oldest to a Redis set (("spill_owners", …) writes), read back at the deletion.
 
     A deleted user's index (the tombstone that answers late mentions with commands) is never
-    evicted, and its parked copy is deleted at the deletion: parked, it would put the deleted
+    parked, and its parked copy is deleted at the deletion: parked, it would put the deleted
     user's id (in the key) and their post ids back in Redis, which erasure empties of them
-    (schemas.keyspace `deleted_users`), and with `stream.parked_ttl_s` it would expire, leaving a
-    mention reported later unanswered. Deleted
-    users are few and a tombstone holds only their post ids: its memory grows with deletions,
-    not with the users seen."""
+    (schemas.keyspace `deleted_users`). It stays resident until idle for
+    `stream.tombstone_idle_evict_s`; then it is dropped, and a mention reported later restores a
+    tombstone from the deleted users' set (`_tombstone`), which answers without the post ids."""
 
     park_kind = "erasure"
 
@@ -1018,6 +1062,13 @@ class ErasureLogic(_Evictable):
 
     def _empty(self) -> bool:  # (a tombstone without posts is not: it stays)
         return not (self.state.deleted or self.state.owners or self.state.posts)
+
+    def _tombstone(self, key: str) -> MentionIndex:
+        """Restored from the deleted set, without the posts the dropped one named: a mention
+        reported that late is answered without them (their item tombstones drop their events)."""
+        state = MentionIndex(key)
+        state.deleted = True
+        return state
 
     def on_batch(self, values):
         out: list = []
@@ -1101,11 +1152,18 @@ class NotificationLogic(_Evictable):
         if state.deleted and not was_deleted:
             out.append(("forget_notifs", state.user_id))
             out.extend(_unmentions(state, state.user_id))
+            self._touched()  # (the tombstone's idle deadline)
         elif changed and not state.deleted:
             out.append(("notifs", state.user_id,
                         encode_inbox(state.user_id, state.last_ts, state.inbox())))
         out.extend(self._repark(values))
         return out, RETAIN
+
+
+    def _tombstone(self, key: str) -> RecipientState:
+        state = RecipientState(key, self.policy_of(key))
+        state.deleted = True
+        return state
 
 
 class AudienceLogic(_Logic):

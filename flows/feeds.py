@@ -47,6 +47,7 @@ from flows.adapters import (
     SimilarityLogic,
     SuggestionsLogic,
     UserLogic,
+    _Evictable,
     _Logic,
 )
 from operators import Context
@@ -90,6 +91,7 @@ def build_flow(settings: Settings, *, source: Source | None = None,
     skew = settings.stream.max_future_skew_ms
     dedup_per_shard = settings.stream.dedup_capacity // settings.stream.dedup_shards
     _Logic.recovery, _Logic.settle = recovery, settle
+    _Evictable.tombstone_idle_s = settings.stream.tombstone_idle_evict_s
     read_erasures = tail if read_erasures is None else read_erasures
     # the feature store every reading or parking step gets: one getter, looked up once here
     features = store_of or resources.feature_store_of(settings)

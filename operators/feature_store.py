@@ -147,6 +147,9 @@ class MemoryFeatureStore:
         self._parked: dict[tuple[str, str], bytes] = {}
         self.recent_parks = RecentParks()
         self._owners: dict[str, set[str]] = {}  # spilled erasure owners (schemas.keyspace)
+        # the deleted users' set (Redis: the suggestions step writes it), which restores a
+        # dropped tombstone (flows.adapters.deleted_user); filled by whoever plays that step
+        self.deleted_users: set[str] = set()
         self.recent_spills = RecentSpills()
 
     # writes -------------------------------------------------------------------------------------

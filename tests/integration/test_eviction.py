@@ -153,3 +153,37 @@ def test_idle_followers_erasure_indices_and_experiment_counters_park_and_come_ba
         writer.write_batch(out[-1:] + followers.on_batch([("erase", "u1")])[0]
                            + counters.on_batch([("deleted", "u1")])[0])
         assert [client.exists(keyspace.parked(kind, "u1")) for kind in builders] == [0, 0, 0]
+
+
+def test_idle_tombstones_are_dropped_and_come_back_from_the_deleted_users_set(live):
+    # stream.tombstone_idle_evict_s: the users and suggestions steps' tombstones of u1 are
+    # dropped when idle, never parked; another process's later input about u1 (a delivery, a
+    # follow of them) finds u1 in the deleted users' set the suggestions step wrote, and starts a
+    # tombstone again: no feed, no suggestions, nothing parked under u1
+    from flows.adapters import _Evictable
+
+    with _private_redis(live, PERSONA_STREAM__USER_IDLE_EVICT_S="60") as (
+            settings, client, keyspace, store, writer):
+        ctx = Context.from_settings(settings)
+        before, _Evictable.tombstone_idle_s = _Evictable.tombstone_idle_s, 120.0
+        try:
+            deleted = Event("e1", "user_deleted", T, "u1")
+            users, social = UserLogic(None, ctx, lambda: store), SuggestionsLogic(None, ctx, lambda: store)
+            writer.write_batch(_writes(users.on_batch([("event", deleted, None)])[0]))
+            writer.write_batch(_writes(social.on_batch([("event", deleted, None, (), None)])[0]))
+            assert client.scard(keyspace.deleted_users) == 1
+            for logic in (users, social):
+                assert logic._is_tombstone() and logic.idle_at is not None
+                _idle(logic)
+                assert logic.on_notify() == ([], StatefulBatchLogic.DISCARD)
+            restarted = _other_process(client, keyspace)
+
+            back = UserLogic(None, ctx, lambda: restarted)
+            out, _ = back.on_batch([("deliver", "u1", "p1", T + 1)])
+            assert back._is_tombstone() and out == []
+            social_back = SuggestionsLogic(None, ctx, lambda: restarted)
+            out, _ = social_back.on_batch([("followed_by", "follow", "u3", T + 2, "u1")])
+            assert social_back._is_tombstone() and social_back.notify_at() is not None
+            assert not [k for k in client.scan_iter(f"{keyspace.base}:*u1*")], "nothing names u1"
+        finally:
+            _Evictable.tombstone_idle_s = before

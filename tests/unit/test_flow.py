@@ -22,6 +22,17 @@ from schemas.erasure import Command
 T = 1_767_225_600_000
 
 
+@pytest.fixture(autouse=True)
+def _tombstones_kept():
+    """Tombstones stay resident unless a test says otherwise: `build_flow` sets the class-wide
+    `stream.tombstone_idle_evict_s`, which would otherwise leak from one test into the next."""
+    from flows.adapters import _Evictable
+
+    before, _Evictable.tombstone_idle_s = _Evictable.tombstone_idle_s, 0.0
+    yield
+    _Evictable.tombstone_idle_s = before
+
+
 class _Apply(StatelessSinkPartition):
     def __init__(self, store, feeds):
         self.store, self.feeds = store, feeds
@@ -729,6 +740,76 @@ def test_a_deleted_users_tombstones_are_never_evicted():
     user.on_batch([("event", Event("e2", "user_deleted", T + 1, "u2"), None)])
     assert _evict_idle(user) == ([], StatefulBatchLogic.RETAIN) and user.notify_at() is None
     assert user.on_batch([("deliver", "u2", "p1", T + 2)])[0] == []
+
+
+def test_idle_tombstones_are_dropped_and_restored_from_the_deleted_users_set(monkeypatch):
+    # stream.tombstone_idle_evict_s: a deleted user's tombstone in every per-user step is dropped
+    # when idle (never parked: the key would name the user), and the key's next input restores a
+    # tombstone from the deleted users' set, which drops that input as the old one did
+    from bytewax.operators import StatefulBatchLogic
+
+    from flows.adapters import (
+        ExperimentUserLogic,
+        FollowersLogic,
+        LocalNotifWeights,
+        NotificationLogic,
+        SuggestionsLogic,
+        _Evictable,
+    )
+    from operators import Context
+    from operators.notifications.candidates import Candidate
+    from operators.notifications.policy import Policy
+
+    monkeypatch.setattr(_Evictable, "tombstone_idle_s", 3600.0)
+    store = CountingStore()
+    ctx = Context.from_settings(config.load(env={"PERSONA_STREAM__USER_IDLE_EVICT_S": "600"}))
+    policy = Policy.from_settings(ctx.settings)
+    deleted = Event("e1", "user_deleted", T + 1, "u1")
+    steps = {  # builder, the deletion, a later input about u1
+        "user": (lambda: _user_logic(store, user_idle_evict_s=600), [("event", deleted, None)],
+                 [("deliver", "u1", "p1", T + 2)]),
+        "social": (lambda: SuggestionsLogic(None, ctx, lambda: store),
+                   [("event", deleted, None, (), None)],
+                   [("event", Event("e2", "follow", T + 2, "u1", target_id="u2"), None, (), None)]),
+        "notif": (lambda: NotificationLogic(None, policy, LocalNotifWeights(), None, 600.0,
+                                            lambda: store),
+                  [("self", deleted, None)],
+                  [("cand", Candidate("trending.u1.p1", "u1", "trending", "u9", T + 5,
+                                      "trending"))]),
+        "followers": (lambda: FollowersLogic.builder(10, 50, 600.0, lambda: store)(None),
+                      [("erase", T + 1, "u1")], [("edge", "follow", "u2", T + 2, "u1")]),
+        "erasure": (lambda: ErasureLogic.builder(600.0, lambda: store)(None),
+                    [("deleted", "u1")], [("mention", "u3", "u1")]),
+        "expuser": (lambda: ExperimentUserLogic.builder(600.0, lambda: store)(None),
+                    [("deleted", "u1")], [("size/small", "impressions", "u1")]),
+    }
+    for kind, (build, deletion, later) in steps.items():
+        resident = build()
+        resident.on_batch(deletion)
+        kept, _ = resident.on_batch(later)  # what the tombstone in memory does with it
+
+        logic = build()
+        logic.on_batch(deletion)
+        assert logic._is_tombstone(), kind
+        idle_for = (logic.idle_at - datetime.now(UTC)).total_seconds()
+        assert 3500 < idle_for <= 3600, (kind, "the tombstone's own idle deadline")
+        assert _evict_idle(logic) == ([], StatefulBatchLogic.DISCARD), (kind, "dropped, unparked")
+        assert store.parked(kind, "u1") is None, kind
+
+        store.deleted_users.add("u1")  # (written by the suggestions step's sink)
+        back = build()
+        out, keep = back.on_batch(later)
+        assert back._is_tombstone() and keep == StatefulBatchLogic.RETAIN, kind
+        assert out == kept, (kind, out, kept)
+        store.deleted_users.discard("u1")  # created again: the same input starts a live state
+        fresh = build()
+        fresh.on_batch(later)
+        assert fresh.state is not None and not fresh._is_tombstone(), kind
+
+    monkeypatch.setattr(_Evictable, "tombstone_idle_s", 0.0)  # 0: kept for ever
+    kept = _user_logic(store, user_idle_evict_s=600)
+    kept.on_batch([("event", deleted, None)])
+    assert kept.notify_at() is None and _evict_idle(kept)[1] == StatefulBatchLogic.RETAIN
 
 
 def test_a_deleted_owner_leaves_another_users_parked_erasure_index():
