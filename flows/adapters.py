@@ -619,11 +619,11 @@ class _Debounced(_Evictable):
 
     def _run_now(self, cause: str) -> list:
         """`_run`, and the pending timer cancelled: the interval restarts now."""
-        self._cancel()
+        self._cancel_run()
         self.last_run = datetime.now(UTC)
         return self._run(cause)
 
-    def _cancel(self) -> None:
+    def _cancel_run(self) -> None:
         """No run is pending any more (it runs now, or the key was deleted)."""
         self.due = None
         self._not_put_off()
@@ -703,7 +703,7 @@ class UserLogic(_Debounced):
             event, view = value[1], value[2]
             if event.type == "user_deleted":  # keep a small tombstone, not the user's data
                 self.state = self._tombstone(state.user_id)
-                self._cancel()
+                self._cancel_run()
                 self._touched()  # (the tombstone's idle deadline)
                 # (earlier events' outputs too); the lists of those they followed drop them
                 return out + _co(pairs) + [("forget_user", state.user_id)] + _unmentions(
@@ -820,7 +820,7 @@ class SuggestionsLogic(_Debounced):
                             sorted(self.state.authors)))
                 out.extend(_unmentions(self.state, self.state.user_id))
                 self.state = self._tombstone(self.state.user_id)
-                self._cancel()
+                self._cancel_run()
                 continue  # follows / messages must not revive the deleted user's suggestions
             out.extend(self.state.learn(value))
         if any(r[0] in ("forget_social", "undeleted") for r in out):
@@ -1158,7 +1158,6 @@ class NotificationLogic(_Evictable):
                         encode_inbox(state.user_id, state.last_ts, state.inbox())))
         out.extend(self._repark(values))
         return out, RETAIN
-
 
     def _tombstone(self, key: str) -> RecipientState:
         state = RecipientState(key, self.policy_of(key))

@@ -644,6 +644,18 @@ def summarise_run(run: WorkerRun, total: int, users: int) -> dict:
     }
 
 
+def window_costs(run: WorkerRun, window: tuple[float, float]) -> dict:
+    """What the workers did over `window` of a run: events read, feeds ranked per event, cores
+    used and CPU per event (None where the samples do not cover it)."""
+    events = increase_over([(t, float(c)) for t, c in run.counts], window)
+    ranks = increase_over([(t, float(r)) for t, r in run.ranked], window)
+    rate = ratio(events, window[1] - window[0])
+    cpu = cpu_share(run.cpu, window, rate)
+    return {"events_per_s": rate, "ranks_per_event": ratio(ranks, events),
+            "worker_cores": cpu["workers_cores"],
+            "worker_cpu_us_per_event": cpu["worker_cpu_us_per_event"]}
+
+
 def rss_flatness(samples: list[tuple[float, list[int]]]) -> float | None:
     """(max − min) / mean of the total worker RSS over the second half of the run.
 
@@ -912,14 +924,16 @@ SETTLE_TIMEOUT_S = 180.0
 PREFILL_EVENTS_PER_USER = 20  # freshness: each user's first events, read before it is paced
 
 
-def wait_settled(run: WorkerRun, interval_s: float, timeout_s: float = SETTLE_TIMEOUT_S) -> bool:
-    """Wait until the workers' latest samples show no input backlog (out of catch-up mode) and
-    no timer work put off (False: timed out). After a step over capacity, keys put off many times
-    wait up to 64 slots (operators/pacing.py): measured then, freshness measures that step."""
+def wait_settled(run: WorkerRun, interval_s: float, read: int = 0,
+                 timeout_s: float = SETTLE_TIMEOUT_S) -> bool:
+    """Wait until the workers have counted `read` events and their latest samples show no input
+    backlog (out of catch-up mode) and no timer work put off (False: timed out). After a step over
+    capacity, keys put off in a row wait up to 64 slots (operators/pacing.py): measured then,
+    freshness measures that step. (`read`: a process that has read nothing yet is "caught up".)"""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if (run.catch_up_s and not backlog.catching_up(run.catch_up_s[-1], interval_s)
-                and run.put_off_keys[-1] == 0):
+                and run.put_off_keys[-1] == 0 and run.counts[-1][1] >= read):
             return True
         time.sleep(0.5)
     return False
@@ -954,23 +968,27 @@ def freshness(bench: Bench, cfg: BenchConfig, drained: float, extra: dict, log: 
     phase: dict = {"rate": cfg.freshness_rate or 0.5 * drained, "search": None}
     done, failed = threading.Event(), []
 
+    read = int(0.99 * prefill)  # (the prefill read, but for any dead letter among it)
+
     def produce(run: WorkerRun) -> None:
         settle_s: list[float] = []  # before each step: how long the workers took to settle
+        costs: list[dict] = []  # each step's `window_costs`
 
         def step(rate: float) -> bool:
             waited = time.monotonic()
-            if not wait_settled(run, interval_s):
+            if not wait_settled(run, interval_s, read):
                 log(f"  the workers did not settle in {SETTLE_TIMEOUT_S:.0f} s; the next step "
                     "starts anyway")
             settle_s.append(round(time.monotonic() - waited, 1))
-            first = len(run.catch_up_s)
+            first, t0 = len(run.catch_up_s), time.monotonic()
             paced_produce(bench, topic, events, rate, cfg.rate_step_s, 0, lambda m: None)
             samples, put_off = run.catch_up_s[first:], run.put_off_keys[first:]
             ok = step_sustained(samples, put_off, interval_s)
             share = catch_up_share(samples, interval_s)["catch_up_share"] or 0.0
+            costs.append(window_costs(run, (t0, time.monotonic())))
             log(f"  {rate:,.0f} events/s: {'sustained' if ok else 'not sustained'} (catch-up "
                 f"mode {share:.0%} of the step; at most {max(put_off, default=0):,} keys' timer "
-                "work put off)")
+                f"work put off; {costs[-1]['ranks_per_event'] or 0:.2f} ranks per event)")
             return ok
 
         try:
@@ -978,18 +996,20 @@ def freshness(bench: Bench, cfg: BenchConfig, drained: float, extra: dict, log: 
                 lo, hi, tried = rate_search(drained, steps, step)
                 phase["search"] = {"steps": steps, "step_s": cfg.rate_step_s, "upper": drained,
                                    "max_sustained": lo, "min_not_sustained": hi,
-                                   "tried": [{"rate": r, "sustained": ok, "settle_s": w}
-                                             for (r, ok), w in zip(tried, settle_s, strict=True)]}
+                                   "tried": [{"rate": r, "sustained": ok, "settle_s": w, **c}
+                                             for (r, ok), w, c in zip(tried, settle_s, costs,
+                                                                      strict=True)]}
                 # none sustained: half the lowest rate tried
                 phase["rate"] = 0.5 * (lo or min(r for r, _ in tried))
                 log(f"  highest sustained {lo:,.0f} events/s; freshness at {phase['rate']:,.0f}")
             waited = time.monotonic()
-            if not wait_settled(run, interval_s):
+            if not wait_settled(run, interval_s, read):
                 log(f"  the workers did not settle in {SETTLE_TIMEOUT_S:.0f} s; measuring anyway")
             phase["settle_s"] = round(time.monotonic() - waited, 1)
-            phase["first"] = len(run.catch_up_s)
+            phase["first"], t0 = len(run.catch_up_s), time.monotonic()
             traced.extend(paced_produce(bench, topic, events, phase["rate"], cfg.freshness_s,
                                         cfg.trace_every, log))
+            phase["window"] = (t0, time.monotonic())
             time.sleep(3 * max(1.0, interval_s))
         except BaseException as exc:  # re-raised below, once the workers are stopped
             failed.append(exc)
@@ -1005,6 +1025,7 @@ def freshness(bench: Bench, cfg: BenchConfig, drained: float, extra: dict, log: 
     latencies, unmatched = match_freshness(traced, writes)
     return {"rate": phase["rate"], "seconds": cfg.freshness_s, "users": users, "prefill": prefill,
             "settle_s": phase.get("settle_s"),
+            **(window_costs(run, phase["window"]) if "window" in phase else {}),
             "traced_events": len(traced), "reflected": len(latencies),
             "never_reflected": unmatched, "rate_search": phase["search"],
             # whether the workers sustained the rate: caught up, a dirty user is ranked every
@@ -1245,10 +1266,17 @@ def table(report: dict) -> list[tuple[str, str]]:
         rows.append(("  time to settle before each step and the measurement (input read, no "
                      "timer work put off)", ", ".join(f"{t['settle_s']:g}" for t in rs["tried"])
                      + f"; {fr['settle_s']:g} s"))
+        rows.append(("  each step: ranks per event; worker cores",
+                     ", ".join(f"{num(t['ranks_per_event'], '{:.2f}')}; "
+                               f"{num(t['worker_cores'], '{:.2f}')}" for t in rs["tried"])))
     if fr:
         rows.append((f"freshness at {num(fr['rate'])} events/s, p50 / p99 (feed-changing events)",
                      f"{num(fr['p50_ms'])} / {num(fr['p99_ms'])} ms "
                      f"({fr['reflected']:,} traced events, {fr['never_reflected']} never reflected)"))
+        rows.append(("  its ranks per event; worker cores; worker CPU per event",
+                     f"{num(fr.get('ranks_per_event'), '{:.2f}')}; "
+                     f"{num(fr.get('worker_cores'), '{:.2f}')}; "
+                     f"{num(fr.get('worker_cpu_us_per_event'))} µs"))
         rows.append(("  share of it in catch-up mode (rate not sustained); longest backlog",
                      f"{num(fr['catch_up_share'], '{:.0%}')}; "
                      f"{num(fr['catch_up_peak_s'], '{:.1f}')} s"))
