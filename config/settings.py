@@ -105,6 +105,7 @@ class StreamSettings:
     backlog_interval_s: float
     timer_budget_s: float
     timer_budget_per_message_us: float
+    neighbours_interval_s: float
     seen_rerank_s: float
     user_idle_evict_s: float
     tombstone_idle_evict_s: float
@@ -132,6 +133,7 @@ class StreamSettings:
         "backlog_interval_s": bounded(0.0, 3600),
         "timer_budget_s": bounded(0.0, 3600),
         "timer_budget_per_message_us": bounded(0.0, 1_000_000),
+        "neighbours_interval_s": bounded(0.0, 3600),
         "seen_rerank_s": bounded(0.01, 86400),
         "user_idle_evict_s": bounded(0.0, 365 * 86400),
         "tombstone_idle_evict_s": bounded(0.0, 10 * 365 * 86400),

@@ -921,20 +921,36 @@ def _untupled(state):
     return state[1] if isinstance(state, tuple) else state
 
 
-class SimilarityLogic(_Evictable):
+class SimilarityLogic(_Debounced):
     """key = post id. Values (post_id, [(co-touched post id, weight), …] | Command |
-    `POST_CREATED`). Emits ("nbrs", post_id, neighbours); on `erase_post` a `forget_nbr` command
-    to each neighbour and ("forget_nbrs", post_id), leaving a tombstone. A post idle for
-    `stream.item_idle_evict_s` is parked like the items step's (its counts are up to 2 ×
-    `features.neighbours` floats); `POST_CREATED` starts a new post without a Redis read."""
+    `POST_CREATED`). Emits ("nbrs", post_id, neighbours) at most once per `interval_s` while the
+    counts changed (`_Debounced`: a wall-clock timer, stretched in catch-up mode, and at the end
+    of a bounded input; 0 = after every batch), at once after an erased neighbour is forgotten;
+    on `erase_post` a `forget_nbr` command to each neighbour and ("forget_nbrs", post_id), leaving
+    a tombstone. A post idle for `stream.item_idle_evict_s` is parked like the items step's (its
+    counts are up to 2 × `features.neighbours` floats); `POST_CREATED` starts a new post without a
+    Redis read.
+
+    Why debounced: a touch pairs a post with the user's ~20 previous touches both ways, so each
+    event changes ~40 posts' counts. Published per batch, a tailing worker (small batches) sorted
+    and wrote ~40 neighbour lists per event: 18% of its time in `ItemSimilarity.top` and much of
+    its Redis time (py-spy, session 18). The ranks read neighbours through a cache anyway."""
 
     park_kind = "nbrs"
 
     def __init__(self, state: ItemSimilarity | str | None, capacity: int,
-                 idle_s: float = 0.0, store_of=None):
-        super().__init__(_untupled(state), idle_s, store_of)
-        self.capacity = capacity
+                 idle_s: float = 0.0, store_of=None, interval_s: float = 0.0, stream=None,
+                 timers=None):
+        super().__init__(_untupled(state), idle_s, store_of, timers)
+        self.capacity, self.interval_s, self.stream = capacity, interval_s, stream
         self._touched()
+
+    def _base_interval_s(self) -> float:
+        return self.interval_s
+
+    def _interval_s(self) -> float:
+        return self.interval_s if self.stream is None else _catching_up(self.interval_s,
+                                                                        self.stream)
 
     def _restore(self, key: str, store, signup: bool = False):
         return _untupled(super()._restore(key, store, signup))
@@ -951,7 +967,7 @@ class SimilarityLogic(_Evictable):
             if all(isinstance(v, Command) for v in values):
                 return [], RETAIN  # erasure commands for a post without neighbours
             self.state = ItemSimilarity(self.capacity)
-        post_id, similarity = self.key, self.state
+        post_id, similarity, forgot = self.key, self.state, False
         for value in values:
             if not isinstance(value, Command):
                 for other, weight in value:
@@ -960,10 +976,20 @@ class SimilarityLogic(_Evictable):
                 out = [("cmd", Command("forget_nbr", q, value.user, (post_id,)))
                        for q in sorted(similarity.counts)]
                 self.state = ERASED
+                self._cancel_run()
                 return out + [("forget_nbrs", post_id)], RETAIN
             else:  # forget_nbr: an erased neighbour
                 similarity.forget(value.posts[0])
-        return [("nbrs", post_id, similarity.top())], RETAIN
+                forgot = True
+        if forgot or self._interval_s() <= 0:  # (erasure: its post leaves the list at once)
+            return self._run_now("batch"), RETAIN
+        self._schedule()
+        return [], RETAIN
+
+    def _run(self, cause: str) -> list:  # publish
+        if not isinstance(self.state, ItemSimilarity):
+            return []
+        return [("nbrs", self.key, self.state.top())]
 
 
 class GlobalModelLogic(_Logic):

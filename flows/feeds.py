@@ -199,7 +199,8 @@ def build_flow(settings: Settings, *, source: Source | None = None,
     neighbours = op.key_rm("nbrs", op.stateful_batch(
         "similarity", op.merge("similarity_in", co_pairs, nbr_erasures, nbr_created),
         SimilarityLogic.builder(settings.features.neighbours, settings.stream.item_idle_evict_s,
-                                features)))
+                                features, settings.stream.neighbours_interval_s, settings.stream,
+                                timers)))
     examples = op.filter_map("examples", user_out,
                              lambda m: ("global", m[1]) if m[0] == "ex" else None)
     model = op.stateful_batch("global_model", examples, GlobalModelLogic.builder(ctx))

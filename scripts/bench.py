@@ -646,7 +646,10 @@ def summarise_run(run: WorkerRun, total: int, users: int) -> dict:
 
 def window_costs(run: WorkerRun, window: tuple[float, float]) -> dict:
     """What the workers did over `window` of a run: events read, feeds ranked per event, cores
-    used and CPU per event (None where the samples do not cover it)."""
+    used and CPU per event (None where the samples do not cover it). The window ends at the last
+    sample if that came earlier (samples are 0.5 s apart)."""
+    if run.counts:
+        window = (window[0], min(window[1], run.counts[-1][0]))
     events = increase_over([(t, float(c)) for t, c in run.counts], window)
     ranks = increase_over([(t, float(r)) for t, r in run.ranked], window)
     rate = ratio(events, window[1] - window[0])

@@ -1156,3 +1156,34 @@ def test_a_hot_keys_recent_spills_expire_one_by_one():
     time.sleep(0.25)
     spills.add("c1", ["1:o3"])
     assert spills.of("c1") == ["1:o3"] and len(spills.spills) == 1
+
+
+def test_neighbours_are_published_once_per_interval_and_at_the_end_of_the_input(monkeypatch):
+    # stream.neighbours_interval_s: a post's changed counts are published on a timer, not after
+    # every batch; an erased neighbour leaves the list at once; an erased post publishes nothing
+    # more; a bounded input's end publishes what is pending, and a snapshot keeps the timer
+    from datetime import timedelta
+
+    from bytewax.operators import StatefulBatchLogic
+
+    from flows.adapters import SimilarityLogic, _Logic
+
+    monkeypatch.setattr(_Logic, "recovery", True)
+    store = MemoryFeatureStore()
+    build = SimilarityLogic.builder(10, 600.0, lambda: store, 2.0)
+    logic = build(None)
+    assert logic.on_batch([("p1", "post_created"), ("p1", [("p2", 1.0), ("p3", 0.5)])]) == (
+        [], StatefulBatchLogic.RETAIN)
+    assert logic.due is not None and logic.notify_at() == logic.due
+    assert logic.on_notify()[0] == [("nbrs", "p1", {"p2": 1.0, "p3": 0.5})]
+    logic.on_batch([("p1", [("p4", 1.0)])])  # within the interval: the next run waits for it
+    assert logic.due >= logic.last_run + timedelta(seconds=1.9)
+    resumed = build(logic.snapshot())  # a restart before it ran: still pending
+    assert resumed.on_eof()[0] == [("nbrs", "p1", {"p2": 1.0, "p3": 0.5, "p4": 1.0})]
+    out, _ = logic.on_batch([("p1", Command("forget_nbr", "p1", "u9", ("p2",)))])
+    assert out == [("nbrs", "p1", {"p3": 0.5, "p4": 1.0})] and logic.due is None, "at once"
+    logic.on_batch([("p1", [("p5", 1.0)])])
+    out, _ = logic.on_batch([("p1", Command("erase_post", "p1", "u1"))])
+    assert out[-1] == ("forget_nbrs", "p1") and logic.due is None and logic.on_eof()[0] == []
+    per_batch = SimilarityLogic.builder(10, 600.0, lambda: store)(None)  # interval 0
+    assert per_batch.on_batch([("p6", [("p2", 1.0)])])[0] == [("nbrs", "p6", {"p2": 1.0})]
