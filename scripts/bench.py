@@ -925,6 +925,7 @@ def rate_search(upper: float, steps: int,
 
 SETTLE_TIMEOUT_S = 180.0
 PREFILL_EVENTS_PER_USER = 20  # freshness: each user's first events, read before it is paced
+FRESHNESS_WORLD_SHARE = 10  # freshness: its world has the workload's users / this
 
 
 def wait_settled(run: WorkerRun, interval_s: float, read: int = 0,
@@ -952,14 +953,14 @@ def freshness(bench: Bench, cfg: BenchConfig, drained: float, extra: dict, log: 
     env = bench.env(topic, prefix, PERSONA_STREAM__FRESHNESS_SAMPLE=str(cfg.trace_every), **extra)
     interval_s = cfg.rank_interval_s or bench.settings.stream.rank_interval_s
     steps = 0 if cfg.freshness_rate else cfg.rate_search_steps
-    # a world of about 20 events per user for the paced part at half the drain's rate; its
-    # first 20 events per user (the generator's opening: sign-ups, first follows) are produced
-    # before the workers start, unpaced, so the search and the measurement run on a world past
-    # its onboarding, whose cost per event drifts less (without it, a 3k-user world sustained
-    # 955 events/s in the search and not 477 at its end)
+    # a world of a tenth of the workload's users, whatever the drain's rate (sized from it, the
+    # live rates of two runs were not comparable); its first 20 events per user (the generator's
+    # opening: sign-ups, first follows) are produced before the workers start, unpaced, so the
+    # search and the measurement run on a world past its onboarding, whose cost per event drifts
+    # less (without it, a 3k-user world sustained 955 events/s in the search and not 477 at its end)
     seconds = steps * cfg.rate_step_s + cfg.freshness_s
     paced = int(drained * seconds) + 1  # (at the drain's rate: an upper bound, the stream is lazy)
-    users = max(10, min(cfg.users, paced // 40))
+    users = max(10, cfg.users // FRESHNESS_WORLD_SHARE)
     prefill = PREFILL_EVENTS_PER_USER * users
     events = workload(prefill + paced, users, cfg.seed + 1)
     now_ms = time.time_ns() // 1_000_000
