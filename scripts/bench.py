@@ -887,13 +887,14 @@ def _check_exit(run: WorkerRun) -> None:
 
 
 def step_sustained(catch_up_s: list[float], put_off_keys: list[int], interval_s: float,
-                   tolerance: float = 0.2) -> bool:
+                   tolerance: float = 0.05) -> bool:
     """Whether tailing workers sustained a step's rate, from samples taken during it
     (`WorkerRun.catch_up_s`, `.put_off_keys`): at most `tolerance` of the step's second half in
-    catch-up mode (over capacity, the input backlog grows until they stay in it; a pause such
-    as a full GC passes), and, some time in its last quarter, no due rank or suggestion run put
-    off (the timer work kept up: a rate whose ranks cannot keep up leaves feeds stale while
-    the input is read on time).
+    catch-up mode (over capacity, the input backlog grows until they stay in it; one sample, a
+    pause such as a full GC, passes), and, some time in its last quarter, no due rank or
+    suggestion run put off (the timer work kept up: a rate whose ranks cannot keep up leaves
+    feeds stale while the input is read on time). With 20% allowed, steps 10–15% in catch-up
+    mode (shedding ranks) passed, and freshness at half the rate found missed 1 s (session 18).
 
     >>> step_sustained([0, 0, 0.2, 0.1], [0, 3, 2, 0], 0.5), step_sustained([0, 0.4, 1.5, 3.0], [0] * 4, 0.5)
     (True, False)
