@@ -565,8 +565,14 @@ class _Debounced(_Evictable):
         """The interval caught up (the `interval_setting`)."""
         return getattr(self.ctx.settings.stream, self.interval_setting)
 
+    def _stream(self):
+        """The `stream` settings that stretch the interval in catch-up mode (None: never)."""
+        return self.ctx.settings.stream
+
     def _interval_s(self) -> float:
-        return _catching_up(self._base_interval_s(), self.ctx.settings.stream)
+        stream = self._stream()
+        return self._base_interval_s() if stream is None else _catching_up(
+            self._base_interval_s(), stream)
 
     def _run(self, cause: str) -> list:
         """The debounced work; `cause` says why it runs now: "timer", "eof" (the end of a
@@ -948,9 +954,8 @@ class SimilarityLogic(_Debounced):
     def _base_interval_s(self) -> float:
         return self.interval_s
 
-    def _interval_s(self) -> float:
-        return self.interval_s if self.stream is None else _catching_up(self.interval_s,
-                                                                        self.stream)
+    def _stream(self):
+        return self.stream
 
     def _restore(self, key: str, store, signup: bool = False):
         return _untupled(super()._restore(key, store, signup))
