@@ -671,7 +671,8 @@ def test_a_forget_follower_command_takes_the_follower_out_of_the_fan_out():
         command, TestingSource.PAUSE(timedelta(seconds=0.5)),
         encode_event(Event("f3", "post_created", T + 2, "u1", post_id="p1", topics=("t1",)))]
     run_main(build_flow(settings, source=TestingSource(source), dead_letters=TestingSink([]),
-                        writes=writes, notifications=TestingSink([]), erasures=TestingSink([])))
+                        writes=writes, store_of=lambda: writes.store,
+                        notifications=TestingSink([]), erasures=TestingSink([])))
     # a delivery moves the follower's newest event time (their feed's generated_at) to the post's
     assert {u: writes.feeds[u]["generated_at"] for u in ("u2", "u3")} == {"u2": T, "u3": T + 2}
 
@@ -857,8 +858,10 @@ def test_a_deleted_users_states_hand_over_whom_they_mention_and_follow():
     commands: list = []
     source = [encode_event(e) for e in log] + [TestingSource.PAUSE(timedelta(seconds=0.5))] + [
         encode_event(e) for e in later]
+    writes = MemoryWrites()
     run_main(build_flow(settings, source=TestingSource(source), dead_letters=TestingSink([]),
-                        writes=MemoryWrites(), erasures=TestingSink(commands)))
+                        writes=writes, store_of=lambda: writes.store,
+                        erasures=TestingSink(commands)))
     assert Command("forget_follower", "u2", "u1") in commands
     assert not [c for c in commands if c.key == "u1" and c.user != "u1"], commands
 
