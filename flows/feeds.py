@@ -216,11 +216,12 @@ def build_flow(settings: Settings, *, source: Source | None = None,
     social = op.filter("social_writes", social_out,
                        lambda m: m[0] not in ("mentions", "unmentions", "liker"))
     # an author's likers set is written by one state keyed by the author, tombstoned at their
-    # deletion: a like processed after it cannot recreate the set (operators/suggestions/likers.py)
+    # deletion: a like processed after it cannot recreate the set (operators/suggestions/likers.py);
+    # its tombstones are dropped when idle, as the per-user steps' are (with eviction on)
     likers_out = op.key_rm("likers_out", op.stateful_batch("likers", op.merge(
         "likers_in", op.flat_map("likers_msgs", social_out, likers_messages),
         owner_forgets),
-        LikersLogic.builder()))
+        LikersLogic.builder(features if settings.stream.user_idle_evict_s > 0 else None)))
     likers = op.filter("likers_writes", likers_out, lambda m: m[0] != "mentions")
 
     # search → click, keyed by searcher; the learned re-ranking blend weight under one key

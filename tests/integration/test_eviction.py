@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import redis
 from bytewax.operators import StatefulBatchLogic
 
-from flows.adapters import SuggestionsLogic, UserLogic
+from flows.adapters import LikersLogic, SuggestionsLogic, UserLogic
 from operators import Context
 from operators.redis_store import RedisFeatureStore, RedisWriter
 from schemas import Event
@@ -156,9 +156,9 @@ def test_idle_followers_erasure_indices_and_experiment_counters_park_and_come_ba
 
 
 def test_idle_tombstones_are_dropped_and_come_back_from_the_deleted_users_set(live):
-    # stream.tombstone_idle_evict_s: the users and suggestions steps' tombstones of u1 are
-    # dropped when idle, never parked; another process's later input about u1 (a delivery, a
-    # follow of them) finds u1 in the deleted users' set the suggestions step wrote, and starts a
+    # stream.tombstone_idle_evict_s: the users, suggestions and likers steps' tombstones of u1
+    # are dropped when idle, never parked; another process's later input about u1 (a delivery, a
+    # follow of them, a like of their post) finds u1 in the deleted users' set the suggestions step wrote, and starts a
     # tombstone again: no feed, no suggestions, nothing parked under u1
     from flows.adapters import _Evictable
 
@@ -169,10 +169,12 @@ def test_idle_tombstones_are_dropped_and_come_back_from_the_deleted_users_set(li
         try:
             deleted = Event("e1", "user_deleted", T, "u1")
             users, social = UserLogic(None, ctx, lambda: store), SuggestionsLogic(None, ctx, lambda: store)
+            likers = LikersLogic(None, lambda: store)
             writer.write_batch(_writes(users.on_batch([("event", deleted, None)])[0]))
             writer.write_batch(_writes(social.on_batch([("event", deleted, None, (), None)])[0]))
+            writer.write_batch(_writes(likers.on_batch([("forget_likers", "u1")])[0]))
             assert client.scard(keyspace.deleted_users) == 1
-            for logic in (users, social):
+            for logic in (users, social, likers):
                 assert logic._is_tombstone() and logic.idle_at is not None
                 _idle(logic)
                 assert logic.on_notify() == ([], StatefulBatchLogic.DISCARD)
@@ -184,6 +186,9 @@ def test_idle_tombstones_are_dropped_and_come_back_from_the_deleted_users_set(li
             social_back = SuggestionsLogic(None, ctx, lambda: restarted)
             out, _ = social_back.on_batch([("followed_by", "follow", "u3", T + 2, "u1")])
             assert social_back._is_tombstone() and social_back.notify_at() is not None
+            likers_back = LikersLogic(None, lambda: restarted)  # a like of u1's post, late
+            assert likers_back.on_batch([("liker", "u1", "u3", T + 3)])[0] == []
+            assert likers_back._is_tombstone()
             assert not [k for k in client.scan_iter(f"{keyspace.base}:*u1*")], "nothing names u1"
         finally:
             _Evictable.tombstone_idle_s = before

@@ -752,6 +752,7 @@ def test_idle_tombstones_are_dropped_and_restored_from_the_deleted_users_set(mon
     from flows.adapters import (
         ExperimentUserLogic,
         FollowersLogic,
+        LikersLogic,
         LocalNotifWeights,
         NotificationLogic,
         SuggestionsLogic,
@@ -783,6 +784,8 @@ def test_idle_tombstones_are_dropped_and_restored_from_the_deleted_users_set(mon
                     [("deleted", "u1")], [("mention", "u3", "u1")]),
         "expuser": (lambda: ExperimentUserLogic.builder(600.0, lambda: store)(None),
                     [("deleted", "u1")], [("size/small", "impressions", "u1")]),
+        "likers": (lambda: LikersLogic.builder(lambda: store)(None), [("forget_likers", "u1")],
+                   [("liker", "u1", "u2", T + 2)]),
     }
     for kind, (build, deletion, later) in steps.items():
         resident = build()
@@ -1063,6 +1066,31 @@ def test_the_likers_step_reports_its_likers_and_drops_a_forgotten_one():
     assert out[-1] == ("mentions", "a1", ("u1", "u2"))
     out, _ = LikersLogic(None).on_batch([("forget", Command("forget", "a1", "u2", ()))])
     assert out == [("unliker", "a1", "u2")], "no mention: nothing written"
+
+
+def test_a_recreated_author_is_not_taken_for_a_dropped_tombstone(monkeypatch):
+    # the deleted users' set the likers step checks lags a re-creation (the sink's write, the
+    # cached set's TTL): the re-created author stays resident, so their next like is written
+    from bytewax.operators import StatefulBatchLogic
+
+    from flows.adapters import LikersLogic, _Evictable
+
+    monkeypatch.setattr(_Evictable, "tombstone_idle_s", 3600.0)
+    store = CountingStore()
+    store.deleted_users.add("a1")  # (not yet removed when the author's next like comes)
+    build = LikersLogic.builder(lambda: store)
+    logic = build(None)
+    assert logic.on_batch([("undeleted", "a1")]) == ([], StatefulBatchLogic.RETAIN)
+    out, keep = logic.on_batch([("liker", "a1", "u1", 5)])
+    assert out[0] == ("liker", "a1", "u1", 5) and keep == StatefulBatchLogic.RETAIN
+    other = build(None)  # an author never deleted is not kept
+    out, keep = other.on_batch([("liker", "a2", "u1", 5)])
+    assert out[0] == ("liker", "a2", "u1", 5) and keep == StatefulBatchLogic.DISCARD
+    gone = build(None)  # a dropped tombstone comes back, and drops the like as before
+    assert gone.on_batch([("liker", "a1", "u2", 6)]) == ([], StatefulBatchLogic.RETAIN)
+    assert gone._is_tombstone() and gone.notify_at() is not None
+    resumed = build(pickle.dumps(gone.state))  # a snapshot's state is resident again, with
+    assert resumed.notify_at() is not None  # its idle deadline (none is snapshotted)
 
 
 def _behind_by(monkeypatch, seconds: float) -> None:
