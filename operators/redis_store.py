@@ -271,8 +271,16 @@ class RedisFeatureStore:
         return self.cached_one(("model",), load)
 
 
+# A pipeline carries at most this many bytes of keys and values: redis-py packs every queued
+# command into one buffer before sending, and the end of a drained input writes every pending
+# user's feed in one batch (~1 GB at 100k users), which a single pipeline would copy whole (and
+# Redis would answer other clients only after all of it).
+PIPELINE_BYTES = 4 << 20
+
+
 class RedisWriter:
-    """Applies write records to Redis in one pipeline per batch, with retries."""
+    """Applies write records to Redis in pipelines of at most `PIPELINE_BYTES` per batch, with
+    retries."""
 
     def __init__(self, client: redis.Redis, keyspace: Keyspace, index_size: int = 2000,
                  retries: int = 8, trace_every: int = 0, parked_ttl_s: int = 30 * 86400):
@@ -366,9 +374,15 @@ class RedisWriter:
         retrying(lambda: self.client.rpush(self.keyspace.feed_trace, *entries), self.retries, "write")
 
     def execute(self, ops: list[tuple]) -> None:
-        """Run `ops` ((command, *args) tuples) in one pipeline, retrying the whole batch (safe:
-        every write is idempotent). The pipeline is rebuilt per attempt: redis-py empties it after
-        execute, even on error."""
+        """Run `ops` ((command, *args) tuples) in order, in pipelines of at most
+        `PIPELINE_BYTES` (`pipeline_chunks`), each retried whole (safe: every write is
+        idempotent)."""
+        for chunk in pipeline_chunks(ops, PIPELINE_BYTES):
+            self._pipeline(chunk)
+
+    def _pipeline(self, ops: list[tuple]) -> None:
+        """Run `ops` in one pipeline, with retries. The pipeline is rebuilt per attempt: redis-py
+        empties it after execute, even on error."""
         def run():
             pipe = self.client.pipeline(transaction=False)
             command = pipe.execute_command
@@ -387,6 +401,25 @@ class RedisWriter:
                     getattr(pipe, name)(*args)
             return pipe.execute()
         retrying(run, self.retries, "write")
+
+
+def pipeline_chunks(ops: list[tuple], max_bytes: int) -> list[list[tuple]]:
+    """`ops` in order, cut into runs whose bytes and str arguments total at most `max_bytes`
+    (a single larger command is a run of its own).
+
+    >>> [len(c) for c in pipeline_chunks([("set", "k", b"x" * 6)] * 5, 20)]  # 10 bytes each
+    [2, 2, 1]
+    """
+    chunks: list[list[tuple]] = []
+    start, size = 0, 0
+    for i, op in enumerate(ops):
+        n = sum(len(a) for a in op if isinstance(a, bytes | str))
+        if size + n > max_bytes and i > start:
+            chunks.append(ops[start:i])
+            start, size = i, 0
+        size += n
+    chunks.append(ops[start:] if start else ops)
+    return chunks
 
 
 def _get(pipe, key: str) -> None:

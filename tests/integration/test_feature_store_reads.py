@@ -172,3 +172,24 @@ def test_spilled_erasure_owners_round_trip_through_redis(live):
         assert not client.exists(keyspace.erasure_owners("c1"))
     finally:
         cleanup(client, prefix)
+
+
+def test_a_batch_larger_than_a_pipeline_is_written_whole_and_in_order(live, monkeypatch):
+    """A write batch past `PIPELINE_BYTES` (the end of a drain writes every pending feed at once)
+    goes in several pipelines, in order: a key written twice keeps its later value."""
+    from operators import redis_store
+
+    monkeypatch.setattr(redis_store, "PIPELINE_BYTES", 10_000)
+    prefix = f"test-chunks-{uuid.uuid4().hex[:8]}"
+    client = redis.Redis.from_url(live[1])
+    keyspace = Keyspace(prefix, "1")
+    try:
+        counting = CountingClient(client)
+        writer = RedisWriter(counting, keyspace)
+        feeds = [("feed", f"u{i}", b"%d:" % i + b"x" * 1_000) for i in range(50)]
+        writer.write_batch(feeds + [("feed", "u0", b"last")])
+        assert counting.trips == 6, "about 10 kB per pipeline"
+        assert client.get(keyspace.feed("u0")) == b"last"
+        assert [client.get(keyspace.feed(f"u{i}"))[:3] for i in (1, 49)] == [b"1:x", b"49:"]
+    finally:
+        cleanup(client, prefix)
