@@ -404,16 +404,18 @@ class RedisWriter:
 
 
 def pipeline_chunks(ops: list[tuple], max_bytes: int) -> list[list[tuple]]:
-    """`ops` in order, cut into runs whose bytes and str arguments total at most `max_bytes`
-    (a single larger command is a run of its own).
+    """`ops` in order, cut into runs of at most about `max_bytes`: a command counts as its last
+    argument's length when that is bytes (a SET's value), else 64 (a single larger command is a
+    run of its own).
 
-    >>> [len(c) for c in pipeline_chunks([("set", "k", b"x" * 6)] * 5, 20)]  # 10 bytes each
+    >>> [len(c) for c in pipeline_chunks([("set", "k", b"x" * 6)] * 5, 12)]
     [2, 2, 1]
     """
     chunks: list[list[tuple]] = []
     start, size = 0, 0
     for i, op in enumerate(ops):
-        n = sum(len(a) for a in op if isinstance(a, bytes | str))
+        value = op[-1]
+        n = len(value) if type(value) is bytes else 64
         if size + n > max_bytes and i > start:
             chunks.append(ops[start:i])
             start, size = i, 0
