@@ -271,10 +271,10 @@ class RedisFeatureStore:
         return self.cached_one(("model",), load)
 
 
-# A pipeline carries at most this many bytes of keys and values: redis-py packs every queued
-# command into one buffer before sending, and the end of a drained input writes every pending
-# user's feed in one batch (~1 GB at 100k users), which a single pipeline would copy whole (and
-# Redis would answer other clients only after all of it).
+# A pipeline carries about this many bytes of values at most: redis-py packs a pipeline's queued
+# commands before sending any, and the end of a drained input writes every pending user's feed,
+# profile and features in one batch, which one pipeline would pack whole (and Redis would answer
+# other clients only after all of it).
 PIPELINE_BYTES = 4 << 20
 
 
@@ -404,9 +404,9 @@ class RedisWriter:
 
 
 def pipeline_chunks(ops: list[tuple], max_bytes: int) -> list[list[tuple]]:
-    """`ops` in order, cut into runs of at most about `max_bytes`: a command counts as its last
-    argument's length when that is bytes (a SET's value), else 64 (a single larger command is a
-    run of its own).
+    """`ops` in order, cut into runs of at most about `max_bytes`: a command counts as the length
+    of its value when that is bytes (("set", key, value[, TTL])), else 64 (a single larger command
+    is a run of its own).
 
     >>> [len(c) for c in pipeline_chunks([("set", "k", b"x" * 6)] * 5, 12)]
     [2, 2, 1]
@@ -414,7 +414,7 @@ def pipeline_chunks(ops: list[tuple], max_bytes: int) -> list[list[tuple]]:
     chunks: list[list[tuple]] = []
     start, size = 0, 0
     for i, op in enumerate(ops):
-        value = op[-1]
+        value = op[2] if len(op) > 2 else None
         n = len(value) if type(value) is bytes else 64
         if size + n > max_bytes and i > start:
             chunks.append(ops[start:i])
