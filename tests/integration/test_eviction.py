@@ -158,8 +158,8 @@ def test_idle_followers_erasure_indices_and_experiment_counters_park_and_come_ba
 def test_idle_tombstones_are_dropped_and_come_back_from_the_deleted_users_set(live):
     # stream.tombstone_idle_evict_s: the users, suggestions and likers steps' tombstones of u1
     # are dropped when idle, never parked; another process's later input about u1 (a delivery, a
-    # follow of them, a like of their post) finds u1 in the deleted users' set the suggestions step wrote, and starts a
-    # tombstone again: no feed, no suggestions, nothing parked under u1
+    # follow of them, a like of their post) finds u1 in the deleted users' set the suggestions
+    # step wrote, and starts a tombstone again: no feed, no suggestions, nothing parked under u1
     from flows.adapters import _Evictable
 
     with _private_redis(live, PERSONA_STREAM__USER_IDLE_EVICT_S="60") as (
