@@ -52,7 +52,9 @@ def test_a_dirty_user_runs_as_often_over_a_backlog_at_any_drain_speed(messages, 
     # runs at lags M, M/2, M/4, … until what is left takes under two caught-up intervals (about
     # what a second reads), then every interval: plus the first second, whose rate is not known
     assert at_slow == pytest.approx(math.log2(messages / slow) + 3.5, abs=1.5), at_slow
-    assert 0 <= at_slow - at_fast <= math.ceil(math.log2(speed_up)) + 1, (at_slow, at_fast)
+    # (either may run once more at the very end: whether its last caught-up interval ends before
+    # its input does, e.g. 46,310 messages at 234 and 351 a second ran 10 and 11 times)
+    assert -1 <= at_slow - at_fast <= math.ceil(math.log2(speed_up)) + 1, (at_slow, at_fast)
 
 
 def test_two_processes_run_a_user_as_often_as_one():
