@@ -196,6 +196,7 @@ class _Evictable(_Logic):
 
     park_kind = ""  # the parked-state key kind ("user", "social", "notif", "item", "nbrs",
     #                 "followers", "erasure", "expuser"); "" = never
+    parks = True  # False: the step's states are never parked, only dropped (no parked-state read)
     tombstone_idle_s = 0.0  # stream.tombstone_idle_evict_s, set per flow (0: kept for ever)
 
     def __init__(self, state, idle_s: float = 0.0, store_of=None):
@@ -337,7 +338,7 @@ class _Evictable(_Logic):
         self.key = key
         if not self.park_kind or self._idle_s() <= 0 or signup:
             return None
-        raw = store.parked(self.park_kind, key)
+        raw = store.parked(self.park_kind, key) if self.parks else None
         if raw is None:  # a deleted user's dropped tombstone comes back from the deleted set
             return self._tombstone(key) if self._tombstone_idle_s() > 0 and deleted_user(
                 store, key) else None
@@ -866,78 +867,48 @@ class SuggestionsLogic(_Debounced):
         return out
 
 
-class LikersLogic(_Logic):
+class LikersLogic(_Evictable):
     """key = author. Values from `operators.suggestions.likers.likers_messages` and ("forget",
     Command) (erasure); emits the likers write records of that author's key, and ("mentions",
     author, likers) with the likers it writes (operators.erasure: a liker's deletion must reach
     every author whose set holds them, not only those their capped state names).
 
-    A deleted author keeps a tombstone that drops later likes, until it is idle for
-    `stream.tombstone_idle_evict_s` (as `_Evictable`'s tombstones): then it is dropped, and the
-    author's next like (before any deletion or re-creation in its batch) restores it from the
-    deleted users' set. An author created again stays resident as long, so a like soon after is
-    not checked against a set that may not show the re-creation yet. Any other author's state is
-    discarded after each batch (it holds nothing)."""
+    A deleted author keeps a tombstone that drops later likes; like the per-user steps' (see
+    `_Evictable`), it is dropped when idle and restored from the deleted users' set by the
+    author's next input. An author whose batch deleted or re-created them stays resident until
+    idle, so a like soon after a re-creation is not checked against a set that may not show it
+    yet. Any other author's state is discarded after each batch (it holds nothing): nothing of
+    this step is ever parked (`parks`)."""
 
-    def __init__(self, state: LikersOf | None, store_of=None):
-        super().__init__(state if state is not None else LikersOf())
-        self.store_of = store_of
-        self.known = state is not None  # the state says whether the author is deleted (resumed)
-        self.idle_at = self._deadline() if self.known else None
+    park_kind = "likers"  # (the metrics' label)
+    parks = False
 
-    @classmethod
-    def builder(cls, store_of=None):
-        return super().builder(store_of)
+    def __init__(self, state: LikersOf | None, idle_s: float = 0.0, store_of=None):
+        super().__init__(state, idle_s, store_of)
+        self.parked_copy = False
+        self._touched()
 
-    def _idle_s(self) -> float:
-        """How long a known state stays without input (0: for ever; the restore needs a store,
-        given only with eviction on, as the per-user steps' tombstones need it)."""
-        return _Evictable.tombstone_idle_s if self.store_of is not None else 0.0
+    def _empty(self) -> bool:
+        return True  # (a live author's state holds nothing to park)
 
-    def _deadline(self) -> datetime | None:
-        idle = self._idle_s()
-        return datetime.now(UTC) + timedelta(seconds=idle) if idle > 0 else None
-
-    def _is_tombstone(self) -> bool:
-        return self.state.deleted
+    def _tombstone(self, key: str) -> LikersOf:
+        state = LikersOf()
+        state.deleted = True
+        return state
 
     def on_batch(self, values):
-        if not self.known and self._idle_s() > 0:
-            author = _liked_first(values)  # (a batch that deletes or re-creates first needs none)
-            self.state.deleted = author is not None and deleted_user(self.store_of(), author)
-        out = self.state.apply(values)
+        first = values[0]
+        state = self._resume(first[1].key if first[0] == "forget" else first[1],
+                             new=lambda _: LikersOf())
+        out = state.apply(values)
         written = [w for w in out if w[0] == "liker"]  # ("liker", author, liker, ts)
         if written:  # (the state holds no record of them: the erasure index dedups)
             out.append(("mentions", written[0][1], tuple(dict.fromkeys(w[2] for w in written))))
-        if self.state.deleted or (self._idle_s() > 0 and (self.known or any(
+        if state.deleted or (self._idle_s() > 0 and (self.idle_at is not None or any(
                 v[0] in ("forget_likers", "undeleted") for v in values))):
-            self.known, self.idle_at = True, self._deadline()
+            self._touched()  # (resident: a tombstone, or an author deleted or re-created lately)
             return out, RETAIN
         return out, StatefulBatchLogic.DISCARD
-
-    def notify_at(self):
-        return self.idle_at
-
-    def _timer_pending(self) -> bool:
-        return False  # the idle deadline is set again when the state is resumed
-
-    def on_notify(self):
-        if self.idle_at is None or self.idle_at > datetime.now(UTC):
-            return [], RETAIN
-        if self.state.deleted:
-            metrics.EVICTED.labels("likers").inc()
-        return [], StatefulBatchLogic.DISCARD
-
-
-def _liked_first(values) -> str | None:
-    """The author of the first like in `values` if it comes before any deletion or re-creation
-    of the author (which say themselves whether the author is deleted), else None."""
-    for v in values:
-        if v[0] == "liker":
-            return v[1]
-        if v[0] in ("forget_likers", "undeleted"):
-            return None
-    return None
 
 
 class SearchSessionLogic(_Logic):

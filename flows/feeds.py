@@ -221,7 +221,7 @@ def build_flow(settings: Settings, *, source: Source | None = None,
     likers_out = op.key_rm("likers_out", op.stateful_batch("likers", op.merge(
         "likers_in", op.flat_map("likers_msgs", social_out, likers_messages),
         owner_forgets),
-        LikersLogic.builder(features if settings.stream.user_idle_evict_s > 0 else None)))
+        LikersLogic.builder(settings.stream.user_idle_evict_s, features)))
     likers = op.filter("likers_writes", likers_out, lambda m: m[0] != "mentions")
 
     # search → click, keyed by searcher; the learned re-ranking blend weight under one key

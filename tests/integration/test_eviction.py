@@ -169,7 +169,7 @@ def test_idle_tombstones_are_dropped_and_come_back_from_the_deleted_users_set(li
         try:
             deleted = Event("e1", "user_deleted", T, "u1")
             users, social = UserLogic(None, ctx, lambda: store), SuggestionsLogic(None, ctx, lambda: store)
-            likers = LikersLogic(None, lambda: store)
+            likers = LikersLogic(None, 60.0, lambda: store)
             writer.write_batch(_writes(users.on_batch([("event", deleted, None)])[0]))
             writer.write_batch(_writes(social.on_batch([("event", deleted, None, (), None)])[0]))
             writer.write_batch(_writes(likers.on_batch([("forget_likers", "u1")])[0]))
@@ -186,7 +186,7 @@ def test_idle_tombstones_are_dropped_and_come_back_from_the_deleted_users_set(li
             social_back = SuggestionsLogic(None, ctx, lambda: restarted)
             out, _ = social_back.on_batch([("followed_by", "follow", "u3", T + 2, "u1")])
             assert social_back._is_tombstone() and social_back.notify_at() is not None
-            likers_back = LikersLogic(None, lambda: restarted)  # a like of u1's post, late
+            likers_back = LikersLogic(None, 60.0, lambda: restarted)  # a like of u1's post, late
             assert likers_back.on_batch([("liker", "u1", "u3", T + 3)])[0] == []
             assert likers_back._is_tombstone()
             assert not [k for k in client.scan_iter(f"{keyspace.base}:*u1*")], "nothing names u1"

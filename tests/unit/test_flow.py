@@ -784,7 +784,7 @@ def test_idle_tombstones_are_dropped_and_restored_from_the_deleted_users_set(mon
                     [("deleted", "u1")], [("mention", "u3", "u1")]),
         "expuser": (lambda: ExperimentUserLogic.builder(600.0, lambda: store)(None),
                     [("deleted", "u1")], [("size/small", "impressions", "u1")]),
-        "likers": (lambda: LikersLogic.builder(lambda: store)(None), [("forget_likers", "u1")],
+        "likers": (lambda: LikersLogic.builder(600.0, lambda: store)(None), [("forget_likers", "u1")],
                    [("liker", "u1", "u2", T + 2)]),
     }
     for kind, (build, deletion, later) in steps.items():
@@ -1078,7 +1078,7 @@ def test_a_recreated_author_is_not_taken_for_a_dropped_tombstone(monkeypatch):
     monkeypatch.setattr(_Evictable, "tombstone_idle_s", 3600.0)
     store = CountingStore()
     store.deleted_users.add("a1")  # (not yet removed when the author's next like comes)
-    build = LikersLogic.builder(lambda: store)
+    build = LikersLogic.builder(600.0, lambda: store)
     logic = build(None)
     assert logic.on_batch([("undeleted", "a1")]) == ([], StatefulBatchLogic.RETAIN)
     out, keep = logic.on_batch([("liker", "a1", "u1", 5)])
