@@ -477,6 +477,7 @@ class WorkerRun:
     redis_commands: list[tuple[float, int]] = field(default_factory=list)  # (time, processed)
     catch_up_s: list[float] = field(default_factory=list)  # the most behind process, per sample
     put_off_keys: list[int] = field(default_factory=list)  # all processes, per sample (the same)
+    gc: list[tuple[float, float, int]] = field(default_factory=list)  # (time, GC s, full GCs)
     started: float = 0.0
     ended: float = 0.0
     code: int | None = None
@@ -559,6 +560,8 @@ def run_workers(bench: Bench, env: dict[str, str], processes: int, *, tail: bool
                 result.ranked.append((now, sum(c.ranks for c in scraped)))
                 result.put_off_keys.append(sum(c.put_off_keys for c in scraped))
                 result.catch_up_s.append(max(c.catch_up_s for c in scraped))
+                result.gc.append((now, sum(c.gc_s for c in scraped),
+                                  sum(c.gc_full for c in scraped)))
                 result.last = scraped
             if all(m[0] for m in mem):  # every process alive (an exited one reads 0)
                 result.rss.append((now, [m[0] for m in mem]))
@@ -646,17 +649,23 @@ def summarise_run(run: WorkerRun, total: int, users: int) -> dict:
 
 def window_costs(run: WorkerRun, window: tuple[float, float]) -> dict:
     """What the workers did over `window` of a run: events read, feeds ranked per event, cores
-    used and CPU per event (None where the samples do not cover it). The window ends at the last
-    sample if that came earlier (samples are 0.5 s apart)."""
+    used and CPU per event, cyclic GC's share of the window and its full collections in it (a
+    full one can pause a worker for a second: a freshness tail) (None where the samples do not
+    cover it). The window ends at the last sample if that came earlier (samples are 0.5 s
+    apart)."""
     if run.counts:
         window = (window[0], min(window[1], run.counts[-1][0]))
     events = increase_over([(t, float(c)) for t, c in run.counts], window)
     ranks = increase_over([(t, float(r)) for t, r in run.ranked], window)
     rate = ratio(events, window[1] - window[0])
     cpu = cpu_share(run.cpu, window, rate)
+    gc_s = increase_over([(t, s) for t, s, _ in run.gc], window)
+    full = increase_over([(t, float(f)) for t, _, f in run.gc], window)
     return {"events_per_s": rate, "ranks_per_event": ratio(ranks, events),
             "worker_cores": cpu["workers_cores"],
-            "worker_cpu_us_per_event": cpu["worker_cpu_us_per_event"]}
+            "worker_cpu_us_per_event": cpu["worker_cpu_us_per_event"],
+            "gc_share_of_window": ratio(gc_s, window[1] - window[0]),
+            "gc_full_collections": None if full is None else round(full)}
 
 
 def rss_flatness(samples: list[tuple[float, list[int]]]) -> float | None:
@@ -752,11 +761,13 @@ class BenchConfig:
     processes: int = 1
     partitions: int = 4
     scale: bool = False  # also run the other of 1 / 2 processes on the same topic
-    freshness_s: float = 30.0  # 0 = skip
+    freshness_s: float = 60.0  # 0 = skip
     freshness_rate: float | None = None  # default: half the highest sustained rate (searched)
     rate_search_steps: int = 5  # bisection steps of the sustained-rate search (0: half the drain's)
     rate_step_s: float = 20.0  # each search step's length
-    trace_every: int = 20  # freshness: trace 1 user in N
+    # freshness: trace 1 user in N (1 in 20 over 30 s traced 54 events at the default size's
+    # 93 events/s: a p99 that was the slowest one; 1 in 5 over 60 s traces ~8× as many)
+    trace_every: int = 5
     rank_interval_s: float | None = None  # override stream.rank_interval_s for the run
     backlog_interval_s: float | None = None  # override stream.backlog_interval_s
     pin_cpus: bool = False  # worker process i on CPU i (`persona run --pin-cpus`)
@@ -1285,6 +1296,9 @@ def table(report: dict) -> list[tuple[str, str]]:
         rows.append(("  share of it in catch-up mode (rate not sustained); longest backlog",
                      f"{num(fr['catch_up_share'], '{:.0%}')}; "
                      f"{num(fr['catch_up_peak_s'], '{:.1f}')} s"))
+        rows.append(("  cyclic GC in it: share of the phase / full collections",
+                     f"{num(fr.get('gc_share_of_window'), '{:.1%}')} / "
+                     f"{num(fr.get('gc_full_collections'))}"))
     return rows
 
 

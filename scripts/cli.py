@@ -275,7 +275,7 @@ def bench(config: Optional[Path] = ConfigOpt,
           partitions: int = typer.Option(4, min=1, max=64, help="partitions of the bench topics"),
           scale: bool = typer.Option(False, help="also run the other of 1 / 2 processes on the "
                                                  "same topic and print the ratio"),
-          freshness_s: float = typer.Option(30.0, min=0, help="paced freshness phase (0 = skip)"),
+          freshness_s: float = typer.Option(60.0, min=0, help="paced freshness phase (0 = skip)"),
           rate: Optional[float] = typer.Option(None, help="freshness phase events/s (default: "
                                                           "half the highest sustained rate)"),
           rate_search_steps: int = typer.Option(
