@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 import config
 from scripts.bench import (
+    WorkerRun,
     cores_over,
     cpu_share,
     match_freshness,
@@ -22,6 +23,7 @@ from scripts.bench import (
     steady_window,
     table,
     value_at,
+    window_costs,
     workload,
 )
 from scripts.proc_cpu import (
@@ -203,6 +205,22 @@ def test_cpu_share_over_the_steady_window():
     gone = readings[:5] + [CpuReading(10, None, 2.5, None, 19.0)] + readings[6:]
     assert cpu_share(gone, (3.0, 17.0), 1000.0)["workers_cores"] == pytest.approx(1.5)
     assert cpu_share(readings, None, 1000.0)["workers_cores"] is None
+
+
+def test_window_costs_count_what_happened_inside_the_window_only():
+    run = WorkerRun(processes=1)
+    for t in range(11):  # 100 events/s; a full collection at t = 2 (before) and t = 7 (inside)
+        run.counts.append((float(t), 100 * t))
+        run.ranked.append((float(t), 40 * t))
+        run.gc.append((float(t), 0.01 * t + (0.5 if t >= 7 else 0.0), int(t >= 2) + int(t >= 7)))
+        run.cpu.append(CpuReading(float(t), 0.5 * t, None, None, 0.5 * t))
+    costs = window_costs(run, (5.0, 10.0))
+    assert costs["events_per_s"] == pytest.approx(100)
+    assert costs["ranks_per_event"] == pytest.approx(0.4)
+    assert costs["worker_cores"] == pytest.approx(0.5)
+    assert costs["worker_cpu_us_per_event"] == pytest.approx(5000)
+    assert costs["gc_full_collections"] == 1
+    assert costs["gc_share_of_window"] == pytest.approx((0.05 + 0.5) / 5)
 
 
 def test_table_rows_for_cpu():
