@@ -205,8 +205,8 @@ class _Evictable(_Logic):
         self.idle_at: datetime | None = None  # evicted at this wall clock unless input comes
         self.key: str | None = None  # the key, once an input (or the snapshot) named it
         # Redis holds a parked copy of the state: True (it was restored or rewritten), None
-        # (maybe: resumed from a snapshot), False (none)
-        self.parked_copy: bool | None = None if state is not None else False
+        # (maybe: resumed from a snapshot), False (none; never for a step that `parks` nothing)
+        self.parked_copy: bool | None = None if state is not None and self.parks else False
 
     def _idle_s(self) -> float:
         """`idle_s`, when there is a store to park in (a step's own settings otherwise)."""
@@ -885,7 +885,6 @@ class LikersLogic(_Evictable):
 
     def __init__(self, state: LikersOf | None, idle_s: float = 0.0, store_of=None):
         super().__init__(state, idle_s, store_of)
-        self.parked_copy = False
         self._touched()
 
     def _empty(self) -> bool:
