@@ -36,19 +36,10 @@ from schemas import Feed, FeedItem, Reason
 from schemas.keyspace import Keyspace
 from scripts import loadgen, runner
 from scripts.bench import percentile, ratio
+from scripts.bench_config import ReaderLoad
 
 Log = Callable[[str], object]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@dataclass(frozen=True)
-class ReaderLoad:
-    rate: float | None = 500.0  # open-loop req/s; None: closed loop only
-    connections: int = 4
-    seconds: float = 10.0
-    closed: bool = False  # also a closed loop at `connections` (maximum throughput)
-    server_workers: int = 1  # `persona serve --workers`
-    load_processes: int = 1  # load generator processes
 
 
 def latency_summary(result: loadgen.Result) -> dict:

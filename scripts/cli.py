@@ -13,6 +13,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 import config as config_mod
 from config import ConfigError
+from scripts.bench_config import BenchConfig as Bench
+from scripts.bench_config import ReaderLoad as Reader
 
 app = typer.Typer(help="persona — streaming personalization for social apps.", no_args_is_help=True)
 config_app = typer.Typer(help="Configuration.")
@@ -267,41 +269,52 @@ def feed(user_id: str, limit: int = 10, prefix: Optional[str] = None,
 
 @app.command()
 def bench(config: Optional[Path] = ConfigOpt,
-          events: int = typer.Option(1_000_000, min=100, help="events in the workload"),
-          users: int = typer.Option(100_000, min=10, help="users in the generated world"),
-          seed: int = 7,
-          processes: int = typer.Option(1, "--processes", "-p", min=1, max=8,
+          events: int = typer.Option(Bench.events, min=100, help="events in the workload"),
+          users: int = typer.Option(Bench.users, min=10, help="users in the generated world"),
+          seed: int = Bench.seed,
+          processes: int = typer.Option(Bench.processes, "--processes", "-p", min=1, max=8,
                                         help="worker processes (and I/O floor consumers)"),
-          partitions: int = typer.Option(4, min=1, max=64, help="partitions of the bench topics"),
-          scale: bool = typer.Option(False, help="also run the other of 1 / 2 processes on the "
-                                                 "same topic and print the ratio"),
-          freshness_s: float = typer.Option(60.0, min=0, help="paced freshness phase (0 = skip)"),
-          rate: Optional[float] = typer.Option(None, help="freshness phase events/s (default: "
-                                                          "half the highest sustained rate)"),
+          partitions: int = typer.Option(Bench.partitions, min=1, max=64,
+                                         help="partitions of the bench topics"),
+          scale: bool = typer.Option(Bench.scale, help="also run the other of 1 / 2 processes "
+                                                       "on the same topic and print the ratio"),
+          freshness_s: float = typer.Option(Bench.freshness_s, min=0,
+                                            help="paced freshness phase (0 = skip)"),
+          rate: Optional[float] = typer.Option(Bench.freshness_rate,
+                                               help="freshness phase events/s (default: half "
+                                                    "the highest sustained rate)"),
           rate_search_steps: int = typer.Option(
-              5, min=0, help="steps of the search for the rate tailing workers sustain (0: "
-                             "freshness at half the drain's steady rate)"),
-          rate_step_s: float = typer.Option(20.0, min=1, help="each search step's length"),
+              Bench.rate_search_steps, min=0,
+              help="steps of the search for the rate tailing workers sustain (0: freshness at "
+                   "half the drain's steady rate)"),
+          rate_step_s: float = typer.Option(Bench.rate_step_s, min=1,
+                                            help="each search step's length"),
           rank_interval_s: Optional[float] = typer.Option(
-              None, help="override stream.rank_interval_s for this run"),
+              Bench.rank_interval_s, help="override stream.rank_interval_s for this run"),
           backlog_interval_s: Optional[float] = typer.Option(
-              None, help="override stream.backlog_interval_s (catch-up mode) for this run"),
-          pin_cpus: bool = typer.Option(False, help="pin worker process i to CPU i (as `persona "
-                                                    "run --pin-cpus`)"),
-          reader: bool = typer.Option(True, help="reader phase: HTTP vs raw Redis"),
-          reader_s: float = typer.Option(5.0, min=0.5),
-          concurrency: int = typer.Option(4, min=1, help="reader phase: keep-alive connections"),
-          reader_rate: float = typer.Option(500.0, min=0, help="reader phase: open-loop req/s "
-                                                               "(0: closed loop)"),
-          keep: bool = typer.Option(False, help="keep the bench topics and keys"),
-          churn_s: float = typer.Option(0.0, min=0, help="bounded-state phase: ever-new users "
-                                                         "for this long, RSS over time (0 = skip)"),
-          churn_rate: float = typer.Option(300.0, min=1, help="bounded-state phase events/s"),
-          churn_idle_s: float = typer.Option(10.0, min=0, help="bounded-state phase "
-                                             "stream.user_idle_evict_s (0 = never evict)"),
-          churn_small_caps: bool = typer.Option(True, help="bounded-state phase: the caps that "
-                                                "grow with a creator's audience shrunk to fill "
-                                                "in the first half (--no-…: the defaults)"),
+              Bench.backlog_interval_s,
+              help="override stream.backlog_interval_s (catch-up mode) for this run"),
+          pin_cpus: bool = typer.Option(Bench.pin_cpus, help="pin worker process i to CPU i (as "
+                                                             "`persona run --pin-cpus`)"),
+          reader: bool = typer.Option(Bench.reader, help="reader phase: HTTP vs raw Redis"),
+          reader_s: float = typer.Option(Bench.reader_s, min=0.5),
+          concurrency: int = typer.Option(Bench.reader_concurrency, min=1,
+                                          help="reader phase: keep-alive connections"),
+          reader_rate: float = typer.Option(Bench.reader_rate or 0.0, min=0,
+                                            help="reader phase: open-loop req/s (0: closed loop)"),
+          keep: bool = typer.Option(Bench.keep, help="keep the bench topics and keys"),
+          churn_s: float = typer.Option(Bench.churn_s, min=0,
+                                        help="bounded-state phase: ever-new users for this long, "
+                                             "RSS over time (0 = skip)"),
+          churn_rate: float = typer.Option(Bench.churn_rate, min=1,
+                                           help="bounded-state phase events/s"),
+          churn_idle_s: float = typer.Option(Bench.churn_idle_s, min=0,
+                                             help="bounded-state phase stream.user_idle_evict_s "
+                                                  "(0 = never evict)"),
+          churn_small_caps: bool = typer.Option(Bench.churn_small_caps,
+                                                help="bounded-state phase: the caps that grow "
+                                                     "with a creator's audience shrunk to fill "
+                                                     "in the first half (--no-…: the defaults)"),
           json_out: Optional[Path] = typer.Option(None, "--json", help="write the report here")):
     """Throughput, freshness, memory and reader latency of the full topology on a seeded
     synthetic workload, next to the same run's I/O floor (private topics and keys, removed after)."""
@@ -311,7 +324,7 @@ def bench(config: Optional[Path] = ConfigOpt,
     settings = _settings(config)
     try:
         runner.check_services(settings)
-        report = bench_mod.run(settings, bench_mod.BenchConfig(
+        report = bench_mod.run(settings, Bench(
             events=events, users=users, seed=seed, processes=processes, partitions=partitions,
             scale=scale, freshness_s=freshness_s, freshness_rate=rate,
             rate_search_steps=rate_search_steps, rate_step_s=rate_step_s,
@@ -327,12 +340,16 @@ def bench(config: Optional[Path] = ConfigOpt,
 
 @app.command("bench-reader")
 def bench_reader(config: Optional[Path] = ConfigOpt,
-                 rate: float = typer.Option(500.0, min=0, help="open-loop req/s (0: closed loop only)"),
-                 connections: int = typer.Option(4, min=1, max=256, help="keep-alive connections"),
-                 seconds: float = typer.Option(10.0, min=0.5, max=600),
-                 closed: bool = typer.Option(False, help="also a closed loop at --connections"),
-                 workers: int = typer.Option(1, min=1, max=64, help="`persona serve --workers`"),
-                 load_processes: int = typer.Option(1, min=1, max=16,
+                 rate: float = typer.Option(Reader.rate or 0.0, min=0,
+                                            help="open-loop req/s (0: closed loop only)"),
+                 connections: int = typer.Option(Reader.connections, min=1, max=256,
+                                                 help="keep-alive connections"),
+                 seconds: float = typer.Option(Reader.seconds, min=0.5, max=600),
+                 closed: bool = typer.Option(Reader.closed,
+                                             help="also a closed loop at --connections"),
+                 workers: int = typer.Option(Reader.server_workers, min=1, max=64,
+                                             help="`persona serve --workers`"),
+                 load_processes: int = typer.Option(Reader.load_processes, min=1, max=16,
                                                     help="load generator processes"),
                  users: int = typer.Option(2000, min=1, help="feeds to read (seeded, or sampled "
                                                              "from --prefix)"),
@@ -345,7 +362,7 @@ def bench_reader(config: Optional[Path] = ConfigOpt,
 
     from scripts import bench_reader as bench_mod
     settings = _settings(config)
-    load = bench_mod.ReaderLoad(rate=rate or None, connections=connections, seconds=seconds,
+    load = Reader(rate=rate or None, connections=connections, seconds=seconds,
                                 closed=closed, server_workers=workers,
                                 load_processes=load_processes)
     try:
