@@ -15,7 +15,7 @@ One run, on a private topic and Redis prefix (both removed at the end):
    user's first `PREFILL_EVENTS_PER_USER` events, unpaced). Then the rate they sustain is
    searched for (`rate_search`): steps of `rate_step_s` at rates bisecting (0, the drain's steady
    rate], each judged by whether the workers stayed out of catch-up mode and kept up with their
-   timer work (`step_sustained`), with a pause to settle between steps. Then events are produced
+   timer work (`step_verdict`), with a pause to settle between steps. Then events are produced
    at half the highest sustained rate (or at `freshness_rate` without a search) with their event
    time set to the produce time, which is also
    their Kafka timestamp; the Redis sink traces when the feed of 1 user in `trace_every` is written
@@ -869,25 +869,32 @@ def _check_exit(run: WorkerRun) -> None:
                            "the numbers of this run would be meaningless")
 
 
-def step_sustained(catch_up_s: list[float], put_off_keys: list[int], interval_s: float,
-                   tolerance: float = 0.05) -> bool:
+def step_verdict(catch_up_s: list[float], put_off_keys: list[int], interval_s: float,
+                 tolerance: float = 0.05) -> dict:
     """Whether tailing workers sustained a step's rate, from samples taken during it
-    (`WorkerRun.catch_up_s`, `.put_off_keys`): at most `tolerance` of the step's second half in
-    catch-up mode (over capacity, the input backlog grows until they stay in it; one sample, a
-    pause such as a full GC, passes), and, some time in its last quarter, no due rank or
-    suggestion run put off (the timer work kept up: a rate whose ranks cannot keep up leaves
-    feeds stale while the input is read on time). With 20% allowed, steps 10–15% in catch-up
-    mode (shedding ranks) passed, and freshness at half the rate found missed 1 s (session 18).
+    (`WorkerRun.catch_up_s`, `.put_off_keys`), with what decided it: at most `tolerance` of the
+    step's second half in catch-up mode (over capacity, the input backlog grows until they stay
+    in it; one sample, a pause such as a full GC, passes), and, some time in its last quarter, no
+    due rank or suggestion run put off (the timer work kept up: a rate whose ranks cannot keep up
+    leaves feeds stale while the input is read on time). With 20% allowed, steps 10–15% in
+    catch-up mode (shedding ranks) passed, and freshness at half the rate found missed 1 s
+    (session 18).
 
-    >>> step_sustained([0, 0, 0.2, 0.1], [0, 3, 2, 0], 0.5), step_sustained([0, 0.4, 1.5, 3.0], [0] * 4, 0.5)
-    (True, False)
-    >>> step_sustained([0] * 4, [0, 5, 9, 12], 0.5), step_sustained([], [], 0.5)
-    (False, False)
+    >>> step_verdict([0, 0, 0.2, 0.1], [0, 3, 2, 0], 0.5)["sustained"]
+    True
+    >>> step_verdict([0, 0.4, 1.5, 3.0], [0] * 4, 0.5)
+    {'sustained': False, 'catch_up_second_half': 1.0, 'fewest_put_off_last_quarter': 0}
+    >>> step_verdict([0] * 4, [0, 5, 9, 12], 0.5)
+    {'sustained': False, 'catch_up_second_half': 0.0, 'fewest_put_off_last_quarter': 12}
+    >>> step_verdict([], [], 0.5)["sustained"]
+    False
     """
     half = catch_up_s[len(catch_up_s) // 2:]
     behind = sum(1 for t in half if backlog.catching_up(t, interval_s))
-    last_quarter = put_off_keys[len(put_off_keys) * 3 // 4:]
-    return bool(half) and behind <= tolerance * len(half) and min(last_quarter, default=1) == 0
+    fewest = min(put_off_keys[len(put_off_keys) * 3 // 4:], default=None)
+    return {"sustained": bool(half) and behind <= tolerance * len(half) and fewest == 0,
+            "catch_up_second_half": behind / len(half) if half else None,
+            "fewest_put_off_last_quarter": fewest}
 
 
 def rate_search(upper: float, steps: int,
@@ -960,7 +967,7 @@ def freshness(bench: Bench, cfg: BenchConfig, drained: float, extra: dict, log: 
 
     def produce(run: WorkerRun) -> None:
         settle_s: list[float] = []  # before each step: how long the workers took to settle
-        costs: list[dict] = []  # each step's `window_costs`
+        costs: list[dict] = []  # each step's `step_verdict` inputs and `window_costs`
 
         def step(rate: float) -> bool:
             waited = time.monotonic()
@@ -971,12 +978,14 @@ def freshness(bench: Bench, cfg: BenchConfig, drained: float, extra: dict, log: 
             first, t0 = len(run.catch_up_s), time.monotonic()
             paced_produce(bench, topic, events, rate, cfg.rate_step_s, 0, lambda m: None)
             samples, put_off = run.catch_up_s[first:], run.put_off_keys[first:]
-            ok = step_sustained(samples, put_off, interval_s)
-            share = catch_up_share(samples, interval_s)["catch_up_share"] or 0.0
-            costs.append(window_costs(run, (t0, time.monotonic())))
+            verdict = step_verdict(samples, put_off, interval_s)
+            ok = verdict.pop("sustained")
+            costs.append({**verdict, **window_costs(run, (t0, time.monotonic()))})
             log(f"  {rate:,.0f} events/s: {'sustained' if ok else 'not sustained'} (catch-up "
-                f"mode {share:.0%} of the step; at most {max(put_off, default=0):,} keys' timer "
-                f"work put off; {costs[-1]['ranks_per_event'] or 0:.2f} ranks per event)")
+                f"mode {verdict['catch_up_second_half'] or 0:.0%} of the step's second half; "
+                f"fewest keys' timer work put off in its last quarter "
+                f"{verdict['fewest_put_off_last_quarter'] or 0:,}; "
+                f"{costs[-1]['ranks_per_event'] or 0:.2f} ranks per event)")
             return ok
 
         try:
@@ -1254,6 +1263,10 @@ def table(report: dict) -> list[tuple[str, str]]:
         rows.append(("  time to settle before each step and the measurement (input read, no "
                      "timer work put off)", ", ".join(f"{t['settle_s']:g}" for t in rs["tried"])
                      + f"; {fr['settle_s']:g} s"))
+        rows.append(("  each step: catch-up mode in its second half; fewest keys put off in its "
+                     "last quarter", ", ".join(
+                         f"{num(t.get('catch_up_second_half'), '{:.0%}')}; "
+                         f"{num(t.get('fewest_put_off_last_quarter'))}" for t in rs["tried"])))
         rows.append(("  each step: ranks per event; worker cores",
                      ", ".join(f"{num(t['ranks_per_event'], '{:.2f}')}; "
                                f"{num(t['worker_cores'], '{:.2f}')}" for t in rs["tried"])))

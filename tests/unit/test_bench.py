@@ -257,3 +257,22 @@ def test_ab_drain_stops_a_cluster_once_one_process_fails():
     assert _wait_all(running) == [-9, 3]
     assert time.monotonic() - started < 30
     assert _wait_all([subprocess.Popen([sys.executable, "-c", "pass"])]) == [0]
+
+
+def test_table_shows_what_decided_each_search_step():
+    tried = [{"rate": 400.0, "sustained": False, "settle_s": 0.0, "catch_up_second_half": 0.1,
+              "fewest_put_off_last_quarter": 0, "ranks_per_event": 0.5, "worker_cores": 0.9},
+             {"rate": 200.0, "sustained": True, "settle_s": 12.5, "catch_up_second_half": 0.0,
+              "fewest_put_off_last_quarter": 0, "ranks_per_event": 0.6, "worker_cores": 0.6},
+             {"rate": 300.0, "sustained": False, "settle_s": 3.0, "catch_up_second_half": 0.0,
+              "fewest_put_off_last_quarter": 17, "ranks_per_event": 0.6, "worker_cores": 0.8}]
+    report = {"freshness": {"rate": 100.0, "settle_s": 1.0, "p50_ms": 40, "p99_ms": 300,
+                            "reflected": 50, "never_reflected": 0, "catch_up_share": 0.0,
+                            "catch_up_peak_s": 0.2, "rate_search": {"steps": 3, "step_s": 20.0, "upper": 800.0,
+                                            "max_sustained": 200.0, "min_not_sustained": 300.0,
+                                            "tried": tried}}}
+    rows = table(report)
+    [(_, decided)] = [r for r in rows if r[0].startswith("  each step: catch-up mode")]
+    assert decided == "10%; 0, 0%; 0, 0%; 17"
+    [(_, searched)] = [r for r in rows if r[0].startswith("highest rate")]
+    assert searched == "200 events/s (not 300); tried 400 ✗, 200 ✓, 300 ✗"
