@@ -4,8 +4,9 @@
     python -m scripts.profile_steps drain.raw [--top 12]
 
 (`python -m scripts.ab_drain --py-spy DIR …` records one such profile per run.) Each sample is
-charged to the step whose code it is in: a stateful logic by its class (`UserLogic.rank` for the
-users step's timer, `UserLogic.learn` for its batches), a sink by its class, a `flows/feeds.py`
+charged to the step whose code it is in: a stateful logic by its class and what Bytewax called
+(`UserLogic.timer` for the users step's timers, `UserLogic.eof` for its end-of-input sweep,
+`UserLogic.batch` for its batches and what they run), a sink by its class, a `flows/feeds.py`
 lambda by the step id on its line, Bytewax's own Python shims around a step's function to
 "bytewax shims", and a sample with no Python frame below Bytewax's entry point (`run.py`) to
 "bytewax runtime" — the Rust side: routing, exchange, timer scans, Kafka reads, waiting for the
@@ -25,7 +26,7 @@ from pathlib import Path
 FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^:()]*):(?P<line>\d+)\)$")
 FEEDS = Path(__file__).resolve().parent.parent / "flows" / "feeds.py"
 STEP_CALL = re.compile(r"""op\.\w+\(\s*["'](?P<step>[\w-]+)["']""")
-# a logic's methods that run on its timer (the rest run on batches)
+# a logic's methods that run on its timer (`on_eof`: the end-of-input sweep; the rest: batches)
 TIMER_METHODS = {"on_notify", "_fire", "_run", "_evict_if_idle"}
 
 
@@ -83,7 +84,7 @@ def classify(frames, feeds_steps) -> str:
     if any(f[0] in ("build_flow", "get_flow", "_find_and_load") for f in below[:3]) or \
             below[0][0] in ("_find_and_load", "<module>"):
         return "start-up"
-    owner, timer = None, False
+    owner, called = None, None  # called: "timer" | "eof", from the outermost logic frame
     for func, file, line in below:
         if file.endswith("flows/feeds.py"):
             if owner is None:  # a lambda by its step, a helper function by its name
@@ -92,11 +93,12 @@ def classify(frames, feeds_steps) -> str:
         if file.endswith("flows/adapters.py") and "." in func:
             cls, _, method = func.partition(".")
             method = method.split(".")[0]
-            timer = timer or method in TIMER_METHODS
+            if called is None:
+                called = "eof" if method == "on_eof" else "timer" if method in TIMER_METHODS \
+                    else "batch"
             if not cls.startswith("_") or cls in ("_RedisPartition",):
                 name = {"_RedisPartition": "RedisSink"}.get(cls, cls)
-                return f"{name}.{'timer' if timer else 'batch'}" if cls.endswith(
-                    "Logic") else name
+                return f"{name}.{called}" if cls.endswith("Logic") else name
             if cls.endswith("Partition"):
                 return cls.strip("_").replace("Partition", "Sink")
     if owner is not None:
