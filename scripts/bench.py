@@ -967,7 +967,7 @@ def freshness(bench: Bench, cfg: BenchConfig, drained: float, extra: dict, log: 
 
     def produce(run: WorkerRun) -> None:
         settle_s: list[float] = []  # before each step: how long the workers took to settle
-        costs: list[dict] = []  # each step's `step_verdict` inputs and `window_costs`
+        costs: list[dict] = []  # each step's `step_verdict` numbers and `window_costs`
 
         def step(rate: float) -> bool:
             waited = time.monotonic()
