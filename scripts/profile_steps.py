@@ -84,7 +84,7 @@ def classify(frames, feeds_steps) -> str:
     if any(f[0] in ("build_flow", "get_flow", "_find_and_load") for f in below[:3]) or \
             below[0][0] in ("_find_and_load", "<module>"):
         return "start-up"
-    owner, called = None, None  # called: "timer" | "eof", from the outermost logic frame
+    owner, called = None, None  # called: "timer" | "eof" | "batch", by the outermost logic frame
     for func, file, line in below:
         if file.endswith("flows/feeds.py"):
             if owner is None:  # a lambda by its step, a helper function by its name

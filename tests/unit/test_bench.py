@@ -266,11 +266,11 @@ def test_table_shows_what_decided_each_search_step():
               "fewest_put_off_last_quarter": 0, "ranks_per_event": 0.6, "worker_cores": 0.6},
              {"rate": 300.0, "sustained": False, "settle_s": 3.0, "catch_up_second_half": 0.0,
               "fewest_put_off_last_quarter": 17, "ranks_per_event": 0.6, "worker_cores": 0.8}]
+    search = {"steps": 3, "step_s": 20.0, "upper": 800.0, "max_sustained": 200.0,
+              "min_not_sustained": 300.0, "tried": tried}
     report = {"freshness": {"rate": 100.0, "settle_s": 1.0, "p50_ms": 40, "p99_ms": 300,
                             "reflected": 50, "never_reflected": 0, "catch_up_share": 0.0,
-                            "catch_up_peak_s": 0.2, "rate_search": {"steps": 3, "step_s": 20.0, "upper": 800.0,
-                                            "max_sustained": 200.0, "min_not_sustained": 300.0,
-                                            "tried": tried}}}
+                            "catch_up_peak_s": 0.2, "rate_search": search}}
     rows = table(report)
     [(_, decided)] = [r for r in rows if r[0].startswith("  each step: catch-up mode")]
     assert decided == "10%; 0, 0%; 0, 0%; 17"
