@@ -651,9 +651,10 @@ def summarise_run(run: WorkerRun, total: int, users: int) -> dict:
 def window_costs(run: WorkerRun, window: tuple[float, float]) -> dict:
     """What the workers did over `window` of a run: events read, feeds ranked per event, cores
     used and CPU per event, cyclic GC's share of the window and its full collections in it (a
-    full one can pause a worker for a second: a freshness tail) (None where the samples do not
-    cover it). The window ends at the last sample if that came earlier (samples are 0.5 s
-    apart)."""
+    full one can pause a worker for a second: a freshness tail), and the cores the rest of the
+    machine used meanwhile (busy minus workers, broker and Redis: the bench's own producer and
+    anything else running, which a quiet run keeps near 0) (None where the samples do not cover
+    it). The window ends at the last sample if that came earlier (samples are 0.5 s apart)."""
     if run.counts:
         window = (window[0], min(window[1], run.counts[-1][0]))
     events = increase_over([(t, float(c)) for t, c in run.counts], window)
@@ -666,7 +667,23 @@ def window_costs(run: WorkerRun, window: tuple[float, float]) -> dict:
             "worker_cores": cpu["workers_cores"],
             "worker_cpu_us_per_event": cpu["worker_cpu_us_per_event"],
             "gc_share_of_window": ratio(gc_s, window[1] - window[0]),
-            "gc_full_collections": None if full is None else round(full)}
+            "gc_full_collections": None if full is None else round(full),
+            "other_cores": other_cores(cpu)}
+
+
+def other_cores(cpu: dict) -> float | None:
+    """Of `cpu_share`'s cores: the machine busy outside the workers, the broker and Redis (a role
+    not on this host counts 0), at least 0.
+
+    >>> round(other_cores({"machine_busy_cores": 1.2, "workers_cores": 0.7, "broker_cores": 0.05,
+    ...                    "redis_cores": None}), 2)
+    0.45
+    """
+    busy, workers = cpu.get("machine_busy_cores"), cpu.get("workers_cores")
+    if busy is None or workers is None:
+        return None
+    services = (cpu.get("broker_cores") or 0.0) + (cpu.get("redis_cores") or 0.0)
+    return max(0.0, busy - workers - services)
 
 
 def rss_flatness(samples: list[tuple[float, list[int]]]) -> float | None:
@@ -1281,6 +1298,8 @@ def table(report: dict) -> list[tuple[str, str]]:
         rows.append(("  share of it in catch-up mode (rate not sustained); longest backlog",
                      f"{num(fr['catch_up_share'], '{:.0%}')}; "
                      f"{num(fr['catch_up_peak_s'], '{:.1f}')} s"))
+        rows.append(("  cores busy outside the workers, broker and Redis meanwhile (the bench "
+                     "itself, anything else)", num(fr.get("other_cores"), "{:.2f}")))
         rows.append(("  cyclic GC in it: share of the phase / full collections",
                      f"{num(fr.get('gc_share_of_window'), '{:.1%}')} / "
                      f"{num(fr.get('gc_full_collections'))}"))

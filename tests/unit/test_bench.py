@@ -213,7 +213,7 @@ def test_window_costs_count_what_happened_inside_the_window_only():
         run.counts.append((float(t), 100 * t))
         run.ranked.append((float(t), 40 * t))
         run.gc.append((float(t), 0.01 * t + (0.5 if t >= 7 else 0.0), int(t >= 2) + int(t >= 7)))
-        run.cpu.append(CpuReading(float(t), 0.5 * t, None, None, 0.5 * t))
+        run.cpu.append(CpuReading(float(t), 0.5 * t, 0.1 * t, None, 0.9 * t))
     costs = window_costs(run, (5.0, 10.0))
     assert costs["events_per_s"] == pytest.approx(100)
     assert costs["ranks_per_event"] == pytest.approx(0.4)
@@ -221,6 +221,8 @@ def test_window_costs_count_what_happened_inside_the_window_only():
     assert costs["worker_cpu_us_per_event"] == pytest.approx(5000)
     assert costs["gc_full_collections"] == 1
     assert costs["gc_share_of_window"] == pytest.approx((0.05 + 0.5) / 5)
+    # the machine was busy 0.9 cores: 0.5 the worker, 0.1 the broker, 0.3 something else
+    assert costs["other_cores"] == pytest.approx(0.3)
 
 
 def test_table_rows_for_cpu():
@@ -270,9 +272,10 @@ def test_table_shows_what_decided_each_search_step():
               "min_not_sustained": 300.0, "tried": tried}
     report = {"freshness": {"rate": 100.0, "settle_s": 1.0, "p50_ms": 40, "p99_ms": 300,
                             "reflected": 50, "never_reflected": 0, "catch_up_share": 0.0,
-                            "catch_up_peak_s": 0.2, "rate_search": search}}
+                            "catch_up_peak_s": 0.2, "other_cores": 0.04, "rate_search": search}}
     rows = table(report)
     [(_, decided)] = [r for r in rows if r[0].startswith("  each step: catch-up mode")]
     assert decided == "10%; 0, 0%; 0, 0%; 17"
     [(_, searched)] = [r for r in rows if r[0].startswith("highest rate")]
     assert searched == "200 events/s (not 300); tried 400 ✗, 200 ✓, 300 ✗"
+    assert [v for k, v in rows if k.startswith("  cores busy outside")] == ["0.04"]
