@@ -164,10 +164,15 @@ def cpu_share(readings: list[CpuReading], window: tuple[float, float] | None,
             return None
         return cores_over([(r.t, getattr(r, role)) for r in readings
                            if getattr(r, role) is not None], window)
-    workers = cores("workers")
+    workers, broker, redis_, busy = (cores(role) for role in (
+        "workers", "broker", "redis", "machine_busy"))
     return {"window_s": None if window is None else round(window[1] - window[0], 2),
-            "workers_cores": workers, "broker_cores": cores("broker"), "redis_cores": cores("redis"),
-            "machine_busy_cores": cores("machine_busy"), "cpu_count": os.cpu_count(),
+            "workers_cores": workers, "broker_cores": broker, "redis_cores": redis_,
+            "machine_busy_cores": busy, "cpu_count": os.cpu_count(),
+            # the rest of the machine: the bench's own producer and anything else running (a
+            # quiet run keeps it near 0; a role not on this host counts 0)
+            "other_cores": None if busy is None or workers is None else max(
+                0.0, busy - workers - (broker or 0.0) - (redis_ or 0.0)),
             "worker_cpu_us_per_event": ratio(None if workers is None else workers * 1e6,
                                              events_per_s)}
 
@@ -652,8 +657,7 @@ def window_costs(run: WorkerRun, window: tuple[float, float]) -> dict:
     """What the workers did over `window` of a run: events read, feeds ranked per event, cores
     used and CPU per event, cyclic GC's share of the window and its full collections in it (a
     full one can pause a worker for a second: a freshness tail), and the cores the rest of the
-    machine used meanwhile (busy minus workers, broker and Redis: the bench's own producer and
-    anything else running, which a quiet run keeps near 0) (None where the samples do not cover
+    machine used meanwhile (`cpu_share`'s `other_cores`) (None where the samples do not cover
     it). The window ends at the last sample if that came earlier (samples are 0.5 s apart)."""
     if run.counts:
         window = (window[0], min(window[1], run.counts[-1][0]))
@@ -668,22 +672,7 @@ def window_costs(run: WorkerRun, window: tuple[float, float]) -> dict:
             "worker_cpu_us_per_event": cpu["worker_cpu_us_per_event"],
             "gc_share_of_window": ratio(gc_s, window[1] - window[0]),
             "gc_full_collections": None if full is None else round(full),
-            "other_cores": other_cores(cpu)}
-
-
-def other_cores(cpu: dict) -> float | None:
-    """Of `cpu_share`'s cores: the machine busy outside the workers, the broker and Redis (a role
-    not on this host counts 0), at least 0.
-
-    >>> round(other_cores({"machine_busy_cores": 1.2, "workers_cores": 0.7, "broker_cores": 0.05,
-    ...                    "redis_cores": None}), 2)
-    0.45
-    """
-    busy, workers = cpu.get("machine_busy_cores"), cpu.get("workers_cores")
-    if busy is None or workers is None:
-        return None
-    services = (cpu.get("broker_cores") or 0.0) + (cpu.get("redis_cores") or 0.0)
-    return max(0.0, busy - workers - services)
+            "other_cores": cpu["other_cores"]}
 
 
 def rss_flatness(samples: list[tuple[float, list[int]]]) -> float | None:
@@ -906,12 +895,10 @@ def step_verdict(catch_up_s: list[float], put_off_keys: list[int], interval_s: f
     >>> step_verdict([], [], 0.5)["sustained"]
     False
     """
-    half = catch_up_s[len(catch_up_s) // 2:]
-    behind = sum(1 for t in half if backlog.catching_up(t, interval_s))
+    behind = catch_up_share(catch_up_s[len(catch_up_s) // 2:], interval_s)["catch_up_share"]
     fewest = min(put_off_keys[len(put_off_keys) * 3 // 4:], default=None)
-    return {"sustained": bool(half) and behind <= tolerance * len(half) and fewest == 0,
-            "catch_up_second_half": behind / len(half) if half else None,
-            "fewest_put_off_last_quarter": fewest}
+    return {"sustained": behind is not None and behind <= tolerance and fewest == 0,
+            "catch_up_second_half": behind, "fewest_put_off_last_quarter": fewest}
 
 
 def rate_search(upper: float, steps: int,

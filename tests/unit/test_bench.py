@@ -201,10 +201,13 @@ def test_cpu_share_over_the_steady_window():
     assert share["redis_cores"] is None
     assert share["machine_busy_cores"] == pytest.approx(1.9)
     assert share["worker_cpu_us_per_event"] == pytest.approx(1500.0)  # 1.5 CPU s / 1,000 events
+    # busy outside the workers and the broker (Redis not on this host counts 0)
+    assert share["other_cores"] == pytest.approx(0.15)
     # a worker gone mid-run: its readings are dropped, the window still covered by the others
     gone = readings[:5] + [CpuReading(10, None, 2.5, None, 19.0)] + readings[6:]
     assert cpu_share(gone, (3.0, 17.0), 1000.0)["workers_cores"] == pytest.approx(1.5)
     assert cpu_share(readings, None, 1000.0)["workers_cores"] is None
+    assert cpu_share(readings, None, 1000.0)["other_cores"] is None
 
 
 def test_window_costs_count_what_happened_inside_the_window_only():
