@@ -405,9 +405,10 @@ def produce_workload(bench: Bench, topic: str, partitions: int, lines: Iterable[
 
 # ------------------------------------------------------------------------------ I/O floor
 def _floor_worker(bootstrap: str, extra: dict, topic: str, parts: list[tuple[int, int, int]],
-                  redis_url: str, redis_options: dict, prefix: str, out) -> None:
-    """Consume `parts` [(partition, low, high)] to their end; orjson decode; one SET per event,
-    one pipeline per consumed batch. Sends (first message time, end time, count) to `out`."""
+                  redis_url: str, redis_options: dict, prefix: str, batch_size: int, out) -> None:
+    """Consume `parts` [(partition, low, high)] to their end, `batch_size` messages a call at most
+    (the workers' `stream.kafka_batch_size`); orjson decode; one SET per event, one pipeline per
+    consumed batch. Sends (first message time, end time, count) to `out`."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{prefix}-floor",
                          "enable.auto.commit": False, "fetch.min.bytes": 1, **extra})
     client = connect(redis_url, **redis_options)
@@ -416,7 +417,7 @@ def _floor_worker(bootstrap: str, extra: dict, topic: str, parts: list[tuple[int
     done = {p for p, low, high in parts if high <= low}
     n, first = 0, None
     while len(done) < len(parts):
-        msgs = consumer.consume(1000, timeout=1.0)
+        msgs = consumer.consume(batch_size, timeout=1.0)
         if not msgs:
             continue
         first = first or time.monotonic()
@@ -453,7 +454,7 @@ def io_floor(bench: Bench, topic: str, processes: int) -> dict:
     out = mp.Queue()
     procs = [mp.Process(target=_floor_worker, args=(
         s.kafka.bootstrap, kafka_config(s.kafka), topic, parts[i::processes], url, options,
-        f"{bench.prefix}-io", out)) for i in range(processes)]
+        f"{bench.prefix}-io", s.stream.kafka_batch_size, out)) for i in range(processes)]
     for p in procs:
         p.start()
     results = [out.get(timeout=3600) for _ in procs]
