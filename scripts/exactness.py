@@ -6,7 +6,7 @@ workers `--runs` times to the end of it (own prefix, recovery on, as the crash-r
 then prints per key kind how many keys differ from the first run and, with `--show N`, N
 differing values of each kind. For the kinds that are not reproduced byte for byte (feeds), it
 prints how close each run's feeds are to the first run's: the mean share of a feed's top 10 that
-is in the other's. `--kill-run K`: run K is killed (SIGKILL) once its snapshots passed a seeded
+is in the other's; and how many users' features differ but for the residual model (0 expected). `--kill-run K`: run K is killed (SIGKILL) once its snapshots passed a seeded
 random 10–50% of the topic and restarted on its recovery directory, so a recovery's divergence
 can be set next to an uninterrupted run's (`--runs 3 --kill-run 2`).
 The deleted users' set is compared by size (`key_digests`: its members are keyed by the keyspace).
@@ -36,6 +36,7 @@ def main(argv=None) -> int:
     from tests.integration.helpers import (
         cleanup,
         create_run_topics,
+        differing_users,
         feeds,
         key_digests,
         key_kind,
@@ -43,6 +44,7 @@ def main(argv=None) -> int:
         run_to_end,
         start_recovering,
         top_overlap,
+        user_features_but_model,
         value_bytes,
         wait_snapshot_offset,
     )
@@ -107,6 +109,9 @@ def main(argv=None) -> int:
                 print(f"  {kind:16} {len(differ[kind]):5} / {total[kind]}")
             print(f"  feeds' top 10 in run 0's top 10: "
                   f"{top_overlap(feeds(ref_settings, client), feeds(settings, client)):.1%}")
+            users = differing_users(user_features_but_model(client, ref_settings.redis.prefix),
+                                    user_features_but_model(client, settings.redis.prefix))
+            print(f"  user features but the residual model: {len(users)} users differ")
             for kind in sorted(differ):
                 for key in sorted(differ[kind])[:a.show]:
                     for s in (ref_settings, settings):

@@ -56,6 +56,27 @@ def feeds(settings, client: redis.Redis) -> dict[str, dict]:
     return out
 
 
+def user_features_but_model(client: redis.Redis, prefix: str,
+                            version: str | None = None) -> dict[str, bytes]:
+    """Every user's published features (`…:ufeat:{user}`, of the active keyspace version unless
+    given) without the residual model, by user: the affinities, exposures, engagements, follows
+    and recent likes are functions of the user's own events in order, so a restart, a replay and
+    a drain must agree on them byte for byte; the model learns from choice sets ranked at
+    wall-clock moments and is not comparable (docs/recovery.md)."""
+    version = version or client.get(f"{prefix}:active").decode()
+    out = {}
+    for key in client.scan_iter(f"{prefix}:v{version}:ufeat:*", count=1000):
+        value = orjson.loads(client.get(key))
+        del value["model"]
+        out[value["user_id"]] = orjson.dumps(value)
+    return out
+
+
+def differing_users(expected: dict[str, bytes], got: dict[str, bytes]) -> list[str]:
+    """The users whose `user_features_but_model` differ between two runs, or exist in one only."""
+    return sorted(u for u in expected.keys() | got.keys() if expected.get(u) != got.get(u))
+
+
 def top_overlap(ref: dict[str, dict], got: dict[str, dict], k: int = 10) -> float:
     """Over the users with a feed in `ref` (`feeds`), the mean share of their top `k` there that
     is in their top `k` in `got` (0 for a feed missing from `got`)."""

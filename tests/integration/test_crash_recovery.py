@@ -4,11 +4,13 @@ contents equal an uninterrupted run's (real Kafka and Redis, one partition, one 
 What is compared (helpers.SETTLED_KINDS, README "Operating and recovery"): every key must exist in
 both runs; item features, trending and fresh indices, graph records, group members, likers, popular
 users, profiles, item neighbours and — both runs drain over a recovery directory and end with the
-settling pass (`runner.drain`) — suggestions must be byte-identical. Feeds, notification inboxes,
-user features and the global models are not compared byte for byte: they depend on wall-clock
-rank timers and on models learned in arrival order, and differ between two uninterrupted runs as
-well. Feeds are compared by their top 10: the restarted run's must hold at least
-`MIN_TOP_OVERLAP` of the uninterrupted run's (98.6–99.3% measured; two uninterrupted runs ~98%).
+settling pass (`runner.drain`) — suggestions must be byte-identical, and so must every user's
+features but their residual model (`user_features_but_model`): the exact check that no user
+state was lost or applied twice. Feeds, notification inboxes, the residual models and the global
+models are not compared byte for byte: they depend on wall-clock rank timers and on models
+learned in arrival order, and differ between two uninterrupted runs as well. Feeds are compared
+by their top 10: the restarted run's must hold at least `MIN_TOP_OVERLAP` of the uninterrupted
+run's on average over the users.
 
 No doubling: the topic starts with a malformed line. Its dead letter is produced once by the killed
 run; a restart that re-read the topic from the beginning would produce it again.
@@ -31,6 +33,7 @@ from tests.integration.helpers import (
     compare_runs,
     create_run_topics,
     dead_letters_of_first_line,
+    differing_users,
     feeds,
     key_digests,
     produce_log,
@@ -38,13 +41,16 @@ from tests.integration.helpers import (
     run_to_end,
     start_recovering,
     top_overlap,
+    user_features_but_model,
     wait_snapshot_offset,
 )
 
 SEEDS = (1, 2, 3)
-# Feeds are not byte-identical between two uninterrupted runs either; their top 10s are ~98% the
-# same (scripts.exactness). A recovery that lost user state would rank colder feeds.
-MIN_TOP_OVERLAP = 0.9
+# Measured in session 23 (docs/recovery.md, "Feeds after a restart"): two uninterrupted runs
+# share 94.6–96.7% of their top 10s, a restarted run 91.4–95.1% (89.8% once in CI, against the
+# bound of 0.9 then), and a restart whose users step lost all its state 43–67%. The user features
+# above catch a smaller loss exactly; this bound catches a ranking that goes cold.
+MIN_TOP_OVERLAP = 0.85
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +67,8 @@ def reference(live, tmp_path_factory):
     assert run_to_end(settings, env, tmp_path_factory.mktemp("ref")) == 0
     client = redis.Redis.from_url(live[1])
     digests = key_digests(client, settings.redis.prefix)
-    yield unique, digests, len(events), feeds(settings, client)
+    yield unique, digests, len(events), feeds(settings, client), user_features_but_model(
+        client, settings.redis.prefix)
     cleanup(settings, client)
 
 
@@ -69,7 +76,7 @@ def reference(live, tmp_path_factory):
 def test_kill_9_and_restart_gives_the_uninterrupted_contents(live, reference, seed, tmp_path):
     import redis
 
-    unique, expected, n_events, expected_feeds = reference
+    unique, expected, n_events, expected_feeds, expected_users = reference
     env = run_env(live, unique, f"kill{seed}")
     settings = create_run_topics(env)
     client = redis.Redis.from_url(live[1])
@@ -95,11 +102,16 @@ def test_kill_9_and_restart_gives_the_uninterrupted_contents(live, reference, se
         assert diff == {"missing": [], "extra": [], "different": []}, (
             f"seed {seed}, killed after a snapshot at offset {offset} of {n_events}: "
             f"{ {k: (len(v), v[:5]) for k, v in diff.items()} }")
+        users = user_features_but_model(client, settings.redis.prefix)
+        lost = differing_users(expected_users, users)
+        assert not lost, (
+            f"seed {seed}: {len(lost)} users' features (but the residual model) differ from the "
+            f"uninterrupted run's, e.g. {lost[:5]}: user state was lost or applied twice")
         overlap = top_overlap(expected_feeds, feeds(settings, client))
         print(f"seed {seed}: feeds' top 10 in the uninterrupted run's: {overlap:.1%}")
         assert overlap >= MIN_TOP_OVERLAP, (
             f"seed {seed}: the restarted run's feeds hold {overlap:.1%} of the uninterrupted "
-            f"run's top 10 (two uninterrupted runs: ~98%): state was lost in the recovery")
+            f"run's top 10 (two uninterrupted runs: 95-97%): the restarted feeds went cold")
         assert dead_letters_of_first_line(settings) == 1, (
             "the restarted worker re-read the topic from the beginning instead of resuming")
     finally:

@@ -29,6 +29,7 @@ from tests.integration.helpers import (
     compare_runs,
     create_run_topics,
     dead_letters_of_first_line,
+    differing_users,
     explain,
     key_digests,
     key_kind,
@@ -36,6 +37,7 @@ from tests.integration.helpers import (
     run_env,
     run_to_end,
     start_recovering,
+    user_features_but_model,
     wait_snapshot_offset,
 )
 
@@ -69,14 +71,15 @@ def reference4(live, tmp_path_factory):
     assert run_to_end(settings, env, tmp_path_factory.mktemp("ref4")) == 0
     client = redis.Redis.from_url(live[1])
     digests = key_digests(client, settings.redis.prefix)
-    yield unique, digests, len(events), time.monotonic() - started
+    yield (unique, digests, len(events), time.monotonic() - started,
+           user_features_but_model(client, settings.redis.prefix))
     cleanup(settings, client)
 
 
 @pytest.mark.parametrize("processes", [1, 2])
 def test_kill_9_with_four_partitions_gives_the_uninterrupted_contents(live, reference4, tmp_path,
                                                                       processes):
-    unique, expected, n_events, ref_s = reference4
+    unique, expected, n_events, ref_s, expected_users = reference4
     env = env_for(live, unique, f"kill{SEED}-{processes}")
     settings = create_run_topics(env)
     client = redis.Redis.from_url(live[1])
@@ -103,6 +106,10 @@ def test_kill_9_with_four_partitions_gives_the_uninterrupted_contents(live, refe
             f"killed after snapshots at offset {offset} of {n_events}: "
             f"{ {k: (len(v), v[:5]) for k, v in diff.items()} }\n"
             + explain(client, (f"test-{unique}-ref", settings.redis.prefix), diff))
+        lost = differing_users(expected_users,
+                               user_features_but_model(client, settings.redis.prefix))
+        assert not lost, (f"{len(lost)} users' features (but the residual model) differ from the "
+                          f"uninterrupted run's, e.g. {lost[:5]}")
         exact = sorted({key_kind(k) for k in expected} & SETTLED_KINDS)
         print(f"4 partitions, {processes} process(es): {len(expected)} keys, exact kinds {exact}; reference run "
               f"{ref_s:.0f} s; killed at offset {offset}/{n_events}")

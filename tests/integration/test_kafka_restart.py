@@ -22,9 +22,11 @@ from tests.integration.helpers import (
     compare_runs,
     create_run_topics,
     dead_letters_of_first_line,
+    differing_users,
     explain,
     key_digests,
     run_env,
+    user_features_but_model,
     wait_first_write,
     wait_quiet,
 )
@@ -98,6 +100,10 @@ def test_consumption_resumes_after_a_broker_restart(live, tmp_path, capfd):
             runner.stop(procs)
 
         diff = compare_runs(expected, got)
+        lost = differing_users(user_features_but_model(client, settings["ref"].redis.prefix),
+                               user_features_but_model(client, settings["restart"].redis.prefix))
+        assert not lost, (f"{len(lost)} users' features (but the residual model) differ from "
+                          f"the uninterrupted run's, e.g. {lost[:5]}")
         assert diff == {"missing": [], "extra": [], "different": []}, (
             {k: (len(v), v[:5]) for k, v in diff.items()},
             explain(client, (settings["ref"].redis.prefix, settings["restart"].redis.prefix),

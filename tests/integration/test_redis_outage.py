@@ -62,8 +62,10 @@ def test_the_flow_survives_redis_stopped_mid_stream(tmp_path, live, capfd):
     from tests.integration.helpers import (
         compare_runs,
         create_run_topics,
+        differing_users,
         key_digests,
         run_env,
+        user_features_but_model,
         wait_first_write,
         wait_quiet,
     )
@@ -114,6 +116,10 @@ def test_the_flow_survives_redis_stopped_mid_stream(tmp_path, live, capfd):
                           log=lambda m: None, metrics_port=0) == 0
         expected = key_digests(client, settings["ref"].redis.prefix)
         diff = compare_runs(expected, got)
+        lost = differing_users(user_features_but_model(client, settings["ref"].redis.prefix),
+                               user_features_but_model(client, settings["outage"].redis.prefix))
+        assert not lost, (f"{len(lost)} users' features (but the residual model) differ from "
+                          f"the uninterrupted run's, e.g. {lost[:5]}")
         assert diff == {"missing": [], "extra": [], "different": []}, (
             {k: (len(v), v[:5]) for k, v in diff.items()})
         assert "retrying in" in capfd.readouterr().err, "the degraded worker said nothing"

@@ -18,10 +18,12 @@ from scripts.replay import replay
 from tests.integration.helpers import (
     cleanup,
     create_run_topics,
+    differing_users,
     key_digests,
     produce_log,
     run_env,
     run_to_end,
+    user_features_but_model,
 )
 from tests.unit.test_experiments import EXPERIMENT
 
@@ -119,14 +121,10 @@ def test_a_replay_writes_the_social_keys_of_a_drained_run(live, redis_client, un
         assert sorted(k for k in flow if flow[k] != got[k]) == []
         assert experiment_keys(got_all) == experiment_keys(flow_all) != {}
 
-        def features(prefix: str, version: str) -> dict[str, dict]:
-            return {key.decode().rsplit(":", 1)[1]: {
-                k: v for k, v in orjson.loads(redis_client.get(key)).items() if k != "model"}
-                for key in redis_client.scan_iter(f"{prefix}:v{version}:ufeat:*")}
-
-        flow_features = features(prefix, flow_version)
+        flow_features = user_features_but_model(redis_client, prefix, flow_version)
         assert len(flow_features) > 70
-        assert features(f"test-{unique}", version) == flow_features
+        assert differing_users(flow_features, user_features_but_model(
+            redis_client, f"test-{unique}", version)) == []
     finally:
         cleanup(settings, redis_client)
         cleanup(replayed, redis_client)
