@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import os
 import pickle
@@ -14,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import orjson
 import redis
 
@@ -407,6 +409,75 @@ def committed_offset(recovery_dir, topic: str) -> int:
     newest = {key: change for key, epoch, change in rows
               if change is not None and epoch < committed}
     return sum(max(pickle.loads(c), 0) for key, c in newest.items() if key.endswith(f"-{topic}"))
+
+
+def worker_states(recovery_dir, step: str) -> dict[str, object]:
+    """Each key's state in the flow's step `step` (e.g. "users") at its newest snapshot in the
+    recovery directory, as a restart would resume it: unpickled, without the flow's wrappers (a
+    pending timer, an evictable key's own key: `flows.adapters._Logic.snapshot`). Keys whose
+    newest snapshot is a discard are left out."""
+    newest: dict[str, bytes | None] = {}
+    for part in Path(recovery_dir).glob("part-*.sqlite3"):
+        with sqlite3.connect(f"file:{part}?mode=ro", uri=True, timeout=1) as db:
+            for key, change in db.execute(
+                    "SELECT state_key, ser_change FROM snaps WHERE step_id LIKE ? "
+                    "ORDER BY snap_epoch", (f"%.{step}",)):
+                newest[key] = change
+    states = {}
+    for key, change in newest.items():
+        value = pickle.loads(change) if change is not None else None
+        while isinstance(value, bytes) or type(value).__name__ in ("_PendingTimer",
+                                                                   "_KeyedSnapshot"):
+            value = (pickle.loads(value) if isinstance(value, bytes) else
+                     value.state if hasattr(value, "state") else value.snapshot)
+        if value is not None:
+            states[key] = value
+    return states
+
+
+def comparable(value, depth: int = 0):
+    """`value` as plain data that compares by content: sets sorted, arrays as lists, objects as
+    their `__getstate__` or their attributes and slots (a set pickles in insertion order, and
+    most state classes have no `__eq__`)."""
+    if depth > 12:
+        raise ValueError(f"state nested deeper than 12 levels: {type(value).__name__}")
+    deeper = depth + 1
+    if isinstance(value, (str, bytes, int, float, bool, type(None))):
+        return value
+    if isinstance(value, dict):
+        return {k if isinstance(k, str) else repr(k): comparable(v, deeper)
+                for k, v in value.items()}
+    if isinstance(value, (set, frozenset)):
+        return sorted(repr(comparable(v, deeper)) for v in value)
+    if isinstance(value, (list, tuple, collections.deque)):
+        return [comparable(v, deeper) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if type(value).__getstate__ is not object.__getstate__:
+        return [type(value).__name__, comparable(value.__getstate__(), deeper)]
+    fields = dict(getattr(value, "__dict__", {}))
+    for cls in type(value).__mro__:
+        fields.update((s, getattr(value, s)) for s in getattr(cls, "__slots__", ())
+                      if hasattr(value, s))
+    return [type(value).__name__, comparable(fields, deeper)]
+
+
+def differing_states(recovery_a, recovery_b, step: str,
+                     ignored: frozenset[str] = frozenset()) -> list[str]:
+    """The keys of `step` whose state at the newest snapshot differs between two recovery
+    directories (`worker_states`), or exists in one only; compared by content (`comparable`),
+    without the state's attributes named in `ignored`."""
+    def of(recovery_dir) -> dict[str, object]:
+        out = {}
+        for key, state in worker_states(recovery_dir, step).items():
+            name, fields = comparable(state)
+            if ignored:
+                fields = {f: v for f, v in fields.items() if f not in ignored}
+            out[key] = (name, fields)
+        return out
+
+    a, b = of(recovery_a), of(recovery_b)
+    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
 
 
 def worker_children(pid: int) -> list[int]:
