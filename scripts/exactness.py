@@ -6,9 +6,10 @@ workers `--runs` times to the end of it (own prefix, recovery on, as the crash-r
 then prints per key kind how many keys differ from the first run and, with `--show N`, N
 differing values of each kind. For the kinds that are not reproduced byte for byte (feeds), it
 prints how close each run's feeds are to the first run's: the mean share of a feed's top 10 that
-is in the other's; and how many users' features differ but for the residual model (0 expected). `--kill-run K`: run K is killed (SIGKILL) once its snapshots passed a seeded
-random 10–50% of the topic and restarted on its recovery directory, so a recovery's divergence
-can be set next to an uninterrupted run's (`--runs 3 --kill-run 2`).
+is in the other's; and how many users' features differ but for the residual model (0 expected).
+`--kill-run K`: run K is killed (SIGKILL) once its snapshots passed a seeded random 10–50% of the
+topic and restarted on its recovery directory, so a recovery's divergence can be set next to an
+uninterrupted run's (`--runs 3 --kill-run 2`).
 The deleted users' set is compared by size (`key_digests`: its members are keyed by the keyspace).
 Removes its Redis keys at the end (its persona.test.exact-* topics stay, as the tests' do).
 """

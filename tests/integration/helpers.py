@@ -79,6 +79,16 @@ def differing_users(expected: dict[str, bytes], got: dict[str, bytes]) -> list[s
     return sorted(u for u in expected.keys() | got.keys() if expected.get(u) != got.get(u))
 
 
+def assert_same_user_features(expected: dict[str, bytes], got: dict[str, bytes],
+                              context: str = "") -> None:
+    """Fail, naming some users, unless two runs' `user_features_but_model` are equal: user
+    state was lost or applied twice."""
+    lost = differing_users(expected, got)
+    assert not lost, (f"{context}{len(lost)} users' features (but the residual model) differ from "
+                      f"the uninterrupted run's, e.g. {lost[:5]}: user state was lost or applied "
+                      f"twice")
+
+
 def top_overlap(ref: dict[str, dict], got: dict[str, dict], k: int = 10) -> float:
     """Over the users with a feed in `ref` (`feeds`), the mean share of their top `k` there that
     is in their top `k` in `got` (0 for a feed missing from `got`)."""

@@ -33,12 +33,12 @@ from scripts.generate import GeneratorConfig, generate
 from tests.integration.helpers import (
     SETTLED_KINDS,
     SNAPSHOT_S,
+    assert_same_user_features,
     cleanup,
     compare_runs,
     create_run_topics,
     dead_letters_of_first_line,
     differing_states,
-    differing_users,
     feeds,
     key_digests,
     produce_log,
@@ -116,11 +116,8 @@ def test_kill_9_and_restart_gives_the_uninterrupted_contents(live, reference, se
         assert diff == {"missing": [], "extra": [], "different": []}, (
             f"seed {seed}, killed after a snapshot at offset {offset} of {n_events}: "
             f"{ {k: (len(v), v[:5]) for k, v in diff.items()} }")
-        users = user_features_but_model(client, settings.redis.prefix)
-        lost = differing_users(reference.users, users)
-        assert not lost, (
-            f"seed {seed}: {len(lost)} users' features (but the residual model) differ from the "
-            f"uninterrupted run's, e.g. {lost[:5]}: user state was lost or applied twice")
+        assert_same_user_features(reference.users, user_features_but_model(
+            client, settings.redis.prefix), f"seed {seed}: ")
         for step, ignored in [(step, frozenset()) for step in EXACT_STEPS] + [("users", RANKED)]:
             differ = differing_states(reference.recovery_dir, tmp_path, step, ignored)
             assert not differ, (
