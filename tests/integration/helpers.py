@@ -490,6 +490,23 @@ def differing_states(recovery_a, recovery_b, step: str,
     return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
 
 
+# A user's state fields that a rank sets, which a restart does not reproduce (as it does not the
+# feeds): the residual model learns from the ranked choice set, impressions wait as labels only for
+# its members, and the erasure index hears of whom the feed names
+RANKED_USER_FIELDS = frozenset({"model", "served", "choice", "pending", "feed_stale", "reported"})
+
+
+def assert_same_states(recovery_a, recovery_b, steps: list[tuple[str, frozenset[str]]],
+                       context: str = "") -> None:
+    """Fail unless, for each (step, fields ignored) of `steps`, the workers' states at the newest
+    snapshots of the two recovery directories are equal (`differing_states`)."""
+    for step, ignored in steps:
+        differ = differing_states(recovery_a, recovery_b, step, ignored)
+        assert not differ, (
+            f"{context}{len(differ)} states of step {step} differ from the uninterrupted run's at "
+            f"the end, e.g. {differ[:5]}: state was lost or applied twice")
+
+
 def worker_children(pid: int) -> list[int]:
     """The child processes of `pid` (a `persona run` CLI's worker processes)."""
     try:

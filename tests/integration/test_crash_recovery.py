@@ -8,7 +8,7 @@ settling pass (`runner.drain`) — suggestions must be byte-identical, and so mu
 features but their residual model (`user_features_but_model`). Inside the workers, the states at
 the last snapshot must be equal too (`differing_states`: Bytewax's recovery store, compared by
 content): dedup shards, items, followers lists, item neighbours, notification audiences, likers
-and every user's state but what a rank sets (`RANKED`), the count of events applied included.
+and every user's state but what a rank sets (`RANKED_USER_FIELDS`), the count of events applied included.
 These are the exact checks that no state was lost or applied twice. Feeds, notification
 inboxes, the residual models and the global models are not compared byte for byte: they depend
 on wall-clock rank timers and on models learned in arrival order, and differ between two
@@ -31,14 +31,15 @@ import pytest
 
 from scripts.generate import GeneratorConfig, generate
 from tests.integration.helpers import (
+    RANKED_USER_FIELDS,
     SETTLED_KINDS,
     SNAPSHOT_S,
+    assert_same_states,
     assert_same_user_features,
     cleanup,
     compare_runs,
     create_run_topics,
     dead_letters_of_first_line,
-    differing_states,
     feeds,
     key_digests,
     produce_log,
@@ -59,10 +60,9 @@ SEEDS = (1, 2, 3)
 MIN_TOP_OVERLAP = 0.85
 # Worker state (the steps' states at the last snapshot) that must come back exactly too: the steps
 # whose state is a function of their input in order, and each user's state but what a rank sets
-# (the residual model learns from the ranked choice set; impressions wait as labels only for its
-# members; the erasure index hears of whom the feed names)
-EXACT_STEPS = ("dedup", "items", "followers", "similarity", "notif_audience", "likers")
-RANKED = frozenset({"model", "served", "choice", "pending", "feed_stale", "reported"})
+EXACT_STATES = [(step, frozenset()) for step in ("dedup", "items", "followers", "similarity",
+                                                 "notif_audience", "likers")
+                ] + [("users", RANKED_USER_FIELDS)]
 
 
 @pytest.fixture(scope="module")
@@ -118,11 +118,7 @@ def test_kill_9_and_restart_gives_the_uninterrupted_contents(live, reference, se
             f"{ {k: (len(v), v[:5]) for k, v in diff.items()} }")
         assert_same_user_features(reference.users, user_features_but_model(
             client, settings.redis.prefix), f"seed {seed}: ")
-        for step, ignored in [(step, frozenset()) for step in EXACT_STEPS] + [("users", RANKED)]:
-            differ = differing_states(reference.recovery_dir, tmp_path, step, ignored)
-            assert not differ, (
-                f"seed {seed}: {len(differ)} states of step {step} differ from the uninterrupted "
-                f"run's at the end, e.g. {differ[:5]}: state was lost or applied twice")
+        assert_same_states(reference.recovery_dir, tmp_path, EXACT_STATES, f"seed {seed}: ")
         overlap = top_overlap(reference.feeds, feeds(settings, client))
         print(f"seed {seed}: feeds' top 10 in the uninterrupted run's: {overlap:.1%}")
         assert overlap >= MIN_TOP_OVERLAP, (
