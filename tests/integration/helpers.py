@@ -13,6 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ import orjson
 import redis
 
 import config
+from flows.adapters import _KeyedSnapshot, _PendingTimer
 from scripts import kafka_io, runner, services
 
 
@@ -402,17 +404,10 @@ def committed_offset(recovery_dir, topic: str) -> int:
     the recovery directory: one of an epoch every worker's frontier (`fronts`) has passed. A
     snapshot row is written before the frontier passes its epoch, and a restart resumes from the
     frontier: a kill in between resumes from the previous epoch, maybe from the beginning."""
-    rows, frontiers = [], []
-    for part in Path(recovery_dir).glob("part-*.sqlite3"):
-        try:
-            with sqlite3.connect(f"file:{part}?mode=ro", uri=True, timeout=1) as db:
-                frontiers += [f for (f,) in db.execute(
-                    "SELECT MIN(worker_frontier) FROM fronts WHERE ex_num = "
-                    "(SELECT MAX(ex_num) FROM fronts)").fetchall() if f is not None]
-                rows += db.execute("SELECT state_key, snap_epoch, ser_change FROM snaps WHERE "
-                                   "step_id LIKE '%kafka_in%' ORDER BY snap_epoch").fetchall()
-        except sqlite3.Error:
-            continue
+    frontiers, rows = _store_rows(
+        recovery_dir, ("SELECT MIN(worker_frontier) FROM fronts WHERE ex_num = "
+                       "(SELECT MAX(ex_num) FROM fronts)", ()), (SNAPSHOTS, ("%kafka_in%",)))
+    frontiers = [f for (f,) in frontiers if f is not None]
     if not frontiers:
         return 0
     committed = min(frontiers)
@@ -421,25 +416,43 @@ def committed_offset(recovery_dir, topic: str) -> int:
     return sum(max(pickle.loads(c), 0) for key, c in newest.items() if key.endswith(f"-{topic}"))
 
 
+# a step's snapshots in a Bytewax recovery partition, oldest first (`step_id` is "flow.step")
+SNAPSHOTS = ("SELECT state_key, snap_epoch, ser_change FROM snaps WHERE step_id LIKE ? "
+             "ORDER BY snap_epoch")
+
+
+def _store_rows(recovery_dir, *queries: tuple[str, tuple]) -> list[list]:
+    """The rows of each (sql, parameters) over every SQLite partition of a Bytewax recovery
+    directory, all of a partition's in one connection; a partition that cannot be read (being
+    written) is skipped whole."""
+    out: list[list] = [[] for _ in queries]
+    for part in Path(recovery_dir).glob("part-*.sqlite3"):
+        try:
+            with closing(sqlite3.connect(f"file:{part}?mode=ro", uri=True, timeout=1)) as db:
+                rows = [db.execute(sql, params).fetchall() for sql, params in queries]
+        except sqlite3.Error:
+            continue
+        for acc, got in zip(out, rows, strict=True):
+            acc += got
+    return out
+
+
 def worker_states(recovery_dir, step: str) -> dict[str, object]:
     """Each key's state in the flow's step `step` (e.g. "users") at its newest snapshot in the
     recovery directory, as a restart would resume it: unpickled, without the flow's wrappers (a
     pending timer, an evictable key's own key: `flows.adapters._Logic.snapshot`). Keys whose
     newest snapshot is a discard are left out."""
-    newest: dict[str, bytes | None] = {}
-    for part in Path(recovery_dir).glob("part-*.sqlite3"):
-        with sqlite3.connect(f"file:{part}?mode=ro", uri=True, timeout=1) as db:
-            for key, change in db.execute(
-                    "SELECT state_key, ser_change FROM snaps WHERE step_id LIKE ? "
-                    "ORDER BY snap_epoch", (f"%.{step}",)):
-                newest[key] = change
+    (rows,) = _store_rows(recovery_dir, (SNAPSHOTS, (f"%.{step}",)))
+    newest = {key: change for key, _, change in rows}  # a key lives in one partition
     states = {}
     for key, change in newest.items():
-        value = pickle.loads(change) if change is not None else None
-        while isinstance(value, bytes) or type(value).__name__ in ("_PendingTimer",
-                                                                   "_KeyedSnapshot"):
-            value = (pickle.loads(value) if isinstance(value, bytes) else
-                     value.state if hasattr(value, "state") else value.snapshot)
+        if change is None:  # discarded
+            continue
+        value = pickle.loads(pickle.loads(change))  # Bytewax pickles what `snapshot` pickled
+        if isinstance(value, _KeyedSnapshot):
+            value = value.snapshot
+        if isinstance(value, _PendingTimer):
+            value = value.state
         if value is not None:
             states[key] = value
     return states
@@ -480,10 +493,11 @@ def differing_states(recovery_a, recovery_b, step: str,
     def of(recovery_dir) -> dict[str, object]:
         out = {}
         for key, state in worker_states(recovery_dir, step).items():
-            name, fields = comparable(state)
-            if ignored:
-                fields = {f: v for f, v in fields.items() if f not in ignored}
-            out[key] = (name, fields)
+            plain = comparable(state)
+            if ignored:  # attributes of an object: [class name, {attribute: value}]
+                name, fields = plain
+                plain = [name, {f: v for f, v in fields.items() if f not in ignored}]
+            out[key] = plain
         return out
 
     a, b = of(recovery_a), of(recovery_b)
