@@ -81,11 +81,12 @@ def differing_users(expected: dict[str, bytes], got: dict[str, bytes]) -> list[s
     return sorted(u for u in expected.keys() | got.keys() if expected.get(u) != got.get(u))
 
 
-def assert_same_user_features(expected: dict[str, bytes], got: dict[str, bytes],
+def assert_same_user_features(client: redis.Redis, expected_prefix: str, got_prefix: str,
                               context: str = "") -> None:
-    """Fail, naming some users, unless two runs' `user_features_but_model` are equal: user
-    state was lost or applied twice."""
-    lost = differing_users(expected, got)
+    """Fail, naming some users, unless two runs' `user_features_but_model` (their active
+    versions) are equal: user state was lost or applied twice."""
+    lost = differing_users(user_features_but_model(client, expected_prefix),
+                           user_features_but_model(client, got_prefix))
     assert not lost, (f"{context}{len(lost)} users' features (but the residual model) differ from "
                       f"the uninterrupted run's, e.g. {lost[:5]}: user state was lost or applied "
                       f"twice")

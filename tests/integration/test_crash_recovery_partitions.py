@@ -17,6 +17,7 @@ import random
 import signal
 import time
 import uuid
+from types import SimpleNamespace
 
 import pytest
 import redis
@@ -39,7 +40,6 @@ from tests.integration.helpers import (
     run_env,
     run_to_end,
     start_recovering,
-    user_features_but_model,
     wait_snapshot_offset,
 )
 
@@ -79,16 +79,16 @@ def reference4(live, tmp_path_factory):
     recovery_dir = tmp_path_factory.mktemp("ref4")
     assert run_to_end(settings, env, recovery_dir) == 0
     client = redis.Redis.from_url(live[1])
-    digests = key_digests(client, settings.redis.prefix)
-    yield (unique, digests, len(events), time.monotonic() - started,
-           user_features_but_model(client, settings.redis.prefix), recovery_dir)
+    yield SimpleNamespace(unique=unique, digests=key_digests(client, settings.redis.prefix),
+                          n_events=len(events), seconds=time.monotonic() - started,
+                          prefix=settings.redis.prefix, recovery_dir=recovery_dir)
     cleanup(settings, client)
 
 
 @pytest.mark.parametrize("processes", [1, 2])
 def test_kill_9_with_four_partitions_gives_the_uninterrupted_contents(live, reference4, tmp_path,
                                                                       processes):
-    unique, expected, n_events, ref_s, expected_users, ref_recovery = reference4
+    unique, expected, n_events = reference4.unique, reference4.digests, reference4.n_events
     env = env_for(live, unique, f"kill{SEED}-{processes}")
     settings = create_run_topics(env)
     client = redis.Redis.from_url(live[1])
@@ -115,12 +115,11 @@ def test_kill_9_with_four_partitions_gives_the_uninterrupted_contents(live, refe
             f"killed after snapshots at offset {offset} of {n_events}: "
             f"{ {k: (len(v), v[:5]) for k, v in diff.items()} }\n"
             + explain(client, (f"test-{unique}-ref", settings.redis.prefix), diff))
-        assert_same_user_features(expected_users,
-                                  user_features_but_model(client, settings.redis.prefix))
-        assert_same_states(ref_recovery, tmp_path, EXACT_STATES)
+        assert_same_user_features(client, reference4.prefix, settings.redis.prefix)
+        assert_same_states(reference4.recovery_dir, tmp_path, EXACT_STATES)
         exact = sorted({key_kind(k) for k in expected} & SETTLED_KINDS)
         print(f"4 partitions, {processes} process(es): {len(expected)} keys, exact kinds {exact}; reference run "
-              f"{ref_s:.0f} s; killed at offset {offset}/{n_events}")
+              f"{reference4.seconds:.0f} s; killed at offset {offset}/{n_events}")
         assert dead_letters_of_first_line(settings) == 1, (
             "the restarted worker re-read the topic from the beginning instead of resuming")
     finally:

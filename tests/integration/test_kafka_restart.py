@@ -26,7 +26,6 @@ from tests.integration.helpers import (
     explain,
     key_digests,
     run_env,
-    user_features_but_model,
     wait_first_write,
     wait_quiet,
 )
@@ -104,9 +103,8 @@ def test_consumption_resumes_after_a_broker_restart(live, tmp_path, capfd):
             {k: (len(v), v[:5]) for k, v in diff.items()},
             explain(client, (settings["ref"].redis.prefix, settings["restart"].redis.prefix),
                     diff))
-        assert_same_user_features(
-            user_features_but_model(client, settings["ref"].redis.prefix),
-            user_features_but_model(client, settings["restart"].redis.prefix))
+        assert_same_user_features(client, settings["ref"].redis.prefix,
+                                  settings["restart"].redis.prefix)
         assert dead_letters_of_first_line(settings["restart"]) == 1
         err = capfd.readouterr().err
         assert "Kafka degraded" in err, err[-2000:]
