@@ -246,6 +246,18 @@ def erasure_commands(settings: Settings) -> int:
                                     extra=kafka_config(settings.kafka)).end.values())
 
 
+def check_events_topic(settings: Settings) -> None:
+    """Fail fast with what to do: Bytewax's Kafka source panics on a topic that does not exist.
+    Not created here, unlike the erasure topic: a misspelt name would tail an empty new topic."""
+    topic, bootstrap = settings.kafka.events_topic, settings.kafka.bootstrap
+    if not services.topic_exists(bootstrap, topic, timeout=settings.kafka.connect_timeout_s,
+                                 extra=kafka_config(settings.kafka)):
+        raise services.ServiceError(
+            f"Kafka topic {topic} does not exist at {bootstrap}: `persona up` creates the "
+            "configured topics (`persona produce` then writes an event log to it), or set "
+            "PERSONA_KAFKA__EVENTS_TOPIC to an existing topic")
+
+
 def ensure_erasure_topic(settings: Settings) -> None:
     """The flow reads its own erasure commands back (flows/feeds.py): the topic must exist."""
     services.ensure_topics(settings.kafka.bootstrap,
@@ -259,6 +271,7 @@ def start(settings: Settings, config_path: str | None, *, processes: int = 1, wo
           metrics_port: int | None = None) -> list[subprocess.Popen]:
     """Start the worker processes (each in its own session) and return them; see `run`."""
     check_services(settings)
+    check_events_topic(settings)
     ensure_erasure_topic(settings)
     if recovery_dir:
         init_recovery(recovery_dir, max(processes * workers, 1))

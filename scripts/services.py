@@ -241,6 +241,21 @@ def kafka_brokers(bootstrap: str, timeout: float = PROBE_TIMEOUT_S,
     return set(md.brokers) or None
 
 
+def topic_exists(bootstrap: str, topic: str, timeout: float = PROBE_TIMEOUT_S,
+                 extra: dict | None = None) -> bool:
+    """Whether the broker's metadata lists `topic` with at least one partition. Asks for every
+    topic: a request naming one may create it on a broker with `auto.create.topics.enable`."""
+    from confluent_kafka import KafkaException
+
+    try:
+        meta = admin_client(bootstrap, timeout, extra).list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise ServiceError(f"Kafka not reachable at {bootstrap} to look up topic {topic}: "
+                           f"{exc}") from None
+    found = meta.topics.get(topic)
+    return found is not None and found.error is None and bool(found.partitions)
+
+
 def _kafka_local_target(settings: Settings) -> tuple[str, int] | None:
     """(host, port) if the configured bootstrap is this machine's loopback at services.kafka_port."""
     entries = [e for e in settings.kafka.bootstrap.split(",") if e.strip()]

@@ -67,3 +67,20 @@ def test_extra_topics_are_created_and_existing_ones_left_alone(settings):
     finally:
         for fut in admin.delete_topics([name], operation_timeout=30).values():
             fut.result(timeout=60)
+
+
+def test_run_on_a_missing_events_topic_says_what_to_do_and_starts_nothing(settings, monkeypatch):
+    """Bytewax's Kafka source would panic with a Rust backtrace; the runner says what to do."""
+    from scripts import runner
+
+    bootstrap, _ = services.up(settings, log=_quiet)
+    name = f"persona.test.missing-{uuid.uuid4().hex[:8]}"
+    missing = load(env={"KAFKA_BOOTSTRAP": bootstrap, "REDIS_URL": settings.redis.url,
+                        "PERSONA_KAFKA__EVENTS_TOPIC": name})
+    started = []
+    monkeypatch.setattr(runner.subprocess, "Popen", lambda *a, **k: started.append(a))
+    with pytest.raises(services.ServiceError, match=f"topic {name} does not exist.*persona up"):
+        runner.start(missing, None, log=_quiet)
+    assert not started
+    assert name not in _topics(bootstrap), "the check must not create the topic"
+    assert services.topic_exists(bootstrap, settings.kafka.events_topic)

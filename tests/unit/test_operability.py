@@ -227,6 +227,7 @@ def test_a_cluster_that_fails_to_start_leaves_no_process_behind(monkeypatch, tmp
         return p
 
     monkeypatch.setattr(runner, "check_services", lambda settings: None)
+    monkeypatch.setattr(runner, "check_events_topic", lambda settings: None)
     monkeypatch.setattr(runner, "ensure_erasure_topic", lambda settings: None)
     monkeypatch.setattr(runner, "worker_commands", lambda *a: [
         [sys.executable, "-c", "import time; time.sleep(60)"], [str(tmp_path / "missing")]])
