@@ -81,7 +81,11 @@ class Neighbourhood:
         return self._all
 
     def best(self, n: int, exclude) -> list[str]:
-        """The n posts with the highest knn(i), skipping ids in `exclude`, best first."""
+        """The n posts with the highest knn(i), skipping ids in `exclude`, best first; ties by
+        id, so the choice does not depend on the order a store returns a neighbour row in (the
+        workers' rows come from Redis sorted by id, the in-process engine's in insertion order:
+        ties at the cut once made a replay and a worker propose different posts from the same
+        features)."""
         raw = self._raw_all()
         ids = [i for i in raw if i not in exclude]
         if not ids or n <= 0:
@@ -92,11 +96,16 @@ class Neighbourhood:
             (raw[i] / math.sqrt(max(1.0, v.likes + w * v.impressions)) if v is not None else raw[i]
              for i, v in zip(ids, map(views.get, ids), strict=True)), dtype=float, count=len(ids))
         if len(ids) > n:
-            top = np.argpartition(-score, n - 1)[:n]
-            top = top[np.lexsort((top, -score[top]))]  # best first; ties in reachability order
+            cut = np.partition(score, len(ids) - n)[len(ids) - n]  # the n-th highest score
+            top = np.flatnonzero(score > cut).tolist()
+            tied = np.flatnonzero(score == cut).tolist()
+            if len(top) + len(tied) > n:  # the cut falls among equals: the smallest ids stay
+                tied = sorted(tied, key=ids.__getitem__)[:n - len(top)]
+            top += tied
         else:
-            top = np.lexsort((np.arange(len(ids)), -score))
-        return [ids[k] for k in top.tolist()]
+            top = range(len(ids))
+        values = score.tolist()
+        return [i for _, i in sorted((-values[k], ids[k]) for k in top)]
 
     def scores(self, views: list[ItemView], masses: np.ndarray | None = None) -> np.ndarray:
         """knn(i) for each of `views` (`masses`: their `mass`es, when the caller has them)."""

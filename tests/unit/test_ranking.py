@@ -364,3 +364,40 @@ def test_engine_feeds_rank_planted_topics_far_above_chance():
             ranks.append(rank)
     assert len(ranks) >= 150
     assert sum(ranks) / len(ranks) < 0.38
+
+
+class _NoViews:
+    """A feature reader that knows no item: `Neighbourhood.best` then ranks by raw knn."""
+
+    def items(self, ids):
+        return {}
+
+
+def _neighbourhood(rows: list[tuple[str, dict[str, float]]], weights: list[float]):
+    from operators.feed.neighbourhood import Neighbourhood
+    knn = Neighbourhood.__new__(Neighbourhood)
+    knn.imp_w, knn.store, knn._all = 1.0, _NoViews(), None
+    knn.rows, knn.weights = rows, weights
+    return knn
+
+
+@given(st.lists(st.dictionaries(st.sampled_from([f"p{i}" for i in range(12)]),
+                                st.sampled_from([0.5, 1.0, 2.0]), min_size=1, max_size=8),
+                min_size=1, max_size=4),
+       st.integers(1, 12), st.randoms(use_true_random=False))
+def test_knn_candidates_do_not_depend_on_the_order_of_a_neighbour_row(rows, n, rnd):
+    """Ties at the cut and in the order go by id: the workers read rows from Redis sorted by
+    id, the in-process engine in insertion order, and both must propose the same posts."""
+    weights = [1.0, 0.5, 0.25, 0.125][:len(rows)]
+    shuffled = []
+    for row in rows:
+        items = list(row.items())
+        rnd.shuffle(items)
+        shuffled.append(dict(items))
+    got = _neighbourhood([(f"h{k}", r) for k, r in enumerate(rows)], weights).best(n, ())
+    again = _neighbourhood([(f"h{k}", r) for k, r in enumerate(shuffled)], weights).best(n, ())
+    raw: dict[str, float] = {}
+    for c, row in zip(weights, rows, strict=True):  # the straightforward knn, row by row
+        for post, co in sorted(row.items()):
+            raw[post] = raw.get(post, 0.0) + c * co
+    assert got == again == sorted(raw, key=lambda p: (-raw[p], p))[:n]
