@@ -22,13 +22,7 @@ from operators.user_writes import ranked_writes
 def final_writes(engine: Engine) -> Iterator[tuple]:
     engine.settle()
     engine.publish()
-    for post_id in sorted(engine.items):
-        v = engine.items[post_id].view
-        yield ("item", ItemView(v.post_id, v.author_id, v.topics, v.group_id, v.created_ts,
-                                v.pop_log, v.likes, v.impressions, v.deleted))
-    for post_id in sorted(engine.similar):
-        yield ("nbrs", post_id, engine.similar[post_id].top())
-    yield ("model", engine.global_model.export())
+    yield from feature_writes(engine)
     for user_id in sorted(engine.users):
         state = engine.users[user_id]
         if state.deleted:
@@ -43,3 +37,15 @@ def final_writes(engine: Engine) -> Iterator[tuple]:
         yield from engine.search.final_writes()
     if engine.experiments is not None:
         yield from engine.experiments.final_writes()
+
+
+def feature_writes(engine: Engine) -> Iterator[tuple]:
+    """What a rank reads from the feature store: item features (and with them the trending and
+    fresh indexes), item-kNN neighbours and the global model, in a stable order."""
+    for post_id in sorted(engine.items):
+        v = engine.items[post_id].view
+        yield ("item", ItemView(v.post_id, v.author_id, v.topics, v.group_id, v.created_ts,
+                                v.pop_log, v.likes, v.impressions, v.deleted))
+    for post_id in sorted(engine.similar):
+        yield ("nbrs", post_id, engine.similar[post_id].top())
+    yield ("model", engine.global_model.export())

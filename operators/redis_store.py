@@ -186,8 +186,9 @@ class RedisFeatureStore:
                     pipe.zrange(key, 0, depth - 1, desc=True)
                 return pipe.execute()
             self._store_indexes(stale, retrying(fetch), depth, now)
-            self._sweep(now)
-        return [self._cache[("index", key)][1][0][:n] for key in keys]
+        out = [self._cache[("index", key)][1][0][:n] for key in keys]
+        self._sweep(now)  # (after the reads: what was just stored is never swept first)
+        return out
 
     def _stale_indexes(self, keys: list[str], n: int, now: float) -> tuple[list[str], int]:
         """(keys to read, depth): an index is cached once, at the deepest `n` asked so far, so

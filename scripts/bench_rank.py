@@ -6,26 +6,41 @@ rank (process time: less exposed than wall time to other processes on a shared m
 digest of every feed's bytes and choice set. A change that must not change rankings must keep the
 digest. `--gc-threshold` sets the cyclic GC's generation-0 threshold for the timed rounds (the
 workers use `[stream] gc_threshold`; 0 = Python's default).
+
+`--store redis` ranks against the workers' feature store instead of the in-process one: the items,
+neighbours, indexes and global model the engine learned are written to a private keyspace of the
+real Redis (REDIS_URL) with the workers' writer, and each rank reads them through
+`RedisFeatureStore` with a cache of `--ttl-s` (the workers': min(1 s, `rank_interval_s`)). A
+tailing worker ranks a few users a second, so most of its reads miss: `--ttl-s 0` reads everything
+from Redis at every rank. The digest must equal the in-process one (the same features, read
+another way); the difference in CPU per rank is what the store costs.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import hashlib
+import os
 import pickle
 import time
 
 import orjson
 
 import config
+from config.security import redis_connection
+from operators.backfill import feature_writes
 from operators.engine import Engine
 from operators.feed import rank
 from operators.ingest import decode_message, limits_from
+from operators.redis_store import RedisFeatureStore, RedisWriter, connect
+from schemas.keyspace import Keyspace
 from scripts.bench import workload
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> tuple[float, str]:
+    """(the best round's CPU µs per rank, the digest of its feeds and choice sets)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=30_000)
     parser.add_argument("--users", type=int, default=5_000)
@@ -33,6 +48,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--gc-threshold", type=int, default=None,
                         help="generation-0 threshold (default: [stream] gc_threshold)")
+    parser.add_argument("--store", choices=("memory", "redis"), default="memory",
+                        help="the feature store ranks read (redis: REDIS_URL, a private keyspace)")
+    parser.add_argument("--ttl-s", type=float, default=None,
+                        help="--store redis: its cache TTL (default: the workers'; 0: no cache)")
     args = parser.parse_args(argv)
     settings = config.load()
     engine, limits = Engine(settings), limits_from(settings)
@@ -43,6 +62,38 @@ def main(argv: list[str] | None = None) -> None:
             engine.learn_one(event)
     engine.publish()
     frozen = {user: pickle.dumps(state) for user, state in sorted(engine.users.items())}
+    if args.ttl_s is not None and args.ttl_s <= 0:
+        parser.error("--ttl-s must be > 0 (the workers' is at least 0.01 s)")
+    if args.store == "redis":
+        with redis_store(settings, engine, args.ttl_s) as store:
+            return timed_rounds(args, settings, engine, frozen, store)
+    return timed_rounds(args, settings, engine, frozen, engine.store)
+
+
+@contextlib.contextmanager
+def redis_store(settings, engine: Engine, ttl_s: float | None):
+    """A RedisFeatureStore over what `engine` learned, written to a private keyspace (removed
+    after) by the workers' own writer."""
+    url, options = redis_connection(settings.redis)
+    client = connect(url, **options)
+    keyspace = Keyspace(f"bench-rank-{os.getpid()}", "1")
+    writer = RedisWriter(client, keyspace)  # (the workers' index size)
+    shared = list(feature_writes(engine))
+    for start in range(0, len(shared), 2000):
+        writer.write_batch(shared[start:start + 2000])
+    default_ttl = min(1.0, settings.stream.rank_interval_s)  # (flows.resources)
+    print(f"wrote {len(shared):,} item, neighbour and model records to Redis "
+          f"({keyspace.base}); cache TTL {default_ttl if ttl_s is None else ttl_s:g} s", flush=True)
+    try:
+        yield RedisFeatureStore(client, keyspace, ttl_s=default_ttl if ttl_s is None else ttl_s)
+    finally:
+        for key in client.scan_iter(match=f"{keyspace.prefix}:*", count=10_000):
+            client.unlink(key)
+
+
+def timed_rounds(args, settings, engine: Engine, frozen: dict[str, bytes],
+                 store) -> tuple[float, str]:
+    """Rank every user from their frozen state, `args.rounds` times; print the CPU per rank."""
     threshold = settings.stream.gc_threshold if args.gc_threshold is None else args.gc_threshold
     if threshold:
         gc.set_threshold(threshold, *gc.get_threshold()[1:])
@@ -50,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     for n in range(1, args.rounds + 1):
         states = [pickle.loads(raw) for raw in frozen.values()]
         start = time.process_time()
-        feeds = [rank(state, engine.store, engine.ctx, state.last_ts) for state in states]
+        feeds = [rank(state, store, engine.ctx, state.last_ts) for state in states]
         spent = time.process_time() - start
         best = min(best, spent)
         h = hashlib.sha256()
@@ -64,6 +115,7 @@ def main(argv: list[str] | None = None) -> None:
               flush=True)
     print(f"best of {args.rounds}: {1e6 * best / len(frozen):,.0f} µs CPU per rank "
           f"(gc threshold {gc.get_threshold()[0]}); feeds and choice sets digest {digest}")
+    return 1e6 * best / len(frozen), digest
 
 
 if __name__ == "__main__":

@@ -193,3 +193,19 @@ def test_a_batch_larger_than_a_pipeline_is_written_whole_and_in_order(live, monk
         assert [client.get(keyspace.feed(f"u{i}"))[:3] for i in (1, 49)] == [b"1:x", b"49:"]
     finally:
         cleanup(client, prefix)
+
+
+def test_ranks_over_redis_equal_the_in_process_ranks_on_the_bench_workload(live, monkeypatch):
+    """`scripts.bench_rank --store redis`: every user of a seeded workload ranked through the
+    workers' Redis feature store (what the engine learned, written by the workers' writer; a
+    short cache TTL, so reads expire mid-run) gives the in-process store's feeds and choice sets
+    byte for byte; the private keyspace is removed after."""
+    from scripts import bench_rank
+
+    monkeypatch.setenv("REDIS_URL", live[1])
+    args = ["--events", "6000", "--users", "800", "--rounds", "1"]
+    _, in_process = bench_rank.main(args)
+    _, over_redis = bench_rank.main([*args, "--store", "redis", "--ttl-s", "0.01"])
+    assert over_redis == in_process
+    client = redis.Redis.from_url(live[1])
+    assert not list(client.scan_iter(match="bench-rank-*", count=10_000))
