@@ -123,7 +123,8 @@ class Engine:
             if sim is None:
                 sim = self.similar[a] = ItemSimilarity(ctx.settings.features.neighbours)
                 # In-process, the store reads the live neighbour dict: the same as publishing
-                # `sim.top()` after every update (what the streaming flow does per micro-batch).
+                # `sim.top()` after every update (what the streaming flow does per micro-batch);
+                # its order is not (insertion, not id), which no reader depends on.
                 store.put_neighbours(a, sim.counts)
             sim.learn_one(b, w)
         for ex in out.examples:
