@@ -60,6 +60,7 @@ def retrying(call, retries: int = 8, what: str = "read"):
             delay = min(delay * 2, 5.0)
 
 
+ITEM_KINDS = ("item", "nbrs")  # what a rank reads per post: cached `stream.item_cache_ttl_s`
 # cached_many decoders, shared by the per-kind reads and `prefetch`
 _DECODE = {"item": lambda i, raw: ItemView.from_wire(i, orjson.loads(raw)),
            "nbrs": lambda _i, raw: orjson.loads(raw)}
@@ -216,8 +217,9 @@ class RedisFeatureStore:
         (they were 2-6 round trips)."""
         now = time.monotonic()
         cache, ks = self._cache, self.keyspace
-        misses = [(kind, i) for kind in ("item", "nbrs") for i in posts
-                  if (hit := cache.get((kind, i))) is None or now - hit[0] >= self.ttl_s]
+        misses = [(kind, i) for kind in ITEM_KINDS for i in posts
+                  if (hit := cache.get((kind, i))) is None
+                  or now - hit[0] >= self.kind_ttl_s.get(kind, self.ttl_s)]
         model = cache.get(("model",))
         model_stale = model is None or now - model[0] >= self.ttl_s
         stale, depth = self._stale_indexes(

@@ -10,9 +10,9 @@ workers use `[stream] gc_threshold`; 0 = Python's default).
 `--store redis` ranks against the workers' feature store instead of the in-process one: the items,
 neighbours, indexes and global model the engine learned are written to a private keyspace of the
 real Redis (REDIS_URL) with the workers' writer, and each rank reads them through
-`RedisFeatureStore` with a cache of `--ttl-s` (the workers': min(1 s, `rank_interval_s`)). A
-tailing worker ranks a few users a second, so most of its reads miss: `--ttl-s 0` reads everything
-from Redis at every rank. The digest must equal the in-process one (the same features, read
+`RedisFeatureStore` with a cache of `--ttl-s` (default: the workers' TTLs). A
+tailing worker ranks few users per TTL, so most of its reads miss: `--ttl-s 0.01` reads nearly
+everything from Redis at every rank. The digest must equal the in-process one (the same features, read
 another way); the difference in CPU per rank is what the store costs.
 """
 
@@ -34,7 +34,7 @@ from operators.backfill import feature_writes
 from operators.engine import Engine
 from operators.feed import rank
 from operators.ingest import decode_message, limits_from
-from operators.redis_store import RedisFeatureStore, RedisWriter, connect
+from operators.redis_store import ITEM_KINDS, RedisFeatureStore, RedisWriter, connect
 from schemas.keyspace import Keyspace
 from scripts.bench import workload
 
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> tuple[float, str]:
     parser.add_argument("--store", choices=("memory", "redis"), default="memory",
                         help="the feature store ranks read (redis: REDIS_URL, a private keyspace)")
     parser.add_argument("--ttl-s", type=float, default=None,
-                        help="--store redis: its cache TTL (default: the workers'; 0: no cache)")
+                        help="--store redis: one cache TTL for every kind (default: the workers')")
     args = parser.parse_args(argv)
     settings = config.load()
     engine, limits = Engine(settings), limits_from(settings)
@@ -81,11 +81,17 @@ def redis_store(settings, engine: Engine, ttl_s: float | None):
     shared = list(feature_writes(engine))
     for start in range(0, len(shared), 2000):
         writer.write_batch(shared[start:start + 2000])
-    default_ttl = min(1.0, settings.stream.rank_interval_s)  # (flows.resources)
-    print(f"wrote {len(shared):,} item, neighbour and model records to Redis "
-          f"({keyspace.base}); cache TTL {default_ttl if ttl_s is None else ttl_s:g} s", flush=True)
+    if ttl_s is None:  # the workers' (flows.resources.feature_store)
+        store = RedisFeatureStore(client, keyspace, ttl_s=min(1.0, settings.stream.rank_interval_s),
+                                  kind_ttl_s=dict.fromkeys(ITEM_KINDS,
+                                                           settings.stream.item_cache_ttl_s))
+    else:
+        store = RedisFeatureStore(client, keyspace, ttl_s=ttl_s)
+    print(f"wrote {len(shared):,} item, neighbour and model records to Redis ({keyspace.base}); "
+          f"cache TTL {store.ttl_s:g} s, items and neighbours "
+          f"{store.kind_ttl_s.get('item', store.ttl_s):g} s", flush=True)
     try:
-        yield RedisFeatureStore(client, keyspace, ttl_s=default_ttl if ttl_s is None else ttl_s)
+        yield store
     finally:
         for key in client.scan_iter(match=f"{keyspace.prefix}:*", count=10_000):
             client.unlink(key)

@@ -209,3 +209,35 @@ def test_ranks_over_redis_equal_the_in_process_ranks_on_the_bench_workload(live,
     assert over_redis == in_process
     client = redis.Redis.from_url(live[1])
     assert not list(client.scan_iter(match="bench-rank-*", count=10_000))
+
+
+def test_item_features_are_cached_their_own_ttl_and_the_indexes_theirs(live):
+    """`stream.item_cache_ttl_s`: a rank after the indexes' TTL re-reads the indexes and the
+    global model (one round trip) but not the items and neighbour rows, still within theirs."""
+    import time
+
+    prefix = f"test-reads-{uuid.uuid4().hex[:8]}"
+    settings = settings_for(live, prefix)
+    client = redis.Redis.from_url(live[1])
+    keyspace = Keyspace(prefix, "1")
+    ctx = Context.from_settings(settings)
+    try:
+        _world(RedisWriter(client, keyspace))
+        frozen = pickle.dumps(_user(ctx, RedisFeatureStore(client, keyspace, ttl_s=60)))
+        counting = CountingClient(client)
+        store = RedisFeatureStore(counting, keyspace, ttl_s=0.05,
+                                  kind_ttl_s={"item": 60.0, "nbrs": 60.0})
+        first = rank(pickle.loads(frozen), store, ctx, T + 30)
+        time.sleep(0.1)
+        trips = counting.trips
+        again = rank(pickle.loads(frozen), store, ctx, T + 30)
+        assert counting.trips == trips + 1  # the indexes and the model, in the prefetch's one trip
+        assert again.encode() == first.encode()
+        single = RedisFeatureStore(counting, keyspace, ttl_s=0.05)  # one TTL for every kind
+        rank(pickle.loads(frozen), single, ctx, T + 30)
+        time.sleep(0.1)
+        trips = counting.trips
+        rank(pickle.loads(frozen), single, ctx, T + 30)
+        assert counting.trips > trips + 1  # the items are read again too
+    finally:
+        cleanup(client, prefix)
