@@ -102,7 +102,6 @@ class StreamSettings:
     reorder_lag_s: float
     suggest_interval_s: float
     graph_cache_ttl_s: float
-    item_cache_ttl_s: float
     backlog_interval_s: float
     timer_budget_s: float
     timer_budget_per_message_us: float
@@ -131,7 +130,6 @@ class StreamSettings:
         "reorder_lag_s": bounded(0.0, 365 * 86400),
         "suggest_interval_s": bounded(0.01, 86400),
         "graph_cache_ttl_s": bounded(0.0, 3600),
-        "item_cache_ttl_s": bounded(0.01, 3600),
         "backlog_interval_s": bounded(0.0, 3600),
         "timer_budget_s": bounded(0.0, 3600),
         "timer_budget_per_message_us": bounded(0.0, 1_000_000),

@@ -16,7 +16,7 @@ from config import Settings
 from config.security import kafka_config, redis_connection
 from config.settings import RedisSettings
 from operators import backlog
-from operators.redis_store import ITEM_KINDS, RedisFeatureStore, RedisWriter, connect
+from operators.redis_store import RedisFeatureStore, RedisWriter, connect
 from operators.suggestions.store import GRAPH_KINDS
 from schemas.keyspace import Keyspace
 
@@ -53,11 +53,14 @@ def keyspace(settings: Settings) -> Keyspace:
 
 @cache
 def feature_store(settings: Settings) -> RedisFeatureStore:
+    return feature_store_over(settings, client(settings.redis), keyspace(settings))
+
+
+def feature_store_over(settings: Settings, redis_client, ks: Keyspace) -> RedisFeatureStore:
+    """The workers' feature store over `redis_client` and `ks`, with their cache TTLs."""
     graph_ttl_s = settings.stream.graph_cache_ttl_s  # operators.suggestions.store
-    return RedisFeatureStore(client(settings.redis), keyspace(settings),
-                             ttl_s=min(1.0, settings.stream.rank_interval_s),
-                             kind_ttl_s={**{kind: graph_ttl_s for kind in GRAPH_KINDS},
-                                         **dict.fromkeys(ITEM_KINDS, settings.stream.item_cache_ttl_s)})
+    return RedisFeatureStore(redis_client, ks, ttl_s=min(1.0, settings.stream.rank_interval_s),
+                             kind_ttl_s={kind: graph_ttl_s for kind in GRAPH_KINDS})
 
 
 @cache

@@ -60,7 +60,7 @@ def retrying(call, retries: int = 8, what: str = "read"):
             delay = min(delay * 2, 5.0)
 
 
-ITEM_KINDS = ("item", "nbrs")  # what a rank reads per post: cached `stream.item_cache_ttl_s`
+ITEM_KINDS = ("item", "nbrs")  # what a rank reads per post (`prefetch`)
 # cached_many decoders, shared by the per-kind reads and `prefetch`
 _DECODE = {"item": lambda i, raw: ItemView.from_wire(i, orjson.loads(raw)),
            "nbrs": lambda _i, raw: orjson.loads(raw)}

@@ -30,11 +30,12 @@ import orjson
 
 import config
 from config.security import redis_connection
+from flows import resources
 from operators.backfill import feature_writes
 from operators.engine import Engine
 from operators.feed import rank
 from operators.ingest import decode_message, limits_from
-from operators.redis_store import ITEM_KINDS, RedisFeatureStore, RedisWriter, connect
+from operators.redis_store import RedisFeatureStore, RedisWriter, connect
 from schemas.keyspace import Keyspace
 from scripts.bench import workload
 
@@ -53,6 +54,8 @@ def main(argv: list[str] | None = None) -> tuple[float, str]:
     parser.add_argument("--ttl-s", type=float, default=None,
                         help="--store redis: one cache TTL for every kind (default: the workers')")
     args = parser.parse_args(argv)
+    if args.ttl_s is not None and args.ttl_s <= 0:
+        parser.error("--ttl-s must be > 0 (the workers' is at least 0.01 s)")
     settings = config.load()
     engine, limits = Engine(settings), limits_from(settings)
     print(f"learning {args.events:,} events of {args.users:,} users in-process …", flush=True)
@@ -62,8 +65,6 @@ def main(argv: list[str] | None = None) -> tuple[float, str]:
             engine.learn_one(event)
     engine.publish()
     frozen = {user: pickle.dumps(state) for user, state in sorted(engine.users.items())}
-    if args.ttl_s is not None and args.ttl_s <= 0:
-        parser.error("--ttl-s must be > 0 (the workers' is at least 0.01 s)")
     if args.store == "redis":
         with redis_store(settings, engine, args.ttl_s) as store:
             return timed_rounds(args, settings, engine, frozen, store)
@@ -81,12 +82,8 @@ def redis_store(settings, engine: Engine, ttl_s: float | None):
     shared = list(feature_writes(engine))
     for start in range(0, len(shared), 2000):
         writer.write_batch(shared[start:start + 2000])
-    if ttl_s is None:  # the workers' (flows.resources.feature_store)
-        store = RedisFeatureStore(client, keyspace, ttl_s=min(1.0, settings.stream.rank_interval_s),
-                                  kind_ttl_s=dict.fromkeys(ITEM_KINDS,
-                                                           settings.stream.item_cache_ttl_s))
-    else:
-        store = RedisFeatureStore(client, keyspace, ttl_s=ttl_s)
+    store = (resources.feature_store_over(settings, client, keyspace) if ttl_s is None
+             else RedisFeatureStore(client, keyspace, ttl_s=ttl_s))
     print(f"wrote {len(shared):,} item, neighbour and model records to Redis ({keyspace.base}); "
           f"cache TTL {store.ttl_s:g} s, items and neighbours "
           f"{store.kind_ttl_s.get('item', store.ttl_s):g} s", flush=True)

@@ -5,8 +5,10 @@ and a feed ranked with the prefetch is the feed ranked without it."""
 from __future__ import annotations
 
 import pickle
+import time
 import uuid
 
+import pytest
 import redis
 
 from operators import Context
@@ -17,6 +19,7 @@ from operators.redis_store import RedisFeatureStore, RedisWriter
 from operators.user_state import UserState
 from schemas import Event
 from schemas.keyspace import Keyspace
+from scripts import bench_rank
 from tests.integration.inproc import cleanup, settings_for
 
 T = 1_767_225_600_000
@@ -67,31 +70,35 @@ def _user(ctx: Context, store) -> UserState:
     return user
 
 
-def test_a_prefetched_rank_reads_redis_once_and_ranks_the_same(live):
+@pytest.fixture
+def ranked_world(live):
+    """(client, keyspace, Context, pickled `_user`) over `_world` in a private keyspace."""
     prefix = f"test-reads-{uuid.uuid4().hex[:8]}"
-    settings = settings_for(live, prefix)
     client = redis.Redis.from_url(live[1])
     keyspace = Keyspace(prefix, "1")
-    ctx = Context.from_settings(settings)
+    ctx = Context.from_settings(settings_for(live, prefix))
     try:
         _world(RedisWriter(client, keyspace))
-        user = _user(ctx, RedisFeatureStore(client, keyspace, ttl_s=60))
-        frozen = pickle.dumps(user)
-
-        plain = RedisFeatureStore(CountingClient(client), keyspace, ttl_s=60)
-        without = rank(pickle.loads(frozen), _Unbatched(plain), ctx, T + 30)
-
-        counting = CountingClient(client)
-        batched = RedisFeatureStore(counting, keyspace, ttl_s=60)
-        with_prefetch = rank(pickle.loads(frozen), batched, ctx, T + 30)
-        assert with_prefetch.encode() == without.encode() and len(with_prefetch.items) > 10
-        # the prefetch, then the items of the posts item-kNN reaches and of the candidates
-        assert counting.trips <= 3 < plain.client.trips
-        trips = counting.trips
-        rank(pickle.loads(frozen), batched, ctx, T + 30)  # everything cached: no round trip
-        assert counting.trips == trips
+        yield client, keyspace, ctx, pickle.dumps(
+            _user(ctx, RedisFeatureStore(client, keyspace, ttl_s=60)))
     finally:
         cleanup(client, prefix)
+
+
+def test_a_prefetched_rank_reads_redis_once_and_ranks_the_same(ranked_world):
+    client, keyspace, ctx, frozen = ranked_world
+    plain = RedisFeatureStore(CountingClient(client), keyspace, ttl_s=60)
+    without = rank(pickle.loads(frozen), _Unbatched(plain), ctx, T + 30)
+
+    counting = CountingClient(client)
+    batched = RedisFeatureStore(counting, keyspace, ttl_s=60)
+    with_prefetch = rank(pickle.loads(frozen), batched, ctx, T + 30)
+    assert with_prefetch.encode() == without.encode() and len(with_prefetch.items) > 10
+    # the prefetch, then the items of the posts item-kNN reaches and of the candidates
+    assert counting.trips <= 3 < plain.client.trips
+    trips = counting.trips
+    rank(pickle.loads(frozen), batched, ctx, T + 30)  # everything cached: no round trip
+    assert counting.trips == trips
 
 
 class _Unbatched:
@@ -200,8 +207,6 @@ def test_ranks_over_redis_equal_the_in_process_ranks_on_the_bench_workload(live,
     workers' Redis feature store (what the engine learned, written by the workers' writer; a
     short cache TTL, so reads expire mid-run) gives the in-process store's feeds and choice sets
     byte for byte; the private keyspace is removed after."""
-    from scripts import bench_rank
-
     monkeypatch.setenv("REDIS_URL", live[1])
     args = ["--events", "6000", "--users", "800", "--rounds", "1"]
     _, in_process = bench_rank.main(args)
@@ -211,33 +216,23 @@ def test_ranks_over_redis_equal_the_in_process_ranks_on_the_bench_workload(live,
     assert not list(client.scan_iter(match="bench-rank-*", count=10_000))
 
 
-def test_item_features_are_cached_their_own_ttl_and_the_indexes_theirs(live):
-    """`stream.item_cache_ttl_s`: a rank after the indexes' TTL re-reads the indexes and the
-    global model (one round trip) but not the items and neighbour rows, still within theirs."""
-    import time
-
-    prefix = f"test-reads-{uuid.uuid4().hex[:8]}"
-    settings = settings_for(live, prefix)
-    client = redis.Redis.from_url(live[1])
-    keyspace = Keyspace(prefix, "1")
-    ctx = Context.from_settings(settings)
-    try:
-        _world(RedisWriter(client, keyspace))
-        frozen = pickle.dumps(_user(ctx, RedisFeatureStore(client, keyspace, ttl_s=60)))
-        counting = CountingClient(client)
-        store = RedisFeatureStore(counting, keyspace, ttl_s=0.05,
-                                  kind_ttl_s={"item": 60.0, "nbrs": 60.0})
-        first = rank(pickle.loads(frozen), store, ctx, T + 30)
-        time.sleep(0.1)
-        trips = counting.trips
-        again = rank(pickle.loads(frozen), store, ctx, T + 30)
-        assert counting.trips == trips + 1  # the indexes and the model, in the prefetch's one trip
-        assert again.encode() == first.encode()
-        single = RedisFeatureStore(counting, keyspace, ttl_s=0.05)  # one TTL for every kind
-        rank(pickle.loads(frozen), single, ctx, T + 30)
-        time.sleep(0.1)
-        trips = counting.trips
-        rank(pickle.loads(frozen), single, ctx, T + 30)
-        assert counting.trips > trips + 1  # the items are read again too
-    finally:
-        cleanup(client, prefix)
+def test_item_features_are_cached_their_own_ttl_and_the_indexes_theirs(ranked_world):
+    """A kind's own TTL (`kind_ttl_s`) holds in the prefetch too: a rank after the indexes' TTL
+    re-reads the indexes and the global model (one round trip) but not the items and neighbour
+    rows, still within theirs."""
+    client, keyspace, ctx, frozen = ranked_world
+    counting = CountingClient(client)
+    store = RedisFeatureStore(counting, keyspace, ttl_s=0.05,
+                              kind_ttl_s={"item": 60.0, "nbrs": 60.0})
+    first = rank(pickle.loads(frozen), store, ctx, T + 30)
+    time.sleep(0.1)
+    trips = counting.trips
+    again = rank(pickle.loads(frozen), store, ctx, T + 30)
+    assert counting.trips == trips + 1  # the indexes and the model, in the prefetch's one trip
+    assert again.encode() == first.encode()
+    single = RedisFeatureStore(counting, keyspace, ttl_s=0.05)  # one TTL for every kind
+    rank(pickle.loads(frozen), single, ctx, T + 30)
+    time.sleep(0.1)
+    trips = counting.trips
+    rank(pickle.loads(frozen), single, ctx, T + 30)
+    assert counting.trips > trips + 1  # the items are read again too
