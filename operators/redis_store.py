@@ -217,9 +217,9 @@ class RedisFeatureStore:
         (they were 2-6 round trips)."""
         now = time.monotonic()
         cache, ks = self._cache, self.keyspace
+        ttls = {kind: self.kind_ttl_s.get(kind, self.ttl_s) for kind in ITEM_KINDS}
         misses = [(kind, i) for kind in ITEM_KINDS for i in posts
-                  if (hit := cache.get((kind, i))) is None
-                  or now - hit[0] >= self.kind_ttl_s.get(kind, self.ttl_s)]
+                  if (hit := cache.get((kind, i))) is None or now - hit[0] >= ttls[kind]]
         model = cache.get(("model",))
         model_stale = model is None or now - model[0] >= self.ttl_s
         stale, depth = self._stale_indexes(
@@ -425,6 +425,18 @@ def pipeline_chunks(ops: list[tuple], max_bytes: int) -> list[list[tuple]]:
         size += n
     chunks.append(ops[start:] if start else ops)
     return chunks
+
+
+def delete_matching(client: redis.Redis, pattern: str, batch: int = 1000) -> int:
+    """UNLINK every key matching `pattern` (SCAN, `batch` keys per command: a cluster client
+    splits them by slot); the number removed."""
+    removed, keys = 0, []
+    for key in client.scan_iter(match=pattern, count=batch):
+        keys.append(key)
+        if len(keys) >= batch:
+            removed += client.unlink(*keys)
+            keys.clear()
+    return removed + (client.unlink(*keys) if keys else 0)
 
 
 def _get(pipe, key: str) -> None:

@@ -27,7 +27,7 @@ from confluent_kafka.admin import AdminClient
 
 import config
 from config.security import kafka_config, redis_connection
-from operators.redis_store import connect
+from operators.redis_store import connect, delete_matching
 from scripts import kafka_io, runner
 from scripts.bench import workload
 
@@ -102,8 +102,7 @@ def main() -> None:
                 print(f"round {round_} {variant}: wall {wall:.1f} s ({n / wall:,.0f} events/s), "
                       f"worker CPU {used:.1f} s ({n / used:,.0f} events per CPU-second); "
                       f"load {load:.1f} at start", flush=True)
-                for key in client.scan_iter(f"{prefix}*", count=5000):
-                    client.unlink(key)
+                delete_matching(client, f"{prefix}*", 5000)
     finally:
         AdminClient({"bootstrap.servers": boot, **extra}).delete_topics(topics)
     for variant, used in cpu.items():

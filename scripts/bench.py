@@ -52,7 +52,7 @@ import config
 from config import Settings
 from config.security import kafka_config, redis_connection
 from operators import backlog
-from operators.redis_store import connect, traced_user
+from operators.redis_store import connect, delete_matching, traced_user
 from operators.routing import SEEN_ONLY_TYPES
 from schemas.keyspace import Keyspace
 from scripts import kafka_io, proc_cpu, runner
@@ -372,16 +372,8 @@ class Bench:
 
     def cleanup(self, log: Log) -> None:
         client = self.redis()
-        deleted = 0
-        for prefix in (self.prefix, f"{self.prefix}-"):
-            batch = []
-            for key in client.scan_iter(f"{prefix}*", count=5000):
-                batch.append(key)
-                if len(batch) >= 5000:
-                    deleted += client.unlink(*batch)
-                    batch = []
-            if batch:
-                deleted += client.unlink(*batch)
+        deleted = sum(delete_matching(client, f"{prefix}*", 5000)
+                      for prefix in (self.prefix, f"{self.prefix}-"))
         admin = AdminClient({"bootstrap.servers": self.settings.kafka.bootstrap,
                              **kafka_config(self.settings.kafka)})
         topics = [t for t in admin.list_topics(timeout=10).topics

@@ -35,7 +35,7 @@ from operators.backfill import feature_writes
 from operators.engine import Engine
 from operators.feed import rank
 from operators.ingest import decode_message, limits_from
-from operators.redis_store import RedisFeatureStore, RedisWriter, connect
+from operators.redis_store import RedisFeatureStore, RedisWriter, connect, delete_matching
 from schemas.keyspace import Keyspace
 from scripts.bench import workload
 
@@ -78,20 +78,16 @@ def redis_store(settings, engine: Engine, ttl_s: float | None):
     url, options = redis_connection(settings.redis)
     client = connect(url, **options)
     keyspace = Keyspace(f"bench-rank-{os.getpid()}", "1")
-    writer = RedisWriter(client, keyspace)  # (the workers' index size)
-    shared = list(feature_writes(engine))
-    for start in range(0, len(shared), 2000):
-        writer.write_batch(shared[start:start + 2000])
     store = (resources.feature_store_over(settings, client, keyspace) if ttl_s is None
              else RedisFeatureStore(client, keyspace, ttl_s=ttl_s))
-    print(f"wrote {len(shared):,} item, neighbour and model records to Redis ({keyspace.base}); "
-          f"cache TTL {store.ttl_s:g} s, items and neighbours "
-          f"{store.kind_ttl_s.get('item', store.ttl_s):g} s", flush=True)
-    try:
+    try:  # the workers' writer (its index size, pipelines split by size)
+        written = RedisWriter(client, keyspace).write_batch(feature_writes(engine))
+        print(f"wrote {written:,} item, neighbour and model records to Redis ({keyspace.base}); "
+              f"cache TTL {store.ttl_s:g} s, items and neighbours "
+              f"{store.kind_ttl_s.get('item', store.ttl_s):g} s", flush=True)
         yield store
     finally:
-        for key in client.scan_iter(match=f"{keyspace.prefix}:*", count=10_000):
-            client.unlink(key)
+        delete_matching(client, f"{keyspace.prefix}:*")
 
 
 def timed_rounds(args, settings, engine: Engine, frozen: dict[str, bytes],

@@ -8,6 +8,7 @@ import time
 
 import redis
 
+from operators.redis_store import delete_matching
 from schemas.keyspace import Keyspace
 
 
@@ -53,15 +54,7 @@ class Versions:
             version = raw.decode()
             if version == self.active():
                 continue
-            base = Keyspace(self.prefix, version).base
-            batch = []
-            for key in self.client.scan_iter(f"{base}:*", count=1000):
-                batch.append(key)
-                if len(batch) >= 1000:
-                    self.client.delete(*batch)
-                    batch.clear()
-            if batch:
-                self.client.delete(*batch)
+            delete_matching(self.client, f"{Keyspace(self.prefix, version).base}:*")
             self.client.zrem(self.retired_key, version)
             removed.append(version)
         return removed

@@ -22,6 +22,7 @@ import redis
 
 import config
 from flows.adapters import _KeyedSnapshot, _PendingTimer
+from operators.redis_store import delete_matching
 from scripts import kafka_io, runner, services
 
 
@@ -105,8 +106,7 @@ def top_overlap(ref: dict[str, dict], got: dict[str, dict], k: int = 10) -> floa
 
 
 def cleanup(settings, client: redis.Redis) -> None:
-    for key in client.scan_iter(f"{settings.redis.prefix}:*", count=1000):
-        client.delete(key)
+    delete_matching(client, f"{settings.redis.prefix}:*")
 
 
 # Kinds of keys (the segment after the version) whose bytes the streaming flow reproduces exactly

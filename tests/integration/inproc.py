@@ -9,6 +9,7 @@ from bytewax.testing import TestingSink, TestingSource, run_main
 
 import config
 from flows.feeds import build_flow
+from operators.redis_store import delete_matching
 from scripts.generate import GeneratorConfig, generate, malformed_lines
 
 # generator's malformed kinds → schemas.rejections reason kinds
@@ -44,5 +45,4 @@ def settings_for(live, prefix: str, **env):
 
 
 def cleanup(client: redis.Redis, prefix: str) -> None:
-    for key in client.scan_iter(f"{prefix}:*", count=1000):
-        client.delete(key)
+    delete_matching(client, f"{prefix}:*")
