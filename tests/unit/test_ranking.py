@@ -373,10 +373,21 @@ class _NoViews:
         return {}
 
 
-def _neighbourhood(rows: list[tuple[str, dict[str, float]]], weights: list[float]):
+class _Views:
+    """A feature reader that knows each post's likes and impressions (its item-kNN mass)."""
+
+    def __init__(self, touches: dict[str, tuple[float, int]]):
+        from operators.item_stats import ItemView
+        self.views = {p: ItemView(p, "a", likes=lk, impressions=im) for p, (lk, im) in touches.items()}
+
+    def items(self, ids):
+        return {i: self.views[i] for i in ids if i in self.views}
+
+
+def _neighbourhood(rows: list[tuple[str, dict[str, float]]], weights: list[float], store=None):
     from operators.feed.neighbourhood import Neighbourhood
     knn = Neighbourhood.__new__(Neighbourhood)
-    knn.imp_w, knn.store, knn._all = 1.0, _NoViews(), None
+    knn.imp_w, knn.store, knn._all = 1.0, store or _NoViews(), None
     knn.rows, knn.weights = rows, weights
     return knn
 
@@ -401,3 +412,35 @@ def test_knn_candidates_do_not_depend_on_the_order_of_a_neighbour_row(rows, n, r
         for post, co in sorted(row.items()):
             raw[post] = raw.get(post, 0.0) + c * co
     assert got == again == sorted(raw, key=lambda p: (-raw[p], p))[:n]
+
+
+_POSTS = [f"p{i}" for i in range(40)]
+
+
+@given(st.lists(st.dictionaries(st.sampled_from(_POSTS), st.sampled_from([0.5, 1.0, 2.0, 3.0]),
+                                min_size=1, max_size=20), min_size=1, max_size=5),
+       st.dictionaries(st.sampled_from(_POSTS), st.tuples(st.sampled_from([0.0, 1.0, 3.0, 8.0]),
+                                                           st.sampled_from([0, 2, 9, 30]))),
+       st.sets(st.sampled_from(_POSTS)), st.integers(1, 15))
+def test_knn_candidates_read_only_what_can_win_and_choose_as_the_full_ranking(rows, touches,
+                                                                               exclude, n):
+    """`best` reads the items of the posts whose raw knn could still make the cut (knn ≤ raw, a
+    mass being at least 1) and chooses exactly what ranking every reached post would."""
+    import math
+    weights = [1.0, 0.85, 0.7, 0.6, 0.5][:len(rows)]
+    store = _Views(touches)
+    asked: list[str] = []
+    items = store.items
+    store.items = lambda ids: asked.extend(ids) or items(ids)
+    got = _neighbourhood([(f"h{k}", r) for k, r in enumerate(rows)], weights, store).best(
+        n, exclude)
+    raw: dict[str, float] = {}
+    for c, row in zip(weights, rows, strict=True):
+        for post, co in row.items():
+            raw[post] = raw.get(post, 0.0) + c * co
+    knn = {p: v / math.sqrt(max(1.0, touches[p][0] + touches[p][1]) if p in touches else 1.0)
+           for p, v in raw.items() if p not in exclude}
+    assert got == sorted(knn, key=lambda p: (-knn[p], p))[:n]
+    if len(knn) >= n:  # read below the n-th best knn: only among the 2n highest raw values
+        nth = sorted(knn.values())[-n]
+        assert sum(raw[p] < nth for p in set(asked)) <= 2 * n, "read what could not make the cut"
