@@ -158,6 +158,36 @@ def test_an_item_not_written_yet_is_read_again_at_the_next_rank(live):
         cleanup(client, prefix)
 
 
+def test_many_keys_are_read_in_mgets_of_bounded_size_as_the_cluster_reads_them(live, monkeypatch):
+    """Reads of many keys go as MGETs of at most `GetQueue.MGET_KEYS` keys (a Redis Cluster reads
+    one GET per key: its keys span slots); both give the same values, absent keys included, and
+    a prefetch puts the global model's read in the same batch."""
+    from operators import redis_store
+
+    monkeypatch.setattr(redis_store.GetQueue, "MGET_KEYS", 7)
+    prefix = f"test-mget-{uuid.uuid4().hex[:8]}"
+    client = redis.Redis.from_url(live[1])
+    keyspace = Keyspace(prefix, "1")
+    try:
+        views = [ItemView(f"p{i}", f"a{i % 3}", ("t0",), None, T + i) for i in range(0, 40, 2)]
+        RedisWriter(client, keyspace).write_batch(
+            [("item", v) for v in views] + [("model", {"w": [0.5], "b": 0.25})])
+        ids = [f"p{i}" for i in range(40)]  # every other one absent
+        by_mget = CountingClient(client)
+        batched = RedisFeatureStore(by_mget, keyspace, ttl_s=60)
+        got = batched.items(ids)
+        per_key = RedisFeatureStore(client, keyspace, ttl_s=60)
+        per_key._mget = False  # as on a cluster
+        assert got == per_key.items(ids) == {v.post_id: v for v in views}
+        assert list(got) == [v.post_id for v in views] and by_mget.trips == 1
+        fresh = RedisFeatureStore(client, keyspace, ttl_s=60)
+        fresh.prefetch(posts=ids[:5], n=0)  # 5 items, 5 rows and the model: two MGETs
+        assert fresh.global_model() == {"w": [0.5], "b": 0.25}
+        assert sorted(fresh.items(ids[:5])) == ["p0", "p2", "p4"]
+    finally:
+        cleanup(client, prefix)
+
+
 def test_spilled_erasure_owners_round_trip_through_redis(live):
     """The erasure step's spilled owners (operators.erasure) on the real Redis: added with the
     parked TTL, ORed back per owner, a deleted owner's members removed, the set deleted."""
