@@ -123,11 +123,9 @@ class Neighbourhood:
     def _knn(self, ids: list[str], raw: np.ndarray, at: np.ndarray) -> np.ndarray:
         """knn(i) = raw(i) / sqrt(mass(i)) for `ids[at]` (their items read from the store)."""
         chosen = [ids[k] for k in at.tolist()]
-        views = self.store.items(chosen)
-        w = self.imp_w
-        masses = np.fromiter(
-            (max(1.0, v.likes + w * v.impressions) if v is not None else 1.0
-             for v in map(views.get, chosen)), dtype=float, count=len(chosen))
+        views, w = self.store.items(chosen), self.imp_w
+        masses = np.fromiter((mass(v, w) for v in map(views.get, chosen)), dtype=float,
+                             count=len(chosen))
         return raw[at] / np.sqrt(masses)
 
     def scores(self, views: list[ItemView], masses: np.ndarray | None = None) -> np.ndarray:
