@@ -63,7 +63,8 @@ def retrying(call, retries: int = 8, what: str = "read"):
 ITEM_KINDS = ("item", "nbrs")  # what a rank reads per post (`prefetch`)
 # cached_many decoders, shared by the per-kind reads and `prefetch`
 _DECODE = {"item": lambda i, raw: ItemView.from_wire(i, orjson.loads(raw)),
-           "nbrs": lambda _i, raw: orjson.loads(raw)}
+           "nbrs": lambda _i, raw: orjson.loads(raw),
+           "model": lambda _i, raw: orjson.loads(raw)}
 
 
 class GetQueue:
@@ -140,6 +141,12 @@ class RedisFeatureStore:
         """`cached_many` for several requests (kind, ids, key_of, decode, read[, ttl_s]) at once:
         the misses of all of them are read in one pipeline (one round trip). The TTL is the
         request's, else the kind's (`kind_ttl_s`), else `ttl_s`."""
+        return self._cached(requests)[0]
+
+    def _cached(self, requests: list[tuple], extra=None) -> tuple[list[dict], list]:
+        """(`cached_many_of`'s answers, the results of `extra`): `extra(pipe)`, when given, queues
+        more commands after the misses' reads, in the same round trip (one is made only when
+        something missed or `extra` is given)."""
         now = time.monotonic()
         cache = self._cache
         outs: list[dict] = []
@@ -155,8 +162,9 @@ class RedisFeatureStore:
                         out[i] = hit[1]
                 else:
                     missing.append((out, kind, i, key_of, decode, read))
-        if missing:
-            # the plain GETs first, batched (`GetQueue`), then each custom read
+        extra_results: list = []
+        if missing or extra is not None:
+            # the plain GETs first, batched (`GetQueue`), then each custom read, then `extra`
             plain = [m for m in missing if m[5] is None]
             custom = [m for m in missing if m[5] is not None]
             gets = GetQueue([key_of(i) for _, _, i, key_of, _, _ in plain], self._mget)
@@ -166,9 +174,12 @@ class RedisFeatureStore:
                 gets.queue(pipe)
                 for _, _, i, key_of, _, read in custom:
                     read(pipe, key_of(i))
+                if extra is not None:
+                    extra(pipe)
                 return pipe.execute()
             values, rest = gets.take(retrying(fetch))
-            for (out, kind, i, _, decode, _), raw in zip(plain + custom, values + rest,
+            extra_results = rest[len(custom):]
+            for (out, kind, i, _, decode, _), raw in zip(plain + custom, values + rest[:len(custom)],
                                                           strict=True):
                 value = decode(i, raw) if raw else None
                 if _cacheable(kind, raw):
@@ -176,7 +187,7 @@ class RedisFeatureStore:
                 if value is not None:
                     out[i] = value
         self._sweep(now)
-        return outs
+        return outs, extra_results
 
     def remember(self, kind: str, ids_values: dict) -> None:
         """Cache values this worker just wrote (None = absent) as fresh `cached_many` entries of
@@ -196,10 +207,10 @@ class RedisFeatureStore:
             self._cache = {k: v for k, v in self._cache.items() if now - v[0] < keep}
 
     def items(self, ids: list[str]) -> dict[str, ItemView]:
-        return self.cached_many("item", ids, self.keyspace.item, _DECODE["item"])
+        return self.cached_many(*self._request("item", ids))
 
     def neighbours(self, ids: list[str]) -> dict[str, dict[str, float]]:
-        return self.cached_many("nbrs", ids, self.keyspace.neighbours, _DECODE["nbrs"])
+        return self.cached_many(*self._request("nbrs", ids))
 
     def cached_one(self, key: tuple, load):
         """`load()` at most once per TTL for `key` (an index, a model): other readers of this
@@ -226,12 +237,7 @@ class RedisFeatureStore:
         now = time.monotonic()
         stale, depth = self._stale_indexes(keys, n, now)
         if stale:
-            def fetch():
-                pipe = self.client.pipeline(transaction=False)
-                for key in stale:
-                    pipe.zrange(key, 0, depth - 1, desc=True)
-                return pipe.execute()
-            self._store_indexes(stale, retrying(fetch), depth, now)
+            self._read_with_indexes([], stale, depth)
         out = [self._cache[("index", key)][1][0][:n] for key in keys]
         self._sweep(now)  # (after the reads: what was just stored is never swept first)
         return out
@@ -260,35 +266,31 @@ class RedisFeatureStore:
         and neighbour rows of `posts` (the user's history), the trending indexes of `topics`
         and the fresh index `n` deep, and the global model. The rank's reads then hit the cache
         (they were 2-6 round trips)."""
-        now = time.monotonic()
-        cache, ks = self._cache, self.keyspace
-        ttls = {kind: self.kind_ttl_s.get(kind, self.ttl_s) for kind in ITEM_KINDS}
-        misses = [(kind, i) for kind in ITEM_KINDS for i in posts
-                  if (hit := cache.get((kind, i))) is None or now - hit[0] >= ttls[kind]]
-        model = cache.get(("model",))
-        model_stale = model is None or now - model[0] >= self.ttl_s
+        ks = self.keyspace
         stale, depth = self._stale_indexes(
-            [ks.trending(t) for t in topics] + [ks.fresh], n, now) if n else ([], 0)
-        if not (misses or model_stale or stale):
-            return
+            [ks.trending(t) for t in topics] + [ks.fresh], n, time.monotonic()) if n else ([], 0)
+        self._read_with_indexes([self._request(kind, posts) for kind in ITEM_KINDS]
+                                + [self._request("model", [""])], stale, depth)
 
-        gets = GetQueue([ks.item(i) if kind == "item" else ks.neighbours(i) for kind, i in misses]
-                        + ([ks.global_model] if model_stale else []), self._mget)
-
-        def fetch():
-            pipe = self.client.pipeline(transaction=False)
-            gets.queue(pipe)
+    def _read_with_indexes(self, requests: list[tuple], stale: list[str], depth: int) -> None:
+        """`cached_many_of(requests)`, with the `stale` sorted-set indexes read `depth` deep in
+        the same round trip and cached (`_store_indexes`)."""
+        def queue(pipe) -> None:
             for key in stale:
                 pipe.zrange(key, 0, depth - 1, desc=True)
-            return pipe.execute()
-        values, indexes = gets.take(retrying(fetch))
-        for (kind, i), raw in zip(misses, values, strict=False):
-            if _cacheable(kind, raw):
-                cache[(kind, i)] = (now, _DECODE[kind](i, raw) if raw else None)
-        if model_stale:
-            cache[("model",)] = (now, orjson.loads(values[-1]) if values[-1] else None)
-        self._store_indexes(stale, indexes, depth, now)
-        self._sweep(now)
+        _, results = self._cached(requests, queue if stale else None)
+        self._store_indexes(stale, results, depth, time.monotonic())
+
+    def _request(self, kind: str, ids: list[str]) -> tuple:
+        """The `cached_many` request of a kind a rank reads: "item", "nbrs" or "model" (one id,
+        "": the global model)."""
+        ks = self.keyspace
+        if kind == "model":
+            def key_of(_id: str) -> str:
+                return ks.global_model
+        else:
+            key_of = ks.item if kind == "item" else ks.neighbours
+        return kind, ids, key_of, _DECODE[kind], None
 
     def parked(self, kind: str, user_id: str) -> bytes | None:
         """The parked worker state of an evicted user (not cached: read once, at its return);
@@ -311,10 +313,7 @@ class RedisFeatureStore:
         self.recent_spills.add(user_id, members)
 
     def global_model(self) -> dict | None:
-        def load():
-            raw = self.client.get(self.keyspace.global_model)
-            return orjson.loads(raw) if raw else None
-        return self.cached_one(("model",), load)
+        return self.cached_many(*self._request("model", [""])).get("")
 
 
 # A pipeline carries about this many bytes of values at most: redis-py packs a pipeline's queued
