@@ -449,12 +449,21 @@ def experiments_report(
                                                "counters)"),
         config: Optional[Path] = ConfigOpt,
         json_out: Optional[str] = typer.Option(None, "--json",
-                                               help="also write the report as JSON here (- = stdout only)")):
+                                               help="also write the report as JSON here (- = stdout only)"),
+        alpha: Optional[float] = typer.Option(
+            None, "--alpha", min=1e-6, max=0.5,
+            help="error rate of the always-valid intervals over every look and comparison "
+                 "[default: 0.05]"),
+        mixture_lift: Optional[float] = typer.Option(
+            None, "--mixture-lift", min=1e-4,
+            help="relative lift the always-valid test finds soonest; any value is valid "
+                 "[default: 0.1]")):
     """Per-arm impressions, engagement, hide/report and notification open rates with 95% intervals,
-    and each arm's difference from the control arm."""
+    and each arm's difference from the control arm, with an interval that stays valid however often
+    the report is read."""
     from scripts import experiments as experiments_mod
     try:
-        experiments_mod.run(source, _settings(config), json_out, console)
+        experiments_mod.run(source, _settings(config), json_out, console, alpha, mixture_lift)
     except (ValueError, FileNotFoundError) as exc:
         _fail(exc)
     except Exception as exc:  # noqa: BLE001 - Redis unreachable etc.: say what to do

@@ -46,7 +46,10 @@ def counts_from_redis(settings: Settings) -> dict:
     return counts
 
 
-def run(source: str, settings: Settings, json_path: str | None, console: Console) -> list[dict]:
+def run(source: str, settings: Settings, json_path: str | None, console: Console,
+        alpha: float | None = None, mixture_lift: float | None = None) -> list[dict]:
+    """The report of `source`; alpha and mixture_lift default to the report's (stats.ALPHA,
+    stats.MIXTURE_LIFT)."""
     if source == "redis":
         counts = counts_from_redis(settings)
     else:
@@ -54,14 +57,19 @@ def run(source: str, settings: Settings, json_path: str | None, console: Console
         if not path.exists():
             raise FileNotFoundError(f"{path} does not exist (pass an event log, or `redis`)")
         counts = counts_from_log(path, settings, console)
-    report = report_mod.build(counts, settings)
+    report = report_mod.build(counts, settings, report_mod.ALPHA if alpha is None else alpha,
+                              report_mod.MIXTURE_LIFT if mixture_lift is None else mixture_lift)
     if json_path == "-":
         console.print_json(orjson.dumps(report).decode())
         return report
     report_mod.render(report, console)
     console.print("Rates: 95% Wilson intervals. Δ: difference from the control arm with a 95% "
                   "interval by user (users are what is randomised; --json also has the "
-                  "per-impression Newcombe interval); * = excludes zero.", style="dim")
+                  "per-impression Newcombe interval), valid for one look planned in advance; "
+                  "* = excludes zero. \"any look\": the always-valid interval (mixture SPRT, "
+                  "Bonferroni over the comparisons), valid however often the report is read; "
+                  "† = excludes zero: only those are safe to act on while the experiment runs.",
+                  style="dim")
     if json_path:
         Path(json_path).write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
         console.print(f"wrote {json_path}")

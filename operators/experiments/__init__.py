@@ -2,8 +2,9 @@
 
 `assignment` maps a user to an arm of every enabled experiment (config/experiments.py) and derives
 the arm's settings once; `counts` turns the event stream into per-arm counters (a keyed step of the
-flow, or a log read by `persona experiments report`); `stats` gives Wilson intervals and Newcombe
-intervals of differences; `report` builds the per-arm table.
+flow, or a log read by `persona experiments report`); `stats` gives Wilson intervals, Newcombe and
+by-user intervals of differences, and always-valid ones for reading a running experiment;
+`report` builds the per-arm table.
 """
 
 from operators.experiments.assignment import ArmResolver, arms_of, assign, bucket, variant

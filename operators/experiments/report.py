@@ -6,6 +6,12 @@ Counts come from the flow's `experiment_counts` step through Redis (`from_redis`
 log counted with the same code (`from_events`). Two intervals per rate and difference: Wilson /
 Newcombe, which treat every impression as independent, and user-clustered (delta method over users,
 the unit that is randomised), which is wider when users differ; significance uses the clustered one.
+
+Each difference also has an always-valid interval (`stats.always_valid_diff`), at alpha divided by
+the experiment's number of comparisons (arms besides the control × rates: Bonferroni), so that
+reading the report at any time, as often as one likes, across every arm and rate, calls a
+difference that is not there with probability at most alpha. The fixed 95% interval holds only for
+one look planned in advance and one comparison.
 """
 
 from __future__ import annotations
@@ -18,6 +24,9 @@ import orjson
 from config import Settings
 from operators.experiments.counts import METRICS, ArmCounts, ExperimentCounts
 from operators.experiments.stats import (
+    ALPHA,
+    MIXTURE_LIFT,
+    always_valid_diff,
     clustered_diff,
     clustered_ratio,
     newcombe_diff,
@@ -64,7 +73,8 @@ def from_redis(client, keyspace: Keyspace) -> dict[str, dict[str, dict]]:
     return out
 
 
-def build(counts: dict[str, dict[str, dict]], settings: Settings) -> list[dict]:
+def build(counts: dict[str, dict[str, dict]], settings: Settings, alpha: float = ALPHA,
+          mixture_lift: float = MIXTURE_LIFT) -> list[dict]:
     """One entry per experiment: its control and, per arm, counts, rates and differences."""
     declared = {e.name: e for e in settings.experiments}
     report = []
@@ -72,6 +82,8 @@ def build(counts: dict[str, dict[str, dict]], settings: Settings) -> list[dict]:
         exp = declared.get(name)
         control = exp.control if exp is not None and exp.control in arms else sorted(arms)[0]
         base = arms[control]
+        comparisons = max(1, (len(arms) - 1) * len(RATES))
+        per_test = alpha / comparisons
         rows = []
         for arm, c in sorted(arms.items(), key=lambda kv: (kv[0] != control, kv[0])):
             counts = {m: int(c.get(m, 0)) for m in METRICS}
@@ -87,13 +99,19 @@ def build(counts: dict[str, dict[str, dict]], settings: Settings) -> list[dict]:
                     r0, var0, k0, n0 = _rate(base, rate)
                     d, dlo, dhi = clustered_diff(r, var, r0, var0)
                     _, nlo, nhi = newcombe_diff(k, n, k0, n0)
+                    _, slo, shi, sp = always_valid_diff(d, var + var0,
+                                                        (mixture_lift * r0) ** 2, per_test)
                     entry["diff"] = {"value": _num(d), "low": _num(dlo), "high": _num(dhi),
                                      "independent_low": _num(nlo), "independent_high": _num(nhi),
-                                     "significant": bool(n and n0 and (dlo > 0 or dhi < 0))}
+                                     "significant": bool(n and n0 and (dlo > 0 or dhi < 0)),
+                                     "sequential": {"low": _num(slo), "high": _num(shi),
+                                                    "p": _num(sp), "alpha": per_test,
+                                                    "significant": bool(n and n0 and sp < per_test)}}
                 row[rate] = entry
             rows.append(row)
         report.append({"experiment": name, "control": control,
-                       "enabled": bool(exp is not None and exp.enabled), "arms": rows})
+                       "enabled": bool(exp is not None and exp.enabled), "arms": rows,
+                       "alpha": alpha, "comparisons": comparisons, "mixture_lift": mixture_lift})
     return report
 
 
@@ -129,7 +147,10 @@ def render(report: list[dict], console=None) -> str:
     console.record = True
     for exp in report:
         state = "running" if exp["enabled"] else "stopped"
-        table = Table(title=f"experiment {exp['experiment']} ({state}; control: {exp['control']})")
+        table = Table(title=f"experiment {exp['experiment']} ({state}; control: {exp['control']})",
+                      caption=f"any look: always-valid interval, error {exp['alpha']:g} over all "
+                              f"looks and {exp['comparisons']} comparisons",
+                      caption_justify="left")
         for col in ("arm", "users", "impressions", "engaged/impr [95% CI]", "Δ [95% CI, by user]",
                     "negative/impr", "Δ", "notif open rate", "Δ"):
             table.add_column(col, justify="left" if col == "arm" else "right", no_wrap=True)
@@ -150,9 +171,14 @@ def _interval(e: dict) -> str:
 
 
 def _diff(d: dict | None) -> str:
+    """The difference with its fixed interval (* when it excludes zero) and, below, its
+    always-valid interval († when it excludes zero)."""
     if d is None:
         return "—"
     if d["value"] is None:
         return "n/a"
     star = " *" if d["significant"] else ""
-    return f"{d['value']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]{star}"
+    seq = d["sequential"]
+    dagger = " †" if seq["significant"] else ""
+    return (f"{d['value']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]{star}\n"
+            f"any look: [{seq['low']:+.4f}, {seq['high']:+.4f}]{dagger}")

@@ -19,6 +19,7 @@ from operators import Engine
 from operators.context import Context
 from operators.experiments import assign, bucket, newcombe_diff, wilson
 from operators.experiments import report as report_mod
+from operators.experiments.stats import always_valid_diff, z_of
 from operators.feed.controls import effect
 from reader.explain import explain
 from schemas import Event, decode_event
@@ -158,6 +159,63 @@ def test_intervals_cover_and_order():
     d, lo, hi = newcombe_diff(50, 100, 50, 100)
     assert d == 0 and lo < 0 < hi
     assert newcombe_diff(90, 100, 10, 100)[1] > 0.6
+
+
+@hsettings(max_examples=200, deadline=None)
+@given(st.floats(-1, 1), st.floats(1e-9, 1e-1), st.floats(1e-9, 1e-1), st.floats(1e-4, 0.5))
+def test_an_always_valid_interval_holds_the_fixed_one_and_agrees_with_its_p(d, var, tau2, alpha):
+    _, lo, hi, p = always_valid_diff(d, var, tau2, alpha)
+    half = z_of(alpha) * math.sqrt(var)
+    assert lo <= d - half and d + half <= hi  # the price of looking at any time: never narrower
+    if abs(abs(d) - (hi - d)) > 1e-9 * (hi - d):  # off the boundary: one rule, two readings
+        assert (p < alpha) == (lo > 0 or hi < 0)
+    _, lo2, hi2, _ = always_valid_diff(d, var, tau2, alpha / 3)
+    assert lo2 <= lo and hi <= hi2  # more comparisons, wider
+
+
+def _peeked(lift: float, experiments: int, seed: int) -> tuple[float, float]:
+    """Share of simulated two-arm experiments in which any of 40 looks (every 25 users per arm)
+    called the engagement difference: by the fixed 95% interval, and by the always-valid one.
+    Users differ (impressions 1 + Poisson(15), engagement probability Beta(2, 20), × lift in the
+    second arm), so the report's by-user variance is what is tested."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    users, every = 1000, 25
+
+    def arm(scale: float) -> list:
+        n = 1 + rng.poisson(15, (experiments, users))
+        k = rng.binomial(n, np.minimum(rng.beta(2, 20, (experiments, users)) * scale, 1.0))
+        return [np.cumsum(a, axis=1) for a in (k, n, k * k, n * n, k * n)]
+
+    def counts(sums: list, s: int, u: int) -> dict:
+        y, n, yy, nn, ny = (int(a[s, u]) for a in sums)
+        return {"users": u + 1, "impressions": n, "engagements": y,
+                "moments": {"engagements*engagements": yy, "impressions*impressions": nn,
+                            "engagements*impressions": ny}}
+
+    control, treated = arm(1.0), arm(lift)
+    settings = config.load(env={})
+    fixed = sequential = 0
+    for s in range(experiments):
+        called = called_any_look = False
+        for u in range(every - 1, users, every):
+            report = report_mod.build({"e": {"a": counts(control, s, u),
+                                             "b": counts(treated, s, u)}}, settings)
+            diff = report[0]["arms"][1]["engagement_rate"]["diff"]
+            called |= diff["significant"]
+            called_any_look |= diff["sequential"]["significant"]
+        fixed += called
+        sequential += called_any_look
+    return fixed / experiments, sequential / experiments
+
+
+def test_always_valid_intervals_keep_their_error_however_often_the_report_is_read():
+    fixed, sequential = _peeked(1.0, 300, seed=3)  # A/A: any call is a false one
+    assert fixed > 0.15, fixed  # peeking at the fixed interval: several times its 5%
+    assert sequential <= 0.05, sequential  # 0.05 over 40 looks and the report's 3 comparisons
+    _, found = _peeked(1.3, 60, seed=4)  # a 30% lift is still found, within the 1,000 users
+    assert found >= 0.8, found
 
 
 def test_controls_fade_in_event_time():
