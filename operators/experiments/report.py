@@ -11,7 +11,8 @@ Each difference also has an always-valid interval (`stats.always_valid_diff`), a
 the experiment's number of comparisons (arms besides the control × rates: Bonferroni), so that
 reading the report at any time, as often as one likes, across every arm and rate, calls a
 difference that is not there with probability at most alpha. The fixed 95% interval holds only for
-one look planned in advance and one comparison.
+one look planned in advance and one comparison. And a sample-ratio test per experiment: users per
+arm against the configured fractions (a mismatch means the differences cannot be trusted).
 """
 
 from __future__ import annotations
@@ -31,11 +32,13 @@ from operators.experiments.stats import (
     clustered_ratio,
     newcombe_diff,
     ratio_variance,
+    sample_ratio,
     wilson,
 )
 from schemas import Event
 from schemas.keyspace import Keyspace
 
+SRM_ALPHA = 0.001  # a sample-ratio mismatch is flagged below this p (strict: it is checked often)
 # rate -> (numerator counters, denominator counters)
 RATES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "engagement_rate": (("engagements",), ("impressions",)),
@@ -111,8 +114,21 @@ def build(counts: dict[str, dict[str, dict]], settings: Settings, alpha: float =
             rows.append(row)
         report.append({"experiment": name, "control": control,
                        "enabled": bool(exp is not None and exp.enabled), "arms": rows,
-                       "alpha": alpha, "comparisons": comparisons, "mixture_lift": mixture_lift})
+                       "alpha": alpha, "comparisons": comparisons, "mixture_lift": mixture_lift,
+                       "sample_ratio": _sample_ratio(exp, rows)})
     return report
+
+
+def _sample_ratio(exp, rows: list[dict]) -> dict | None:
+    """Users per arm against the configured fractions; None for an experiment no longer declared
+    or whose declared arms differ from the counted ones (the expected split is then unknown)."""
+    if exp is None or {a.name for a in exp.arms} != {r["arm"] for r in rows}:
+        return None
+    users = [r["users"] for r in rows]
+    fractions = [exp.arm(r["arm"]).fraction for r in rows]
+    chi2, p = sample_ratio(users, fractions)
+    return {"users": users, "fractions": fractions, "chi2": round(chi2, 4), "p": _num(p),
+            "mismatch": p < SRM_ALPHA}
 
 
 def _moment(moments: dict, a: str, b: str) -> int:
@@ -149,7 +165,8 @@ def render(report: list[dict], console=None) -> str:
         state = "running" if exp["enabled"] else "stopped"
         table = Table(title=f"experiment {exp['experiment']} ({state}; control: {exp['control']})",
                       caption=f"any look: always-valid interval, error {exp['alpha']:g} over all "
-                              f"looks and {exp['comparisons']} comparisons",
+                              f"looks and {exp['comparisons']} comparisons. "
+                              + _sample_ratio_line(exp.get("sample_ratio")),
                       caption_justify="left")
         for col in ("arm", "users", "impressions", "engaged/impr [95% CI]", "Δ [95% CI, by user]",
                     "negative/impr", "Δ", "notif open rate", "Δ"):
@@ -162,6 +179,18 @@ def render(report: list[dict], console=None) -> str:
             table.add_row(*cells)
         console.print(table)
     return console.export_text()
+
+
+def _sample_ratio_line(srm: dict | None) -> str:
+    if srm is None:
+        return "Sample ratio: not checked (the declared arms differ from the counted ones)."
+    split = " / ".join(f"{u:,}" for u in srm["users"])
+    shares = " / ".join(f"{f:g}" for f in srm["fractions"])
+    line = f"Sample ratio: users {split} for fractions {shares}, p {srm['p']:.3g}"
+    if srm["mismatch"]:
+        return (line + ": SAMPLE RATIO MISMATCH — the users are not split as configured; "
+                "assignment or exposure logging is broken, so no difference above can be trusted.")
+    return line + "."
 
 
 def _interval(e: dict) -> str:

@@ -105,3 +105,34 @@ def always_valid_diff(d: float, var: float, tau2: float,
     log_l = 0.5 * math.log(var / total) + tau2 * d * d / (2.0 * var * total)
     p = 1.0 if log_l <= 0 else math.exp(-log_l)
     return d, d - half, d + half, p
+
+
+def chi2_sf(x: float, df: int) -> float:
+    """P(X ≥ x) for a chi-squared variable with integer `df` ≥ 1 degrees of freedom (the upper
+    regularised gamma function at df/2, in closed form)."""
+    if x <= 0:
+        return 1.0
+    h = x / 2.0
+    if df % 2 == 0:
+        term, total = 1.0, 1.0
+        for i in range(1, df // 2):
+            term *= h / i
+            total += term
+        return min(1.0, math.exp(-h) * total)
+    total, term = math.erfc(math.sqrt(h)), math.sqrt(h) / math.gamma(1.5)
+    for i in range(1, (df - 1) // 2 + 1):
+        total += math.exp(-h) * term
+        term *= h / (i + 0.5)
+    return min(1.0, total)
+
+
+def sample_ratio(users: list[int], fractions: list[float]) -> tuple[float, float]:
+    """(chi-squared, p) of the users counted per arm against the arms' configured traffic
+    fractions (a sample-ratio-mismatch test: a small p means assignment or logging is broken, and
+    no difference between the arms can be trusted). (0, 1) with fewer than two arms or no users."""
+    total, share = sum(users), sum(fractions)
+    if len(users) < 2 or total <= 0 or share <= 0:
+        return 0.0, 1.0
+    expected = [total * f / share for f in fractions]
+    chi2 = sum((u - e) ** 2 / e for u, e in zip(users, expected, strict=True) if e > 0)
+    return chi2, chi2_sf(chi2, len(users) - 1)

@@ -19,7 +19,7 @@ from operators import Engine
 from operators.context import Context
 from operators.experiments import assign, bucket, newcombe_diff, wilson
 from operators.experiments import report as report_mod
-from operators.experiments.stats import always_valid_diff, z_of
+from operators.experiments.stats import always_valid_diff, chi2_sf, sample_ratio, z_of
 from operators.feed.controls import effect
 from reader.explain import explain
 from schemas import Event, decode_event
@@ -216,6 +216,38 @@ def test_always_valid_intervals_keep_their_error_however_often_the_report_is_rea
     assert sequential <= 0.05, sequential  # 0.05 over 40 looks and the report's 3 comparisons
     _, found = _peeked(1.3, 60, seed=4)  # a 30% lift is still found, within the 1,000 users
     assert found >= 0.8, found
+
+
+@pytest.mark.parametrize("df,x05,x001", [
+    (1, 3.8414588206941285, 10.827566170662733), (2, 5.991464547107983, 13.815510557964274),
+    (3, 7.814727903251178, 16.26623619623813), (4, 9.487729036781158, 18.466826952903173),
+    (5, 11.070497693516355, 20.515005652432876)])  # chi-squared tables' quantiles
+def test_chi2_tail_matches_the_tables(df, x05, x001):
+    assert chi2_sf(x05, df) == pytest.approx(0.05, rel=1e-9)
+    assert chi2_sf(x001, df) == pytest.approx(0.001, rel=1e-9)
+    assert chi2_sf(0.0, df) == 1.0
+
+
+def test_sample_ratio_mismatch_is_flagged_and_a_fair_split_is_not(tmp_path):
+    assert sample_ratio([135, 155], [0.5, 0.5])[1] == pytest.approx(0.2402, abs=1e-4)
+    assert sample_ratio([5_000, 5_400], [0.5, 0.5])[1] < 1e-4
+    assert sample_ratio([2_000, 1_000], [0.4, 0.2])[1] == pytest.approx(1.0)  # need not sum to 1
+    s = load(tmp_path, EXPERIMENT.format(enabled="true"))
+    arm = {"users": 0, "impressions": 100, "engagements": 10}
+
+    def srm(control: int, small: int) -> dict:
+        rep = report_mod.build({"size": {"control": {**arm, "users": control},
+                                         "small": {**arm, "users": small}}}, s)
+        return rep[0]["sample_ratio"]
+
+    assert not srm(1_000, 1_040)["mismatch"]
+    skewed = srm(1_000, 1_200)
+    assert skewed["mismatch"] and skewed["p"] < 0.001, skewed
+    rep = report_mod.build({"size": {"control": {**arm, "users": 1_000},
+                                     "small": {**arm, "users": 1_200}}}, s)
+    assert "SAMPLE RATIO MISMATCH" in report_mod.render(rep)
+    gone = report_mod.build({"size": {"control": arm, "other": arm}}, s)  # arms not as declared
+    assert gone[0]["sample_ratio"] is None
 
 
 def test_controls_fade_in_event_time():
