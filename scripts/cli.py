@@ -394,7 +394,8 @@ def evaluate(log: Path = typer.Argument(..., help="JSONL event log, MovieLens u.
                  None, min=1, help="only the first N events (in time order): quick iterations"),
              json_out: Optional[Path] = typer.Option(None, "--json", help="write the report here"),
              plot_out: Optional[Path] = typer.Option(None, "--plot", help="PNG of metrics over time")):
-    """Prequential replay through the production ranking, against popularity and item-kNN."""
+    """Prequential replay through the production ranking, against popularity, item-kNN and online
+    BPR matrix factorisation."""
     from scripts import evaluate as evaluate_mod
     if not log.exists():
         _fail(FileNotFoundError(f"{log} does not exist"))

@@ -13,6 +13,7 @@ import config as config_mod
 from operators.evaluation import (
     GlobalPopularity,
     ItemKNN,
+    OnlineBPR,
     ReadStats,
     evaluate,
     fold_exposures,
@@ -33,7 +34,7 @@ def run(log: Path, configs: list[Path | None], *, k: int = 10, window: int = 200
         name = "persona" if len(configs) == 1 else f"persona:{path.stem if path else 'default'}"
         recommenders.append(PersonaRecommender(config_mod.load(path), name=name))
     if baselines:
-        recommenders += [GlobalPopularity(), ItemKNN()]
+        recommenders += [GlobalPopularity(), ItemKNN(), OnlineBPR()]
     stats = ReadStats()
     t0 = time.time()
     console.print(f"reading {log} …")

@@ -3,7 +3,8 @@
 Plain Python — no Bytewax, Kafka or Redis: events come from the project's JSONL event log or from
 MovieLens ratings (`readers`), flow in time order through every recommender (`prequential`), which is
 asked to rank each new positive engagement of a user *before* it learns it. Metrics use fair ties
-(`metrics`); incremental popularity and item-kNN are the reference baselines (`baselines`); `report`
+(`metrics`); incremental popularity, item-kNN and online BPR matrix factorisation are the reference
+baselines (`baselines`); `report`
 holds the result, its JSON form, a rich table and a plot.
 
     from operators.evaluation import read_events, evaluate, GlobalPopularity, ItemKNN, print_table
@@ -14,7 +15,7 @@ holds the result, its JSON form, a rich table and a plot.
 Command line: `python -m operators.evaluation PATH [--k 10] [--json out.json] [--plot out.png]`.
 """
 
-from operators.evaluation.baselines import GlobalPopularity, IncrementalCatalog, ItemKNN
+from operators.evaluation.baselines import GlobalPopularity, IncrementalCatalog, ItemKNN, OnlineBPR
 from operators.evaluation.metrics import (
     ExposureAccumulator,
     RankingAccumulator,
@@ -45,6 +46,7 @@ __all__ = [
     "GlobalPopularity",
     "IncrementalCatalog",
     "ItemKNN",
+    "OnlineBPR",
     "RankingAccumulator",
     "ReadStats",
     "Recommender",

@@ -8,6 +8,9 @@ is vectorised.
 * `ItemKNN`: incremental co-occurrence of positively-engaged items per user;
   score(i) = Σ_{j in user's positive history} co(i,j) / sqrt(pop(i)·pop(j)) (cosine-normalised).
   The co-occurrence matrix is dense (n_items² float64, 8·n² bytes): fine up to ~10k items.
+* `OnlineBPR`: matrix factorisation learned online with the BPR loss (Rendle et al., UAI 2009):
+  at each positive engagement, one SGD step on log σ(x_ui − x_uj) against sampled items the user
+  has not touched; score(i) = u·v_i + b_i. The standard latent-factor baseline, seeded.
 """
 
 from __future__ import annotations
@@ -153,3 +156,58 @@ class ItemKNN(IncrementalCatalog):
         np.divide(raw, np.sqrt(pop), out=out, where=pop > 0)
         # equal neighbourhoods must tie exactly whatever the summation order: drop the last bits
         return np.round(out, 10)
+
+
+class OnlineBPR(IncrementalCatalog):
+    """Latent factors (user u, item v_i, item bias b_i) learned online with BPR.
+
+    At each new positive (user, i): `negatives` items j drawn uniformly among the items alive and
+    untouched by the user, and one step on Σ_j log σ(x_ui − x_uj), x_ui = u·v_i + b_i. The user and
+    positive item move by the sum over the negatives (a strong step for what was just engaged);
+    each negative by its own term. Defaults: the best of a small grid on MovieLens-100K's
+    prequential HR@10 (dim 32 / 64, lr 0.02–0.1, 8 / 16 negatives), i.e. tuned on the test log,
+    which favours the baseline. Deterministic for a seed."""
+
+    name = "baseline:bpr-mf"
+
+    def __init__(self, dim: int = 64, lr: float = 0.05, reg: float = 0.01, negatives: int = 16,
+                 seed: int = 7, initial_capacity: int = 1024) -> None:
+        self.dim, self.lr, self.reg, self.negatives = dim, lr, reg, negatives
+        self._rng = np.random.default_rng(seed)
+        super().__init__(initial_capacity)
+        self._v = self._rng.normal(0.0, 0.1, (self._cap, dim))
+        self._b = np.zeros(self._cap)
+        self._u: dict[str, np.ndarray] = {}
+
+    def _grow(self, cap: int) -> None:
+        v = self._rng.normal(0.0, 0.1, (cap, self.dim))
+        v[: self._cap] = self._v
+        self._v = v
+        self._b = np.concatenate([self._b, np.zeros(cap - self._cap)])
+        super()._grow(cap)
+
+    def _on_positive(self, user: str, idx: int, history: list[int]) -> None:
+        u = self._u.get(user)
+        if u is None:
+            u = self._u[user] = self._rng.normal(0.0, 0.1, self.dim)
+        alive = np.flatnonzero(self._alive[: self.n_items])
+        touched = self._touched.get(user, ())
+        drawn = alive[self._rng.integers(0, len(alive), self.negatives)]
+        neg = np.array([j for j in drawn.tolist() if j != idx and j not in touched], dtype=np.intp)
+        if not len(neg):
+            return
+        vi, vj = self._v[idx].copy(), self._v[neg]
+        g = 1.0 / (1.0 + np.exp((vi - vj) @ u + self._b[idx] - self._b[neg]))  # σ(−x_uij)
+        lr, reg = self.lr, self.reg
+        self._u[user] = u + lr * ((g[:, None] * (vi - vj)).sum(0) - reg * u)
+        self._v[idx] = vi + lr * (g.sum() * u - reg * vi)
+        np.add.at(self._v, neg, lr * (-g[:, None] * u - reg * vj))
+        self._b[idx] += lr * (g.sum() - reg * self._b[idx])
+        np.add.at(self._b, neg, lr * (-g - reg * self._b[neg]))
+
+    def scores(self, user_id: str) -> np.ndarray:
+        n = self.n_items
+        u = self._u.get(user_id)
+        if u is None:  # a user with no positive yet: the biases, a learned popularity
+            return self._b[:n].copy()
+        return self._v[:n] @ u + self._b[:n]

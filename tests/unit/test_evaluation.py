@@ -14,6 +14,7 @@ from operators.evaluation import (
     ExposureAccumulator,
     GlobalPopularity,
     ItemKNN,
+    OnlineBPR,
     RankingAccumulator,
     ReadStats,
     Report,
@@ -280,6 +281,31 @@ def test_item_knn_cosine_scores():
     assert knn.scores("nobody").tolist() == [0.0] * 4
 
 
+def test_online_bpr_learns_two_tastes_and_is_deterministic():
+    """Two groups of 30 users like random items of disjoint halves of 20 items: every user's own
+    half scores higher, and a newcomer's single like puts the rest of that half on top."""
+    import random
+
+    rnd = random.Random(3)
+    events = [("post_created", "studio", f"p{i}") for i in range(20)]
+    for _ in range(20):
+        for u in range(60):
+            events.append(("like", f"u{u}", f"p{rnd.randrange(10) + (0 if u < 30 else 10)}"))
+    events += [("like", "newA", "p3"), ("like", "newB", "p13")]
+
+    def trained() -> OnlineBPR:
+        return learned(OnlineBPR(dim=16, lr=0.05, negatives=16, seed=3), log(*events))
+
+    bpr = trained()
+    for u in range(60):
+        s = bpr.scores(f"u{u}")
+        assert (s[:10].mean() > s[10:].mean()) == (u < 30), u
+    assert all(int(p[1:]) < 10 for p in bpr.recommend("newA", k=5))
+    assert all(int(p[1:]) >= 10 for p in bpr.recommend("newB", k=5))
+    assert bpr.scores("u0").tolist() == trained().scores("u0").tolist()  # seeded
+    assert bpr.scores("nobody").tolist() == bpr._b[:20].tolist()  # no positive yet: the biases
+
+
 def test_repeated_positive_counts_once():
     pop = learned(GlobalPopularity(), TINY + log(("comment", "u1", "a"), ("share", "u1", "a")))
     assert pop.scores("x")[0] == 2.0
@@ -395,7 +421,8 @@ def test_report_json_table_and_plot(tmp_path: Path):
 
 @pytest.mark.skipif(not (ML100K / "u.data").is_file(), reason="MovieLens 100K not available")
 def test_reference_numbers_on_movielens_100k():
-    report = evaluate(read_events(ML100K), [GlobalPopularity(), ItemKNN()], k=10)
+    report = evaluate(read_events(ML100K), [GlobalPopularity(), ItemKNN(), OnlineBPR()], k=10)
     assert report.n_targets == 54_802
     assert report.result("baseline:popularity").hr == pytest.approx(0.098, abs=0.02)
     assert report.result("baseline:item-knn").hr == pytest.approx(0.156, abs=0.02)
+    assert report.result("baseline:bpr-mf").hr == pytest.approx(0.16, abs=0.02)
