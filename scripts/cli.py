@@ -458,17 +458,25 @@ def experiments_report(
         mixture_lift: Optional[float] = typer.Option(
             None, "--mixture-lift", min=1e-4,
             help="relative lift the always-valid test finds soonest; any value is valid "
-                 "[default: 0.1]")):
+                 "[default: 0.1]"),
+        check: bool = typer.Option(False, "--check",
+                                   help="exit with status 3 when an arm's verdict is harm or "
+                                        "invalid (for monitors and cron)")):
     """Per-arm impressions, engagement, hide/report and notification open rates with 95% intervals,
     and each arm's difference from the control arm, with an interval that stays valid however often
     the report is read."""
     from scripts import experiments as experiments_mod
     try:
-        experiments_mod.run(source, _settings(config), json_out, console, alpha, mixture_lift)
+        report = experiments_mod.run(source, _settings(config), json_out, console, alpha,
+                                     mixture_lift)
     except (ValueError, FileNotFoundError) as exc:
         _fail(exc)
     except Exception as exc:  # noqa: BLE001 - Redis unreachable etc.: say what to do
         _fail(RuntimeError(f"{exc} (is Redis reachable at REDIS_URL?)"))
+    alarms = experiments_mod.alarms(report)
+    if check and alarms:
+        console.print("\n".join(alarms), style="bold red")
+        raise typer.Exit(3)
 
 
 @config_app.command("show")

@@ -68,9 +68,24 @@ def run(source: str, settings: Settings, json_path: str | None, console: Console
                   "per-impression Newcombe interval), valid for one look planned in advance; "
                   "* = excludes zero. \"any look\": the always-valid interval (mixture SPRT, "
                   "Bonferroni over the comparisons), valid however often the report is read; "
-                  "† = excludes zero: only those are safe to act on while the experiment runs.",
+                  "† = excludes zero: only those are safe to act on while the experiment runs. "
+                  "verdict (from the † intervals): win = engagement up and no rate worse; harm = "
+                  "engagement down, negatives up or opens down; running = no conclusion yet; "
+                  "invalid = sample ratio mismatch.",
                   style="dim")
     if json_path:
         Path(json_path).write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
         console.print(f"wrote {json_path}")
     return report
+
+
+def alarms(report: list[dict]) -> list[str]:
+    """One line per arm whose verdict is harm or invalid (what `--check` exits on)."""
+    out = []
+    for exp in report:
+        for row in exp["arms"]:
+            v = row.get("verdict")
+            if v is not None and v["state"] in ("harm", "invalid"):
+                why = ", ".join(v["rates"]) or "sample ratio mismatch"
+                out.append(f"{exp['experiment']}/{row['arm']}: {v['state']} ({why})")
+    return out

@@ -12,7 +12,8 @@ the experiment's number of comparisons (arms besides the control × rates: Bonfe
 reading the report at any time, as often as one likes, across every arm and rate, calls a
 difference that is not there with probability at most alpha. The fixed 95% interval holds only for
 one look planned in advance and one comparison. And a sample-ratio test per experiment: users per
-arm against the configured fractions (a mismatch means the differences cannot be trusted).
+arm against the configured fractions (a mismatch means the differences cannot be trusted). Each
+arm's `verdict` reads the always-valid intervals only: win, harm, running, or invalid.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ RATES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "negative_rate": (("negatives",), ("impressions",)),
     "open_rate": (("opens",), ("opens", "dismissals")),
 }
+PRIMARY = "engagement_rate"  # what an arm is meant to raise; the other rates are guardrails
+BETTER = {"engagement_rate": 1, "negative_rate": -1, "open_rate": 1}  # the good direction
 
 
 def from_events(events: Iterable[Event], settings: Settings) -> dict[str, dict[str, dict]]:
@@ -112,11 +115,32 @@ def build(counts: dict[str, dict[str, dict]], settings: Settings, alpha: float =
                                                     "significant": bool(n and n0 and sp < per_test)}}
                 row[rate] = entry
             rows.append(row)
+        srm = _sample_ratio(exp, rows)
+        for row in rows:
+            if not row["control"]:
+                row["verdict"] = verdict(row, srm)
         report.append({"experiment": name, "control": control,
                        "enabled": bool(exp is not None and exp.enabled), "arms": rows,
                        "alpha": alpha, "comparisons": comparisons, "mixture_lift": mixture_lift,
-                       "sample_ratio": _sample_ratio(exp, rows)})
+                       "sample_ratio": srm})
     return report
+
+
+def verdict(row: dict, srm: dict | None) -> dict:
+    """What an arm's always-valid intervals allow one to say now, at any look:
+    "invalid" (the sample ratio is off: nothing can be trusted), "harm" (a rate moved the wrong
+    way: the primary fell, or a guardrail worsened), "win" (the primary rose and no rate moved the
+    wrong way), else "running" (no conclusion yet: keep it running)."""
+    if srm is not None and srm["mismatch"]:
+        return {"state": "invalid", "rates": []}
+    moved = {rate: BETTER[rate] * (1 if row[rate]["diff"]["value"] > 0 else -1)
+             for rate in RATES if row[rate]["diff"]["sequential"]["significant"]}
+    worse = sorted(rate for rate, sign in moved.items() if sign < 0)
+    if worse:
+        return {"state": "harm", "rates": worse}
+    if moved.get(PRIMARY, 0) > 0:
+        return {"state": "win", "rates": [PRIMARY]}
+    return {"state": "running", "rates": []}
 
 
 def _sample_ratio(exp, rows: list[dict]) -> dict | None:
@@ -169,14 +193,14 @@ def render(report: list[dict], console=None) -> str:
                               + _sample_ratio_line(exp.get("sample_ratio")),
                       caption_justify="left")
         for col in ("arm", "users", "impressions", "engaged/impr [95% CI]", "Δ [95% CI, by user]",
-                    "negative/impr", "Δ", "notif open rate", "Δ"):
+                    "negative/impr", "Δ", "notif open rate", "Δ", "verdict"):
             table.add_column(col, justify="left" if col == "arm" else "right", no_wrap=True)
         for row in exp["arms"]:
             cells = [row["arm"] + (" (ctl)" if row["control"] else ""), f"{row['users']:,}",
                      f"{row['counts']['impressions']:,}"]
             for rate in RATES:
                 cells += [_interval(row[rate]), _diff(row[rate].get("diff"))]
-            table.add_row(*cells)
+            table.add_row(*cells, _verdict(row.get("verdict")))
         console.print(table)
     return console.export_text()
 
@@ -191,6 +215,12 @@ def _sample_ratio_line(srm: dict | None) -> str:
         return (line + ": SAMPLE RATIO MISMATCH — the users are not split as configured; "
                 "assignment or exposure logging is broken, so no difference above can be trusted.")
     return line + "."
+
+
+def _verdict(v: dict | None) -> str:
+    if v is None:
+        return "—"
+    return v["state"] + (f" ({', '.join(v['rates'])})" if v["rates"] else "")
 
 
 def _interval(e: dict) -> str:

@@ -23,6 +23,7 @@ from operators.experiments.stats import always_valid_diff, chi2_sf, sample_ratio
 from operators.feed.controls import effect
 from reader.explain import explain
 from schemas import Event, decode_event
+from scripts import experiments as experiments_cli
 from scripts.generate import GeneratorConfig, generate
 
 T = 1_767_225_600_000
@@ -148,8 +149,52 @@ def test_report_finds_the_planted_arm_and_not_an_unplanted_one(tmp_path):
     diff, rep = run((exp, "small", 0.5))
     assert diff["significant"] and diff["low"] > 0, diff
     assert "small" in report_mod.render(rep) and "*" in report_mod.render(rep)
-    diff, _ = run(None)
+    assert diff["sequential"]["significant"], diff  # found at any look too, at 0.05 / 3
+    assert rep[0]["arms"][1]["verdict"] == {"state": "win", "rates": ["engagement_rate"]}
+    diff, rep = run((exp, "small", -0.6))
+    assert rep[0]["arms"][1]["verdict"] == {"state": "harm", "rates": ["engagement_rate"]}, diff
+    assert experiments_cli.alarms(rep) == ["size/small: harm (engagement_rate)"]
+    diff, rep = run(None)
     assert not diff["significant"] and diff["low"] < 0 < diff["high"], diff
+    assert rep[0]["arms"][1]["verdict"]["state"] == "running" and not experiments_cli.alarms(rep)
+
+
+def test_report_check_exits_3_on_a_harmful_arm(tmp_path):
+    from typer.testing import CliRunner
+
+    from scripts.cli import app
+
+    (tmp_path / "exp.toml").write_text(EXPERIMENT.format(enabled="true"))
+    s = config.load(tmp_path / "exp.toml", env={})
+    for name, lift, code in (("harm", -0.6, 3), ("fine", 0.5, 0)):
+        events, _ = generate(GeneratorConfig(users=200, days=2, seed=9,
+                                             planted_arm=(s.experiments[0], "small", lift)))
+        log = tmp_path / f"{name}.jsonl"
+        log.write_bytes(b"\n".join(orjson.dumps(e) for e in events))
+        args = ["experiments", "report", str(log), "-c", str(tmp_path / "exp.toml")]
+        result = CliRunner().invoke(app, [*args, "--check"])
+        assert result.exit_code == code, result.output
+        assert ("size/small: harm (engagement_rate)" in result.output) == (code == 3)
+        assert CliRunner().invoke(app, args).exit_code == 0  # without --check: a report only
+
+
+def _row(**moved: int) -> dict:
+    """A report row whose rates' always-valid intervals moved as given (+1 up, −1 down)."""
+    return {rate: {"diff": {"value": float(moved.get(rate, 0)),
+                            "sequential": {"significant": rate in moved}}}
+            for rate in report_mod.RATES}
+
+
+def test_verdicts_read_the_primary_and_the_guardrails():
+    verdict = report_mod.verdict
+    assert verdict(_row(), None)["state"] == "running"
+    assert verdict(_row(engagement_rate=1), None) == {"state": "win", "rates": ["engagement_rate"]}
+    assert verdict(_row(engagement_rate=1, negative_rate=1), None) == {
+        "state": "harm", "rates": ["negative_rate"]}  # a win on engagement bought with hides
+    assert verdict(_row(negative_rate=-1, open_rate=1), None)["state"] == "running"  # no lift
+    assert verdict(_row(open_rate=-1), None) == {"state": "harm", "rates": ["open_rate"]}
+    srm = {"mismatch": True}
+    assert verdict(_row(engagement_rate=1), srm) == {"state": "invalid", "rates": []}
 
 
 def test_intervals_cover_and_order():
