@@ -15,6 +15,8 @@ from fastapi.responses import Response
 import config
 from config import Settings
 from config.security import redis_connection
+from operators.experiments import report as experiments_report
+from operators.experiments.stats import ALPHA, MIXTURE_LIFT
 from reader import inspector, middleware, social
 from reader.client import PersonaClient
 from reader.feed_endpoint import (
@@ -92,6 +94,19 @@ def create_app(settings: Settings) -> FastAPI:
         query = urlencode({"limit": limit, **({"cursor": cursor} if cursor else {})})
         status, body = await feed_endpoint.respond(user_id, query.encode())
         return Response(body, status, media_type="application/json")
+
+    @app.get("/experiments")
+    def experiments(alpha: float = Query(ALPHA, gt=0, le=0.5),
+                    mixture_lift: float = Query(MIXTURE_LIFT, gt=0)) -> list[dict]:
+        """Every counted experiment's report, as `persona experiments report redis --json -`
+        gives it: per arm the rates, the differences from the control with their fixed and
+        always-valid intervals, the sample-ratio check and a verdict (see README "Experiments").
+        Safe to poll: the always-valid intervals hold however often they are read."""
+        try:
+            counts = experiments_report.from_redis(client.redis, client.keyspace())
+        except redis.RedisError as exc:
+            raise HTTPException(503, f"experiment counters unavailable: {exc}") from exc
+        return experiments_report.build(counts, settings, alpha, mixture_lift)
 
     @app.get("/notifications/{user_id}")
     def notifications(user_id: str, limit: int = Query(20, ge=1, le=1000),

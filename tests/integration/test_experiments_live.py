@@ -104,6 +104,18 @@ def test_arm_counters_in_redis_are_exact_and_the_report_finds_the_planted_arm(ex
     diff = small["engagement_rate"]["diff"]
     assert diff["significant"] and diff["low"] > 0, diff
     print("\n" + report_mod.render(report))
+    # the reader serves the same report from the same counters (what a dashboard polls)
+    from fastapi.testclient import TestClient
+
+    from reader.http import create_app
+
+    http = TestClient(create_app(settings))
+    served = http.get("/experiments")
+    assert served.status_code == 200, served.text
+    assert served.json() == orjson.loads(orjson.dumps(report))
+    strict = http.get("/experiments", params={"alpha": 0.01}).json()
+    assert strict[0]["alpha"] == 0.01 and strict[0]["comparisons"] == report[0]["comparisons"]
+    assert http.get("/experiments", params={"alpha": 0.9}).status_code == 422
 
 
 # ------------------------------------------------------------------------------ see less, in time
