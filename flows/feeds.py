@@ -53,7 +53,7 @@ from flows.adapters import (
 from operators import Context
 from operators.dedup import shard_of
 from operators.erasure import index_messages, mention_messages
-from operators.experiments import ArmResolver, arm_messages
+from operators.experiments import ArmResolver, arm_messages, with_arms
 from operators.feature_store import FeatureReader
 from operators.ingest import decode_message, limits_from
 from operators.notifications.candidates import delivery_message, notification_messages
@@ -258,8 +258,8 @@ def build_flow(settings: Settings, *, source: Source | None = None,
     notif_model = op.stateful_batch("notif_model", op.filter_map(
         "notif_examples", notif_out, lambda m: ("global", m[1]) if m[0] == "notif_ex" else None),
         NotifModelLogic.builder(policy, weights))
-    decisions = op.filter_map("decisions", notif_out,
-                              lambda m: m[1] if m[0] == "decision" else None)
+    decisions = op.filter_map("decisions", notif_out, lambda m: with_arms(
+        m[1], policies.arms(m[1]["user_id"])) if m[0] == "decision" else None)
     op.output("notifications_out", decisions, notifications or NotificationSink(
         settings.kafka.bootstrap, settings.kafka.notifications_topic, kafka_config(settings.kafka)))
     inboxes = op.merge("inboxes", op.filter(

@@ -7,7 +7,9 @@ new_post, trending), `actor_id`, `post_id`? / `conversation_id`?, `ts` (event ti
 `decision` (send | delay | aggregate | suppress), `reason` (REASONS), `p_open` (predicted open
 probability, null when a hard rule decided), `send_at` (epoch ms to deliver; null when suppressed),
 `group`, `count`, `actors`, `text` ("u7 and 3 others liked your post"), `into` (aggregate: the
-notification it was merged into; that one is re-published with the new count and text).
+notification it was merged into; that one is re-published with the new count and text), and on the
+topic only, when the recipient is in an experiment, `arms` ({experiment: arm}: the arms whose
+settings decided it, for exposure logging).
 No wall-clock time inside: replaying the same events gives the same bytes.
 """
 

@@ -7,7 +7,14 @@ by-user intervals of differences, and always-valid ones for reading a running ex
 `report` builds the per-arm table.
 """
 
-from operators.experiments.assignment import ArmResolver, arms_of, assign, bucket, variant
+from operators.experiments.assignment import (
+    ArmResolver,
+    arms_of,
+    assign,
+    bucket,
+    variant,
+    with_arms,
+)
 from operators.experiments.counts import METRICS, ArmCounts, arm_messages, arm_metrics, metric_of
 from operators.experiments.stats import newcombe_diff, wilson
 
@@ -24,4 +31,5 @@ __all__ = [
     "newcombe_diff",
     "variant",
     "wilson",
+    "with_arms",
 ]

@@ -46,6 +46,13 @@ def arms_of(settings: Settings, user_id: str) -> Arms:
     return tuple(out)
 
 
+def with_arms(record: dict, arms: Arms) -> dict:
+    """`record` (a notification decision) with `"arms": {experiment: arm}` when the recipient is
+    in an experiment, so that a delivery service can log exposures per arm; else unchanged (a
+    copy: the record itself stays in the recipient's inbox state)."""
+    return {**record, "arms": dict(arms)} if arms else record
+
+
 def variant(settings: Settings, arms: Arms) -> Settings:
     """`settings` with the overrides of `arms` applied (and no experiments: a variant is final)."""
     by_name = {e.name: e for e in settings.experiments}

@@ -91,6 +91,10 @@ def test_notifications_use_the_recipients_arm(experiment_run):
         items = reader.notifications(user, limit=1000)["items"]
         delivered[assign(exp, user)] += sum(i["decision"] in ("send", "delay") for i in items)
     assert delivered["control"] > 20 and delivered["small"] == 0, delivered
+    # the topic's records name the recipient's arm, for a delivery service's exposure log
+    records = [orjson.loads(m) for m in kafka_io.read_topic(
+        settings.kafka.bootstrap, settings.kafka.notifications_topic)]
+    assert records and all(r["arms"] == {"size": assign(exp, r["user_id"])} for r in records)
 
 
 def test_arm_counters_in_redis_are_exact_and_the_report_finds_the_planted_arm(experiment_run):

@@ -69,6 +69,15 @@ def test_assignment_is_deterministic_and_respects_fractions(weights, name):
         assert abs(share - f) < 5 * math.sqrt(f * (1 - f) / n) + 1e-9, (arm, share, f)
 
 
+def test_a_decision_names_the_recipients_arms_only_when_they_have_some():
+    from operators.experiments import with_arms
+
+    record = {"notification_id": "n1", "user_id": "u1"}
+    assert with_arms(record, ()) is record
+    tagged = with_arms(record, (("size", "small"),))
+    assert tagged == {**record, "arms": {"size": "small"}} and "arms" not in record
+
+
 def test_bucket_is_a_stable_hash_salted_by_the_experiment():
     assert bucket("exp", "u1") == bucket("exp", "u1")
     assert round(bucket("exp", "u1"), 12) == round(bucket("exp", "u1"), 12)
