@@ -4,8 +4,7 @@ Plain Python — no Bytewax, Kafka or Redis: events come from the project's JSON
 MovieLens ratings (`readers`), flow in time order through every recommender (`prequential`), which is
 asked to rank each new positive engagement of a user *before* it learns it. Metrics use fair ties
 (`metrics`); incremental popularity, item-kNN and online BPR matrix factorisation are the reference
-baselines (`baselines`); `report`
-holds the result, its JSON form, a rich table and a plot.
+baselines (`baselines`); `report` holds the result, its JSON form, a rich table and a plot.
 
     from operators.evaluation import read_events, evaluate, GlobalPopularity, ItemKNN, print_table
     report = evaluate(read_events("/work/shared/datasets/movielens-100k"),
