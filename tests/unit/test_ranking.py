@@ -425,7 +425,9 @@ _POSTS = [f"p{i}" for i in range(40)]
 def test_knn_candidates_read_only_what_can_win_and_choose_as_the_full_ranking(rows, touches,
                                                                                exclude, n):
     """`best` reads the items of the posts whose raw knn could still make the cut (knn ≤ raw, a
-    mass being at least 1) and chooses exactly what ranking every reached post would."""
+    mass being at least 1) and chooses exactly what ranking every reached post would. (Session 25
+    asserted a bound by the final n-th best knn, which `best` does not promise: it cuts once, at
+    the n-th best of the first 2n; hypothesis found a history where that read 3 posts too many.)"""
     import math
     weights = [1.0, 0.85, 0.7, 0.6, 0.5][:len(rows)]
     store = _Views(touches)
@@ -441,6 +443,11 @@ def test_knn_candidates_read_only_what_can_win_and_choose_as_the_full_ranking(ro
     knn = {p: v / math.sqrt(max(1.0, touches[p][0] + touches[p][1]) if p in touches else 1.0)
            for p, v in raw.items() if p not in exclude}
     assert got == sorted(knn, key=lambda p: (-knn[p], p))[:n]
-    if len(knn) >= n:  # read below the n-th best knn: only among the 2n highest raw values
-        nth = sorted(knn.values())[-n]
-        assert sum(raw[p] < nth for p in set(asked)) <= 2 * n, "read what could not make the cut"
+    if len(knn) > 2 * n:
+        # beyond the 2n highest raw values, only posts whose raw value reaches the n-th best knn
+        # among those 2n are read. Ties at the 2n-th raw value may put any of the tied posts in
+        # the 2n, so the bound is the n-th best knn among the posts strictly above it.
+        r2n = sorted((raw[p] for p in knn), reverse=True)[2 * n - 1]
+        above = sorted((knn[p] for p in knn if raw[p] > r2n), reverse=True)
+        floor = above[n - 1] if len(above) >= n else -math.inf
+        assert sum(raw[p] < floor for p in set(asked)) <= 2 * n, "read what could not make the cut"
