@@ -87,12 +87,21 @@ def test_inspector_page_shows_the_users_feed_affinities_and_charts(served, tmp_p
     # a little API traffic for the charts
     for _ in range(5):
         urllib.request.urlopen(f"{base}/feed/{user}?limit=5", timeout=5).read()
+    ks = Keyspace(settings.redis.prefix, client.get(f"{settings.redis.prefix}:active").decode())
+    # an experiment's counters, as the workers write them: 1,000 users an arm, 20 impressions
+    # each; control users engage 1 or 3 times, `small` users 0 or 2 (a clear harm)
+    for arm, (low, high) in (("control", (1, 3)), ("small", (0, 2))):
+        counts = {"users": 1000, "impressions": 20_000, "engagements": 500 * (low + high),
+                  "moments": {"engagements*engagements": 500 * (low * low + high * high),
+                              "impressions*impressions": 1000 * 400,
+                              "engagements*impressions": 500 * 20 * (low + high)}}
+        client.set(ks.experiment("size", arm), orjson.dumps(counts))
+        client.sadd(ks.experiments, f"size/{arm}")
     url = f"{base}/inspect?user={user}"
     done = run_chromium(["--virtual-time-budget=8000", "--dump-dom", url], tmp_path)
     dom = done.stdout.decode("utf-8", "replace")
     assert done.returncode == 0 and "<html" in dom, done.stderr.decode()[-2000:]
 
-    ks = Keyspace(settings.redis.prefix, client.get(f"{settings.redis.prefix}:active").decode())
     feed = orjson.loads(client.get(ks.feed(user)))
     profile = orjson.loads(client.get(ks.profile(user)))
     for item in feed["items"]:  # every post of the feed, in a row of the table
@@ -104,6 +113,7 @@ def test_inspector_page_shows_the_users_feed_affinities_and_charts(served, tmp_p
         assert f'title="{name}"' in dom  # top affinities rendered
     assert f"{user} · {len(feed['items'])} items" in dom
     assert "<polyline" in dom  # the live charts drew from /inspect/api/stats
+    assert 'data-arm="size/small"' in dom and "harm (engagement_rate)" in dom  # GET /experiments
     # the page says "401 unauthorized" on a refused token; a bare "401" can be data (p000401)
     assert "401 unauthorized" not in dom.split("<script>")[0] and "error" not in _status(dom)
 
