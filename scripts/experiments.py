@@ -48,8 +48,8 @@ def counts_from_redis(settings: Settings) -> dict:
 
 def run(source: str, settings: Settings, json_path: str | None, console: Console,
         alpha: float | None = None, mixture_lift: float | None = None) -> list[dict]:
-    """The report of `source`; alpha and mixture_lift default to the report's (stats.ALPHA,
-    stats.MIXTURE_LIFT)."""
+    """The report of `source`; alpha and mixture_lift, when None, are `report.build`'s defaults
+    (stats.ALPHA, stats.MIXTURE_LIFT)."""
     if source == "redis":
         counts = counts_from_redis(settings)
     else:
@@ -57,8 +57,8 @@ def run(source: str, settings: Settings, json_path: str | None, console: Console
         if not path.exists():
             raise FileNotFoundError(f"{path} does not exist (pass an event log, or `redis`)")
         counts = counts_from_log(path, settings, console)
-    report = report_mod.build(counts, settings, report_mod.ALPHA if alpha is None else alpha,
-                              report_mod.MIXTURE_LIFT if mixture_lift is None else mixture_lift)
+    given = {"alpha": alpha, "mixture_lift": mixture_lift}
+    report = report_mod.build(counts, settings, **{k: v for k, v in given.items() if v is not None})
     if json_path == "-":
         console.print_json(orjson.dumps(report).decode())
         return report

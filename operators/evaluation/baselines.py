@@ -191,9 +191,9 @@ class OnlineBPR(IncrementalCatalog):
         if u is None:
             u = self._u[user] = self._rng.normal(0.0, 0.1, self.dim)
         alive = np.flatnonzero(self._alive[: self.n_items])
-        touched = self._touched.get(user, ())
+        touched = self._touched[user]  # (holds idx already: learn_one adds it before this hook)
         drawn = alive[self._rng.integers(0, len(alive), self.negatives)]
-        neg = np.array([j for j in drawn.tolist() if j != idx and j not in touched], dtype=np.intp)
+        neg = np.array([j for j in drawn.tolist() if j not in touched], dtype=np.intp)
         if not len(neg):
             return
         vi, vj = self._v[idx].copy(), self._v[neg]

@@ -70,10 +70,12 @@ def from_events(events: Iterable[Event], settings: Settings) -> dict[str, dict[s
 
 def from_redis(client, keyspace: Keyspace) -> dict[str, dict[str, dict]]:
     """{experiment: {arm: counts}} as the workers last wrote them (every experiment ever counted)."""
+    cells = [m.decode().split("/", 1) for m in sorted(client.smembers(keyspace.experiments))]
+    pipe = client.pipeline(transaction=False)  # one round trip for every cell (a dashboard polls)
+    for exp, arm in cells:
+        pipe.get(keyspace.experiment(exp, arm))
     out: dict[str, dict[str, dict]] = {}
-    for cell in sorted(m.decode() for m in client.smembers(keyspace.experiments)):
-        exp, arm = cell.split("/", 1)
-        raw = client.get(keyspace.experiment(exp, arm))
+    for (exp, arm), raw in zip(cells, pipe.execute() if cells else [], strict=True):
         if raw is not None:
             out.setdefault(exp, {})[arm] = orjson.loads(raw)
     return out
