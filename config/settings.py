@@ -35,13 +35,15 @@ class KafkaSettings:
     erasure_topic: str
     partitions: int
     connect_timeout_s: float
+    delivery_timeout_s: float
     security_protocol: str
     sasl_mechanism: str
     username: str
     password: str = field(repr=False)
     ca_file: str
 
-    BOUNDS = {"partitions": bounded(1, 1024), "connect_timeout_s": bounded(0.5, 600)}
+    BOUNDS = {"partitions": bounded(1, 1024), "connect_timeout_s": bounded(0.5, 600),
+              "delivery_timeout_s": bounded(1, 86400)}
 
     @property
     def erasures(self) -> str:

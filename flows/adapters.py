@@ -18,7 +18,6 @@ from pathlib import Path
 import orjson
 from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
-from confluent_kafka import Producer
 
 from flows import metrics, resources
 from operators import backlog
@@ -58,8 +57,8 @@ from operators.suggestions.store import MemoryGraphStore, RedisGraphStore
 from operators.user_state import UserState
 from operators.user_writes import ranked_writes
 from schemas import DeadLetter, Event, encode_event
-from schemas.erasure import Command, encode_command
-from schemas.notifications import encode_decision, encode_inbox
+from schemas.erasure import Command
+from schemas.notifications import encode_inbox
 
 log = logging.getLogger("persona.flow")
 RETAIN = StatefulBatchLogic.RETAIN
@@ -1321,117 +1320,3 @@ class RedisSink(DynamicSink):
 
     def build(self, step_id, worker_index, worker_count):
         return _RedisPartition(self.settings, worker_index)
-
-
-class _DeadLetterPartition(StatelessSinkPartition):
-    def __init__(self, bootstrap: str, topic: str, extra: dict):
-        self.topic = topic
-        self.producer = Producer({"bootstrap.servers": bootstrap, "acks": "all",
-                                  "enable.idempotence": True, "linger.ms": 5, **extra})
-
-    def write_batch(self, items: list[DeadLetter]):
-        failures: list[str] = []
-
-        def on_delivery(err, _msg):
-            if err is not None:
-                failures.append(str(err))
-
-        for dl in items:
-            self.producer.produce(self.topic, dl.encode(), on_delivery=on_delivery)
-            self.producer.poll(0)
-        remaining = self.producer.flush(30)
-        if remaining or failures:
-            raise RuntimeError(
-                f"dead-letter delivery to {self.topic} failed ({remaining} undelivered, "
-                f"errors: {failures[:3]}); refusing to drop invalid events silently")
-        log.info("dead-lettered %d events", len(items))
-
-    def close(self):
-        self.producer.flush(30)
-
-
-class DeadLetterSink(DynamicSink):
-    """Kafka sink that waits for delivery reports and fails loudly (Bytewax's KafkaSink does not)."""
-
-    def __init__(self, bootstrap: str, topic: str, extra: dict | None = None):
-        self.bootstrap, self.topic, self.extra = bootstrap, topic, extra or {}
-
-    def build(self, step_id, worker_index, worker_count):
-        return _DeadLetterPartition(self.bootstrap, self.topic, self.extra)
-
-
-class _ConfirmedPartition(StatelessSinkPartition):
-    """Produces keyed records and waits for every delivery report; fails the worker loudly."""
-
-    what = "records"
-
-    def __init__(self, bootstrap: str, topic: str, extra: dict):
-        self.topic = topic
-        self.producer = Producer({"bootstrap.servers": bootstrap, "acks": "all",
-                                  "enable.idempotence": True, "linger.ms": 5, **extra})
-
-    def encode(self, item) -> tuple[bytes, bytes]:
-        """(key, value) of one item."""
-        raise NotImplementedError
-
-    def write_batch(self, items):
-        failures: list[str] = []
-
-        def on_delivery(err, _msg):
-            if err is not None:
-                failures.append(str(err))
-
-        for item in items:
-            key, value = self.encode(item)
-            self.producer.produce(self.topic, value, key=key, on_delivery=on_delivery)
-            self.producer.poll(0)
-        remaining = self.producer.flush(30)
-        if remaining or failures:
-            raise RuntimeError(f"{self.what} delivery to {self.topic} failed ({remaining} "
-                               f"undelivered, errors: {failures[:3]})")
-        self.delivered(items)
-
-    def delivered(self, items) -> None:
-        pass
-
-    def close(self):
-        self.producer.flush(30)
-
-
-class _NotificationPartition(_ConfirmedPartition):
-    what = "notification"
-
-    def encode(self, record: dict) -> tuple[bytes, bytes]:
-        return record["user_id"].encode(), encode_decision(record)
-
-    def delivered(self, items) -> None:
-        metrics.count_decisions(items)
-
-
-class _CommandPartition(_ConfirmedPartition):
-    what = "erasure command"
-
-    def encode(self, command: Command) -> tuple[bytes, bytes]:
-        return command.key.encode(), encode_command(command)
-
-
-class ErasureCommandSink(DynamicSink):
-    """Erasure commands (schemas.erasure) to the flow's own command topic, keyed by the receiving
-    state's key, delivery confirmed; the same flow reads them back (at least once: idempotent)."""
-
-    def __init__(self, bootstrap: str, topic: str, extra: dict | None = None):
-        self.bootstrap, self.topic, self.extra = bootstrap, topic, extra or {}
-
-    def build(self, step_id, worker_index, worker_count):
-        return _CommandPartition(self.bootstrap, self.topic, self.extra)
-
-
-class NotificationSink(DynamicSink):
-    """Decision records to the notifications topic (key = recipient), delivery confirmed like
-    DeadLetterSink. At least once: a delivery service deduplicates by notification_id."""
-
-    def __init__(self, bootstrap: str, topic: str, extra: dict | None = None):
-        self.bootstrap, self.topic, self.extra = bootstrap, topic, extra or {}
-
-    def build(self, step_id, worker_index, worker_count):
-        return _NotificationPartition(self.bootstrap, self.topic, self.extra)

@@ -27,9 +27,7 @@ from flows.adapters import (
     POST_CREATED,
     ArmCountsLogic,
     AudienceLogic,
-    DeadLetterSink,
     DedupLogic,
-    ErasureCommandSink,
     ErasureLogic,
     ExperimentUserLogic,
     FollowersLogic,
@@ -38,7 +36,6 @@ from flows.adapters import (
     LikersLogic,
     LocalNotifWeights,
     NotificationLogic,
-    NotificationSink,
     NotifModelLogic,
     RedisNotifWeights,
     RedisSink,
@@ -50,6 +47,7 @@ from flows.adapters import (
     _Evictable,
     _Logic,
 )
+from flows.kafka_sinks import DeadLetterSink, ErasureCommandSink, NotificationSink
 from operators import Context
 from operators.dedup import shard_of
 from operators.erasure import index_messages, mention_messages
@@ -137,7 +135,8 @@ def build_flow(settings: Settings, *, source: Source | None = None,
     rejected = op.inspect("count_rejected", op.merge("rejected", valid.falses, unique.falses),
                           metrics.count_dead_letter)
     op.output("dead_letters", rejected, dead_letters or DeadLetterSink(
-        settings.kafka.bootstrap, settings.kafka.dead_letter_topic, kafka_config(settings.kafka)))
+        settings.kafka.bootstrap, settings.kafka.dead_letter_topic, kafka_config(settings.kafka),
+        settings.kafka.delivery_timeout_s))
 
     # item statistics, keyed by post: ("user", Event, view before) | ("item", view after)
     about_post = op.branch("about_post", events, lambda e: item_key(e) is not None)
@@ -261,7 +260,8 @@ def build_flow(settings: Settings, *, source: Source | None = None,
     decisions = op.filter_map("decisions", notif_out, lambda m: with_arms(
         m[1], policies.arms(m[1]["user_id"])) if m[0] == "decision" else None)
     op.output("notifications_out", decisions, notifications or NotificationSink(
-        settings.kafka.bootstrap, settings.kafka.notifications_topic, kafka_config(settings.kafka)))
+        settings.kafka.bootstrap, settings.kafka.notifications_topic, kafka_config(settings.kafka),
+        settings.kafka.delivery_timeout_s))
     inboxes = op.merge("inboxes", op.filter(
         "notif_writes", notif_out, lambda m: m[0] in ("notifs", "forget_notifs", "park")),
         op.key_rm("notif_weights", notif_model))
@@ -298,7 +298,8 @@ def build_flow(settings: Settings, *, source: Source | None = None,
         op.filter_map("user_cmds", user_out, lambda m: m[1] if m[0] == "cmd" else None))
     if source is None or erasures is not None:
         op.output("erasure_commands", erasure_cmds, erasures or ErasureCommandSink(
-            settings.kafka.bootstrap, erasure_topic, kafka_config(settings.kafka)))
+            settings.kafka.bootstrap, erasure_topic, kafka_config(settings.kafka),
+            settings.kafka.delivery_timeout_s))
 
     # whole-value, idempotent writes to Redis: feeds, profiles, item features, neighbours, model
     feeds = op.filter("feeds", user_out,

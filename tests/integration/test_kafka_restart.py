@@ -79,22 +79,12 @@ def test_consumption_resumes_after_a_broker_restart(live, tmp_path, capfd):
         time.sleep(3.0)
         assert procs[0].poll() is None, "the worker died while the broker was down"
         kafka.start()
-        # A broker back after more than the confirmed sinks' 30 s patience (a loaded machine)
-        # makes the worker fail loudly; the operator's supervisor restarts it on its recovery
-        # directory, as here (at most twice), and it resumes from its last snapshot.
-        restarts = 0
+        # the confirmed sinks wait for the broker (kafka.delivery_timeout_s) instead of failing
+        # the worker: it rides the outage out and is never restarted
         try:
-            while True:
-                try:
-                    # quiet for longer than the rank interval and stream.reorder_wait_s
-                    got = wait_quiet(client, settings["restart"].redis.prefix, procs[0], 8.0,
-                                     sentinel="v*:feed:{zz-sentinel}")
-                    break
-                except AssertionError:
-                    if procs[0].poll() in (None, 0) or restarts == 2:
-                        raise
-                    restarts += 1
-                    procs = start_worker()
+            # quiet for longer than the rank interval and stream.reorder_wait_s
+            got = wait_quiet(client, settings["restart"].redis.prefix, procs[0], 8.0,
+                             sentinel="v*:feed:{zz-sentinel}")
         finally:
             runner.stop(procs)
 
