@@ -19,7 +19,7 @@ import orjson
 from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
-from flows import metrics, resources
+from flows import failures, metrics, resources
 from operators import backlog
 from operators.context import FEATURES, PRIOR, Context
 from operators.dedup import Dedup
@@ -107,6 +107,14 @@ class _Logic(StatefulBatchLogic):
 
     recovery = False  # set per flow by flows.feeds.build_flow
     settle = False  # … as is this: the input's end recomputes what was read from others (drain)
+
+    def __init_subclass__(cls, **kwargs):
+        """Every step's callbacks report what they raise (`flows.failures`: a cluster would only
+        say "Send thread panic")."""
+        super().__init_subclass__(**kwargs)
+        for name in ("on_batch", "on_notify", "on_eof"):
+            if name in cls.__dict__:
+                setattr(cls, name, failures.reported(cls.__dict__[name]))
 
     def __init__(self, state, *args):
         self.state = state
@@ -1304,6 +1312,7 @@ class _RedisPartition(StatelessSinkPartition):
         self.writer = resources.redis_writer(settings)
         self.worker_index = worker_index
 
+    @failures.reported
     def write_batch(self, items):
         self.writer.write_batch(items)
         metrics.count_writes(items)

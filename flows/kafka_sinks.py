@@ -25,7 +25,7 @@ from collections.abc import Callable
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from flows import metrics
+from flows import failures, metrics
 from schemas import DeadLetter
 from schemas.erasure import Command, encode_command
 from schemas.notifications import encode_decision
@@ -148,6 +148,7 @@ class _ConfirmedPartition(StatelessSinkPartition):
     def encode(self, item) -> Record:
         raise NotImplementedError
 
+    @failures.reported
     def write_batch(self, items):
         self.delivery.send([self.encode(item) for item in items])
         self.delivered(items)
