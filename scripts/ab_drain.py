@@ -89,20 +89,22 @@ def main() -> None:
                                 "raw", "-o", os.path.join(args.py_spy, f"{name}{part(i)}.raw"),
                                 "--", *w] for i, w in enumerate(workers)]
                 quiet = subprocess.DEVNULL if args.py_spy else None
-                running = [subprocess.Popen(w, cwd=checkout, env=runner.pinned_env(env, i),
-                                            stdout=subprocess.DEVNULL, stderr=quiet)
-                           for i, w in enumerate(workers)]
-                codes = _wait_all(running)
-                if any(codes):
-                    raise SystemExit(f"{variant}: a worker exited with {codes}")
-                wall = time.monotonic() - t0
-                after = resource.getrusage(resource.RUSAGE_CHILDREN)
-                used = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-                cpu[variant].append(used)
-                print(f"round {round_} {variant}: wall {wall:.1f} s ({n / wall:,.0f} events/s), "
-                      f"worker CPU {used:.1f} s ({n / used:,.0f} events per CPU-second); "
-                      f"load {load:.1f} at start", flush=True)
-                delete_matching(client, f"{prefix}*", 5000)
+                try:  # a failed run's keys go too (a killed cluster leaves ~200k)
+                    running = [subprocess.Popen(w, cwd=checkout, env=runner.pinned_env(env, i),
+                                                stdout=subprocess.DEVNULL, stderr=quiet)
+                               for i, w in enumerate(workers)]
+                    codes = _wait_all(running)
+                    if any(codes):
+                        raise SystemExit(f"{variant}: a worker exited with {codes}")
+                    wall = time.monotonic() - t0
+                    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                    used = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+                    cpu[variant].append(used)
+                    print(f"round {round_} {variant}: wall {wall:.1f} s ({n / wall:,.0f} events/s), "
+                          f"worker CPU {used:.1f} s ({n / used:,.0f} events per CPU-second); "
+                          f"load {load:.1f} at start", flush=True)
+                finally:
+                    delete_matching(client, f"{prefix}*", 5000)
     finally:
         AdminClient({"bootstrap.servers": boot, **extra}).delete_topics(topics)
     for variant, used in cpu.items():
