@@ -80,10 +80,8 @@ class Delivery:
             if not failed:
                 break
             if time.monotonic() + delay >= deadline:
-                raise DeliveryFailed(
-                    f"{len(failed)} {self.what} record(s) to {self.topic} not acknowledged within "
-                    f"kafka.delivery_timeout_s ({self.timeout_s:.0f} s; last error: {errors[-1]}); "
-                    "is the broker up? Check KAFKA_BOOTSTRAP, or start it with `persona up`")
+                raise self._failure(f"{len(failed)} record(s) not acknowledged (last error: "
+                                    f"{errors[-1]})")
             fatal = any(e.fatal() for e in errors)
             rounds += 1
             log.warning("Kafka degraded: %d of %d %s record(s) to %s not acknowledged (%s); "
@@ -92,7 +90,7 @@ class Delivery:
             time.sleep(delay)
             delay = min(delay * 2, MAX_BACKOFF_S)
             if fatal:  # a fatal error ends the producer: nothing more can be sent through it
-                self.producer = self.producer_of(self.config)
+                self._replace_producer(deadline)
             pending = failed
         if rounds:
             log.warning("Kafka delivery to %s resumed: every %s record acknowledged after %d "
@@ -114,7 +112,7 @@ class Delivery:
                 self._check_deadline(deadline, f"the producer failed ({error})")
                 log.warning("Kafka degraded: the %s producer failed (%s); a new one takes over",
                             self.what, error)
-                self.producer = self.producer_of(self.config)
+                self._replace_producer(deadline)
 
     def _wait(self, deadline: float, n: int) -> None:
         """Until librdkafka has reported every record in flight (acknowledged or failed)."""
@@ -126,12 +124,21 @@ class Delivery:
                         "%.0fs; still waiting", in_flight, n, self.what, self.topic,
                         time.monotonic() - started)
 
+    def _replace_producer(self, deadline: float) -> None:
+        """A new producer. The old one's records still queued are reported first (failed, after
+        a fatal error), so this round produces them again: none is left behind unreported."""
+        self.producer.flush(max(0.0, min(WAIT_SLICE_S, deadline - time.monotonic())))
+        self.producer = self.producer_of(self.config)
+
     def _check_deadline(self, deadline: float, why: str) -> None:
         if time.monotonic() >= deadline:
-            raise DeliveryFailed(
-                f"{self.what} delivery to {self.topic} gave up after kafka.delivery_timeout_s "
-                f"({self.timeout_s:.0f} s): {why}; is the broker up? Check KAFKA_BOOTSTRAP, or "
-                "start it with `persona up`")
+            raise self._failure(why)
+
+    def _failure(self, why: str) -> DeliveryFailed:
+        return DeliveryFailed(
+            f"{self.what} delivery to {self.topic} gave up after kafka.delivery_timeout_s "
+            f"({self.timeout_s:.0f} s): {why}; is the broker up? Check KAFKA_BOOTSTRAP, or start "
+            "it with `persona up`")
 
     def close(self) -> None:
         self.producer.flush(WAIT_SLICE_S)
@@ -190,9 +197,10 @@ class _CommandPartition(_ConfirmedPartition):
 class _ConfirmedSink(DynamicSink):
     partition: type[_ConfirmedPartition]
 
-    def __init__(self, bootstrap: str, topic: str, extra: dict | None = None,
-                 timeout_s: float = 300.0):
-        self.bootstrap, self.topic, self.extra, self.timeout_s = bootstrap, topic, extra or {}, timeout_s
+    def __init__(self, bootstrap: str, topic: str, extra: dict, timeout_s: float):
+        """`extra`: access settings (config.security.kafka_config); `timeout_s`:
+        kafka.delivery_timeout_s."""
+        self.bootstrap, self.topic, self.extra, self.timeout_s = bootstrap, topic, extra, timeout_s
 
     def build(self, step_id, worker_index, worker_count):
         return self.partition(Delivery({"bootstrap.servers": self.bootstrap, **self.extra},

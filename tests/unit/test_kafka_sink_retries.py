@@ -33,9 +33,11 @@ class Broker:
     """Scripted outcomes: `outcomes[value]` lists what each attempt at that record gets (then
     acks); `full` BufferErrors before produce accepts; `log` what was acknowledged, in order."""
 
-    def __init__(self, outcomes=None, full: int = 0, produce_fails_fatally: int = 0):
+    def __init__(self, outcomes=None, full: int = 0, produce_fails_fatally: int = 0,
+                 fatal_at_produce: int = 0):
         self.outcomes = {k: list(v) for k, v in (outcomes or {}).items()}
         self.full, self.produce_fails_fatally = full, produce_fails_fatally
+        self.fatal_at_produce, self.produced = fatal_at_produce, 0  # (the n-th produce call)
         self.log: list[tuple] = []
         self.producers: list[FakeProducer] = []
 
@@ -52,6 +54,9 @@ class FakeProducer:
         self.dead = False
 
     def produce(self, topic, value, key=None, on_delivery=None):
+        self.broker.produced += 1
+        if self.broker.produced == self.broker.fatal_at_produce:
+            self.dead = True
         if self.dead or self.broker.produce_fails_fatally:
             self.broker.produce_fails_fatally = max(0, self.broker.produce_fails_fatally - 1)
             raise KafkaException(KafkaError(KafkaError._FATAL, "producer fenced", fatal=True))
@@ -64,6 +69,11 @@ class FakeProducer:
         return 0
 
     def flush(self, timeout=None):
+        if self.dead:  # librdkafka fails what a fatal error left queued
+            for _topic, key, value, callback in self.queue:
+                callback(KafkaError(KafkaError._FATAL, "fatal", fatal=True), _Message(key, value))
+            self.queue = []
+            return 0
         kept = []
         for topic, key, value, callback in self.queue:
             script = self.broker.outcomes.get(value, [])
@@ -130,6 +140,13 @@ def test_a_producer_that_refuses_records_is_replaced_and_a_full_queue_waited_out
     _delivery(broker).send(RECORDS)
     assert [v for _, _, v in broker.log] == [v for _, v in RECORDS]
     assert len(broker.producers) == 2
+
+
+def test_records_queued_on_a_producer_that_fails_mid_batch_are_not_left_behind():
+    broker = Broker(fatal_at_produce=3)  # two records accepted, then the producer is fenced
+    _delivery(broker).send(RECORDS)
+    assert sorted(broker.log) == sorted(("t", k, v) for k, v in RECORDS)
+    assert len(broker.producers) >= 2
 
 
 @pytest.mark.parametrize("outcome", [HANG, RETRIABLE])
