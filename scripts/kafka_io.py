@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import orjson
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from flows.kafka_delivery import Delivery
 from scripts import services
 
 
@@ -23,36 +25,22 @@ def _key(line: bytes) -> bytes | None:
 
 
 def produce(bootstrap: str, topic: str, lines: Iterable[bytes],
-            progress: Callable[[int], object] | None = None, extra: dict | None = None) -> int:
-    """Produce every line, confirmed (acks=all). Raises if any message was not delivered.
-    `extra`: access settings (config.security.kafka_config), for this and the functions below."""
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 20,
-                         "enable.idempotence": True, "batch.num.messages": 10000,
-                         "queue.buffering.max.messages": 500000, **(extra or {})})
-    failures: list[str] = []
-
-    def on_delivery(err, _msg):
-        if err is not None:
-            failures.append(str(err))
-
-    n = 0
-    for line in lines:
-        while True:
-            try:
-                producer.produce(topic, line, key=_key(line), on_delivery=on_delivery)
-                break
-            except BufferError:
-                producer.poll(0.05)
-        n += 1
-        if n % 10000 == 0:
-            producer.poll(0)
-            if progress:
-                progress(n)
-    remaining = producer.flush(60)
-    if remaining or failures:
-        raise RuntimeError(f"{remaining} messages undelivered to {topic}; errors: {failures[:3]}")
-    if progress:
-        progress(n)
+            progress: Callable[[int], object] | None = None, extra: dict | None = None,
+            chunk: int = 50_000, timeout_s: float = 60.0) -> int:
+    """Produce every line, keyed by its user, confirmed chunk by chunk (`flows.kafka_delivery`:
+    what the broker reports failed is produced again, for up to `timeout_s` a chunk, then it
+    raises). `extra`: access settings (config.security.kafka_config), for this and the functions
+    below."""
+    delivery = Delivery({"bootstrap.servers": bootstrap, "linger.ms": 20,
+                         "batch.num.messages": 10000, "queue.buffering.max.messages": 500000,
+                         **(extra or {})}, topic, "event", timeout_s)
+    n, lines = 0, iter(lines)
+    while part := [(_key(line), line) for line in itertools.islice(lines, chunk)]:
+        delivery.send(part)
+        n += len(part)
+        if progress:
+            progress(n)
+    delivery.close()
     return n
 
 

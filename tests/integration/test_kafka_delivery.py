@@ -13,27 +13,10 @@ import time
 import uuid
 
 import pytest
-from confluent_kafka import Consumer
 
-from flows.kafka_sinks import Delivery, DeliveryFailed
+from flows.kafka_delivery import Delivery, DeliveryFailed
 from scripts import kafka_io
 from tests.integration.helpers import PrivateKafka
-
-
-def _read_all(bootstrap: str, topic: str, expect: int, timeout_s: float = 30.0) -> list[bytes]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"t-{uuid.uuid4().hex}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
-    consumer.subscribe([topic])
-    values: list[bytes] = []
-    deadline = time.time() + timeout_s
-    try:
-        while len(values) < expect and time.time() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is not None and msg.error() is None:
-                values.append(msg.value())
-    finally:
-        consumer.close()
-    return values
 
 
 def test_a_batch_outlives_a_broker_outage_and_fails_only_past_the_delivery_timeout(
@@ -66,7 +49,7 @@ def test_a_batch_outlives_a_broker_outage_and_fails_only_past_the_delivery_timeo
             sender.join(120.0)
         assert outcome == {"ok": True}
         assert "Kafka degraded" in caplog.text and "resumed" in caplog.text, caplog.text
-        got = _read_all(kafka.bootstrap, topic, expect=501)
+        got = kafka_io.read_topic(kafka.bootstrap, topic)
         assert set(got) == {b"up"} | {v for _, v in records}  # each at least once
 
         kafka.stop()

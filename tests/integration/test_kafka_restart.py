@@ -66,12 +66,9 @@ def test_consumption_resumes_after_a_broker_restart(live, tmp_path, capfd):
         expected = key_digests(client, settings["ref"].redis.prefix)
 
         # tailing, as in production, until nothing changes for longer than the rank interval
-        def start_worker():
-            return runner.start(settings["restart"], None, tail=True, env_extra=envs["restart"],
-                                recovery_dir=str(tmp_path / "recovery"), snapshot_s=1,
-                                log=lambda m: None, metrics_port=0)
-
-        procs = start_worker()
+        procs = runner.start(settings["restart"], None, tail=True, env_extra=envs["restart"],
+                             recovery_dir=str(tmp_path / "recovery"), snapshot_s=1,
+                             log=lambda m: None, metrics_port=0)
         wait_first_write(settings["restart"], procs[0])
         time.sleep(0.5)
         assert procs[0].poll() is None, "the worker finished before the broker was stopped"

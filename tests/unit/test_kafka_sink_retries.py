@@ -1,4 +1,4 @@
-"""`flows.kafka_sinks.Delivery`, the confirmed Kafka sinks' retry policy, against a scripted
+"""`flows.kafka_delivery.Delivery`, the confirmed Kafka sinks' retry policy, against a scripted
 producer (the real broker's outages are in tests/integration/test_kafka_delivery.py): what the
 broker reports failed is produced again until acknowledged, on a new producer after a fatal error,
 and the worker fails only after `kafka.delivery_timeout_s`, saying what to do."""
@@ -13,7 +13,7 @@ from confluent_kafka import KafkaError, KafkaException
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flows.kafka_sinks import Delivery, DeliveryFailed
+from flows.kafka_delivery import Delivery, DeliveryFailed
 
 ACK, RETRIABLE, FATAL, HANG = "ack", "retriable", "fatal", "hang"
 
