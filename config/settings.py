@@ -58,7 +58,7 @@ class KafkaSettings:
 class RedisSettings:
     url: str
     prefix: str
-    write_retries: int
+    outage_timeout_s: float
     username: str
     password: str = field(repr=False)
     tls: bool
@@ -66,7 +66,7 @@ class RedisSettings:
     cluster: bool
     write_version: str
 
-    BOUNDS = {"write_retries": bounded(0, 100)}
+    BOUNDS = {"outage_timeout_s": bounded(0, 86400)}
 
 
 @dataclass(frozen=True)
@@ -306,6 +306,14 @@ _SECTION_TYPES = {
 _SHORTCUTS = {"KAFKA_BOOTSTRAP": ("kafka", "bootstrap"), "REDIS_URL": ("redis", "url")}
 SECRET_KEYS = frozenset({"password", "token"})  # masked by `public_dict` (`persona config show`)
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
+# keys that were renamed: an old config file names what replaced them instead of failing bare
+_REPLACED = {"redis.write_retries": "redis.outage_timeout_s (seconds to wait, not a count)"}
+
+
+def _unknown_key(origin: str, name: str, known: list[str]) -> ConfigError:
+    if name in _REPLACED:
+        return ConfigError(f"{origin}: {name} was replaced by {_REPLACED[name]}")
+    return ConfigError(f"{origin}: unknown key {name}; known: {known}")
 
 
 def _merge(base: dict, over: dict, origin: str) -> None:
@@ -317,9 +325,7 @@ def _merge(base: dict, over: dict, origin: str) -> None:
             raise ConfigError(f"{origin}: unknown section [{section}]; known: {sorted(base)}")
         for key, value in values.items():
             if key not in base[section]:
-                raise ConfigError(
-                    f"{origin}: unknown key {section}.{key}; known: {sorted(base[section])}"
-                )
+                raise _unknown_key(origin, f"{section}.{key}", sorted(base[section]))
             base[section][key] = value
 
 
@@ -363,7 +369,7 @@ def _typed(section: str, key: str, raw: Any, origin: str) -> Any:
     cls = _SECTION_TYPES.get(section)
     types = {f.name: f.type for f in fields(cls)} if cls else {}
     if key not in types:
-        raise ConfigError(f"{origin}: unknown key {section}.{key}; known: {sorted(types)}")
+        raise _unknown_key(origin, f"{section}.{key}", sorted(types))
     kind = {"int": int, "float": float, "str": str, "bool": bool}[str(types[key])]
     value = _coerce(section, key, raw, kind, origin)
     lim = cls.BOUNDS.get(key)

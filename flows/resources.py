@@ -60,7 +60,8 @@ def feature_store_over(settings: Settings, redis_client, ks: Keyspace) -> RedisF
     """The workers' feature store over `redis_client` and `ks`, with their cache TTLs."""
     graph_ttl_s = settings.stream.graph_cache_ttl_s  # operators.suggestions.store
     return RedisFeatureStore(redis_client, ks, ttl_s=min(1.0, settings.stream.rank_interval_s),
-                             kind_ttl_s={kind: graph_ttl_s for kind in GRAPH_KINDS})
+                             kind_ttl_s={kind: graph_ttl_s for kind in GRAPH_KINDS},
+                             outage_timeout_s=settings.redis.outage_timeout_s)
 
 
 @cache
@@ -80,7 +81,7 @@ def feature_store_of(settings: Settings) -> Callable[[], RedisFeatureStore]:
 @cache
 def redis_writer(settings: Settings) -> RedisWriter:
     return RedisWriter(client(settings.redis), keyspace(settings),
-                       index_size=2000, retries=settings.redis.write_retries,
+                       index_size=2000, outage_timeout_s=settings.redis.outage_timeout_s,
                        trace_every=settings.stream.freshness_sample,
                        parked_ttl_s=settings.stream.parked_ttl_s)
 

@@ -40,24 +40,41 @@ log = logging.getLogger("persona.redis")
 Write = tuple
 
 
-def retrying(call, retries: int = 8, what: str = "read"):
-    """Run `call` (an idempotent Redis operation), retrying with exponential backoff while Redis is
-    unreachable; the worker waits (backpressure) instead of crashing or dropping anything."""
-    delay = 0.1
-    for attempt in range(retries + 1):
+OUTAGE_TIMEOUT_S = 300.0  # config redis.outage_timeout_s: how long a worker waits out Redis
+
+
+class RedisUnavailable(redis.ConnectionError):
+    """Redis did not answer within the outage budget. A redis.RedisError, so the HTTP reader's
+    handlers answer 503 as for any other Redis failure."""
+
+
+def retrying(call, timeout_s: float = OUTAGE_TIMEOUT_S, what: str = "read"):
+    """Run `call` (an idempotent Redis operation), retrying with exponential backoff (0.1 s
+    doubling to 5 s) while Redis is unreachable or loading, for up to `timeout_s`: the worker waits
+    (backpressure) instead of crashing or dropping anything. A budget in time, not in attempts: a
+    restarted Redis that loads a large dataset answers LOADING (a ConnectionError) for as long as
+    the load takes. 0 = one attempt (the reader answers 503 at once instead)."""
+    start = time.monotonic()
+    delay, failures = 0.1, 0
+    while True:
         try:
             result = call()
-            if attempt:
-                log.warning("Redis %s resumed after %d retries", what, attempt)
-            return result
         except (redis.ConnectionError, redis.TimeoutError) as exc:
-            if attempt == retries:
-                raise RuntimeError(
-                    f"Redis unreachable after {retries} retries ({exc}); "
+            waited = time.monotonic() - start
+            if waited + delay > timeout_s:
+                raise RedisUnavailable(
+                    f"Redis unreachable for {waited:.1f}s, {failures + 1} attempt(s) ({exc}); "
                     "check REDIS_URL or start it with `persona up`") from exc
-            log.warning("Redis %s failed (%s); retrying in %.1fs", what, exc, delay)
+            failures += 1
+            log.warning("Redis degraded: %s failed (%s); retrying in %.1fs (giving up after "
+                        "%.0fs)", what, exc, delay, timeout_s)
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
+        else:
+            if failures:
+                log.warning("Redis %s resumed after %.1fs (%d retries)", what,
+                            time.monotonic() - start, failures)
+            return result
 
 
 ITEM_KINDS = ("item", "nbrs")  # what a rank reads per post (`prefetch`)
@@ -118,8 +135,10 @@ class RedisFeatureStore:
     """FeatureReader over Redis with a TTL cache (staleness ≤ ttl_s, per process)."""
 
     def __init__(self, client: redis.Redis, keyspace: Keyspace, ttl_s: float = 1.0,
-                 kind_ttl_s: dict[str, float] | None = None):
+                 kind_ttl_s: dict[str, float] | None = None,
+                 outage_timeout_s: float = OUTAGE_TIMEOUT_S):
         self.client = client
+        self.outage_timeout_s = outage_timeout_s  # `retrying`'s budget for every read
         self.keyspace = keyspace
         self.ttl_s = ttl_s
         self.kind_ttl_s = kind_ttl_s or {}  # cached_many kinds cached longer (or shorter)
@@ -177,7 +196,7 @@ class RedisFeatureStore:
                 if extra is not None:
                     extra(pipe)
                 return pipe.execute()
-            values, rest = gets.take(retrying(fetch))
+            values, rest = gets.take(self.read(fetch))
             extra_results = rest[len(custom):]
             for (out, kind, i, _, decode, _), raw in zip(plain + custom, values + rest[:len(custom)],
                                                           strict=True):
@@ -188,6 +207,10 @@ class RedisFeatureStore:
                     out[i] = value
         self._sweep(now)
         return outs, extra_results
+
+    def read(self, call):
+        """`call()`, an idempotent read of this store's Redis, retried as `retrying` says."""
+        return retrying(call, self.outage_timeout_s)
 
     def remember(self, kind: str, ids_values: dict) -> None:
         """Cache values this worker just wrote (None = absent) as fresh `cached_many` entries of
@@ -220,7 +243,7 @@ class RedisFeatureStore:
         hit = self._cache.get(key)
         if hit is not None and now - hit[0] < self.ttl_s:
             return hit[1]
-        value = retrying(load)
+        value = self.read(load)
         self._cache[key] = (now, value)
         self._sweep(now)
         return value
@@ -295,7 +318,7 @@ class RedisFeatureStore:
     def parked(self, kind: str, user_id: str) -> bytes | None:
         """The parked worker state of an evicted user (not cached: read once, at its return);
         this process's own parks of the last seconds first (`RecentParks`)."""
-        return self.recent_parks.take_or(kind, user_id, lambda: retrying(
+        return self.recent_parks.take_or(kind, user_id, lambda: self.read(
             lambda: self.client.get(self.keyspace.parked(kind, user_id))))
 
     def parking(self, kind: str, user_id: str, state: bytes) -> None:
@@ -305,7 +328,7 @@ class RedisFeatureStore:
     def spilled_owners(self, user_id: str) -> dict[str, int]:
         """The erasure owners spilled for `user_id` (read once, at the deletion), with this
         process's spills of the last seconds (`RecentSpills`)."""
-        stored = retrying(lambda: self.client.smembers(self.keyspace.erasure_owners(user_id)))
+        stored = self.read(lambda: self.client.smembers(self.keyspace.erasure_owners(user_id)))
         return parse_spill({m.decode() for m in stored} | set(self.recent_spills.of(user_id)))
 
     def spilling_owners(self, user_id: str, members: list[str]) -> None:
@@ -325,15 +348,16 @@ PIPELINE_BYTES = 4 << 20
 
 class RedisWriter:
     """Applies write records to Redis in pipelines of at most `PIPELINE_BYTES` per batch, with
-    retries."""
+    retries (`retrying`, for up to `outage_timeout_s`)."""
 
     def __init__(self, client: redis.Redis, keyspace: Keyspace, index_size: int = 2000,
-                 retries: int = 8, trace_every: int = 0, parked_ttl_s: int = 30 * 86400):
+                 outage_timeout_s: float = OUTAGE_TIMEOUT_S, trace_every: int = 0,
+                 parked_ttl_s: int = 30 * 86400):
         self.parked_ttl_s = parked_ttl_s
         self.client = client
         self.keyspace = keyspace
         self.index_size = index_size
-        self.retries = retries
+        self.outage_timeout_s = outage_timeout_s
         self.trace_every = trace_every  # stream.freshness_sample: trace 1 user's feed in N
 
     def write_batch(self, writes: Iterable[Write]) -> int:
@@ -416,7 +440,7 @@ class RedisWriter:
         """Record when sampled feeds were written (after the pipeline returned), for freshness."""
         written_ms = time.time_ns() // 1_000_000
         entries = [f"{user} {orjson.loads(raw)['generated_at']} {written_ms}" for user, raw in feeds]
-        retrying(lambda: self.client.rpush(self.keyspace.feed_trace, *entries), self.retries, "write")
+        retrying(lambda: self.client.rpush(self.keyspace.feed_trace, *entries), self.outage_timeout_s, "write")
 
     def execute(self, ops: list[tuple]) -> None:
         """Run `ops` ((command, *args) tuples) in order, in pipelines of at most
@@ -445,7 +469,7 @@ class RedisWriter:
                 else:
                     getattr(pipe, name)(*args)
             return pipe.execute()
-        retrying(run, self.retries, "write")
+        retrying(run, self.outage_timeout_s, "write")
 
 
 def pipeline_chunks(ops: list[tuple], max_bytes: int) -> list[list[tuple]]:

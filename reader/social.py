@@ -45,7 +45,8 @@ def install(app: FastAPI, client: PersonaClient, settings: Settings) -> None:
         ks = client.keyspace()
         if ks.version not in stores:
             stores.clear()
-            stores[ks.version] = RedisFeatureStore(client.redis, ks, ttl_s=1.0)
+            stores[ks.version] = RedisFeatureStore(client.redis, ks, ttl_s=1.0,
+                                                   outage_timeout_s=0)  # 503 at once
         return stores[ks.version]
 
     @app.get("/suggestions/{user_id}")

@@ -146,7 +146,7 @@ def replay(settings: Settings, paths: list[Path] | None = None, *,
                       "(nothing switched)[/yellow]")
         switch = False
     writer = RedisWriter(client, Keyspace(settings.redis.prefix, version),
-                         retries=settings.redis.write_retries)
+                         outage_timeout_s=settings.redis.outage_timeout_s)
     written, batch = 0, []
     for record in final_writes(engine):
         batch.append(record)

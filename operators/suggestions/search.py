@@ -17,7 +17,6 @@ import numpy as np
 from operators.context import FEATURES, Context
 from operators.feed.hydrate import hydrate
 from operators.feed.scoring import score
-from operators.redis_store import retrying
 from operators.suggestions.search_blend import SearchSession
 from operators.suggestions.snapshot import decode_user
 from operators.user_state import UserState
@@ -39,7 +38,7 @@ def published_user(features, user_id: str, ctx: Context) -> UserState | None:
     client = getattr(features, "client", None)
     if client is None:
         return None
-    raw = retrying(lambda: client.get(features.keyspace.user_features(user_id)))
+    raw = features.read(lambda: client.get(features.keyspace.user_features(user_id)))
     return decode_user(raw, ctx) if raw else None
 
 

@@ -82,7 +82,7 @@ def test_http_readers_follow_a_switch_without_mixing(live, redis_client, unique)
 
 
 @pytest.mark.skipif(redis_server_binary() is None, reason="redis-server not installed")
-def test_feed_reads_answer_503_while_redis_is_down_and_recover(tmp_path, live):
+def test_reads_answer_503_while_redis_is_down_and_recover(tmp_path, live):
     port = free_port()
     proc = start_redis(port, tmp_path)
     url = f"redis://127.0.0.1:{port}/0"
@@ -95,6 +95,14 @@ def test_feed_reads_answer_503_while_redis_is_down_and_recover(tmp_path, live):
         proc.wait()
         down = http.get("/feed/u1")
         assert down.status_code == 503 and "feed store unavailable" in down.json()["detail"]
+        # the other reads too, at once: the reader's feature store does not wait out an outage
+        # as the workers' does (it once retried for ~16 s and then answered 500)
+        t0 = time.monotonic()
+        search = http.post("/search/rerank", json={"user_id": "u1",
+                                                   "results": [{"id": "p1", "score": 1.0}]})
+        assert search.status_code == 503 and "unavailable" in search.json()["detail"]
+        assert http.get("/suggestions/u1?kind=people").status_code == 503
+        assert time.monotonic() - t0 < 2.0
         restarted = start_redis(port, tmp_path)
         redis.Redis(port=port).set(Keyspace("hot", "1").feed("u1"), _feed("u1", ["p9"]))
         assert http.get("/feed/u1").json()["items"][0]["post_id"] == "p9"

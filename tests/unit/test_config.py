@@ -21,6 +21,7 @@ def test_env_overrides_and_shortcuts():
     ("PERSONA_FEED__MMR_LAMBDA", "1.5", "feed.mmr_lambda"),
     ("PERSONA_KAFKA__PARTITIONS", "two", "kafka.partitions must be int"),
     ("PERSONA_FEED__NOPE", "1", "unknown key feed.nope"),
+    ("PERSONA_REDIS__WRITE_RETRIES", "8", "redis.write_retries was replaced by redis.outage_timeout_s"),
 ])
 def test_bad_values_fail_fast_naming_the_key(var, value, message):
     with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("=", "=")):
@@ -33,4 +34,11 @@ def test_override_file(tmp_path):
     assert config.load(path, env={}).feed.author_cap == 5
     path.write_text("[feed]\nauthor_cap = 0\n")
     with pytest.raises(ConfigError, match="feed.author_cap"):
+        config.load(path, env={})
+
+
+def test_a_renamed_key_in_a_file_names_its_replacement(tmp_path):
+    path = tmp_path / "old.toml"
+    path.write_text("[redis]\nwrite_retries = 8\n")
+    with pytest.raises(ConfigError, match=r"redis\.write_retries was replaced by redis\.outage_timeout_s"):
         config.load(path, env={})
