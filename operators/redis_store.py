@@ -43,6 +43,13 @@ Write = tuple
 OUTAGE_TIMEOUT_S = 300.0  # config redis.outage_timeout_s: how long a worker waits out Redis
 
 
+# what `retrying` waits out: Redis unreachable, slow or loading (BusyLoadingError is a
+# ConnectionError), and a Redis Cluster whose node has just come back ("The cluster is down" for
+# ~1.5 s until the others see it again) or whose slots are being moved (TRYAGAIN)
+TRANSIENT = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ClusterDownError,
+             redis.exceptions.TryAgainError)
+
+
 class RedisUnavailable(redis.ConnectionError):
     """Redis did not answer within the outage budget. A redis.RedisError, so the HTTP reader's
     handlers answer 503 as for any other Redis failure."""
@@ -59,7 +66,7 @@ def retrying(call, timeout_s: float = OUTAGE_TIMEOUT_S, what: str = "read"):
     while True:
         try:
             result = call()
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except TRANSIENT as exc:
             waited = time.monotonic() - start
             if waited + delay > timeout_s:
                 raise RedisUnavailable(

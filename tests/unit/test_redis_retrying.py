@@ -86,8 +86,10 @@ def test_giving_up_is_a_redis_error():
     assert issubclass(RedisUnavailable, redis.RedisError)
 
 
-@pytest.mark.parametrize("error", [redis.TimeoutError, redis.BusyLoadingError])
-def test_timeouts_and_a_loading_redis_are_waited_out(clock, error):
+@pytest.mark.parametrize("error", [redis.TimeoutError, redis.BusyLoadingError,
+                                   redis.exceptions.ClusterDownError,
+                                   redis.exceptions.TryAgainError])
+def test_timeouts_loading_and_a_recovering_cluster_are_waited_out(clock, error):
     call, _ = flaky(clock, 3, error)
     assert retrying(call, 10) == "ok"
 
