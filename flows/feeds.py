@@ -13,7 +13,6 @@ import os
 from collections.abc import Callable
 
 import bytewax.operators as op
-from bytewax.connectors.kafka import operators as kop
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
@@ -48,6 +47,7 @@ from flows.adapters import (
     _Logic,
 )
 from flows.kafka_sinks import DeadLetterSink, ErasureCommandSink, NotificationSink
+from flows.kafka_source import KafkaInput, kafka_input
 from operators import Context
 from operators.dedup import shard_of
 from operators.erasure import index_messages, mention_messages
@@ -78,8 +78,8 @@ def build_flow(settings: Settings, *, source: Source | None = None,
     `dead_letters`, `writes`, `notifications` and `erasures` sinks, and `store_of` (the feature
     store rankers read; when given, the notification model's weights are shared in-process too).
     With a `source` and no `erasures` sink the erasure commands go nowhere: only the Kafka input
-    reads them back (see operators/erasure.py). `read_erasures` (default: `tail`) adds the command
-    topic to it. A run that stops at the end of its input reads none by default: whether a
+    reads them back (see operators/erasure.py). `read_erasures` (default: `tail`) reads the command
+    topic too (with `recovery` it is listed but held otherwise: flows/kafka_source.py). A run that stops at the end of its input reads none by default: whether a
     partition had already ended when a command arrived would decide what it wrote; the runner
     (scripts/runner.py `drain`) reads them in later passes over the same recovery state instead.
     `settle`: at the end of the input every resident user's suggestions are computed again (the
@@ -103,13 +103,15 @@ def build_flow(settings: Settings, *, source: Source | None = None,
     flow = Dataflow("persona")
 
     if source is None:
-        kafka = kop.input("kafka_in", flow, brokers=settings.kafka.bootstrap.split(","),
-                          topics=[settings.kafka.events_topic] + (
-                              [settings.kafka.erasures] if read_erasures else []), tail=tail,
-                          starting_offset=OFFSET_BEGINNING,
-                          add_config={**kafka_config(settings.kafka),
-                                      "error_cb": _log_kafka_client_error},
-                          batch_size=settings.stream.kafka_batch_size)
+        # with recovery the command topic is listed even when not read: its offsets may be in
+        # the snapshots (flows/kafka_source.py)
+        commands = [settings.kafka.erasures] if read_erasures or recovery else []
+        kafka = kafka_input("kafka_in", flow, KafkaInput(
+            settings.kafka.bootstrap.split(","), [settings.kafka.events_topic] + commands,
+            tail=tail, starting_offset=OFFSET_BEGINNING,
+            add_config={**kafka_config(settings.kafka), "error_cb": _log_kafka_client_error},
+            batch_size=settings.stream.kafka_batch_size, raise_on_errors=False,
+            held_topics=frozenset() if read_erasures else frozenset(commands)))
         op.inspect("kafka_errors", kafka.errs, _log_kafka_error)
         messages = kafka.oks  # KafkaSourceMessage
     else:

@@ -4,8 +4,9 @@ the uninterrupted run exists, and what 4 partitions reproduce exactly is byte-id
 README "What is reproduced exactly" and docs/recovery.md "The exact kinds and their fixes").
 
 Same machinery as test_crash_recovery.py (one partition), on a smaller log to keep the suite's
-budget: 200 users × 1 day, one seed, one worker process and two (the reference ran in one: the
-exact kinds do not depend on how the work is spread). The kill point is read from the snapshots of
+budget: 200 users × 1 day, one seed, one worker process and two, and restarts that change the
+number of processes (the reference ran in one: the exact kinds do not depend on how the work is
+spread). The kill point is read from the snapshots of
 all four partitions (the sum of their committed offsets); with two processes one is killed and the
 other stopped, as a supervisor does.
 """
@@ -19,6 +20,7 @@ import time
 import uuid
 from types import SimpleNamespace
 
+import orjson
 import pytest
 import redis
 
@@ -85,11 +87,15 @@ def reference4(live, tmp_path_factory):
     cleanup(settings, client)
 
 
-@pytest.mark.parametrize("processes", [1, 2])
+@pytest.mark.parametrize("processes,restarted", [(1, 1), (2, 2), (1, 2), (2, 1)])
 def test_kill_9_with_four_partitions_gives_the_uninterrupted_contents(live, reference4, tmp_path,
-                                                                      processes):
+                                                                      processes, restarted):
+    """(1, 2) and (2, 1): the restart also scales out or in, on the same recovery directory (the
+    recovery store's SQLite partitions, made for the first run's workers, are not the workers):
+    Bytewax routes each resumed state to the worker that now owns its key, and each Kafka
+    partition's offset to the worker that now reads it."""
     unique, expected, n_events = reference4.unique, reference4.digests, reference4.n_events
-    env = env_for(live, unique, f"kill{SEED}-{processes}")
+    env = env_for(live, unique, f"kill{SEED}-{processes}-{restarted}")
     settings = create_run_topics(env)
     client = redis.Redis.from_url(live[1])
     topic = settings.kafka.events_topic
@@ -108,7 +114,7 @@ def test_kill_9_with_four_partitions_gives_the_uninterrupted_contents(live, refe
             p.wait()
         assert key_digests(client, settings.redis.prefix), "the kill came before any write"
 
-        assert run_to_end(settings, env, tmp_path, processes) == 0
+        assert run_to_end(settings, env, tmp_path, restarted) == 0
         got = key_digests(client, settings.redis.prefix)
         diff = compare_runs(expected, got, SETTLED_KINDS)
         assert diff == {"missing": [], "extra": [], "different": []}, (
@@ -118,9 +124,53 @@ def test_kill_9_with_four_partitions_gives_the_uninterrupted_contents(live, refe
         assert_same_user_features(client, reference4.prefix, settings.redis.prefix)
         assert_same_states(reference4.recovery_dir, tmp_path, EXACT_STATES)
         exact = sorted({key_kind(k) for k in expected} & SETTLED_KINDS)
-        print(f"4 partitions, {processes} process(es): {len(expected)} keys, exact kinds {exact}; reference run "
+        print(f"4 partitions, {processes} process(es), restarted with {restarted}: {len(expected)} keys, exact kinds {exact}; reference run "
               f"{reference4.seconds:.0f} s; killed at offset {offset}/{n_events}")
         assert dead_letters_of_first_line(settings) == 1, (
             "the restarted worker re-read the topic from the beginning instead of resuming")
+    finally:
+        cleanup(settings, client)
+
+
+def test_more_partitions_and_processes_resume_where_the_first_run_ended(live, reference4,
+                                                                        tmp_path):
+    """Scaling out a deployment: the first half of the log on a 2-partition topic, drained by one
+    process over a recovery directory; then the topic grows to 4 partitions (as `kafka-topics.sh
+    --alter --partitions 4` does), the second half arrives keyed over all four, and two processes
+    resume on the same directory. Bytewax lists the topic's partitions at start: the old two
+    resume from their snapshots, the new two are read from the beginning. The result is the
+    uninterrupted 4-partition run's, and nothing was read twice. It is also a second drained run
+    over the same recovery directory, which failed before session 28 whatever the partitions:
+    the first run's last pass had read the erasure command topic, its offsets were in the
+    snapshots, and the next first pass did not list that topic (flows/kafka_source.py)."""
+    from confluent_kafka.admin import NewPartitions
+
+    from scripts import kafka_io, services
+
+    unique = reference4.unique
+    env = env_for(live, unique, "grown")
+    env["PERSONA_KAFKA__EVENTS_TOPIC"] = f"persona.test.{unique}-grown.events"
+    settings = create_run_topics(env)
+    client = redis.Redis.from_url(live[1])
+    events, _ = generate(GeneratorConfig(users=200, days=1, seed=23))  # reference4's log
+    half = len(events) // 2
+    try:
+        produce_log(settings, events[:half], 2)
+        assert run_to_end(settings, env, tmp_path, 1) == 0
+        bootstrap, topic = settings.kafka.bootstrap, settings.kafka.events_topic
+        admin = services.admin_client(bootstrap, 30.0, None)
+        for future in admin.create_partitions([NewPartitions(topic, 4)]).values():
+            future.result()
+        kafka_io.produce(bootstrap, topic, [orjson.dumps(e) for e in events[half:]])
+        assert run_to_end(settings, env, tmp_path, 2) == 0
+
+        got = key_digests(client, settings.redis.prefix)
+        diff = compare_runs(reference4.digests, got, SETTLED_KINDS)
+        assert diff == {"missing": [], "extra": [], "different": []}, (
+            f"{ {k: (len(v), v[:5]) for k, v in diff.items()} }\n"
+            + explain(client, (f"test-{unique}-ref", settings.redis.prefix), diff))
+        assert_same_user_features(client, reference4.prefix, settings.redis.prefix)
+        assert dead_letters_of_first_line(settings) == 1, (
+            "the resumed workers read the old partitions again from the beginning")
     finally:
         cleanup(settings, client)
