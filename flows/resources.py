@@ -16,7 +16,7 @@ from config import Settings
 from config.security import kafka_config, redis_connection
 from config.settings import RedisSettings
 from operators import backlog
-from operators.redis_store import RedisFeatureStore, RedisWriter, connect
+from operators.redis_store import KeyspaceGuard, RedisFeatureStore, RedisWriter, connect
 from operators.suggestions.store import GRAPH_KINDS
 from schemas.keyspace import Keyspace
 
@@ -37,18 +37,9 @@ def active_version(settings: Settings) -> str:
     return r.get(key).decode()
 
 
-_target_version: dict[str, str] = {}
-
-
-def set_target_version(settings: Settings, version: str) -> None:
-    """Write into `version` instead of the active one (backfills build the next version)."""
-    _target_version[settings.redis.url + settings.redis.prefix] = version
-
-
 def keyspace(settings: Settings) -> Keyspace:
-    version = (_target_version.get(settings.redis.url + settings.redis.prefix)
-               or settings.redis.write_version)
-    return Keyspace(settings.redis.prefix, version or active_version(settings))
+    """The version the workers write: `redis.write_version` (a rebuild), else the active one."""
+    return Keyspace(settings.redis.prefix, settings.redis.write_version or active_version(settings))
 
 
 @cache
@@ -80,7 +71,12 @@ def feature_store_of(settings: Settings) -> Callable[[], RedisFeatureStore]:
 
 @cache
 def redis_writer(settings: Settings) -> RedisWriter:
-    return RedisWriter(client(settings.redis), keyspace(settings),
+    """The workers' writer. Its KeyspaceGuard claims the active pointer back after a data loss
+    only for the workers that write the active version (no `redis.write_version`), never for a
+    rebuild writing its own."""
+    ks = keyspace(settings)
+    live = not settings.redis.write_version
+    return RedisWriter(client(settings.redis), ks, guard=KeyspaceGuard(ks, claim=live),
                        index_size=2000, outage_timeout_s=settings.redis.outage_timeout_s,
                        trace_every=settings.stream.freshness_sample,
                        parked_ttl_s=settings.stream.parked_ttl_s)

@@ -353,13 +353,46 @@ class RedisFeatureStore:
 PIPELINE_BYTES = 4 << 20
 
 
+class KeyspaceGuard:
+    """Notices a Redis that lost its data while the workers run (restarted without persistence, a
+    failover to a replica that had not caught up, a FLUSHALL): the active-version pointer, which
+    nothing deletes, is gone. One command rides along each write pipeline. `claim` (the live
+    workers, who write the version that was active at their start) sets the pointer again if it
+    is missing (SET NX), since readers without it fall back to version "1" and would serve
+    nothing from any later version; otherwise (a rebuild writing its own version) it only looks.
+    Either way it logs once per loss what was lost and how to rebuild it."""
+
+    def __init__(self, keyspace: Keyspace, claim: bool):
+        self.keyspace, self.claim = keyspace, claim
+        self.op = ("set_nx", keyspace.active, keyspace.version) if claim else ("exists",
+                                                                               keyspace.active)
+        self.losses = 0
+        self._missing = False
+
+    def check(self, reply) -> None:
+        """The reply to `op`: SET NX answers True when it set (the pointer was gone), EXISTS 0."""
+        missing = bool(reply) if self.claim else not reply
+        if missing and not self._missing:
+            self.losses += 1
+            restored = (f"set it again to {self.keyspace.version}" if self.claim else
+                        "readers fall back to version 1 until `persona versions --switch`")
+            log.error(
+                "Redis lost its data: the active-version pointer %s was gone (%s). Keys written "
+                "before are missing until their next change: rebuild them with `persona replay "
+                "--topic …` into a new version, or restart the workers on an empty recovery "
+                "directory; run Redis with persistence (README \"Redis durability\")",
+                self.keyspace.active, restored)
+        self._missing = missing and not self.claim
+
+
 class RedisWriter:
     """Applies write records to Redis in pipelines of at most `PIPELINE_BYTES` per batch, with
-    retries (`retrying`, for up to `outage_timeout_s`)."""
+    retries (`retrying`, for up to `outage_timeout_s`); `guard` (a KeyspaceGuard) rides along."""
 
     def __init__(self, client: redis.Redis, keyspace: Keyspace, index_size: int = 2000,
                  outage_timeout_s: float = OUTAGE_TIMEOUT_S, trace_every: int = 0,
-                 parked_ttl_s: int = 30 * 86400):
+                 parked_ttl_s: int = 30 * 86400, guard: KeyspaceGuard | None = None):
+        self.guard = guard
         self.parked_ttl_s = parked_ttl_s
         self.client = client
         self.keyspace = keyspace
@@ -437,7 +470,9 @@ class RedisWriter:
             else:
                 raise ValueError(f"unknown write record {kind!r}")
         ops.extend(("zremrangebyrank", key, 0, -(self.index_size + 1)) for key in sorted(trimmed))
-        if ops:
+        if ops and self.guard is not None:
+            self.guard.check(self.execute([self.guard.op, *ops])[0])
+        elif ops:
             self.execute(ops)
         if traced:
             self._trace(traced)
@@ -449,14 +484,17 @@ class RedisWriter:
         entries = [f"{user} {orjson.loads(raw)['generated_at']} {written_ms}" for user, raw in feeds]
         retrying(lambda: self.client.rpush(self.keyspace.feed_trace, *entries), self.outage_timeout_s, "write")
 
-    def execute(self, ops: list[tuple]) -> None:
+    def execute(self, ops: list[tuple]) -> list:
         """Run `ops` ((command, *args) tuples) in order, in pipelines of at most
         `PIPELINE_BYTES` (`pipeline_chunks`), each retried whole (safe: every write is
-        idempotent)."""
-        for chunk in pipeline_chunks(ops, PIPELINE_BYTES):
+        idempotent); the replies of the first pipeline."""
+        chunks = pipeline_chunks(ops, PIPELINE_BYTES)
+        first = self._pipeline(chunks[0])
+        for chunk in chunks[1:]:
             self._pipeline(chunk)
+        return first
 
-    def _pipeline(self, ops: list[tuple]) -> None:
+    def _pipeline(self, ops: list[tuple]) -> list:
         """Run `ops` in one pipeline, with retries. The pipeline is rebuilt per attempt: redis-py
         empties it after execute, even on error."""
         def run():
@@ -471,12 +509,14 @@ class RedisWriter:
                     command("SET", args[0], args[1], "EX", args[2])
                 elif name == "delete":
                     command("DEL", *args)
+                elif name == "set_nx":  # (key, value): KeyspaceGuard's claim
+                    command("SET", *args, "NX")
                 elif name == "eval":  # (script, number of keys, keys…, args…); raw: a cluster
                     command("EVAL", *args)  # pipeline has no typed `eval`, but routes EVAL by key
                 else:
                     getattr(pipe, name)(*args)
             return pipe.execute()
-        retrying(run, self.outage_timeout_s, "write")
+        return retrying(run, self.outage_timeout_s, "write")
 
 
 def pipeline_chunks(ops: list[tuple], max_bytes: int) -> list[list[tuple]]:

@@ -635,6 +635,27 @@ def _redis_server(log: Log) -> str:
     return found
 
 
+def private_redis(port: int, data_dir, args: Iterable[str] = ()) -> subprocess.Popen:
+    """A redis-server of its own on loopback `port`, in the foreground (tests and benchmarks,
+    never the shared one): no RDB snapshots, its files in `data_dir`, then `args` (persistence,
+    cluster mode…; a later option wins). Returned once it answers PING."""
+    import redis
+
+    server = shutil.which("redis-server") or "/usr/bin/redis-server"
+    proc = subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--dir", str(data_dir), *args], stdout=subprocess.DEVNULL)
+    client = redis.Redis(port=port, retry=None)
+    deadline = time.monotonic() + REDIS_READY_TIMEOUT_S
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            client.ping()
+            return proc
+        except redis.ConnectionError:  # (LOADING too: not ready yet)
+            time.sleep(0.05)
+    proc.kill()
+    raise ServiceError(f"a private redis-server did not start on port {port}")
+
+
 def _redis_local_target(settings: Settings) -> tuple[str, int] | None:
     parts = urlsplit(settings.redis.url)
     if parts.scheme not in {"redis", ""} or not parts.hostname:

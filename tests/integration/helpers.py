@@ -191,21 +191,9 @@ def start_redis(port: int, data_dir, durable: bool = False,
     """A private redis-server on loopback (never the shared one). `durable`: every write is in
     the append-only file before it is acknowledged, so a stop and restart on the same `data_dir`
     keeps everything, as a production Redis with persistence would."""
-    persistence = (["--appendonly", "yes", "--appendfsync", "always"] if durable
-                   else ["--appendonly", "no"])
-    proc = subprocess.Popen([redis_server_binary() or "redis-server", "--port", str(port),
-                             "--bind", "127.0.0.1", "--save", "", *persistence,
-                             "--dir", str(data_dir), *extra], stdout=subprocess.DEVNULL)
-    client = redis.Redis(port=port)
-    for _ in range(200):
-        try:
-            client.ping()
-            return proc
-        except redis.ConnectionError:
-            if proc.poll() is not None:
-                break
-            time.sleep(0.05)
-    raise RuntimeError(f"redis-server did not start on port {port}")
+    persistence = (("--appendonly", "yes", "--appendfsync", "always") if durable
+                   else ("--appendonly", "no"))
+    return services.private_redis(port, data_dir, (*persistence, *extra))
 
 
 def cluster_ports(n: int) -> list[int]:

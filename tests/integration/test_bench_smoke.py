@@ -41,3 +41,14 @@ def test_bench_smoke(live):
     topics = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10).topics
     assert not [t for t in topics if run_id in t]
     assert not list(redis.Redis.from_url(url).scan_iter(f"bench-{run_id}*", count=1000))
+
+
+def test_bench_persistence_smoke(capsys):
+    """`python -m scripts.bench_persistence` with tiny sizes: a line per persistence setting."""
+    from scripts import bench_persistence
+
+    bench_persistence.main(["--records", "2000", "--batch", "500", "--value-bytes", "100",
+                            "--rounds", "1"])
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[1:]] == ["none", "appendfsync", "appendfsync"]
+    assert all("records/s" in line and "ms per pipeline" in line for line in lines[1:])

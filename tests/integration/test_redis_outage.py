@@ -102,6 +102,51 @@ def test_a_restarted_redis_still_loading_is_waited_out(tmp_path, caplog):
 
 
 @pytest.mark.skipif(redis_server_binary() is None, reason="redis-server not installed")
+@pytest.mark.parametrize("claim", [True, False])
+def test_a_redis_that_lost_its_data_is_noticed(tmp_path, caplog, claim):
+    """A Redis without persistence restarted empty under running workers: the next write batch
+    notices that the active-version pointer is gone and says so once. The live workers' writer
+    (`claim`) sets the pointer back to the version they write, so readers find their new writes
+    again instead of falling back to version "1"; a rebuild's writer leaves it."""
+    import logging
+
+    from operators.redis_store import KeyspaceGuard
+    from reader import PersonaClient
+
+    port = free_port()
+    servers = [start_redis(port, tmp_path)]
+    client = connect(f"redis://127.0.0.1:{port}/0")
+    ks = Keyspace("lost", "3")
+    client.set(ks.active, "3")  # the version a rebuild switched to earlier
+    writer = RedisWriter(client, ks, guard=KeyspaceGuard(ks, claim=claim))
+    try:
+        with caplog.at_level(logging.ERROR, logger="persona.redis"):
+            writer.write_batch([("feed", "u1", b"one")])
+            assert not caplog.records, "a pointer in place was reported lost"
+            servers[0].kill()
+            servers[0].wait()
+            servers.append(start_redis(port, tmp_path))  # empty: no persistence
+            writer.write_batch([("feed", "u2", b"two")])
+            writer.write_batch([("feed", "u3", b"three")])
+        lost = [r.getMessage() for r in caplog.records]
+        assert len(lost) == 1 and lost[0].startswith("Redis lost its data: the active-version "
+                                                     "pointer lost:active was gone"), lost
+        assert "persona replay --topic" in lost[0] and writer.guard.losses == 1
+        assert client.get(ks.feed("u3")) == b"three"
+        reader = PersonaClient(client, "lost")
+        if claim:
+            assert client.get(ks.active) == b"3"
+            assert reader.raw_feed("u3") == b"three"
+        else:
+            assert client.get(ks.active) is None
+            assert reader.raw_feed("u3") is None  # what readers see until a switch
+    finally:
+        for server in servers:
+            server.kill()
+            server.wait()
+
+
+@pytest.mark.skipif(redis_server_binary() is None, reason="redis-server not installed")
 def test_the_flow_survives_redis_stopped_mid_stream(tmp_path, live, capfd):
     """The whole flow against a private, durable redis-server that is stopped for 3 s while a
     tailing worker has events to write, then restarted: the worker waits (logging each retry),
