@@ -79,8 +79,9 @@ def build_flow(settings: Settings, *, source: Source | None = None,
     store rankers read; when given, the notification model's weights are shared in-process too).
     With a `source` and no `erasures` sink the erasure commands go nowhere: only the Kafka input
     reads them back (see operators/erasure.py). `read_erasures` (default: `tail`) reads the command
-    topic too (with `recovery` it is listed but held otherwise: flows/kafka_source.py). A run that stops at the end of its input reads none by default: whether a
-    partition had already ended when a command arrived would decide what it wrote; the runner
+    topic too (otherwise, with `recovery`, it is listed but held: flows/kafka_source.py). A run
+    that stops at the end of its input reads none by default: whether a partition had already
+    ended when a command arrived would decide what it wrote; the runner
     (scripts/runner.py `drain`) reads them in later passes over the same recovery state instead.
     `settle`: at the end of the input every resident user's suggestions are computed again (the
     drained run's last pass, over a quiet keyspace: `SuggestionsLogic.on_eof`)."""
