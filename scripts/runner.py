@@ -25,7 +25,7 @@ import redis
 from config import Settings
 from config.security import kafka_config, redis_connection
 from operators.redis_store import connect
-from scripts import kafka_io, services
+from scripts import kafka_io, recovery_store, services
 
 FLOW = "flows.feeds:get_flow()"
 
@@ -258,6 +258,37 @@ def check_events_topic(settings: Settings) -> None:
             "PERSONA_KAFKA__EVENTS_TOPIC to an existing topic")
 
 
+def check_recovery_dir(settings: Settings, recovery_dir: str) -> None:
+    """Fail fast with what to do when the offsets a restart on `recovery_dir` would resume from
+    do not fit the topics: Bytewax panics ("… is not in this worker's routing map") on offsets of
+    a topic the run does not read (the events topic was renamed), and librdkafka silently skips
+    to the end of a partition whose resume offset is past it (the topic was deleted and created
+    again), so the workers would never read its messages."""
+    offsets = recovery_store.resume_offsets(recovery_dir)
+    if not offsets:
+        return
+    events, commands = settings.kafka.events_topic, settings.kafka.erasures
+    foreign = sorted({topic for topic, _ in offsets} - {events, commands})
+    if foreign:
+        raise services.ServiceError(
+            f"the recovery directory {recovery_dir} resumes Kafka topic(s) {', '.join(foreign)}, "
+            f"which this run does not read (kafka.events_topic = {events}): run with the topic it "
+            "was made for, or give a new --recovery-dir (the workers then start over from the "
+            f"beginning of {events})")
+    for topic in sorted({topic for topic, _ in offsets}):
+        ends = kafka_io.topic_range(settings.kafka.bootstrap, topic,
+                                    extra=kafka_config(settings.kafka)).end
+        past = [(p, o, ends.get(p, 0)) for (t, p), o in sorted(offsets.items())
+                if t == topic and o > ends.get(p, 0)]
+        if past:
+            p, offset, end = past[0]
+            raise services.ServiceError(
+                f"the recovery directory {recovery_dir} resumes partition {p} of {topic} at "
+                f"offset {offset}, past its end ({end}): the topic was deleted and created again "
+                "since, and the workers would skip its messages. Give a new --recovery-dir (or "
+                "delete this one) to start over from the topic's beginning")
+
+
 def ensure_erasure_topic(settings: Settings) -> None:
     """The flow reads its own erasure commands back (flows/feeds.py): the topic must exist."""
     services.ensure_topics(settings.kafka.bootstrap,
@@ -274,6 +305,7 @@ def start(settings: Settings, config_path: str | None, *, processes: int = 1, wo
     check_events_topic(settings)
     ensure_erasure_topic(settings)
     if recovery_dir:
+        check_recovery_dir(settings, recovery_dir)
         init_recovery(recovery_dir, max(processes * workers, 1))
     env = dict(os.environ, PERSONA_TAIL="1" if tail else "0", **(env_extra or {}))
     if config_path:

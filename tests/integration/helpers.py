@@ -9,11 +9,9 @@ import pickle
 import shutil
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
-from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +22,7 @@ import config
 from flows.adapters import _KeyedSnapshot, _PendingTimer
 from operators.redis_store import delete_matching
 from scripts import kafka_io, runner, services
+from scripts.recovery_store import SNAPSHOTS, resume_offsets, store_rows
 
 
 def isolated_env(live, unique: str) -> dict[str, str]:
@@ -389,41 +388,12 @@ def dead_letters_of_first_line(settings) -> int:
 
 
 def committed_offset(recovery_dir, topic: str) -> int:
-    """The sum over `topic`'s partitions of the newest Kafka offset in a *committed* snapshot of
-    the recovery directory: one of an epoch every worker's frontier (`fronts`) has passed. A
-    snapshot row is written before the frontier passes its epoch, and a restart resumes from the
-    frontier: a kill in between resumes from the previous epoch, maybe from the beginning."""
-    frontiers, rows = _store_rows(
-        recovery_dir, ("SELECT MIN(worker_frontier) FROM fronts WHERE ex_num = "
-                       "(SELECT MAX(ex_num) FROM fronts)", ()), (SNAPSHOTS, ("%kafka_in%",)))
-    frontiers = [f for (f,) in frontiers if f is not None]
-    if not frontiers:
-        return 0
-    committed = min(frontiers)
-    newest = {key: change for key, epoch, change in rows
-              if change is not None and epoch < committed}
-    return sum(max(pickle.loads(c), 0) for key, c in newest.items() if key.endswith(f"-{topic}"))
-
-
-# a step's snapshots in a Bytewax recovery partition, oldest first (`step_id` is "flow.step")
-SNAPSHOTS = ("SELECT state_key, snap_epoch, ser_change FROM snaps WHERE step_id LIKE ? "
-             "ORDER BY snap_epoch")
-
-
-def _store_rows(recovery_dir, *queries: tuple[str, tuple]) -> list[list]:
-    """The rows of each (sql, parameters) over every SQLite partition of a Bytewax recovery
-    directory, all of a partition's in one connection; a partition that cannot be read (being
-    written) is skipped whole."""
-    out: list[list] = [[] for _ in queries]
-    for part in Path(recovery_dir).glob("part-*.sqlite3"):
-        try:
-            with closing(sqlite3.connect(f"file:{part}?mode=ro", uri=True, timeout=1)) as db:
-                rows = [db.execute(sql, params).fetchall() for sql, params in queries]
-        except sqlite3.Error:
-            continue
-        for acc, got in zip(out, rows, strict=True):
-            acc += got
-    return out
+    """The sum over `topic`'s partitions of the Kafka offsets a restart on the recovery directory
+    would resume from (`scripts.recovery_store.resume_offsets`: those of a *committed* snapshot,
+    one of an epoch every worker's frontier has passed; a kill between a snapshot row and its
+    frontier resumes from the previous epoch, maybe from the beginning)."""
+    return sum(max(offset, 0) for (t, _), offset in resume_offsets(recovery_dir).items()
+               if t == topic)
 
 
 def worker_states(recovery_dir, step: str) -> dict[str, object]:
@@ -431,7 +401,7 @@ def worker_states(recovery_dir, step: str) -> dict[str, object]:
     recovery directory, as a restart would resume it: unpickled, without the flow's wrappers (a
     pending timer, an evictable key's own key: `flows.adapters._Logic.snapshot`). Keys whose
     newest snapshot is a discard are left out."""
-    (rows,) = _store_rows(recovery_dir, (SNAPSHOTS, (f"%.{step}",)))
+    (rows,) = store_rows(recovery_dir, (SNAPSHOTS, (f"%.{step}",)))
     newest = {key: change for key, _, change in rows}  # a key lives in one partition
     states = {}
     for key, change in newest.items():
