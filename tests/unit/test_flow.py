@@ -113,6 +113,26 @@ def test_invalid_and_duplicate_events_become_dead_letters(run):
     assert writes.store.items(["p1"])["p1"].likes == 1  # the duplicate like counted once
 
 
+def test_the_dedup_window_is_stream_dedup_capacity_over_all_shards():
+    """`stream.dedup_capacity` ids in all, each of the `dedup_shards` keeping its share (the
+    config and README say so): with 64 ids over 4 shards, a repeat 15 of its actor's events later
+    is caught, one 16 later (out of the actor's shard's 16) is not."""
+    settings = config.load(env={"PERSONA_STREAM__DEDUP_CAPACITY": "64",
+                                "PERSONA_STREAM__DEDUP_SHARDS": "4"})
+
+    def dead_letters(gap: int) -> list:
+        views = [Event(f"v{i}", "impression", T + i, "u1", post_id="p1") for i in range(gap)]
+        first = Event("e0", "user_created", T, "u1", interests=("t1",))
+        payloads = [encode_event(e) for e in [first, *views]] + [encode_event(first)]
+        dead: list = []
+        run_main(build_flow(settings, source=TestingSource(payloads),
+                            dead_letters=TestingSink(dead), writes=MemoryWrites()))
+        return [d.reason for d in dead]
+
+    assert dead_letters(15) == ["duplicate event_id 'e0'"]
+    assert dead_letters(16) == []
+
+
 def test_user_deleted_removes_the_feed(run):
     payloads = [encode_event(e) for e in events()]
     payloads.append(encode_event(Event("e9", "user_deleted", T + 9, "u4")))
