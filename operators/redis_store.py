@@ -358,8 +358,8 @@ class KeyspaceGuard:
     failover to a replica that had not caught up, a FLUSHALL): the active-version pointer, which
     nothing deletes, is gone. One command rides along each write pipeline. `claim` (the live
     workers, who write the version that was active at their start) sets the pointer again if it
-    is missing (SET NX), since readers without it fall back to version "1" and would serve
-    nothing from any later version; otherwise (a rebuild writing its own version) it only looks.
+    is missing (SET NX), since a reader started without it falls back to version "1" and would
+    serve nothing from any later version (running readers keep the last one they read); otherwise (a rebuild writing its own version) it only looks.
     Either way it logs once per loss what was lost and how to rebuild it."""
 
     def __init__(self, keyspace: Keyspace, claim: bool):

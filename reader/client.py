@@ -36,8 +36,12 @@ class ActivePointer:
         return self.version is None or time.monotonic() - self._read_at > self.ttl_s
 
     def update(self, raw: bytes | None) -> str:
-        self.version, self._read_at = (raw.decode() if raw else "1"), time.monotonic()
-        return self.version
+        """The pointer's new value; absent, "1" (nothing switched yet), unless a version was read
+        before: then the pointer was lost with Redis's data, and the last one stays until the
+        workers set it back (operators.redis_store.KeyspaceGuard)."""
+        version = raw.decode() if raw else (self.version or "1")
+        self.version, self._read_at = version, time.monotonic()
+        return version
 
 
 @dataclass(frozen=True)
