@@ -258,12 +258,15 @@ def check_events_topic(settings: Settings) -> None:
             "PERSONA_KAFKA__EVENTS_TOPIC to an existing topic")
 
 
-def check_recovery_dir(settings: Settings, recovery_dir: str) -> None:
+def check_recovery_dir(settings: Settings, recovery_dir: str,
+                       log: Callable[[str], object] = print) -> None:
     """Fail fast with what to do when the offsets a restart on `recovery_dir` would resume from
     do not fit the topics: Bytewax panics ("… is not in this worker's routing map") on offsets of
     a topic the run does not read (the events topic was renamed), and librdkafka silently skips
     to the end of a partition whose resume offset is past it (the topic was deleted and created
-    again), so the workers would never read its messages."""
+    again), so the workers would never read its messages. Offsets that retention has deleted
+    since are only logged: the workers go on from the oldest message kept (flows/feeds.py sets
+    `auto.offset.reset` to earliest), and what was deleted unread is lost to their state."""
     offsets = recovery_store.resume_offsets(recovery_dir)
     if not offsets:
         return
@@ -276,10 +279,19 @@ def check_recovery_dir(settings: Settings, recovery_dir: str) -> None:
             "was made for, or give a new --recovery-dir (the workers then start over from the "
             f"beginning of {events})")
     for topic in sorted({topic for topic, _ in offsets}):
-        ends = kafka_io.topic_range(settings.kafka.bootstrap, topic,
-                                    extra=kafka_config(settings.kafka)).end
+        kept = kafka_io.topic_range(settings.kafka.bootstrap, topic,
+                                    extra=kafka_config(settings.kafka))
+        ends = kept.end
         past = [(p, o, ends.get(p, 0)) for (t, p), o in sorted(offsets.items())
                 if t == topic and o > ends.get(p, 0)]
+        deleted = [(p, o, kept.start[p]) for (t, p), o in sorted(offsets.items())
+                   if t == topic and 0 <= o < kept.start.get(p, 0)]
+        for p, offset, first in deleted:
+            log(f"warning: partition {p} of {topic} resumes at offset {offset}, but retention has "
+                f"deleted its messages before {first}: {first - offset:,} were never read and are "
+                "lost to the workers' state (they go on from the oldest message kept); rebuild "
+                "from an archive of the log if they matter, and keep retention longer than the "
+                "workers can be down")
         if past:
             p, offset, end = past[0]
             raise services.ServiceError(
@@ -305,7 +317,7 @@ def start(settings: Settings, config_path: str | None, *, processes: int = 1, wo
     check_events_topic(settings)
     ensure_erasure_topic(settings)
     if recovery_dir:
-        check_recovery_dir(settings, recovery_dir)
+        check_recovery_dir(settings, recovery_dir, log)
         init_recovery(recovery_dir, max(processes * workers, 1))
     env = dict(os.environ, PERSONA_TAIL="1" if tail else "0", **(env_extra or {}))
     if config_path:

@@ -52,3 +52,43 @@ def test_a_recovery_directory_that_does_not_fit_the_topic_is_refused(live, tmp_p
                          log=lambda m: None, metrics_port=0)
     finally:
         cleanup(settings, client)
+
+
+def test_offsets_deleted_by_retention_resume_at_the_oldest_message_kept(live, tmp_path):
+    """Workers down for longer than the topic's retention: the messages their recovery directory
+    would resume at are gone. librdkafka's default would then jump to the end of the partition and
+    skip every retained message unread; the flow resumes at the oldest one kept instead, and the
+    runner says how many were lost. Retention is played by Kafka's DeleteRecords."""
+    from confluent_kafka import TopicPartition
+
+    from scripts import services
+
+    unique = uuid.uuid4().hex[:10]
+    env = run_env(live, unique, "retention")
+    settings = create_run_topics(env)
+    client = redis.Redis.from_url(live[1])
+    events, _ = generate(GeneratorConfig(users=40, days=0.5, seed=9))
+    half = len(events) // 2
+    later = events[half:] + [{"v": 1, "event_id": "sentinel", "type": "user_created",
+                              "ts": events[-1]["ts"] + 1, "user_id": "zz-sentinel",
+                              "interests": ["t01"]}]
+    bootstrap, topic = settings.kafka.bootstrap, settings.kafka.events_topic
+    try:
+        produce_log(settings, events[:half], 1)
+        assert run_to_end(settings, env, tmp_path) == 0
+        resumed = resume_offsets(tmp_path)[(topic, 0)]
+        kafka_io.produce(bootstrap, topic, [orjson.dumps(e) for e in later])
+        gone = len(later) // 2
+        admin = services.admin_client(bootstrap, 30.0)
+        for future in admin.delete_records([TopicPartition(topic, 0, resumed + gone)]).values():
+            future.result()
+
+        logs: list[str] = []
+        assert runner.run(settings, None, tail=False, recovery_dir=str(tmp_path), snapshot_s=1,
+                          env_extra=env, log=logs.append, metrics_port=0) == 0
+        assert any(f"partition 0 of {topic} resumes at offset {resumed}" in m
+                   and f"{gone:,} were never read" in m for m in logs), logs
+        sentinel = list(client.scan_iter(f"{settings.redis.prefix}:v*:feed:{{zz-sentinel}}"))
+        assert sentinel, "the kept messages after the deleted ones were skipped"
+    finally:
+        cleanup(settings, client)
