@@ -44,10 +44,12 @@ OUTAGE_TIMEOUT_S = 300.0  # config redis.outage_timeout_s: how long a worker wai
 
 
 # what `retrying` waits out: Redis unreachable, slow or loading (BusyLoadingError is a
-# ConnectionError), and a Redis Cluster whose node has just come back ("The cluster is down" for
-# ~1.5 s until the others see it again) or whose slots are being moved (TRYAGAIN)
+# ConnectionError), a Redis Cluster whose node has just come back ("The cluster is down" for
+# ~1.5 s until the others see it again) or whose slots are being moved (TRYAGAIN), and a Redis
+# at its `maxmemory` refusing writes (OOM, with `maxmemory-policy noeviction`, the right one here:
+# README "Redis durability"), which an operator can fix while the workers wait
 TRANSIENT = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ClusterDownError,
-             redis.exceptions.TryAgainError)
+             redis.exceptions.TryAgainError, redis.exceptions.OutOfMemoryError)
 
 
 class RedisUnavailable(redis.ConnectionError):

@@ -225,3 +225,36 @@ def test_the_flow_survives_redis_stopped_mid_stream(tmp_path, live, capfd):
         for server in servers:
             server.kill()
             server.wait()
+
+
+@pytest.mark.skipif(redis_server_binary() is None, reason="redis-server not installed")
+def test_a_full_redis_is_waited_out_until_it_has_room(tmp_path, caplog):
+    """A Redis at its `maxmemory` with `noeviction` refuses writes (OOM), here in the middle of a
+    pipeline. The writer waits, saying so, instead of failing the worker at once; an operator
+    raising the limit 2 s later lets the batch land whole."""
+    import logging
+    import threading
+
+    port = free_port()
+    server = start_redis(port, tmp_path, extra=("--maxmemory", "2mb",
+                                                "--maxmemory-policy", "noeviction"))
+    client = connect(f"redis://127.0.0.1:{port}/0")
+    ks = Keyspace("full", "1")
+    writer = RedisWriter(client, ks, outage_timeout_s=60)
+    try:
+        with pytest.raises(redis.exceptions.OutOfMemoryError):  # filled past the limit
+            for i in range(100):
+                client.set(f"filler:{i}", b"x" * 100_000)
+        raised = threading.Timer(2.0, lambda: redis.Redis(port=port).config_set("maxmemory", 0))
+        raised.start()
+        with caplog.at_level(logging.WARNING, logger="persona.redis"):
+            # more than the room left: the pipeline's later writes are refused
+            writer.write_batch([("feed", f"u{i}", b"y" * 1000) for i in range(500)])
+        raised.join()
+        assert [client.get(ks.feed(f"u{i}")) for i in range(500)] == [b"y" * 1000] * 500
+        lines = [r.getMessage() for r in caplog.records]
+        assert any("used memory > 'maxmemory'" in line for line in lines), lines
+        assert "resumed after" in lines[-1], lines
+    finally:
+        server.kill()
+        server.wait()

@@ -88,8 +88,9 @@ def test_giving_up_is_a_redis_error():
 
 @pytest.mark.parametrize("error", [redis.TimeoutError, redis.BusyLoadingError,
                                    redis.exceptions.ClusterDownError,
-                                   redis.exceptions.TryAgainError])
-def test_timeouts_loading_and_a_recovering_cluster_are_waited_out(clock, error):
+                                   redis.exceptions.TryAgainError,
+                                   redis.exceptions.OutOfMemoryError])
+def test_timeouts_loading_a_recovering_cluster_and_a_full_redis_are_waited_out(clock, error):
     call, _ = flaky(clock, 3, error)
     assert retrying(call, 10) == "ok"
 
