@@ -47,9 +47,18 @@ OUTAGE_TIMEOUT_S = 300.0  # config redis.outage_timeout_s: how long a worker wai
 # ConnectionError), a Redis Cluster whose node has just come back ("The cluster is down" for
 # ~1.5 s until the others see it again) or whose slots are being moved (TRYAGAIN), and a Redis
 # at its `maxmemory` refusing writes (OOM, with `maxmemory-policy noeviction`, the right one here:
-# README "Redis durability"), which an operator can fix while the workers wait
+# README "Redis durability"), which an operator can fix while the workers wait, and a primary
+# demoted to a replica by a failover (READONLY) while its address moves on to the new primary
 TRANSIENT = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ClusterDownError,
-             redis.exceptions.TryAgainError, redis.exceptions.OutOfMemoryError)
+             redis.exceptions.TryAgainError, redis.exceptions.OutOfMemoryError,
+             redis.exceptions.ReadOnlyError)
+
+
+def reconnect_of(client):
+    """What drops `client`'s pooled connections (None for a Redis Cluster client, which follows
+    its slots' primaries itself)."""
+    pool = getattr(client, "connection_pool", None)
+    return None if pool is None else pool.disconnect
 
 
 class RedisUnavailable(redis.ConnectionError):
@@ -57,12 +66,14 @@ class RedisUnavailable(redis.ConnectionError):
     handlers answer 503 as for any other Redis failure."""
 
 
-def retrying(call, timeout_s: float = OUTAGE_TIMEOUT_S, what: str = "read"):
+def retrying(call, timeout_s: float = OUTAGE_TIMEOUT_S, what: str = "read", reconnect=None):
     """Run `call` (an idempotent Redis operation), retrying with exponential backoff (0.1 s
     doubling to 5 s) while Redis is unreachable or loading, for up to `timeout_s`: the worker waits
     (backpressure) instead of crashing or dropping anything. A budget in time, not in attempts: a
     restarted Redis that loads a large dataset answers LOADING (a ConnectionError) for as long as
-    the load takes. 0 = one attempt (the reader answers 503 at once instead)."""
+    the load takes. 0 = one attempt (the reader answers 503 at once instead). `reconnect()` drops
+    the client's connections after a READONLY answer: the open ones stay with the demoted node,
+    new ones reach whatever the address (a DNS name, a virtual IP) names now."""
     start = time.monotonic()
     delay, failures = 0.1, 0
     while True:
@@ -77,6 +88,8 @@ def retrying(call, timeout_s: float = OUTAGE_TIMEOUT_S, what: str = "read"):
             failures += 1
             log.warning("Redis degraded: %s failed (%s); retrying in %.1fs (giving up after "
                         "%.0fs)", what, exc, delay, timeout_s)
+            if reconnect is not None and isinstance(exc, redis.exceptions.ReadOnlyError):
+                reconnect()
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
         else:
@@ -219,7 +232,7 @@ class RedisFeatureStore:
 
     def read(self, call):
         """`call()`, an idempotent read of this store's Redis, retried as `retrying` says."""
-        return retrying(call, self.outage_timeout_s)
+        return retrying(call, self.outage_timeout_s, reconnect=reconnect_of(self.client))
 
     def remember(self, kind: str, ids_values: dict) -> None:
         """Cache values this worker just wrote (None = absent) as fresh `cached_many` entries of
@@ -518,7 +531,7 @@ class RedisWriter:
                 else:
                     getattr(pipe, name)(*args)
             return pipe.execute()
-        return retrying(run, self.outage_timeout_s, "write")
+        return retrying(run, self.outage_timeout_s, "write", reconnect_of(self.client))
 
 
 def pipeline_chunks(ops: list[tuple], max_bytes: int) -> list[list[tuple]]:

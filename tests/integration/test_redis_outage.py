@@ -258,3 +258,40 @@ def test_a_full_redis_is_waited_out_until_it_has_room(tmp_path, caplog):
     finally:
         server.kill()
         server.wait()
+
+
+@pytest.mark.skipif(redis_server_binary() is None, reason="redis-server not installed")
+def test_a_primary_demoted_to_a_replica_is_waited_out(tmp_path, caplog):
+    """A failover demotes the primary the workers write to: it answers READONLY until its address
+    names a primary again (here it is promoted back 2 s later, as a virtual IP moving to the new
+    primary would look to the writer). The writer waits, dropping its connections so that new
+    ones reach the address's new owner, and the batch lands."""
+    import logging
+    import threading
+
+    primary = tmp_path / "a"
+    other = tmp_path / "b"
+    primary.mkdir()
+    other.mkdir()
+    port, other_port = free_port(), free_port()
+    servers = [start_redis(port, primary), start_redis(other_port, other)]
+    client = connect(f"redis://127.0.0.1:{port}/0")
+    ks = Keyspace("demoted", "1")
+    writer = RedisWriter(client, ks, outage_timeout_s=60)
+    try:
+        writer.write_batch([("feed", "u1", b"before")])
+        admin = redis.Redis(port=port)
+        admin.replicaof("127.0.0.1", other_port)
+        promoted = threading.Timer(2.0, lambda: admin.replicaof("NO", "ONE"))
+        promoted.start()
+        with caplog.at_level(logging.WARNING, logger="persona.redis"):
+            writer.write_batch([("feed", "u2", b"after")])
+        promoted.join()
+        assert client.get(ks.feed("u2")) == b"after"
+        lines = [r.getMessage() for r in caplog.records]
+        assert any("read only replica" in line for line in lines), lines
+        assert "resumed after" in lines[-1], lines
+    finally:
+        for server in servers:
+            server.kill()
+            server.wait()

@@ -89,10 +89,22 @@ def test_giving_up_is_a_redis_error():
 @pytest.mark.parametrize("error", [redis.TimeoutError, redis.BusyLoadingError,
                                    redis.exceptions.ClusterDownError,
                                    redis.exceptions.TryAgainError,
-                                   redis.exceptions.OutOfMemoryError])
+                                   redis.exceptions.OutOfMemoryError,
+                                   redis.exceptions.ReadOnlyError])
 def test_timeouts_loading_a_recovering_cluster_and_a_full_redis_are_waited_out(clock, error):
     call, _ = flaky(clock, 3, error)
     assert retrying(call, 10) == "ok"
+
+
+def test_a_readonly_answer_drops_the_connections_before_the_next_attempt(clock):
+    """A demoted primary: its open connections would keep reaching it (README "Redis durability")."""
+    dropped = []
+    call, _ = flaky(clock, 2, redis.exceptions.ReadOnlyError)
+    assert retrying(call, 10, reconnect=lambda: dropped.append(clock.now)) == "ok"
+    assert len(dropped) == 2
+    call, _ = flaky(clock, 2, redis.ConnectionError)  # (redis-py drops a broken one itself)
+    assert retrying(call, 10, reconnect=lambda: dropped.append(clock.now)) == "ok"
+    assert len(dropped) == 2
 
 
 def test_other_errors_are_not_retried(clock):
