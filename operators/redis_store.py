@@ -54,6 +54,16 @@ TRANSIENT = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.Cluster
              redis.exceptions.ReadOnlyError)
 
 
+def _what_to_do(exc: Exception) -> str:
+    if isinstance(exc, redis.exceptions.OutOfMemoryError):
+        return "Redis is full: raise its maxmemory or free memory (README \"Redis durability\")"
+    if isinstance(exc, redis.exceptions.ReadOnlyError):
+        return "REDIS_URL names a replica: point it at the primary"
+    if isinstance(exc, (redis.exceptions.ClusterDownError, redis.exceptions.TryAgainError)):
+        return "check the Redis Cluster's state (CLUSTER INFO on its nodes)"
+    return "check REDIS_URL or start it with `persona up`"
+
+
 def reconnect_of(client):
     """What drops `client`'s pooled connections (None for a Redis Cluster client, which follows
     its slots' primaries itself)."""
@@ -83,8 +93,8 @@ def retrying(call, timeout_s: float = OUTAGE_TIMEOUT_S, what: str = "read", reco
             waited = time.monotonic() - start
             if waited + delay > timeout_s:
                 raise RedisUnavailable(
-                    f"Redis unreachable for {waited:.1f}s, {failures + 1} attempt(s) ({exc}); "
-                    "check REDIS_URL or start it with `persona up`") from exc
+                    f"Redis unavailable for {waited:.1f}s, {failures + 1} attempt(s) ({exc}); "
+                    f"{_what_to_do(exc)}") from exc
             failures += 1
             log.warning("Redis degraded: %s failed (%s); retrying in %.1fs (giving up after "
                         "%.0fs)", what, exc, delay, timeout_s)

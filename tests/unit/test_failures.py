@@ -20,7 +20,7 @@ from flows.adapters import RETAIN, _Logic
 from scripts import runner
 
 ROOT = Path(__file__).resolve().parents[2]
-MESSAGE = "Redis unreachable for 296.3s, 65 attempt(s) (boom); check REDIS_URL"
+MESSAGE = "Redis unavailable for 296.3s, 65 attempt(s) (boom); check REDIS_URL"
 
 
 class _Failing(_Logic):

@@ -76,7 +76,7 @@ def test_waits_out_an_outage_within_the_budget_and_no_longer(failures, timeout_s
 
 def test_no_budget_means_one_attempt(clock):
     call, attempts = flaky(clock, 1)
-    with pytest.raises(RedisUnavailable, match=r"Redis unreachable for 0\.0s, 1 attempt\(s\)"):
+    with pytest.raises(RedisUnavailable, match=r"Redis unavailable for 0\.0s, 1 attempt\(s\)"):
         retrying(call, 0)
     assert len(attempts) == 1 and clock.slept == []
 
@@ -105,6 +105,18 @@ def test_a_readonly_answer_drops_the_connections_before_the_next_attempt(clock):
     call, _ = flaky(clock, 2, redis.ConnectionError)  # (redis-py drops a broken one itself)
     assert retrying(call, 10, reconnect=lambda: dropped.append(clock.now)) == "ok"
     assert len(dropped) == 2
+
+
+@pytest.mark.parametrize("error,advice", [
+    (redis.ConnectionError, "check REDIS_URL or start it with `persona up`"),
+    (redis.exceptions.OutOfMemoryError, "Redis is full: raise its maxmemory"),
+    (redis.exceptions.ReadOnlyError, "REDIS_URL names a replica"),
+    (redis.exceptions.ClusterDownError, "check the Redis Cluster's state")])
+def test_giving_up_says_what_to_do_about_that_failure(clock, error, advice):
+    call, _ = flaky(clock, 100, error)
+    with pytest.raises(RedisUnavailable) as raised:
+        retrying(call, 3)
+    assert advice in str(raised.value)
 
 
 def test_other_errors_are_not_retried(clock):
