@@ -55,6 +55,8 @@ TRANSIENT = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.Cluster
 
 
 def _what_to_do(exc: Exception) -> str:
+    if isinstance(exc, redis.exceptions.BusyLoadingError):
+        return "Redis is still loading its data: give it redis.outage_timeout_s to load"
     if isinstance(exc, redis.exceptions.OutOfMemoryError):
         return "Redis is full: raise its maxmemory or free memory (README \"Redis durability\")"
     if isinstance(exc, redis.exceptions.ReadOnlyError):

@@ -109,6 +109,7 @@ def test_a_readonly_answer_drops_the_connections_before_the_next_attempt(clock):
 
 @pytest.mark.parametrize("error,advice", [
     (redis.ConnectionError, "check REDIS_URL or start it with `persona up`"),
+    (redis.BusyLoadingError, "Redis is still loading its data"),
     (redis.exceptions.OutOfMemoryError, "Redis is full: raise its maxmemory"),
     (redis.exceptions.ReadOnlyError, "REDIS_URL names a replica"),
     (redis.exceptions.ClusterDownError, "check the Redis Cluster's state")])
