@@ -12,6 +12,7 @@ import logging
 import time
 import zlib
 from collections.abc import Iterable
+from functools import partial
 
 import orjson
 import redis
@@ -66,11 +67,12 @@ def _what_to_do(exc: Exception) -> str:
     return "check REDIS_URL or start it with `persona up`"
 
 
-def reconnect_of(client):
-    """What drops `client`'s pooled connections (None for a Redis Cluster client, which follows
-    its slots' primaries itself)."""
+def drop_connections(client) -> None:
+    """Close `client`'s pooled connections (`retrying`'s `reconnect`); a Redis Cluster client has
+    no single pool and follows its slots' primaries itself."""
     pool = getattr(client, "connection_pool", None)
-    return None if pool is None else pool.disconnect
+    if pool is not None:
+        pool.disconnect()
 
 
 class RedisUnavailable(redis.ConnectionError):
@@ -244,7 +246,8 @@ class RedisFeatureStore:
 
     def read(self, call):
         """`call()`, an idempotent read of this store's Redis, retried as `retrying` says."""
-        return retrying(call, self.outage_timeout_s, reconnect=reconnect_of(self.client))
+        return retrying(call, self.outage_timeout_s, reconnect=partial(drop_connections,
+                                                                      self.client))
 
     def remember(self, kind: str, ids_values: dict) -> None:
         """Cache values this worker just wrote (None = absent) as fresh `cached_many` entries of
@@ -543,7 +546,7 @@ class RedisWriter:
                 else:
                     getattr(pipe, name)(*args)
             return pipe.execute()
-        return retrying(run, self.outage_timeout_s, "write", reconnect_of(self.client))
+        return retrying(run, self.outage_timeout_s, "write", partial(drop_connections, self.client))
 
 
 def pipeline_chunks(ops: list[tuple], max_bytes: int) -> list[list[tuple]]:
