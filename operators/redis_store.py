@@ -82,7 +82,7 @@ class RedisUnavailable(redis.ConnectionError):
 
 def retrying(call, timeout_s: float = OUTAGE_TIMEOUT_S, what: str = "read", reconnect=None):
     """Run `call` (an idempotent Redis operation), retrying with exponential backoff (0.1 s
-    doubling to 5 s) while Redis is unreachable or loading, for up to `timeout_s`: the worker waits
+    doubling to 5 s) while Redis cannot serve it (`TRANSIENT`), for up to `timeout_s`: the worker waits
     (backpressure) instead of crashing or dropping anything. A budget in time, not in attempts: a
     restarted Redis that loads a large dataset answers LOADING (a ConnectionError) for as long as
     the load takes. 0 = one attempt (the reader answers 503 at once instead). `reconnect()` drops
@@ -175,6 +175,7 @@ class RedisFeatureStore:
                  outage_timeout_s: float = OUTAGE_TIMEOUT_S):
         self.client = client
         self.outage_timeout_s = outage_timeout_s  # `retrying`'s budget for every read
+        self._reconnect = partial(drop_connections, client)
         self.keyspace = keyspace
         self.ttl_s = ttl_s
         self.kind_ttl_s = kind_ttl_s or {}  # cached_many kinds cached longer (or shorter)
@@ -246,8 +247,7 @@ class RedisFeatureStore:
 
     def read(self, call):
         """`call()`, an idempotent read of this store's Redis, retried as `retrying` says."""
-        return retrying(call, self.outage_timeout_s, reconnect=partial(drop_connections,
-                                                                      self.client))
+        return retrying(call, self.outage_timeout_s, reconnect=self._reconnect)
 
     def remember(self, kind: str, ids_values: dict) -> None:
         """Cache values this worker just wrote (None = absent) as fresh `cached_many` entries of
@@ -389,8 +389,9 @@ class KeyspaceGuard:
     nothing deletes, is gone. One command rides along each write pipeline. `claim` (the live
     workers, who write the version that was active at their start) sets the pointer again if it
     is missing (SET NX), since a reader started without it falls back to version "1" and would
-    serve nothing from any later version (running readers keep the last one they read); otherwise (a rebuild writing its own version) it only looks.
-    Either way it logs once per loss what was lost and how to rebuild it."""
+    serve nothing from any later version (running readers keep the last one they read); a
+    rebuild writing its own version only looks. Either way it logs once per loss what was lost
+    and how to rebuild it."""
 
     def __init__(self, keyspace: Keyspace, claim: bool):
         self.keyspace, self.claim = keyspace, claim
@@ -428,6 +429,7 @@ class RedisWriter:
         self.keyspace = keyspace
         self.index_size = index_size
         self.outage_timeout_s = outage_timeout_s
+        self._reconnect = partial(drop_connections, client)
         self.trace_every = trace_every  # stream.freshness_sample: trace 1 user's feed in N
 
     def write_batch(self, writes: Iterable[Write]) -> int:
@@ -546,7 +548,7 @@ class RedisWriter:
                 else:
                     getattr(pipe, name)(*args)
             return pipe.execute()
-        return retrying(run, self.outage_timeout_s, "write", partial(drop_connections, self.client))
+        return retrying(run, self.outage_timeout_s, "write", self._reconnect)
 
 
 def pipeline_chunks(ops: list[tuple], max_bytes: int) -> list[list[tuple]]:
