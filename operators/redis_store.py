@@ -514,7 +514,8 @@ class RedisWriter:
         """Record when sampled feeds were written (after the pipeline returned), for freshness."""
         written_ms = time.time_ns() // 1_000_000
         entries = [f"{user} {orjson.loads(raw)['generated_at']} {written_ms}" for user, raw in feeds]
-        retrying(lambda: self.client.rpush(self.keyspace.feed_trace, *entries), self.outage_timeout_s, "write")
+        retrying(lambda: self.client.rpush(self.keyspace.feed_trace, *entries),
+                 self.outage_timeout_s, "write", self._reconnect)
 
     def execute(self, ops: list[tuple]) -> list:
         """Run `ops` ((command, *args) tuples) in order, in pipelines of at most
