@@ -108,12 +108,50 @@ def stop_watching(process: backlog.Backlog) -> None:
 _watchers: dict[int, threading.Event] = {}  # id(Backlog) → its watcher's stop
 
 
+class PartitionCount:
+    """The events topic's partition count as the backlog watcher first saw it, soon after the
+    start. Bytewax lists a topic's partitions only when the workers start, so partitions added
+    later are not read until a restart: say so, once per new count, in every process."""
+
+    def __init__(self, topic: str):
+        self.topic = topic
+        self.first: int | None = None
+        self.reported = 0
+
+    def look(self, admin, timeout_s: float) -> None:
+        try:
+            meta = admin.list_topics(self.topic, timeout=timeout_s).topics.get(self.topic)
+        except Exception:  # (the watermark poll reports an unreachable broker)
+            return
+        if meta is None or meta.error is not None:
+            return
+        self.seen(len(meta.partitions))
+
+    def seen(self, count: int) -> None:
+        if self.first is None:
+            self.first = count
+        elif count > max(self.first, self.reported):
+            self.reported = count
+            log.warning("Kafka topic %s has %d partitions now, %d when the workers started: "
+                        "restart them to read the new ones (README \"Changing the number of "
+                        "processes\"); their messages wait until then", self.topic, count,
+                        self.first)
+
+
+PARTITIONS_EVERY = 10  # the watcher looks at the events topic's partition count every N polls
+
+
 def _watch(settings: Settings, process: backlog.Backlog, every_s: float,
            stop: threading.Event) -> None:
     admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap,
                          **kafka_config(settings.kafka)})
     failing = False
+    partitions = PartitionCount(settings.kafka.events_topic)
+    polls = 0
     while not stop.wait(every_s):
+        polls += 1
+        if polls % PARTITIONS_EVERY == 1:
+            partitions.look(admin, every_s)
         try:
             asked = admin.list_offsets({TopicPartition(*tp): OffsetSpec.latest()
                                         for tp in process.partitions()}, request_timeout=every_s)

@@ -72,3 +72,32 @@ def test_the_watcher_reads_the_lag_of_the_partitions_a_process_reads(live):
         assert process.partitions() == [(topic, 0)], "the partitions this process read only"
     finally:
         resources.stop_watching(process)
+
+
+def test_the_watcher_says_when_the_topic_has_more_partitions_than_the_workers_read(live,
+                                                                                   caplog):
+    """Partitions added under running workers are not read until they restart (Bytewax lists
+    them at start): the watcher, which polls the broker anyway, says so."""
+    import logging
+
+    from confluent_kafka.admin import NewPartitions
+
+    from scripts import services
+
+    bootstrap = live[0]
+    topic = f"persona.test.{uuid.uuid4().hex[:10]}.grown"
+    settings = config.load(env={"KAFKA_BOOTSTRAP": bootstrap, "PERSONA_KAFKA__EVENTS_TOPIC": topic})
+    kafka_io.recreate_topic(bootstrap, topic, 1)
+    kafka_io.produce(bootstrap, topic, [orjson.dumps({"user_id": "u1"})])
+    with caplog.at_level(logging.WARNING, logger="persona.backlog"):
+        process = resources.watch_backlog(settings, Backlog(), every_s=0.1)
+        try:
+            process.note(_read(bootstrap, topic, 0, 1)[0])  # starts the watcher
+            time.sleep(0.5)  # its first look: 1 partition
+            admin = services.admin_client(bootstrap, 30.0)
+            for future in admin.create_partitions([NewPartitions(topic, 3)]).values():
+                future.result()
+            _until(lambda: any("has 3 partitions now, 1 when the workers started" in
+                                   r.getMessage() for r in caplog.records), timeout_s=15)
+        finally:
+            resources.stop_watching(process)

@@ -265,3 +265,20 @@ def test_pinned_env_gives_each_process_its_own_cpu_only_when_asked():
     cpus = os.cpu_count() or 1
     assert [pinned_env(pin, i)["PERSONA_CPU"] for i in range(3)] == [
         str(i % cpus) for i in range(3)]
+
+
+def test_partitions_added_under_running_workers_are_reported_once_per_count(caplog):
+    """Bytewax reads the partitions it listed at start: the backlog watcher says when the topic
+    has more (flows.resources.PartitionCount), once per new count."""
+    import logging
+
+    from flows.resources import PartitionCount
+
+    counts = PartitionCount("persona.events")
+    with caplog.at_level(logging.WARNING, logger="persona.backlog"):
+        for count in (4, 4, 8, 8, 8, 12, 8):
+            counts.seen(count)
+    said = [r.getMessage() for r in caplog.records]
+    assert [line.split(" has ")[1].split(",")[0] for line in said] == [
+        "8 partitions now", "12 partitions now"]
+    assert all("4 when the workers started: restart them" in line for line in said)
