@@ -110,10 +110,10 @@ def build_flow(settings: Settings, *, source: Source | None = None,
         kafka = kafka_input("kafka_in", flow, KafkaInput(
             settings.kafka.bootstrap.split(","), [settings.kafka.events_topic] + commands,
             tail=tail, starting_offset=OFFSET_BEGINNING,
+            add_config={**kafka_config(settings.kafka), "error_cb": _log_kafka_client_error},
             # a resume offset that retention has deleted restarts at the oldest message kept,
             # not at the end (librdkafka's default), which would skip every retained one unread
-            add_config={**kafka_config(settings.kafka), "error_cb": _log_kafka_client_error,
-                        "auto.offset.reset": "earliest"},
+            consumer_config={"auto.offset.reset": "earliest"},
             batch_size=settings.stream.kafka_batch_size, raise_on_errors=False,
             held_topics=frozenset() if read_erasures else frozenset(commands)))
         op.inspect("kafka_errors", kafka.errs, _log_kafka_error)

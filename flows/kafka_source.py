@@ -43,16 +43,25 @@ class HeldPartition(StatefulSourcePartition):
 
 
 class KafkaInput(KafkaSource):
-    """KafkaSource whose partitions of `held_topics` (a subset of `topics`) are listed but held."""
+    """KafkaSource whose partitions of `held_topics` (a subset of `topics`) are listed but held,
+    and whose partitions' consumers also get `consumer_config` (settings that the AdminClient
+    listing the partitions, a producer-type client, would warn about: `auto.offset.reset`)."""
 
-    def __init__(self, *args, held_topics: frozenset[str] = frozenset(), **kwargs):
+    def __init__(self, *args, held_topics: frozenset[str] = frozenset(),
+                 consumer_config: dict | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.held_topics = held_topics
+        self.consumer_config = consumer_config or {}
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None):
         if for_part.split("-", 1)[1] in self.held_topics:  # parts are "{partition}-{topic}"
             return HeldPartition(resume_state)
-        return super().build_part(step_id, for_part, resume_state)
+        shared = self._add_config  # what KafkaSource gives every client it makes
+        self._add_config = {**shared, **self.consumer_config}
+        try:
+            return super().build_part(step_id, for_part, resume_state)
+        finally:
+            self._add_config = shared
 
 
 @operator
