@@ -16,11 +16,11 @@ import sqlite3
 from contextlib import closing
 from pathlib import Path
 
+FLOW = "persona"  # the dataflow's id: a step's id in the store is "persona.{step}"
 # the flow's Kafka input (flows/kafka_source.py): its state keys are "{partition}-{topic}"
-KAFKA_INPUT_STEP = "persona.kafka_in.kafka_input"
+KAFKA_INPUT_STEP = f"{FLOW}.kafka_in.kafka_input"
 # a step's snapshots, oldest first
-SNAPSHOTS = ("SELECT state_key, snap_epoch, ser_change FROM snaps WHERE step_id LIKE ? "
-             "ORDER BY snap_epoch")
+SNAPSHOTS = "SELECT state_key, snap_epoch, ser_change FROM snaps WHERE step_id = ? ORDER BY snap_epoch"
 _FRONTIER = ("SELECT MIN(worker_frontier) FROM fronts WHERE ex_num = "
              "(SELECT MAX(ex_num) FROM fronts)", ())
 
@@ -44,8 +44,7 @@ def store_rows(recovery_dir, *queries: tuple[str, tuple]) -> list[list]:
 def resume_offsets(recovery_dir) -> dict[tuple[str, int], int]:
     """(topic, partition) → the Kafka offset a restart on `recovery_dir` resumes that partition at
     (the next one to read; negative: from its beginning). Empty for a new directory."""
-    frontiers, rows = store_rows(recovery_dir, _FRONTIER, (
-        SNAPSHOTS.replace("LIKE ?", "= ?"), (KAFKA_INPUT_STEP,)))
+    frontiers, rows = store_rows(recovery_dir, _FRONTIER, (SNAPSHOTS, (KAFKA_INPUT_STEP,)))
     frontiers = [f for (f,) in frontiers if f is not None]
     if not frontiers:
         return {}

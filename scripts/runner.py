@@ -278,27 +278,24 @@ def check_recovery_dir(settings: Settings, recovery_dir: str,
             f"which this run does not read (kafka.events_topic = {events}): run with the topic it "
             "was made for, or give a new --recovery-dir (the workers then start over from the "
             f"beginning of {events})")
-    for topic in sorted({topic for topic, _ in offsets}):
-        kept = kafka_io.topic_range(settings.kafka.bootstrap, topic,
-                                    extra=kafka_config(settings.kafka))
-        ends = kept.end
-        past = [(p, o, ends.get(p, 0)) for (t, p), o in sorted(offsets.items())
-                if t == topic and o > ends.get(p, 0)]
-        deleted = [(p, o, kept.start[p]) for (t, p), o in sorted(offsets.items())
-                   if t == topic and 0 <= o < kept.start.get(p, 0)]
-        for p, offset, first in deleted:
-            log(f"warning: partition {p} of {topic} resumes at offset {offset}, but retention has "
-                f"deleted its messages before {first}: {first - offset:,} were never read and are "
-                "lost to the workers' state (they go on from the oldest message kept); rebuild "
-                "from an archive of the log if they matter, and keep retention longer than the "
-                "workers can be down")
-        if past:
-            p, offset, end = past[0]
+    kept: dict[str, kafka_io.TopicRange] = {}
+    for (topic, p), offset in sorted(offsets.items()):
+        if topic not in kept:
+            kept[topic] = kafka_io.topic_range(settings.kafka.bootstrap, topic,
+                                               extra=kafka_config(settings.kafka))
+        first, end = kept[topic].start.get(p, 0), kept[topic].end.get(p, 0)
+        if offset > end:
             raise services.ServiceError(
                 f"the recovery directory {recovery_dir} resumes partition {p} of {topic} at "
                 f"offset {offset}, past its end ({end}): the topic was deleted and created again "
                 "since, and the workers would skip its messages. Give a new --recovery-dir (or "
                 "delete this one) to start over from the topic's beginning")
+        if 0 <= offset < first:
+            log(f"warning: partition {p} of {topic} resumes at offset {offset}, but retention has "
+                f"deleted its messages before {first}: {first - offset:,} were never read and are "
+                "lost to the workers' state (they go on from the oldest message kept); rebuild "
+                "from an archive of the log if they matter, and keep retention longer than the "
+                "workers can be down")
 
 
 def ensure_erasure_topic(settings: Settings) -> None:

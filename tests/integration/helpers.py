@@ -22,7 +22,7 @@ import config
 from flows.adapters import _KeyedSnapshot, _PendingTimer
 from operators.redis_store import delete_matching
 from scripts import kafka_io, runner, services
-from scripts.recovery_store import SNAPSHOTS, resume_offsets, store_rows
+from scripts.recovery_store import FLOW, SNAPSHOTS, resume_offsets, store_rows
 
 
 def isolated_env(live, unique: str) -> dict[str, str]:
@@ -181,8 +181,7 @@ def free_port() -> int:
 
 
 def redis_server_binary() -> str | None:
-    found = shutil.which("redis-server") or "/usr/bin/redis-server"
-    return found if os.path.exists(found) else None
+    return services.redis_server_path()
 
 
 def start_redis(port: int, data_dir, durable: bool = False,
@@ -401,7 +400,7 @@ def worker_states(recovery_dir, step: str) -> dict[str, object]:
     recovery directory, as a restart would resume it: unpickled, without the flow's wrappers (a
     pending timer, an evictable key's own key: `flows.adapters._Logic.snapshot`). Keys whose
     newest snapshot is a discard are left out."""
-    (rows,) = store_rows(recovery_dir, (SNAPSHOTS, (f"%.{step}",)))
+    (rows,) = store_rows(recovery_dir, (SNAPSHOTS, (f"{FLOW}.{step}",)))
     newest = {key: change for key, _, change in rows}  # a key lives in one partition
     states = {}
     for key, change in newest.items():
