@@ -598,10 +598,17 @@ def _redis_ping(url: str, options: dict | None = None, timeout: float = PROBE_TI
         return False
 
 
-def _redis_server(log: Log) -> str:
+def redis_server_path() -> str | None:
+    """The installed redis-server (on PATH, else Debian's), or None."""
     for candidate in (shutil.which("redis-server"), "/usr/bin/redis-server"):
         if candidate and os.access(candidate, os.X_OK):
             return candidate
+    return None
+
+
+def _redis_server(log: Log) -> str:
+    if found := redis_server_path():
+        return found
     apt = shutil.which("apt-get")
     if os.geteuid() != 0 or not apt:
         raise ServiceError(
@@ -625,8 +632,8 @@ def _redis_server(log: Log) -> str:
         proc = subprocess.run(
             install, check=False, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL
         )
-    found = shutil.which("redis-server") or "/usr/bin/redis-server"
-    if proc.returncode != 0 or not os.access(found, os.X_OK):
+    found = redis_server_path()
+    if proc.returncode != 0 or found is None:
         out = "\n".join((proc.stdout + proc.stderr).splitlines()[-15:])
         raise ServiceError(
             "installing redis-server with apt-get failed; install it by hand or set REDIS_URL.\n"
@@ -635,22 +642,28 @@ def _redis_server(log: Log) -> str:
     return found
 
 
-def private_redis(port: int, data_dir, args: Iterable[str] = ()) -> subprocess.Popen:
+def private_redis(port: int, data_dir, args: Iterable[str] = (), *, password: str | None = None,
+                  loaded: bool = True) -> subprocess.Popen:
     """A redis-server of its own on loopback `port`, in the foreground (tests and benchmarks,
     never the shared one): no RDB snapshots, its files in `data_dir`, then `args` (persistence,
-    cluster mode…; a later option wins). Returned once it answers PING."""
+    cluster mode, `--requirepass password`…; a later option wins). Returned once it answers PING;
+    with `loaded` False, once it answers at all (LOADING too: a test of a loading Redis)."""
     import redis
 
-    server = shutil.which("redis-server") or "/usr/bin/redis-server"
-    proc = subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--dir", str(data_dir), *args], stdout=subprocess.DEVNULL)
-    client = redis.Redis(port=port, retry=None)
+    proc = subprocess.Popen([redis_server_path() or "redis-server", "--port", str(port),
+                             "--bind", "127.0.0.1", "--save", "", "--dir", str(data_dir), *args],
+                            stdout=subprocess.DEVNULL)
+    client = redis.Redis(port=port, password=password, retry=None)
     deadline = time.monotonic() + REDIS_READY_TIMEOUT_S
     while time.monotonic() < deadline and proc.poll() is None:
         try:
             client.ping()
             return proc
-        except redis.ConnectionError:  # (LOADING too: not ready yet)
+        except redis.BusyLoadingError:
+            if not loaded:
+                return proc
+            time.sleep(0.05)
+        except redis.ConnectionError:
             time.sleep(0.05)
     proc.kill()
     raise ServiceError(f"a private redis-server did not start on port {port}")

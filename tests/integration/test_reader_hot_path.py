@@ -4,7 +4,6 @@ is down; and `persona bench-reader` end to end with `persona serve --workers 2`.
 
 from __future__ import annotations
 
-import subprocess
 import time
 
 import pytest
@@ -16,6 +15,7 @@ from reader.http import create_app
 from schemas import Feed, FeedItem, Reason
 from schemas.keyspace import Keyspace
 from scripts import bench_reader
+from scripts.services import private_redis
 from tests.integration.helpers import free_port, redis_server_binary, start_redis
 
 
@@ -132,16 +132,9 @@ def test_bench_reader_with_two_server_workers(live, redis_client):
 @pytest.mark.skipif(redis_server_binary() is None, reason="redis-server not installed")
 def test_bench_reader_on_a_redis_with_a_password_and_another_database(tmp_path, live):
     port = free_port()
-    proc = subprocess.Popen([redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
-                             "--save", "", "--appendonly", "no", "--dir", str(tmp_path),
-                             "--requirepass", "pw-for-tests"], stdout=subprocess.DEVNULL)
+    proc = private_redis(port, tmp_path, ("--appendonly", "no", "--requirepass", "pw-for-tests"),
+                         password="pw-for-tests")
     try:
-        for _ in range(100):
-            try:
-                redis.Redis(port=port, password="pw-for-tests").ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
         settings = config.load(env={"REDIS_URL": f"redis://127.0.0.1:{port}/3",
                                     "PERSONA_REDIS__PASSWORD": "pw-for-tests"})
         report = bench_reader.run(settings, bench_reader.ReaderLoad(rate=100, connections=1,

@@ -14,6 +14,7 @@ import redis
 from operators.item_stats import ItemView
 from operators.redis_store import RedisFeatureStore, RedisUnavailable, RedisWriter, connect
 from schemas.keyspace import Keyspace
+from scripts.services import private_redis
 from tests.integration.helpers import free_port, redis_server_binary, start_redis
 
 
@@ -64,22 +65,8 @@ def test_a_restarted_redis_still_loading_is_waited_out(tmp_path, caplog):
     # answer LOADING while loading (events are served every 1 KiB of the dump read)
     loading = ("--key-load-delay", "2000", "--loading-process-events-interval-bytes", "1024")
 
-    def restart() -> subprocess.Popen:
-        started = subprocess.Popen([redis_server_binary() or "redis-server", "--port", str(port),
-                                    "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                                    "--dir", str(tmp_path), *loading], stdout=subprocess.DEVNULL)
-        deadline = time.time() + 5
-        while time.time() < deadline:  # wait for the listener, not for the load
-            try:
-                client.ping()
-            except redis.BusyLoadingError:
-                return started
-            except redis.ConnectionError:
-                time.sleep(0.02)
-        started.kill()
-        raise AssertionError("the restarted redis-server never answered LOADING")
-
-    servers = [restart()]
+    # back as soon as it answers, LOADING: not once loaded
+    servers = [private_redis(port, tmp_path, ("--appendonly", "no", *loading), loaded=False)]
     try:
         with pytest.raises(RedisUnavailable, match="Redis unavailable for .*still loading its data"):
             RedisWriter(client, Keyspace("loading", "1"), outage_timeout_s=1).write_batch(
