@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
 
 from flows.kafka_delivery import Delivery
 from scripts import services
@@ -89,6 +89,15 @@ def recreate_topic(bootstrap: str, topic: str, partitions: int, timeout_s: float
             if time.time() > deadline:
                 raise RuntimeError(f"could not recreate topic {topic}: {exc}") from exc
             time.sleep(0.5)
+
+
+def grow_topic(bootstrap: str, topic: str, partitions: int, timeout_s: float = 30.0,
+               extra: dict | None = None) -> None:
+    """`topic` with `partitions` partitions from now on, as `kafka-topics.sh --alter
+    --partitions` does (README "Changing the number of processes")."""
+    admin = services.admin_client(bootstrap, timeout_s, extra)
+    for future in admin.create_partitions([NewPartitions(topic, partitions)]).values():
+        future.result()
 
 
 @dataclass(frozen=True)

@@ -80,9 +80,6 @@ def test_the_watcher_says_when_the_topic_has_more_partitions_than_the_workers_re
     them at start): the watcher, which polls the broker anyway, says so."""
     import logging
 
-    from confluent_kafka.admin import NewPartitions
-
-    from scripts import services
 
     bootstrap = live[0]
     topic = f"persona.test.{uuid.uuid4().hex[:10]}.grown"
@@ -94,9 +91,7 @@ def test_the_watcher_says_when_the_topic_has_more_partitions_than_the_workers_re
         try:
             process.note(_read(bootstrap, topic, 0, 1)[0])  # starts the watcher
             time.sleep(0.5)  # its first look: 1 partition
-            admin = services.admin_client(bootstrap, 30.0)
-            for future in admin.create_partitions([NewPartitions(topic, 3)]).values():
-                future.result()
+            kafka_io.grow_topic(bootstrap, topic, 3)
             _until(lambda: any("has 3 partitions now, 1 when the workers started" in
                                    r.getMessage() for r in caplog.records), timeout_s=15)
         finally:

@@ -143,9 +143,7 @@ def test_more_partitions_and_processes_resume_where_the_first_run_ended(live, re
     over the same recovery directory, which failed before session 28 whatever the partitions:
     the first run's last pass had read the erasure command topic, its offsets were in the
     snapshots, and the next first pass did not list that topic (flows/kafka_source.py)."""
-    from confluent_kafka.admin import NewPartitions
-
-    from scripts import kafka_io, services
+    from scripts import kafka_io
 
     unique = reference4.unique
     env = env_for(live, unique, "grown")
@@ -158,9 +156,7 @@ def test_more_partitions_and_processes_resume_where_the_first_run_ended(live, re
         produce_log(settings, events[:half], 2)
         assert run_to_end(settings, env, tmp_path, 1) == 0
         bootstrap, topic = settings.kafka.bootstrap, settings.kafka.events_topic
-        admin = services.admin_client(bootstrap, 30.0, None)
-        for future in admin.create_partitions([NewPartitions(topic, 4)]).values():
-            future.result()
+        kafka_io.grow_topic(bootstrap, topic, 4)
         kafka_io.produce(bootstrap, topic, [orjson.dumps(e) for e in events[half:]])
         assert run_to_end(settings, env, tmp_path, 2) == 0
 
