@@ -64,9 +64,11 @@ class RedisSettings:
     tls: bool
     ca_file: str
     cluster: bool
+    sentinel_password: str = field(repr=False)
+    wait_replicas: int
     write_version: str
 
-    BOUNDS = {"outage_timeout_s": bounded(0, 86400)}
+    BOUNDS = {"outage_timeout_s": bounded(0, 86400), "wait_replicas": bounded(0, 16)}
 
 
 @dataclass(frozen=True)
@@ -304,7 +306,7 @@ _SECTION_TYPES = {
     "controls": ControlSettings,
 }
 _SHORTCUTS = {"KAFKA_BOOTSTRAP": ("kafka", "bootstrap"), "REDIS_URL": ("redis", "url")}
-SECRET_KEYS = frozenset({"password", "token"})  # masked by `public_dict` (`persona config show`)
+SECRET_KEYS = frozenset({"password", "sentinel_password", "token"})  # masked by `public_dict` (`persona config show`)
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
 # keys that were renamed: an old config file names what replaced them instead of failing bare
 _REPLACED = {"redis.write_retries": "redis.outage_timeout_s (seconds to wait, not a count)"}
@@ -437,8 +439,21 @@ def _check_access(settings: Settings) -> None:
     if k.security_protocol.startswith("SASL_") and not (k.username and k.password):
         raise ConfigError(f"kafka.username and kafka.password are required by "
                           f"kafka.security_protocol={k.security_protocol!r}")
-    if settings.redis.username and not settings.redis.password:
+    r = settings.redis
+    if r.username and not r.password:
         raise ConfigError("redis.password is required when redis.username is set")
+    from config.security import sentinel_target  # it imports this module
+
+    try:
+        sentinel = sentinel_target(r.url)
+    except ValueError as exc:
+        raise ConfigError(f"redis.url: {exc}") from None
+    if sentinel and r.cluster:
+        raise ConfigError("redis.cluster = true and a redis+sentinel:// url exclude each other: "
+                          "Sentinel watches one primary, a cluster fails over by itself")
+    if r.wait_replicas and r.cluster:
+        raise ConfigError("redis.wait_replicas is not supported with redis.cluster = true (a "
+                          "cluster pipeline spans several primaries); set it to 0")
 
 
 def as_dict(settings: Settings) -> dict[str, dict[str, Any]]:

@@ -79,7 +79,8 @@ def redis_writer(settings: Settings) -> RedisWriter:
     return RedisWriter(client(settings.redis), ks, guard=KeyspaceGuard(ks, claim=live),
                        index_size=2000, outage_timeout_s=settings.redis.outage_timeout_s,
                        trace_every=settings.stream.freshness_sample,
-                       parked_ttl_s=settings.stream.parked_ttl_s)
+                       parked_ttl_s=settings.stream.parked_ttl_s,
+                       wait_replicas=settings.redis.wait_replicas)
 
 
 log = logging.getLogger("persona.backlog")

@@ -17,6 +17,7 @@ from functools import partial
 import orjson
 import redis
 
+from config.security import sentinel_target
 from operators.erasure import parse_spill
 from operators.feature_store import RecentParks, RecentSpills
 from operators.item_stats import ItemView
@@ -64,6 +65,12 @@ def _what_to_do(exc: Exception) -> str:
         return "REDIS_URL names a replica: point it at the primary"
     if isinstance(exc, (redis.exceptions.ClusterDownError, redis.exceptions.TryAgainError)):
         return "check the Redis Cluster's state (CLUSTER INFO on its nodes)"
+    if isinstance(exc, redis.sentinel.MasterNotFoundError):
+        return ("no Sentinel names a reachable primary: check them (SENTINEL "
+                "get-master-addr-by-name <service>) and the service name in REDIS_URL")
+    if isinstance(exc, ReplicasBehind):
+        return ("check the replicas (INFO replication on the primary), or lower "
+                "redis.wait_replicas")
     return "check REDIS_URL or start it with `persona up`"
 
 
@@ -73,6 +80,12 @@ def drop_connections(client) -> None:
     pool = getattr(client, "connection_pool", None)
     if pool is not None:
         pool.disconnect()
+
+
+class ReplicasBehind(redis.ConnectionError):
+    """Fewer replicas than `redis.wait_replicas` acknowledged a write pipeline (Redis WAIT): its
+    writes are on the primary alone, and a failover now would lose them. Transient: `retrying`
+    runs the (idempotent) pipeline again until enough replicas are attached and caught up."""
 
 
 class RedisUnavailable(redis.ConnectionError):
@@ -420,10 +433,14 @@ class RedisWriter:
     """Applies write records to Redis in pipelines of at most `PIPELINE_BYTES` per batch, with
     retries (`retrying`, for up to `outage_timeout_s`); `guard` (a KeyspaceGuard) rides along."""
 
+    WAIT_MS = 1000  # how long one attempt waits for `wait_replicas` acknowledgements
+
     def __init__(self, client: redis.Redis, keyspace: Keyspace, index_size: int = 2000,
                  outage_timeout_s: float = OUTAGE_TIMEOUT_S, trace_every: int = 0,
-                 parked_ttl_s: int = 30 * 86400, guard: KeyspaceGuard | None = None):
+                 parked_ttl_s: int = 30 * 86400, guard: KeyspaceGuard | None = None,
+                 wait_replicas: int = 0):
         self.guard = guard
+        self.wait_replicas = wait_replicas  # redis.wait_replicas: see `_pipeline`
         self.parked_ttl_s = parked_ttl_s
         self.client = client
         self.keyspace = keyspace
@@ -529,7 +546,11 @@ class RedisWriter:
 
     def _pipeline(self, ops: list[tuple]) -> list:
         """Run `ops` in one pipeline, with retries. The pipeline is rebuilt per attempt: redis-py
-        empties it after execute, even on error."""
+        empties it after execute, even on error. With `wait_replicas` the pipeline ends with a
+        WAIT on its own connection, so it returns only once that many replicas hold its writes:
+        a failover (Sentinel promotes the most advanced replica) then loses none of them."""
+        wait = self.wait_replicas
+
         def run():
             pipe = self.client.pipeline(transaction=False)
             command = pipe.execute_command
@@ -548,7 +569,14 @@ class RedisWriter:
                     command("EVAL", *args)  # pipeline has no typed `eval`, but routes EVAL by key
                 else:
                     getattr(pipe, name)(*args)
-            return pipe.execute()
+            if not wait:
+                return pipe.execute()
+            command("WAIT", wait, self.WAIT_MS)
+            *replies, acknowledged = pipe.execute()
+            if acknowledged < wait:
+                raise ReplicasBehind(f"{acknowledged} of the {wait} replica(s) redis.wait_replicas "
+                                     f"asks for acknowledged it within {self.WAIT_MS} ms")
+            return replies
         return retrying(run, self.outage_timeout_s, "write", self._reconnect)
 
 
@@ -610,8 +638,25 @@ def connect_async(url: str, *, cluster: bool = False, timeout_s: float = 5.0, **
 def _from_url(module, url: str, cluster: bool, timeout_s: float, connect_max_s: float,
               options: dict):
     """`module`'s (redis or redis.asyncio) client of `url`: connecting takes at most
-    `connect_max_s`, any other call `timeout_s`."""
+    `connect_max_s`, any other call `timeout_s`. A `redis+sentinel://` URL gives a client of the
+    service's primary as its Sentinels name it: each new connection asks them, and a connection
+    to a primary demoted by a failover is dropped (redis-py's SentinelManagedConnection turns its
+    READONLY into a ConnectionError, which `retrying` waits out)."""
     timeouts = {"socket_timeout": timeout_s,
                 "socket_connect_timeout": min(connect_max_s, timeout_s)}
-    client = module.RedisCluster if cluster else module.Redis
-    return client.from_url(url, **timeouts, **options)
+    sentinel_password = options.pop("sentinel_password", None)
+    target = sentinel_target(url)
+    if target is None:
+        client = module.RedisCluster if cluster else module.Redis
+        return client.from_url(url, **timeouts, **options)
+    if cluster:
+        raise ValueError("a redis+sentinel:// url names one primary, not a Redis Cluster")
+    tls = {k: options.pop(k) for k in [k for k in options if k.startswith("ssl_")]}  # both ends
+    if target.tls:
+        tls["ssl"] = True
+    # the URL's credentials win over the options', as redis-py's from_url does
+    options.update({k: v for k, v in (("username", target.username),
+                                      ("password", target.password)) if v is not None})
+    sentinels = module.sentinel.Sentinel(
+        target.sentinels, sentinel_kwargs={**timeouts, **tls, "password": sentinel_password})
+    return sentinels.master_for(target.service, db=target.db, **timeouts, **options, **tls)

@@ -146,7 +146,8 @@ def replay(settings: Settings, paths: list[Path] | None = None, *,
                       "(nothing switched)[/yellow]")
         switch = False
     writer = RedisWriter(client, Keyspace(settings.redis.prefix, version),
-                         outage_timeout_s=settings.redis.outage_timeout_s)
+                         outage_timeout_s=settings.redis.outage_timeout_s,
+                         wait_replicas=settings.redis.wait_replicas)
     written, batch = 0, []
     for record in final_writes(engine):
         batch.append(record)

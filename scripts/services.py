@@ -29,9 +29,11 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from config.security import kafka_config, redis_connection
 from config.settings import Settings
 
 Log = Callable[[str], object]
@@ -669,6 +671,35 @@ def private_redis(port: int, data_dir, args: Iterable[str] = (), *, password: st
     raise ServiceError(f"a private redis-server did not start on port {port}")
 
 
+def private_sentinel(port: int, data_dir, service: str, primary_port: int,
+                     down_after_ms: int = 1000) -> subprocess.Popen:
+    """A Redis Sentinel of its own on loopback `port` (tests), watching the primary at loopback
+    `primary_port` as `service` with a quorum of 1 (alone, it decides failovers), its rewritable
+    config file in `data_dir`. Returned once it knows at least one replica of the primary, so a
+    failover has a replica to promote."""
+    import redis
+
+    conf = Path(data_dir) / f"sentinel-{port}.conf"
+    conf.write_text(f"port {port}\nbind 127.0.0.1\ndir {data_dir}\n"
+                    f"sentinel monitor {service} 127.0.0.1 {primary_port} 1\n"
+                    f"sentinel down-after-milliseconds {service} {down_after_ms}\n"
+                    f"sentinel failover-timeout {service} 10000\n")
+    proc = subprocess.Popen([redis_server_path() or "redis-server", str(conf), "--sentinel"],
+                            stdout=subprocess.DEVNULL)
+    client = redis.Redis(port=port, retry=None)
+    deadline = time.monotonic() + REDIS_READY_TIMEOUT_S + 15  # replicas: the primary's next INFO
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if client.sentinel_slaves(service):
+                return proc
+        except redis.RedisError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise ServiceError(f"a private Redis Sentinel on port {port} did not find a replica of "
+                       f"127.0.0.1:{primary_port}")
+
+
 def _redis_local_target(settings: Settings) -> tuple[str, int] | None:
     parts = urlsplit(settings.redis.url)
     if parts.scheme not in {"redis", ""} or not parts.hostname:
@@ -682,9 +713,10 @@ def _redis_local_target(settings: Settings) -> tuple[str, int] | None:
 def ensure_redis(settings: Settings, log: Log = print) -> str:
     """A reachable Redis URL: the configured one if it answers PING, else a server started on loopback."""
     url = settings.redis.url
+    ping = partial(_redis_ping, *redis_connection(settings.redis))  # its password, TLS, Sentinels
     target = _redis_local_target(settings)
     if target is None:
-        if _redis_ping(url, timeout=settings.kafka.connect_timeout_s):
+        if ping(timeout=settings.kafka.connect_timeout_s):
             return url
         parts = urlsplit(url)
         hint = (
@@ -696,12 +728,12 @@ def ensure_redis(settings: Settings, log: Log = print) -> str:
         raise ServiceError(
             f"Redis not reachable at {url}: start it with `persona up` or set REDIS_URL{hint}"
         )
-    if _redis_ping(url):
+    if ping():
         return url
 
     paths = _redis_paths(settings)
     with _locked(paths["lock"]):
-        if _redis_ping(url):  # a concurrent `up` got there first
+        if ping():  # a concurrent `up` got there first
             return url
         pid = read_pid(paths["pid"])
         if pid is not None and pid_alive(pid, "redis-server"):
@@ -715,7 +747,7 @@ def ensure_redis(settings: Settings, log: Log = print) -> str:
                 "database, or not Redis): fix REDIS_URL, or set services.redis_port and REDIS_URL"
             )
         server = _redis_server(log)
-        if _redis_ping(url):  # the Debian package may start its own service on install
+        if ping():  # the Debian package may start its own service on install
             log("redis: using the redis-server service the package started")
             return url
         paths["home"].mkdir(parents=True, exist_ok=True)
@@ -735,7 +767,7 @@ def ensure_redis(settings: Settings, log: Log = print) -> str:
             )
         deadline = time.monotonic() + REDIS_READY_TIMEOUT_S
         while time.monotonic() < deadline:
-            if _redis_ping(url, timeout=0.5):
+            if ping(timeout=0.5):
                 log(f"redis: ready (pid {read_pid(paths['pid'])}, log {paths['log']})")
                 return url
             time.sleep(0.1)
@@ -782,7 +814,6 @@ def down(settings: Settings, log: Log = print) -> None:
 def status(settings: Settings) -> dict:
     """Reachability of both services and whether `up` manages them:
     {"kafka": {"endpoint", "reachable", "managed", "pid"}, "redis": {...}}."""
-    from config.security import kafka_config, redis_connection
     from config.settings import mask_url
 
     kpid = read_pid(kafka_paths(settings)["pid"])

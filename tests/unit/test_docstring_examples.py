@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = re.compile(r"^\s*>>> (?!#)", re.MULTILINE)  # (a commented-out example shows usage only)
 MODULES = sorted(
     str(path.relative_to(ROOT).with_suffix("")).replace("/", ".")
-    for package in ("operators", "schemas", "flows", "reader", "scripts")
+    for package in ("config", "operators", "schemas", "flows", "reader", "scripts")
     for path in (ROOT / package).rglob("*.py")
     if EXAMPLE.search(path.read_text()))
 

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from operators import redis_store
-from operators.redis_store import RedisUnavailable, retrying
+from operators.redis_store import RedisUnavailable, ReplicasBehind, retrying
 
 
 class Clock:
@@ -112,7 +112,9 @@ def test_a_readonly_answer_drops_the_connections_before_the_next_attempt(clock):
     (redis.BusyLoadingError, "Redis is still loading its data"),
     (redis.exceptions.OutOfMemoryError, "Redis is full: raise its maxmemory"),
     (redis.exceptions.ReadOnlyError, "REDIS_URL names a replica"),
-    (redis.exceptions.ClusterDownError, "check the Redis Cluster's state")])
+    (redis.exceptions.ClusterDownError, "check the Redis Cluster's state"),
+    (redis.sentinel.MasterNotFoundError, "no Sentinel names a reachable primary"),
+    (ReplicasBehind, "check the replicas (INFO replication")])
 def test_giving_up_says_what_to_do_about_that_failure(clock, error, advice):
     call, _ = flaky(clock, 100, error)
     with pytest.raises(RedisUnavailable) as raised:
