@@ -36,6 +36,8 @@ class KafkaSettings:
     partitions: int
     connect_timeout_s: float
     delivery_timeout_s: float
+    progress_group: str
+    progress_commit_s: float
     security_protocol: str
     sasl_mechanism: str
     username: str
@@ -43,7 +45,7 @@ class KafkaSettings:
     ca_file: str
 
     BOUNDS = {"partitions": bounded(1, 1024), "connect_timeout_s": bounded(0.5, 600),
-              "delivery_timeout_s": bounded(1, 86400)}
+              "delivery_timeout_s": bounded(1, 86400), "progress_commit_s": bounded(0.5, 3600)}
 
     @property
     def erasures(self) -> str:
@@ -69,6 +71,15 @@ class RedisSettings:
     write_version: str
 
     BOUNDS = {"outage_timeout_s": bounded(0, 86400), "wait_replicas": bounded(0, 16)}
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    level: str
+    format: str
+
+    BOUNDS = {}
+    CHOICES = {"level": ("DEBUG", "INFO", "WARNING", "ERROR"), "format": ("text", "json")}
 
 
 @dataclass(frozen=True)
@@ -284,6 +295,7 @@ class ControlSettings:
 class Settings:
     kafka: KafkaSettings
     redis: RedisSettings
+    log: LogSettings
     reader: ReaderSettings
     services: ServiceSettings
     stream: StreamSettings
@@ -297,6 +309,7 @@ class Settings:
 _SECTION_TYPES = {
     "kafka": KafkaSettings,
     "redis": RedisSettings,
+    "log": LogSettings,
     "reader": ReaderSettings,
     "services": ServiceSettings,
     "stream": StreamSettings,

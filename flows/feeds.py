@@ -19,7 +19,7 @@ from bytewax.outputs import Sink
 from confluent_kafka import OFFSET_BEGINNING
 
 import config
-from config import Settings
+from config import Settings, logs
 from config.security import kafka_config
 from flows import metrics, resources
 from flows.adapters import (
@@ -382,6 +382,7 @@ def freeze_after_full_collection(phase: str, info: dict) -> None:
 def get_flow(config_path: str | None = None) -> Dataflow:
     """Entry point for `python -m bytewax.run "flows.feeds:get_flow()"`."""
     settings = config.load(config_path or os.environ.get("PERSONA_CONFIG"))
+    logs.configure(settings.log)  # else Python prints warnings bare (no time) and drops INFO
     tail = os.environ.get("PERSONA_TAIL", "1") != "0"
     recovery = bool(os.environ.get("PERSONA_RECOVERY"))
     read_erasures = os.environ.get("PERSONA_READ_ERASURES", "1" if tail else "0") != "0"

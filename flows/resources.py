@@ -9,7 +9,7 @@ from collections.abc import Callable
 from functools import cache
 
 import redis
-from confluent_kafka import TopicPartition
+from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from config import Settings
@@ -142,17 +142,67 @@ class PartitionCount:
 PARTITIONS_EVERY = 10  # the watcher looks at the events topic's partition count every N polls
 
 
+def progress_group(settings: Settings) -> str:
+    """The consumer group the workers commit their read positions to ("" = none): a rebuild
+    writing its own keyspace version commits to its own, so the live workers' lag stays theirs."""
+    group, version = settings.kafka.progress_group, settings.redis.write_version
+    return f"{group}.v{version}" if group and version else group
+
+
+class ProgressCommits:
+    """Commits a process's read positions (`Backlog.positions`: the next offset of every partition
+    it decoded from) to a consumer group, so Kafka's own lag tools (kafka-consumer-groups.sh,
+    Burrow, exporters) see the workers. Monitoring only: Bytewax resumes from the offsets in its
+    snapshots, never from the group. The workers assign their partitions and never join the group,
+    so it has no members, which is what lets an AdminClient set its offsets."""
+
+    def __init__(self, group: str):
+        self.group = group
+        self.committed: dict[tuple[str, int], int] = {}
+        self.failing = False
+
+    def commit(self, admin: AdminClient, positions: dict[tuple[str, int], int],
+               timeout_s: float) -> None:
+        changed = {tp: offset for tp, offset in positions.items()
+                   if self.committed.get(tp) != offset}
+        if not changed:
+            return
+        request = ConsumerGroupTopicPartitions(
+            self.group, [TopicPartition(topic, partition, offset)
+                         for (topic, partition), offset in sorted(changed.items())])
+        try:
+            admin.alter_consumer_group_offsets([request], request_timeout=timeout_s)[
+                self.group].result()
+        except Exception as err:  # KafkaException mostly: monitoring never stops a worker
+            if not self.failing:
+                log.warning("Kafka progress: committing read positions to consumer group %s "
+                            "failed (%s); lag tools see its last positions until it works again "
+                            "(a consumer of that group running elsewhere? set "
+                            "kafka.progress_group)", self.group, err)
+            self.failing = True
+            return
+        if self.failing:
+            log.warning("Kafka progress: consumer group %s committed again", self.group)
+            self.failing = False
+        self.committed.update(changed)
+
+
 def _watch(settings: Settings, process: backlog.Backlog, every_s: float,
            stop: threading.Event) -> None:
     admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap,
                          **kafka_config(settings.kafka)})
     failing = False
     partitions = PartitionCount(settings.kafka.events_topic)
+    group = progress_group(settings)
+    progress = ProgressCommits(group) if group else None
+    commit_every = max(1, round(settings.kafka.progress_commit_s / every_s))
     polls = 0
     while not stop.wait(every_s):
         polls += 1
         if polls % PARTITIONS_EVERY == 1:
             partitions.look(admin, every_s)
+        if progress is not None and polls % commit_every == 0:
+            progress.commit(admin, dict(process.positions), every_s)
         try:
             asked = admin.list_offsets({TopicPartition(*tp): OffsetSpec.latest()
                                         for tp in process.partitions()}, request_timeout=every_s)

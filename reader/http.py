@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import logging
 import os
 from contextlib import asynccontextmanager
 from urllib.parse import urlencode
@@ -13,7 +12,7 @@ from fastapi import FastAPI, HTTPException, Path, Query
 from fastapi.responses import Response
 
 import config
-from config import Settings
+from config import Settings, logs
 from config.security import redis_connection
 from operators.experiments import report as experiments_report
 from operators.experiments.stats import ALPHA, MIXTURE_LIFT
@@ -34,18 +33,9 @@ CONFIG_ENV = "PERSONA_CONFIG_FILE"  # `persona serve --workers N -c F`: each wor
 
 def app_from_env() -> FastAPI:
     """The app of one `persona serve --workers N` worker process (uvicorn imports it by name)."""
-    configure_logging()
-    return create_app(config.load(os.environ.get(CONFIG_ENV) or None))
-
-
-def configure_logging() -> None:
-    """The access log (a line per request, reader.middleware) at INFO, the rest at WARNING. A
-    record skips what the format never prints: the caller's frame, thread and process names (the
-    Logging HOWTO's optimisations; the frame walk alone is ~15 us of a ~300 us feed read)."""
-    logging.basicConfig(format="%(levelname)s:     %(name)s %(message)s", level=logging.WARNING)
-    logging.getLogger("persona").setLevel(logging.INFO)
-    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
-    logging._srcfile = None
+    settings = config.load(os.environ.get(CONFIG_ENV) or None)
+    logs.configure(settings.log)  # the access log (reader.middleware) is persona.access, INFO
+    return create_app(settings)
 
 
 def create_app(settings: Settings) -> FastAPI:

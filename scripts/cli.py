@@ -242,10 +242,11 @@ def serve(host: str = "127.0.0.1", port: int = 8080, config: Optional[Path] = Co
 
     import uvicorn
 
-    from reader.http import CONFIG_ENV, configure_logging, create_app
+    from config import logs
+    from reader.http import CONFIG_ENV, create_app
     settings = _settings(config)  # fail fast on a bad config, before any worker starts
     # no uvicorn access log: it would print user ids from paths; the app logs route templates
-    configure_logging()
+    logs.configure(settings.log)
     # uvloop and httptools when installed (they are dependencies), else asyncio and h11
     options = dict(host=host, port=port, log_level="info", access_log=False, loop="auto",
                    http="auto")

@@ -96,3 +96,49 @@ def test_the_watcher_says_when_the_topic_has_more_partitions_than_the_workers_re
                                    r.getMessage() for r in caplog.records), timeout_s=15)
         finally:
             resources.stop_watching(process)
+
+
+def _group_offsets(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
+    from confluent_kafka import ConsumerGroupTopicPartitions
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    asked = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p)
+                                                 for p in range(partitions)])
+    listed = admin.list_consumer_group_offsets([asked])[group].result()
+    return {tp.partition: tp.offset for tp in listed.topic_partitions if tp.offset >= 0}
+
+
+def test_the_watcher_commits_read_positions_for_kafkas_lag_tools(live):
+    """What a process has read shows as a consumer group's committed offsets (what
+    kafka-consumer-groups.sh and lag exporters compare with the log end), every
+    `kafka.progress_commit_s`; a partition it never read is not committed."""
+    bootstrap = live[0]
+    topic = f"persona.test.{uuid.uuid4().hex[:10]}.progress"
+    group = f"persona-test-{uuid.uuid4().hex[:8]}"
+    settings = config.load(env={"KAFKA_BOOTSTRAP": bootstrap, "PERSONA_KAFKA__EVENTS_TOPIC": topic,
+                                "PERSONA_KAFKA__PROGRESS_GROUP": group,
+                                "PERSONA_KAFKA__PROGRESS_COMMIT_S": "0.5"})
+    kafka_io.recreate_topic(bootstrap, topic, 2)
+    kafka_io.produce(bootstrap, topic, [orjson.dumps({"user_id": f"u{i}"}) for i in range(500)])
+    on_0 = kafka_io.topic_range(bootstrap, topic).end[0]
+    messages = _read(bootstrap, topic, 0, on_0)
+    process = resources.watch_backlog(settings, Backlog(), every_s=0.1)
+    try:
+        for m in messages[:100]:
+            process.note(m)
+        _until(lambda: _group_offsets(bootstrap, group, topic, 2) == {0: 100}, timeout_s=15)
+        for m in messages[100:]:
+            process.note(m)
+        _until(lambda: _group_offsets(bootstrap, group, topic, 2) == {0: on_0}, timeout_s=15)
+    finally:
+        resources.stop_watching(process)
+
+
+def test_a_rebuild_commits_to_a_group_of_its_own():
+    base = {"PERSONA_KAFKA__PROGRESS_GROUP": "workers"}
+    assert resources.progress_group(config.load(env=base)) == "workers"
+    rebuild = config.load(env={**base, "PERSONA_REDIS__WRITE_VERSION": "7"})
+    assert resources.progress_group(rebuild) == "workers.v7"
+    assert resources.progress_group(config.load(env={"PERSONA_KAFKA__PROGRESS_GROUP": "",
+                                                     "PERSONA_REDIS__WRITE_VERSION": "7"})) == ""

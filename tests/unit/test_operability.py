@@ -32,7 +32,7 @@ def test_config_show_prints_every_section_as_json():
     result = show({"PERSONA_FEED__SIZE": "30"})
     assert result.exit_code == 0, result.output
     data = orjson.loads(result.output)
-    assert set(data) == {"kafka", "redis", "reader", "services", "stream", "features", "feed",
+    assert set(data) == {"kafka", "redis", "log", "reader", "services", "stream", "features", "feed",
                          "notifications", "controls", "experiments"}
     assert data["feed"]["size"] == 30
     assert data["kafka"]["security_protocol"] == "PLAINTEXT" and data["redis"]["tls"] is False
