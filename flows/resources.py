@@ -13,10 +13,10 @@ from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from config import Settings
-from config.security import kafka_config, redis_connection
+from config.security import kafka_config
 from config.settings import RedisSettings
 from operators import backlog
-from operators.redis_store import KeyspaceGuard, RedisFeatureStore, RedisWriter, connect
+from operators.redis_store import KeyspaceGuard, RedisFeatureStore, RedisWriter, connect_to
 from operators.suggestions.store import GRAPH_KINDS
 from schemas.keyspace import Keyspace
 
@@ -25,8 +25,7 @@ DEFAULT_VERSION = "1"
 
 @cache
 def client(rs: RedisSettings) -> redis.Redis:
-    url, options = redis_connection(rs)  # ACL user, password, TLS from [redis]
-    return connect(url, **options)
+    return connect_to(rs)
 
 
 def active_version(settings: Settings) -> str:

@@ -17,7 +17,8 @@ from functools import partial
 import orjson
 import redis
 
-from config.security import sentinel_target
+from config.security import redis_connection, sentinel_target
+from config.settings import RedisSettings
 from operators.erasure import parse_spill
 from operators.feature_store import RecentParks, RecentSpills
 from operators.item_stats import ItemView
@@ -626,6 +627,13 @@ def connect(url: str, *, cluster: bool = False, timeout_s: float = 10.0,
     if not cluster:
         options["health_check_interval"] = 30
     return _from_url(redis, url, cluster, timeout_s, 5.0, options)
+
+
+def connect_to(rs: RedisSettings, **kwargs) -> redis.Redis:
+    """`connect` to the configured Redis: `redis.url` with its access options (ACL user,
+    password, TLS, Sentinels, cluster: config.security); `kwargs` as `connect`'s (a timeout)."""
+    url, options = redis_connection(rs)
+    return connect(url, **options, **kwargs)
 
 
 def connect_async(url: str, *, cluster: bool = False, timeout_s: float = 5.0, **options):

@@ -26,8 +26,8 @@ import orjson
 from confluent_kafka.admin import AdminClient
 
 import config
-from config.security import kafka_config, redis_connection
-from operators.redis_store import connect, delete_matching
+from config.security import kafka_config
+from operators.redis_store import connect_to, delete_matching
 from scripts import kafka_io, runner
 from scripts.bench import workload
 
@@ -60,8 +60,7 @@ def main() -> None:
     n = kafka_io.produce(boot, topics[0], (orjson.dumps(e) for e in workload(
         args.events, args.users, args.seed)), extra=extra)
     print(f"{n:,} events on {topics[0]}; {args.rounds} round(s) of {len(args.checkouts)}", flush=True)
-    redis_url, options = redis_connection(settings.redis)
-    client = connect(redis_url, **options)
+    client = connect_to(settings.redis)
     cpu: dict[str, list[float]] = {c: [] for c in args.checkouts}
     try:
         for round_ in range(args.rounds):

@@ -52,7 +52,7 @@ import config
 from config import Settings
 from config.security import kafka_config, redis_connection
 from operators import backlog
-from operators.redis_store import connect, delete_matching, traced_user
+from operators.redis_store import connect, connect_to, delete_matching, traced_user
 from operators.routing import SEEN_ONLY_TYPES
 from schemas.keyspace import Keyspace
 from scripts import kafka_io, proc_cpu, runner
@@ -367,8 +367,7 @@ class Bench:
                 "PERSONA_REDIS__PREFIX": prefix, **extra}
 
     def redis(self) -> redis.Redis:
-        url, options = redis_connection(self.settings.redis)
-        return connect(url, **options)
+        return connect_to(self.settings.redis)
 
     def cleanup(self, log: Log) -> None:
         client = self.redis()

@@ -32,13 +32,12 @@ import time
 import orjson
 
 import config
-from config.security import redis_connection
 from flows import resources
 from operators.backfill import feature_writes
 from operators.engine import Engine
 from operators.feed import rank
 from operators.ingest import decode_message, limits_from
-from operators.redis_store import RedisFeatureStore, RedisWriter, connect, delete_matching
+from operators.redis_store import RedisFeatureStore, RedisWriter, connect_to, delete_matching
 from schemas.keyspace import Keyspace
 from scripts.bench import workload
 
@@ -85,8 +84,7 @@ def main(argv: list[str] | None = None) -> tuple[float, str]:
 def redis_store(settings, engine: Engine, ttl_s: float | None):
     """A RedisFeatureStore over what `engine` learned, written to a private keyspace (removed
     after) by the workers' own writer."""
-    url, options = redis_connection(settings.redis)
-    client = connect(url, **options)
+    client = connect_to(settings.redis)
     keyspace = Keyspace(f"bench-rank-{os.getpid()}", "1")
     store = (resources.feature_store_over(settings, client, keyspace) if ttl_s is None
              else RedisFeatureStore(client, keyspace, ttl_s=ttl_s))

@@ -30,8 +30,7 @@ from dataclasses import asdict, dataclass
 import redis
 
 from config import Settings
-from config.security import redis_connection
-from operators.redis_store import connect
+from operators.redis_store import connect_to
 from schemas import Feed, FeedItem, Reason
 from schemas.keyspace import Keyspace
 from scripts import loadgen, runner
@@ -205,8 +204,7 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 
 def _redis(settings: Settings):
-    url, options = redis_connection(settings.redis)
-    client = connect(url, **options)
+    client = connect_to(settings.redis)
     try:
         client.ping()
     except redis.RedisError as exc:

@@ -175,12 +175,10 @@ def versions(config: Optional[Path] = ConfigOpt,
              collect_after_s: Optional[float] = typer.Option(
                  None, help="delete versions retired longer ago than this")):
     """Keyspace versions: the active one, the retired ones; allocate, switch, collect."""
-    from config.security import redis_connection
-    from operators.redis_store import connect
+    from operators.redis_store import connect_to
     from scripts.versions import Versions
     settings = _settings(config)
-    url, options = redis_connection(settings.redis)
-    versions_ = Versions(connect(url, **options), settings.redis.prefix)
+    versions_ = Versions(connect_to(settings.redis), settings.redis.prefix)
     out: dict = {}
     if allocate:
         out["allocated"] = versions_.allocate()

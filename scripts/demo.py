@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 import config
+from operators.redis_store import connect_to
 from reader import PersonaClient
 from scripts import kafka_io, runner, services
 from scripts.generate import GeneratorConfig, generate, write_log
@@ -59,7 +60,7 @@ def main(users: int = 300, days: float = 3.0, seed: int = 7, show: int = 3,
     for topic in (settings.kafka.events_topic, settings.kafka.dead_letter_topic,
                   settings.kafka.erasures):  # an earlier demo's erasure commands must not apply
         kafka_io.recreate_topic(bootstrap, topic, settings.kafka.partitions)
-    r = redis.Redis.from_url(redis_url)
+    r = connect_to(settings.redis)
     clear_prefix(r, settings.redis.prefix)
     lines = [orjson.dumps(e) for e in events]
     with Progress(TextColumn("producing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

@@ -26,8 +26,9 @@ import time
 import uuid
 
 import orjson
-import redis
 
+import config
+from operators.redis_store import connect_to
 from scripts import kafka_io
 from scripts.generate import GeneratorConfig, generate
 
@@ -65,7 +66,7 @@ def main(argv=None) -> int:
             os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
     unique = "exact-" + uuid.uuid4().hex[:8]
     events, _ = generate(GeneratorConfig(users=a.users, days=a.days, seed=a.seed))
-    client = redis.Redis.from_url(live[1])
+    client = connect_to(config.load(env={"REDIS_URL": live[1]}).redis)
     runs = []
     try:
         for i in range(a.runs):

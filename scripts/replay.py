@@ -19,11 +19,11 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from config import Settings
-from config.security import kafka_config, redis_connection
+from config.security import kafka_config
 from operators.backfill import final_writes
 from operators.engine import Engine
 from operators.evaluation import ReadStats, read_events
-from operators.redis_store import RedisWriter, connect
+from operators.redis_store import RedisWriter, connect_to
 from schemas import Event
 from schemas.codec import decode_event
 from schemas.keyspace import Keyspace
@@ -119,8 +119,7 @@ def replay(settings: Settings, paths: list[Path] | None = None, *,
     """Replay log files (`paths`) or a range of a Kafka topic into a new version; switch to it
     unless `switch` is False or nothing was read."""
     console = console or Console()
-    url, options = redis_connection(settings.redis)  # ACL user, password, TLS from [redis]
-    client = connect(url, **options)
+    client = connect_to(settings.redis)
     versions = Versions(client, settings.redis.prefix)
     removed = versions.collect(grace_s)
     version = versions.allocate()

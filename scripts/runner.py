@@ -23,8 +23,8 @@ from pathlib import Path
 import redis
 
 from config import Settings
-from config.security import kafka_config, redis_connection
-from operators.redis_store import connect
+from config.security import kafka_config
+from operators.redis_store import connect_to
 from scripts import kafka_io, recovery_store, services
 
 FLOW = "flows.feeds:get_flow()"
@@ -38,8 +38,7 @@ def check_services(settings: Settings) -> None:
             f"Kafka not reachable at {settings.kafka.bootstrap}: start it with `persona up` "
             "or set KAFKA_BOOTSTRAP")
     try:
-        url, options = redis_connection(settings.redis)
-        connect(url, timeout_s=3.0, **options).ping()
+        connect_to(settings.redis, timeout_s=3.0).ping()
     except redis.RedisError as exc:
         raise services.ServiceError(
             f"Redis not reachable at {settings.redis.url} ({exc}): start it with `persona up` "

@@ -19,9 +19,8 @@ import orjson
 import redis
 
 import config
-from config.security import redis_connection
 from flows.adapters import _KeyedSnapshot, _PendingTimer
-from operators.redis_store import connect, delete_matching
+from operators.redis_store import connect_to, delete_matching
 from scripts import kafka_io, runner, services
 from scripts.recovery_store import FLOW, SNAPSHOTS, resume_offsets, store_rows
 
@@ -254,8 +253,7 @@ def create_run_topics(env: dict[str, str]):
 
 def wait_first_write(settings, proc, timeout_s: float = 120.0) -> float:
     """Wait until the worker `proc` has written a key under the run's prefix (or has exited)."""
-    url, options = redis_connection(settings.redis)  # any URL the workers take (Sentinel too)
-    client = connect(url, **options)
+    client = connect_to(settings.redis)  # any URL the workers take (Sentinel too)
     deadline = time.time() + timeout_s
     while time.time() < deadline and proc.poll() is None:
         try:
