@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 
 from confluent_kafka import KafkaError, KafkaException, Producer
+from prometheus_client import Counter
 
 log = logging.getLogger("persona.kafka")
 
@@ -46,6 +47,15 @@ class _Failures:
         if err is not None:
             self.errors.append(err)
             self.records.append((msg.key(), msg.value()))
+
+
+# metrics (served by a worker's /metrics; a CLI producer registers them unseen)
+REPRODUCED = Counter("persona_kafka_reproduced", "Records produced again because the broker did "
+                     "not acknowledge them (a restart, a fenced broker, a leader election), by "
+                     "topic", ["topic"])
+DELIVERY_FAILURES = Counter("persona_kafka_delivery_failures", "Sends that failed after "
+                            "kafka.delivery_timeout_s of retries (each stops the worker), by topic",
+                            ["topic"])
 
 
 class Delivery:
@@ -76,6 +86,7 @@ class Delivery:
                                     f"{errors[-1]})")
             fatal = any(e.fatal() for e in errors)
             rounds += 1
+            REPRODUCED.labels(self.topic).inc(len(failed))
             log.warning("Kafka degraded: %d of %d %s record(s) to %s not acknowledged (%s); "
                         "producing them again%s in %.1fs", len(failed), len(pending), self.what,
                         self.topic, errors[-1], " on a new producer" if fatal else "", delay)
@@ -127,6 +138,7 @@ class Delivery:
             raise self._failure(why)
 
     def _failure(self, why: str) -> DeliveryFailed:
+        DELIVERY_FAILURES.labels(self.topic).inc()
         return DeliveryFailed(
             f"{self.what} delivery to {self.topic} gave up after kafka.delivery_timeout_s "
             f"({self.timeout_s:.0f} s): {why}; is the broker up? Check KAFKA_BOOTSTRAP, or start "

@@ -19,7 +19,7 @@ from collections import deque
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from operators import backlog
+from operators import backlog, redis_store
 from schemas import DeadLetter, Event
 from schemas.rejections import reason_kind
 
@@ -116,6 +116,29 @@ class GcPauses:
             longest.add_metric([str(g)], self.longest[g])
         return [seconds, runs, longest]
 
+
+class RedisOutages:
+    """`operators.redis_store.OUTAGES` as metrics: what the workers' Redis calls waited out."""
+
+    def collect(self):
+        outages = redis_store.OUTAGES
+        retries = CounterMetricFamily(
+            "persona_redis_retries", "Redis calls retried after a transient failure (unreachable, "
+            "loading, full, read-only, cluster down, replicas behind), by operation", labels=["op"])
+        for op in ("read", "write"):
+            retries.add_metric([op], outages.retries[op])
+        give_ups = CounterMetricFamily(
+            "persona_redis_give_ups", "Redis calls that failed after redis.outage_timeout_s of "
+            "retries (each stops the worker)")
+        give_ups.add_metric([], outages.give_ups)
+        retrying = GaugeMetricFamily(
+            "persona_redis_retrying_calls", "Redis calls waiting out a failure now (> 0: the "
+            "workers are held back by Redis)")
+        retrying.add_metric([], outages.retrying)
+        return [retries, give_ups, retrying]
+
+
+REGISTRY.register(RedisOutages())
 
 INPUT_LAG = Gauge("persona_input_lag_messages",
                   "Messages this process has still to read from its Kafka partitions (their high "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 import zlib
+from collections import Counter as Tally
 from collections.abc import Iterable
 from functools import partial
 
@@ -94,6 +95,20 @@ class RedisUnavailable(redis.ConnectionError):
     handlers answer 503 as for any other Redis failure."""
 
 
+class Outages:
+    """What `retrying` has met in this process, for the workers' metrics (flows/metrics reads it;
+    operators import no Prometheus): retries by operation ("read", "write"), calls retrying now,
+    give-ups. Plain counts under the GIL: a torn update only misstates a metric."""
+
+    def __init__(self):
+        self.retries: Tally[str] = Tally()
+        self.retrying = 0
+        self.give_ups = 0
+
+
+OUTAGES = Outages()
+
+
 def retrying(call, timeout_s: float = OUTAGE_TIMEOUT_S, what: str = "read", reconnect=None):
     """Run `call` (an idempotent Redis operation), retrying with exponential backoff (0.1 s
     doubling to 5 s) while Redis cannot serve it (`TRANSIENT`), for up to `timeout_s`: the worker waits
@@ -103,27 +118,42 @@ def retrying(call, timeout_s: float = OUTAGE_TIMEOUT_S, what: str = "read", reco
     the client's connections after a READONLY answer: the open ones stay with the demoted node,
     new ones reach whatever the address (a DNS name, a virtual IP) names now."""
     start = time.monotonic()
+    try:
+        return call()  # the common case: no more bookkeeping
+    except TRANSIENT as exc:
+        first = exc
+    OUTAGES.retrying += 1
+    try:
+        return _retry(call, first, start, timeout_s, what, reconnect)
+    finally:
+        OUTAGES.retrying -= 1
+
+
+def _retry(call, exc: Exception, start: float, timeout_s: float, what: str, reconnect):
+    """`retrying` after its first attempt, begun at `start`, failed with `exc`."""
     delay, failures = 0.1, 0
     while True:
+        waited = time.monotonic() - start
+        if waited + delay > timeout_s:
+            OUTAGES.give_ups += 1
+            raise RedisUnavailable(
+                f"Redis unavailable for {waited:.1f}s, {failures + 1} attempt(s) ({exc}); "
+                f"{_what_to_do(exc)}") from exc
+        failures += 1
+        OUTAGES.retries[what] += 1
+        log.warning("Redis degraded: %s failed (%s); retrying in %.1fs (giving up after "
+                    "%.0fs)", what, exc, delay, timeout_s)
+        if reconnect is not None and isinstance(exc, redis.exceptions.ReadOnlyError):
+            reconnect()
+        time.sleep(delay)
+        delay = min(delay * 2, 5.0)
         try:
             result = call()
-        except TRANSIENT as exc:
-            waited = time.monotonic() - start
-            if waited + delay > timeout_s:
-                raise RedisUnavailable(
-                    f"Redis unavailable for {waited:.1f}s, {failures + 1} attempt(s) ({exc}); "
-                    f"{_what_to_do(exc)}") from exc
-            failures += 1
-            log.warning("Redis degraded: %s failed (%s); retrying in %.1fs (giving up after "
-                        "%.0fs)", what, exc, delay, timeout_s)
-            if reconnect is not None and isinstance(exc, redis.exceptions.ReadOnlyError):
-                reconnect()
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
+        except TRANSIENT as again:
+            exc = again
         else:
-            if failures:
-                log.warning("Redis %s resumed after %.1fs (%d retries)", what,
-                            time.monotonic() - start, failures)
+            log.warning("Redis %s resumed after %.1fs (%d retries)", what,
+                        time.monotonic() - start, failures)
             return result
 
 
@@ -395,6 +425,40 @@ class RedisFeatureStore:
 # profile and features in one batch, which one pipeline would pack whole (and Redis would answer
 # other clients only after all of it).
 PIPELINE_BYTES = 4 << 20
+
+
+def durability_warnings(info: dict, wait_replicas: int = 0, dev: bool = False) -> list[str]:
+    """What in a Redis's INFO (one server's) can lose the workers' writes or stall them, as
+    sentences saying what to do (README "Redis durability"). The workers write a key again only
+    when its owner changes, so a key evicted or lost in a restart stays gone. `dev`: the local
+    Redis `persona up` starts, without persistence on purpose.
+
+    >>> durability_warnings({"role": "master", "maxmemory": 1 << 30,
+    ...                      "maxmemory_policy": "allkeys-lru", "aof_enabled": 1})[0][:35]
+    'Redis evicts keys at its maxmemory '
+    >>> durability_warnings({"role": "master", "maxmemory": 0, "maxmemory_policy": "allkeys-lru",
+    ...                      "aof_enabled": 1, "connected_slaves": 1}, wait_replicas=1)
+    []
+    """
+    out = []
+    if info.get("role") == "slave":
+        out.append("Redis is a replica here (read-only): the workers will wait for it to become "
+                   "a primary; point REDIS_URL at the primary, or use a redis+sentinel:// URL")
+    policy = info.get("maxmemory_policy", "noeviction")
+    if info.get("maxmemory", 0) and policy != "noeviction":
+        out.append(f"Redis evicts keys at its maxmemory (maxmemory-policy {policy}): what the "
+                   "workers wrote would be dropped silently and not written again until its "
+                   "owner changes; set maxmemory-policy noeviction (the workers wait out a full "
+                   "Redis)")
+    if not dev and not info.get("aof_enabled", 1):
+        out.append("Redis has no append-only file (appendonly no): a restart loses what was "
+                   "written since its last RDB snapshot, and the workers do not write it again; "
+                   "set appendonly yes")
+    attached = info.get("connected_slaves", 0)
+    if info.get("role", "master") == "master" and wait_replicas > attached:
+        out.append(f"redis.wait_replicas is {wait_replicas} but the primary has {attached} "
+                   "replica(s) attached: every write waits until enough are")
+    return out
 
 
 class KeyspaceGuard:

@@ -24,7 +24,7 @@ import redis
 
 from config import Settings
 from config.security import kafka_config
-from operators.redis_store import connect_to
+from operators.redis_store import connect_to, durability_warnings
 from scripts import kafka_io, recovery_store, services
 
 FLOW = "flows.feeds:get_flow()"
@@ -43,6 +43,21 @@ def check_services(settings: Settings) -> None:
         raise services.ServiceError(
             f"Redis not reachable at {settings.redis.url} ({exc}): start it with `persona up` "
             "or set REDIS_URL") from None
+
+
+def audit_redis(settings: Settings, log: Callable[[str], object]) -> None:
+    """Say what in the Redis's own settings can lose the workers' writes (`durability_warnings`),
+    once per run; every node of a Redis Cluster. INFO works where CONFIG is disabled (managed
+    Redis); a Redis that refuses it too is not audited."""
+    try:
+        info = connect_to(settings.redis, timeout_s=3.0).info()
+    except redis.RedisError:
+        return
+    nodes = info.values() if settings.redis.cluster else [info]  # a cluster: {node: INFO}
+    dev = services.is_local_dev_redis(settings)
+    for node in nodes:
+        for warning in durability_warnings(node, settings.redis.wait_replicas, dev):
+            log(f"warning: {warning} (README \"Redis durability\")")
 
 
 def free_ports(n: int) -> list[int]:
@@ -150,9 +165,10 @@ def run(settings: Settings, config_path: str | None, *, processes: int = 1, work
         return supervise(procs, log)
 
     with terminate_as_interrupt():
+        check_services(settings)  # before the topic reads below: say what to start
+        audit_redis(settings, log)
         if tail:
             return once()
-        check_services(settings)  # before the topic reads below: say what to start
         if recovery_dir:
             return drain(once, lambda: erasure_commands(settings), log)
         before = erasure_commands(settings)

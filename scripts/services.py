@@ -22,6 +22,7 @@ import fcntl
 import ipaddress
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -335,17 +336,42 @@ def resolve_jars(settings: Settings, paths: dict[str, Path], log: Log) -> None:
     log(f"kafka: {len(list(paths['lib'].glob('*.jar')))} jars in {time.monotonic() - started:.1f}s")
 
 
+def _client_listener(settings: Settings) -> str:
+    """The listener a local broker serves clients on: PLAINTEXT, or SASL_PLAINTEXT when the
+    [kafka] access settings ask for it (`_check_local_access`)."""
+    return f"{settings.kafka.security_protocol}://127.0.0.1:{settings.services.kafka_port}"
+
+
+def _check_local_access(settings: Settings) -> None:
+    """`persona up` starts brokers that the access settings can reach: PLAINTEXT, or
+    SASL_PLAINTEXT with the PLAIN mechanism and the configured user (to try a SASL setup
+    locally). TLS needs certificates a local broker does not have."""
+    k = settings.kafka
+    if k.security_protocol == "PLAINTEXT":
+        return
+    if k.security_protocol == "SASL_PLAINTEXT" and k.sasl_mechanism == "PLAIN":
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", k.username) or re.search(r'["\\\s]', k.password):
+            raise ServiceError(  # (they go into the broker's JAAS line as they are)
+                "a local SASL broker takes a username of letters, digits, '_', '.', '-' and a "
+                "password without quotes, backslashes or spaces")
+        return
+    raise ServiceError(
+        f"`persona up` starts a PLAINTEXT or SASL_PLAINTEXT (PLAIN) broker only, not "
+        f"{k.security_protocol} / {k.sasl_mechanism}: point KAFKA_BOOTSTRAP at your cluster")
+
+
 def _server_properties(settings: Settings, paths: dict[str, Path]) -> str:
-    port, cport = settings.services.kafka_port, settings.services.kafka_controller_port
+    cport = settings.services.kafka_controller_port
+    protocol = settings.kafka.security_protocol
     props = {
         "process.roles": "broker,controller",
         "node.id": "1",
         "controller.quorum.voters": f"1@127.0.0.1:{cport}",
-        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}",
-        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+        "listeners": f"{_client_listener(settings)},CONTROLLER://127.0.0.1:{cport}",
+        "advertised.listeners": _client_listener(settings),
         "controller.listener.names": "CONTROLLER",
-        "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "inter.broker.listener.name": protocol,
+        "listener.security.protocol.map": f"CONTROLLER:PLAINTEXT,{protocol}:{protocol}",
         "log.dirs": str(paths["data"]),
         "num.partitions": str(settings.kafka.partitions),
         "auto.create.topics.enable": "false",
@@ -357,6 +383,15 @@ def _server_properties(settings: Settings, paths: dict[str, Path]) -> str:
         "group.initial.rebalance.delay.ms": "0",
         "log.cleaner.dedupe.buffer.size": "16777216",
     }
+    if protocol == "SASL_PLAINTEXT":  # one user: the configured one (also the broker's own)
+        user, password = settings.kafka.username, settings.kafka.password
+        props.update({
+            "sasl.enabled.mechanisms": "PLAIN",
+            "sasl.mechanism.inter.broker.protocol": "PLAIN",
+            "listener.name.sasl_plaintext.plain.sasl.jaas.config":
+                "org.apache.kafka.common.security.plain.PlainLoginModule required "
+                f'username="{user}" password="{password}" user_{user}="{password}";',
+        })
     head = "# Written by scripts/services.py on every start; edit the settings, not this file.\n"
     return head + "".join(f"{k}={v}\n" for k, v in props.items())
 
@@ -422,7 +457,7 @@ def _format_storage(settings: Settings, paths: dict[str, Path], java: str, log: 
 
 
 def _wait_for_broker(
-    bootstrap: str, proc_alive: Callable[[], bool], paths: dict[str, Path]
+    bootstrap: str, proc_alive: Callable[[], bool], paths: dict[str, Path], access: dict
 ) -> None:
     deadline = time.monotonic() + KAFKA_READY_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -434,7 +469,7 @@ def _wait_for_broker(
                 f"{_tail(paths['logs'] / 'server.log', 15)}\n"
                 f"(to start from an empty store: `persona down`, then rm -rf {paths['data']})"
             )
-        brokers = kafka_brokers(bootstrap, timeout=1.0)
+        brokers = kafka_brokers(bootstrap, timeout=1.0, extra=access)
         if brokers and 1 in brokers:
             return
         time.sleep(0.25)
@@ -459,9 +494,10 @@ def _running_listener(paths: dict[str, Path]) -> str:
 def ensure_kafka(settings: Settings, log: Log = print) -> str:
     """A reachable bootstrap: the configured one if it answers, else a broker started on loopback."""
     bootstrap = settings.kafka.bootstrap
+    access = kafka_config(settings.kafka)  # a SASL or TLS broker answers no bare probe
     target = _kafka_local_target(settings)
     if target is None:
-        if kafka_brokers(bootstrap, timeout=settings.kafka.connect_timeout_s):
+        if kafka_brokers(bootstrap, timeout=settings.kafka.connect_timeout_s, extra=access):
             return bootstrap
         raise ServiceError(
             f"Kafka not reachable at {bootstrap}: start it with `persona up` or set KAFKA_BOOTSTRAP"
@@ -474,17 +510,17 @@ def ensure_kafka(settings: Settings, log: Log = print) -> str:
                 ", services.kafka_port)"
             )
         )
-    if kafka_brokers(bootstrap):
+    if kafka_brokers(bootstrap, extra=access):
         return bootstrap
 
     paths = kafka_paths(settings)
     with _locked(paths["lock"]):
-        if kafka_brokers(bootstrap):  # a concurrent `up` started it while we waited for the lock
+        if kafka_brokers(bootstrap, extra=access):  # a concurrent `up` started it meanwhile
             return bootstrap
         pid = read_pid(paths["pid"])
         if pid is not None and pid_alive(pid, "kafka.Kafka"):
             running = _running_listener(paths)
-            wanted = f"PLAINTEXT://127.0.0.1:{settings.services.kafka_port}"
+            wanted = _client_listener(settings)
             if running != wanted:
                 raise ServiceError(
                     f"the broker persona started (pid {pid}) listens on {running}, but the settings "
@@ -492,7 +528,7 @@ def ensure_kafka(settings: Settings, log: Log = print) -> str:
                 )
             # Started earlier by us (maybe by a concurrent `up`) and still starting up.
             log(f"kafka: waiting for the broker started earlier (pid {pid})")
-            _wait_for_broker(bootstrap, lambda: pid_alive(pid, "kafka.Kafka"), paths)
+            _wait_for_broker(bootstrap, lambda: pid_alive(pid, "kafka.Kafka"), paths, access)
             return bootstrap
         if _tcp_open(*target):
             raise ServiceError(
@@ -504,6 +540,7 @@ def ensure_kafka(settings: Settings, log: Log = print) -> str:
                 f"the Kafka controller port {settings.services.kafka_controller_port} is in use: "
                 "stop what listens there or set services.kafka_controller_port"
             )
+        _check_local_access(settings)
         java = _java()
         resolve_jars(settings, paths, log)
         paths["logs"].mkdir(parents=True, exist_ok=True)
@@ -529,7 +566,7 @@ def ensure_kafka(settings: Settings, log: Log = print) -> str:
             )
         _children.append(proc)
         paths["pid"].write_text(f"{proc.pid}\n")
-        _wait_for_broker(bootstrap, lambda: proc.poll() is None, paths)
+        _wait_for_broker(bootstrap, lambda: proc.poll() is None, paths, access)
         log(
             f"kafka: ready in {time.monotonic() - started:.1f}s (pid {proc.pid}, logs {paths['logs']})"
         )
@@ -710,6 +747,11 @@ def _redis_local_target(settings: Settings) -> tuple[str, int] | None:
     return None
 
 
+def is_local_dev_redis(settings: Settings) -> bool:
+    """Whether `redis.url` names the loopback Redis `persona up` starts (without persistence)."""
+    return _redis_local_target(settings) is not None
+
+
 def ensure_redis(settings: Settings, log: Log = print) -> str:
     """A reachable Redis URL: the configured one if it answers PING, else a server started on loopback."""
     url = settings.redis.url
@@ -785,7 +827,8 @@ def up(settings: Settings, log: Log = print, extra_topics: Iterable[str] = ()) -
     bootstrap = ensure_kafka(settings, log)
     names = [settings.kafka.events_topic, settings.kafka.dead_letter_topic,
              settings.kafka.notifications_topic, settings.kafka.erasures, *extra_topics]
-    ensure_topics(bootstrap, dict.fromkeys(names, settings.kafka.partitions), log)
+    ensure_topics(bootstrap, dict.fromkeys(names, settings.kafka.partitions), log,
+                  extra=kafka_config(settings.kafka))
     redis_url = ensure_redis(settings, log)
     return bootstrap, redis_url
 

@@ -268,9 +268,10 @@ def wait_first_write(settings, proc, timeout_s: float = 120.0) -> float:
 class PrivateKafka:
     """A private single-node KRaft broker on free ports with its data in `home` (never the shared
     broker), started by scripts/services.py from the project's cached jars: `start()`, `stop()`
-    (keeps the data: a restart resumes the same log), `bootstrap`."""
+    (keeps the data: a restart resumes the same log), `bootstrap`. `access`: [kafka] access
+    settings as environment (a SASL_PLAINTEXT broker with that user: scripts/services.py)."""
 
-    def __init__(self, home):
+    def __init__(self, home, access: dict[str, str] | None = None):
         from scripts import services
 
         self.services = services
@@ -285,6 +286,7 @@ class PrivateKafka:
             "PERSONA_SERVICES__CACHE_DIR": str(home),
             "PERSONA_SERVICES__KAFKA_PORT": str(port),
             "PERSONA_SERVICES__KAFKA_CONTROLLER_PORT": str(controller),
+            **(access or {}),
         })
         lib = services.kafka_paths(self.settings)["lib"]
         lib.parent.mkdir(parents=True, exist_ok=True)

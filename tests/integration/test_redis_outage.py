@@ -282,3 +282,36 @@ def test_a_primary_demoted_to_a_replica_is_waited_out(tmp_path, caplog):
         for server in servers:
             server.kill()
             server.wait()
+
+
+@pytest.mark.skipif(redis_server_binary() is None, reason="redis-server not installed")
+def test_the_runner_says_which_redis_settings_can_lose_writes(tmp_path):
+    """`persona run` reads the Redis's INFO once before the workers start: an evicting policy at
+    a memory limit and no append-only file are named, with what to set; a Redis set up as the
+    README says gets no warning."""
+    import config
+    from scripts import runner
+
+    (tmp_path / "risky").mkdir()
+    (tmp_path / "safe").mkdir()
+    risky_port, safe_port = free_port(), free_port()
+    servers = [private_redis(risky_port, tmp_path / "risky", ("--maxmemory", "100mb",
+                                                              "--maxmemory-policy", "allkeys-lru")),
+               private_redis(safe_port, tmp_path / "safe", ("--appendonly", "yes",
+                                                            "--maxmemory", "100mb",
+                                                            "--maxmemory-policy", "noeviction"))]
+    try:
+        said: list[str] = []
+        runner.audit_redis(config.load(env={"REDIS_URL": f"redis://127.0.0.1:{risky_port}/0",
+                                            "PERSONA_REDIS__WAIT_REPLICAS": "1"}), said.append)
+        assert len(said) == 3, said
+        assert "maxmemory-policy allkeys-lru" in said[0] and "noeviction" in said[0]
+        assert "appendonly yes" in said[1] and "0 replica(s) attached" in said[2]
+        quiet: list[str] = []
+        runner.audit_redis(config.load(env={"REDIS_URL": f"redis://127.0.0.1:{safe_port}/0"}),
+                           quiet.append)
+        assert quiet == []
+    finally:
+        for server in servers:
+            server.kill()
+            server.wait()

@@ -126,6 +126,21 @@ def test_what_the_broker_reports_failed_is_produced_again_and_the_recovery_logge
     assert "resumed: every notification record acknowledged after 2 round(s)" in caplog.text
 
 
+def test_records_produced_again_and_give_ups_are_counted_for_the_metrics():
+    from flows.kafka_delivery import DELIVERY_FAILURES, REPRODUCED
+
+    topic = "metrics-t"
+    broker = Broker({b"v1": [RETRIABLE, RETRIABLE], b"v3": [RETRIABLE]})
+    Delivery({"bootstrap.servers": "unused"}, topic, "notification", 5.0,
+             producer_of=broker.producer_of, first_backoff_s=0.0).send(RECORDS)
+    assert REPRODUCED.labels(topic)._value.get() == 3  # 2 records, then 1
+    with pytest.raises(DeliveryFailed):
+        Delivery({"bootstrap.servers": "unused"}, topic, "notification", 0.2,
+                 producer_of=Broker({b"v0": [RETRIABLE] * 10_000}).producer_of,
+                 first_backoff_s=0.0).send(RECORDS)
+    assert DELIVERY_FAILURES.labels(topic)._value.get() == 1
+
+
 def test_a_fatal_error_hands_the_records_to_a_new_producer(caplog):
     broker = Broker({b"v2": [FATAL]})
     with caplog.at_level(logging.WARNING, "persona.kafka"):

@@ -136,3 +136,23 @@ def test_logs_degraded_then_resumed(clock, caplog):
     lines = [r.getMessage() for r in caplog.records]
     assert lines[0].startswith("Redis degraded: write failed (Connection refused); retrying in 0.1s")
     assert lines[-1] == "Redis write resumed after 0.3s (2 retries)"
+
+
+def test_the_outages_counts_feed_the_metrics(clock, monkeypatch):
+    """`OUTAGES` (read by flows/metrics: persona_redis_retries_total{op},
+    persona_redis_retrying_calls, persona_redis_give_ups_total): retries by operation, the calls
+    retrying at the moment, give-ups."""
+    outages = redis_store.Outages()
+    monkeypatch.setattr(redis_store, "OUTAGES", outages)
+    seen_retrying = []
+    call, _ = flaky(clock, 3)
+
+    def watched():
+        seen_retrying.append(outages.retrying)
+        return call()
+    assert retrying(watched, 60, "write") == "ok"
+    assert seen_retrying == [0, 1, 1, 1] and outages.retrying == 0
+    assert outages.retries == {"write": 3} and outages.give_ups == 0
+    with pytest.raises(RedisUnavailable):
+        retrying(flaky(clock, 100)[0], 1.0, "read")
+    assert outages.retries["read"] > 0 and outages.give_ups == 1 and outages.retrying == 0
