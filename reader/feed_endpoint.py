@@ -11,6 +11,7 @@ as they are. Measured in README "Performance" (`persona bench-reader`).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from urllib.parse import parse_qsl
 
 import orjson
@@ -28,6 +29,8 @@ MAX_USER_ID = 128
 LIMIT_DEFAULT, LIMIT_MIN, LIMIT_MAX = 20, 1, 200
 MAX_CURSOR = 200
 _JSON = [(b"content-type", b"application/json")]
+# a client may keep a page but must ask again each time (If-None-Match → 304 when unchanged)
+_REVALIDATE = (b"cache-control", b"private, no-cache")
 
 
 class FeedEndpoint:
@@ -74,27 +77,56 @@ class FeedEndpoint:
 
     async def __call__(self, scope, receive, send) -> None:
         user_id = scope["path"][len(PATH_PREFIX):]
-        status, body = await self.respond(user_id, scope["query_string"])
-        await send({"type": "http.response.start", "status": status,
-                    "headers": _JSON + [(b"content-length", str(len(body)).encode())]})
+        if_none_match = next((v for k, v in scope["headers"] if k == b"if-none-match"), None)
+        status, body, etag = await self.respond(user_id, scope["query_string"], if_none_match)
+        headers = [(b"etag", etag), _REVALIDATE] if etag else []
+        if status != 304:
+            headers += _JSON + [(b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
-    async def respond(self, user_id: str, query_string: bytes) -> tuple[int, bytes]:
-        """(status, JSON body) of GET /feed/{user_id}?{query_string}."""
+    async def respond(self, user_id: str, query_string: bytes,
+                      if_none_match: bytes | None = None) -> tuple[int, bytes, bytes | None]:
+        """(status, JSON body, ETag) of GET /feed/{user_id}?{query_string}: 304 and no body
+        when `if_none_match` (the request's If-None-Match) names the page's ETag."""
         params = dict(parse_qsl(query_string.decode("latin-1"))) if query_string else {}
         problem = _check(user_id, params)
         if problem:
-            return 422, orjson.dumps({"detail": [problem]})
+            return 422, orjson.dumps({"detail": [problem]}), None
         limit = int(params.get("limit", LIMIT_DEFAULT))
         try:
             version, raw = await self.read(user_id)
+            etag = page_etag(version, raw, query_string)
+            if if_none_match is not None and _matches(if_none_match, etag):
+                self.metrics.feed_lookup(raw is not None)
+                return 304, b"", etag  # (not rendered: the page is what the client holds)
             page = feed_page(user_id, version, raw, limit, params.get("cursor"))
         except InvalidCursor as exc:
-            return 400, orjson.dumps({"detail": str(exc)})
+            return 400, orjson.dumps({"detail": str(exc)}), None
         except redis.RedisError as exc:
-            return 503, orjson.dumps({"detail": f"feed store unavailable: {exc}"})
+            return 503, orjson.dumps({"detail": f"feed store unavailable: {exc}"}), None
         self.metrics.feed_lookup(page.generated_at is not None)
-        return 200, page.to_json()
+        return 200, page.to_json(), etag
+
+
+def page_etag(version: str, raw: bytes | None, query_string: bytes) -> bytes:
+    """A strong ETag of a feed page: the page is a function of the keyspace version, the stored
+    value and the query (`feed_page`), so equal inputs give equal bytes.
+
+    >>> page_etag("3", b'{"items": []}', b"limit=5") == page_etag("3", b'{"items": []}', b"limit=5")
+    True
+    >>> page_etag("3", b"a", b"") != page_etag("4", b"a", b"") != page_etag("4", b"b", b"")
+    True
+    """
+    # (neither a version nor a query string holds a NUL)
+    joined = b"%b\0%b\0%b" % (version.encode(), query_string, raw or b"")
+    return b'"%b"' % hashlib.blake2b(joined, digest_size=8).hexdigest().encode()
+
+
+def _matches(if_none_match: bytes, etag: bytes) -> bool:
+    """Whether an If-None-Match header names `etag` (a list, `*`, or a weak W/ form)."""
+    return any(tag.strip().removeprefix(b"W/") in (etag, b"*")
+               for tag in if_none_match.split(b","))
 
 
 def _check(user_id: str, params: dict[str, str]) -> dict | None:

@@ -82,8 +82,9 @@ def create_app(settings: Settings) -> FastAPI:
         (The declaration documents the route; requests are answered before routing by
         reader.feed_endpoint, with the same bounds.)"""
         query = urlencode({"limit": limit, **({"cursor": cursor} if cursor else {})})
-        status, body = await feed_endpoint.respond(user_id, query.encode())
-        return Response(body, status, media_type="application/json")
+        status, body, etag = await feed_endpoint.respond(user_id, query.encode())
+        headers = {"etag": etag.decode(), "cache-control": "private, no-cache"} if etag else None
+        return Response(body, status, media_type="application/json", headers=headers)
 
     @app.get("/experiments")
     def experiments(alpha: float = Query(ALPHA, gt=0, le=0.5),

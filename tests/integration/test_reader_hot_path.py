@@ -54,6 +54,41 @@ def test_bounds_errors_and_the_documented_route(live, redis_client, unique):
         _cleanup(redis_client, prefix)
 
 
+def test_an_unchanged_page_answers_304_and_a_changed_one_200(live, redis_client, unique):
+    """Each page carries a strong ETag; a client that sends it back (If-None-Match) gets 304 and
+    no body until the page would differ: a new feed value, another query, another version."""
+    prefix = f"test-{unique}"
+    ks = Keyspace(prefix, "1")
+    redis_client.set(ks.feed("u1"), _feed("u1", ["p1", "p2"]))
+    try:
+        http = TestClient(create_app(config.load(env={"REDIS_URL": live[1],
+                                                      "PERSONA_REDIS__PREFIX": prefix})))
+        first = http.get("/feed/u1", params={"limit": 1})
+        etag = first.headers["etag"]
+        assert first.status_code == 200 and first.headers["cache-control"] == "private, no-cache"
+        same = http.get("/feed/u1", params={"limit": 1}, headers={"If-None-Match": etag})
+        assert same.status_code == 304 and same.content == b"" and same.headers["etag"] == etag
+        for header in (f'"other", {etag}', "*", f"W/{etag}"):
+            assert http.get("/feed/u1", params={"limit": 1},
+                            headers={"If-None-Match": header}).status_code == 304, header
+        other_query = http.get("/feed/u1", params={"limit": 2}, headers={"If-None-Match": etag})
+        assert other_query.status_code == 200 and other_query.headers["etag"] != etag
+        redis_client.set(ks.feed("u1"), _feed("u1", ["p3", "p2"]))  # the worker ranked again
+        changed = http.get("/feed/u1", params={"limit": 1}, headers={"If-None-Match": etag})
+        assert changed.status_code == 200 and changed.headers["etag"] != etag
+        assert changed.json()["items"][0]["post_id"] == "p3"
+        redis_client.set(Keyspace(prefix, "2").feed("u1"), _feed("u1", ["p3", "p2"]))
+        redis_client.set(ks.active, "2")
+        time.sleep(0.6)  # the reader's pointer cache
+        switched = http.get("/feed/u1", params={"limit": 1},
+                            headers={"If-None-Match": changed.headers["etag"]})
+        assert switched.status_code == 200 and switched.json()["version"] == "2"
+        assert http.get("/feed/u1", params={"limit": 0},
+                        headers={"If-None-Match": "*"}).status_code == 422  # checked first
+    finally:
+        _cleanup(redis_client, prefix)
+
+
 def test_http_readers_follow_a_switch_without_mixing(live, redis_client, unique):
     prefix = f"test-{unique}"
     v1, v2 = Keyspace(prefix, "1"), Keyspace(prefix, "2")
