@@ -305,6 +305,14 @@ class Settings:
     controls: ControlSettings
     experiments: tuple[Experiment, ...] = ()  # config/experiments.py; arms resolved per user
 
+    @property
+    def progress_group(self) -> str:
+        """The consumer group the workers commit their read positions to ("" = none): a rebuild
+        writing its own keyspace version commits to its own, so the live workers' lag stays
+        theirs (flows.resources.ProgressCommits)."""
+        group, version = self.kafka.progress_group, self.redis.write_version
+        return f"{group}.v{version}" if group and version else group
+
 
 _SECTION_TYPES = {
     "kafka": KafkaSettings,

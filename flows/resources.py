@@ -141,13 +141,6 @@ class PartitionCount:
 PARTITIONS_EVERY = 10  # the watcher looks at the events topic's partition count every N polls
 
 
-def progress_group(settings: Settings) -> str:
-    """The consumer group the workers commit their read positions to ("" = none): a rebuild
-    writing its own keyspace version commits to its own, so the live workers' lag stays theirs."""
-    group, version = settings.kafka.progress_group, settings.redis.write_version
-    return f"{group}.v{version}" if group and version else group
-
-
 class ProgressCommits:
     """Commits a process's read positions (`Backlog.positions`: the next offset of every partition
     it decoded from) to a consumer group, so Kafka's own lag tools (kafka-consumer-groups.sh,
@@ -192,7 +185,7 @@ def _watch(settings: Settings, process: backlog.Backlog, every_s: float,
                          **kafka_config(settings.kafka)})
     failing = False
     partitions = PartitionCount(settings.kafka.events_topic)
-    group = progress_group(settings)
+    group = settings.progress_group
     progress = ProgressCommits(group) if group else None
     commit_every = max(1, round(settings.kafka.progress_commit_s / every_s))
     polls = 0

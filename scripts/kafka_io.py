@@ -8,7 +8,13 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import orjson
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    ConsumerGroupTopicPartitions,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
 
 from flows.kafka_delivery import Delivery
@@ -144,6 +150,16 @@ def topic_range(bootstrap: str, topic: str, *, from_ts_ms: int | None = None,
         return TopicRange(topic, start, end)
     finally:
         consumer.close()
+
+
+def group_offsets(bootstrap: str, group: str, topic: str, partitions, timeout_s: float = 10.0,
+                  extra: dict | None = None) -> dict[int, int]:
+    """The offsets consumer group `group` has committed for `partitions` of `topic` (those with
+    none left out): what the workers report having read (flows.resources.ProgressCommits)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap, **(extra or {})})
+    asked = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in partitions])
+    listed = admin.list_consumer_group_offsets([asked], request_timeout=timeout_s)[group].result()
+    return {tp.partition: tp.offset for tp in listed.topic_partitions if tp.offset >= 0}
 
 
 def _watermarks(consumer: Consumer, partition: TopicPartition, timeout_s: float) -> tuple[int, int]:

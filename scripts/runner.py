@@ -8,6 +8,7 @@ reports the failure; with recovery enabled a restart resumes from the last snaps
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import signal
@@ -58,6 +59,96 @@ def audit_redis(settings: Settings, log: Callable[[str], object]) -> None:
     for node in nodes:
         for warning in durability_warnings(node, settings.redis.wait_replicas, dev):
             log(f"warning: {warning} (README \"Redis durability\")")
+
+
+class DrainProgress:
+    """How far a drained run is through the events topic, logged every `every_s` (a backfill
+    over a large topic runs for minutes or hours): the offsets the workers commit to
+    kafka.progress_group (flows.resources.ProgressCommits, every kafka.progress_commit_s) against
+    the topic's end when the run started, counted from where it started (`start`: the recovery
+    directory's resume offsets, else each partition's beginning). A partition whose committed
+    offset has not moved since the start counts as not begun: the group may hold an earlier run's
+    positions."""
+
+    def __init__(self, committed: Callable[[], dict[int, int]], start: dict[int, int],
+                 end: dict[int, int], log: Callable[[str], object], every_s: float = 10.0,
+                 clock=time.monotonic):
+        self._committed = committed  # the group's offsets by partition
+        self.start, self.end, self.log, self.every_s, self.clock = start, end, log, every_s, clock
+        self.total = sum(max(0, end[p] - start.get(p, 0)) for p in end)
+        self.began = clock()
+        self._next = self.began + every_s
+        self._before = self._read_committed()
+        self.read, self._said = 0, False
+
+    def _read_committed(self) -> dict[int, int]:
+        try:
+            return self._committed()
+        except Exception:  # KafkaException mostly: progress is a nicety, never a failure
+            return {}
+
+    def measure(self, committed: dict[int, int]) -> int:
+        """Events read of the run's range, by `committed` offsets."""
+        read = 0
+        for p, end in self.end.items():
+            start = self.start.get(p, 0)
+            position = committed.get(p)
+            if position is None or position == self._before.get(p):
+                position = start
+            read += min(max(position - start, 0), max(end - start, 0))
+        return read
+
+    def tick(self) -> None:
+        """Called as the runner waits; logs at most every `every_s`."""
+        now = self.clock()
+        if now < self._next or not self.total:
+            return
+        self._next = now + self.every_s
+        read = max(self.read, self.measure(self._read_committed()))
+        if read == self.read and self._said:  # nothing new to say (the erasure passes, say)
+            return
+        self.read, self._said = read, True
+        rate = read / (now - self.began)
+        left = f", ~{_duration((self.total - self.read) / rate)} left" if rate > 0 else ""
+        self.log(f"drain: {self.read / self.total:.0%} of the events topic ({self.read:,} of "
+                 f"{self.total:,}), {rate:,.0f} events/s{left}")
+
+    def summary(self) -> str:
+        elapsed = self.clock() - self.began
+        return (f"drained {self.total:,} events in {_duration(elapsed)} "
+                f"({self.total / max(elapsed, 1e-9):,.0f} events/s)")
+
+
+def _duration(seconds: float) -> str:
+    """
+    >>> _duration(42.4), _duration(323), _duration(7300)
+    ('42s', '5m23s', '2h01m')
+    """
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def drain_progress(settings: Settings, recovery_dir: str | None,
+                   log: Callable[[str], object]) -> DrainProgress | None:
+    """The progress of a drained run over the events topic from its start (None when the
+    workers commit no progress: kafka.progress_group = "")."""
+    if not settings.progress_group:
+        return None
+    rng = kafka_io.topic_range(settings.kafka.bootstrap, settings.kafka.events_topic,
+                               extra=kafka_config(settings.kafka))
+    start = dict(rng.start)
+    if recovery_dir:  # a resumed run starts where its snapshots say (negative: the beginning)
+        for (topic, partition), offset in recovery_store.resume_offsets(recovery_dir).items():
+            if topic == settings.kafka.events_topic and offset >= 0 and partition in start:
+                start[partition] = max(start[partition], offset)
+    k = settings.kafka
+    committed = functools.partial(kafka_io.group_offsets, k.bootstrap, settings.progress_group,
+                                  k.events_topic, sorted(rng.end), extra=kafka_config(k))
+    return DrainProgress(committed, start, dict(rng.end), log)
 
 
 def free_ports(n: int) -> list[int]:
@@ -162,22 +253,26 @@ def run(settings: Settings, config_path: str | None, *, processes: int = 1, work
         except BaseException:
             stop(procs)
             raise
-        return supervise(procs, log)
+        return supervise(procs, log, tick=progress.tick if progress else None)
 
     with terminate_as_interrupt():
         check_services(settings)  # before the topic reads below: say what to start
         audit_redis(settings, log)
+        progress = None if tail else drain_progress(settings, recovery_dir, log)
         if tail:
             return once()
         if recovery_dir:
-            return drain(once, lambda: erasure_commands(settings), log)
-        before = erasure_commands(settings)
-        code = once()
-        left = erasure_commands(settings) - before
-        if code == 0 and left:
-            log(f"{left} erasure command(s) produced were not applied (a run without "
-                "--recovery-dir ends with its state): re-run with --recovery-dir, or a tailing "
-                "`persona run` applies them")
+            code = drain(once, lambda: erasure_commands(settings), log)
+        else:
+            before = erasure_commands(settings)
+            code = once()
+            left = erasure_commands(settings) - before
+            if code == 0 and left:
+                log(f"{left} erasure command(s) produced were not applied (a run without "
+                    "--recovery-dir ends with its state): re-run with --recovery-dir, or a "
+                    "tailing `persona run` applies them")
+        if code == 0 and progress is not None:
+            log(progress.summary())
         return code
 
 
@@ -373,7 +468,7 @@ EXIT_GRACE_S = 60.0  # a worker whose dataflow ended and that has not exited aft
 
 
 def supervise(procs: list[subprocess.Popen], log: Callable[[str], object] = print,
-              exit_grace_s: float = EXIT_GRACE_S) -> int:
+              exit_grace_s: float = EXIT_GRACE_S, tick: Callable[[], object] | None = None) -> int:
     """Wait for the cluster; stop it all when one process fails (the others would panic).
 
     A process whose dataflow ended (the Redis sink of each of its workers closed:
@@ -401,6 +496,8 @@ def supervise(procs: list[subprocess.Popen], log: Callable[[str], object] = prin
                 log(f"a worker process exited with {failed[0]}; stopping the cluster")
                 stop(procs)
                 return failed[0]
+            if tick is not None:  # (a drained run's progress line)
+                tick()
             time.sleep(0.2)
     except KeyboardInterrupt:
         stop(procs)  # before logging: a log line can block on a full stdout pipe

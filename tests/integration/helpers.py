@@ -519,3 +519,59 @@ def kill_cli(proc: subprocess.Popen, workers: list[int]) -> None:
     for w in workers:
         if services.pid_alive(w, "bytewax"):
             os.killpg(w, signal.SIGKILL)
+
+
+def assert_fault_mid_stream_loses_nothing(live, redis_url: str, break_service, restore_service,
+                                          seed: int, env_extra: dict | None = None) -> None:
+    """A tailing worker on `redis_url` drains the first half of a generated log; then
+    `break_service()` (Redis stopped, a primary killed…), the second half is produced while it is
+    broken, so the worker has writes to make then however fast it drained the first half, and
+    `restore_service()` (returns once Redis serves again). The worker must still be running and
+    end with the same contents as an uninterrupted drained run of the same log on the same Redis:
+    every key, the exact kinds byte for byte, every user's features."""
+    import uuid
+
+    unique = uuid.uuid4().hex[:10]
+    envs = {run: dict(run_env(live, unique, run), REDIS_URL=redis_url,
+                      # every timer shorter than the quiet window below (graph records are
+                      # published by the suggestions timer, up to its interval after input)
+                      PERSONA_STREAM__SEEN_RERANK_S="1", PERSONA_STREAM__SUGGEST_INTERVAL_S="1",
+                      PERSONA_STREAM__BACKLOG_INTERVAL_S="0",  # no catch-up stretch
+                      **(env_extra or {}))
+            for run in ("ref", "faulted")}
+    settings = {run: create_run_topics(env) for run, env in envs.items()}
+    from scripts.generate import GeneratorConfig, generate
+
+    events, _ = generate(GeneratorConfig(users=120, days=1, seed=seed))
+    # without the generator's deletions: the tailing worker reads its erasure commands back and
+    # applies them, the drained reference (no recovery directory) does not
+    events = [e for e in events if e["type"] != "user_deleted"]
+    # the last event: a new user, whose feed shows that the end of the topic was processed
+    events.append({"event_id": "last", "type": "user_created", "ts": events[-1]["ts"] + 1,
+                   "user_id": "zz-last", "interests": ["t01"]})
+    half = len(events) // 2
+    bootstrap, topic = settings["ref"].kafka.bootstrap, settings["ref"].kafka.events_topic
+    kafka_io.recreate_topic(bootstrap, topic, 1)
+    kafka_io.produce(bootstrap, topic, [orjson.dumps(e) for e in events[:half]])
+    client = connect_to(settings["ref"].redis)
+    procs = runner.start(settings["faulted"], None, tail=True, env_extra=envs["faulted"],
+                         log=lambda m: None, metrics_port=0)
+    try:
+        wait_first_write(settings["faulted"], procs[0])
+        break_service()
+        kafka_io.produce(bootstrap, topic, [orjson.dumps(e) for e in events[half:]])
+        restore_service()
+        assert procs[0].poll() is None, "the worker gave up while Redis was unavailable"
+        # quiet for longer than the rank interval and stream.reorder_wait_s
+        got = wait_quiet(client, settings["faulted"].redis.prefix, procs[0], 8.0,
+                         sentinel="v*:feed:{zz-last}")
+        runner.stop(procs)
+        assert runner.run(settings["ref"], None, tail=False, env_extra=envs["ref"],
+                          log=lambda m: None, metrics_port=0) == 0
+        diff = compare_runs(key_digests(client, settings["ref"].redis.prefix), got)
+        assert diff == {"missing": [], "extra": [], "different": []}, (
+            {k: (len(v), v[:5]) for k, v in diff.items()})
+        assert_same_user_features(client, settings["ref"].redis.prefix,
+                                  settings["faulted"].redis.prefix)
+    finally:
+        runner.stop(procs)

@@ -98,17 +98,6 @@ def test_the_watcher_says_when_the_topic_has_more_partitions_than_the_workers_re
             resources.stop_watching(process)
 
 
-def _group_offsets(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
-    from confluent_kafka import ConsumerGroupTopicPartitions
-    from confluent_kafka.admin import AdminClient
-
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    asked = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p)
-                                                 for p in range(partitions)])
-    listed = admin.list_consumer_group_offsets([asked])[group].result()
-    return {tp.partition: tp.offset for tp in listed.topic_partitions if tp.offset >= 0}
-
-
 def test_the_watcher_commits_read_positions_for_kafkas_lag_tools(live):
     """What a process has read shows as a consumer group's committed offsets (what
     kafka-consumer-groups.sh and lag exporters compare with the log end), every
@@ -127,18 +116,11 @@ def test_the_watcher_commits_read_positions_for_kafkas_lag_tools(live):
     try:
         for m in messages[:100]:
             process.note(m)
-        _until(lambda: _group_offsets(bootstrap, group, topic, 2) == {0: 100}, timeout_s=15)
+        committed = lambda: kafka_io.group_offsets(bootstrap, group, topic, range(2))  # noqa: E731
+        _until(lambda: committed() == {0: 100}, timeout_s=15)
         for m in messages[100:]:
             process.note(m)
-        _until(lambda: _group_offsets(bootstrap, group, topic, 2) == {0: on_0}, timeout_s=15)
+        _until(lambda: committed() == {0: on_0}, timeout_s=15)
     finally:
         resources.stop_watching(process)
 
-
-def test_a_rebuild_commits_to_a_group_of_its_own():
-    base = {"PERSONA_KAFKA__PROGRESS_GROUP": "workers"}
-    assert resources.progress_group(config.load(env=base)) == "workers"
-    rebuild = config.load(env={**base, "PERSONA_REDIS__WRITE_VERSION": "7"})
-    assert resources.progress_group(rebuild) == "workers.v7"
-    assert resources.progress_group(config.load(env={"PERSONA_KAFKA__PROGRESS_GROUP": "",
-                                                     "PERSONA_REDIS__WRITE_VERSION": "7"})) == ""

@@ -182,60 +182,10 @@ def test_the_flow_survives_a_failover_mid_stream(group, live, capfd):
     replicas: the primary is killed (-9) while a tailing worker has events to write, the Sentinel
     promotes a replica, and the worker ends with the same contents as an uninterrupted drained
     run (every key; exact kinds byte for byte) — nothing acknowledged was lost with the primary."""
-    import uuid
-
-    import orjson
-
-    from scripts import kafka_io, runner
-    from scripts.generate import GeneratorConfig, generate
-    from tests.integration.helpers import (
-        assert_same_user_features,
-        compare_runs,
-        create_run_topics,
-        key_digests,
-        run_env,
-        wait_first_write,
-        wait_quiet,
-    )
+    from tests.integration.helpers import assert_fault_mid_stream_loses_nothing
 
     g = group(replicas=2)
-    unique = uuid.uuid4().hex[:10]
-    envs = {run: dict(run_env(live, unique, run), REDIS_URL=g.url,
-                      PERSONA_REDIS__WAIT_REPLICAS="1",
-                      # every timer shorter than the quiet window below (as the outage test)
-                      PERSONA_STREAM__SEEN_RERANK_S="1", PERSONA_STREAM__SUGGEST_INTERVAL_S="1",
-                      PERSONA_STREAM__BACKLOG_INTERVAL_S="0")
-            for run in ("ref", "failover")}
-    settings = {run: create_run_topics(env) for run, env in envs.items()}
-    events, _ = generate(GeneratorConfig(users=120, days=1, seed=29))
-    events = [e for e in events if e["type"] != "user_deleted"]  # as the outage test: the
-    # drained reference has no recovery directory to apply erasure commands from
-    events.append({"event_id": "last", "type": "user_created", "ts": events[-1]["ts"] + 1,
-                   "user_id": "zz-last", "interests": ["t01"]})
-    half = len(events) // 2
-    bootstrap, topic = settings["ref"].kafka.bootstrap, settings["ref"].kafka.events_topic
-    kafka_io.recreate_topic(bootstrap, topic, 1)
-    kafka_io.produce(bootstrap, topic, [orjson.dumps(e) for e in events[:half]])
-    client = connect(g.url)
-    procs = runner.start(settings["failover"], None, tail=True, env_extra=envs["failover"],
-                         log=lambda m: None, metrics_port=0)
-    try:
-        wait_first_write(settings["failover"], procs[0])
-        g.procs[g.primary].kill()  # the worker's next writes fail until the promotion
-        kafka_io.produce(bootstrap, topic, [orjson.dumps(e) for e in events[half:]])
-        g.kill_primary()
-        assert procs[0].poll() is None, "the worker gave up during the failover"
-        got = wait_quiet(client, settings["failover"].redis.prefix, procs[0], 8.0,
-                         sentinel="v*:feed:{zz-last}")
-        runner.stop(procs)
-        assert runner.run(settings["ref"], None, tail=False, env_extra=envs["ref"],
-                          log=lambda m: None, metrics_port=0) == 0
-        expected = key_digests(client, settings["ref"].redis.prefix)
-        diff = compare_runs(expected, got)
-        assert diff == {"missing": [], "extra": [], "different": []}, (
-            {k: (len(v), v[:5]) for k, v in diff.items()})
-        assert_same_user_features(client, settings["ref"].redis.prefix,
-                                  settings["failover"].redis.prefix)
-        assert "retrying in" in capfd.readouterr().err, "the degraded worker said nothing"
-    finally:
-        runner.stop(procs)
+    assert_fault_mid_stream_loses_nothing(
+        live, g.url, lambda: g.procs[g.primary].kill(), g.kill_primary, seed=29,
+        env_extra={"PERSONA_REDIS__WAIT_REPLICAS": "1"})
+    assert "retrying in" in capfd.readouterr().err, "the degraded worker said nothing"

@@ -42,3 +42,12 @@ def test_a_renamed_key_in_a_file_names_its_replacement(tmp_path):
     path.write_text("[redis]\nwrite_retries = 8\n")
     with pytest.raises(ConfigError, match=r"redis\.write_retries was replaced by redis\.outage_timeout_s"):
         config.load(path, env={})
+
+
+def test_a_rebuild_commits_its_progress_to_a_group_of_its_own():
+    base = {"PERSONA_KAFKA__PROGRESS_GROUP": "workers"}
+    assert config.load(env=base).progress_group == "workers"
+    rebuild = config.load(env={**base, "PERSONA_REDIS__WRITE_VERSION": "7"})
+    assert rebuild.progress_group == "workers.v7"
+    assert config.load(env={"PERSONA_KAFKA__PROGRESS_GROUP": "",
+                            "PERSONA_REDIS__WRITE_VERSION": "7"}).progress_group == ""
