@@ -327,7 +327,8 @@ _SECTION_TYPES = {
     "controls": ControlSettings,
 }
 _SHORTCUTS = {"KAFKA_BOOTSTRAP": ("kafka", "bootstrap"), "REDIS_URL": ("redis", "url")}
-SECRET_KEYS = frozenset({"password", "sentinel_password", "token"})  # masked by `public_dict` (`persona config show`)
+# masked by `public_dict` (`persona config show`)
+SECRET_KEYS = frozenset({"password", "sentinel_password", "token"})
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
 # keys that were renamed: an old config file names what replaced them instead of failing bare
 _REPLACED = {"redis.write_retries": "redis.outage_timeout_s (seconds to wait, not a count)"}

@@ -50,11 +50,12 @@ def audit_redis(settings: Settings, log: Callable[[str], object]) -> None:
     """Say what in the Redis's own settings can lose the workers' writes (`durability_warnings`),
     once per run; every node of a Redis Cluster. INFO works where CONFIG is disabled (managed
     Redis); a Redis that refuses it too is not audited."""
-    try:
-        info = connect_to(settings.redis, timeout_s=3.0).info()
+    client = connect_to(settings.redis, timeout_s=3.0)
+    try:  # (a cluster client asks one node unless told which: every primary, by name)
+        nodes = (list(client.info(target_nodes=client.PRIMARIES).values())
+                 if settings.redis.cluster else [client.info()])
     except redis.RedisError:
         return
-    nodes = info.values() if settings.redis.cluster else [info]  # a cluster: {node: INFO}
     dev = services.is_local_dev_redis(settings)
     for node in nodes:
         for warning in durability_warnings(node, settings.redis.wait_replicas, dev):

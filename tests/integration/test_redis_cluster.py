@@ -18,6 +18,7 @@ from operators.redis_store import RedisWriter, connect
 from reader import PersonaClient
 from reader.http import create_app
 from schemas.keyspace import Keyspace
+from scripts import runner
 from scripts.replay import replay
 from scripts.versions import Versions
 from tests.integration.helpers import (
@@ -46,6 +47,9 @@ def test_workers_readers_and_a_backfill_on_a_redis_cluster(tmp_path, live, uniqu
                "PERSONA_REDIS__CLUSTER": "true"}
         payloads, events, _, _ = generated_log(users=40, days=1.0, seed=5)
         settings = run_pipeline(env, payloads)  # the streaming workers, until drained
+        audit: list[str] = []  # what `persona run` says of the nodes' settings: each primary
+        runner.audit_redis(settings, audit.append)
+        assert len(audit) == 3 and all("no append-only file" in w for w in audit), audit
         prefix = settings.redis.prefix
         cluster = redis.RedisCluster(host="127.0.0.1", port=ports[0])
         version = cluster.get(f"{prefix}:active").decode()
