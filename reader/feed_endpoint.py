@@ -109,9 +109,12 @@ class FeedEndpoint:
         return 200, page.to_json(), etag
 
 
+RENDERING = b"1"  # change it with what `feed_page` renders: clients then fetch pages again
+
+
 def page_etag(version: str, raw: bytes | None, query_string: bytes) -> bytes:
     """A strong ETag of a feed page: the page is a function of the keyspace version, the stored
-    value and the query (`feed_page`), so equal inputs give equal bytes.
+    value and the query (`feed_page`, as of `RENDERING`), so equal inputs give equal bytes.
 
     >>> page_etag("3", b'{"items": []}', b"limit=5") == page_etag("3", b'{"items": []}', b"limit=5")
     True
@@ -119,7 +122,7 @@ def page_etag(version: str, raw: bytes | None, query_string: bytes) -> bytes:
     True
     """
     # (neither a version nor a query string holds a NUL)
-    joined = b"%b\0%b\0%b" % (version.encode(), query_string, raw or b"")
+    joined = b"%b\0%b\0%b\0%b" % (RENDERING, version.encode(), query_string, raw or b"")
     return b'"%b"' % hashlib.blake2b(joined, digest_size=8).hexdigest().encode()
 
 
