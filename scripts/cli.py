@@ -79,7 +79,7 @@ def down(config: Optional[Path] = ConfigOpt):
 
 @app.command()
 def status(config: Optional[Path] = ConfigOpt):
-    """Reachability of Kafka and Redis."""
+    """Reachability of Kafka and Redis, Redis settings that can lose writes, the workers' lag."""
     from scripts import services
     console.print_json(data=services.status(_settings(config)))
 

@@ -25,7 +25,7 @@ import redis
 
 from config import Settings
 from config.security import kafka_config
-from operators.redis_store import connect_to, durability_warnings
+from operators.redis_store import connect_to
 from scripts import kafka_io, recovery_store, services
 
 FLOW = "flows.feeds:get_flow()"
@@ -47,19 +47,10 @@ def check_services(settings: Settings) -> None:
 
 
 def audit_redis(settings: Settings, log: Callable[[str], object]) -> None:
-    """Say what in the Redis's own settings can lose the workers' writes (`durability_warnings`),
-    once per run; every node of a Redis Cluster. INFO works where CONFIG is disabled (managed
-    Redis); a Redis that refuses it too is not audited."""
-    client = connect_to(settings.redis, timeout_s=3.0)
-    try:  # (a cluster client asks one node unless told which: every primary, by name)
-        nodes = (list(client.info(target_nodes=client.PRIMARIES).values())
-                 if settings.redis.cluster else [client.info()])
-    except redis.RedisError:
-        return
-    dev = services.is_local_dev_redis(settings)
-    for node in nodes:
-        for warning in durability_warnings(node, settings.redis.wait_replicas, dev):
-            log(f"warning: {warning} (README \"Redis durability\")")
+    """Log what in the Redis's own settings can lose the workers' writes, once per run
+    (`services.redis_warnings`)."""
+    for warning in services.redis_warnings(settings):
+        log(f"warning: {warning} (README \"Redis durability\")")
 
 
 class DrainProgress:

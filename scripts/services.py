@@ -747,11 +747,6 @@ def _redis_local_target(settings: Settings) -> tuple[str, int] | None:
     return None
 
 
-def is_local_dev_redis(settings: Settings) -> bool:
-    """Whether `redis.url` names the loopback Redis `persona up` starts (without persistence)."""
-    return _redis_local_target(settings) is not None
-
-
 def ensure_redis(settings: Settings, log: Log = print) -> str:
     """A reachable Redis URL: the configured one if it answers PING, else a server started on loopback."""
     url = settings.redis.url
@@ -854,27 +849,74 @@ def down(settings: Settings, log: Log = print) -> None:
         rpaths["pid"].unlink(missing_ok=True)
 
 
+def redis_warnings(settings: Settings) -> list[str]:
+    """What in the Redis's own settings can lose the workers' writes or stall them
+    (`operators.redis_store.durability_warnings`), for every primary of a Redis Cluster. INFO
+    works where managed services disable CONFIG; a Redis that refuses it too gives none."""
+    import redis
+
+    from operators.redis_store import connect_to, durability_warnings
+
+    client = connect_to(settings.redis, timeout_s=3.0)
+    try:  # (a cluster client asks one node unless told which: every primary, by name)
+        nodes = (list(client.info(target_nodes=client.PRIMARIES).values())
+                 if settings.redis.cluster else [client.info()])
+    except redis.RedisError:
+        return []
+    dev = _redis_local_target(settings) is not None  # `persona up`'s: no persistence, on purpose
+    return [w for node in nodes
+            for w in durability_warnings(node, settings.redis.wait_replicas, dev)]
+
+
+def workers_lag(settings: Settings) -> dict | None:
+    """How far the workers are behind the events topic, by the positions they commit to their
+    progress group (flows.resources.ProgressCommits, every kafka.progress_commit_s): {"group",
+    "topic", "lag", "partitions": {p: {"committed", "end", "lag"}}}; None without a group or a
+    topic. A partition with no committed position counts from its beginning."""
+    from scripts import kafka_io
+
+    k, group = settings.kafka, settings.progress_group
+    if not group:
+        return None
+    try:
+        rng = kafka_io.topic_range(k.bootstrap, k.events_topic, timeout_s=k.connect_timeout_s,
+                                   extra=kafka_config(k))
+        committed = kafka_io.group_offsets(k.bootstrap, group, k.events_topic, sorted(rng.end),
+                                           timeout_s=k.connect_timeout_s, extra=kafka_config(k))
+    except Exception:  # unreachable, no topic: `status` says so elsewhere
+        return None
+    partitions = {p: {"committed": committed.get(p), "end": end,
+                      "lag": end - max(committed.get(p, rng.start[p]), rng.start[p])}
+                  for p, end in sorted(rng.end.items())}
+    return {"group": group, "topic": k.events_topic,
+            "lag": sum(v["lag"] for v in partitions.values()), "partitions": partitions}
+
+
 def status(settings: Settings) -> dict:
-    """Reachability of both services and whether `up` manages them:
-    {"kafka": {"endpoint", "reachable", "managed", "pid"}, "redis": {...}}."""
+    """Reachability of both services and whether `up` manages them, what in Redis's settings
+    can lose writes, and the workers' lag: {"kafka": {"endpoint", "reachable", "managed", "pid"},
+    "redis": {…, "warnings"}, "workers": workers_lag(settings)}."""
     from config.settings import mask_url
 
     kpid = read_pid(kafka_paths(settings)["pid"])
     rpid = read_pid(_redis_paths(settings)["pid"])
     kmanaged = kpid is not None and pid_alive(kpid, "kafka.Kafka")
     rmanaged = rpid is not None and pid_alive(rpid, "redis-server")
+    kafka_up = bool(kafka_brokers(settings.kafka.bootstrap, extra=kafka_config(settings.kafka)))
+    redis_up = _redis_ping(*redis_connection(settings.redis))
     return {
         "kafka": {
             "endpoint": settings.kafka.bootstrap,
-            "reachable": bool(kafka_brokers(settings.kafka.bootstrap,
-                                            extra=kafka_config(settings.kafka))),
+            "reachable": kafka_up,
             "managed": kmanaged,
             "pid": kpid if kmanaged else None,
         },
         "redis": {
             "endpoint": mask_url(settings.redis.url),
-            "reachable": _redis_ping(*redis_connection(settings.redis)),
+            "reachable": redis_up,
             "managed": rmanaged,
             "pid": rpid if rmanaged else None,
+            "warnings": redis_warnings(settings) if redis_up else [],
         },
+        "workers": workers_lag(settings) if kafka_up else None,
     }

@@ -84,3 +84,38 @@ def test_run_on_a_missing_events_topic_says_what_to_do_and_starts_nothing(settin
     assert not started
     assert name not in _topics(bootstrap), "the check must not create the topic"
     assert services.topic_exists(bootstrap, settings.kafka.events_topic)
+
+
+def test_status_gives_the_workers_lag_and_the_redis_warnings(settings):
+    """`persona status`: the workers' lag per partition of the events topic, from the positions
+    they commit to their progress group, and the Redis audit (the `persona up` Redis, without
+    persistence on purpose, draws no warning)."""
+    import orjson
+    from confluent_kafka.admin import AdminClient
+
+    from flows.resources import ProgressCommits
+    from scripts import kafka_io
+
+    unique = uuid.uuid4().hex[:8]
+    topic, group = f"persona.test.status-{unique}", f"persona-test-status-{unique}"
+    ours = load(env={"PERSONA_KAFKA__EVENTS_TOPIC": topic,
+                     "PERSONA_KAFKA__PROGRESS_GROUP": group})
+    bootstrap = ours.kafka.bootstrap
+    kafka_io.recreate_topic(bootstrap, topic, 2)
+    try:
+        kafka_io.produce(bootstrap, topic, [orjson.dumps({"user_id": f"u{i}"}) for i in range(300)])
+        end = kafka_io.topic_range(bootstrap, topic).end
+        before = services.status(ours)["workers"]
+        assert before["lag"] == 300 and before["partitions"][0]["committed"] is None
+        ProgressCommits(group).commit(AdminClient({"bootstrap.servers": bootstrap}),
+                                      {(topic, 0): end[0] - 7}, 10.0)
+        state = services.status(ours)
+        assert state["workers"]["group"] == group and state["workers"]["topic"] == topic
+        assert state["workers"]["partitions"][0] == {"committed": end[0] - 7, "end": end[0],
+                                                      "lag": 7}
+        assert state["workers"]["lag"] == 7 + end[1]
+        assert state["redis"]["warnings"] == []
+    finally:
+        admin = AdminClient({"bootstrap.servers": bootstrap})  # (kept: futures need the client)
+        for fut in admin.delete_topics([topic], operation_timeout=30).values():
+            fut.result(timeout=60)
