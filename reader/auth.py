@@ -2,10 +2,13 @@
 
 Every route requires `Authorization: Bearer <token>` when a token is configured, except /healthz (for
 load balancers) and the inspector's static page /inspect (no data in it: the page sends the token on
-every API call it makes). Comparison is constant-time.
+every API call it makes). Comparison is constant-time. Several tokens, comma-separated, are all
+accepted: to rotate, configure "new,old", move the clients to the new one, then drop the old.
 
 >>> authorized("Bearer s3cret", "s3cret"), authorized("Bearer nope", "s3cret"), authorized(None, "")
 (True, False, True)
+>>> authorized("Bearer old", "new,old"), authorized("Bearer new,old", "new,old")
+(True, False)
 """
 
 from __future__ import annotations
@@ -16,10 +19,15 @@ PUBLIC_PATHS = frozenset({"/healthz", "/inspect"})
 
 
 def authorized(header: str | None, token: str) -> bool:
-    """True when no token is configured, or `header` is "Bearer <token>" (constant-time compare)."""
+    """True when no token is configured, or `header` is "Bearer <t>" for one of the configured
+    tokens (comma-separated; each compared in constant time)."""
     if not token:
         return True
     scheme, _, given = (header or "").partition(" ")
-    # compare even on a malformed header, so the timing does not reveal which check failed
-    same = hmac.compare_digest(given.strip().encode(), token.encode())
+    given_bytes = given.strip().encode()
+    # compare with every token, even on a malformed header, so the timing does not reveal which
+    # check failed or which token matched
+    same = False
+    for accepted in token.split(","):
+        same |= hmac.compare_digest(given_bytes, accepted.strip().encode())
     return scheme.lower() == "bearer" and same

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import config
@@ -138,6 +140,17 @@ def test_bearer_token_check():
     for header in (None, "", "t0k", "Bearer", "Bearer ", "Bearer t0", "Bearer t0kk", "Basic t0k",
                    "Bearer T0K"):
         assert not authorized(header, "t0k"), header
+
+
+@given(tokens=st.lists(st.text(st.characters(codec="ascii", categories=("L", "N")), min_size=1,
+                               max_size=12), min_size=1, max_size=3),
+       given_token=st.text(st.characters(codec="ascii", categories=("L", "N", "P")), max_size=12))
+def test_any_of_several_tokens_is_accepted_and_nothing_else(tokens, given_token):
+    """A rotation configures "new,old": each is accepted, their concatenation or part is not."""
+    configured = ",".join(tokens)
+    assert authorized(f"Bearer {given_token}", configured) == (given_token in tokens)
+    for token in tokens:
+        assert authorized(f"Bearer {token}", configured)
 
 
 # ------------------------------------------------------------------------------------- metrics
