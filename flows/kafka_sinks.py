@@ -12,6 +12,7 @@ idempotent; a dead letter can repeat.
 from __future__ import annotations
 
 import logging
+import time
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
@@ -49,12 +50,23 @@ class _ConfirmedPartition(StatelessSinkPartition):
 
 class _DeadLetterPartition(_ConfirmedPartition):
     what = "dead-letter"  # (never dropped silently: the worker fails if they cannot be written)
+    LOG_EVERY_S = 60.0  # a bad producer can send thousands a second: one line a minute at most
+
+    def __init__(self, delivery: Delivery):
+        super().__init__(delivery)
+        self._unlogged, self._next_log = 0, 0.0
 
     def encode(self, dead_letter: DeadLetter) -> Record:
         return None, dead_letter.encode()
 
     def delivered(self, items) -> None:
-        log.info("dead-lettered %d events", len(items))
+        self._unlogged += len(items)
+        now = time.monotonic()
+        if now >= self._next_log:
+            log.info("dead-lettered %d events since the last such line (their reasons are in "
+                     "the dead-letter topic; persona_dead_letters_total by reason kind)",
+                     self._unlogged)
+            self._unlogged, self._next_log = 0, now + self.LOG_EVERY_S
 
 
 class _NotificationPartition(_ConfirmedPartition):

@@ -189,3 +189,23 @@ def test_any_run_of_failures_ends_with_every_record_acknowledged(scripts):
         rounds_with_fatal += any(s and s[0] == FATAL for s in remaining)
         remaining = [s[1:] for s in remaining]
     assert len(broker.producers) == 1 + rounds_with_fatal
+
+
+def test_dead_letters_are_logged_at_most_once_a_minute(caplog, monkeypatch):
+    """A producer sending garbage can fill the dead-letter topic at thousands a second: the sink
+    logs the first batch at once, then one line a minute with the count since (the metric and the
+    topic hold the rest)."""
+    from flows import kafka_sinks
+
+    now = [1000.0]
+    monkeypatch.setattr(kafka_sinks.time, "monotonic", lambda: now[0])
+    sink = kafka_sinks._DeadLetterPartition(None)
+    with caplog.at_level(logging.INFO, "persona.kafka"):
+        sink.delivered([1, 2])
+        for _ in range(50):
+            now[0] += 1.0
+            sink.delivered([3])
+        now[0] += 10.0
+        sink.delivered([4, 5])
+    counts = [r.getMessage().split()[1] for r in caplog.records]
+    assert counts == ["2", "52"], counts  # the first batch at once; the next 52 a minute later
