@@ -85,8 +85,9 @@ class LogSettings:
 @dataclass(frozen=True)
 class ReaderSettings:
     token: str = field(repr=False)
+    redis_timeout_s: float
 
-    BOUNDS = {}
+    BOUNDS = {"redis_timeout_s": bounded(0.01, 60)}
 
 
 @dataclass(frozen=True)

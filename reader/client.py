@@ -103,16 +103,18 @@ class PersonaClient:
         self._pointer = ActivePointer()
 
     @classmethod
-    def from_url(cls, url: str, prefix: str = "persona", **options) -> PersonaClient:
+    def from_url(cls, url: str, prefix: str = "persona", timeout_s: float = 5.0,
+                 **options) -> PersonaClient:
         """`options`: access settings for redis-py (username, password, ssl_*; cluster)."""
-        return cls(connect(url, timeout_s=5.0, **options), prefix)
+        return cls(connect(url, timeout_s=timeout_s, **options), prefix)
 
     @classmethod
-    def from_settings(cls, settings, prefix: str | None = None) -> PersonaClient:
+    def from_settings(cls, settings, prefix: str | None = None,
+                      timeout_s: float = 5.0) -> PersonaClient:
         """From the [redis] settings, with its ACL user, password and TLS options."""
         from config.security import redis_connection
         url, options = redis_connection(settings.redis)
-        return cls.from_url(url, prefix or settings.redis.prefix, **options)
+        return cls.from_url(url, prefix or settings.redis.prefix, timeout_s, **options)
 
     def version(self) -> str:
         if self._pointer.due():

@@ -39,10 +39,12 @@ def app_from_env() -> FastAPI:
 
 
 def create_app(settings: Settings) -> FastAPI:
-    client = PersonaClient.from_settings(settings)
+    timeout_s = settings.reader.redis_timeout_s  # every Redis call of a request, then 503
+    client = PersonaClient.from_settings(settings, timeout_s=timeout_s)
     metrics = ReaderMetrics()
     url, options = redis_connection(settings.redis)
-    feed_endpoint = FeedEndpoint(url, options, settings.redis.prefix, metrics)
+    feed_endpoint = FeedEndpoint(url, {**options, "timeout_s": timeout_s}, settings.redis.prefix,
+                                 metrics)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):

@@ -147,6 +147,35 @@ def test_reads_answer_503_while_redis_is_down_and_recover(tmp_path, live):
                 p.kill()
 
 
+@pytest.mark.skipif(redis_server_binary() is None, reason="redis-server not installed")
+def test_a_stalled_redis_answers_503_within_the_readers_timeout(tmp_path, live):
+    """A Redis that accepts connections but answers nothing (paused) must not hold a request for
+    seconds: after `reader.redis_timeout_s` the read answers 503, the feed's and the others'."""
+    import signal
+
+    port = free_port()
+    proc = start_redis(port, tmp_path)
+    redis.Redis(port=port).set(Keyspace("stall", "1").feed("u1"), _feed("u1", ["p1"]))
+    http = TestClient(create_app(config.load(env={
+        "REDIS_URL": f"redis://127.0.0.1:{port}/0", "PERSONA_REDIS__PREFIX": "stall",
+        "PERSONA_READER__REDIS_TIMEOUT_S": "0.3"})))
+    try:
+        assert http.get("/feed/u1").json()["items"][0]["post_id"] == "p1"
+        proc.send_signal(signal.SIGSTOP)
+        for path in ("/feed/u1", "/suggestions/u1?kind=people"):
+            t0 = time.monotonic()
+            response = http.get(path)
+            assert response.status_code == 503, (path, response.text)
+            assert time.monotonic() - t0 < 1.5, f"{path} waited {time.monotonic() - t0:.1f}s"
+        proc.send_signal(signal.SIGCONT)
+        time.sleep(0.2)
+        assert http.get("/feed/u1").status_code == 200
+    finally:
+        proc.send_signal(signal.SIGCONT)
+        proc.kill()
+        proc.wait()
+
+
 def test_bench_reader_with_two_server_workers(live, redis_client):
     settings = config.load(env={"REDIS_URL": live[1]})
     load = bench_reader.ReaderLoad(rate=200, connections=2, seconds=1, closed=True,
