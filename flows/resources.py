@@ -9,7 +9,7 @@ from collections.abc import Callable
 from functools import cache
 
 import redis
-from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from config import Settings
@@ -145,26 +145,29 @@ class ProgressCommits:
     """Commits a process's read positions (`Backlog.positions`: the next offset of every partition
     it decoded from) to a consumer group, so Kafka's own lag tools (kafka-consumer-groups.sh,
     Burrow, exporters) see the workers. Monitoring only: Bytewax resumes from the offsets in its
-    snapshots, never from the group. The workers assign their partitions and never join the group,
-    so it has no members, which is what lets an AdminClient set its offsets."""
+    snapshots, never from the group. Committed by a consumer of the group that never joins it
+    (the workers assign their partitions, so the group has no members and takes such commits),
+    not by the AdminClient: librdkafka's admin offset calls crash the process when the group's
+    coordinator moves (scripts.kafka_io.group_offsets)."""
 
-    def __init__(self, group: str):
+    def __init__(self, group: str, config: dict):
         self.group = group
+        self.config = {**config, "group.id": group, "enable.auto.commit": False}
+        self.consumer: Consumer | None = None  # made at the first commit, in the watcher thread
         self.committed: dict[tuple[str, int], int] = {}
         self.failing = False
 
-    def commit(self, admin: AdminClient, positions: dict[tuple[str, int], int],
-               timeout_s: float) -> None:
+    def commit(self, positions: dict[tuple[str, int], int]) -> None:
         changed = {tp: offset for tp, offset in positions.items()
                    if self.committed.get(tp) != offset}
         if not changed:
             return
-        request = ConsumerGroupTopicPartitions(
-            self.group, [TopicPartition(topic, partition, offset)
-                         for (topic, partition), offset in sorted(changed.items())])
         try:
-            admin.alter_consumer_group_offsets([request], request_timeout=timeout_s)[
-                self.group].result()
+            if self.consumer is None:
+                self.consumer = Consumer(self.config)
+            self.consumer.commit(offsets=[TopicPartition(topic, partition, offset)
+                                          for (topic, partition), offset in sorted(changed.items())],
+                                 asynchronous=False)
         except Exception as err:  # KafkaException mostly: monitoring never stops a worker
             if not self.failing:
                 log.warning("Kafka progress: committing read positions to consumer group %s "
@@ -178,6 +181,10 @@ class ProgressCommits:
             self.failing = False
         self.committed.update(changed)
 
+    def close(self) -> None:
+        if self.consumer is not None:
+            self.consumer.close()
+
 
 def _watch(settings: Settings, process: backlog.Backlog, every_s: float,
            stop: threading.Event) -> None:
@@ -186,7 +193,8 @@ def _watch(settings: Settings, process: backlog.Backlog, every_s: float,
     failing = False
     partitions = PartitionCount(settings.kafka.events_topic)
     group = settings.progress_group
-    progress = ProgressCommits(group) if group else None
+    progress = ProgressCommits(group, {"bootstrap.servers": settings.kafka.bootstrap,
+                                       **kafka_config(settings.kafka)}) if group else None
     commit_every = max(1, round(settings.kafka.progress_commit_s / every_s))
     polls = 0
     while not stop.wait(every_s):
@@ -194,7 +202,7 @@ def _watch(settings: Settings, process: backlog.Backlog, every_s: float,
         if polls % PARTITIONS_EVERY == 1:
             partitions.look(admin, every_s)
         if progress is not None and polls % commit_every == 0:
-            progress.commit(admin, dict(process.positions), every_s)
+            progress.commit(dict(process.positions))
         try:
             asked = admin.list_offsets({TopicPartition(*tp): OffsetSpec.latest()
                                         for tp in process.partitions()}, request_timeout=every_s)
@@ -209,3 +217,5 @@ def _watch(settings: Settings, process: backlog.Backlog, every_s: float,
             log.warning("backlog: high watermarks readable again")
             failing = False
         process.observe(high)
+    if progress is not None:
+        progress.close()

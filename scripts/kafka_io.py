@@ -8,13 +8,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import orjson
-from confluent_kafka import (
-    Consumer,
-    ConsumerGroupTopicPartitions,
-    KafkaError,
-    KafkaException,
-    TopicPartition,
-)
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
 
 from flows.kafka_delivery import Delivery
@@ -155,11 +149,19 @@ def topic_range(bootstrap: str, topic: str, *, from_ts_ms: int | None = None,
 def group_offsets(bootstrap: str, group: str, topic: str, partitions, timeout_s: float = 10.0,
                   extra: dict | None = None) -> dict[int, int]:
     """The offsets consumer group `group` has committed for `partitions` of `topic` (those with
-    none left out): what the workers report having read (flows.resources.ProgressCommits)."""
-    admin = AdminClient({"bootstrap.servers": bootstrap, **(extra or {})})
-    asked = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in partitions])
-    listed = admin.list_consumer_group_offsets([asked], request_timeout=timeout_s)[group].result()
-    return {tp.partition: tp.offset for tp in listed.topic_partitions if tp.offset >= 0}
+    none left out): what the workers report having read (flows.resources.ProgressCommits).
+    Asked through a consumer of the group that never joins it, not the AdminClient's
+    list_consumer_group_offsets: librdkafka (2.x, confluentinc/librdkafka#5040) crashes the
+    process in that call when the group's coordinator moves or is still loading — it did, a
+    segfault in a test on a fresh broker."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
+                         "enable.auto.commit": False, **(extra or {})})
+    try:
+        listed = consumer.committed([TopicPartition(topic, p) for p in partitions],
+                                    timeout=timeout_s)
+    finally:
+        consumer.close()
+    return {tp.partition: tp.offset for tp in listed if tp.offset >= 0}
 
 
 def _watermarks(consumer: Consumer, partition: TopicPartition, timeout_s: float) -> tuple[int, int]:

@@ -107,8 +107,9 @@ def test_status_gives_the_workers_lag_and_the_redis_warnings(settings):
         end = kafka_io.topic_range(bootstrap, topic).end
         before = services.status(ours)["workers"]
         assert before["lag"] == 300 and before["partitions"][0]["committed"] is None
-        ProgressCommits(group).commit(AdminClient({"bootstrap.servers": bootstrap}),
-                                      {(topic, 0): end[0] - 7}, 10.0)
+        commits = ProgressCommits(group, {"bootstrap.servers": bootstrap})
+        commits.commit({(topic, 0): end[0] - 7})
+        commits.close()
         state = services.status(ours)
         assert state["workers"]["group"] == group and state["workers"]["topic"] == topic
         assert state["workers"]["partitions"][0] == {"committed": end[0] - 7, "end": end[0],
