@@ -102,7 +102,7 @@ class DrainProgress:
         self.read, self._said = read, True
         rate = read / (now - self.began)
         left = f", ~{_duration((self.total - self.read) / rate)} left" if rate > 0 else ""
-        self.log(f"drain: {self.read / self.total:.0%} of the events topic ({self.read:,} of "
+        self.log(f"drain: {self.read * 100 // self.total}% of the events topic ({self.read:,} of "
                  f"{self.total:,}), {rate:,.0f} events/s{left}")
 
     def summary(self) -> str:

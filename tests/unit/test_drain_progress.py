@@ -33,10 +33,12 @@ def test_progress_lines_count_from_the_start_and_ignore_an_earlier_runs_position
     progress.tick()
     assert lines[-1].startswith("drain: 75% of the events topic (1,500 of 2,000), 75 events/s")
     clock.now = 30.0
+    group.update({1: 995})
     progress.tick()
+    assert lines[-1].startswith("drain: 99% of the events topic (1,995 of 2,000)")  # not 100%
     clock.now = 40.0
     progress.tick()  # no further progress: nothing more to say
-    assert len(lines) == 2
+    assert len(lines) == 3
     assert progress.summary() == "drained 2,000 events in 40s (50 events/s)"
 
 
