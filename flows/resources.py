@@ -141,6 +141,24 @@ class PartitionCount:
 PARTITIONS_EVERY = 10  # the watcher looks at the events topic's partition count every N polls
 
 
+class Failing:
+    """A recurring call's failures, logged once when they start and once when they end, not at
+    every poll: `failed(err)` / `ok()`. `started` is a format with one %s (the error)."""
+
+    def __init__(self, started: str, ended: str):
+        self.started, self.ended, self.now = started, ended, False
+
+    def failed(self, err: Exception) -> None:
+        if not self.now:
+            log.warning(self.started, err)
+        self.now = True
+
+    def ok(self) -> None:
+        if self.now:
+            log.warning(self.ended)
+        self.now = False
+
+
 class ProgressCommits:
     """Commits a process's read positions (`Backlog.positions`: the next offset of every partition
     it decoded from) to a consumer group, so Kafka's own lag tools (kafka-consumer-groups.sh,
@@ -155,7 +173,11 @@ class ProgressCommits:
         self.config = {**config, "group.id": group, "enable.auto.commit": False}
         self.consumer: Consumer | None = None  # made at the first commit, in the watcher thread
         self.committed: dict[tuple[str, int], int] = {}
-        self.failing = False
+        self.failing = Failing(
+            f"Kafka progress: committing read positions to consumer group {group} failed (%s); "
+            "lag tools see its last positions until it works again (a consumer of that group "
+            "running elsewhere? set kafka.progress_group)",
+            f"Kafka progress: consumer group {group} committed again")
 
     def commit(self, positions: dict[tuple[str, int], int]) -> None:
         changed = {tp: offset for tp, offset in positions.items()
@@ -169,16 +191,9 @@ class ProgressCommits:
                                           for (topic, partition), offset in sorted(changed.items())],
                                  asynchronous=False)
         except Exception as err:  # KafkaException mostly: monitoring never stops a worker
-            if not self.failing:
-                log.warning("Kafka progress: committing read positions to consumer group %s "
-                            "failed (%s); lag tools see its last positions until it works again "
-                            "(a consumer of that group running elsewhere? set "
-                            "kafka.progress_group)", self.group, err)
-            self.failing = True
+            self.failing.failed(err)
             return
-        if self.failing:
-            log.warning("Kafka progress: consumer group %s committed again", self.group)
-            self.failing = False
+        self.failing.ok()
         self.committed.update(changed)
 
     def close(self) -> None:
@@ -190,7 +205,10 @@ def _watch(settings: Settings, process: backlog.Backlog, every_s: float,
            stop: threading.Event) -> None:
     admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap,
                          **kafka_config(settings.kafka)})
-    failing = False
+    # (the Kafka input's own error callback reports the broker too)
+    watermarks = Failing("backlog: high watermarks unreadable (%s); catch-up mode keeps its last "
+                         "estimate until Kafka answers again",
+                         "backlog: high watermarks readable again")
     partitions = PartitionCount(settings.kafka.events_topic)
     group = settings.progress_group
     progress = ProgressCommits(group, {"bootstrap.servers": settings.kafka.bootstrap,
@@ -208,14 +226,9 @@ def _watch(settings: Settings, process: backlog.Backlog, every_s: float,
                                         for tp in process.partitions()}, request_timeout=every_s)
             high = {(tp.topic, tp.partition): f.result().offset for tp, f in asked.items()}
         except Exception as err:  # KafkaException mostly: the thread outlives any error
-            if not failing:  # (the Kafka input's own error callback reports the broker too)
-                log.warning("backlog: high watermarks unreadable (%s); catch-up mode keeps "
-                            "its last estimate until Kafka answers again", err)
-            failing = True
+            watermarks.failed(err)
             continue
-        if failing:
-            log.warning("backlog: high watermarks readable again")
-            failing = False
+        watermarks.ok()
         process.observe(high)
     if progress is not None:
         progress.close()

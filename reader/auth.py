@@ -14,6 +14,7 @@ accepted: to rotate, configure "new,old", move the clients to the new one, then 
 from __future__ import annotations
 
 import hmac
+from functools import cache
 
 PUBLIC_PATHS = frozenset({"/healthz", "/inspect"})
 
@@ -28,6 +29,12 @@ def authorized(header: str | None, token: str) -> bool:
     # compare with every token, even on a malformed header, so the timing does not reveal which
     # check failed or which token matched
     same = False
-    for accepted in token.split(","):
-        same |= hmac.compare_digest(given_bytes, accepted.strip().encode())
+    for accepted in _accepted(token):
+        same |= hmac.compare_digest(given_bytes, accepted)
     return scheme.lower() == "bearer" and same
+
+
+@cache
+def _accepted(token: str) -> tuple[bytes, ...]:
+    """The configured tokens, split once (not on every request)."""
+    return tuple(t.strip().encode() for t in token.split(","))

@@ -248,9 +248,11 @@ def run(settings: Settings, config_path: str | None, *, processes: int = 1, work
         return supervise(procs, log, tick=progress.tick if progress else None)
 
     with terminate_as_interrupt():
-        check_services(settings)  # before the topic reads below: say what to start
+        progress = None
+        if not tail:  # (`start` checks them for a tailing run)
+            check_services(settings)  # before the topic reads below: say what to start
+            progress = drain_progress(settings, recovery_dir, log)
         audit_redis(settings, log)
-        progress = None if tail else drain_progress(settings, recovery_dir, log)
         if tail:
             return once()
         if recovery_dir:

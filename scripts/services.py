@@ -863,6 +863,8 @@ def redis_warnings(settings: Settings) -> list[str]:
                  if settings.redis.cluster else [client.info()])
     except redis.RedisError:
         return []
+    finally:
+        client.close()
     dev = _redis_local_target(settings) is not None  # `persona up`'s: no persistence, on purpose
     return [w for node in nodes
             for w in durability_warnings(node, settings.redis.wait_replicas, dev)]

@@ -251,6 +251,21 @@ def create_run_topics(env: dict[str, str]):
     return settings
 
 
+def wait_until(ready, what: str, timeout_s: float = 20.0,
+               passing: tuple[type[Exception], ...] = ()) -> None:
+    """Poll `ready()` every 0.1 s until it is true; fail naming `what` after `timeout_s`.
+    Exceptions of the `passing` types count as not yet (a service coming back)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if ready():
+                return
+        except passing:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting: {what}")
+
+
 def wait_first_write(settings, proc, timeout_s: float = 120.0) -> float:
     """Wait until the worker `proc` has written a key under the run's prefix (or has exited)."""
     client = connect_to(settings.redis)  # any URL the workers take (Sentinel too)

@@ -15,6 +15,7 @@ import config
 from flows import resources
 from operators.backlog import Backlog
 from scripts import kafka_io
+from tests.integration.helpers import wait_until
 
 
 def _read(bootstrap: str, topic: str, partition: int, n: int) -> list[KafkaSourceMessage]:
@@ -36,10 +37,7 @@ def _read(bootstrap: str, topic: str, partition: int, n: int) -> list[KafkaSourc
 
 
 def _until(check, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, "the watcher did not observe in time"
-        time.sleep(0.1)
+    wait_until(check, "the watcher to observe it", timeout_s)
 
 
 def test_the_watcher_reads_the_lag_of_the_partitions_a_process_reads(live):

@@ -17,7 +17,7 @@ import redis
 from operators.redis_store import RedisWriter, connect
 from schemas.keyspace import Keyspace
 from scripts.services import private_redis, private_sentinel
-from tests.integration.helpers import free_port, redis_server_binary
+from tests.integration.helpers import free_port, redis_server_binary, wait_until
 
 pytestmark = pytest.mark.skipif(redis_server_binary() is None, reason="redis-server not installed")
 
@@ -80,15 +80,8 @@ def _info(port: int) -> dict:
 
 
 def _wait(ready, what: str, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if ready():
-                return
-        except (redis.RedisError, KeyError, TypeError):
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting: {what}")
+    """`wait_until`, through a Sentinel or server that may not answer yet."""
+    wait_until(ready, what, timeout_s, passing=(redis.RedisError, KeyError, TypeError))
 
 
 @pytest.fixture
