@@ -372,6 +372,34 @@ def bench_reader(config: Optional[Path] = ConfigOpt,
                  "indicative when the CPU is shared", bench_mod.table(report), report, json_out)
 
 
+@app.command("bench-framework")
+def bench_framework(config: Optional[Path] = ConfigOpt,
+                    events: int = typer.Option(200_000, min=1000, help="events in the workload"),
+                    users: int = typer.Option(20_000, min=10, help="users in the generated world"),
+                    probe_events: int = typer.Option(20_000, min=100,
+                                                     help="events the real flow's steps are "
+                                                          "counted over (in-process)"),
+                    seed: int = 7,
+                    keep: bool = typer.Option(False, help="keep the topic and keys"),
+                    json_out: Optional[Path] = typer.Option(None, "--json",
+                                                            help="write the report here")):
+    """What Bytewax alone costs per event for this topology's shape: chains of no-op keyed and
+    stateless steps over the bench workload, the real flow's steps counted, and the events/s the
+    topology would reach if its steps' code took no time."""
+    from scripts import bench_framework as bench_mod
+    from scripts import runner, services
+    settings = _settings(config)
+    try:
+        runner.check_services(settings)
+        report = bench_mod.run(settings, bench_mod.FrameworkConfig(
+            events=events, users=users, seed=seed, probe_events=min(probe_events, events),
+            keep=keep), log=console.print)
+    except services.ServiceError as exc:
+        _fail(exc)
+    _print_bench(f"persona bench-framework {report['run_id']} (indicative when the CPU is "
+                 "shared)", bench_mod.table(report), report, json_out)
+
+
 @app.command()
 def demo(users: int = 300, days: float = 3.0, seed: int = 7):
     """Start services, stream synthetic activity through the workers, print feeds with reasons."""

@@ -52,3 +52,31 @@ def test_bench_persistence_smoke(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines[1:]] == ["none", "appendfsync", "appendfsync"]
     assert all("records/s" in line and "ms per pipeline" in line for line in lines[1:])
+
+
+def test_bench_framework_smoke(live):
+    """`persona bench-framework` with tiny sizes: every chain drained the topic, the real flow's
+    steps were counted (every valid event enters the dedup and users steps at least once), and the
+    run leaves no topic or keys."""
+    from scripts import bench_framework
+
+    bootstrap, url = live
+    settings = config.load(env={"KAFKA_BOOTSTRAP": bootstrap, "REDIS_URL": url})
+    report = bench_framework.run(settings, bench_framework.FrameworkConfig(
+        events=3000, users=300, seed=5, partitions=2, keyed=(0, 2), maps=(4,), probe_events=500),
+        log=lambda m: None)
+
+    assert report["io_floor"]["events"] == 3000
+    assert [(c["keyed"], c["maps"]) for c in report["chains"]] == [(0, 0), (2, 0), (0, 4)]
+    assert all(c["events_per_s"] > 0 and c["cpu_us_per_event"] > 0 for c in report["chains"])
+    shape = report["shape"]
+    assert shape["events"] == 500
+    assert shape["keyed_by_step"]["dedup"] == 1.0 and shape["keyed_by_step"]["users"] >= 1.0
+    assert shape["keyed_items_per_event"] > 2 and shape["calls_per_event"] > 5
+    assert report["ceiling"]["events_per_s"] > 0
+    assert any(name.startswith("ceiling") for name, _ in bench_framework.table(report))
+
+    run_id = report["run_id"]
+    topics = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10).topics
+    assert not [t for t in topics if run_id in t]
+    assert not list(redis.Redis.from_url(url).scan_iter(f"bench-{run_id}*", count=1000))
