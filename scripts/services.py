@@ -36,6 +36,7 @@ from urllib.parse import urlsplit
 
 from config.security import kafka_config, redis_connection
 from config.settings import Settings
+from scripts.tls import LocalTls, ensure_local_tls
 
 Log = Callable[[str], object]
 
@@ -89,6 +90,25 @@ def kafka_paths(settings: Settings) -> dict[str, Path]:
         "pid": home / "kafka.pid",
         "lock": home / ".lock",
     }
+
+
+def _local_tls(settings: Settings, service: str, setting: str, ca_file: str) -> LocalTls:
+    """The local CA and server certificate (scripts/tls.py) for a local `service` started with
+    TLS, once the clients' CA setting `setting` (= `ca_file`) trusts that CA."""
+    directory = cache_root(settings) / "tls"
+    with _locked(directory / ".lock"):
+        try:
+            local = ensure_local_tls(directory)
+        except RuntimeError as exc:
+            raise ServiceError(str(exc)) from None
+    if not ca_file or not local.trusted_by(ca_file):
+        env = "PERSONA_" + setting.upper().replace(".", "__")
+        raise ServiceError(
+            f"the local {service} `persona up` starts with TLS has a certificate signed by the CA "
+            f"in {local.ca} (written there now), which {setting} "
+            f"{'does not hold' if ca_file else 'is not set to'}: set {setting} to it "
+            f"({env}={local.ca}), or point the settings at your own TLS service")
+    return local
 
 
 def _redis_paths(settings: Settings) -> dict[str, Path]:
@@ -337,30 +357,31 @@ def resolve_jars(settings: Settings, paths: dict[str, Path], log: Log) -> None:
 
 
 def _client_listener(settings: Settings) -> str:
-    """The listener a local broker serves clients on: PLAINTEXT, or SASL_PLAINTEXT when the
-    [kafka] access settings ask for it (`_check_local_access`)."""
+    """The listener a local broker serves clients on: the [kafka] access settings' protocol
+    (`_check_local_access`)."""
     return f"{settings.kafka.security_protocol}://127.0.0.1:{settings.services.kafka_port}"
 
 
 def _check_local_access(settings: Settings) -> None:
-    """`persona up` starts brokers that the access settings can reach: PLAINTEXT, or
-    SASL_PLAINTEXT with the PLAIN mechanism and the configured user (to try a SASL setup
-    locally). TLS needs certificates a local broker does not have."""
+    """`persona up` starts brokers that the access settings can reach: PLAINTEXT, SSL (a local CA's
+    certificate: scripts/tls.py), or SASL_PLAINTEXT / SASL_SSL with the PLAIN mechanism and the
+    configured user (to try a SASL or TLS setup locally)."""
     k = settings.kafka
-    if k.security_protocol == "PLAINTEXT":
+    if k.security_protocol in ("PLAINTEXT", "SSL"):
         return
-    if k.security_protocol == "SASL_PLAINTEXT" and k.sasl_mechanism == "PLAIN":
+    if k.security_protocol in ("SASL_PLAINTEXT", "SASL_SSL") and k.sasl_mechanism == "PLAIN":
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", k.username) or re.search(r'["\\\s]', k.password):
             raise ServiceError(  # (they go into the broker's JAAS line as they are)
                 "a local SASL broker takes a username of letters, digits, '_', '.', '-' and a "
                 "password without quotes, backslashes or spaces")
         return
     raise ServiceError(
-        f"`persona up` starts a PLAINTEXT or SASL_PLAINTEXT (PLAIN) broker only, not "
+        f"`persona up` starts a PLAINTEXT, SSL, or SASL (PLAIN) broker only, not "
         f"{k.security_protocol} / {k.sasl_mechanism}: point KAFKA_BOOTSTRAP at your cluster")
 
 
-def _server_properties(settings: Settings, paths: dict[str, Path]) -> str:
+def _server_properties(settings: Settings, paths: dict[str, Path],
+                       tls: LocalTls | None = None) -> str:
     cport = settings.services.kafka_controller_port
     protocol = settings.kafka.security_protocol
     props = {
@@ -383,12 +404,18 @@ def _server_properties(settings: Settings, paths: dict[str, Path]) -> str:
         "group.initial.rebalance.delay.ms": "0",
         "log.cleaner.dedupe.buffer.size": "16777216",
     }
-    if protocol == "SASL_PLAINTEXT":  # one user: the configured one (also the broker's own)
+    if tls is not None:  # SSL / SASL_SSL: the broker's own connections verify it too
+        props.update({
+            "ssl.keystore.type": "PEM", "ssl.keystore.location": str(tls.keystore),
+            "ssl.truststore.type": "PEM", "ssl.truststore.location": str(tls.ca),
+            "ssl.client.auth": "none",
+        })
+    if protocol.startswith("SASL_"):  # one user: the configured one (also the broker's own)
         user, password = settings.kafka.username, settings.kafka.password
         props.update({
             "sasl.enabled.mechanisms": "PLAIN",
             "sasl.mechanism.inter.broker.protocol": "PLAIN",
-            "listener.name.sasl_plaintext.plain.sasl.jaas.config":
+            f"listener.name.{protocol.lower()}.plain.sasl.jaas.config":
                 "org.apache.kafka.common.security.plain.PlainLoginModule required "
                 f'username="{user}" password="{password}" user_{user}="{password}";',
         })
@@ -541,10 +568,12 @@ def ensure_kafka(settings: Settings, log: Log = print) -> str:
                 "stop what listens there or set services.kafka_controller_port"
             )
         _check_local_access(settings)
+        tls = _local_tls(settings, "Kafka broker", "kafka.ca_file", settings.kafka.ca_file) \
+            if settings.kafka.security_protocol.endswith("SSL") else None
         java = _java()
         resolve_jars(settings, paths, log)
         paths["logs"].mkdir(parents=True, exist_ok=True)
-        paths["properties"].write_text(_server_properties(settings, paths))
+        paths["properties"].write_text(_server_properties(settings, paths, tls))
         paths["log4j"].write_text(LOG4J2_PROPERTIES)
         _format_storage(settings, paths, java, log)
 
@@ -739,7 +768,7 @@ def private_sentinel(port: int, data_dir, service: str, primary_port: int,
 
 def _redis_local_target(settings: Settings) -> tuple[str, int] | None:
     parts = urlsplit(settings.redis.url)
-    if parts.scheme not in {"redis", ""} or not parts.hostname:
+    if parts.scheme not in {"redis", "rediss", ""} or not parts.hostname:
         return None
     port = parts.port or 6379
     if is_loopback(parts.hostname) and port == settings.services.redis_port:
@@ -783,17 +812,24 @@ def ensure_redis(settings: Settings, log: Log = print) -> str:
                 f"port {target[1]} is in use but does not answer PING at {url} (wrong password or "
                 "database, or not Redis): fix REDIS_URL, or set services.redis_port and REDIS_URL"
             )
+        tls = _local_tls(settings, "Redis", "redis.ca_file", settings.redis.ca_file) \
+            if redis_connection(settings.redis)[0].startswith("rediss://") else None
         server = _redis_server(log)
         if ping():  # the Debian package may start its own service on install
             log("redis: using the redis-server service the package started")
             return url
         paths["home"].mkdir(parents=True, exist_ok=True)
+        port = str(settings.services.redis_port)
+        listen = ["--port", port] if tls is None else [  # TLS only: no plaintext port
+            "--port", "0", "--tls-port", port, "--tls-cert-file", str(tls.cert),
+            "--tls-key-file", str(tls.key), "--tls-ca-cert-file", str(tls.ca),
+            "--tls-auth-clients", "no"]
         cmd = [
-            server, "--port", str(settings.services.redis_port), "--bind", "127.0.0.1",
+            server, *listen, "--bind", "127.0.0.1",
             "--daemonize", "yes", "--dir", str(paths["home"]), "--pidfile", str(paths["pid"]),
             "--logfile", str(paths["log"]), "--save", "", "--appendonly", "no",
         ]  # fmt: skip
-        log(f"redis: starting redis-server at 127.0.0.1:{settings.services.redis_port}")
+        log(f"redis: starting redis-server at 127.0.0.1:{port}{' (TLS only)' if tls else ''}")
         proc = subprocess.run(
             cmd, check=False, capture_output=True, text=True, stdin=subprocess.DEVNULL
         )
