@@ -474,9 +474,6 @@ def _check_access(settings: Settings) -> None:
     if sentinel and r.cluster:
         raise ConfigError("redis.cluster = true and a redis+sentinel:// url exclude each other: "
                           "Sentinel watches one primary, a cluster fails over by itself")
-    if r.wait_replicas and r.cluster:
-        raise ConfigError("redis.wait_replicas is not supported with redis.cluster = true (a "
-                          "cluster pipeline spans several primaries); set it to 0")
 
 
 def as_dict(settings: Settings) -> dict[str, dict[str, Any]]:

@@ -8,6 +8,7 @@ scores), retrying with exponential backoff while Redis is unreachable.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import zlib
@@ -88,6 +89,12 @@ class ReplicasBehind(redis.ConnectionError):
     """Fewer replicas than `redis.wait_replicas` acknowledged a write pipeline (Redis WAIT): its
     writes are on the primary alone, and a failover now would lose them. Transient: `retrying`
     runs the (idempotent) pipeline again until enough replicas are attached and caught up."""
+
+
+class SlotsMoved(redis.exceptions.TryAgainError):
+    """A per-node write pipeline (`RedisWriter` on a Redis Cluster with `wait_replicas`) met a
+    node that no longer serves its slots (MOVED, ASK, or gone): the slot map was refreshed and
+    the (idempotent) pipeline runs again. Transient, as TRYAGAIN."""
 
 
 class RedisUnavailable(redis.ConnectionError):
@@ -613,36 +620,83 @@ class RedisWriter:
         """Run `ops` in one pipeline, with retries. The pipeline is rebuilt per attempt: redis-py
         empties it after execute, even on error. With `wait_replicas` the pipeline ends with a
         WAIT on its own connection, so it returns only once that many replicas hold its writes:
-        a failover (Sentinel promotes the most advanced replica) then loses none of them."""
+        a failover (Sentinel, or a Cluster promoting a replica) then loses none of them. WAIT
+        counts the writes of the connection it runs on, and a cluster pipeline spreads over one
+        connection per primary: there each primary's share is a pipeline of its own, with its
+        own WAIT (`_per_primary`)."""
         wait = self.wait_replicas
+        if wait and isinstance(self.client, redis.cluster.RedisCluster):
+            return retrying(partial(self._per_primary, ops, wait), self.outage_timeout_s, "write",
+                            self._reconnect)
 
         def run():
             pipe = self.client.pipeline(transaction=False)
-            command = pipe.execute_command
-            for name, *args in ops:
-                # the bulk of the writes, queued as raw commands: redis-py's typed `set` checks
-                # its ten options on every call (~15% of the sink's time)
-                if name == "set" and len(args) == 2:
-                    command("SET", *args)
-                elif name == "set":  # (key, value, TTL in seconds)
-                    command("SET", args[0], args[1], "EX", args[2])
-                elif name == "delete":
-                    command("DEL", *args)
-                elif name == "set_nx":  # (key, value): KeyspaceGuard's claim
-                    command("SET", *args, "NX")
-                elif name == "eval":  # (script, number of keys, keys…, args…); raw: a cluster
-                    command("EVAL", *args)  # pipeline has no typed `eval`, but routes EVAL by key
-                else:
-                    getattr(pipe, name)(*args)
+            _queue(pipe, ops)
             if not wait:
                 return pipe.execute()
-            command("WAIT", wait, self.WAIT_MS)
-            *replies, acknowledged = pipe.execute()
-            if acknowledged < wait:
-                raise ReplicasBehind(f"{acknowledged} of the {wait} replica(s) redis.wait_replicas "
-                                     f"asks for acknowledged it within {self.WAIT_MS} ms")
-            return replies
+            return _waited(pipe, wait, self.WAIT_MS)
         return retrying(run, self.outage_timeout_s, "write", self._reconnect)
+
+    def _per_primary(self, ops: list[tuple], wait: int) -> list:
+        """`ops` grouped by the primary that serves each one's key (in order within a group), one
+        pipeline per primary ending with its WAIT; the replies in the order of `ops`."""
+        cluster = self.client
+        groups: dict[str, tuple] = {}
+        try:
+            for i, op in enumerate(ops):
+                key = op[3] if op[0] == "eval" else op[1]  # EVAL script numkeys key…: its first key
+                node = cluster.get_node_from_key(key)
+                group = groups.setdefault(node.name, (node, [], []))
+                group[1].append(i)
+                group[2].append(op)
+            replies: list = [None] * len(ops)
+            for node, indices, node_ops in groups.values():
+                pipe = cluster.get_redis_connection(node).pipeline(transaction=False)
+                _queue(pipe, node_ops)
+                for i, reply in zip(indices, _waited(pipe, wait, self.WAIT_MS), strict=True):
+                    replies[i] = reply
+            return replies
+        except (redis.exceptions.MovedError, redis.exceptions.AskError, redis.ConnectionError,
+                redis.TimeoutError, redis.exceptions.ClusterDownError) as exc:
+            if isinstance(exc, ReplicasBehind):
+                raise
+            # where the slots are now: the next attempt's nodes (a cluster still down: the
+            # next attempt tries again)
+            with contextlib.suppress(redis.RedisError):
+                cluster.nodes_manager.initialize()
+            raise SlotsMoved(f"a Redis Cluster node did not take its writes ({exc}); slot map "
+                             "refreshed") from exc
+
+
+def _queue(pipe, ops: list[tuple]) -> None:
+    """Queue write `ops` ((command, *args) tuples) on `pipe`. The bulk of the writes are queued as
+    raw commands: redis-py's typed `set` checks its ten options on every call (~15% of the sink's
+    time)."""
+    command = pipe.execute_command
+    for name, *args in ops:
+        if name == "set" and len(args) == 2:
+            command("SET", *args)
+        elif name == "set":  # (key, value, TTL in seconds)
+            command("SET", args[0], args[1], "EX", args[2])
+        elif name == "delete":
+            command("DEL", *args)
+        elif name == "set_nx":  # (key, value): KeyspaceGuard's claim
+            command("SET", *args, "NX")
+        elif name == "eval":  # (script, number of keys, keys…, args…); raw: a cluster
+            command("EVAL", *args)  # pipeline has no typed `eval`, but routes EVAL by key
+        else:
+            getattr(pipe, name)(*args)
+
+
+def _waited(pipe, wait: int, wait_ms: int) -> list:
+    """Execute `pipe` with a WAIT for `wait` replicas at its end (on its connection); its replies
+    without the WAIT's, or ReplicasBehind."""
+    pipe.execute_command("WAIT", wait, wait_ms)
+    *replies, acknowledged = pipe.execute()
+    if acknowledged < wait:
+        raise ReplicasBehind(f"{acknowledged} of the {wait} replica(s) redis.wait_replicas "
+                             f"asks for acknowledged it within {wait_ms} ms")
+    return replies
 
 
 def pipeline_chunks(ops: list[tuple], max_bytes: int) -> list[list[tuple]]:

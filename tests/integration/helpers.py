@@ -211,22 +211,31 @@ def cluster_ports(n: int) -> list[int]:
     return ports
 
 
-def start_redis_cluster(ports: list[int], data_dir: Path) -> list[subprocess.Popen]:
-    """A private Redis Cluster of `len(ports)` primaries (no replicas) on loopback (`cluster_ports`),
-    every slot assigned and the cluster state ok on every node."""
-    procs = []
-    for port in ports:
-        node_dir = data_dir / f"node-{port}"
-        node_dir.mkdir(parents=True)
-        procs.append(start_redis(port, node_dir, extra=(
-            "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf")))
+def start_cluster_node(port: int, data_dir: Path, node_timeout_ms: int = 15000) -> subprocess.Popen:
+    """One node of a private Redis Cluster, its data (and nodes.conf) in `data_dir/node-{port}`:
+    started again on the same directory, it rejoins the cluster it was in."""
+    node_dir = data_dir / f"node-{port}"
+    node_dir.mkdir(parents=True, exist_ok=True)
+    return start_redis(port, node_dir, extra=(
+        "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+        "--cluster-node-timeout", str(node_timeout_ms)))
+
+
+def start_redis_cluster(ports: list[int], data_dir: Path, replicas: int = 0,
+                        node_timeout_ms: int = 15000) -> list[subprocess.Popen]:
+    """A private Redis Cluster on loopback (`cluster_ports`): `replicas` replicas per primary
+    (`len(ports)` nodes in all), every slot assigned, the cluster state ok on every node and
+    every replica's link to its primary up."""
+    procs = [start_cluster_node(port, data_dir, node_timeout_ms) for port in ports]
     subprocess.run([shutil.which("redis-cli") or "redis-cli", "--cluster", "create",
-                    *(f"127.0.0.1:{p}" for p in ports), "--cluster-replicas", "0",
+                    *(f"127.0.0.1:{p}" for p in ports), "--cluster-replicas", str(replicas),
                     "--cluster-yes"], check=True, stdout=subprocess.DEVNULL, timeout=60)
     deadline = time.time() + 30
     while time.time() < deadline:
         states = [redis.Redis(port=p).cluster("info")["cluster_state"] for p in ports]
-        if all(state == "ok" for state in states):
+        links = [info.get("master_link_status", "up") for info in (
+            redis.Redis(port=p).info("replication") for p in ports)]
+        if all(state == "ok" for state in states) and all(link == "up" for link in links):
             return procs
         time.sleep(0.1)
     raise RuntimeError(f"Redis Cluster on ports {ports} did not reach cluster_state ok")

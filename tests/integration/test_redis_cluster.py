@@ -6,7 +6,11 @@ arithmetic (tests/unit/test_keyspace_cluster.py)."""
 
 from __future__ import annotations
 
+import logging
+import os
 import shutil
+import signal
+import threading
 import time
 
 import orjson
@@ -26,8 +30,10 @@ from tests.integration.helpers import (
     isolated_env,
     redis_server_binary,
     run_pipeline,
+    start_cluster_node,
     start_redis,
     start_redis_cluster,
+    wait_until,
 )
 from tests.integration.inproc import generated_log
 
@@ -127,3 +133,92 @@ def test_writes_wait_out_a_cluster_node_restart(tmp_path, caplog):
         for node in nodes + restarted:
             node.kill()
             node.wait()
+
+
+def _role(port: int) -> str:
+    try:
+        return redis.Redis(port=port, socket_timeout=1).info("replication")["role"]
+    except redis.RedisError:
+        return "down"
+
+
+def test_a_cluster_write_waits_for_the_replica_of_every_primary_it_wrote_to(tmp_path, caplog):
+    """`redis.wait_replicas = 1` on a Redis Cluster of 3 primaries with a replica each. A batch
+    over every primary lands on every replica. With one primary's replica paused (still attached)
+    a write to another primary still returns at once, while a write to that primary waits. (Each
+    primary's WAIT runs on the connection that wrote, as WAIT's documented semantics need; this
+    Redis 7.0 also makes a WAIT on any other connection wait for every earlier write, so the test
+    cannot tell the two apart.) The primary is then
+    killed, its replica resumed and promoted by the cluster; the write waits on (the new primary
+    has no replica) until the old primary is back as its replica, then lands; nothing written
+    before is lost."""
+    ports = cluster_ports(6)
+    procs = dict(zip(ports, start_redis_cluster(ports, tmp_path, replicas=1,
+                                                node_timeout_ms=1000), strict=True))
+    try:
+        cluster = connect(f"redis://127.0.0.1:{ports[0]}/0", cluster=True)
+        ks = Keyspace("cw", "1")
+        waited = RedisWriter(cluster, ks, outage_timeout_s=90, wait_replicas=1)
+        users = [f"u{i}" for i in range(60)]
+        waited.write_batch([("feed", u, b"before") for u in users])
+        primary_of = {u: cluster.get_node_from_key(ks.feed(u)).port for u in users}
+        assert len(set(primary_of.values())) == 3, "the batch did not span the primaries"
+        replica_of = {}
+        for port in ports:
+            info = redis.Redis(port=port).info("replication")
+            if info["role"] == "slave":
+                replica_of[info["master_port"]] = port
+        for primary, replica in replica_of.items():  # each replica holds its primary's share
+            r = redis.Redis(port=replica)
+            r.execute_command("READONLY")
+            mine = [u for u in users if primary_of[u] == primary]
+            assert [r.get(ks.feed(u)) for u in mine] == [b"before"] * len(mine)
+
+        target = users[0]
+        primary = primary_of[target]
+        replica = replica_of[primary]
+        other = next(u for u in users if primary_of[u] != primary)
+        # paused with its link open: attached, but acknowledging nothing
+        os.kill(procs[replica].pid, signal.SIGSTOP)
+        started = time.monotonic()
+        waited.write_batch([("feed", other, b"another primary")])
+        assert time.monotonic() - started < 0.9, "a primary whose replica is up waited"
+
+        errors: list[BaseException] = []
+
+        def write():
+            try:
+                waited.write_batch([("feed", target, b"held by a replica")])
+            except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+                errors.append(exc)
+
+        with caplog.at_level(logging.WARNING, logger="persona.redis"):
+            writer = threading.Thread(target=write)
+            writer.start()
+            time.sleep(2.5)
+            assert writer.is_alive(), "the write returned though no replica acknowledged it"
+            procs[primary].kill()
+            procs[primary].wait()
+            procs[replica].send_signal(signal.SIGCONT)
+            wait_until(lambda: _role(replica) == "master", "the replica's promotion", 30)
+            time.sleep(1.0)
+            assert writer.is_alive(), "the write returned though the new primary has no replica"
+            procs[primary] = start_cluster_node(primary, tmp_path, 1000)  # back, as a replica
+            writer.join(60)
+        assert not writer.is_alive() and not errors, errors
+        assert _role(primary) == "slave"
+        fresh = connect(f"redis://127.0.0.1:{ports[-1]}/0", cluster=True)
+        assert fresh.get(ks.feed(target)) == b"held by a replica"
+        assert fresh.get(ks.feed(other)) == b"another primary"
+        assert all(fresh.get(ks.feed(u)) == b"before" for u in users[1:] if u != other)
+        lines = [r.getMessage() for r in caplog.records]
+        assert any("0 of the 1 replica(s)" in line for line in lines), lines
+        assert "resumed after" in lines[-1], lines
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                try:
+                    proc.send_signal(signal.SIGCONT)
+                finally:
+                    proc.kill()
+                    proc.wait()

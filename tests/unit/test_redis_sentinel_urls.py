@@ -69,8 +69,6 @@ def test_other_urls_are_not_sentinel_urls():
 @pytest.mark.parametrize("env,message", [
     ({"REDIS_URL": "redis+sentinel://h1/svc", "PERSONA_REDIS__CLUSTER": "true"},
      "exclude each other"),
-    ({"PERSONA_REDIS__CLUSTER": "true", "PERSONA_REDIS__WAIT_REPLICAS": "1"},
-     "redis.wait_replicas is not supported with redis.cluster"),
     ({"PERSONA_REDIS__WAIT_REPLICAS": "-1"}, "redis.wait_replicas=-1 is out of range"),
 ])
 def test_sentinel_and_wait_settings_that_cannot_work_fail_at_load(env, message):
