@@ -11,11 +11,16 @@ resumes.
 
 from __future__ import annotations
 
+import json
 import pickle
 import sqlite3
 from contextlib import closing
 from pathlib import Path
 
+from schemas.snapshots import STATE_FORMAT
+
+# the format of the state a directory's snapshots hold (schemas/snapshots.py), next to its partitions
+MARKER = "persona-state.json"
 FLOW = "persona"  # the dataflow's id: a step's id in the store is "persona.{step}"
 # the flow's Kafka input (flows/kafka_source.py): its state keys are "{partition}-{topic}"
 KAFKA_INPUT_STEP = f"{FLOW}.kafka_in.kafka_input"
@@ -58,3 +63,23 @@ def resume_offsets(recovery_dir) -> dict[tuple[str, int], int]:
         partition, topic = key.split("-", 1)
         offsets[(topic, int(partition))] = -1 if offset is None else offset
     return offsets
+
+
+def state_format_of(recovery_dir) -> int | None:
+    """The state format a recovery directory was made with (its MARKER), or None when it has none
+    (new, or made before the marker existed: format 1)."""
+    try:
+        return int(json.loads((Path(recovery_dir) / MARKER).read_text())["state_format"])
+    except FileNotFoundError:
+        return None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{Path(recovery_dir) / MARKER} is not a state format marker ({exc}): "
+                         "restore it, or delete it if the directory was made by this persona"
+                         ) from None
+
+
+def mark_state_format(recovery_dir) -> None:
+    """Record this code's STATE_FORMAT in a recovery directory that records none yet."""
+    path = Path(recovery_dir) / MARKER
+    if not path.exists():
+        path.write_text(json.dumps({"state_format": STATE_FORMAT}) + "\n")

@@ -26,6 +26,7 @@ import redis
 from config import Settings
 from config.security import kafka_config
 from operators.redis_store import connect_to
+from schemas.snapshots import STATE_FORMAT
 from scripts import kafka_io, recovery_store, services
 
 FLOW = "flows.feeds:get_flow()"
@@ -362,6 +363,22 @@ def check_events_topic(settings: Settings) -> None:
             "PERSONA_KAFKA__EVENTS_TOPIC to an existing topic")
 
 
+def check_state_format(recovery_dir: str) -> None:
+    """Fail with what to do when `recovery_dir` holds snapshots of another state format than this
+    code's (schemas/snapshots.py): resuming them would fail to load or mislead the workers."""
+    try:
+        made = recovery_store.state_format_of(recovery_dir)
+    except ValueError as exc:
+        raise services.ServiceError(str(exc)) from None
+    if made is not None and made != STATE_FORMAT:
+        raise services.ServiceError(
+            f"the recovery directory {recovery_dir} holds worker state of format {made}, and this "
+            f"persona writes format {STATE_FORMAT}: its snapshots cannot be resumed. Rebuild with "
+            "this version next to the running one (a new --recovery-dir and "
+            "PERSONA_REDIS__WRITE_VERSION; README \"Upgrading\"), or run the persona that made "
+            "the directory")
+
+
 def check_recovery_dir(settings: Settings, recovery_dir: str,
                        log: Callable[[str], object] = print) -> None:
     """Fail fast with what to do when the offsets a restart on `recovery_dir` would resume from
@@ -418,8 +435,10 @@ def start(settings: Settings, config_path: str | None, *, processes: int = 1, wo
     check_events_topic(settings)
     ensure_erasure_topic(settings)
     if recovery_dir:
+        check_state_format(recovery_dir)
         check_recovery_dir(settings, recovery_dir, log)
         init_recovery(recovery_dir, max(processes * workers, 1))
+        recovery_store.mark_state_format(recovery_dir)
     env = dict(os.environ, PERSONA_TAIL="1" if tail else "0", **(env_extra or {}))
     if config_path:
         env["PERSONA_CONFIG"] = str(Path(config_path).resolve())
