@@ -6,6 +6,7 @@ import atexit
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache
 
 import redis
@@ -92,20 +93,41 @@ def watch_backlog(settings: Settings, process: backlog.Backlog | None = None,
     `every_s` (one ListOffsets request for all of them: the worker threads never wait on it)."""
     process = backlog.PROCESS if process is None else process
     if id(process) not in _watchers:
-        stop = _watchers[id(process)] = threading.Event()
-        process.on_first_message = lambda: threading.Thread(
-            target=_watch, args=(settings, process, every_s, stop), name="persona-backlog",
-            daemon=True).start()
-        atexit.register(stop.set)
+        watcher = _watchers[id(process)] = _Watcher(threading.Event(), [])
+
+        def start():
+            thread = threading.Thread(target=_watch, args=(settings, process, every_s,
+                                                           watcher.stop),
+                                      name="persona-backlog", daemon=True)
+            watcher.threads.append(thread)
+            thread.start()
+        process.on_first_message = start
+        atexit.register(stop_watching, process)
     return process
 
 
+FINAL_COMMIT_S = 5.0  # how long an exiting process waits for its watcher's last progress commit
+
+
 def stop_watching(process: backlog.Backlog) -> None:
-    """Stop `process`'s watermark thread (at its next poll)."""
-    _watchers.pop(id(process)).set()
+    """Stop `process`'s watcher thread and wait (up to FINAL_COMMIT_S) for its last commit of the
+    read positions, so a process that exits (a drained run's end, SIGTERM) leaves the lag tools
+    its final positions, not those of up to `kafka.progress_commit_s` earlier."""
+    watcher = _watchers.pop(id(process), None)
+    if watcher is None:
+        return
+    watcher.stop.set()
+    for thread in watcher.threads:
+        thread.join(FINAL_COMMIT_S)
 
 
-_watchers: dict[int, threading.Event] = {}  # id(Backlog) → its watcher's stop
+@dataclass
+class _Watcher:
+    stop: threading.Event
+    threads: list[threading.Thread]
+
+
+_watchers: dict[int, _Watcher] = {}  # id(Backlog) → its watcher
 
 
 class PartitionCount:
@@ -231,4 +253,5 @@ def _watch(settings: Settings, process: backlog.Backlog, every_s: float,
         watermarks.ok()
         process.observe(high)
     if progress is not None:
+        progress.commit(dict(process.positions))  # the last ones, as the process stops
         progress.close()

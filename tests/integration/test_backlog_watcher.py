@@ -122,3 +122,23 @@ def test_the_watcher_commits_read_positions_for_kafkas_lag_tools(live):
     finally:
         resources.stop_watching(process)
 
+
+
+def test_a_stopping_process_commits_its_last_read_positions(live):
+    """A process that stops (a drained run's end, SIGTERM: `stop_watching` runs at exit) commits
+    the positions it read since the last periodic commit before it goes."""
+    bootstrap = live[0]
+    topic = f"persona.test.{uuid.uuid4().hex[:10]}.progress"
+    group = f"persona-test-{uuid.uuid4().hex[:8]}"
+    settings = config.load(env={"KAFKA_BOOTSTRAP": bootstrap, "PERSONA_KAFKA__EVENTS_TOPIC": topic,
+                                "PERSONA_KAFKA__PROGRESS_GROUP": group,
+                                "PERSONA_KAFKA__PROGRESS_COMMIT_S": "3600"})
+    kafka_io.recreate_topic(bootstrap, topic, 1)
+    kafka_io.produce(bootstrap, topic, [orjson.dumps({"user_id": f"u{i}"}) for i in range(50)])
+    process = resources.watch_backlog(settings, Backlog(), every_s=0.1)
+    for m in _read(bootstrap, topic, 0, 50):
+        process.note(m)
+    _until(lambda: process.rate is not None)  # the watcher runs, and has committed nothing yet
+    assert kafka_io.group_offsets(bootstrap, group, topic, range(1)) == {}
+    resources.stop_watching(process)
+    assert kafka_io.group_offsets(bootstrap, group, topic, range(1)) == {0: 50}
