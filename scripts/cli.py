@@ -372,6 +372,32 @@ def bench_reader(config: Optional[Path] = ConfigOpt,
                  "indicative when the CPU is shared", bench_mod.table(report), report, json_out)
 
 
+@app.command("dead-letters")
+def dead_letters(config: Optional[Path] = ConfigOpt,
+                 redrive: bool = typer.Option(False, "--redrive",
+                                              help="produce the letters that decode now back to "
+                                                   "the events topic (without it: a report only)"),
+                 kind: Optional[list[str]] = typer.Option(
+                     None, "--kind", help="only letters of this reason kind (repeatable; "
+                                          "default: every kind but duplicate)"),
+                 from_timestamp: Optional[str] = typer.Option(
+                     None, help="only letters written from this time (epoch ms or ISO 8601)")):
+    """The dead-letter topic by reason kind, how many of its letters today's decoder accepts,
+    and (--redrive) producing those back to the events topic in event-time order."""
+    from scripts import dead_letters as letters_mod
+    from scripts import replay as replay_mod
+    from scripts import runner, services
+    settings = _settings(config)
+    try:
+        runner.check_services(settings)
+        report = letters_mod.redrive(
+            settings, kind, replay_mod.parse_timestamp_ms(from_timestamp) if from_timestamp
+            else None, dry_run=not redrive, log=console.print)
+    except (services.ServiceError, ValueError, RuntimeError) as exc:
+        _fail(exc)
+    console.print_json(data=report)
+
+
 @app.command("bench-framework")
 def bench_framework(config: Optional[Path] = ConfigOpt,
                     events: int = typer.Option(200_000, min=1000, help="events in the workload"),
