@@ -89,6 +89,8 @@ def redis_connection(rs: RedisSettings) -> tuple[str, dict]:
         options["password"] = rs.password
     if rs.sentinel_password:
         options["sentinel_password"] = rs.sentinel_password  # read by redis_store.connect
+    if rs.sentinel_username:
+        options["sentinel_username"] = rs.sentinel_username
     if url.startswith(("rediss://", "rediss+sentinel://")):
         options["ssl_cert_reqs"] = "required"
         if rs.ca_file:

@@ -66,6 +66,7 @@ class RedisSettings:
     tls: bool
     ca_file: str
     cluster: bool
+    sentinel_username: str
     sentinel_password: str = field(repr=False)
     wait_replicas: int
     write_version: str

@@ -770,7 +770,11 @@ def _from_url(module, url: str, cluster: bool, timeout_s: float, connect_max_s: 
     READONLY into a ConnectionError, which `retrying` waits out)."""
     timeouts = {"socket_timeout": timeout_s,
                 "socket_connect_timeout": min(connect_max_s, timeout_s)}
-    sentinel_password = options.pop("sentinel_password", None)
+    # the Sentinels' own login (an ACL user, or the default user's password)
+    sentinel_login = {"password": options.pop("sentinel_password", None)}
+    if options.get("sentinel_username"):
+        sentinel_login["username"] = options.pop("sentinel_username")
+    options.pop("sentinel_username", None)
     target = sentinel_target(url)
     if target is None:
         client = module.RedisCluster if cluster else module.Redis
@@ -784,5 +788,5 @@ def _from_url(module, url: str, cluster: bool, timeout_s: float, connect_max_s: 
     options.update({k: v for k, v in (("username", target.username),
                                       ("password", target.password)) if v is not None})
     sentinels = module.sentinel.Sentinel(
-        target.sentinels, sentinel_kwargs={**timeouts, **tls, "password": sentinel_password})
+        target.sentinels, sentinel_kwargs={**timeouts, **tls, **sentinel_login})
     return sentinels.master_for(target.service, db=target.db, **timeouts, **options, **tls)

@@ -738,21 +738,26 @@ def private_redis(port: int, data_dir, args: Iterable[str] = (), *, password: st
 
 
 def private_sentinel(port: int, data_dir, service: str, primary_port: int,
-                     down_after_ms: int = 1000) -> subprocess.Popen:
+                     down_after_ms: int = 1000,
+                     acl_user: tuple[str, str] | None = None) -> subprocess.Popen:
     """A Redis Sentinel of its own on loopback `port` (tests), watching the primary at loopback
     `primary_port` as `service` with a quorum of 1 (alone, it decides failovers), its rewritable
-    config file in `data_dir`. Returned once it knows at least one replica of the primary, so a
-    failover has a replica to promote."""
+    config file in `data_dir`. `acl_user` (name, password): the only user it lets in (its default
+    user off). Returned once it knows at least one replica of the primary, so a failover has a
+    replica to promote."""
     import redis
 
     conf = Path(data_dir) / f"sentinel-{port}.conf"
-    conf.write_text(f"port {port}\nbind 127.0.0.1\ndir {data_dir}\n"
+    users = (f"user default off\nuser {acl_user[0]} on >{acl_user[1]} ~* &* +@all\n"
+             if acl_user else "")
+    conf.write_text(f"port {port}\nbind 127.0.0.1\ndir {data_dir}\n{users}"
                     f"sentinel monitor {service} 127.0.0.1 {primary_port} 1\n"
                     f"sentinel down-after-milliseconds {service} {down_after_ms}\n"
                     f"sentinel failover-timeout {service} 10000\n")
     proc = subprocess.Popen([redis_server_path() or "redis-server", str(conf), "--sentinel"],
                             stdout=subprocess.DEVNULL)
-    client = redis.Redis(port=port, retry=None)
+    login = {"username": acl_user[0], "password": acl_user[1]} if acl_user else {}
+    client = redis.Redis(port=port, retry=None, **login)
     deadline = time.monotonic() + REDIS_READY_TIMEOUT_S + 15  # replicas: the primary's next INFO
     while time.monotonic() < deadline and proc.poll() is None:
         try:

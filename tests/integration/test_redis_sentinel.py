@@ -27,7 +27,7 @@ SERVICE = "persona-test"
 class Group:
     """A primary, `replicas` replicas and one Sentinel; `kill_primary` fails it over."""
 
-    def __init__(self, root, replicas: int):
+    def __init__(self, root, replicas: int, acl_user: tuple[str, str] | None = None):
         self.root = root
         self.procs: dict[int, object] = {}
         self.primary = free_port()
@@ -40,7 +40,7 @@ class Group:
         self.sentinel = free_port()
         (root / "sentinel").mkdir()
         self.sentinel_proc = private_sentinel(self.sentinel, root / "sentinel", SERVICE,
-                                              self.primary)
+                                              self.primary, acl_user=acl_user)
         self.url = f"redis+sentinel://127.0.0.1:{self.sentinel}/{SERVICE}/0"
 
     def _start(self, port: int, *args: str) -> None:
@@ -87,7 +87,7 @@ def _wait(ready, what: str, timeout_s: float = 20.0) -> None:
 @pytest.fixture
 def group(tmp_path):
     made: list[Group] = []
-    yield lambda replicas=1: made.append(Group(tmp_path, replicas)) or made[-1]
+    yield lambda replicas=1, **kw: made.append(Group(tmp_path, replicas, **kw)) or made[-1]
     for g in made:
         g.close()
 
@@ -182,3 +182,32 @@ def test_the_flow_survives_a_failover_mid_stream(group, live, capfd):
         live, g.url, lambda: g.procs[g.primary].kill(), g.kill_primary, seed=29,
         env_extra={"PERSONA_REDIS__WAIT_REPLICAS": "1"})
     assert "retrying in" in capfd.readouterr().err, "the degraded worker said nothing"
+
+
+def test_sentinels_that_let_in_one_acl_user(group):
+    """Sentinels whose default user is off: both clients (the workers' and the reader's async one)
+    reach the primary with `redis.sentinel_username` and `sentinel_password`; with the password
+    alone they are refused."""
+    import asyncio
+
+    import config
+    from operators.redis_store import connect_async, connect_to
+
+    g = group(acl_user=("watcher", "w-secret"))
+    env = {"REDIS_URL": g.url, "PERSONA_REDIS__SENTINEL_PASSWORD": "w-secret"}
+    settings = config.load(env={**env, "PERSONA_REDIS__SENTINEL_USERNAME": "watcher"})
+    client = connect_to(settings.redis)
+    client.set("acl-probe", b"through the Sentinels")
+    assert redis.Redis(port=g.primary).get("acl-probe") == b"through the Sentinels"
+
+    async def read():
+        from config.security import redis_connection
+        url, options = redis_connection(settings.redis)
+        async_client = connect_async(url, **options)
+        try:
+            return await async_client.get("acl-probe")
+        finally:
+            await async_client.aclose()
+    assert asyncio.run(read()) == b"through the Sentinels"
+    with pytest.raises(redis.RedisError):
+        connect_to(config.load(env=env).redis).get("acl-probe")

@@ -78,10 +78,12 @@ def test_sentinel_and_wait_settings_that_cannot_work_fail_at_load(env, message):
 
 def test_tls_and_the_sentinels_password_reach_the_options():
     s = config.load(env={"REDIS_URL": "redis+sentinel://h1,h2/svc/1", "PERSONA_REDIS__TLS": "true",
-                         "PERSONA_REDIS__SENTINEL_PASSWORD": "sp", "PERSONA_REDIS__PASSWORD": "dp"})
+                         "PERSONA_REDIS__SENTINEL_PASSWORD": "sp", "PERSONA_REDIS__PASSWORD": "dp",
+                         "PERSONA_REDIS__SENTINEL_USERNAME": "watcher"})
     url, options = redis_connection(s.redis)
     assert url == "rediss+sentinel://h1,h2/svc/1"
-    assert options == {"password": "dp", "sentinel_password": "sp", "ssl_cert_reqs": "required"}
+    assert options == {"password": "dp", "sentinel_password": "sp", "sentinel_username": "watcher",
+                       "ssl_cert_reqs": "required"}
     assert "sp" not in repr(s.redis)
     assert config.public_dict(s)["redis"]["sentinel_password"] == "***"
 
@@ -96,6 +98,12 @@ def test_the_client_asks_the_sentinels_for_the_service_primary():
     assert [(s.connection_pool.connection_kwargs["host"], s.connection_pool.connection_kwargs["port"])
             for s in sentinels] == [("10.1.1.1", 26379), ("10.1.1.2", 26380)]
     assert sentinels[0].connection_pool.connection_kwargs["password"] == "sp"
+    assert sentinels[0].connection_pool.connection_kwargs.get("username") is None
+    acl = connect("redis+sentinel://10.1.1.1/svc", sentinel_password="sp",
+                  sentinel_username="watcher").connection_pool.sentinel_manager.sentinels[0]
+    assert acl.connection_pool.connection_kwargs["username"] == "watcher"
+    plain = connect("redis://10.1.1.1/0", sentinel_password="sp", sentinel_username="watcher")
+    assert plain.connection_pool.connection_kwargs.get("username") is None  # not a Sentinel
     assert sentinels[0].connection_pool.connection_kwargs["socket_timeout"] == 2.0
     with pytest.raises(ValueError, match="not a Redis Cluster"):
         connect("redis+sentinel://h1/svc", cluster=True)
