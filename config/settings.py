@@ -475,6 +475,10 @@ def _check_access(settings: Settings) -> None:
     if sentinel and r.cluster:
         raise ConfigError("redis.cluster = true and a redis+sentinel:// url exclude each other: "
                           "Sentinel watches one primary, a cluster fails over by itself")
+    token = settings.reader.token
+    if token and not any(t.strip() for t in token.split(",")):
+        raise ConfigError("reader.token holds no token, only commas and spaces: give one, or "
+                          "leave it empty for no token")
 
 
 def as_dict(settings: Settings) -> dict[str, dict[str, Any]]:

@@ -6,7 +6,10 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import struct
 import time
+import zlib
 from dataclasses import dataclass, field
 
 import orjson
@@ -63,37 +66,90 @@ class FeedPage:
         return orjson.dumps(self.to_dict())
 
 
+SERVED_MAX = 500  # post ids a cursor remembers as shown (4 bytes each): deeper is not scrolled
+_CURSOR_FORMAT = 2
+
+
 def feed_page(user_id: str, version: str, raw: bytes | None, limit: int,
               cursor: str | None) -> FeedPage:
     """A page of the stored feed value `raw` (None: no feed yet) with an explanation per reason:
-    the one renderer behind the Python client and the HTTP reader."""
+    the one renderer behind the Python client and the HTTP reader.
+
+    Feeds are ranked again while a user scrolls (after a like, within seconds of impressions) and
+    a version switch replaces them all, so a cursor is not a bare offset. It names the stored
+    value it was cut from (`feed_fingerprint`) and the posts already shown (CRC-32s of their ids,
+    the last SERVED_MAX): on the same value the next page starts at the cursor's offset; on
+    another one it starts from the top. Either way no post already shown is shown again, and
+    none is skipped: a post ranked in above the old offset is shown on the next page."""
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, not {limit}")
+    at = decode_cursor(cursor) if cursor else None
     if raw is None:
         return FeedPage(user_id, version, None, [], None)
-    offset = decode_cursor(cursor)[1] if cursor else 0
+    fingerprint = feed_fingerprint(version, raw)
     value = orjson.loads(raw)
-    items = value["items"][offset: offset + limit]
+    stored = value["items"]
+    offset, served = 0, ()
+    if at is not None:
+        served = at.served
+        same = (at.fingerprint == fingerprint if at.fingerprint is not None
+                else at.generated_at == value["generated_at"])  # a cursor of the format before
+        offset = at.offset if same else 0  # another value: from the top, less what was shown
+    shown = set(served)
+    items, i = [], offset
+    while i < len(stored) and len(items) < limit:
+        item = stored[i]
+        i += 1
+        if not shown or zlib.crc32(item["post_id"].encode()) not in shown:
+            items.append(item)
     for item in items:
         item["explanations"] = [explain(r) for r in item["reasons"]]
-    end = offset + len(items)
-    more = end < len(value["items"])
-    return FeedPage(user_id, version, value["generated_at"], items,
-                    encode_cursor(value["generated_at"], end) if more else None,
+    more = i < len(stored)
+    next_cursor = encode_cursor(fingerprint, i, (*served, *(
+        zlib.crc32(item["post_id"].encode()) for item in items))) if more else None
+    return FeedPage(user_id, version, value["generated_at"], items, next_cursor,
                     value.get("arms", {}))  # feeds written before experiments have none
 
 
-def encode_cursor(generated_at: int, offset: int) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps([generated_at, offset])).decode().rstrip("=")
+def feed_fingerprint(version: str, raw: bytes) -> bytes:
+    """8 bytes naming one stored feed value of one keyspace version (a re-rank with the same
+    generated_at can still change its items)."""
+    return hashlib.blake2b(b"%b\0%b" % (version.encode(), raw), digest_size=8).digest()
 
 
-def decode_cursor(cursor: str) -> tuple[int, int]:
+def encode_cursor(fingerprint: bytes, offset: int, served: tuple[int, ...]) -> str:
+    """Format byte, fingerprint, offset (4 bytes), then the shown posts' CRC-32s (the last
+    SERVED_MAX), URL-safe base64."""
+    served = served[-SERVED_MAX:]
+    packed = struct.pack(f">B8sI{len(served)}I", _CURSOR_FORMAT, fingerprint, offset, *served)
+    return base64.urlsafe_b64encode(packed).decode().rstrip("=")
+
+
+@dataclass(frozen=True)
+class Cursor:
+    fingerprint: bytes | None  # None: a cursor of the format before (an offset into a feed
+    generated_at: int | None  # of this generated_at; readers of both run during a deploy)
+    offset: int
+    served: tuple[int, ...] = ()
+
+
+def decode_cursor(cursor: str) -> Cursor:
+    """The cursor `encode_cursor` made (or the format before it: [generated_at, offset] JSON)."""
     try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        generated_at, offset = orjson.loads(base64.urlsafe_b64decode(padded))
-        if not isinstance(offset, int) or offset < 0:
+        packed = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        if packed[:1] == b"[":
+            generated_at, offset = orjson.loads(packed)
+            if not isinstance(offset, int) or offset < 0:
+                raise ValueError
+            return Cursor(None, int(generated_at), offset)
+        if packed[0] != _CURSOR_FORMAT or len(packed) < 13 or (len(packed) - 13) % 4:
             raise ValueError
-        return int(generated_at), offset
+        _format, fingerprint, offset = struct.unpack_from(">B8sI", packed)
+        return Cursor(fingerprint, None, offset,
+                      struct.unpack_from(f">{(len(packed) - 13) // 4}I", packed, 13))
     except Exception:
-        raise InvalidCursor(f"invalid cursor {cursor[:40]!r}: pass next_cursor from a previous page") from None
+        raise InvalidCursor(f"invalid cursor {cursor[:40]!r}: pass next_cursor from a previous "
+                            "page") from None
 
 
 class PersonaClient:

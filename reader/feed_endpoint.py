@@ -19,7 +19,7 @@ import redis
 import redis.asyncio as aredis
 
 from operators.redis_store import connect_async
-from reader.client import ActivePointer, InvalidCursor, feed_page
+from reader.client import ActivePointer, InvalidCursor, decode_cursor, feed_page
 from reader.metrics import ReaderMetrics
 from schemas.keyspace import Keyspace
 
@@ -27,7 +27,7 @@ ROUTE = "/feed/{user_id}"
 PATH_PREFIX = "/feed/"
 MAX_USER_ID = 128
 LIMIT_DEFAULT, LIMIT_MIN, LIMIT_MAX = 20, 1, 200
-MAX_CURSOR = 200
+MAX_CURSOR = 4096  # (a cursor names the posts shown: reader.client.SERVED_MAX, 4 bytes each)
 _JSON = [(b"content-type", b"application/json")]
 # a client may keep a page but must ask again each time (If-None-Match → 304 when unchanged)
 _REVALIDATE = (b"cache-control", b"private, no-cache")
@@ -95,6 +95,8 @@ class FeedEndpoint:
             return 422, orjson.dumps({"detail": [problem]}), None
         limit = int(params.get("limit", LIMIT_DEFAULT))
         try:
+            if "cursor" in params:  # refused before an If-None-Match could answer 304
+                decode_cursor(params["cursor"])
             version, raw = await self.read(user_id)
             etag = page_etag(version, raw, query_string)
             if if_none_match is not None and _matches(if_none_match, etag):
@@ -109,7 +111,7 @@ class FeedEndpoint:
         return 200, page.to_json(), etag
 
 
-RENDERING = b"1"  # change it with what `feed_page` renders: clients then fetch pages again
+RENDERING = b"2"  # change it with what `feed_page` renders: clients then fetch pages again
 
 
 def page_etag(version: str, raw: bytes | None, query_string: bytes) -> bytes:

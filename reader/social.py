@@ -29,7 +29,7 @@ KINDS = ("people", "groups", "conversations", "contacts")
 
 class SearchResult(BaseModel):
     id: str = Field(min_length=1, max_length=128)
-    score: float = 0.0
+    score: float = Field(0.0, allow_inf_nan=False)
 
 
 class RerankRequest(BaseModel):

@@ -119,3 +119,26 @@ def test_access_log_at_info_has_no_user_ids(live, redis_client, unique, caplog):
         assert not any("user-42" in line for line in lines), lines
     finally:
         _cleanup(redis_client, prefix)
+
+
+def test_empty_token_entries_let_nobody_in_and_a_utf8_token_works(live, redis_client, unique):
+    """"new," (a rotation half done) accepts "new" only, never an empty bearer token; a token
+    that is not ASCII matches the UTF-8 bytes a client sends; a setting with no token in it is a
+    configuration error."""
+    import pytest
+
+    from config import ConfigError
+    prefix = f"test-{unique}"
+    _seed(redis_client, prefix)
+    try:
+        http = _app(live, prefix, PERSONA_READER__TOKEN="new, ")
+        for header in ({}, {"Authorization": "Bearer "}, {"Authorization": "Bearer"}):
+            assert http.get("/feed/user-42", headers=header).status_code == 401, header
+        assert http.get("/feed/user-42", headers={"Authorization": "Bearer new"}).status_code == 200
+        http = _app(live, prefix, PERSONA_READER__TOKEN="pässwort")
+        sent = "Bearer pässwort".encode()  # what a client sends: the token's UTF-8 bytes
+        assert http.get("/feed/user-42", headers={"Authorization": sent}).status_code == 200
+        with pytest.raises(ConfigError, match="holds no token"):
+            config.load(env={"PERSONA_READER__TOKEN": " , ,"})
+    finally:
+        _cleanup(redis_client, prefix)

@@ -11,6 +11,7 @@ import redis
 from fastapi.testclient import TestClient
 
 import config
+from reader.feed_endpoint import MAX_CURSOR
 from reader.http import create_app
 from schemas import Feed, FeedItem, Reason
 from schemas.keyspace import Keyspace
@@ -41,7 +42,7 @@ def test_bounds_errors_and_the_documented_route(live, redis_client, unique):
         assert page.json()["items"][0]["explanations"] == ["Popular in t1, which you like"]
         rest = http.get("/feed/u1", params={"limit": 1, "cursor": page.json()["next_cursor"]})
         assert [i["post_id"] for i in rest.json()["items"]] == ["p2"]
-        for params in ({"limit": 0}, {"limit": 201}, {"limit": "x"}, {"cursor": "c" * 201}):
+        for params in ({"limit": 0}, {"limit": 201}, {"limit": "x"}, {"cursor": "c" * (MAX_CURSOR + 1)}):
             response = http.get("/feed/u1", params=params)
             assert response.status_code == 422, params
             assert response.json()["detail"][0]["loc"][0] == "query"
@@ -85,6 +86,8 @@ def test_an_unchanged_page_answers_304_and_a_changed_one_200(live, redis_client,
         assert switched.status_code == 200 and switched.json()["version"] == "2"
         assert http.get("/feed/u1", params={"limit": 0},
                         headers={"If-None-Match": "*"}).status_code == 422  # checked first
+        assert http.get("/feed/u1", params={"cursor": "garbage"},
+                        headers={"If-None-Match": "*"}).status_code == 400  # and the cursor
     finally:
         _cleanup(redis_client, prefix)
 

@@ -126,6 +126,9 @@ def test_search_rerank_returns_a_permutation(social_run):
     # an unknown user keeps the base order
     anon = http.post("/search/rerank", json={"user_id": "nobody", "results": results}).json()
     assert [r["id"] for r in anon["results"]] == [r["id"] for r in results]
+    for bad in ("NaN", "Infinity", "-Infinity"):  # no order can be made of them
+        assert http.post("/search/rerank", json={"user_id": user, "results": [
+            {"id": "a", "score": 1.0}, {"id": "b", "score": bad}]}).status_code == 422, bad
 
 
 def test_search_blend_is_learned_from_clicks_in_the_stream_and_served(social_run):

@@ -4,14 +4,23 @@ the Python client and the HTTP endpoint, the pointer cache, and the endpoint's h
 
 from __future__ import annotations
 
+import base64
 import time
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reader.client import ActivePointer, InvalidCursor, feed_page
-from reader.feed_endpoint import LIMIT_MAX, FeedEndpoint, _check
+from reader.client import (
+    SERVED_MAX,
+    ActivePointer,
+    InvalidCursor,
+    decode_cursor,
+    encode_cursor,
+    feed_page,
+)
+from reader.feed_endpoint import LIMIT_MAX, MAX_CURSOR, FeedEndpoint, _check
 from schemas import Feed, FeedItem, Reason
 
 
@@ -67,9 +76,71 @@ def test_limit_values_outside_the_bounds_are_refused(text):
 
 
 def test_user_id_and_cursor_lengths_are_bounded():
-    assert _check("u" * 128, {"cursor": "c" * 200}) is None
+    assert _check("u" * 128, {"cursor": "c" * MAX_CURSOR}) is None
     assert _check("u" * 129, {})["loc"] == ["path", "user_id"]
-    assert _check("u1", {"cursor": "c" * 201})["loc"] == ["query", "cursor"]
+    assert _check("u1", {"cursor": "c" * (MAX_CURSOR + 1)})["loc"] == ["query", "cursor"]
+    deepest = encode_cursor(b"f" * 8, 10**6, tuple(range(SERVED_MAX + 50)))
+    assert len(deepest) <= MAX_CURSOR and len(decode_cursor(deepest).served) == SERVED_MAX
+
+
+def _value(ids: list[str], generated_at: int = 42) -> bytes:
+    return Feed("u1", generated_at, tuple(FeedItem(p, "a1", 1.0, (Reason("trending"),))
+                                          for p in ids)).encode()
+
+
+def _ids(page) -> list[str]:
+    return [i["post_id"] for i in page.items]
+
+
+def test_a_rank_between_pages_neither_skips_nor_repeats_posts():
+    first = feed_page("u1", "1", _value([f"p{i}" for i in range(60)]), 20, None)
+    assert _ids(first) == [f"p{i}" for i in range(20)]
+    # ranked again without the 20 shown (impressions): the next page is the new top, not p40..
+    dropped = feed_page("u1", "1", _value([f"p{i}" for i in range(20, 60)]), 20,
+                        first.next_cursor)
+    assert _ids(dropped) == [f"p{i}" for i in range(20, 40)]
+    # five new posts ranked in on top: shown next, and none of the 20 shown again
+    topped = feed_page("u1", "1", _value([f"n{i}" for i in range(5)]
+                                         + [f"p{i}" for i in range(60)]), 20, first.next_cursor)
+    assert _ids(topped) == [f"n{i}" for i in range(5)] + [f"p{i}" for i in range(20, 35)]
+    # a version switch between pages: the new version's feed, less what was shown
+    switched = feed_page("u1", "2", _value([f"p{i}" for i in range(60)], 7), 20,
+                         first.next_cursor)
+    assert _ids(switched) == [f"p{i}" for i in range(20, 40)] and switched.version == "2"
+
+
+def test_a_cursor_of_the_format_before_still_pages():
+    legacy = base64.urlsafe_b64encode(orjson.dumps([42, 20])).decode().rstrip("=")
+    raw = _value([f"p{i}" for i in range(30)])
+    assert _ids(feed_page("u1", "1", raw, 5, legacy)) == [f"p{i}" for i in range(20, 25)]
+    newer = _value([f"p{i}" for i in range(30)], generated_at=43)  # ranked since: from the top
+    assert _ids(feed_page("u1", "1", newer, 5, legacy)) == [f"p{i}" for i in range(5)]
+
+
+def test_a_limit_below_one_is_refused():
+    with pytest.raises(ValueError, match="limit must be at least 1"):
+        feed_page("u1", "1", _value(["p0"]), 0, None)
+
+
+@settings(deadline=None, max_examples=200)
+@given(st.lists(st.lists(st.integers(0, 40), max_size=40, unique=True), min_size=1, max_size=6),
+       st.integers(1, 12))
+def test_paging_over_changing_feeds_never_repeats_and_ends_with_all_of_the_last(values, limit):
+    """Whatever the stored feed becomes between the pages of one scroll (`values`, one per page,
+    the last one kept), no post is shown twice, and when the scroll ends every post of the value
+    its last page was cut from has been shown."""
+    shown: list[str] = []
+    cursor, page_no = None, 0
+    while True:
+        ids = values[min(page_no, len(values) - 1)]
+        page = feed_page("u1", "1", _value([f"p{i}" for i in ids]), limit, cursor)
+        shown += _ids(page)
+        page_no += 1
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert len(shown) == len(set(shown)), shown
+    assert {f"p{i}" for i in ids} <= set(shown)
 
 
 def test_the_endpoint_takes_only_get_of_one_feed_path_segment():
