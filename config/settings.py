@@ -454,7 +454,19 @@ def load(path: str | Path | None = None, env: dict[str, str] | None = None) -> S
         raise ConfigError(str(exc)) from None
     settings = Settings(**built)
     _check_access(settings)
+    _check_notifications(settings)
     return settings
+
+
+def _check_notifications(settings: Settings) -> None:
+    """A notification due at the start of quiet hours must be able to wait until their end."""
+    n = settings.notifications
+    quiet = (n.quiet_end_h - n.quiet_start_h) % 24
+    if n.max_delay_h < quiet:
+        raise ConfigError(
+            f"notifications.max_delay_h={n.max_delay_h} is shorter than the quiet hours "
+            f"({n.quiet_start_h}:00 to {n.quiet_end_h}:00, {quiet} h): a notification due at "
+            f"their start could only be sent in them; raise it to at least {quiet}")
 
 
 def _check_access(settings: Settings) -> None:

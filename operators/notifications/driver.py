@@ -78,8 +78,8 @@ def handle(state: RecipientState, value: tuple, exported: dict | None
            ) -> tuple[list[dict], list[Example]]:
     """One routed message for a recipient: ("self", event, author) | ("cand", Candidate) |
     ("withdraw", Candidate) (`candidates.delivery_message`)."""
-    if value[0] == "self":
-        return [], state.apply(value[1], value[2], exported)
+    if value[0] == "self":  # (its cancellations first: a deletion clears the records)
+        return state.cancellations(value[1]), state.apply(value[1], value[2], exported)
     if value[0] == "withdraw":
         return state.withdraw(value[1]), []
     return state.offer(value[1], exported)

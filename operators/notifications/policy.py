@@ -86,8 +86,11 @@ def zone(name: str | None):
         return UTC
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return UTC  # unknown timezone: treat as UTC rather than fail the worker
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        # unknown: UTC rather than fail the worker (and its restart, on the same event). A
+        # producer's string can name a directory ("America": IsADirectoryError) or be too long
+        # for a path (ENAMETOOLONG)
+        return UTC
 
 
 def utc_offset_ms(ts: int, tz: str | None) -> int:
@@ -117,11 +120,21 @@ def slots(now: int, max_delay_h: int) -> list[int]:
     return [now] + [first + i * HOUR_MS for i in range(max_delay_h)]
 
 
-def choose(policy: Policy, times: list[int], p: list[float], offset_ms: int
+def offsets_at(times: list[int], tz: str | None) -> list[int]:
+    """The recipient's UTC offset at each delivery time: one, unless a daylight-saving change
+    falls among them (the window is at most `max_delay_h` long: two lookups settle it)."""
+    first, last = utc_offset_ms(times[0], tz), utc_offset_ms(times[-1], tz)
+    if first == last:
+        return [first] * len(times)
+    return [utc_offset_ms(t, tz) for t in times]
+
+
+def choose(policy: Policy, times: list[int], p: list[float], offsets: list[int]
            ) -> tuple[str, str, int, float]:
     """(decision, reason, send_at, p_open) among delivery `times` with predicted P(open) `p`
-    (times[0] = now). decision is "send", "delay" or "suppress" (low value; the budget is the
-    state's check)."""
+    (times[0] = now) and the recipient's UTC offset at each (`offsets_at`). decision is "send",
+    "delay" or "suppress" (low value; the budget is the state's check)."""
+    offset_ms = offsets[0]
     if policy.mode == "send_all":
         return "send", "send_all", times[0], p[0]
     if policy.mode == "random":  # the state drew the coin (chosen_at_random) before asking
@@ -131,8 +144,8 @@ def choose(policy: Policy, times: list[int], p: list[float], offset_ms: int
         local = times[0] + offset_ms
         at = (local // slot_ms + 1) * slot_ms - offset_ms
         return "delay", "next_slot", at, p[0]
-    allowed = [not in_quiet(local_hour(t, offset_ms), policy.quiet_start_h, policy.quiet_end_h)
-               for t in times]
+    allowed = [not in_quiet(local_hour(t, off), policy.quiet_start_h, policy.quiet_end_h)
+               for t, off in zip(times, offsets, strict=True)]
     best = max((i for i in range(len(times)) if allowed[i]), key=lambda i: (p[i], -i),
                default=None)
     if best is None:  # every hour is quiet (misconfiguration): send now rather than never

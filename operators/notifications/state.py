@@ -25,6 +25,7 @@ from operators.notifications.policy import (
     choose,
     chosen_at_random,
     local_day,
+    offsets_at,
     slots,
     utc_offset_ms,
 )
@@ -135,24 +136,26 @@ class RecipientState:
             reason = "blocked" if c.actor in self.blocked else "muted"
             return [self._record(c, c.notification_id, "suppress", reason, None, None)], examples
 
-        offset = utc_offset_ms(c.ts, self.timezone)
+        times = slots(c.ts, pol.max_delay_h)
+        offsets = offsets_at(times, self.timezone)  # (per slot: a DST change may fall among them)
+        offset = offsets[0]
         head_id = self.groups.get(c.group) if pol.mode == "learned" else None
         head = self.records.get(head_id) if head_id else None
         if (head is not None and head["decision"] in LIVE
                 and c.ts - head["ts"] <= pol.aggregate_window_ms):
             return self._aggregate(c, head), examples
 
-        times = slots(c.ts, pol.max_delay_h)
         x0 = M.row(c.kind, 0.0, self.author_eng.get(c.actor, 0), c.actor in self.following, 1,
                    self.sent_per_day.get(local_day(c.ts, offset), 0))
-        hours = [((t + offset) % 86_400_000) / 3_600_000 for t in times]
+        hours = [((t + off) % 86_400_000) / 3_600_000 for t, off in zip(times, offsets, strict=True)]
         p = M.predict(self.model, M.at_hours(x0, hours), exported).tolist()
-        decision, reason, send_at, value = choose(pol, times, p, offset)
+        decision, reason, send_at, value = choose(pol, times, p, offsets)
+        send_offset = offsets[times.index(send_at)] if send_at in times else offset
         if pol.mode == "random" and not chosen_at_random(pol, c.notification_id):
             decision, reason = "suppress", "not_drawn"
         out: list[dict] = []
         if decision in LIVE:
-            day = local_day(send_at, offset)
+            day = local_day(send_at, send_offset)
             if self.sent_per_day.get(day, 0) >= pol.daily_budget:
                 decision, reason = "suppress", "budget"
             elif self.kind_sent.get((day, c.kind), 0) >= pol.kind_budget(c.kind):
@@ -177,15 +180,23 @@ class RecipientState:
             if len(self.groups) > pol.decided_ids:
                 del self.groups[next(iter(self.groups))]
             if len(self.pending) < MAX_PENDING:
-                at_send = M.at_hours(x0, [((send_at + offset) % 86_400_000) / 3_600_000])[0]
+                at_send = M.at_hours(x0, [((send_at + send_offset) % 86_400_000) / 3_600_000])[0]
                 self.pending[c.notification_id] = (send_at + pol.feedback_timeout_ms,
                                                    array("d", at_send.tolist()))
         return out, examples
 
     def _aggregate(self, c: Candidate, head: dict) -> list[dict]:
-        head["count"] += 1
-        if c.actor not in head["actors"] and len(head["actors"]) < MAX_ACTORS:
-            head["actors"].append(c.actor)
+        """`c` merged into the live notification `head` of its group: one notification, updated
+        in place ("a and 4 others liked your post"), counting each actor once (a conversation's
+        replies come from the same few people). The head moves to the newest place among the
+        records, so the aggregate records it gathers never push it out of `history`, where
+        the next candidate of the group looks for it."""
+        if c.actor not in head["actors"]:
+            head["count"] += 1
+            if len(head["actors"]) < MAX_ACTORS:
+                head["actors"].append(c.actor)
+        head_id = head["notification_id"]
+        self.records[head_id] = self.records.pop(head_id)
         head["text"] = text(head["kind"], head["actors"][0], head["count"])
         record = self._record(c, c.notification_id, "aggregate", "aggregated", head["p_open"],
                               head["send_at"], into=head["notification_id"])
@@ -241,9 +252,44 @@ class RecipientState:
         if not self.deleted:
             self.records.pop(nid, None)  # (re-decided: newest again)
             self.records[nid] = rec
-            while len(self.records) > self.policy.history:
-                del self.records[next(iter(self.records))]
+            if len(self.records) > self.policy.history:
+                self._evict(c.ts)
         return dict(rec, actors=list(rec["actors"]))
+
+    def _evict(self, now: int) -> None:
+        """Down to `history` records, the oldest first, but a delay still to go out (after
+        `now`) last: `withdraw` and the cancellations find it there while it can be taken back."""
+        keep = self.policy.history
+        waiting = [n for n, r in self.records.items()
+                   if r["decision"] == "delay" and (r["send_at"] or 0) > now]
+        held = set(waiting)
+        for nid in [n for n in self.records if n not in held]:
+            if len(self.records) <= keep:
+                return
+            del self.records[nid]
+        for nid in waiting:
+            if len(self.records) <= keep:
+                return
+            del self.records[nid]
+
+    def cancellations(self, event: Event) -> list[dict]:
+        """Records to publish again for delays that must no longer go out once `event` (the
+        recipient's own) is applied: every one at their deletion, those of the actor they block
+        or mute. Suppressed, their budget freed; the delivery service drops them."""
+        kind, target = event.type, event.target_id
+        if kind == "user_deleted":
+            gone = lambda r: True  # noqa: E731
+        elif kind in ("block", "mute") and target:
+            gone = lambda r: r["actor_id"] == target and r["actors"] == [target]  # noqa: E731
+        else:
+            return []
+        reason = {"user_deleted": "recipient_deleted", "block": "blocked", "mute": "muted"}[kind]
+        out = []
+        for rec in list(self.records.values()):
+            if rec["decision"] == "delay" and (rec["send_at"] or 0) > event.ts and gone(rec):
+                day = local_day(rec["send_at"], utc_offset_ms(rec["send_at"], self.timezone))
+                out.append(self._cancel(rec, reason, day))
+        return out
 
     def forget(self, user_id: str, posts: tuple[str, ...]) -> bool:
         """Erasure (operators.erasure): drop a deleted user (as actor, edge, engaged author) and
@@ -257,9 +303,14 @@ class RecipientState:
         def named(nid: str | None) -> bool:  # ids are "kind.recipient.post.actor" (~ts for repeats)
             return nid is not None and not names.isdisjoint(nid.replace("~", ".").split("."))
 
+        # a record by its fields (its id's pieces would also match "ann" in "ann.lee": ids may
+        # hold dots); what is known by id only — the head a record was merged into when that
+        # head has left the records, the dedup memory — by the id's pieces (a stranger's id
+        # matched there costs one merged record, or one repeat notification)
         dropped = {nid for nid, r in self.records.items()
-                   if r["actor_id"] == user_id or r.get("post_id") in gone or named(nid)
-                   or named(r.get("into"))}
+                   if r["actor_id"] == user_id or r.get("post_id") in gone
+                   or (r.get("into") not in (None, nid) and r["into"] not in self.records
+                       and named(r["into"]))}
         changed = False
         for r in self.records.values():  # an aggregated notification keeps its other actors
             if r["notification_id"] not in dropped and user_id in r["actors"]:

@@ -51,3 +51,11 @@ def test_a_rebuild_commits_its_progress_to_a_group_of_its_own():
     assert rebuild.progress_group == "workers.v7"
     assert config.load(env={"PERSONA_KAFKA__PROGRESS_GROUP": "",
                             "PERSONA_REDIS__WRITE_VERSION": "7"}).progress_group == ""
+
+
+def test_a_delay_window_shorter_than_the_quiet_hours_is_refused():
+    with pytest.raises(ConfigError, match="max_delay_h=6 is shorter than the quiet hours"):
+        config.load(env={"PERSONA_NOTIFICATIONS__MAX_DELAY_H": "6"})
+    config.load(env={"PERSONA_NOTIFICATIONS__MAX_DELAY_H": "6",  # no quiet hours: fine
+                     "PERSONA_NOTIFICATIONS__QUIET_START_H": "0",
+                     "PERSONA_NOTIFICATIONS__QUIET_END_H": "0"})

@@ -89,7 +89,7 @@ def test_choose_never_picks_a_quiet_hour_when_an_allowed_one_exists(hour, start,
     policy = Policy(quiet_start_h=start, quiet_end_h=end, min_p_open=0.0)
     now = T + int(hour * H)
     times = slots(now, policy.max_delay_h)
-    decision, reason, at, _ = choose(policy, times, [0.3] * len(times), 0)
+    decision, reason, at, _ = choose(policy, times, [0.3] * len(times), [0] * len(times))
     assert decision in ("send", "delay")
     allowed = [t for t in times if not in_quiet(local_hour(t, 0), start, end)]
     if allowed:
@@ -101,12 +101,12 @@ def test_choose_never_picks_a_quiet_hour_when_an_allowed_one_exists(hour, start,
 def test_low_value_is_suppressed_and_best_hour_delays():
     policy = Policy(quiet_start_h=0, quiet_end_h=0, min_p_open=0.2, delay_margin=0.05)
     times = slots(T, 24)
-    assert choose(policy, times, [0.1] * len(times), 0)[:2] == ("suppress", "low_value")
+    assert choose(policy, times, [0.1] * len(times), [0] * len(times))[:2] == ("suppress", "low_value")
     p = [0.3] * len(times)
     p[5] = 0.6
-    assert choose(policy, times, p, 0)[:3] == ("delay", "best_hour", times[5])
+    assert choose(policy, times, p, [0] * len(times))[:3] == ("delay", "best_hour", times[5])
     p[5] = 0.32
-    assert choose(policy, times, p, 0)[:2] == ("send", "send_now")
+    assert choose(policy, times, p, [0] * len(times))[:2] == ("send", "send_now")
 
 
 def test_aggregation_within_the_window_then_a_new_notification():
