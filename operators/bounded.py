@@ -76,6 +76,24 @@ def cap_top(scores: dict[str, float], capacity: int, slack: int = 0) -> None:
             del scores[key]
 
 
+def add_capped(edges: set[str], item: str | None, capacity: int) -> None:
+    """Add `item` to `edges`, making room at `capacity` by dropping the smallest other member
+    (not an arbitrary one: a set's order changes with the process's hash seed, and replays must
+    agree). A new edge always takes effect: refusing it at the cap let a user's 5,001st block
+    through.
+
+    >>> e = {"a", "b"}; add_capped(e, "c", 2); sorted(e)
+    ['b', 'c']
+    >>> add_capped(e, "b", 2); add_capped(e, None, 2); sorted(e)
+    ['b', 'c']
+    """
+    if item is None or item in edges:
+        return
+    if len(edges) >= capacity:
+        edges.discard(min(edges))
+    edges.add(item)
+
+
 def cap_newest(d: dict, n: int) -> None:
     """Drop the first-inserted keys of `d` in place until it holds `n` keys."""
     while len(d) > n:

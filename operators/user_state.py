@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from operators.bounded import RecentSet, cap_top
+from operators.bounded import RecentSet, add_capped, cap_top
 from operators.choice import ChoiceSet
 from operators.context import FEATURES, USER_FEATURES, Context
 from operators.feature_store import FeatureReader
@@ -25,7 +25,8 @@ from operators.touches import SeenFilter, TouchHistory
 from schemas import ENGAGEMENT_WEIGHT, NEGATIVE_TYPES, Event
 from schemas.exchange import pickled_by_fields
 
-MAX_EDGES = 5000  # follows / blocks / mutes / groups kept per user
+MAX_EDGES = 5000  # follows / groups kept per user
+MAX_SAFETY_EDGES = 50_000  # blocks / mutes kept per user (a block past the cap still counts)
 MAX_PENDING = 200  # impressions awaiting their label
 LABEL_WINDOW_MS = 30 * 60_000  # an impression not engaged within this event time is a rejection
 MAX_AFFINITIES = 200  # authors and topics kept per user (strongest win)
@@ -115,7 +116,8 @@ class UserState:
         elif kind == "impression" and event.post_id:
             if (ctx.settings.feed.impression_negative_weight > 0 and self.choice is not None
                     and event.post_id in self.choice and event.post_id not in self.pending
-                    and event.post_id not in self.recent_likes and view is not None
+                    and event.post_id not in self.seen  # (clicked or hidden already: no rejection)
+                    and view is not None
                     and view.author_id and len(self.pending) < MAX_PENDING):
                 self.pending[event.post_id] = (event.ts, self.choice.step(event.post_id),
                                                ctx.settings.feed.impression_negative_weight)
@@ -126,6 +128,9 @@ class UserState:
         elif kind in NEGATIVE_TYPES and event.post_id:
             self.seen.add(event.post_id)
             self.pending.pop(event.post_id, None)
+            # no longer a touch that item-kNN proposes neighbours of, nor a liked origin
+            self.history.discard(event.post_id)
+            self.recent_likes.discard(event.post_id)
             if view is not None and view.author_id and self.choice is not None \
                     and event.post_id in self.choice:
                 out.examples.append(self._choice_example(-self.choice.step(event.post_id),
@@ -133,16 +138,16 @@ class UserState:
         elif kind == "dwell" and event.post_id:
             self.seen.add(event.post_id)
         elif kind == "follow":
-            self._add_edge(self.following, event.target_id)
+            add_capped(self.following, event.target_id, MAX_EDGES)
         elif kind == "unfollow":
             self.following.discard(event.target_id)  # its pooled posts drop at rank time
         elif kind == "block":
-            self._add_edge(self.blocked, event.target_id)
+            add_capped(self.blocked, event.target_id, MAX_SAFETY_EDGES)
             self.following.discard(event.target_id)
         elif kind == "mute":
-            self._add_edge(self.muted, event.target_id)
+            add_capped(self.muted, event.target_id, MAX_SAFETY_EDGES)
         elif kind == "group_joined":
-            self._add_edge(self.groups, event.group_id)
+            add_capped(self.groups, event.group_id, MAX_EDGES)
         elif kind == "group_left":
             self.groups.discard(event.group_id)
         elif kind == "user_created":
@@ -152,6 +157,7 @@ class UserState:
             for recipient in event.recipients or ():
                 self.author_aff[recipient] = ctx.affinity.add(
                     self.author_aff.get(recipient), event.ts, 0.5)
+            cap_top(self.author_aff, MAX_AFFINITIES)
         elif kind == "post_created" and event.post_id:
             self.seen.add(event.post_id)  # never recommend users their own posts
         elif kind == "user_deleted":
@@ -287,11 +293,6 @@ class UserState:
         reported = getattr(self, "reported", None)
         if reported is not None:
             reported.forget(user_id)
-
-    @staticmethod
-    def _add_edge(edges: set[str], target: str | None) -> None:
-        if target is not None and len(edges) < MAX_EDGES:
-            edges.add(target)
 
     # --------------------------------------------------------------------------------- features
     def topic_shares(self, ctx: Context, now: int) -> dict[str, float]:

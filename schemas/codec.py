@@ -70,7 +70,9 @@ def _check_list(name: str, value: object, limits: Limits, item_len: int) -> tupl
             raise Rejected(f"field '{name}[{i}]' must be a non-empty string of ≤{item_len} chars")
         if _CONTROL.search(item):
             raise Rejected(f"field '{name}[{i}]' must not contain control characters")
-    return tuple(value)
+    # repeats dropped, first place kept: a post tagged (t1, t1) is not twice as much about t1
+    # (a see-more / see-less control applied twice, two identical reasons)
+    return tuple(dict.fromkeys(value))
 
 
 def _check(name: str, kind: str, value: object, limits: Limits) -> object:

@@ -24,9 +24,13 @@ Proposals = list[tuple[Why, list[str]]]
 
 def in_network(user: UserState, store: FeatureReader, ctx: Context, now: int, n: int,
                knn: Neighbourhood):
-    """Newest posts delivered by followed authors (fan-out on write)."""
-    newest = sorted(user.pool.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
-    return [(("in_network", None), [post for post, _ in newest])]
+    """The newest posts delivered by followed authors (fan-out on write) that the user has not
+    seen: seen ones stay in the pool (a re-delivery must not bring them back) but must not take
+    the source's `n` places, or a user who scrolled past the newest `n` never sees older ones."""
+    newest = [post for post, _ in sorted(user.pool.items(), key=lambda kv: (-kv[1], kv[0]))]
+    unseen = [p for p, seen in zip(newest, filters.seen_mask(user, newest), strict=True)
+              if not seen]
+    return [(("in_network", None), unseen[:n])]
 
 
 def similar(user: UserState, store: FeatureReader, ctx: Context, now: int, n: int,

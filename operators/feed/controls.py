@@ -118,7 +118,11 @@ def apply(user, views: list[ItemView], scores: np.ndarray, now: int,
                 shown[k] = False
                 break
             if factor != 1.0:
-                adjusted[k] *= factor
+                # on the odds, not the probability: × 1.5 took a score of 0.7 past 1, clipped
+                # to the same top relevance as every other boosted item, which no diversity
+                # penalty could then reorder
+                p = adjusted[k]
+                adjusted[k] = p * factor / (p * factor + (1.0 - p))
                 applied.append(Reason(entry[0], target[1], factor))
         if applied and shown[k]:
             reasons[k] = tuple(applied)

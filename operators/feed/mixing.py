@@ -123,8 +123,13 @@ def explore(chosen: list[int], fresh: list[int], views: list[ItemView], user_id:
     if cfg.exploration_slots == 0 or not fresh:
         return chosen, set()
     taken = set(chosen)
+    per_author: dict[str | None, int] = {}
+    for k in chosen:
+        per_author[views[k].author_id] = per_author.get(views[k].author_id, 0) + 1
+    # (an author the mix already shows `author_cap` times gets no explored post either)
     eligible = [k for k in fresh if k not in taken
-                and views[k].impressions < cfg.exploration_max_impressions]
+                and views[k].impressions < cfg.exploration_max_impressions
+                and per_author.get(views[k].author_id, 0) < cfg.author_cap]
     if not eligible:
         return chosen, set()
     rng = np.random.default_rng(zlib.crc32(f"{user_id}:{now}".encode()))

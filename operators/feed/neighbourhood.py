@@ -143,12 +143,15 @@ class Neighbourhood:
         out /= np.sqrt([mass(v, self.imp_w) for v in views] if masses is None else masses)
         return out
 
-    def origins(self, posts: list[str]) -> dict[str, str]:
-        """For each post with knn > 0, the history item contributing most (the "because you
-        engaged with" reason); the newest of equals."""
+    def origins(self, posts: list[str], liked) -> dict[str, str]:
+        """For each post with knn > 0, the history item contributing most among those in `liked`
+        (the "similar to X, which you liked" reason: not a post only seen, nor one hidden since);
+        the newest of equals. A post with no liked origin has none (a generic reason)."""
         best: dict[str, float] = {}
         out: dict[str, str] = {}
         for c, (j, row) in zip(self.weights, self.rows, strict=True):
+            if j not in liked:
+                continue
             for p in posts:
                 co = row.get(p)
                 if co is not None and c * co > best.get(p, 0.0):

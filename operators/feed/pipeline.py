@@ -43,7 +43,7 @@ def rank(user: UserState, store: FeatureReader, ctx: Context, now: int,
     chosen, explored = mixing.explore(chosen, fresh, views, user.user_id, now, ctx)
     sources = [proposals[ids[k]] for k in chosen]
     because = knn.origins([ids[k] for k, s in zip(chosen, sources, strict=True)
-                           if any(code == "similar" for code, _ in s)])
+                           if any(code == "similar" for code, _ in s)], user.recent_likes)
     why = _explained(contributions[chosen]) if chosen else []
     chosen_scores = scores[chosen].tolist()  # the same doubles as float(scores[k])
     in_network = contributions[chosen, _IN_NETWORK].tolist()

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from operators.bounded import add_capped
 from operators.notifications import model as M
 from operators.notifications.candidates import KINDS, POST_KINDS, VERBS, Candidate
 from operators.notifications.policy import (
@@ -349,5 +350,4 @@ def text(kind: str, actor: str, count: int) -> str:
 
 
 def _add(edges: set[str], target: str) -> None:
-    if len(edges) < MAX_EDGES:
-        edges.add(target)
+    add_capped(edges, target, MAX_EDGES)

@@ -26,7 +26,7 @@ def valid_event(draw_type: str, data) -> dict:
         elif kind == "int":
             obj[name] = data.draw(st.integers(0, 10**6))
         else:
-            obj[name] = data.draw(st.lists(ids, max_size=5))
+            obj[name] = data.draw(st.lists(ids, max_size=5, unique=True))  # (repeats: dropped)
     one_of = ANY_OF.get(draw_type, ())
     if one_of and not any(n in obj for n in one_of):
         obj[data.draw(st.sampled_from(one_of))] = data.draw(ids)
@@ -153,3 +153,10 @@ def test_decoded_ids_are_shared_strings():
     b = decoded(event_id="e2", type="message_sent", user_id="u" + "7", conversation_id="c1",
                 recipients=["u" + "42"])
     assert a.user_id is b.recipients[0] and a.target_id is b.user_id
+
+
+def test_repeated_list_items_are_dropped_keeping_the_first_place():
+    event = decode_event(orjson.dumps({"event_id": "e1", "type": "post_created",
+                                       "ts": 1_780_000_000_000, "user_id": "u1", "post_id": "p1",
+                                       "topics": ["t1", "t2", "t1"]}))[0]
+    assert event.topics == ("t1", "t2")
