@@ -69,7 +69,8 @@ class Followers:
             self.ids.pop(follower, None)
             self.ended = [e for e in self.ended if e[0] != follower]
             return []
-        if self._pulled_past(len(self.ids) + (kind == "follow"), max_fanout):
+        joins = kind == "follow" and follower not in self.ids  # (a repeated follow adds no one)
+        if self._pulled_past(len(self.ids) + joins, max_fanout):
             return []
         if kind == "follow":
             if self.deleted or follower in self.ids:  # (already following: delivered since then)

@@ -17,13 +17,18 @@ def item_key(event: Event) -> str | None:
 
 
 def follower_updates(event: Event) -> list[tuple[str, str, str]]:
-    """(followed user, "follow"|"unfollow", follower): reverse edges for the followers partition."""
+    """(followed user, "follow" | "unfollow" | "block_by_target", follower): reverse edges for the
+    followers partition. A block ends both follows: the blocker's of the target, and the
+    target's of the blocker (who no longer gets the blocker's new posts)."""
     if event.target_id is None or event.target_id == event.user_id:
         return []
     if event.type == "follow":
         return [(event.target_id, "follow", event.user_id)]
-    if event.type in ("unfollow", "block"):
+    if event.type == "unfollow":
         return [(event.target_id, "unfollow", event.user_id)]
+    if event.type == "block":
+        return [(event.target_id, "unfollow", event.user_id),
+                (event.user_id, "block_by_target", event.target_id)]
     return []
 
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import orjson
 
-from operators.bounded import cap_newest, cap_top
+from operators.bounded import add_capped, cap_newest, cap_top
 from schemas import Event
 
 MAX_FOLLOWING = 2000
 MAX_FOLLOWERS = 1000
-MAX_EDGES = 1000  # blocks, mutes, blocked-by, groups
+MAX_EDGES = 1000  # groups
+MAX_SAFETY_EDGES = 50_000  # blocks, mutes, blocked-by: a new one makes room (bounded.add_capped)
 MAX_AUTHORS = 200
 MAX_TOPICS = 50
 MAX_CONVERSATIONS = 100
@@ -90,8 +91,8 @@ class SocialState:
                 cap_newest(self.followers, MAX_FOLLOWERS)
             else:
                 self.followers.pop(actor, None)
-                if how == "block" and len(self.blocked_by) < MAX_EDGES:
-                    self.blocked_by.add(actor)
+                if how == "block":
+                    add_capped(self.blocked_by, actor, MAX_SAFETY_EDGES)
             return []
         if kind == "received":
             _, conv_id, sender, ts = msg[:4]
@@ -121,11 +122,11 @@ class SocialState:
         elif t in ("unfollow", "block", "mute") and e.target_id:
             if t != "mute" and self.following.pop(e.target_id, None) is not None:
                 self.graph_changed = True
-            if t == "block" and len(self.blocked) < MAX_EDGES:
-                self.blocked.add(e.target_id)
+            if t == "block":  # (past the cap too: a block must always count)
+                add_capped(self.blocked, e.target_id, MAX_SAFETY_EDGES)
                 self.followers.pop(e.target_id, None)
-            if t == "mute" and len(self.muted) < MAX_EDGES:
-                self.muted.add(e.target_id)
+            if t == "mute":
+                add_capped(self.muted, e.target_id, MAX_SAFETY_EDGES)
         elif t == "group_joined" and e.group_id:
             if e.group_id not in self.groups and len(self.groups) < MAX_EDGES:
                 self.groups[e.group_id] = e.ts
