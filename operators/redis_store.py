@@ -57,6 +57,20 @@ OUTAGE_TIMEOUT_S = 300.0  # config redis.outage_timeout_s: how long a worker wai
 TRANSIENT = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ClusterDownError,
              redis.exceptions.TryAgainError, redis.exceptions.OutOfMemoryError,
              redis.exceptions.ReadOnlyError)
+# and two refusals an operator fixes while the workers wait, which redis-py raises as plain
+# ResponseErrors: a Redis that cannot persist (MISCONF: its disk full, with the append-only file
+# README "Redis durability" asks for) and one with fewer replicas than `min-replicas-to-write`
+WAITABLE_REFUSALS = ("MISCONF", "NOREPLICAS")
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether `retrying` waits `exc` out. Not a refused login (AuthenticationError is a
+    ConnectionError in redis-py): credentials do not come right by waiting."""
+    if isinstance(exc, redis.exceptions.AuthenticationError):
+        return False
+    if isinstance(exc, TRANSIENT):
+        return True
+    return isinstance(exc, redis.ResponseError) and str(exc).startswith(WAITABLE_REFUSALS)
 
 
 def _what_to_do(exc: Exception) -> str:
@@ -74,6 +88,10 @@ def _what_to_do(exc: Exception) -> str:
     if isinstance(exc, ReplicasBehind):
         return ("check the replicas (INFO replication on the primary), or lower "
                 "redis.wait_replicas")
+    if str(exc).startswith("MISCONF"):
+        return "Redis cannot write its data to disk: free its disk (INFO persistence, its log)"
+    if str(exc).startswith("NOREPLICAS"):
+        return "fewer replicas than its min-replicas-to-write are attached: check them"
     return "check REDIS_URL or start it with `persona up`"
 
 
@@ -118,7 +136,7 @@ OUTAGES = Outages()
 
 def retrying(call, timeout_s: float = OUTAGE_TIMEOUT_S, what: str = "read", reconnect=None):
     """Run `call` (an idempotent Redis operation), retrying with exponential backoff (0.1 s
-    doubling to 5 s) while Redis cannot serve it (`TRANSIENT`), for up to `timeout_s`: the worker waits
+    doubling to 5 s) while Redis cannot serve it (`transient`), for up to `timeout_s`: the worker waits
     (backpressure) instead of crashing or dropping anything. A budget in time, not in attempts: a
     restarted Redis that loads a large dataset answers LOADING (a ConnectionError) for as long as
     the load takes. 0 = one attempt (the reader answers 503 at once instead). `reconnect()` drops
@@ -127,7 +145,9 @@ def retrying(call, timeout_s: float = OUTAGE_TIMEOUT_S, what: str = "read", reco
     start = time.monotonic()
     try:
         return call()  # the common case: no more bookkeeping
-    except TRANSIENT as exc:
+    except redis.RedisError as exc:
+        if not transient(exc):
+            raise
         first = exc
     OUTAGES.retrying += 1
     try:
@@ -156,7 +176,9 @@ def _retry(call, exc: Exception, start: float, timeout_s: float, what: str, reco
         delay = min(delay * 2, 5.0)
         try:
             result = call()
-        except TRANSIENT as again:
+        except redis.RedisError as again:
+            if not transient(again):
+                raise
             exc = again
         else:
             log.warning("Redis %s resumed after %.1fs (%d retries)", what,
@@ -567,6 +589,11 @@ class RedisWriter:
             elif kind == "park":  # ("park", step kind, key, pickled state | None)
                 ops.append(("set", ks.parked(w[1], w[2]), w[3], self.parked_ttl_s)
                            if w[3] is not None else ("delete", ks.parked(w[1], w[2])))
+                if w[1] == "erasure" and w[3] is not None:
+                    # the owners it spilled live as long as the index that counts on them: only
+                    # a new spill set their TTL, and they expired under an index re-parked since
+                    # (its user's deletion then missed those owners); no-op when none spilled
+                    ops.append(("expire", ks.erasure_owners(w[2]), self.parked_ttl_s))
             elif kind == "spill_owners":
                 ops.append(("sadd", ks.erasure_owners(w[1]), *w[2]))
                 ops.append(("expire", ks.erasure_owners(w[1]), self.parked_ttl_s))

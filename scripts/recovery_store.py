@@ -16,6 +16,7 @@ import pickle
 import sqlite3
 from contextlib import closing
 from pathlib import Path
+from urllib.parse import quote
 
 from schemas.snapshots import STATE_FORMAT
 
@@ -37,7 +38,9 @@ def store_rows(recovery_dir, *queries: tuple[str, tuple]) -> list[list]:
     out: list[list] = [[] for _ in queries]
     for part in Path(recovery_dir).glob("part-*.sqlite3"):
         try:
-            with closing(sqlite3.connect(f"file:{part}?mode=ro", uri=True, timeout=1)) as db:
+            # (quoted: '#', '%' or '?' in a path would end or change the URI)
+            uri = f"file:{quote(str(part))}?mode=ro"
+            with closing(sqlite3.connect(uri, uri=True, timeout=1)) as db:
                 rows = [db.execute(sql, params).fetchall() for sql, params in queries]
         except sqlite3.Error:
             continue

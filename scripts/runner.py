@@ -207,9 +207,10 @@ def _port_busy(port: int) -> bool:
 
 
 def init_recovery(recovery_dir: str, partitions: int) -> None:
-    """Create the recovery partitions once (SQLite files), as `python -m bytewax.recovery` does."""
+    """Create the recovery partitions once (SQLite files), as `python -m bytewax.recovery` does:
+    when the directory has none (it may hold other files: a mounted disk's lost+found)."""
     path = Path(recovery_dir)
-    if path.exists() and any(path.iterdir()):
+    if path.exists() and any(path.glob("part-*.sqlite3")):
         return
     path.mkdir(parents=True, exist_ok=True)
     subprocess.run([sys.executable, "-m", "bytewax.recovery", str(path), str(partitions)], check=True)
@@ -287,7 +288,10 @@ def terminate_as_interrupt():
     # SIGINT too: a process started in the background by a non-interactive shell (`persona run &`
     # in a script, a CI job) inherits SIGINT ignored, and Python then leaves it ignored — such a
     # runner sat through SIGINT in its supervise loop (seen with py-spy in a CI run)
-    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
+    # SIGHUP too: a closed terminal or a dropped SSH session would kill the runner alone, and the
+    # workers, in sessions of their own, would tail on with no parent
+    previous = {sig: signal.signal(sig, interrupt)
+                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     try:
         yield
     finally:
@@ -460,20 +464,22 @@ def start(settings: Settings, config_path: str | None, *, processes: int = 1, wo
             procs.append(subprocess.Popen(
                 cmd, env=pinned_env(metrics_env(env, metrics_port, i, api_cache), i),
                 start_new_session=True))
+        # where each worker of a process notes that its dataflow ended (`supervise`), by its
+        # index across the cluster (Bytewax numbers process i's workers i·W … i·W + W − 1)
+        for i, p in enumerate(procs):
+            p.ended_markers = [Path(ended, f"{p.pid}.{i * workers + w}")  # type: ignore[attr-defined]
+                               for w in range(workers)]
+        # (logged inside: a log line can block on a full pipe, and a signal then must still
+        # stop what started)
+        log(f"started {processes} worker process(es) × {workers} worker(s): "
+            f"pids {[p.pid for p in procs]}")
+        if metrics_port:
+            log(f"Prometheus metrics: http://127.0.0.1:{metrics_port}/metrics"
+                + (f" … :{metrics_port + processes - 1}/metrics" if processes > 1 else ""))
     except BaseException:  # (interrupted, or a process failed to start: none outlives this)
         stop(procs)
         shutil.rmtree(ended, ignore_errors=True)
         raise
-    # where each worker of a process notes that its dataflow ended (`supervise`), by its index
-    # across the cluster (Bytewax numbers process i's workers i·W … i·W + W − 1)
-    for i, p in enumerate(procs):
-        p.ended_markers = [Path(ended, f"{p.pid}.{i * workers + w}")  # type: ignore[attr-defined]
-                           for w in range(workers)]
-    log(f"started {processes} worker process(es) × {workers} worker(s): "
-        f"pids {[p.pid for p in procs]}")
-    if metrics_port:
-        log(f"Prometheus metrics: http://127.0.0.1:{metrics_port}/metrics"
-            + (f" … :{metrics_port + processes - 1}/metrics" if processes > 1 else ""))
     return procs
 
 

@@ -829,8 +829,14 @@ def ensure_redis(settings: Settings, log: Log = print) -> str:
             "--port", "0", "--tls-port", port, "--tls-cert-file", str(tls.cert),
             "--tls-key-file", str(tls.key), "--tls-ca-cert-file", str(tls.ca),
             "--tls-auth-clients", "no"]
+        # the clients' login, so the server `up` starts answers them (a local trial's password
+        # is on this machine's process list: not for secrets that matter)
+        login = ["--requirepass", settings.redis.password] if settings.redis.password else []
+        if settings.redis.username:
+            login += ["--user", settings.redis.username, "on", f">{settings.redis.password}",
+                      "~*", "&*", "+@all"]
         cmd = [
-            server, *listen, "--bind", "127.0.0.1",
+            server, *listen, *login, "--bind", "127.0.0.1",
             "--daemonize", "yes", "--dir", str(paths["home"]), "--pidfile", str(paths["pid"]),
             "--logfile", str(paths["log"]), "--save", "", "--appendonly", "no",
         ]  # fmt: skip

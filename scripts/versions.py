@@ -29,14 +29,14 @@ class Versions:
                                                               withscores=True)}
 
     def allocate(self) -> str:
-        """A version number never used before (above the active one)."""
+        """A version number never used before (above the active one), unique among concurrent
+        callers: each number comes from one INCR / INCRBY, atomic on the server (a read, a set
+        and an INCR gave two backfills started together the same version)."""
+        version = self.client.incr(self.seq_key)
         active = self.active()
-        if active and active.isdigit():
-            floor = int(active)
-            current = int(self.client.get(self.seq_key) or 0)
-            if current < floor:
-                self.client.set(self.seq_key, floor)
-        return str(self.client.incr(self.seq_key))
+        if active and active.isdigit() and version <= int(active):
+            version = self.client.incrby(self.seq_key, int(active) - version + 1)
+        return str(version)
 
     def switch(self, version: str) -> str | None:
         """Atomically make `version` active; the previous one is retired (kept for the grace)."""

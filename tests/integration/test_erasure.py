@@ -228,3 +228,25 @@ def test_a_drained_run_applies_the_erasure_commands_it_produced(env, tmp_path):
     assert not left, (f"{len(left)} keys still mention {sorted(deleted)} or their posts after "
                       f"the drained run's erasure passes ({len(before)} before):\n"
                       + "\n".join(f"{k}: …{v}…" for k, v in sorted(left.items())[:15]))
+
+
+def test_a_reparked_erasure_index_keeps_its_spilled_owners_alive(live, redis_client):
+    """The owners an erasure index spilled to Redis live as long as the parked index: a re-park
+    refreshes their TTL too. (Only a new spill set it, so the set expired under an index that
+    still counted on it, and the user's deletion missed those owners.)"""
+    from operators.redis_store import RedisWriter
+    from schemas.keyspace import Keyspace
+
+    ks = Keyspace(f"test-{uuid.uuid4().hex[:10]}", "1")
+    writer = RedisWriter(redis_client, ks, parked_ttl_s=1000)
+    try:
+        writer.write_batch([("spill_owners", "u1", ["1:o1"])])
+        redis_client.expire(ks.erasure_owners("u1"), 5)  # most of its TTL gone, no new spill
+        writer.write_batch([("park", "erasure", "u1", b"index")])
+        assert redis_client.ttl(ks.erasure_owners("u1")) > 900
+        assert redis_client.ttl(ks.parked("erasure", "u1")) > 900
+        writer.write_batch([("park", "erasure", "u2", b"index")])  # nothing spilled: none made
+        assert not redis_client.exists(ks.erasure_owners("u2"))
+    finally:
+        for key in redis_client.scan_iter(f"{ks.prefix}:*"):
+            redis_client.delete(key)

@@ -48,3 +48,35 @@ def test_a_rebuild_writes_the_next_version_until_switched(live, unique):
         assert [i["post_id"] for i in page.items] == [i["post_id"] for i in feed["items"][:10]]
     finally:
         cleanup(settings, client)
+
+
+def test_concurrent_allocations_get_distinct_versions_above_the_active_one(live, unique):
+    """Versions behind the active pointer (a fresh counter, a manual switch): an allocation that
+    runs whole between another one's first step and the rest (the interleaving that gave two
+    backfills the same version) still gets a number of its own, above the active version."""
+    client = redis.Redis.from_url(live[1])
+    prefix = f"test-{unique}"
+    seq = f"{prefix}:version_seq"
+    other: list[str] = []
+
+    class Interleaved:
+        """`client`, but another allocation runs whole right after this one's first use of the
+        sequence key."""
+
+        def __getattr__(self, name):
+            real = getattr(client, name)
+
+            def call(*args, **kwargs):
+                result = real(*args, **kwargs)
+                if args and args[0] == seq and not other:
+                    other.append(Versions(client, prefix).allocate())
+                return result
+            return call
+    try:
+        client.set(f"{prefix}:active", "5")
+        first = Versions(Interleaved(), prefix).allocate()
+        assert other and first != other[0], (first, other)
+        assert min(int(first), int(other[0])) > 5
+    finally:
+        for key in client.scan_iter(f"{prefix}:*"):
+            client.delete(key)

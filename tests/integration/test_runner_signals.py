@@ -21,7 +21,8 @@ from tests.integration.inproc import cleanup, settings_for
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP],
+                         ids=["SIGTERM", "SIGINT", "SIGHUP"])  # (SIGHUP: a closed terminal)
 def test_a_signalled_runner_stops_its_worker_processes(live, redis_client, tmp_path, sig):
     env = isolated_env(live, uuid.uuid4().hex[:10])
     settings = settings_for(live, env["PERSONA_REDIS__PREFIX"], **env)

@@ -120,3 +120,25 @@ def test_status_gives_the_workers_lag_and_the_redis_warnings(settings):
         admin = AdminClient({"bootstrap.servers": bootstrap})  # (kept: futures need the client)
         for fut in admin.delete_topics([topic], operation_timeout=30).values():
             fut.result(timeout=60)
+
+
+def test_up_starts_a_local_redis_that_takes_the_configured_login(tmp_path):
+    """`persona up` with a Redis password (and an ACL user) starts its redis-server requiring them:
+    it answers the configured clients and refuses a client without them."""
+    import redis as redis_py
+
+    from operators.redis_store import connect_to
+    from tests.integration.helpers import free_port
+
+    port = free_port()
+    settings = load(env={"REDIS_URL": f"redis://127.0.0.1:{port}/0",
+                         "PERSONA_REDIS__USERNAME": "app", "PERSONA_REDIS__PASSWORD": "s3cret",
+                         "PERSONA_SERVICES__CACHE_DIR": str(tmp_path),
+                         "PERSONA_SERVICES__REDIS_PORT": str(port)})
+    try:
+        services.ensure_redis(settings, log=lambda m: None)
+        assert connect_to(settings.redis).ping()
+        with pytest.raises(redis_py.AuthenticationError):
+            redis_py.Redis(port=port, socket_timeout=2).ping()
+    finally:
+        services.down(settings, log=lambda m: None)

@@ -156,3 +156,21 @@ def test_the_outages_counts_feed_the_metrics(clock, monkeypatch):
     with pytest.raises(RedisUnavailable):
         retrying(flaky(clock, 100)[0], 1.0, "read")
     assert outages.retries["read"] > 0 and outages.give_ups == 1 and outages.retrying == 0
+
+
+@pytest.mark.parametrize("reply", [
+    "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist",
+    "NOREPLICAS Not enough good replicas to write."])
+def test_a_redis_that_cannot_persist_or_replicate_is_waited_out(clock, reply):
+    def error(_message):
+        return redis.ResponseError(reply)
+    call, attempts = flaky(clock, 3, error)
+    assert retrying(call, 60) == "ok" and len(attempts) == 4
+
+
+def test_a_refused_login_or_another_error_fails_at_once(clock):
+    for error in (redis.AuthenticationError, redis.ResponseError, redis.exceptions.NoScriptError):
+        call, attempts = flaky(clock, 3, error)
+        with pytest.raises(error):
+            retrying(call, 60)
+        assert len(attempts) == 1, error
