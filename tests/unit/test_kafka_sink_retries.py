@@ -209,3 +209,43 @@ def test_dead_letters_are_logged_at_most_once_a_minute(caplog, monkeypatch):
         sink.delivered([4, 5])
     counts = [r.getMessage().split()[1] for r in caplog.records]
     assert counts == ["2", "52"], counts  # the first batch at once; the next 52 a minute later
+
+
+def test_records_a_failed_producer_never_reported_are_not_dropped_with_it(monkeypatch):
+    """A fatal error at produce() mid-batch while the batch's first records are still in flight
+    on the old producer, which never reports them (its broker fenced): `send` must not return as
+    if they were acknowledged. It waits for them until its timeout, then fails loudly."""
+    import flows.kafka_delivery as delivery_mod
+    monkeypatch.setattr(delivery_mod, "WAIT_SLICE_S", 0.01)
+    acknowledged: list[bytes] = []
+
+    class Silent:
+        made = 0
+
+        def __init__(self, _config):
+            Silent.made += 1
+            self.first, self.in_flight = Silent.made == 1, []
+
+        def produce(self, topic, value, key=None, on_delivery=None):
+            if self.first and value == b"v2":
+                raise KafkaException(KafkaError(KafkaError._FATAL, "fenced", fatal=True))
+            self.in_flight.append((value, on_delivery))
+
+        def flush(self, timeout=None):
+            if self.first:  # v0, v1 sent, never answered
+                time.sleep(timeout or 0)
+                return len(self.in_flight)
+            for value, callback in self.in_flight:
+                acknowledged.append(value)
+                callback(None, _Message(None, value))
+            self.in_flight = []
+            return 0
+
+        def poll(self, timeout=0):
+            return 0
+
+    delivery = Delivery({}, "t", "notification", timeout_s=0.3, producer_of=Silent,
+                        first_backoff_s=0.01)
+    with pytest.raises(DeliveryFailed, match="never reported"):
+        delivery.send([(b"k", f"v{i}".encode()) for i in range(4)])
+    assert b"v0" not in acknowledged  # (it was neither acknowledged nor silently dropped)
