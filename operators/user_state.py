@@ -30,7 +30,6 @@ MAX_SAFETY_EDGES = 50_000  # blocks / mutes kept per user (a block past the cap 
 MAX_PENDING = 200  # impressions awaiting their label
 LABEL_WINDOW_MS = 30 * 60_000  # an impression not engaged within this event time is a rejection
 MAX_AFFINITIES = 200  # authors and topics kept per user (strongest win)
-CARRIED_STEPS = 60  # earlier feeds' served posts still learned from after a rank (`carried`)
 REJECTION_WEIGHT = 2.0  # weight of a hide / report (an explicit rejection)
 
 
@@ -94,10 +93,6 @@ class UserState:
         self.pending: dict[str, tuple[int, np.ndarray, float]] = {}  # impression -> (ts, step, w)
         self.served: list[str] = []  # the last served feed, in order
         self.choice: ChoiceSet | None = None  # the candidates of the last feed (learning context)
-        # earlier feeds' served posts -> their step in the choice set they were shown from
-        # (float32 bytes, newest last, at most CARRIED_STEPS): a like that comes after the
-        # next rank still teaches (`step_of`)
-        self.carried: dict[str, bytes] = {}
         # an input since the last rank changed what the feed would be: a user reading it now
         # reads a feed the worker has not ranked yet (`operators.routing.reads_feed`)
         self.feed_stale = False
@@ -119,13 +114,12 @@ class UserState:
         if kind in ENGAGEMENT_WEIGHT and event.post_id:
             self._engage(event, view, ctx, store, out)
         elif kind == "impression" and event.post_id:
-            step = (self.step_of(event.post_id)
-                    if ctx.settings.feed.impression_negative_weight > 0 else None)
-            if (step is not None and event.post_id not in self.pending
+            if (ctx.settings.feed.impression_negative_weight > 0 and self.choice is not None
+                    and event.post_id in self.choice and event.post_id not in self.pending
                     and event.post_id not in self.seen  # (clicked or hidden already: no rejection)
                     and view is not None
                     and view.author_id and len(self.pending) < MAX_PENDING):
-                self.pending[event.post_id] = (event.ts, step,
+                self.pending[event.post_id] = (event.ts, self.choice.step(event.post_id),
                                                ctx.settings.feed.impression_negative_weight)
             if event.post_id not in self.seen and view is not None:
                 self._expose(view, event.ts, ctx)
@@ -137,9 +131,10 @@ class UserState:
             # no longer a touch that item-kNN proposes neighbours of, nor a liked origin
             self.history.discard(event.post_id)
             self.recent_likes.discard(event.post_id)
-            step = self.step_of(event.post_id) if view is not None and view.author_id else None
-            if step is not None:
-                out.examples.append(self._choice_example(-step, REJECTION_WEIGHT))
+            if view is not None and view.author_id and self.choice is not None \
+                    and event.post_id in self.choice:
+                out.examples.append(self._choice_example(-self.choice.step(event.post_id),
+                                                         REJECTION_WEIGHT))
         elif kind == "dwell" and event.post_id:
             self.seen.add(event.post_id)
         elif kind == "follow":
@@ -197,9 +192,8 @@ class UserState:
         post, weight = event.post_id, ENGAGEMENT_WEIGHT[event.type]
         self.pending.pop(post, None)
         if view is not None and view.author_id:
-            step = self.step_of(post)
-            if step is not None:  # a candidate was chosen
-                out.examples.append(self._choice_example(step, weight))
+            if self.choice is not None and post in self.choice:  # a candidate was chosen
+                out.examples.append(self._choice_example(self.choice.step(post), weight))
             if post not in self.seen:
                 self._expose(view, event.ts, ctx)
             self.engaged_log = ctx.affinity.add(self.engaged_log, event.ts, weight)
@@ -293,10 +287,6 @@ class UserState:
             self.recent_likes.discard(post)
             self.history.discard(post)
         self.served = [p for p in self.served if p not in gone]
-        carried = getattr(self, "carried", None)
-        if carried:
-            for post in gone:
-                carried.pop(post, None)
         controls_ = getattr(self, "controls", None)
         if controls_ is not None:
             controls_.entries.pop(("author", user_id), None)
@@ -323,31 +313,10 @@ class UserState:
         return dict(zip(FEATURES, self.row(view, ctx, store, now).tolist(), strict=True))
 
     def remember_served(self, ids: list[str], choice: ChoiceSet | None) -> None:
-        """The served feed (in order) and the choice set it was ranked from. The posts the feed
-        before showed keep their step in its choice set (`carried`): feeds are ranked again while
-        the user scrolls (after a like, within seconds of impressions), and the new choice set
-        leaves out what was seen, so without it a like of a post shown one rank ago taught
-        nothing."""
-        old = self.choice
-        if old is not None:
-            carried = self.__dict__.setdefault("carried", {})  # (a state from before it existed)
-            for post in self.served:
-                if post in old:
-                    carried.pop(post, None)
-                    carried[post] = old.step(post).astype(np.float32).tobytes()
-            while len(carried) > CARRIED_STEPS:
-                del carried[next(iter(carried))]
+        """The served feed (in order) and the choice set it was ranked from."""
         self.served = ids
         self.choice = choice
         self.feed_stale = False
-
-    def step_of(self, post: str) -> np.ndarray | None:
-        """The learning step of choosing `post`: in the current choice set, else in the one of
-        the earlier feed that showed it (`carried`); None for a post no feed offered."""
-        if self.choice is not None and post in self.choice:
-            return self.choice.step(post)
-        raw = getattr(self, "carried", {}).get(post)
-        return None if raw is None else np.frombuffer(raw, dtype=np.float32).astype(float)
 
     def profile_ts(self) -> int:
         """The event time the profile is read at: the user's own newest event. Affinities change

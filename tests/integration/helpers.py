@@ -491,8 +491,7 @@ def differing_states(recovery_a, recovery_b, step: str,
 # A user's state fields that a rank sets, which a restart does not reproduce (as it does not the
 # feeds): the residual model learns from the ranked choice set, impressions wait as labels only for
 # its members, and the erasure index hears of whom the feed names
-RANKED_USER_FIELDS = frozenset({"model", "served", "choice", "carried", "pending", "feed_stale",
-                                "reported"})
+RANKED_USER_FIELDS = frozenset({"model", "served", "choice", "pending", "feed_stale", "reported"})
 
 
 def assert_same_states(recovery_a, recovery_b, steps: list[tuple[str, frozenset[str]]],

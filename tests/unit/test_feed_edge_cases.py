@@ -132,24 +132,3 @@ def test_a_see_more_boost_keeps_scores_probabilities_and_their_order():
     assert shown.all() and all(0 < p < 1 for p in boosted)  # × 1.5 took 0.7 and 0.9 past 1
     assert list(boosted) == sorted(boosted) and boosted[0] > 0.5
     assert reasons[0][0].code == "see_more"
-
-
-def test_a_like_of_a_post_shown_one_rank_ago_still_teaches():
-    e = _engine()
-    t = T
-    e.learn_one(ev("user_created", t, "me"))
-    for i in range(6):
-        e.learn_one(ev("post_created", t + 1 + i, f"x{i}", post_id=f"p{i}", topics=[f"t{i}"]))
-    t += 10
-    e.feed("me", t)
-    for p in ("p0", "p1", "p2"):
-        e.learn_one(ev("impression", t, "me", post_id=p))
-        t += 1000
-    before = e.global_model.n
-    e.learn_one(ev("like", t, "me", post_id="p0"))
-    assert e.global_model.n == before + 1
-    e.feed("me", t + 500)  # ranked again: the new choice set leaves out what was seen
-    assert "p1" not in e.users["me"].choice
-    before = e.global_model.n
-    e.learn_one(ev("like", t + 20_000, "me", post_id="p1"))
-    assert e.global_model.n == before + 1, "the like taught nothing"
