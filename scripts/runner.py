@@ -250,26 +250,30 @@ def run(settings: Settings, config_path: str | None, *, processes: int = 1, work
         return supervise(procs, log, tick=progress.tick if progress else None)
 
     with terminate_as_interrupt():
-        progress = None
-        if not tail:  # (`start` checks them for a tailing run)
-            check_services(settings)  # before the topic reads below: say what to start
-            progress = drain_progress(settings, recovery_dir, log)
-        audit_redis(settings, log)
-        if tail:
-            return once()
-        if recovery_dir:
-            code = drain(once, lambda: erasure_commands(settings), log)
-        else:
-            before = erasure_commands(settings)
-            code = once()
-            left = erasure_commands(settings) - before
-            if code == 0 and left:
-                log(f"{left} erasure command(s) produced were not applied (a run without "
-                    "--recovery-dir ends with its state): re-run with --recovery-dir, or a "
-                    "tailing `persona run` applies them")
-        if code == 0 and progress is not None:
-            log(progress.summary())
-        return code
+        try:
+            progress = None
+            if not tail:  # (`start` checks them for a tailing run)
+                check_services(settings)  # before the topic reads below: say what to start
+                progress = drain_progress(settings, recovery_dir, log)
+            audit_redis(settings, log)
+            if tail:
+                return once()
+            if recovery_dir:
+                code = drain(once, lambda: erasure_commands(settings), log)
+            else:
+                before = erasure_commands(settings)
+                code = once()
+                left = erasure_commands(settings) - before
+                if code == 0 and left:
+                    log(f"{left} erasure command(s) produced were not applied (a run without "
+                        "--recovery-dir ends with its state): re-run with --recovery-dir, or a "
+                        "tailing `persona run` applies them")
+            if code == 0 and progress is not None:
+                log(progress.summary())
+            return code
+        except KeyboardInterrupt:  # between passes, or while starting (`start` stopped what
+            log("interrupted; no worker left running")  # it had started): as in `supervise`
+            return 130
 
 
 @contextlib.contextmanager
