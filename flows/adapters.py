@@ -309,8 +309,14 @@ class _Evictable(_Logic):
         rewritten at once rather than when the key next idles, which a drained run may never
         reach. The state stays resident. A restart before the next snapshot restores the
         rewritten copy and applies the command again, which changes nothing."""
-        if (self.parked_copy is False or self.key is None or self._is_tombstone()
-                or not self._erased_by(values)):
+        if self._is_tombstone() or not self._erased_by(values):
+            return []
+        return self._rewrite_parked()
+
+    def _rewrite_parked(self) -> list[tuple]:
+        """The write that replaces the key's parked copy with its state now, if Redis may hold
+        one (else [])."""
+        if self.parked_copy is False or self.key is None:
             return []
         store = self.store_of()
         if self.parked_copy is None and store.parked(self.park_kind, self.key) is None:
@@ -403,7 +409,9 @@ class ItemLogic(_Evictable):
             topics = self.state[0].view.topics if self.state is not None else ()
             held = self.state[1].release() if self.state is not None else []
             self.state, self.deadline = ERASED, None
-            return [("forget_item", erase.key, tuple(topics))] + _cancel(held + events), RETAIN
+            # its parked copy (restored from, it names the author) becomes the erased mark
+            return ([("forget_item", erase.key, tuple(topics))] + _cancel(held + events)
+                    + self._rewrite_parked(), RETAIN)
         if self.state is None:
             self.state = (ItemStats(events[0].post_id), AwaitingPost())
         stats, waiting = self.state
@@ -1014,11 +1022,13 @@ class SimilarityLogic(_Debounced):
                        for q in sorted(similarity.counts)]
                 self.state = ERASED
                 self._cancel_run()
-                return out + [("forget_nbrs", post_id)], RETAIN
+                return out + [("forget_nbrs", post_id)] + self._rewrite_parked(), RETAIN
             else:  # forget_nbr: an erased neighbour
                 similarity.forget(value.posts[0])
                 forgot = True
-        if forgot or self._interval_s() <= 0:  # (erasure: its post leaves the list at once)
+        if forgot:  # (erasure: its post leaves the list, and the parked copy, at once)
+            return self._run_now("batch") + self._rewrite_parked(), RETAIN
+        if self._interval_s() <= 0:
             return self._run_now("batch"), RETAIN
         self._schedule()
         return [], RETAIN
@@ -1135,6 +1145,7 @@ class ErasureLogic(_Evictable):
 
     def on_batch(self, values):
         out: list = []
+        unmentioned = False
         self._resume(values[0][-1], MentionIndex, signup=values[0][0] == "created")
         for value in ungrouped(values):
             kind = value[0]
@@ -1148,6 +1159,7 @@ class ErasureLogic(_Evictable):
                 removed = self.state.drop_owner(value[1])
                 if removed:
                     out.append(("unspill_owners", self.key, removed))
+                unmentioned = True
             elif kind == "deleted":
                 spilled = self.state.spilled
                 out.extend(self.state.delete(
@@ -1161,6 +1173,8 @@ class ErasureLogic(_Evictable):
         if spill:
             self.store_of().spilling_owners(self.key, spill)
             out.append(("spill_owners", self.key, spill))
+        if unmentioned:  # the parked copy it was restored from still names the deleted owner
+            out.extend(self._rewrite_parked())
         self._touched()
         return out, self._retention()
 

@@ -849,10 +849,12 @@ def test_a_deleted_owner_leaves_another_users_parked_erasure_index():
     logic.on_batch([("mention", "u1", "u2"), ("mention", "u3", "u2")])
     store.put_parked("erasure", "u2", _evict_idle(logic)[0][0][3])
     back = build(None)
-    assert back.on_batch([("unmention", "u1", "u2")])[0] == []
-    out, _ = _evict_idle(back)
+    # the parked copy is rewritten at once (a drained run may end before u2 idles again)
+    out = back.on_batch([("unmention", "u1", "u2")])[0]
     assert out[0][:3] == ("park", "erasure", "u2") and b"u1" not in out[0][3]
     store.put_parked("erasure", "u2", out[0][3])
+    out, _ = _evict_idle(back)
+    assert all(b"u1" not in w[3] for w in out if w[0] == "park" and w[3])
     assert [(c.kind, c.key) for c in build(None).on_batch([("deleted", "u2")])[0]
             if isinstance(c, Command)] == [("forget", "u3")]
 
@@ -1238,3 +1240,42 @@ def test_neighbours_are_published_once_per_interval_and_at_the_end_of_the_input(
     assert out[-1] == ("forget_nbrs", "p1") and logic.due is None and logic.on_eof()[0] == []
     per_batch = SimilarityLogic.builder(10, 600.0, lambda: store)(None)  # interval 0
     assert per_batch.on_batch([("p6", [("p2", 1.0)])])[0] == [("nbrs", "p6", {"p2": 1.0})]
+
+
+def test_an_erased_post_and_a_forgotten_neighbour_rewrite_their_parked_copies():
+    """The items and similarity steps restore a parked state to apply an erasure command; its
+    parked copy (which names the deleted author or post) is rewritten at once, not when the key
+    next idles, which a drained run may never reach."""
+    from datetime import UTC, datetime, timedelta
+
+    from flows.adapters import POST_CREATED, ItemLogic, SimilarityLogic
+    from operators import Context
+    from operators.feature_store import MemoryFeatureStore
+
+    store = MemoryFeatureStore()
+    ctx = Context.from_settings(config.load(env={}))
+
+    def evict(logic):
+        logic.idle_at = datetime.now(UTC) - timedelta(seconds=1)
+        for w in logic.on_notify()[0]:
+            if w[0] == "park":
+                store.put_parked(w[1], w[2], w[3])
+        store.recent_parks.states.clear()
+
+    item = ItemLogic.builder(ctx, lambda: store)(None)
+    item.on_batch([Event("e1", "post_created", T, "victim", post_id="p1", topics=("t1",))])
+    evict(item)
+    assert b"victim" in store.parked("item", "p1")
+    out, _ = ItemLogic.builder(ctx, lambda: store)(None).on_batch(
+        [Command("erase_post", "p1", "victim")])
+    parks = [w for w in out if w[0] == "park"]
+    assert parks and parks[0][1:3] == ("item", "p1") and b"victim" not in parks[0][3]
+
+    sim = SimilarityLogic.builder(10, 86400.0, lambda: store)(None)
+    sim.on_batch([("q1", POST_CREATED), ("q1", [("p1", 1.0), ("p2", 1.0)])])
+    sim.due = None
+    evict(sim)
+    out, _ = SimilarityLogic.builder(10, 86400.0, lambda: store)(None).on_batch(
+        [("q1", Command("forget_nbr", "q1", "victim", ("p1",)))])
+    parks = [w for w in out if w[0] == "park"]
+    assert parks and parks[0][1:3] == ("nbrs", "q1") and b"p1" not in parks[0][3]
