@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -459,14 +459,23 @@ def load(path: str | Path | None = None, env: dict[str, str] | None = None) -> S
 
 
 def _check_notifications(settings: Settings) -> None:
-    """A notification due at the start of quiet hours must be able to wait until their end."""
-    n = settings.notifications
-    quiet = (n.quiet_end_h - n.quiet_start_h) % 24
-    if n.max_delay_h < quiet:
-        raise ConfigError(
-            f"notifications.max_delay_h={n.max_delay_h} is shorter than the quiet hours "
-            f"({n.quiet_start_h}:00 to {n.quiet_end_h}:00, {quiet} h): a notification due at "
-            f"their start could only be sent in them; raise it to at least {quiet}")
+    """A notification due at the start of quiet hours must be able to wait until their end: in
+    the settings, and in every experiment arm's (its overrides over them)."""
+    checked = [("", settings.notifications)]
+    for exp in settings.experiments:
+        for arm in exp.arms:
+            over = {key: value for section, key, value in arm.overrides
+                    if section == "notifications"}
+            if over:
+                checked.append((f" in experiment {exp.name!r}, arm {arm.name!r}",
+                                replace(settings.notifications, **over)))
+    for where, n in checked:
+        quiet = (n.quiet_end_h - n.quiet_start_h) % 24
+        if n.max_delay_h < quiet:
+            raise ConfigError(
+                f"notifications.max_delay_h={n.max_delay_h}{where} is shorter than the quiet "
+                f"hours ({n.quiet_start_h}:00 to {n.quiet_end_h}:00, {quiet} h): a notification "
+                f"due at their start could only be sent in them; raise it to at least {quiet}")
 
 
 def _check_access(settings: Settings) -> None:

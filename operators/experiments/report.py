@@ -40,6 +40,13 @@ from schemas import Event
 from schemas.keyspace import Keyspace
 
 SRM_ALPHA = 0.001  # a sample-ratio mismatch is flagged below this p (strict: it is checked often)
+# the always-valid test calls nothing before both arms have this many users: its by-user variance
+# is no estimate at 2 users (an A/A simulation looking after every user called 2-4% of
+# experiments at the first looks against the 1.7% a rate's share of alpha allows; none from 20)
+MIN_SEQUENTIAL_USERS = 20
+# the mixture's scale is mixture_lift × the control's rate, but never under this absolute
+# difference: at a control rate of 0 the scale was 0 and the test could never call anything
+MIN_MIXTURE_SCALE = 0.001
 # rate -> (numerator counters, denominator counters)
 RATES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "engagement_rate": (("engagements",), ("impressions",)),
@@ -88,11 +95,14 @@ def build(counts: dict[str, dict[str, dict]], settings: Settings, alpha: float =
     report = []
     for name, arms in sorted(counts.items()):
         exp = declared.get(name)
+        if exp is not None:  # a declared arm that counted nothing (Redis holds no key for it)
+            arms = {**{a.name: {} for a in exp.arms}, **arms}  # is there, with zeros
         control = exp.control if exp is not None and exp.control in arms else sorted(arms)[0]
         base = arms[control]
         comparisons = max(1, (len(arms) - 1) * len(RATES))
         per_test = alpha / comparisons
         rows = []
+        base_users = int(base.get("users", 0))
         for arm, c in sorted(arms.items(), key=lambda kv: (kv[0] != control, kv[0])):
             counts = {m: int(c.get(m, 0)) for m in METRICS}
             row: dict = {"arm": arm, "control": arm == control, "users": int(c.get("users", 0)),
@@ -107,14 +117,16 @@ def build(counts: dict[str, dict[str, dict]], settings: Settings, alpha: float =
                     r0, var0, k0, n0 = _rate(base, rate)
                     d, dlo, dhi = clustered_diff(r, var, r0, var0)
                     _, nlo, nhi = newcombe_diff(k, n, k0, n0)
-                    _, slo, shi, sp = always_valid_diff(d, var + var0,
-                                                        (mixture_lift * r0) ** 2, per_test)
+                    scale = max(mixture_lift * r0, MIN_MIXTURE_SCALE)
+                    _, slo, shi, sp = always_valid_diff(d, var + var0, scale ** 2, per_test)
+                    looked = min(row["users"], base_users) >= MIN_SEQUENTIAL_USERS
                     entry["diff"] = {"value": _num(d), "low": _num(dlo), "high": _num(dhi),
                                      "independent_low": _num(nlo), "independent_high": _num(nhi),
                                      "significant": bool(n and n0 and (dlo > 0 or dhi < 0)),
                                      "sequential": {"low": _num(slo), "high": _num(shi),
                                                     "p": _num(sp), "alpha": per_test,
-                                                    "significant": bool(n and n0 and sp < per_test)}}
+                                                    "significant": bool(n and n0 and looked
+                                                                        and sp < per_test)}}
                 row[rate] = entry
             rows.append(row)
         srm = _sample_ratio(exp, rows)

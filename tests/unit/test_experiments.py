@@ -104,6 +104,8 @@ def test_experiment_config_layers_validates_and_stops(tmp_path):
         (EXPERIMENT.format(enabled="true") + EXPERIMENT.format(enabled="true").replace(
             "experiments.size", "experiments.other"), "both override"),
         ("[experiments.x]\n[experiments.x.arms.a]\nfraction = 1.0\n", "at least two arms"),
+        (EXPERIMENT.format(enabled="true").replace("feed.size = 3", "notifications.max_delay_h = 4"),
+         "max_delay_h=4 in experiment 'size', arm 'small' is shorter than the quiet hours"),
     ]:
         with pytest.raises(ConfigError, match=message):
             load(tmp_path, bad)
@@ -392,3 +394,36 @@ def test_flow_counts_per_arm_exactly_and_sets_the_gauges(tmp_path):
     assert gauge._value.get() == expected["small"]["impressions"]
     feeds = [w for w in writes if w[0] == "feed"]
     assert feeds and all(b'"arms":{"flowtest":' in w[2] for w in feeds)
+
+
+def test_a_declared_arm_with_no_counts_is_reported_and_flagged(tmp_path):
+    """Redis holds keys only for arms that counted something: a control that counted nothing
+    still is the control, with zero users, and the split is flagged (it was silently skipped, and
+    another arm taken as the control)."""
+    s = load(tmp_path, EXPERIMENT.format(enabled="true"))
+    rep = report_mod.build({"size": {"small": {"users": 1000, "impressions": 5000,
+                                               "engagements": 400}}}, s)[0]
+    assert rep["control"] == "control"
+    assert [(r["arm"], r["users"]) for r in rep["arms"]] == [("control", 0), ("small", 1000)]
+    assert rep["sample_ratio"]["mismatch"]
+    assert rep["arms"][1]["verdict"]["state"] == "invalid"
+
+
+def test_the_sequential_test_waits_for_users_and_works_at_a_zero_control_rate(tmp_path):
+    s = load(tmp_path, EXPERIMENT.format(enabled="true"))
+
+    def arm(users: int, negatives: int) -> dict:
+        impressions = 20 * users  # one negative per user at most, no two per user
+        return {"users": users, "impressions": impressions, "negatives": negatives,
+                "moments": {"impressions*impressions": 400 * users,
+                            "negatives*negatives": negatives,
+                            "negatives*impressions": 20 * negatives}}
+
+    def sequential(control: dict, small: dict) -> dict:
+        rep = report_mod.build({"size": {"control": control, "small": small}}, s)[0]
+        return rep["arms"][1]["negative_rate"]["diff"]["sequential"]
+
+    # a guardrail at 0 in the control: a clear rise is called (the mixture scale was 0: never)
+    assert sequential(arm(2000, 0), arm(2000, 1200))["significant"]
+    # two users an arm: no call, whatever the estimate (its variance is no estimate yet)
+    assert not sequential(arm(2, 0), arm(2, 2))["significant"]
