@@ -19,6 +19,7 @@ import orjson
 import redis
 
 import config
+from config.security import kafka_config
 from flows.adapters import _KeyedSnapshot, _PendingTimer
 from operators.redis_store import connect_to, delete_matching
 from scripts import kafka_io, runner, services
@@ -599,3 +600,44 @@ def assert_fault_mid_stream_loses_nothing(live, redis_url: str, break_service, r
                                   settings["faulted"].redis.prefix)
     finally:
         runner.stop(procs)
+
+
+def assert_access_settings_carry_a_drained_run(settings, env, recovery_dir, what: str) -> dict:
+    """Through a broker (and Redis) that only take the [kafka] / [redis] access settings: `persona
+    up`'s topic creation, a generated day with a deletion (so the run reads its commands back),
+    the producer, a drained run over `recovery_dir`; asserts the feeds, the malformed first line
+    dead-lettered once and erasure commands produced. Returns the feeds, by user."""
+    from scripts.generate import GeneratorConfig, generate
+
+    bootstrap = settings.kafka.bootstrap
+    access = kafka_config(settings.kafka)
+    services.up(settings, log=lambda m: None)  # topics, through the access settings
+    events, _ = generate(GeneratorConfig(users=60, days=1, seed=31))
+    assert any(e["type"] == "user_deleted" for e in events)  # so the run reads commands back
+    kafka_io.produce(bootstrap, settings.kafka.events_topic,
+                     [FIRST_LINE, *(orjson.dumps(e) for e in events)], extra=access)
+    assert run_to_end(settings, env, recovery_dir) == 0
+    served = feeds(settings, connect_to(settings.redis))
+    assert len(served) > 30, f"{len(served)} feeds written"
+    dead = kafka_io.read_topic(bootstrap, settings.kafka.dead_letter_topic, extra=access)
+    assert len(dead) == 1 and orjson.loads(dead[0])["reason"], dead
+    assert kafka_io.read_topic(bootstrap, settings.kafka.erasures, extra=access), (
+        f"no erasure command went through the {what} producer")
+    return served
+
+
+def write_in_background(writer, writes: list) -> tuple[object, list[BaseException]]:
+    """A started thread running `writer.write_batch(writes)` (a write that is to wait for a
+    replica), and the list its failure, if any, lands in."""
+    import threading
+
+    errors: list[BaseException] = []
+
+    def write():
+        try:
+            writer.write_batch(writes)
+        except BaseException as exc:  # noqa: BLE001 - the caller asserts on `errors`
+            errors.append(exc)
+    thread = threading.Thread(target=write)
+    thread.start()
+    return thread, errors

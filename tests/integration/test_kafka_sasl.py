@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import uuid
 
-import orjson
 import pytest
 
 import config
-from config.security import kafka_config
-from scripts import kafka_io, services
-from scripts.generate import GeneratorConfig, generate
-from tests.integration.helpers import FIRST_LINE, PrivateKafka, feeds, isolated_env, run_to_end
+from scripts import services
+from tests.integration.helpers import (
+    PrivateKafka,
+    assert_access_settings_carry_a_drained_run,
+    isolated_env,
+)
 
 SASL = {"PERSONA_KAFKA__SECURITY_PROTOCOL": "SASL_PLAINTEXT", "PERSONA_KAFKA__USERNAME": "app",
         "PERSONA_KAFKA__PASSWORD": "app-secret", "PERSONA_KAFKA__CONNECT_TIMEOUT_S": "5",
@@ -31,24 +32,11 @@ def sasl_broker(tmp_path):
     broker.stop()
 
 
-def test_a_sasl_only_broker_carries_a_drained_run(sasl_broker, live, redis_client, tmp_path):
+def test_a_sasl_only_broker_carries_a_drained_run(sasl_broker, live, tmp_path):
     bootstrap = sasl_broker.bootstrap
     assert services.kafka_brokers(bootstrap, timeout=3) is None, "a bare client was let in"
     unique = uuid.uuid4().hex[:10]
     env = {**isolated_env((bootstrap, live[1]), unique), **SASL, "PERSONA_KAFKA__PARTITIONS": "2",
            "PERSONA_KAFKA__NOTIFICATIONS_TOPIC": f"persona.test.{unique}.notifs"}
-    settings = config.load(env=env)
-    access = kafka_config(settings.kafka)
-    services.up(settings, log=lambda m: None)  # topics, through the SASL listener
-    events, _ = generate(GeneratorConfig(users=60, days=1, seed=31))
-    assert any(e["type"] == "user_deleted" for e in events)  # so the run reads commands back
-    kafka_io.produce(bootstrap, settings.kafka.events_topic,
-                     [FIRST_LINE, *(orjson.dumps(e) for e in events)], extra=access)
-
-    assert run_to_end(settings, env, tmp_path / "recovery") == 0
-    served = feeds(settings, redis_client)
-    assert len(served) > 30, f"{len(served)} feeds written"
-    dead = kafka_io.read_topic(bootstrap, settings.kafka.dead_letter_topic, extra=access)
-    assert len(dead) == 1 and orjson.loads(dead[0])["reason"], dead
-    assert kafka_io.read_topic(bootstrap, settings.kafka.erasures, extra=access), (
-        "no erasure command went through the SASL producer")
+    assert_access_settings_carry_a_drained_run(config.load(env=env), env, tmp_path / "recovery",
+                                               "SASL")

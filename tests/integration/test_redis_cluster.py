@@ -34,6 +34,7 @@ from tests.integration.helpers import (
     start_redis,
     start_redis_cluster,
     wait_until,
+    write_in_background,
 )
 from tests.integration.inproc import generated_log
 
@@ -106,7 +107,6 @@ def test_writes_wait_out_a_cluster_node_restart(tmp_path, caplog):
     the others see it again), and every write lands. Before session 28 the second answer failed
     the worker at once."""
     import logging
-    import threading
 
     ports = cluster_ports(3)
     nodes = start_redis_cluster(ports, tmp_path)
@@ -184,17 +184,8 @@ def test_a_cluster_write_waits_for_the_replica_of_every_primary_it_wrote_to(tmp_
         waited.write_batch([("feed", other, b"another primary")])
         assert time.monotonic() - started < 0.9, "a primary whose replica is up waited"
 
-        errors: list[BaseException] = []
-
-        def write():
-            try:
-                waited.write_batch([("feed", target, b"held by a replica")])
-            except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
-                errors.append(exc)
-
         with caplog.at_level(logging.WARNING, logger="persona.redis"):
-            writer = threading.Thread(target=write)
-            writer.start()
+            writer, errors = write_in_background(waited, [("feed", target, b"held by a replica")])
             time.sleep(2.5)
             assert writer.is_alive(), "the write returned though no replica acknowledged it"
             procs[primary].kill()

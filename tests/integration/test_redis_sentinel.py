@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import threading
 import time
 
 import pytest
@@ -17,7 +16,12 @@ import redis
 from operators.redis_store import RedisWriter, connect
 from schemas.keyspace import Keyspace
 from scripts.services import private_redis, private_sentinel
-from tests.integration.helpers import free_port, redis_server_binary, wait_until
+from tests.integration.helpers import (
+    free_port,
+    redis_server_binary,
+    wait_until,
+    write_in_background,
+)
 
 pytestmark = pytest.mark.skipif(redis_server_binary() is None, reason="redis-server not installed")
 
@@ -111,17 +115,8 @@ def test_a_write_waits_for_a_replica_and_survives_the_failover_that_loses_an_unw
     redis.Redis(port=g.primary).client_kill_filter(_type="replica")
     unwaited.write_batch([("feed", "u1", b"acknowledged by the primary alone")])
 
-    errors: list[BaseException] = []
-
-    def write():
-        try:
-            waited.write_batch([("feed", "u2", b"held by a replica")])
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
-            errors.append(exc)
-
     with caplog.at_level(logging.WARNING, logger="persona.redis"):
-        writer = threading.Thread(target=write)
-        writer.start()
+        writer, errors = write_in_background(waited, [("feed", "u2", b"held by a replica")])
         time.sleep(2.5)
         assert writer.is_alive(), "the write returned though no replica acknowledged it"
         old = g.primary

@@ -9,19 +9,20 @@ from __future__ import annotations
 
 import uuid
 
-import orjson
 import pytest
 import redis
 from fastapi.testclient import TestClient
 
 import config
 from config.security import kafka_config
-from operators.redis_store import connect_to
 from reader.http import create_app
-from scripts import kafka_io, services
-from scripts.generate import GeneratorConfig, generate
+from scripts import services
 from scripts.tls import ensure_local_tls
-from tests.integration.helpers import FIRST_LINE, PrivateKafka, feeds, free_port, run_to_end
+from tests.integration.helpers import (
+    PrivateKafka,
+    assert_access_settings_carry_a_drained_run,
+    free_port,
+)
 
 SASL_SSL = {"PERSONA_KAFKA__SECURITY_PROTOCOL": "SASL_SSL", "PERSONA_KAFKA__USERNAME": "app",
             "PERSONA_KAFKA__PASSWORD": "app-secret", "PERSONA_KAFKA__CONNECT_TIMEOUT_S": "5",
@@ -84,21 +85,8 @@ def test_tls_broker_and_redis_carry_a_drained_run_and_the_reader(tls_broker, tls
            "PERSONA_KAFKA__NOTIFICATIONS_TOPIC": f"persona.test.{unique}.notifs",
            "PERSONA_KAFKA__PARTITIONS": "2", "PERSONA_REDIS__PREFIX": f"test-{unique}"}
     settings = config.load(env=env)
-    access = kafka_config(settings.kafka)
-    services.up(settings, log=lambda m: None)  # probes both, creates the topics through TLS
-    events, _ = generate(GeneratorConfig(users=60, days=1, seed=31))
-    assert any(e["type"] == "user_deleted" for e in events)  # so the run reads commands back
-    kafka_io.produce(bootstrap, settings.kafka.events_topic,
-                     [FIRST_LINE, *(orjson.dumps(e) for e in events)], extra=access)
-
-    assert run_to_end(settings, env, tmp_path / "recovery") == 0
-    client = connect_to(settings.redis)
-    served = feeds(settings, client)
-    assert len(served) > 30, f"{len(served)} feeds written"
-    dead = kafka_io.read_topic(bootstrap, settings.kafka.dead_letter_topic, extra=access)
-    assert len(dead) == 1 and orjson.loads(dead[0])["reason"], dead
-    assert kafka_io.read_topic(bootstrap, settings.kafka.erasures, extra=access), (
-        "no erasure command went through the TLS producer")
+    served = assert_access_settings_carry_a_drained_run(settings, env, tmp_path / "recovery",
+                                                        "TLS")
 
     user, stored = next(iter(served.items()))
     http = TestClient(create_app(settings))  # the reader's async client, over TLS
