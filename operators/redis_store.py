@@ -685,8 +685,8 @@ class RedisWriter:
             return replies
         except (redis.exceptions.MovedError, redis.exceptions.AskError, redis.ConnectionError,
                 redis.TimeoutError, redis.exceptions.ClusterDownError) as exc:
-            if isinstance(exc, ReplicasBehind):
-                raise
+            if isinstance(exc, (ReplicasBehind, redis.exceptions.AuthenticationError)):
+                raise  # (a refused login is no moved slot: `transient` decides about it)
             # where the slots are now: the next attempt's nodes (a cluster still down: the
             # next attempt tries again)
             with contextlib.suppress(redis.RedisError):
