@@ -707,10 +707,21 @@ class UserLogic(_Debounced):
                     user_id, ctx)
         self._touched()
         state = self.state
+        out: list = []
         if state.deleted:  # a tombstone: later deliveries and events must not revive the user;
-            return [("cmd", Command("forget_follower", v[1].target_id, state.user_id))  # a late
-                    for v in values if v[0] == "event" and v[1].type == "follow"  # follow of
-                    and v[1].target_id], RETAIN  # theirs leaves the followee's list again
+            # a late follow of theirs leaves the followee's list again. Their own user_created
+            # is a new account under the id (as the other steps and the replay Engine take it):
+            # it starts afresh, with what follows it in the batch
+            anew = next((i for i, v in enumerate(values) if v[0] == "event"
+                         and v[1].type == "user_created" and v[1].user_id == state.user_id),
+                        None)
+            late = values if anew is None else values[:anew]
+            out = [("cmd", Command("forget_follower", v[1].target_id, state.user_id))
+                   for v in late if v[0] == "event" and v[1].type == "follow" and v[1].target_id]
+            if anew is None:
+                return out, RETAIN
+            values = values[anew:]
+            self.state = state = UserState(state.user_id, ctx)
         now, pairs = False, []  # the batch's co-occurrence pairs leave as one ("co", pairs)
         lag_ms = int(ctx.settings.stream.reorder_lag_s * 1000)
         for value in _in_order(state).admit(values, lag_ms):  # the user's own order, annotated

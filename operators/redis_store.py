@@ -13,7 +13,7 @@ import logging
 import time
 import zlib
 from collections import Counter as Tally
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import partial
 
 import orjson
@@ -747,16 +747,22 @@ def pipeline_chunks(ops: list[tuple], max_bytes: int) -> list[list[tuple]]:
     return chunks
 
 
-def delete_matching(client: redis.Redis, pattern: str, batch: int = 1000) -> int:
+def delete_matching(client: redis.Redis, pattern: str, batch: int = 1000,
+                    still: Callable[[], bool] | None = None) -> int:
     """UNLINK every key matching `pattern` (SCAN, `batch` keys per command: a cluster client
-    splits them by slot); the number removed."""
+    splits them by slot); the number removed. `still()`, asked before each UNLINK, stops the
+    deletion when it turns false (a version being collected made active again)."""
     removed, keys = 0, []
     for key in client.scan_iter(match=pattern, count=batch):
         keys.append(key)
         if len(keys) >= batch:
+            if still is not None and not still():
+                return removed
             removed += client.unlink(*keys)
             keys.clear()
-    return removed + (client.unlink(*keys) if keys else 0)
+    if keys and (still is None or still()):
+        removed += client.unlink(*keys)
+    return removed
 
 
 def traced_user(user_id: str, every: int) -> bool:

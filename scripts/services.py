@@ -285,9 +285,20 @@ def _kafka_local_target(settings: Settings) -> tuple[str, int] | None:
     if len(entries) != 1:
         return None
     host, port = split_hostport(entries[0], 9092)
-    if is_loopback(host) and port == settings.services.kafka_port:
+    if served_here(host) and port == settings.services.kafka_port:
         return host, port
     return None
+
+
+def served_here(host: str) -> bool:
+    """Whether `host` names the address the services `up` starts listen on (127.0.0.1). Not any
+    loopback: `[::1]` or 127.0.0.2 would be probed in vain after the start, and `up` would then
+    ask to be run again after `persona down`, for ever.
+
+    >>> served_here("127.0.0.1"), served_here("localhost"), served_here("[::1]")
+    (True, True, False)
+    """
+    return host.strip("[]").lower() in ("127.0.0.1", "localhost")
 
 
 def _log4j_version(kafka_version: str) -> str:
@@ -776,7 +787,7 @@ def _redis_local_target(settings: Settings) -> tuple[str, int] | None:
     if parts.scheme not in {"redis", "rediss", ""} or not parts.hostname:
         return None
     port = parts.port or 6379
-    if is_loopback(parts.hostname) and port == settings.services.redis_port:
+    if served_here(parts.hostname) and port == settings.services.redis_port:
         return parts.hostname, port
     return None
 

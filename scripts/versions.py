@@ -41,6 +41,7 @@ class Versions:
     def switch(self, version: str) -> str | None:
         """Atomically make `version` active; the previous one is retired (kept for the grace)."""
         previous = self.client.getset(self.active_key, version)
+        self.client.zrem(self.retired_key, version)  # (a rollback: it is not retired any more)
         if previous and previous.decode() != version:
             self.client.zadd(self.retired_key, {previous.decode(): time.time()})
             return previous.decode()
@@ -54,7 +55,12 @@ class Versions:
             version = raw.decode()
             if version == self.active():
                 continue
-            delete_matching(self.client, f"{Keyspace(self.prefix, version).base}:*")
+            # asked again before every batch: a rollback to this version during a long
+            # collection stops it there (it may have lost one batch of keys, not all of them)
+            delete_matching(self.client, f"{Keyspace(self.prefix, version).base}:*",
+                            still=lambda v=version: self.active() != v)
+            if self.active() == version:
+                continue
             self.client.zrem(self.retired_key, version)
             removed.append(version)
         return removed

@@ -75,6 +75,9 @@ class RecipientState:
         out = self.expire(event.ts, exported)
         kind, target = event.type, event.target_id
         if kind == "user_created":
+            if self.deleted:  # a new account under a deleted user's id: a fresh recipient
+                self.__init__(self.user_id, self.policy)  # (as the other steps take it)
+                self.last_ts = event.ts
             self.timezone = event.timezone
         elif kind == "user_deleted":
             self.deleted = True

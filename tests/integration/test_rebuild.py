@@ -80,3 +80,50 @@ def test_concurrent_allocations_get_distinct_versions_above_the_active_one(live,
     finally:
         for key in client.scan_iter(f"{prefix}:*"):
             client.delete(key)
+
+
+def test_a_rollback_during_a_collection_stops_it(live, unique):
+    """A version retired past its grace is being collected when an operator switches back to it:
+    the collection stops at its next batch and the version's keys stay (but for the batch under
+    way), and the switch takes it off the retired list."""
+    client = redis.Redis.from_url(live[1])
+    prefix = f"test-{unique}"
+    versions = Versions(client, prefix)
+    try:
+        client.set(f"{prefix}:active", "1")
+        for i in range(30):
+            client.set(f"{prefix}:v1:feed:{{u{i}}}", b"x")
+        versions.switch("2")  # v1 retired
+        batches = []
+
+        class RolledBack:
+            """`client`, but the first UNLINK of the collection comes with a switch back."""
+
+            def __getattr__(self, name):
+                real = getattr(client, name)
+                if name != "unlink":
+                    return real
+
+                def unlink(*keys):
+                    if not batches:
+                        Versions(client, prefix).switch("1")
+                    batches.append(len(keys))
+                    return real(*keys)
+                return unlink
+        rolling = Versions(RolledBack(), prefix)
+        from operators import redis_store
+        original = redis_store.delete_matching
+        import scripts.versions as versions_mod
+        versions_mod.delete_matching = lambda c, pattern, batch=1000, still=None: original(
+            c, pattern, 10, still)  # batches of 10
+        try:
+            assert rolling.collect(0.0) == []
+        finally:
+            versions_mod.delete_matching = original
+        assert batches == [10] and client.get(f"{prefix}:active") == b"1"
+        left = len(list(client.scan_iter(f"{prefix}:v1:feed:*")))
+        assert left == 20, left
+        assert "1" not in versions.retired()
+    finally:
+        for key in client.scan_iter(f"{prefix}:*"):
+            client.delete(key)

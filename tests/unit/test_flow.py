@@ -1279,3 +1279,36 @@ def test_an_erased_post_and_a_forgotten_neighbour_rewrite_their_parked_copies():
         [("q1", Command("forget_nbr", "q1", "victim", ("p1",)))])
     parks = [w for w in out if w[0] == "park"]
     assert parks and parks[0][1:3] == ("nbrs", "q1") and b"p1" not in parks[0][3]
+
+
+def test_a_new_account_under_a_deleted_users_id_starts_afresh_in_every_step():
+    """A deleted user's id created again is a new account (as the suggestions and followers steps
+    and the replay Engine take it): the users step ranks it and follows what it follows, the
+    notifications step decides for it; events before its user_created stay dropped."""
+    from flows.adapters import LocalNotifWeights, NotificationLogic, UserLogic
+    from operators import Context
+    from operators.feature_store import MemoryFeatureStore
+    from operators.notifications.candidates import Candidate
+    from operators.notifications.policy import Policy
+
+    store = MemoryFeatureStore()
+    ctx = Context.from_settings(config.load(env={}))
+    users = UserLogic(None, ctx, lambda: store)
+    users.on_batch([("event", Event("e1", "user_created", T, "u1"), None)])
+    users.on_batch([("event", Event("e2", "user_deleted", T + 1, "u1"), None)])
+    out, _ = users.on_batch([
+        ("event", Event("e3", "follow", T + 2, "u1", target_id="u9"), None),  # late: dropped
+        ("event", Event("e4", "user_created", T + 3, "u1", interests=("t2",)), None),
+        ("event", Event("e5", "follow", T + 4, "u1", target_id="u2"), None)])
+    assert [o for o in out if o[0] == "cmd"] == [
+        ("cmd", Command("forget_follower", "u9", "u1"))]
+    assert not users.state.deleted and users.state.following == {"u2"}
+    assert any(o[0] == "feed" for o in users.on_eof()[0])
+
+    notifs = NotificationLogic(None, Policy.from_settings(ctx.settings), LocalNotifWeights())
+    for i, kind in enumerate(("user_created", "user_deleted", "user_created")):
+        notifs.on_batch([("self", Event(f"n{i}", kind, T + i, "u1"), None)])
+    out, _ = notifs.on_batch([("cand", Candidate("follow.u1.u9", "u1", "follow", "u9", T + 5,
+                                                 "follow"))])
+    decisions = [o[1] for o in out if o[0] == "decision"]
+    assert decisions and decisions[0]["reason"] != "recipient_deleted"
