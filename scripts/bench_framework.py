@@ -180,15 +180,21 @@ def _run_chain(settings_env: dict, topic: str, prefix: str, keyed: int, maps: in
     out.put((end - first, cpu_end - cpu_first))
 
 
-def run_chain(bench: Bench, topic: str, total: int, keyed: int, maps: int) -> dict:
+def _spawned(target, *args):
+    """What `target(*args, out)` puts on `out`, run in a spawned process (a fresh interpreter
+    and heap for each measurement)."""
     mp = multiprocessing.get_context("spawn")
     out = mp.Queue()
-    env = bench.env(topic, bench.prefix)
-    proc = mp.Process(target=_run_chain, args=(env, topic, f"{bench.prefix}-k{keyed}m{maps}",
-                                               keyed, maps, out))
+    proc = mp.Process(target=target, args=(*args, out))
     proc.start()
-    seconds, cpu = out.get(timeout=3600)
+    result = out.get(timeout=3600)
     proc.join()
+    return result
+
+
+def run_chain(bench: Bench, topic: str, total: int, keyed: int, maps: int) -> dict:
+    seconds, cpu = _spawned(_run_chain, bench.env(topic, bench.prefix), topic,
+                            f"{bench.prefix}-k{keyed}m{maps}", keyed, maps)
     return {"keyed": keyed, "maps": maps, "events_per_s": total / max(1e-9, seconds),
             "cpu_us_per_event": cpu / max(1, total) * 1e6}
 
@@ -267,12 +273,7 @@ def _probe(settings_env: dict, lines: list[bytes], out) -> None:
 
 
 def probe(bench: Bench, topic: str, lines: list[bytes]) -> dict:
-    mp = multiprocessing.get_context("spawn")
-    out = mp.Queue()
-    proc = mp.Process(target=_probe, args=(bench.env(topic, f"{bench.prefix}-probe"), lines, out))
-    proc.start()
-    counts, seconds, cpu = out.get(timeout=3600)
-    proc.join()
+    counts, seconds, cpu = _spawned(_probe, bench.env(topic, f"{bench.prefix}-probe"), lines)
     return {**shape(counts, len(lines)), "events": len(lines),
             "events_per_s": len(lines) / max(1e-9, seconds),
             "cpu_us_per_event": cpu / max(1, len(lines)) * 1e6}
